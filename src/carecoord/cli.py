@@ -1,0 +1,30 @@
+"""The `carecoord` command. Subcommands live beside the code they drive."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Care coordination on FHIR and Kafka.")
+
+
+@app.command()
+def version() -> None:
+    """Print the carecoord version."""
+    from carecoord import __version__
+
+    typer.echo(__version__)
+
+
+def _register() -> None:
+    from carecoord.events import commands as event_commands
+    from carecoord.handlers import commands as handler_commands
+
+    event_commands.register(app)
+    handler_commands.register(app)
+
+
+_register()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

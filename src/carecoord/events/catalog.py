@@ -1,0 +1,127 @@
+"""The v1 event catalog (public contract: fields may be added, never renamed or removed).
+
+Each event type maps to a pydantic model of its `data`. Extra fields are allowed (forward
+compatibility); the fields below are validated strictly enough that a handler can trust them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from carecoord.errors import MalformedEvent
+from carecoord.events.envelope import CloudEvent
+
+Program = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]
+Channel = Literal["phone", "sms", "video", "letter", "portal"]
+Outcome = Literal["answered", "no-answer", "voicemail", "wrong-number", "declined"]
+TaskStatus = Literal[
+    "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
+    "in-progress", "on-hold", "failed", "completed", "entered-in-error",
+]  # fmt: skip
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class PatientEnrolled(EventData):
+    program: Program
+    provider: str = Field(pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
+    care_manager: str | None = Field(default=None, pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
+    conditions: list[str] = Field(default_factory=list)
+    start: date
+
+
+class OutreachAttempted(EventData):
+    channel: Channel
+    outcome: Outcome
+    attempted_at: datetime
+    by: str
+    outreach: str | None = Field(
+        default=None, pattern=r"^CommunicationRequest/[A-Za-z0-9\-.]{1,64}$"
+    )
+    duration_minutes: float | None = Field(default=None, ge=0)
+
+
+class SdohNeedIdentified(EventData):
+    domain: str = Field(min_length=1)
+    evidence: str | None = None
+    postal_code: str = Field(min_length=1)
+    language: str | None = None
+    consent_to_contact: bool
+
+
+class ReferralStatusChanged(EventData):
+    task: str = Field(pattern=r"^Task/[A-Za-z0-9\-.]{1,64}$")
+    status: TaskStatus
+    reason: str | None = None
+
+
+class ClinicalQuestion(EventData):
+    question: str = Field(min_length=1)  # PHI: never logged
+    urgency: Literal["routine", "urgent"]
+    raised_by: str
+
+
+class TimeLogged(EventData):
+    program: Program
+    minutes: float = Field(gt=0, le=24 * 60)
+    activity: str
+    by: str
+    performed_at: datetime
+
+
+class OutreachDue(EventData):
+    period_start: date
+    period_end: date
+
+
+class TaskOverdue(EventData):
+    task: str
+
+
+T = TypeVar("T", bound="EventData")
+
+INBOUND: dict[str, type[EventData]] = {
+    "carecoord.patient.enrolled": PatientEnrolled,
+    "carecoord.outreach.attempted": OutreachAttempted,
+    "carecoord.sdoh.need-identified": SdohNeedIdentified,
+    "carecoord.referral.status-changed": ReferralStatusChanged,
+    "carecoord.clinical.question": ClinicalQuestion,
+    "carecoord.time.logged": TimeLogged,
+    "carecoord.outreach.due": OutreachDue,
+    "carecoord.task.overdue": TaskOverdue,
+}
+
+OUTBOUND_TYPES = (
+    "carecoord.outreach.escalated",
+    "carecoord.referral.created",
+    "carecoord.referral.unmatched",
+    "carecoord.clinical.routed",
+    "carecoord.billing.threshold-reached",
+)
+
+
+def parse_data(event: CloudEvent, model: type[T]) -> T:
+    """Validate `event.data`; raise MalformedEvent naming the bad fields (never their values)."""
+    try:
+        return model.model_validate(event.data)
+    except ValidationError as exc:
+        fields = "; ".join(
+            ".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors()
+        )
+        raise MalformedEvent(
+            f"invalid data for {event.type}: {fields}", event_id=event.id, event_type=event.type
+        ) from exc
+
+
+def require_patient(event: CloudEvent) -> str:
+    pid = event.patient_id
+    if not pid:
+        raise MalformedEvent(
+            "subject must be 'Patient/<id>'", event_id=event.id, event_type=event.type
+        )
+    return pid

@@ -1,0 +1,95 @@
+"""FHIR errors: an OperationOutcome (or its absence) turned into a small typed hierarchy.
+
+Messages name the request (method + path, never the query string, which may hold PHI) and the
+issues' severity, code, diagnostics and FHIRPath expressions. Secrets never appear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from carecoord.errors import CarecoordError
+
+
+@dataclass(frozen=True)
+class Issue:
+    severity: str
+    code: str
+    diagnostics: str | None = None
+    expression: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        where = f" at {', '.join(self.expression)}" if self.expression else ""
+        what = f": {self.diagnostics}" if self.diagnostics else ""
+        return f"{self.severity}/{self.code}{where}{what}"
+
+
+class FhirError(CarecoordError):
+    """Any failure talking to a FHIR server. `transient` errors are worth retrying."""
+
+    transient: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request: str | None = None,
+        issues: tuple[Issue, ...] = (),
+        resource: str | None = None,
+    ) -> None:
+        self.status = status
+        self.request = request
+        self.issues = issues
+        detail = "; ".join(str(i) for i in issues)
+        super().__init__(
+            f"{message}: {detail}" if detail else message,
+            status=status,
+            request=request,
+            resource=resource,
+        )
+
+
+class FhirNotFound(FhirError):
+    """404."""
+
+
+class FhirGone(FhirError):
+    """410: the resource was deleted."""
+
+
+class FhirConflict(FhirError):
+    """409: a concurrent change; re-read and retry."""
+
+
+class FhirPreconditionFailed(FhirConflict):
+    """412: If-Match did not match the current version (or a conditional matched several)."""
+
+
+class FhirInvalid(FhirError):
+    """400/422: the server rejected the resource or request; `issues` say what and where."""
+
+
+class FhirUnauthorized(FhirError):
+    """401."""
+
+
+class FhirForbidden(FhirError):
+    """403."""
+
+
+class FhirServerError(FhirError):
+    """5xx (502/503/504 and 429 are transient)."""
+
+    transient = True
+
+
+class FhirTransportError(FhirError):
+    """Connect error, timeout, broken connection."""
+
+    transient = True
+
+
+class FhirResponseInvalid(FhirError):
+    """The server answered something that is not valid FHIR (bad JSON, a non-FHIR error page, a
+    resource that fails validation). Names the resource type and the failing elements."""

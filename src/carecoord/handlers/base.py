@@ -1,0 +1,119 @@
+"""The handler contract: event + read-only context -> effects. Handlers do no I/O of their own.
+
+The runtime applies one event's `FhirWrite`s as ONE transaction Bundle (creates conditional on the
+resource's business identifier, updates version-checked with If-Match), then produces the `Emit`s,
+then marks the offset done.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from fhir.resources.R4B.resource import Resource
+
+from carecoord.events.envelope import CloudEvent
+
+# Namespace for deterministic urn:uuid fullUrls inside a transaction bundle.
+_URN_NAMESPACE = uuid.UUID("5f0c1f9e-6b7a-4c1e-9a55-0c2f7c6d2a10")
+
+
+def urn_for(system: str, value: str) -> str:
+    """Deterministic transaction-local fullUrl for the resource with identifier system|value."""
+    return f"urn:uuid:{uuid.uuid5(_URN_NAMESPACE, f'{system}|{value}')}"
+
+
+@dataclass(frozen=True)
+class Create:
+    """Create `resource` unless one with its business identifier exists (If-None-Exist).
+
+    Other writes in the same effects may reference it by `full_url` (a urn:uuid); the server
+    resolves the reference to the new or the already-existing resource.
+    """
+
+    resource: Resource
+    identifier_system: str
+    identifier_value: str
+
+    @property
+    def full_url(self) -> str:
+        return urn_for(self.identifier_system, self.identifier_value)
+
+    @property
+    def if_none_exist(self) -> str:
+        return f"identifier={self.identifier_system}|{self.identifier_value}"
+
+
+@dataclass(frozen=True)
+class Update:
+    """Replace an existing resource; `version_id` is sent as If-Match (412 -> re-read, re-run)."""
+
+    resource: Resource
+    version_id: str | None
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An event to produce on the outbound topic after the FHIR writes are durable.
+
+    `id` must be deterministic (derived from the triggering event id) so a replay emits the same id
+    and consumers downstream can deduplicate.
+    """
+
+    type: str
+    subject: str
+    data: Mapping[str, Any]
+    id: str
+
+
+FhirWrite = Create | Update
+
+
+@dataclass
+class Effects:
+    writes: list[FhirWrite] = field(default_factory=list)
+    emits: list[Emit] = field(default_factory=list)
+
+    def create(self, resource: Resource, system: str, value: str) -> str:
+        """Add a conditional create; return the reference to use for it inside this transaction."""
+        c = Create(resource, system, value)
+        self.writes.append(c)
+        return c.full_url
+
+    def update(self, resource: Resource, version_id: str | None) -> None:
+        self.writes.append(Update(resource, version_id))
+
+    def emit(self, type: str, subject: str, data: Mapping[str, Any], id: str) -> None:
+        self.emits.append(Emit(type, subject, dict(data), id))
+
+    def extend(self, other: Effects) -> None:
+        self.writes.extend(other.writes)
+        self.emits.extend(other.emits)
+
+
+class FhirReader(Protocol):
+    """The read-only FHIR view a handler gets. Returns fhir.resources objects (R4B by default)."""
+
+    def read(self, resource_type: str, resource_id: str) -> Resource: ...
+
+    def search(
+        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+    ) -> list[Resource]:
+        """All matches (every page followed); `_include`d resources are returned too."""
+        ...
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    fhir: FhirReader
+    config: Mapping[str, Any]
+    clock: Callable[[], datetime]
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+Handler = Callable[[CloudEvent, HandlerContext], Effects]

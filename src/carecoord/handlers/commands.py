@@ -1,0 +1,9 @@
+"""CLI: `carecoord sweep`, `carecoord directory import`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the root app."""

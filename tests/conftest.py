@@ -1,0 +1,47 @@
+"""Session-wide real servers: a Kafka-protocol broker (tansu) and a FHIR R4 server (sekmet).
+
+Set CARECOORD_KAFKA_BOOTSTRAP / CARECOORD_FHIR_BASE_URL to run the integration tests against
+external ones instead. Tests get unique topic names and group ids so they never share state.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from carecoord.local import LocalFhir, LocalKafka, start_fhir, start_kafka
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    external = os.environ.get("CARECOORD_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    broker: LocalKafka = start_kafka()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def fhir_base_url() -> Iterator[str]:
+    external = os.environ.get("CARECOORD_FHIR_BASE_URL")
+    if external:
+        yield external.rstrip("/")
+        return
+    server: LocalFhir = start_fhir()
+    try:
+        yield server.base_url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for topic names, group ids and business identifiers of one test."""
+    return uuid.uuid4().hex[:10]
