@@ -7,6 +7,11 @@ import typer
 app = typer.Typer(no_args_is_help=True, help="Care coordination on FHIR and Kafka.")
 
 
+@app.callback()
+def _root() -> None:
+    """Care coordination on FHIR and Kafka."""
+
+
 @app.command()
 def version() -> None:
     """Print the carecoord version."""
