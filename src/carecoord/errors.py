@@ -39,3 +39,8 @@ class MalformedEvent(EventError):
 
 class HandlerError(EventError):
     """A handler could not produce effects for an otherwise valid event."""
+
+
+def describe_validation(exc: Any) -> str:
+    """Summarise a pydantic ValidationError by location and message, never by input value (PHI)."""
+    return "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors())

@@ -11,7 +11,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from carecoord.errors import MalformedEvent
+from carecoord.errors import MalformedEvent, describe_validation
 from carecoord.events.envelope import CloudEvent
 
 Program = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]
@@ -110,9 +110,7 @@ def parse_data(event: CloudEvent, model: type[T]) -> T:
     try:
         return model.model_validate(event.data)
     except ValidationError as exc:
-        fields = "; ".join(
-            ".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors()
-        )
+        fields = describe_validation(exc)
         raise MalformedEvent(
             f"invalid data for {event.type}: {fields}", event_id=event.id, event_type=event.type
         ) from exc

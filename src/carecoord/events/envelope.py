@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from carecoord.errors import MalformedEvent
+from carecoord.errors import MalformedEvent, describe_validation
 
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "urn:carecoord"
@@ -65,9 +65,7 @@ class CloudEvent(BaseModel):
         try:
             return cls.model_validate(obj)
         except ValidationError as exc:
-            fields = ", ".join(
-                ".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors()
-            )
+            fields = describe_validation(exc)
             raise MalformedEvent(
                 f"not a CloudEvent: {fields}", event_id=_safe_id(obj.get("id"))
             ) from exc
