@@ -1,0 +1,365 @@
+"""Every code and system URL carecoord writes, in one place.
+
+Constants are `Code(system, code, display)`; `Code.coding(version)` / `Code.concept(version)` build
+the fhir.resources Coding / CodeableConcept and `Code.json()` the plain dict, for builders that
+assemble JSON first. Sources are named next to each group. carecoord's own code systems live under
+`CARECOORD_BASE` (used where no published code system fits, e.g. the program of a CarePlan).
+
+Shared file: anyone may ADD constants at the end; never rename or remove.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from pydantic import BaseModel
+
+from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
+
+# ---------------------------------------------------------------------------------------------
+# The Code type
+
+
+@dataclass(frozen=True)
+class Code:
+    """One concept of a code system (system | code, display)."""
+
+    system: str
+    code: str
+    display: str | None = None
+
+    def json(self) -> dict[str, str]:
+        out = {"system": self.system, "code": self.code}
+        if self.display:
+            out["display"] = self.display
+        return out
+
+    def concept_json(self, text: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"coding": [self.json()]}
+        if text:
+            out["text"] = text
+        return out
+
+    def coding(self, version: FhirVersion = DEFAULT_VERSION) -> BaseModel:
+        return _datatype("Coding", version).model_validate(self.json())
+
+    def concept(self, text: str | None = None, version: FhirVersion = DEFAULT_VERSION) -> BaseModel:
+        return _datatype("CodeableConcept", version).model_validate(self.concept_json(text))
+
+    def matches(self, coding: Any) -> bool:
+        """True if a Coding (object or dict) has this system and code."""
+        if isinstance(coding, dict):
+            return coding.get("system") == self.system and coding.get("code") == self.code
+        return (
+            getattr(coding, "system", None) == self.system
+            and getattr(coding, "code", None) == self.code
+        )
+
+
+def _datatype(name: str, version: FhirVersion) -> type[BaseModel]:
+    import fhir.resources as r5
+    import fhir.resources.R4B as r4b
+
+    module = r4b if version == "R4" else r5
+    return cast(type[BaseModel], module.get_fhir_model_class(name))
+
+
+def concept_has(concept: Any, code: Code) -> bool:
+    """True if a CodeableConcept (object or dict) carries `code` among its codings."""
+    if concept is None:
+        return False
+    codings = concept.get("coding") if isinstance(concept, dict) else concept.coding
+    return any(code.matches(c) for c in codings or [])
+
+
+# ---------------------------------------------------------------------------------------------
+# Code system URLs
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+CPT = "http://www.ama-assn.org/go/cpt"
+UCUM = "http://unitsofmeasure.org"
+TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
+COMMUNICATION_NOT_DONE_REASON_SYSTEM = (
+    "http://terminology.hl7.org/CodeSystem/communication-not-done-reason"
+)
+COMMUNICATION_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/communication-category"
+PARTICIPATION_MODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
+CONDITION_CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VER_STATUS_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+# US Core condition-category holds health-concern (used by the Gravity IG's Condition examples).
+US_CORE_CONDITION_CATEGORY_SYSTEM = "http://hl7.org/fhir/us/core/CodeSystem/condition-category"
+# US Core category code system (US Core 6+/7): "sdoh" for Conditions/Observations/ServiceRequests.
+US_CORE_CATEGORY_SYSTEM = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
+US_CORE_CAREPLAN_CATEGORY_SYSTEM = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+SDOHCC_TEMPORARY_CODES = (
+    "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
+)
+GOAL_ACHIEVEMENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+CARE_TEAM_CATEGORY_SYSTEM = LOINC
+CHARGEITEM_BILLINGCODES_SYSTEM = CPT
+ORGANIZATION_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/organization-type"
+
+# carecoord's own namespace. Identifier systems are IDENTIFIER_SYSTEM_BASE + kind (see
+# carecoord.fhir.identifiers); code systems CODESYSTEM_BASE + name.
+CARECOORD_BASE = "https://carecoord.dev/fhir"
+IDENTIFIER_SYSTEM_BASE = f"{CARECOORD_BASE}/identifier/"
+CODESYSTEM_BASE = f"{CARECOORD_BASE}/CodeSystem/"
+CARE_PROGRAM_SYSTEM = f"{CODESYSTEM_BASE}care-program"
+TASK_TYPE_SYSTEM = f"{CODESYSTEM_BASE}task-type"
+TASK_BUSINESS_STATUS_SYSTEM = f"{CODESYSTEM_BASE}task-business-status"
+TASK_STATUS_REASON_SYSTEM = f"{CODESYSTEM_BASE}task-status-reason"
+OUTREACH_OUTCOME_SYSTEM = f"{CODESYSTEM_BASE}outreach-outcome"
+
+# ---------------------------------------------------------------------------------------------
+# HL7 task-code (http://hl7.org/fhir/CodeSystem/task-code)
+
+TASK_FULFILL = Code(TASK_CODE_SYSTEM, "fulfill", "Fulfill the focal request")
+TASK_APPROVE = Code(TASK_CODE_SYSTEM, "approve", "Activate/approve the focal resource")
+TASK_ABORT = Code(TASK_CODE_SYSTEM, "abort", "Mark the focal resource as no longer active")
+
+# ---------------------------------------------------------------------------------------------
+# Communication: not-done reasons, categories, media
+
+NOT_DONE_UNKNOWN = Code(COMMUNICATION_NOT_DONE_REASON_SYSTEM, "unknown", "Unknown")
+NOT_DONE_SYSTEM_ERROR = Code(COMMUNICATION_NOT_DONE_REASON_SYSTEM, "system-error", "System Error")
+NOT_DONE_INVALID_PHONE = Code(
+    COMMUNICATION_NOT_DONE_REASON_SYSTEM, "invalid-phone-number", "Invalid Phone Number"
+)
+NOT_DONE_RECIPIENT_UNAVAILABLE = Code(
+    COMMUNICATION_NOT_DONE_REASON_SYSTEM, "recipient-unavailable", "Recipient Unavailable"
+)
+NOT_DONE_FAMILY_OBJECTION = Code(
+    COMMUNICATION_NOT_DONE_REASON_SYSTEM, "family-objection", "Family Objection"
+)
+NOT_DONE_PATIENT_OBJECTION = Code(
+    COMMUNICATION_NOT_DONE_REASON_SYSTEM, "patient-objection", "Patient Objection"
+)
+
+# Outreach outcome (catalog `outcome`) -> Communication status + statusReason.
+# None = the outreach reached the patient (status completed).
+OUTREACH_OUTCOME_NOT_DONE_REASON: dict[str, Code | None] = {
+    "answered": None,
+    "no-answer": NOT_DONE_RECIPIENT_UNAVAILABLE,
+    "voicemail": NOT_DONE_RECIPIENT_UNAVAILABLE,
+    "wrong-number": NOT_DONE_INVALID_PHONE,
+    "declined": NOT_DONE_PATIENT_OBJECTION,
+}
+
+COMM_CATEGORY_ALERT = Code(COMMUNICATION_CATEGORY_SYSTEM, "alert", "Alert")
+COMM_CATEGORY_NOTIFICATION = Code(COMMUNICATION_CATEGORY_SYSTEM, "notification", "Notification")
+COMM_CATEGORY_REMINDER = Code(COMMUNICATION_CATEGORY_SYSTEM, "reminder", "Reminder")
+COMM_CATEGORY_INSTRUCTION = Code(COMMUNICATION_CATEGORY_SYSTEM, "instruction", "Instruction")
+
+# v3-ParticipationMode (the binding of Communication[Request].medium).
+MODE_PHONE = Code(PARTICIPATION_MODE_SYSTEM, "PHONE", "telephone")
+MODE_VIDEO = Code(PARTICIPATION_MODE_SYSTEM, "VIDEOCONF", "videoconferencing")
+MODE_MAIL = Code(PARTICIPATION_MODE_SYSTEM, "MAILWRIT", "mail")
+MODE_ONLINE = Code(PARTICIPATION_MODE_SYSTEM, "ONLINEWRIT", "online written")
+MODE_WRITTEN = Code(PARTICIPATION_MODE_SYSTEM, "WRITTEN", "written")
+
+# Outreach channel (catalog `channel`) -> medium. ParticipationMode has no SMS code: an SMS is
+# written (WRITTEN); builders add the channel as CodeableConcept.text so it is not lost.
+CHANNEL_MEDIUM: dict[str, Code] = {
+    "phone": MODE_PHONE,
+    "sms": MODE_WRITTEN,
+    "video": MODE_VIDEO,
+    "letter": MODE_MAIL,
+    "portal": MODE_ONLINE,
+}
+
+# ---------------------------------------------------------------------------------------------
+# Care programs (CarePlan.category). No published code system names these Medicare
+# care-management programs, so carecoord defines CARE_PROGRAM_SYSTEM; every CarePlan also carries
+# US Core's "assess-plan" category so US Core clients find it.
+
+CAREPLAN_ASSESS_PLAN = Code(
+    US_CORE_CAREPLAN_CATEGORY_SYSTEM, "assess-plan", "Assessment and Plan of Treatment"
+)
+PROGRAM_CCM = Code(CARE_PROGRAM_SYSTEM, "CCM", "Chronic Care Management")
+PROGRAM_PCM = Code(CARE_PROGRAM_SYSTEM, "PCM", "Principal Care Management")
+PROGRAM_RPM = Code(CARE_PROGRAM_SYSTEM, "RPM", "Remote Patient Monitoring")
+PROGRAM_TCM = Code(CARE_PROGRAM_SYSTEM, "TCM", "Transitional Care Management")
+PROGRAM_BHI = Code(CARE_PROGRAM_SYSTEM, "BHI", "Behavioral Health Integration")
+PROGRAM_APCM = Code(CARE_PROGRAM_SYSTEM, "APCM", "Advanced Primary Care Management")
+PROGRAMS: dict[str, Code] = {
+    c.code: c
+    for c in (PROGRAM_CCM, PROGRAM_PCM, PROGRAM_RPM, PROGRAM_TCM, PROGRAM_BHI, PROGRAM_APCM)
+}
+
+# ---------------------------------------------------------------------------------------------
+# Roles and teams
+
+ROLE_CARE_COORDINATOR = Code(SNOMED, "768820003", "Care coordinator")
+ROLE_PRIMARY_CARE_PHYSICIAN = Code(SNOMED, "446050000", "Primary care physician")
+CARE_TEAM_LONGITUDINAL = Code(
+    LOINC, "LA27976-2", "Longitudinal care-coordination focused care team"
+)
+
+# ---------------------------------------------------------------------------------------------
+# Conditions (Gravity SDOHCC Condition: category health-concern + the SDOH domain)
+
+CONDITION_HEALTH_CONCERN = Code(
+    US_CORE_CONDITION_CATEGORY_SYSTEM, "health-concern", "Health Concern"
+)
+CONDITION_SDOH = Code(US_CORE_CATEGORY_SYSTEM, "sdoh", "SDOH")
+CONDITION_ACTIVE = Code(CONDITION_CLINICAL_SYSTEM, "active", "Active")
+CONDITION_RESOLVED = Code(CONDITION_CLINICAL_SYSTEM, "resolved", "Resolved")
+CONDITION_CONFIRMED = Code(CONDITION_VER_STATUS_SYSTEM, "confirmed", "Confirmed")
+CONDITION_UNCONFIRMED = Code(CONDITION_VER_STATUS_SYSTEM, "unconfirmed", "Unconfirmed")
+
+GOAL_IN_PROGRESS = Code(GOAL_ACHIEVEMENT_SYSTEM, "in-progress", "In Progress")
+
+# ---------------------------------------------------------------------------------------------
+# SDOH (Gravity SDOH Clinical Care IG)
+
+SR_CATEGORY_SOCIAL_SERVICE = Code(SNOMED, "410606002", "Social service procedure")
+HUNGER_VITAL_SIGN = Code(LOINC, "88121-9", "Hunger Vital Sign [HVS]")
+REFERRAL_TO_SERVICE = Code(SNOMED, "306206005", "Referral to service")
+
+
+@dataclass(frozen=True)
+class SdohDomain:
+    """One Gravity SDOH domain (category code) and the codes carecoord writes for it.
+
+    conditions: Condition.code codings (SNOMED finding and/or ICD-10-CM Z code); goal:
+    Goal.description (a SNOMED code where Gravity shows one, else `goal_text` alone); service:
+    ServiceRequest.code of a referral to a community resource in this domain (a domain-specific
+    SNOMED procedure where Gravity shows one, else the generic "Referral to service").
+    """
+
+    category: Code
+    conditions: tuple[Code, ...]
+    goal_text: str
+    goal: Code | None = None
+    service: Code = REFERRAL_TO_SERVICE
+
+    @property
+    def key(self) -> str:
+        return self.category.code
+
+    @property
+    def condition(self) -> Code:
+        """The primary Condition.code coding."""
+        return self.conditions[0]
+
+
+def _sdoh(code: str, display: str) -> Code:
+    return Code(SDOHCC_TEMPORARY_CODES, code, display)
+
+
+# Verified against the Gravity SDOH Clinical Care IG examples (food) and published SNOMED/ICD-10-CM
+# codes (others). Extend by adding SdohDomain constants and putting them in SDOH_DOMAINS.
+SDOH_FOOD_INSECURITY = SdohDomain(
+    category=_sdoh("food-insecurity", "Food Insecurity"),
+    conditions=(
+        Code(SNOMED, "733423003", "Food insecurity"),
+        Code(ICD10CM, "Z59.41", "Food insecurity"),
+    ),
+    goal=Code(SNOMED, "1078229009", "Food security"),
+    goal_text="Food security",
+    service=Code(SNOMED, "467771000124109", "Assistance with application for food pantry program"),
+)
+SDOH_HOUSING_INSTABILITY = SdohDomain(
+    category=_sdoh("housing-instability", "Housing Instability"),
+    conditions=(
+        Code(SNOMED, "1156191002", "Housing instability"),
+        Code(ICD10CM, "Z59.819", "Housing instability, housed unspecified"),
+    ),
+    goal_text="Stably housed",
+)
+SDOH_HOMELESSNESS = SdohDomain(
+    category=_sdoh("homelessness", "Homelessness"),
+    conditions=(Code(SNOMED, "32911000", "Homeless"), Code(ICD10CM, "Z59.00", "Homelessness")),
+    goal_text="Housed",
+)
+SDOH_TRANSPORTATION_INSECURITY = SdohDomain(
+    category=_sdoh("transportation-insecurity", "Transportation Insecurity"),
+    conditions=(
+        Code(SNOMED, "713458007", "Lack of access to transportation"),
+        Code(ICD10CM, "Z59.82", "Transportation insecurity"),
+    ),
+    goal_text="Transportation security",
+)
+SDOH_UTILITY_INSECURITY = SdohDomain(
+    category=_sdoh("utility-insecurity", "Utility Insecurity"),
+    conditions=(Code(ICD10CM, "Z59.12", "Inadequate housing utilities"),),
+    goal_text="Utility security",
+)
+SDOH_FINANCIAL_INSECURITY = SdohDomain(
+    category=_sdoh("financial-insecurity", "Financial Insecurity"),
+    conditions=(Code(ICD10CM, "Z59.86", "Financial insecurity"),),
+    goal_text="Financial security",
+)
+SDOH_SOCIAL_CONNECTION = SdohDomain(
+    category=_sdoh("social-connection", "Social Connection"),
+    conditions=(Code(ICD10CM, "Z60.2", "Problems related to living alone"),),
+    goal_text="Adequate social connection",
+)
+SDOH_UNSPECIFIED = _sdoh("sdoh-category-unspecified", "SDOH Category Unspecified")
+
+SDOH_DOMAINS: dict[str, SdohDomain] = {
+    d.key: d
+    for d in (
+        SDOH_FOOD_INSECURITY,
+        SDOH_HOUSING_INSTABILITY,
+        SDOH_HOMELESSNESS,
+        SDOH_TRANSPORTATION_INSECURITY,
+        SDOH_UTILITY_INSECURITY,
+        SDOH_FINANCIAL_INSECURITY,
+        SDOH_SOCIAL_CONNECTION,
+    )
+}
+
+# ---------------------------------------------------------------------------------------------
+# Billing (ChargeItem.code, CPT)
+
+CPT_CCM_FIRST_20 = Code(CPT, "99490", "CCM, first 20 minutes of clinical staff time")
+CPT_CCM_EACH_ADDL_20 = Code(CPT, "99439", "CCM, each additional 20 minutes")
+CPT_COMPLEX_CCM_FIRST_60 = Code(CPT, "99487", "Complex CCM, first 60 minutes")
+CPT_COMPLEX_CCM_EACH_ADDL_30 = Code(CPT, "99489", "Complex CCM, each additional 30 minutes")
+CPT_PCM_FIRST_30 = Code(CPT, "99426", "PCM, first 30 minutes of clinical staff time")
+CPT_PCM_EACH_ADDL_30 = Code(CPT, "99427", "PCM, each additional 30 minutes")
+CPT_RPM_FIRST_20 = Code(CPT, "99457", "RPM treatment management, first 20 minutes")
+CPT_RPM_EACH_ADDL_20 = Code(CPT, "99458", "RPM treatment management, each additional 20 minutes")
+BILLING_CODES: dict[str, Code] = {
+    c.code: c
+    for c in (
+        CPT_CCM_FIRST_20,
+        CPT_CCM_EACH_ADDL_20,
+        CPT_COMPLEX_CCM_FIRST_60,
+        CPT_COMPLEX_CCM_EACH_ADDL_30,
+        CPT_PCM_FIRST_30,
+        CPT_PCM_EACH_ADDL_30,
+        CPT_RPM_FIRST_20,
+        CPT_RPM_EACH_ADDL_20,
+    )
+}
+
+# ---------------------------------------------------------------------------------------------
+# carecoord task types (Task.code for care-management work) and business statuses
+
+TASK_MEDICATION_RECONCILIATION = Code(
+    TASK_TYPE_SYSTEM, "medication-reconciliation", "Medication reconciliation"
+)
+TASK_ASSESSMENT = Code(TASK_TYPE_SYSTEM, "assessment", "Care-management assessment")
+TASK_CARE_PLAN_REVIEW = Code(TASK_TYPE_SYSTEM, "care-plan-review", "Care plan review")
+TASK_OUTREACH_ESCALATION = Code(
+    TASK_TYPE_SYSTEM, "outreach-escalation", "Escalation of unanswered outreach"
+)
+TASK_CLINICAL_REVIEW = Code(TASK_TYPE_SYSTEM, "clinical-review", "Clinical review by provider")
+WORK_TASK_TYPES: dict[str, Code] = {
+    c.code: c for c in (TASK_MEDICATION_RECONCILIATION, TASK_ASSESSMENT, TASK_CARE_PLAN_REVIEW)
+}
+
+# Task.statusReason codes (no published code system covers these; text is always set too).
+REASON_OVERDUE = Code(TASK_STATUS_REASON_SYSTEM, "overdue", "Past its due date")
+REASON_NO_CAPACITY = Code(TASK_STATUS_REASON_SYSTEM, "no-capacity", "Recipient has no capacity")
+REASON_PATIENT_DECLINED = Code(TASK_STATUS_REASON_SYSTEM, "patient-declined", "Patient declined")
+REASON_UNREACHABLE = Code(TASK_STATUS_REASON_SYSTEM, "unreachable", "Patient could not be reached")
+REASON_OTHER = Code(TASK_STATUS_REASON_SYSTEM, "other", "Other")
+
+# Task input/output types for carecoord tasks (the clinical question text rides in Task.input).
+TASK_INPUT_QUESTION = Code(TASK_TYPE_SYSTEM, "question", "Question for the provider")
