@@ -1,0 +1,123 @@
+"""Glue between the runtime and the handlers: one event -> handlers -> ONE FHIR transaction.
+
+`HandlerProcessor` runs every enabled handler for the event's type against a read-only FHIR view,
+merges their effects, applies all writes as one transaction and returns the emits for the runtime
+to produce. A version conflict (412/409) means a handler read a stale resource: re-run the handlers
+(they read again) a few times, then give up with a transient error so the runtime retries later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir.errors import FhirConflict
+from carecoord.handlers.base import Effects, Emit, FhirReader, FhirWrite, HandlerContext
+from carecoord.handlers.registry import HandlerSpec
+
+log = logging.getLogger(__name__)
+
+
+class TransactionalFhir(FhirReader, Protocol):
+    """What the processor needs from a FHIR client: reads plus one-transaction writes."""
+
+    def apply(self, writes: Sequence[FhirWrite]) -> object: ...
+
+
+class ConflictRetriesExhausted(FhirConflict):
+    """The handlers' writes kept conflicting with concurrent changes; worth retrying later."""
+
+    transient = True
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class HandlerProcessor:
+    """Implements the runtime's EventProcessor protocol with a table of handlers."""
+
+    def __init__(
+        self,
+        handlers: Sequence[HandlerSpec],
+        fhir: TransactionalFhir,
+        *,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        max_conflict_retries: int = 3,
+        observe_handler: Callable[[str, float], None] | None = None,
+    ) -> None:
+        """`config` maps handler name -> its merged configuration (default: the spec's defaults).
+        `observe_handler(name, seconds)` is called after each handler run (for metrics)."""
+        self._by_type: dict[str, list[HandlerSpec]] = {}
+        for spec in handlers:
+            for event_type in spec.event_types:
+                self._by_type.setdefault(event_type, []).append(spec)
+        self._fhir = fhir
+        self._config = {s.name: (config or {}).get(s.name, s.default_config) for s in handlers}
+        self._clock = clock
+        self._max_conflict_retries = max_conflict_retries
+        self._observe = observe_handler
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        return frozenset(self._by_type)
+
+    def process(self, event: CloudEvent) -> Sequence[Emit]:
+        specs = self._by_type.get(event.type)
+        if not specs:
+            raise MalformedEvent(
+                "no enabled handler for this event type",
+                event_id=event.id,
+                event_type=event.type,
+            )
+        attempt = 0
+        while True:
+            effects = self._run(specs, event)
+            if not effects.writes:
+                return list(effects.emits)
+            try:
+                self._fhir.apply(effects.writes)
+            except FhirConflict as exc:
+                attempt += 1
+                if attempt > self._max_conflict_retries:
+                    raise ConflictRetriesExhausted(
+                        f"event {event.id} ({event.type}) still conflicts after "
+                        f"{self._max_conflict_retries} re-runs",
+                        status=exc.status,
+                        request=exc.request,
+                    ) from exc
+                log.info(
+                    "version conflict; re-running handlers",
+                    extra={"event_id": event.id, "event_type": event.type, "attempt": attempt},
+                )
+                continue
+            return list(effects.emits)
+
+    def _run(self, specs: Sequence[HandlerSpec], event: CloudEvent) -> Effects:
+        merged = Effects()
+        for spec in specs:
+            ctx = HandlerContext(fhir=self._fhir, config=self._config[spec.name], clock=self._clock)
+            started = time.perf_counter()
+            try:
+                merged.extend(spec.handle(event, ctx))
+            except CarecoordError:
+                raise
+            except Exception as exc:
+                # A handler bug: dead-letter the event (replayable after a fix). The exception's
+                # text may hold resource content, so only its type is reported.
+                raise HandlerError(
+                    f"handler {spec.name!r} crashed with {type(exc).__name__}",
+                    event_id=event.id,
+                    event_type=event.type,
+                    handler=spec.name,
+                ) from exc
+            finally:
+                if self._observe is not None:
+                    self._observe(spec.name, time.perf_counter() - started)
+        return merged

@@ -1,0 +1,1 @@
+"""The service shell around the runtime: metrics, health endpoints, JSON logs, wiring."""

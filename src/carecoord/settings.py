@@ -1,0 +1,386 @@
+"""Service settings: `CARECOORD_*` environment variables, optionally a TOML or JSON file.
+
+Precedence (highest first): keyword arguments, environment variables, the config file, defaults.
+The file is named by `--config FILE` (the `config_file` argument) or `CARECOORD_CONFIG_FILE`; its
+keys are the setting names below in lower case without the prefix, e.g. ``kafka_bootstrap =
+"broker:9092"``, with per-handler configuration in ``[handlers.<name>]`` tables.
+
+Environment variables (all optional unless marked required):
+
+Kafka
+    CARECOORD_KAFKA_BOOTSTRAP (required)  host:port[,host:port...]
+    CARECOORD_TOPIC_IN / CARECOORD_TOPIC_OUT / CARECOORD_TOPIC_DLQ
+                                          carecoord.events / carecoord.outbound / carecoord.dlq
+    CARECOORD_GROUP_ID                    consumer group, default carecoord
+    CARECOORD_CONCURRENCY                 events in flight at once (across patient keys), default 16
+    CARECOORD_RETRY_BUDGET                seconds spent retrying one transient failure, default 30
+    CARECOORD_DRAIN_TIMEOUT               seconds to finish in-flight work on SIGTERM, default 30
+    CARECOORD_KAFKA_SECURITY_PROTOCOL     PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    CARECOORD_KAFKA_SASL_MECHANISM        PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    CARECOORD_KAFKA_SASL_USERNAME / CARECOORD_KAFKA_SASL_PASSWORD (secret)
+    CARECOORD_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE (PEM paths), CARECOORD_KAFKA_SSL_PASSWORD
+    CARECOORD_KAFKA_OPTIONS               JSON object passed to kafka-python as is,
+                                          e.g. {"session_timeout_ms": 6000}
+FHIR
+    CARECOORD_FHIR_BASE_URL (required)    e.g. http://127.0.0.1:8080/fhir
+    CARECOORD_FHIR_VERSION                R4 (default) | R5
+    CARECOORD_FHIR_TIMEOUT / CARECOORD_FHIR_RETRY_BUDGET   seconds, defaults 10 / 30
+    CARECOORD_FHIR_AUTH                   none | bearer | client-credentials | smart-backend
+    CARECOORD_FHIR_TOKEN (secret)         bearer
+    CARECOORD_FHIR_TOKEN_URL, CARECOORD_FHIR_CLIENT_ID, CARECOORD_FHIR_SCOPE
+                                          client-credentials and smart-backend
+    CARECOORD_FHIR_CLIENT_SECRET (secret) client-credentials
+    CARECOORD_FHIR_PRIVATE_KEY_FILE, CARECOORD_FHIR_KEY_ID, CARECOORD_FHIR_JWT_ALGORITHM
+                                          smart-backend (PEM key, its kid, RS384 | ES384)
+Service
+    CARECOORD_HEALTH_HOST / CARECOORD_HEALTH_PORT   /healthz /readyz /metrics, 0.0.0.0:8000
+                                          (port 0: any free port)
+    CARECOORD_LOG_LEVEL                   DEBUG | INFO | WARNING | ERROR
+    CARECOORD_LOG_FORMAT                  json (default) | text
+    CARECOORD_SWEEPER_INTERVAL            seconds between sweeps of time-based triggers; 0 = off
+Handlers
+    CARECOORD_HANDLERS_ENABLED            comma-separated names; empty = every discovered handler
+    CARECOORD_HANDLERS_DISABLED           comma-separated names to switch off
+    CARECOORD_HANDLER_MODULES             comma-separated extra modules exposing HANDLERS
+    CARECOORD_HANDLERS__<name>__<key>     per-handler configuration, e.g.
+                                          CARECOORD_HANDLERS__outreach__max_unanswered=3
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from carecoord.errors import ConfigError
+
+ENV_PREFIX = "CARECOORD_"
+CONFIG_FILE_ENV = "CARECOORD_CONFIG_FILE"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+FhirAuthKind = Literal["none", "bearer", "client-credentials", "smart-backend"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+NameList = Annotated[list[str], NoDecode]
+
+# How to fix each setting; used in error messages (which never echo the value: it may be secret).
+_HINTS: dict[str, str] = {
+    "kafka_bootstrap": "point it at your Kafka brokers, e.g. 127.0.0.1:9092",
+    "fhir_base_url": "point it at your FHIR server's base URL, e.g. http://127.0.0.1:8080/fhir",
+    "concurrency": "use a whole number from 1 to 1024, e.g. 16",
+    "retry_budget": "use a number of seconds above 0, e.g. 30",
+    "drain_timeout": "use a number of seconds of 0 or more, e.g. 30",
+    "kafka_security_protocol": "use one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+    "kafka_sasl_mechanism": "use one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+    "kafka_options": 'use a JSON object of kafka-python options, e.g. {"session_timeout_ms": 6000}',
+    "fhir_version": "use R4 or R5",
+    "fhir_auth": "use one of none, bearer, client-credentials, smart-backend",
+    "fhir_timeout": "use a number of seconds above 0, e.g. 10",
+    "fhir_retry_budget": "use a number of seconds of 0 or more, e.g. 30",
+    "fhir_jwt_algorithm": "use RS384 or ES384",
+    "health_port": "use a TCP port from 0 to 65535 (0 picks a free one), e.g. 8000",
+    "log_level": "use one of DEBUG, INFO, WARNING, ERROR",
+    "log_format": "use json or text",
+    "sweeper_interval": "use a number of seconds of 0 (off) or more, e.g. 300",
+    "handlers": "set CARECOORD_HANDLERS__<handler>__<key>=value or a [handlers.<handler>] table",
+}
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _split_names(value: Any) -> Any:
+    if isinstance(value, str):
+        return [n.strip() for n in value.split(",") if n.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Validated service settings. Build with `load_settings()` to get `ConfigError`s that say how
+    to fix a bad value; secrets are `SecretStr` and `redacted()` is the view to log."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+    )
+
+    config_file: Path | None = None
+
+    # Kafka
+    kafka_bootstrap: str = Field(min_length=1)
+    topic_in: str = Field("carecoord.events", min_length=1)
+    topic_out: str = Field("carecoord.outbound", min_length=1)
+    topic_dlq: str = Field("carecoord.dlq", min_length=1)
+    group_id: str = Field("carecoord", min_length=1)
+    concurrency: int = Field(16, ge=1, le=1024)
+    retry_budget: float = Field(30.0, gt=0)
+    drain_timeout: float = Field(30.0, ge=0)
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_password: SecretStr | None = None
+    kafka_options: dict[str, Any] = Field(default_factory=dict)
+
+    # FHIR
+    fhir_base_url: str = Field(min_length=1)
+    fhir_version: Literal["R4", "R5"] = "R4"
+    fhir_timeout: float = Field(10.0, gt=0)
+    fhir_retry_budget: float = Field(30.0, ge=0)
+    fhir_auth: FhirAuthKind = "none"
+    fhir_token: SecretStr | None = None
+    fhir_token_url: str | None = None
+    fhir_client_id: str | None = None
+    fhir_client_secret: SecretStr | None = None
+    fhir_scope: str | None = None
+    fhir_private_key_file: Path | None = None
+    fhir_key_id: str | None = None
+    fhir_jwt_algorithm: Literal["RS384", "ES384"] = "RS384"
+
+    # Service
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(8000, ge=0, le=65535)
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    sweeper_interval: float = Field(300.0, ge=0)
+
+    # Handlers
+    handlers_enabled: NameList = Field(default_factory=list)
+    handlers_disabled: NameList = Field(default_factory=list)
+    handler_modules: NameList = Field(default_factory=list)
+    handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("handlers_enabled", "handlers_disabled", "handler_modules", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        return _split_names(v)
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", "log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("fhir_version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("fhir_auth", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("fhir_base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("not an http(s) URL")
+        return v.strip().rstrip("/")
+
+    @field_validator("kafka_sasl_mechanism", "fhir_token_url", "fhir_client_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = getattr(init_settings, "init_kwargs", {}).get("config_file") or os.environ.get(
+            CONFIG_FILE_ENV
+        )
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if path:
+            sources += (_ConfigFileSource(settings_cls, Path(path)),)
+        return sources
+
+    # Derived views ---------------------------------------------------------------------------
+
+    def __repr_args__(self) -> Any:
+        # repr()/str() must be as safe to log as redacted(): URLs may carry user:password@.
+        safe = {"fhir_base_url", "kafka_bootstrap"}
+        view = self.redacted()
+        for key, value in super().__repr_args__():
+            yield key, (view[key] if key in safe else value)
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as JSON-ready data with secrets masked: the view to log."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        data["fhir_base_url"] = _strip_userinfo(self.fhir_base_url)
+        data["kafka_bootstrap"] = ",".join(
+            _strip_userinfo(b) for b in self.kafka_bootstrap.split(",")
+        )
+        return data
+
+    def bootstrap_servers(self) -> list[str]:
+        return [b.strip() for b in self.kafka_bootstrap.split(",") if b.strip()]
+
+    def kafka_config(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for security plus the `kafka_options` passthrough."""
+        cfg: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
+            cfg["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                cfg["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        for key, path in (
+            ("ssl_cafile", self.kafka_ssl_cafile),
+            ("ssl_certfile", self.kafka_ssl_certfile),
+            ("ssl_keyfile", self.kafka_ssl_keyfile),
+        ):
+            if path is not None:
+                cfg[key] = str(path)
+        if self.kafka_ssl_password is not None:
+            cfg["ssl_password"] = self.kafka_ssl_password.get_secret_value()
+        cfg.update(self.kafka_options)
+        return cfg
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Values from a TOML (.toml) or JSON (.json) file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.data = read_config_file(path)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a settings file; keys are setting names (case-insensitive, no prefix)."""
+    fix = f"set --config / {CONFIG_FILE_ENV} to a readable .toml or .json file"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"config file cannot be read ({exc.strerror}): {fix}", path=str(path)
+        ) from exc
+    try:
+        is_json = path.suffix.lower() == ".json"
+        data = json.loads(raw) if is_json else tomllib.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+        raise ConfigError(
+            f"config file is not valid {kind} ({type(exc).__name__}): {fix}", path=str(path)
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file must hold an object/table: {fix}", path=str(path))
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read and validate settings; raise `ConfigError` listing every problem and its fix."""
+    if config_file is not None:
+        overrides["config_file"] = Path(config_file)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(_describe(exc))) from exc
+    problems = check_consistency(settings)
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+    return settings
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = loc[0] if loc else ""
+        name = env_name(field) + "".join(f"__{p}" for p in loc[1:])
+        hint = _HINTS.get(field, "see `carecoord run --help` and the carecoord.settings docs")
+        if err["type"] == "missing":
+            out.append(f"{name} is not set: {hint}")
+        elif err["type"] == "extra_forbidden":
+            out.append(
+                f"{field!r} (config file or argument) is not a carecoord setting: "
+                "remove it or fix its spelling"
+            )
+        else:
+            # The message only, never the input: it may be a secret.
+            out.append(f"{name} is invalid ({err['msg']}): {hint}")
+    return out
+
+
+def check_consistency(s: Settings) -> list[str]:
+    """Cross-field rules (SASL needs credentials, each FHIR auth kind its settings, files exist)."""
+    problems: list[str] = []
+    sasl = s.kafka_security_protocol.startswith("SASL_")
+    if sasl and not s.kafka_sasl_mechanism:
+        problems.append(
+            f"{env_name('kafka_sasl_mechanism')} is not set but "
+            f"{env_name('kafka_security_protocol')}={s.kafka_security_protocol}: "
+            "use one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
+        )
+    if s.kafka_sasl_mechanism and not sasl:
+        problems.append(
+            f"{env_name('kafka_sasl_mechanism')} is set but "
+            f"{env_name('kafka_security_protocol')}={s.kafka_security_protocol}: "
+            "set the protocol to SASL_SSL (or SASL_PLAINTEXT on a trusted network)"
+        )
+    if sasl:
+        for field in ("kafka_sasl_username", "kafka_sasl_password"):
+            if getattr(s, field) is None:
+                problems.append(f"{env_name(field)} is not set: SASL needs a username and password")
+    for field in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        path = getattr(s, field)
+        if path is not None and not Path(path).is_file():
+            problems.append(f"{env_name(field)} names no readable file: give a PEM file's path")
+
+    needs: dict[str, tuple[str, ...]] = {
+        "none": (),
+        "bearer": ("fhir_token",),
+        "client-credentials": ("fhir_token_url", "fhir_client_id", "fhir_client_secret"),
+        "smart-backend": ("fhir_token_url", "fhir_client_id", "fhir_private_key_file"),
+    }
+    for field in needs[s.fhir_auth]:
+        if getattr(s, field) is None:
+            problems.append(
+                f"{env_name(field)} is not set: {env_name('fhir_auth')}={s.fhir_auth} needs it"
+            )
+    if s.fhir_private_key_file is not None and not Path(s.fhir_private_key_file).is_file():
+        problems.append(
+            f"{env_name('fhir_private_key_file')} names no readable file: "
+            "give the path of the PEM private key registered with the authorization server"
+        )
+    for name in s.handlers:
+        if not isinstance(s.handlers[name], dict):
+            problems.append(f"{env_name('handlers')}__{name} must be a table of settings")
+    return problems
+
+
+def _strip_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
