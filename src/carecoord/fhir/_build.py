@@ -1,0 +1,108 @@
+"""Helpers shared by the care-concept builders (care, referral, directory): references, periods,
+codeable concepts, and the final validation into a fhir.resources object of the chosen version."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from fhir.resources.R4B.resource import Resource
+
+from carecoord.fhir.identifiers import business_identifier_json
+from carecoord.fhir.models import FhirVersion, model_class
+from carecoord.fhir.terminology import Code
+
+R = TypeVar("R", bound=Resource)
+
+_REFERENCE = re.compile(r"^(?:[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}|urn:uuid:[0-9a-fA-F-]{36})$")
+
+
+def ref(reference: str, *, expect: str | Iterable[str] | None = None) -> dict[str, str]:
+    """{"reference": ...} for a "Type/id" or "urn:uuid:..." string; checks the type if asked."""
+    if not isinstance(reference, str) or not _REFERENCE.match(reference):
+        raise ValueError(f"not a 'Type/id' or urn:uuid reference: {reference!r}")
+    if expect is not None and not reference.startswith("urn:uuid:"):
+        allowed = {expect} if isinstance(expect, str) else set(expect)
+        rtype = reference.split("/", 1)[0]
+        if rtype not in allowed:
+            raise ValueError(
+                f"reference {reference!r} must point at {' or '.join(sorted(allowed))}"
+            )
+    return {"reference": reference}
+
+
+def instant(value: date | datetime) -> str:
+    """FHIR date or dateTime text; a naive datetime is rejected (FHIR needs a timezone)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("datetimes must be timezone-aware")
+        return value.isoformat()
+    return value.isoformat()
+
+
+def period(start: date | datetime | None, end: date | datetime | None = None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if start is not None:
+        out["start"] = instant(start)
+    if end is not None:
+        out["end"] = instant(end)
+    if start is not None and end is not None and _as_date(end) < _as_date(start):
+        raise ValueError("period end is before its start")
+    return out
+
+
+def _as_date(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def concept(*codes: Code, text: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if codes:
+        out["coding"] = [c.json() for c in codes]
+    if text:
+        out["text"] = text
+    return out
+
+
+def codeable_reference(reference: str, version: FhirVersion) -> dict[str, Any]:
+    """An R4 Reference, or the R5 CodeableReference wrapping it."""
+    return ref(reference) if version == "R4" else {"reference": ref(reference)}
+
+
+def identifiers(kind: str, *parts: str) -> list[dict[str, str]]:
+    return [business_identifier_json(kind, *parts)]
+
+
+def finish(cls: type[R], data: dict[str, Any], version: FhirVersion) -> R:
+    """Validate `data` into the fhir.resources class of its type in `version`.
+
+    The annotation names the R4 (R4B) class; with version="R5" the object is the R5 class of the
+    same resource type (same attribute names for what these builders set).
+    """
+    model = model_class(data["resourceType"], version)
+    resource = model.model_validate(_drop_empty(data))
+    return resource  # type: ignore[return-value]
+
+
+def _drop_empty(value: Any) -> Any:
+    """Drop None/empty elements (FHIR forbids empty ones), innermost first."""
+    if isinstance(value, dict):
+        cleaned = {k: _drop_empty(v) for k, v in value.items()}
+        return {k: v for k, v in cleaned.items() if v not in (None, [], {}, "")}
+    if isinstance(value, list):
+        return [v for v in (_drop_empty(x) for x in value) if v not in (None, [], {}, "")]
+    return value
+
+
+def ref_id(reference: str) -> str:
+    """The id part of "Type/id" (or the whole urn:uuid), for business keys."""
+    return reference.rsplit("/", 1)[-1] if not reference.startswith("urn:") else reference
+
+
+def month_period(day: date) -> tuple[date, date]:
+    """First and last day of the calendar month containing `day`."""
+    start = day.replace(day=1)
+    nxt = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+    return start, date.fromordinal(nxt.toordinal() - 1)
