@@ -1,0 +1,170 @@
+"""Builders for the community resource directory: Organization (the community-based
+organisation, CBO), Location (where it serves) and HealthcareService (what it offers: SDOH
+domains, languages, service area by postal code).
+
+Identifiers come from the directory source: kind organization/location/healthcare-service, value
+`source : source_id` (e.g. "hsds-211:org-42"), so re-importing the same directory updates nothing
+and duplicates nothing. All arguments are keyword-only; `version` selects R4 (default) or R5 (R5
+moved telecom/address into `contact`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fhir.resources.R4B.healthcareservice import HealthcareService
+from fhir.resources.R4B.location import Location
+from fhir.resources.R4B.organization import Organization
+
+from carecoord.fhir import terminology as t
+from carecoord.fhir._build import concept, finish, identifiers, ref
+from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
+
+LANGUAGE_SYSTEM = "urn:ietf:bcp:47"
+# Postal codes a HealthcareService serves (HealthcareService.characteristic), so a referral can
+# find services for a patient's postal code with `characteristic=<system>|<postal code>`.
+SERVICE_AREA_SYSTEM = f"{t.CODESYSTEM_BASE}service-area-postal-code"
+
+
+def _telecom(phone: str | None, email: str | None, url: str | None) -> list[dict[str, str]]:
+    out = []
+    for system, value in (("phone", phone), ("email", email), ("url", url)):
+        if value:
+            out.append({"system": system, "value": value, "use": "work"})
+    return out
+
+
+def _address(
+    lines: Sequence[str], city: str | None, state: str | None, postal_code: str | None
+) -> dict[str, Any]:
+    return {
+        "use": "work",
+        "line": list(lines),
+        "city": city,
+        "state": state,
+        "postalCode": postal_code,
+        "country": "US" if state else None,
+    }
+
+
+def organization(
+    *,
+    source: str,
+    source_id: str,
+    name: str,
+    phone: str | None = None,
+    email: str | None = None,
+    url: str | None = None,
+    address_lines: Sequence[str] = (),
+    city: str | None = None,
+    state: str | None = None,
+    postal_code: str | None = None,
+    active: bool = True,
+    version: FhirVersion = DEFAULT_VERSION,
+) -> Organization:
+    """A community-based organisation (type "cg" community group). Identifier: organization |
+    source : source_id."""
+    telecom = _telecom(phone, email, url)
+    address = _address(address_lines, city, state, postal_code)
+    data: dict[str, Any] = {
+        "resourceType": "Organization",
+        "identifier": identifiers("organization", source, source_id),
+        "active": active,
+        "type": [concept(t.Code(t.ORGANIZATION_TYPE_SYSTEM, "cg", "Community Group"))],
+        "name": name,
+    }
+    if version == "R4":
+        data["telecom"] = telecom
+        data["address"] = [address]
+    else:
+        data["contact"] = [{"telecom": telecom, "address": address}]
+    return finish(Organization, data, version)
+
+
+def location(
+    *,
+    source: str,
+    source_id: str,
+    name: str,
+    organization: str | None = None,
+    address_lines: Sequence[str] = (),
+    city: str | None = None,
+    state: str | None = None,
+    postal_code: str | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    phone: str | None = None,
+    version: FhirVersion = DEFAULT_VERSION,
+) -> Location:
+    """Where a CBO serves (status active, mode instance). Identifier: location | source :
+    source_id."""
+    data: dict[str, Any] = {
+        "resourceType": "Location",
+        "identifier": identifiers("location", source, source_id),
+        "status": "active",
+        "mode": "instance",
+        "name": name,
+        "address": _address(address_lines, city, state, postal_code),
+        "managingOrganization": ref(organization, expect="Organization") if organization else None,
+    }
+    if latitude is not None and longitude is not None:
+        data["position"] = {"latitude": latitude, "longitude": longitude}
+    telecom = _telecom(phone, None, None)
+    if version == "R4":
+        data["telecom"] = telecom
+    else:
+        data["contact"] = [{"telecom": telecom}] if telecom else []
+    return finish(Location, data, version)
+
+
+def healthcare_service(
+    *,
+    source: str,
+    source_id: str,
+    name: str,
+    organization: str,
+    domains: Sequence[str],
+    locations: Sequence[str] = (),
+    service_area_postal_codes: Sequence[str] = (),
+    languages: Sequence[str] = (),
+    phone: str | None = None,
+    url: str | None = None,
+    description: str | None = None,
+    active: bool = True,
+    version: FhirVersion = DEFAULT_VERSION,
+) -> HealthcareService:
+    """A service a CBO offers. `domains` are Gravity SDOH domain codes (e.g. "food-insecurity"),
+    written as HealthcareService.category (SNOMED 410606002 social service) and type (the domain).
+    The postal codes served are `characteristic` codings in SERVICE_AREA_SYSTEM (a standard search
+    parameter: `characteristic=<system>|<postal code>`), since R4 coverageArea needs a Location
+    per area. Languages are BCP-47 codes (communication). Identifier: healthcare-service |
+    source : source_id."""
+    types = []
+    for d in domains:
+        try:
+            types.append(concept(t.SDOH_DOMAINS[d].category))
+        except KeyError:
+            raise ValueError(f"unknown SDOH domain {d!r}") from None
+    telecom = _telecom(phone, None, url)
+    data: dict[str, Any] = {
+        "resourceType": "HealthcareService",
+        "identifier": identifiers("healthcare-service", source, source_id),
+        "active": active,
+        "providedBy": ref(organization, expect="Organization"),
+        "category": [concept(t.SR_CATEGORY_SOCIAL_SERVICE)],
+        "type": types,
+        "name": name,
+        "comment": description,
+        "location": [ref(loc, expect="Location") for loc in locations],
+        "characteristic": [
+            concept(t.Code(SERVICE_AREA_SYSTEM, pc), text=f"serves {pc}")
+            for pc in service_area_postal_codes
+        ],
+        "communication": [concept(t.Code(LANGUAGE_SYSTEM, lang), text=lang) for lang in languages],
+    }
+    if version == "R4":
+        data["telecom"] = telecom
+    else:
+        data["contact"] = [{"telecom": telecom}] if telecom else []
+    return finish(HealthcareService, data, version)
