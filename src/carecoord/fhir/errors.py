@@ -7,6 +7,7 @@ issues' severity, code, diagnostics and FHIRPath expressions. Secrets never appe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from carecoord.errors import CarecoordError
 
@@ -37,10 +38,16 @@ class FhirError(CarecoordError):
         request: str | None = None,
         issues: tuple[Issue, ...] = (),
         resource: str | None = None,
+        transient: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.request = request
         self.issues = issues
+        if transient is not None:
+            self.transient = transient
+        # Seconds the server asked us to wait (Retry-After) before trying again, if it said.
+        self.retry_after = retry_after
         detail = "; ".join(str(i) for i in issues)
         super().__init__(
             f"{message}: {detail}" if detail else message,
@@ -79,15 +86,27 @@ class FhirForbidden(FhirError):
 
 
 class FhirServerError(FhirError):
-    """5xx (502/503/504 and 429 are transient)."""
+    """5xx (502/503/504 and 429 are transient; the instance's `transient` says which)."""
 
     transient = True
+
+
+class FhirRateLimited(FhirServerError):
+    """429 Too Many Requests: transient; `retry_after` holds the server's Retry-After, if any."""
 
 
 class FhirTransportError(FhirError):
-    """Connect error, timeout, broken connection."""
+    """Connect error, timeout, broken connection.
+
+    `reached_server` is False when the request certainly never left (connect error, pool timeout),
+    so even a non-idempotent request may be retried; True when it may have been processed.
+    """
 
     transient = True
+
+    def __init__(self, message: str, *, reached_server: bool = True, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reached_server = reached_server
 
 
 class FhirResponseInvalid(FhirError):

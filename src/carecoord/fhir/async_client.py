@@ -1,0 +1,149 @@
+"""The async FHIR REST client: `FhirClient`'s methods, awaitable (same operations, async I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import httpx
+from fhir.resources.R4B.resource import Resource
+
+from carecoord.fhir import operations as ops
+from carecoord.fhir.bundles import BatchResult, TransactionResult
+from carecoord.fhir.client import ClientBase, default_headers
+from carecoord.fhir.errors import FhirError
+from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion, parse_resource
+from carecoord.fhir.operations import Op, SearchParams
+from carecoord.fhir.transport import (
+    Backoff,
+    Call,
+    Reply,
+    build_request,
+    interpret,
+    label_of,
+    transport_error,
+)
+from carecoord.handlers.base import FhirWrite
+
+T = TypeVar("T")
+
+
+class AsyncFhirClient(ClientBase):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        timeout: float = 10.0,
+        retry_budget: float = 30.0,
+        fhir_version: FhirVersion = DEFAULT_VERSION,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(
+            base_url, retry_budget=retry_budget, fhir_version=fhir_version, backoff=backoff
+        )
+        self._sleep = sleep or asyncio.sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            headers=default_headers(headers),
+        )
+
+    async def _send(self, call: Call) -> Reply:
+        request = build_request(self._http, self.base_url, call)
+        label = label_of(request)
+
+        async def attempt() -> Reply:
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                raise transport_error(exc, label) from exc
+            return interpret(response, label)
+
+        return cast(Reply, await self.retry.async_retrying(call, label, self._sleep)(attempt))
+
+    async def _run(self, op: Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                try:
+                    reply = await self._send(call)
+                except FhirError as exc:
+                    call = op.throw(exc)
+                else:
+                    call = op.send(reply)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+
+    async def read(self, resource_type: str, resource_id: str) -> Resource:
+        return await self._run(ops.read(resource_type, resource_id, self.fhir_version))
+
+    async def vread(self, resource_type: str, resource_id: str, version_id: str) -> Resource:
+        return await self._run(ops.vread(resource_type, resource_id, version_id, self.fhir_version))
+
+    async def search(self, resource_type: str, params: SearchParams) -> list[Resource]:
+        return await self._run(ops.search(resource_type, params, self.base_url, self.fhir_version))
+
+    async def search_pages(
+        self, resource_type: str, params: SearchParams
+    ) -> AsyncIterator[Resource]:
+        call: Call | None = ops.search_call(resource_type, params)
+        while call is not None:
+            body, call = await self._run(ops.fetch_page(call, self.base_url))
+            yield parse_resource(body, self.fhir_version)
+
+    async def capabilities(self) -> Resource:
+        return await self._run(ops.capabilities(self.fhir_version))
+
+    async def create(self, resource: Resource, *, if_none_exist: str | None = None) -> Resource:
+        return await self._run(ops.create(resource, if_none_exist, self.fhir_version))
+
+    async def update(self, resource: Resource, *, if_match: str | None = None) -> Resource:
+        return await self._run(ops.update(resource, if_match, self.fhir_version))
+
+    async def update_with_retry(
+        self,
+        resource_type: str,
+        resource_id: str,
+        mutate: Callable[[Resource], Resource | None],
+        attempts: int = 5,
+    ) -> Resource:
+        return await self._run(
+            ops.update_with_retry(resource_type, resource_id, mutate, attempts, self.fhir_version)
+        )
+
+    async def delete(self, resource_type: str, resource_id: str) -> None:
+        await self._run(ops.delete(resource_type, resource_id))
+
+    async def transaction(self, bundle: Resource | Mapping[str, Any]) -> TransactionResult:
+        return await self._run(ops.transaction(bundle, self.fhir_version))
+
+    async def batch(self, bundle: Resource | Mapping[str, Any]) -> BatchResult:
+        return await self._run(ops.batch(bundle, self.fhir_version))
+
+    async def apply(self, writes: Sequence[FhirWrite]) -> TransactionResult:
+        return await self._run(ops.apply(writes, self.fhir_version))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncFhirClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

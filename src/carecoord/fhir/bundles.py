@@ -1,0 +1,299 @@
+"""Bundles: references, versions and Locations as servers really send them; transaction/batch
+requests built from handler effects; their responses turned into a `TransactionResult`.
+
+Servers differ (DESIGN.md): a Location may be absolute (any host, even a wrong one) or relative,
+versionIds may be integers or UUIDs, ETags weak or strong. Everything here reads `Type/id` and
+`_history/vid` from the end of a URL and never trusts its host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from fhir.resources.R4B.resource import Resource
+
+from carecoord.fhir.errors import FhirError, FhirResponseInvalid
+from carecoord.fhir.models import FhirVersion, parse_resource, to_json
+from carecoord.handlers.base import Create, FhirWrite, Update
+
+_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def is_resource_type(value: str) -> bool:
+    return bool(_TYPE.match(value))
+
+
+def is_resource_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def version_of(resource: Resource) -> str | None:
+    """meta.versionId of a resource, or None."""
+    meta = getattr(resource, "meta", None)
+    vid = getattr(meta, "versionId", None) if meta is not None else None
+    return str(vid) if vid else None
+
+
+def reference_of(resource: Resource) -> str:
+    """ "Type/id" of a resource that has an id."""
+    rid = getattr(resource, "id", None)
+    if not rid:
+        raise ValueError(f"{resource.get_resource_type()} has no id to reference")
+    return f"{resource.get_resource_type()}/{rid}"
+
+
+@dataclass(frozen=True)
+class Location:
+    resource_type: str
+    id: str
+    version_id: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+
+def parse_location(url: str) -> Location:
+    """`[base/]Type/id[/_history/vid]` — absolute (any host) or relative — into its parts."""
+    path = urlsplit(url.strip()).path
+    parts = [p for p in path.split("/") if p]
+    version: str | None = None
+    if len(parts) >= 4 and parts[-2] == "_history":
+        version = parts[-1]
+        parts = parts[:-2]
+    if len(parts) < 2 or not is_resource_type(parts[-2]) or not is_resource_id(parts[-1]):
+        raise FhirResponseInvalid(f"cannot read Type/id from Location {path!r}")
+    return Location(parts[-2], parts[-1], version)
+
+
+def parse_etag(etag: str | None) -> str | None:
+    """The version in an ETag: W/"3" (weak), "3" (strong) or a bare 3 -> "3"."""
+    if not etag:
+        return None
+    value = etag.strip()
+    if value[:2] in ("W/", "w/"):
+        value = value[2:]
+    value = value.strip().strip('"')
+    return value or None
+
+
+def if_match(version_id: str) -> str:
+    """If-Match header value for a version: W/"<vid>" (an ETag given as such is kept)."""
+    v = version_id.strip()
+    if v.startswith(('W/"', 'w/"', '"')):
+        return v
+    return f'W/"{v}"'
+
+
+# --- building requests ----------------------------------------------------------------------
+
+
+def writes_to_bundle(writes: Sequence[FhirWrite]) -> dict[str, Any]:
+    """ONE transaction Bundle for a handler's effects: conditional POSTs and If-Match PUTs."""
+    entries: list[dict[str, Any]] = []
+    for write in writes:
+        rtype = write.resource.get_resource_type()
+        body = to_json(write.resource)
+        if isinstance(write, Create):
+            entries.append(
+                {
+                    "fullUrl": write.full_url,
+                    "resource": body,
+                    "request": {
+                        "method": "POST",
+                        "url": rtype,
+                        "ifNoneExist": write.if_none_exist,
+                    },
+                }
+            )
+        elif isinstance(write, Update):
+            rid = write.resource.id
+            if not rid:
+                raise ValueError(f"Update of a {rtype} without an id")
+            request: dict[str, Any] = {"method": "PUT", "url": f"{rtype}/{rid}"}
+            if write.version_id:
+                request["ifMatch"] = if_match(write.version_id)
+            entries.append({"resource": body, "request": request})
+        else:  # pragma: no cover - FhirWrite is a closed union
+            raise TypeError(f"not a FHIR write: {type(write).__name__}")
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def bundle_json(bundle: Resource | Mapping[str, Any], expected_type: str) -> dict[str, Any]:
+    """A transaction/batch Bundle as JSON, checking its type."""
+    data = dict(bundle) if isinstance(bundle, Mapping) else to_json(bundle)
+    if data.get("resourceType") != "Bundle":
+        raise ValueError("not a Bundle")
+    if data.get("type") != expected_type:
+        raise ValueError(f"Bundle.type is {data.get('type')!r}, expected {expected_type!r}")
+    return data
+
+
+def retry_safe(bundle: Mapping[str, Any]) -> bool:
+    """May this transaction/batch be sent again if the first try may have reached the server?
+
+    Yes when no entry could apply twice: every POST is conditional (ifNoneExist), no PATCH.
+    PUT and DELETE are idempotent; GET changes nothing.
+    """
+    for entry in bundle.get("entry") or []:
+        request = entry.get("request") or {}
+        method = str(request.get("method", "")).upper()
+        if method == "PATCH" or (method == "POST" and not request.get("ifNoneExist")):
+            return False
+    return True
+
+
+# --- reading responses ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """The outcome of one request entry, in request order."""
+
+    index: int
+    status: int
+    full_url: str | None = None  # the request entry's fullUrl (e.g. its urn:uuid)
+    reference: str | None = None  # "Type/id" of the resulting resource
+    version_id: str | None = None
+    # Left out of repr: results get logged, resources may hold PHI.
+    resource: Resource | None = field(default=None, repr=False)
+    error: FhirError | None = None  # batch only: why this entry failed
+
+    @property
+    def created(self) -> bool:
+        return self.status == 201
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class TransactionResult:
+    """What a transaction (or batch) did: one `EntryResult` per request entry, and each request
+    fullUrl (urn:uuid placeholders included) mapped to the resulting "Type/id"."""
+
+    entries: tuple[EntryResult, ...] = ()
+    references: Mapping[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[EntryResult]:
+        return iter(self.entries)
+
+    def __getitem__(self, index: int) -> EntryResult:
+        return self.entries[index]
+
+    def for_full_url(self, full_url: str) -> EntryResult:
+        for entry in self.entries:
+            if entry.full_url == full_url:
+                return entry
+        raise KeyError(full_url)
+
+    def reference(self, full_url: str) -> str:
+        """The "Type/id" the server gave the entry with this fullUrl (e.g. a urn:uuid)."""
+        return self.references[full_url]
+
+    @property
+    def created(self) -> list[str]:
+        return [e.reference for e in self.entries if e.created and e.reference]
+
+
+@dataclass(frozen=True)
+class BatchResult(TransactionResult):
+    """A batch's entries succeed or fail one by one; failed ones carry `error`."""
+
+    @property
+    def errors(self) -> list[EntryResult]:
+        return [e for e in self.entries if e.error is not None]
+
+    def raise_for_errors(self) -> None:
+        failed = self.errors
+        if failed and failed[0].error is not None:
+            raise failed[0].error
+
+
+def status_code(status: Any) -> int:
+    """ "201 Created" / "201" -> 201."""
+    try:
+        return int(str(status).strip().split(" ", 1)[0])
+    except ValueError as exc:
+        raise FhirResponseInvalid(f"bundle entry response status {status!r} is not HTTP") from exc
+
+
+def entry_outcome(
+    index: int,
+    request_entry: Mapping[str, Any],
+    response_entry: Mapping[str, Any],
+    version: FhirVersion,
+    error: FhirError | None = None,
+) -> EntryResult:
+    response = response_entry.get("response") or {}
+    if not isinstance(response, Mapping):
+        raise FhirResponseInvalid(f"bundle response entry {index} has no response")
+    status = status_code(response.get("status"))
+    raw = response_entry.get("resource")
+    resource = None
+    if isinstance(raw, Mapping) and raw.get("resourceType") != "OperationOutcome":
+        resource = parse_resource(dict(raw), version)
+    reference = version_id = None
+    location = response.get("location")
+    if isinstance(location, str) and location:
+        loc = parse_location(location)
+        reference, version_id = loc.reference, loc.version_id
+    if resource is not None and resource.id:
+        reference = reference or reference_of(resource)
+        version_id = version_id or version_of(resource)
+    if reference is None and status < 300:
+        reference = _request_reference(request_entry)
+    version_id = version_id or parse_etag(response.get("etag"))
+    full_url = request_entry.get("fullUrl")
+    return EntryResult(
+        index=index,
+        status=status,
+        full_url=full_url if isinstance(full_url, str) else None,
+        reference=reference,
+        version_id=version_id,
+        resource=resource,
+        error=error,
+    )
+
+
+def _request_reference(request_entry: Mapping[str, Any]) -> str | None:
+    """A PUT/DELETE to Type/id names its resource even when the response says nothing."""
+    url = str((request_entry.get("request") or {}).get("url", "")).split("?", 1)[0]
+    parts = [p for p in url.split("/") if p]
+    if len(parts) == 2 and is_resource_type(parts[0]) and is_resource_id(parts[1]):
+        return f"{parts[0]}/{parts[1]}"
+    return None
+
+
+def response_entries(
+    request: Mapping[str, Any], response: Mapping[str, Any], expected_type: str
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """Pair request entries with response entries (the spec keeps them in the same order)."""
+    if response.get("resourceType") != "Bundle" or response.get("type") != expected_type:
+        raise FhirResponseInvalid(
+            f"expected a {expected_type} Bundle, got {response.get('resourceType')}"
+            f"/{response.get('type')}"
+        )
+    sent = list(request.get("entry") or [])
+    got = list(response.get("entry") or [])
+    if len(sent) != len(got):
+        raise FhirResponseInvalid(
+            f"{expected_type} has {len(got)} entries for {len(sent)} requests"
+        )
+    return list(zip(sent, got, strict=True))
+
+
+def result_from(
+    entries: Sequence[EntryResult], cls: type[TransactionResult] = TransactionResult
+) -> TransactionResult:
+    refs = {e.full_url: e.reference for e in entries if e.full_url and e.reference}
+    return cls(entries=tuple(entries), references=refs)

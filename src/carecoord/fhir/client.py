@@ -1,0 +1,200 @@
+"""The blocking FHIR REST client (httpx). `AsyncFhirClient` (async_client.py) has the same methods.
+
+    with FhirClient("https://fhir.example.org/fhir", auth=BearerToken(token)) as fhir:
+        task = fhir.read("Task", "123")
+        open_tasks = fhir.search("Task", {"patient": "Patient/1", "status": "requested"})
+        result = fhir.apply(effects.writes)   # ONE transaction Bundle
+
+Every method raises a `carecoord.fhir.errors.FhirError` subclass on failure; transient failures
+are retried inside `retry_budget` seconds first (see transport.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import httpx
+from fhir.resources.R4B.resource import Resource
+
+from carecoord.fhir import operations as ops
+from carecoord.fhir.bundles import BatchResult, TransactionResult
+from carecoord.fhir.errors import FhirError
+from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion, parse_resource
+from carecoord.fhir.operations import Op, SearchParams
+from carecoord.fhir.transport import (
+    FHIR_JSON,
+    Backoff,
+    Call,
+    Reply,
+    RetryPolicy,
+    build_request,
+    interpret,
+    label_of,
+    transport_error,
+)
+from carecoord.handlers.base import FhirWrite
+
+T = TypeVar("T")
+
+
+def default_headers(extra: Mapping[str, str] | None) -> dict[str, str]:
+    headers = {"Accept": FHIR_JSON, "User-Agent": "carecoord"}
+    headers.update(extra or {})
+    return headers
+
+
+class ClientBase:
+    """Configuration shared by both clients."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        retry_budget: float,
+        fhir_version: FhirVersion,
+        backoff: Backoff | None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL")
+        self.base_url = base_url.rstrip("/")
+        self.fhir_version: FhirVersion = fhir_version
+        self.retry = RetryPolicy(budget=retry_budget, backoff=backoff or Backoff())
+
+    def __repr__(self) -> str:  # no headers: they may carry credentials
+        return f"{type(self).__name__}({self.base_url!r}, fhir_version={self.fhir_version!r})"
+
+
+class FhirClient(ClientBase):
+    """Blocking FHIR client; satisfies the handlers' `FhirReader` protocol."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        timeout: float = 10.0,
+        retry_budget: float = 30.0,
+        fhir_version: FhirVersion = DEFAULT_VERSION,
+        transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__(
+            base_url, retry_budget=retry_budget, fhir_version=fhir_version, backoff=backoff
+        )
+        self._sleep = sleep or time.sleep
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            headers=default_headers(headers),
+        )
+
+    # --- plumbing ---
+
+    def _send(self, call: Call) -> Reply:
+        request = build_request(self._http, self.base_url, call)
+        label = label_of(request)
+
+        def attempt() -> Reply:
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                raise transport_error(exc, label) from exc
+            return interpret(response, label)
+
+        return self.retry.retrying(call, label, self._sleep)(attempt)
+
+    def _run(self, op: Op[T]) -> T:
+        """Drive an operation: send each call it yields, hand back the reply or the error."""
+        try:
+            call = next(op)
+            while True:
+                try:
+                    reply = self._send(call)
+                except FhirError as exc:
+                    call = op.throw(exc)
+                else:
+                    call = op.send(reply)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+
+    # --- reads ---
+
+    def read(self, resource_type: str, resource_id: str) -> Resource:
+        return self._run(ops.read(resource_type, resource_id, self.fhir_version))
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> Resource:
+        return self._run(ops.vread(resource_type, resource_id, version_id, self.fhir_version))
+
+    def search(self, resource_type: str, params: SearchParams) -> list[Resource]:
+        """All matches, every page followed, `_include`d resources included (each once)."""
+        return self._run(ops.search(resource_type, params, self.base_url, self.fhir_version))
+
+    def search_pages(self, resource_type: str, params: SearchParams) -> Iterator[Resource]:
+        """The searchset Bundles one page at a time, for results too big to hold at once."""
+        call: Call | None = ops.search_call(resource_type, params)
+        while call is not None:
+            body, call = self._run(ops.fetch_page(call, self.base_url))
+            yield parse_resource(body, self.fhir_version)
+
+    def capabilities(self) -> Resource:
+        return self._run(ops.capabilities(self.fhir_version))
+
+    # --- writes ---
+
+    def create(self, resource: Resource, *, if_none_exist: str | None = None) -> Resource:
+        """POST; with `if_none_exist` ("identifier=system|value") the existing match is returned."""
+        return self._run(ops.create(resource, if_none_exist, self.fhir_version))
+
+    def update(self, resource: Resource, *, if_match: str | None = None) -> Resource:
+        """PUT; `if_match` is the version the change was based on (sent as W/"<vid>")."""
+        return self._run(ops.update(resource, if_match, self.fhir_version))
+
+    def update_with_retry(
+        self,
+        resource_type: str,
+        resource_id: str,
+        mutate: Callable[[Resource], Resource | None],
+        attempts: int = 5,
+    ) -> Resource:
+        """Read, mutate, update with If-Match; on 409/412 re-read and re-apply."""
+        return self._run(
+            ops.update_with_retry(resource_type, resource_id, mutate, attempts, self.fhir_version)
+        )
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        self._run(ops.delete(resource_type, resource_id))
+
+    def transaction(self, bundle: Resource | Mapping[str, Any]) -> TransactionResult:
+        """All-or-nothing; the result maps each entry (and urn:uuid fullUrl) to "Type/id"."""
+        return self._run(ops.transaction(bundle, self.fhir_version))
+
+    def batch(self, bundle: Resource | Mapping[str, Any]) -> BatchResult:
+        """Entries succeed or fail independently; failed entries carry `error`."""
+        return self._run(ops.batch(bundle, self.fhir_version))
+
+    def apply(self, writes: Sequence[FhirWrite]) -> TransactionResult:
+        """A handler's effects (Create/Update) as ONE transaction; nothing is sent for none."""
+        return self._run(ops.apply(writes, self.fhir_version))
+
+    # --- lifecycle ---
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FhirClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
