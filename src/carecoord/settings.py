@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     kafka_options: dict[str, Any] = Field(default_factory=dict)
 
     # FHIR
-    fhir_base_url: str = Field(min_length=1)
+    # Required by `carecoord run` (load_settings(need_fhir=True)); the dlq commands do without.
+    fhir_base_url: str | None = None
     fhir_version: Literal["R4", "R5"] = "R4"
     fhir_timeout: float = Field(10.0, gt=0)
     fhir_retry_budget: float = Field(30.0, ge=0)
@@ -191,7 +192,9 @@ class Settings(BaseSettings):
 
     @field_validator("fhir_base_url")
     @classmethod
-    def _http_url(cls, v: str) -> str:
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         parts = urlsplit(v.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("not an http(s) URL")
@@ -231,7 +234,8 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """Every setting as JSON-ready data with secrets masked: the view to log."""
         data: dict[str, Any] = self.model_dump(mode="json")
-        data["fhir_base_url"] = _strip_userinfo(self.fhir_base_url)
+        if self.fhir_base_url is not None:
+            data["fhir_base_url"] = _strip_userinfo(self.fhir_base_url)
         data["kafka_bootstrap"] = ",".join(
             _strip_userinfo(b) for b in self.kafka_bootstrap.split(",")
         )
@@ -239,26 +243,6 @@ class Settings(BaseSettings):
 
     def bootstrap_servers(self) -> list[str]:
         return [b.strip() for b in self.kafka_bootstrap.split(",") if b.strip()]
-
-    def kafka_config(self) -> dict[str, Any]:
-        """kafka-python keyword arguments for security plus the `kafka_options` passthrough."""
-        cfg: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
-        if self.kafka_sasl_mechanism:
-            cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
-            cfg["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                cfg["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
-        for key, path in (
-            ("ssl_cafile", self.kafka_ssl_cafile),
-            ("ssl_certfile", self.kafka_ssl_certfile),
-            ("ssl_keyfile", self.kafka_ssl_keyfile),
-        ):
-            if path is not None:
-                cfg[key] = str(path)
-        if self.kafka_ssl_password is not None:
-            cfg["ssl_password"] = self.kafka_ssl_password.get_secret_value()
-        cfg.update(self.kafka_options)
-        return cfg
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):
@@ -297,18 +281,44 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in data.items()}
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
-    """Read and validate settings; raise `ConfigError` listing every problem and its fix."""
+def load_settings(
+    config_file: Path | str | None = None, *, need_fhir: bool = True, **overrides: Any
+) -> Settings:
+    """Read and validate settings; raise `ConfigError` listing every problem and its fix.
+
+    `need_fhir=False` for commands that only talk to Kafka (the dlq commands)."""
     if config_file is not None:
         overrides["config_file"] = Path(config_file)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(_describe(exc))) from exc
+        problems = _describe(exc)
+        if need_fhir and not _fhir_url_given(overrides) and "fhir_base_url" not in str(exc):
+            problems.append(_missing("fhir_base_url"))
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from exc
     problems = check_consistency(settings)
+    if need_fhir and settings.fhir_base_url is None:
+        problems.insert(0, _missing("fhir_base_url"))
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
     return settings
+
+
+def _missing(field: str) -> str:
+    return f"{env_name(field)} is not set: {_HINTS[field]}"
+
+
+def _fhir_url_given(overrides: dict[str, Any]) -> bool:
+    """Whether some source names the FHIR URL (used only to report it alongside other errors)."""
+    if overrides.get("fhir_base_url") or os.environ.get(env_name("fhir_base_url")):
+        return True
+    path = overrides.get("config_file") or os.environ.get(CONFIG_FILE_ENV)
+    if not path:
+        return False
+    try:
+        return bool(read_config_file(Path(path)).get("fhir_base_url"))
+    except ConfigError:
+        return False
 
 
 def _describe(exc: ValidationError) -> list[str]:
@@ -319,7 +329,7 @@ def _describe(exc: ValidationError) -> list[str]:
         name = env_name(field) + "".join(f"__{p}" for p in loc[1:])
         hint = _HINTS.get(field, "see `carecoord run --help` and the carecoord.settings docs")
         if err["type"] == "missing":
-            out.append(f"{name} is not set: {hint}")
+            out.append(_missing(field) if field in _HINTS else f"{name} is not set: {hint}")
         elif err["type"] == "extra_forbidden":
             out.append(
                 f"{field!r} (config file or argument) is not a carecoord setting: "
@@ -360,7 +370,12 @@ def check_consistency(s: Settings) -> list[str]:
         "none": (),
         "bearer": ("fhir_token",),
         "client-credentials": ("fhir_token_url", "fhir_client_id", "fhir_client_secret"),
-        "smart-backend": ("fhir_token_url", "fhir_client_id", "fhir_private_key_file"),
+        "smart-backend": (
+            "fhir_token_url",
+            "fhir_client_id",
+            "fhir_private_key_file",
+            "fhir_key_id",
+        ),
     }
     for field in needs[s.fhir_auth]:
         if getattr(s, field) is None:

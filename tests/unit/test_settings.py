@@ -109,7 +109,7 @@ def test_sasl_protocol_needs_mechanism_and_credentials(clean_env: pytest.MonkeyP
                 "CARECOORD_FHIR_CLIENT_SECRET",
             ],
         ),
-        ("smart-backend", ["CARECOORD_FHIR_PRIVATE_KEY_FILE"]),
+        ("smart-backend", ["CARECOORD_FHIR_PRIVATE_KEY_FILE", "CARECOORD_FHIR_KEY_ID"]),
     ],
 )
 def test_fhir_auth_kind_needs_its_settings(

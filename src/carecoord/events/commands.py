@@ -1,9 +1,174 @@
-"""CLI: `carecoord run`, `carecoord dlq list|replay`."""
+"""CLI: `carecoord run`, `carecoord dlq list|replay`.
+
+Settings come from `CARECOORD_*` environment variables and an optional `--config FILE` (see
+carecoord.settings). A configuration problem exits with code 2 and says how to fix it.
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
 import typer
+
+from carecoord.errors import ConfigError
+from carecoord.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from carecoord.events.broker import Broker
+    from carecoord.events.dlq import DeadLetter
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML or JSON settings file (also CARECOORD_CONFIG_FILE); env vars override it.",
+        show_default=False,
+    ),
+]
+
+dlq_app = typer.Typer(no_args_is_help=True, help="List and replay dead letters.")
+
+
+def _config_failure(exc: ConfigError) -> NoReturn:
+    typer.echo(f"carecoord: configuration error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _settings(config: Path | None, *, need_fhir: bool) -> Settings:
+    try:
+        return load_settings(config, need_fhir=need_fhir)
+    except ConfigError as exc:
+        _config_failure(exc)
+
+
+def run(config: ConfigOption = None) -> None:
+    """Consume events, run the enabled handlers, write FHIR, until SIGTERM/SIGINT."""
+    from carecoord.service.app import Service, plugin_periodic_jobs
+    from carecoord.service.logging import configure_logging
+
+    settings = _settings(config, need_fhir=True)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        service = Service(settings)
+        service.add_periodic_jobs(plugin_periodic_jobs(service))
+    except ConfigError as exc:
+        _config_failure(exc)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    service.run()
+
+
+def _broker(settings: Settings) -> Broker:
+    from carecoord.events.broker import KafkaBroker
+    from carecoord.service.app import runtime_options
+
+    return KafkaBroker(runtime_options(settings).connection)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many (oldest first).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to read the topic.")] = 10.0,
+) -> None:
+    """List dead letters: where they came from, why, how many attempts (ids only, no payload)."""
+    from carecoord.events.dlq import list_dead_letters
+
+    settings = _settings(config, need_fhir=False)
+    letters: list[DeadLetter] = []
+    total = 0
+    for dl in list_dead_letters(_broker(settings), settings.topic_dlq, timeout=timeout):
+        total += 1
+        if len(letters) < limit:
+            letters.append(dl)
+    if as_json:
+        for dl in letters:
+            typer.echo(json.dumps(dl.as_dict()))
+        return
+    if not letters:
+        typer.echo(f"no dead letters in {settings.topic_dlq}")
+        return
+    header = ("PART", "OFFSET", "EVENT TYPE", "EVENT ID", "ERROR", "TRIES", "SOURCE", "MESSAGE")
+    rows = [
+        (
+            str(dl.partition),
+            str(dl.offset),
+            dl.event_type or "-",
+            dl.event_id or "-",
+            dl.error_type or "-",
+            str(dl.attempts or "-"),
+            f"{dl.source_topic}/{dl.source_partition}@{dl.source_offset}",
+            _short(dl.error_message or "", 60) + (" [truncated]" if dl.truncated else ""),
+        )
+        for dl in letters
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
+    for row in (header, *rows):
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]).rstrip())
+    if total > len(letters):
+        typer.echo(f"({total - len(letters)} more not shown; use --limit)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    config: ConfigOption = None,
+    from_offset: Annotated[int | None, typer.Option(help="First dead-letter offset.")] = None,
+    to_offset: Annotated[int | None, typer.Option(help="Last dead-letter offset.")] = None,
+    error_type: Annotated[str | None, typer.Option(help="Only this error type.")] = None,
+    partition: Annotated[int | None, typer.Option(help="Only this dead-letter partition.")] = None,
+    to_topic: Annotated[
+        str | None, typer.Option(help="Replay here instead of each event's source topic.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be replayed.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to read and produce.")] = 30.0,
+) -> None:
+    """Re-produce dead letters (original key, bytes, headers) to their source topic."""
+    from carecoord.events.dlq import replay
+
+    settings = _settings(config, need_fhir=False)
+    result = replay(
+        _broker(settings),
+        dlq_topic=settings.topic_dlq,
+        target_topic=to_topic,
+        start_offset=from_offset,
+        end_offset=to_offset,
+        error_type=error_type,
+        partition=partition,
+        dry_run=dry_run,
+        timeout=timeout,
+    )
+    verb = "would replay" if dry_run else "replayed"
+    typer.echo(f"{verb} {len(result.replayed)} dead letter(s)")
+    for dl in result.replayed:
+        typer.echo(f"  {dl.partition}@{dl.offset} {dl.event_type or '-'} {dl.event_id or '-'}")
+    if result.skipped_truncated:
+        typer.echo(
+            f"skipped {len(result.skipped_truncated)} truncated dead letter(s) (original bytes "
+            "gone; re-send them from the source system):",
+            err=True,
+        )
+        for dl in result.skipped_truncated:
+            typer.echo(f"  {dl.partition}@{dl.offset} {dl.event_id or '-'}", err=True)
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
+    app.command("run")(run)
+    app.add_typer(dlq_app, name="dlq")

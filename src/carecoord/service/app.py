@@ -1,0 +1,290 @@
+"""Wiring: settings -> FHIR client + handlers + processor + runtime + health server + periodic jobs.
+
+`Service.run()` is what `carecoord run` does: serve /healthz /readyz /metrics, check the FHIR server
+answers, consume until stopped (SIGTERM/SIGINT or `request_stop()`), drain, close.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from carecoord.errors import ConfigError
+from carecoord.events.broker import Broker, Producer
+from carecoord.events.envelope import CloudEvent
+from carecoord.events.processing import HandlerProcessor, TransactionalFhir
+from carecoord.events.producer import EventProducer
+from carecoord.events.runtime import EventRuntime, RuntimeOptions
+from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
+from carecoord.fhir.client import FhirClient
+from carecoord.handlers.loader import HandlerTable, handlers_from_settings
+from carecoord.service.health import HealthServer
+from carecoord.service.metrics import ServiceMetrics
+from carecoord.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PeriodicJob = tuple[float, Callable[[], None]]
+"""(interval in seconds, job). Jobs run on one background thread; a failing run is logged and the
+job runs again at its next interval."""
+
+
+def build_auth(settings: Settings) -> httpx.Auth | None:
+    """The httpx auth for `CARECOORD_FHIR_AUTH` (settings were checked: what it needs is there)."""
+    s = settings
+    if s.fhir_auth == "bearer":
+        assert s.fhir_token is not None
+        return BearerToken(s.fhir_token.get_secret_value())
+    if s.fhir_auth == "client-credentials":
+        assert s.fhir_token_url and s.fhir_client_id and s.fhir_client_secret
+        return ClientCredentials(
+            s.fhir_token_url,
+            s.fhir_client_id,
+            s.fhir_client_secret.get_secret_value(),
+            s.fhir_scope,
+        )
+    if s.fhir_auth == "smart-backend":
+        assert s.fhir_token_url and s.fhir_client_id and s.fhir_private_key_file and s.fhir_key_id
+        try:
+            key = Path(s.fhir_private_key_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"CARECOORD_FHIR_PRIVATE_KEY_FILE cannot be read ({exc.strerror})",
+                path=str(s.fhir_private_key_file),
+            ) from exc
+        return SmartBackendServices(
+            s.fhir_token_url,
+            s.fhir_client_id,
+            key,
+            s.fhir_key_id,
+            alg=s.fhir_jwt_algorithm,
+            scope=s.fhir_scope or "system/*.rs",
+        )
+    return None
+
+
+def build_fhir_client(settings: Settings) -> FhirClient:
+    if settings.fhir_base_url is None:
+        raise ConfigError("CARECOORD_FHIR_BASE_URL is not set")
+    return FhirClient(
+        settings.fhir_base_url,
+        auth=build_auth(settings),
+        timeout=settings.fhir_timeout,
+        retry_budget=settings.fhir_retry_budget,
+        fhir_version=settings.fhir_version,
+    )
+
+
+_RUNTIME_FIELDS = {f.name for f in dataclasses.fields(RuntimeOptions)}
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    """RuntimeOptions from settings. Keys of `kafka_options` that name a RuntimeOptions field
+    (session_timeout_ms, max_poll_records, create_topics_partitions, ...) set it; the rest are
+    passed to kafka-python as is."""
+    s = settings
+    direct = {k: v for k, v in s.kafka_options.items() if k in _RUNTIME_FIELDS}
+    extra = {k: v for k, v in s.kafka_options.items() if k not in _RUNTIME_FIELDS}
+    values: dict[str, Any] = {
+        "topic_in": s.topic_in,
+        "topic_out": s.topic_out,
+        "topic_dlq": s.topic_dlq,
+        "group_id": s.group_id,
+        "max_in_flight": s.concurrency,
+        "retry_budget_seconds": s.retry_budget,
+        "shutdown_drain_seconds": s.drain_timeout,
+        "bootstrap": s.kafka_bootstrap,
+        "security_protocol": s.kafka_security_protocol,
+        "sasl_mechanism": s.kafka_sasl_mechanism,
+        "sasl_plain_username": s.kafka_sasl_username,
+        "sasl_plain_password": s.kafka_sasl_password,
+        "ssl_cafile": str(s.kafka_ssl_cafile) if s.kafka_ssl_cafile else None,
+        "ssl_certfile": str(s.kafka_ssl_certfile) if s.kafka_ssl_certfile else None,
+        "ssl_keyfile": str(s.kafka_ssl_keyfile) if s.kafka_ssl_keyfile else None,
+        "ssl_password": s.kafka_ssl_password,
+        "kafka_extra": extra,
+    }
+    values.update(direct)
+    try:
+        return RuntimeOptions(**values)
+    except TypeError as exc:
+        raise ConfigError(f"CARECOORD_KAFKA_OPTIONS has a value of the wrong type ({exc})") from exc
+
+
+class PeriodicRunner:
+    """Runs (interval, job) pairs on one daemon thread until closed."""
+
+    def __init__(self, jobs: Sequence[PeriodicJob] = ()) -> None:
+        self._jobs: list[PeriodicJob] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="carecoord-periodic", daemon=True)
+        self.add(jobs)
+
+    def add(self, jobs: Sequence[PeriodicJob]) -> None:
+        if self._thread.is_alive():
+            raise RuntimeError("add periodic jobs before the service starts")
+        self._jobs += [(float(interval), job) for interval, job in jobs if interval > 0]
+
+    def start(self) -> PeriodicRunner:
+        if self._jobs:
+            self._thread.start()
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        due = [time.monotonic() + interval for interval, _ in self._jobs]
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for i, (interval, job) in enumerate(self._jobs):
+                if now >= due[i]:
+                    name = getattr(job, "__name__", type(job).__name__)
+                    try:
+                        job()
+                    except Exception as exc:
+                        log.warning(
+                            "periodic job failed", extra={"job": name, "error": type(exc).__name__}
+                        )
+                    due[i] = time.monotonic() + interval
+            self._stop.wait(max(0.05, min(due) - time.monotonic()))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Service:
+    """The consumer service: one runtime, its metrics, health endpoints and periodic jobs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        handlers: HandlerTable | None = None,
+        fhir: TransactionalFhir | None = None,
+        broker: Broker | None = None,
+        periodic_jobs: Sequence[PeriodicJob] = (),
+        clock: Callable[[], datetime] = _utc_now,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.handlers = handlers if handlers is not None else handlers_from_settings(settings)
+        self._owned_fhir = fhir is None
+        self.fhir: TransactionalFhir = fhir if fhir is not None else build_fhir_client(settings)
+        self.metrics = metrics or ServiceMetrics()
+        self.processor = HandlerProcessor(
+            self.handlers.specs,
+            self.fhir,
+            config=self.handlers.configs,
+            clock=clock,
+            observe_handler=self.metrics.observe_handler,
+        )
+        self.runtime = EventRuntime(
+            self.processor, runtime_options(settings), broker=broker, observer=self.metrics
+        )
+        self._periodic = PeriodicRunner(periodic_jobs)
+        self._fhir_ok = threading.Event()
+        self._stop = threading.Event()
+        self.health: HealthServer | None = None
+        self._producer: Producer | None = None
+        self._producer_lock = threading.Lock()
+
+    def add_periodic_jobs(self, jobs: Sequence[PeriodicJob]) -> None:
+        self._periodic.add(jobs)
+
+    def publish(self, events: Sequence[CloudEvent], topic: str | None = None) -> None:
+        """Produce events (default: to the input topic, e.g. the sweeper's time-based triggers)
+        and wait for the broker's acknowledgement."""
+        if not events:
+            return
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = self.runtime.broker.producer()
+            EventProducer(self._producer, topic or self.settings.topic_in).publish(events)
+
+    def ready(self) -> bool:
+        """Partitions assigned and polling, and the FHIR server answered since start."""
+        return self._fhir_ok.is_set() and self.runtime.ready
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self.runtime.request_stop()
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        s = self.settings
+        log.info(
+            "carecoord service starting",
+            extra={"handlers": list(self.handlers.names), "settings": s.redacted()},
+        )
+        if not self.handlers.specs:
+            log.warning("no handler is enabled: every event will be dead-lettered")
+        self.health = HealthServer(
+            ready=self.ready,
+            metrics=self.metrics.exposition,
+            host=s.health_host,
+            port=s.health_port,
+        ).start()
+        log.info("health endpoints listening", extra={"port": self.health.port})
+        probe = threading.Thread(target=self._probe_fhir, name="carecoord-fhir-probe", daemon=True)
+        probe.start()
+        self._periodic.start()
+        try:
+            self.runtime.run(stop)
+        finally:
+            self._stop.set()
+            self._periodic.close()
+            self.health.close()
+            if self._producer is not None:
+                self._producer.close()
+            close = getattr(self.fhir, "close", None)
+            if self._owned_fhir and callable(close):
+                close()
+            log.info("carecoord service stopped")
+
+    def _probe_fhir(self) -> None:
+        """Readiness needs one answer from the FHIR server (its CapabilityStatement)."""
+        capabilities = getattr(self.fhir, "capabilities", None)
+        while not self._stop.is_set():
+            try:
+                if callable(capabilities):
+                    capabilities()
+                self._fhir_ok.set()
+                log.info("FHIR server reachable")
+                return
+            except Exception as exc:
+                log.warning("FHIR server not reachable yet", extra={"error": type(exc).__name__})
+                self._stop.wait(2.0)
+
+
+SWEEPER_MODULE = "carecoord.handlers.sweeper"
+
+
+def plugin_periodic_jobs(service: Service, module: str = SWEEPER_MODULE) -> list[PeriodicJob]:
+    """Periodic jobs offered by `module` through `periodic_jobs(service) -> [(interval, job)]`.
+
+    The hook is generic: a job gets the whole service (settings, fhir, handlers' configs,
+    `publish()` for the events it wants processed). A module that is not there offers none.
+    """
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return []
+        raise
+    factory = getattr(mod, "periodic_jobs", None)
+    if factory is None:
+        log.warning("module has no periodic_jobs(service)", extra={"module": module})
+        return []
+    return list(factory(service))
