@@ -1,0 +1,444 @@
+"""The small broker abstraction the runtime is written against, and its kafka-python implementation.
+
+The runtime needs very little from Kafka: a group consumer (subscribe with a rebalance listener,
+poll, pause/resume, commit explicit offsets), a producer that blocks until a batch is acknowledged,
+and a way to read a whole topic (the dead-letter listing). `carecoord.events.memory` implements the
+same protocols in memory for fast unit tests; tests/contract runs one suite against both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from pydantic import SecretStr
+
+from carecoord.errors import CarecoordError
+
+log = logging.getLogger(__name__)
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+class TP(NamedTuple):
+    """A topic partition (compares equal to kafka-python's TopicPartition)."""
+
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed record. Value and headers stay bytes: dead letters carry them as-is."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    leader_epoch: int = -1
+    timestamp_ms: int = -1
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The next offset to read (last done + 1) and the leader epoch of the last done record."""
+
+    offset: int
+    leader_epoch: int = -1
+
+
+class BrokerError(CarecoordError):
+    """The broker failed a request. `transient` ones are worth retrying."""
+
+    transient = True
+
+
+class MessageTooLarge(BrokerError):
+    """The broker (or the client's max_request_size) refused a record for its size."""
+
+    transient = False
+
+
+class RebalanceListener(Protocol):
+    """Told about assignment changes, on the client's IO thread: record, never block."""
+
+    def on_assigned(self, partitions: set[TP]) -> None: ...
+
+    def on_revoked(self, partitions: set[TP]) -> None: ...
+
+    def on_lost(self, partitions: set[TP]) -> None: ...
+
+
+class Consumer(Protocol):
+    """A group consumer with auto-commit off. Used from one thread (the poll loop) only."""
+
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None: ...
+
+    def poll(self, timeout: float, max_records: int) -> list[Record]: ...
+
+    def commit(self, offsets: Mapping[TP, Commit]) -> None:
+        """Commit synchronously; raise BrokerError when the group refuses (e.g. rebalance)."""
+        ...
+
+    def committed(self, tp: TP) -> int | None: ...
+
+    def pause(self, partitions: Sequence[TP]) -> None: ...
+
+    def resume(self, partitions: Sequence[TP]) -> None: ...
+
+    def assignment(self) -> set[TP]: ...
+
+    def highwater(self, tp: TP) -> int | None:
+        """The partition's end offset as last seen by a fetch (no request), if known."""
+        ...
+
+    def rebalance_pending(self) -> bool:
+        """Best effort: the group asked this member to rejoin, so its partitions will be revoked
+        at the next poll. The runtime commits what is done before that poll."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    def send_all(self, messages: Sequence[Message], timeout: float) -> None:
+        """Produce the messages and block until all are acknowledged (acks=all).
+
+        Raises MessageTooLarge for a record the broker or client refuses for its size, BrokerError
+        for anything else.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+class Broker(Protocol):
+    def consumer(self, group_id: str) -> Consumer: ...
+
+    def producer(self) -> Producer: ...
+
+    def ensure_topics(self, topics: Mapping[str, int]) -> None:
+        """Create the topics (name -> partition count) that do not exist yet."""
+        ...
+
+    def read_topic(self, topic: str, timeout: float = 10.0) -> Iterator[Record]:
+        """Every record currently in the topic, partition by partition, from the beginning."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# kafka-python
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Connection settings passed through to kafka-python. Secrets are SecretStr: never logged."""
+
+    bootstrap: str = "localhost:9092"
+    client_id: str = "carecoord"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    request_timeout_ms: int = 30_000
+    # Dead letters carry the original value; a 5 MB event must fit (the broker's own
+    # message.max.bytes may still refuse it: then the runtime truncates, with a header).
+    max_request_size: int = 8 * 1024 * 1024
+    fetch_max_bytes: int = 64 * 1024 * 1024
+    max_partition_fetch_bytes: int = 8 * 1024 * 1024
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def common(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap.split(",") if s.strip()],
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            cfg["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_plain_username is not None:
+            cfg["sasl_plain_username"] = self.sasl_plain_username
+        if self.sasl_plain_password is not None:
+            cfg["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                cfg[name] = getattr(self, name)
+        if self.ssl_password is not None:
+            cfg["ssl_password"] = self.ssl_password.get_secret_value()
+        cfg.update(self.extra)
+        return cfg
+
+
+def _kafka_error(exc: BaseException, what: str) -> BrokerError:
+    from kafka import errors as kerr
+
+    if isinstance(exc, kerr.MessageSizeTooLargeError | kerr.RecordListTooLargeError):
+        return MessageTooLarge(f"{what}: record too large ({type(exc).__name__})")
+    err = BrokerError(f"{what}: {type(exc).__name__}: {exc}")
+    return err
+
+
+class _KafkaListener:
+    """Adapts our RebalanceListener to kafka-python's (sync: we only record, never block)."""
+
+    def __init__(self, listener: RebalanceListener) -> None:
+        from kafka import ConsumerRebalanceListener
+
+        outer = listener
+
+        class _L(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                outer.on_revoked({TP(tp.topic, tp.partition) for tp in revoked})
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                outer.on_assigned({TP(tp.topic, tp.partition) for tp in assigned})
+
+            def on_partitions_lost(self, lost: Any) -> None:
+                outer.on_lost({TP(tp.topic, tp.partition) for tp in lost})
+
+        self.kafka_listener = _L()
+
+
+class KafkaConsumerAdapter:
+    def __init__(self, conn: KafkaConnection, group_id: str) -> None:
+        from kafka import KafkaConsumer
+
+        self._consumer = KafkaConsumer(
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=conn.session_timeout_ms,
+            heartbeat_interval_ms=conn.heartbeat_interval_ms,
+            max_poll_interval_ms=conn.max_poll_interval_ms,
+            fetch_max_bytes=conn.fetch_max_bytes,
+            max_partition_fetch_bytes=conn.max_partition_fetch_bytes,
+            **conn.common(),
+        )
+
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
+        self._consumer.subscribe(list(topics), listener=_KafkaListener(listener).kafka_listener)
+
+    def poll(self, timeout: float, max_records: int) -> list[Record]:
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except Exception as exc:
+            raise _kafka_error(exc, "poll failed") from exc
+        out: list[Record] = []
+        for records in batches.values():
+            for r in records:
+                out.append(
+                    Record(
+                        topic=r.topic,
+                        partition=r.partition,
+                        offset=r.offset,
+                        key=r.key,
+                        value=r.value,
+                        headers=tuple((k, v if v is not None else b"") for k, v in r.headers),
+                        leader_epoch=r.leader_epoch if r.leader_epoch is not None else -1,
+                        timestamp_ms=r.timestamp,
+                    )
+                )
+        return out
+
+    def commit(self, offsets: Mapping[TP, Commit]) -> None:
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        if not offsets:
+            return
+        payload = {
+            TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(c.offset, "", c.leader_epoch)
+            for tp, c in offsets.items()
+        }
+        try:
+            self._consumer.commit(payload)
+        except Exception as exc:
+            raise _kafka_error(exc, "commit failed") from exc
+
+    def committed(self, tp: TP) -> int | None:
+        from kafka.structs import TopicPartition
+
+        try:
+            value = self._consumer.committed(TopicPartition(tp.topic, tp.partition))
+        except Exception as exc:
+            raise _kafka_error(exc, "fetching committed offset failed") from exc
+        return int(value) if value is not None else None
+
+    def pause(self, partitions: Sequence[TP]) -> None:
+        from kafka.structs import TopicPartition
+
+        owned = self._consumer.assignment()
+        tps = [TopicPartition(*tp) for tp in partitions if TopicPartition(*tp) in owned]
+        if tps:
+            self._consumer.pause(*tps)
+
+    def resume(self, partitions: Sequence[TP]) -> None:
+        from kafka.structs import TopicPartition
+
+        owned = self._consumer.assignment()
+        tps = [TopicPartition(*tp) for tp in partitions if TopicPartition(*tp) in owned]
+        if tps:
+            self._consumer.resume(*tps)
+
+    def assignment(self) -> set[TP]:
+        return {TP(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def highwater(self, tp: TP) -> int | None:
+        from kafka.structs import TopicPartition
+
+        try:
+            value = self._consumer.highwater(TopicPartition(tp.topic, tp.partition))
+        except Exception:
+            return None
+        return int(value) if value is not None else None
+
+    def rebalance_pending(self) -> bool:
+        # kafka-python 3 has no public API for "the heartbeat saw REBALANCE_IN_PROGRESS"; the
+        # coordinator's rejoin flag is it. Best effort: without it we still commit every interval.
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return bool(getattr(coordinator, "rejoin_needed", False))
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception:
+            log.warning("kafka consumer close failed", exc_info=True)
+
+
+class KafkaProducerAdapter:
+    def __init__(self, conn: KafkaConnection) -> None:
+        from kafka import KafkaProducer
+
+        self._producer = KafkaProducer(
+            acks="all",
+            linger_ms=5,
+            max_request_size=conn.max_request_size,
+            **conn.common(),
+        )
+
+    def send_all(self, messages: Sequence[Message], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        futures = []
+        try:
+            for m in messages:
+                futures.append(
+                    self._producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers))
+                )
+            self._producer.flush(timeout=max(0.1, deadline - time.monotonic()))
+            for f in futures:
+                f.get(timeout=max(0.1, deadline - time.monotonic()))
+        except Exception as exc:
+            raise _kafka_error(exc, "produce failed") from exc
+
+    def close(self) -> None:
+        try:
+            self._producer.close(timeout=10)
+        except Exception:
+            log.warning("kafka producer close failed", exc_info=True)
+
+
+class KafkaBroker:
+    """The real broker, through kafka-python."""
+
+    def __init__(self, connection: KafkaConnection) -> None:
+        self.connection = connection
+
+    def consumer(self, group_id: str) -> Consumer:
+        return KafkaConsumerAdapter(self.connection, group_id)
+
+    def producer(self) -> Producer:
+        return KafkaProducerAdapter(self.connection)
+
+    def ensure_topics(self, topics: Mapping[str, int]) -> None:
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        admin = KafkaAdminClient(**self.connection.common())
+        try:
+            existing = set(admin.list_topics())
+            new = [
+                NewTopic(name, partitions, 1) for name, partitions in topics.items()
+                if name not in existing
+            ]  # fmt: skip
+            if new:
+                try:
+                    admin.create_topics(new, raise_errors=False)
+                except Exception as exc:
+                    raise _kafka_error(exc, "creating topics failed") from exc
+        finally:
+            admin.close()
+
+    def read_topic(self, topic: str, timeout: float = 10.0) -> Iterator[Record]:
+        from kafka import KafkaConsumer
+        from kafka.structs import TopicPartition
+
+        consumer = KafkaConsumer(
+            enable_auto_commit=False,
+            fetch_max_bytes=self.connection.fetch_max_bytes,
+            max_partition_fetch_bytes=self.connection.max_partition_fetch_bytes,
+            **self.connection.common(),
+        )
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                return
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            deadline = time.monotonic() + timeout
+            for tp in tps:
+                end = ends.get(tp, 0)
+                consumer.assign([tp])
+                consumer.seek_to_beginning(tp)
+                while consumer.position(tp) < end and time.monotonic() < deadline:
+                    batch = consumer.poll(timeout_ms=500).get(tp, [])
+                    for r in batch:
+                        if r.offset >= end:
+                            break
+                        yield Record(
+                            topic=r.topic,
+                            partition=r.partition,
+                            offset=r.offset,
+                            key=r.key,
+                            value=r.value,
+                            headers=tuple((k, v or b"") for k, v in r.headers),
+                            leader_epoch=r.leader_epoch if r.leader_epoch is not None else -1,
+                            timestamp_ms=r.timestamp,
+                        )
+        finally:
+            consumer.close(autocommit=False)

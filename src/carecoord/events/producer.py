@@ -1,0 +1,48 @@
+"""Turn handler `Emit`s into outbound CloudEvents and produce them (keyed by patient id)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from carecoord.events.broker import Message, Producer
+from carecoord.events.envelope import DEFAULT_SOURCE, CloudEvent
+from carecoord.handlers.base import Emit
+
+
+def emit_to_event(emit: Emit, *, source: str = DEFAULT_SOURCE) -> CloudEvent:
+    """The CloudEvent for an Emit: its id is the Emit's deterministic id (downstream dedup)."""
+    return CloudEvent(
+        id=emit.id,
+        source=source,
+        type=emit.type,
+        time=datetime.now(UTC),
+        subject=emit.subject,
+        data=dict(emit.data),
+    )
+
+
+def event_message(event: CloudEvent, topic: str) -> Message:
+    """Structured-mode CloudEvent; key = the subject's patient id, so per-patient order holds."""
+    return Message(
+        topic=topic,
+        key=event.key,
+        value=event.to_json_bytes(),
+        headers=(("content-type", b"application/cloudevents+json"),),
+    )
+
+
+class EventProducer:
+    """Produces CloudEvents to one topic and waits until the broker acknowledged all of them."""
+
+    def __init__(self, producer: Producer, topic: str, *, source: str = DEFAULT_SOURCE) -> None:
+        self._producer = producer
+        self.topic = topic
+        self.source = source
+
+    def publish(self, events: Sequence[CloudEvent], timeout: float = 30.0) -> None:
+        if events:
+            self._producer.send_all([event_message(e, self.topic) for e in events], timeout)
+
+    def publish_emits(self, emits: Sequence[Emit], timeout: float = 30.0) -> None:
+        self.publish([emit_to_event(e, source=self.source) for e in emits], timeout)

@@ -1,0 +1,691 @@
+"""The event runtime: poll loop, per-key ordering, retries, dead letters, commits, shutdown.
+
+Threads: the poll loop (the thread calling `run`) owns the consumer: it polls, applies rebalances,
+pauses/resumes, and commits. Worker threads (a bounded pool) run the processor, produce emitted
+events and dead letters. Shared state (offset windows, key queues, retry timers) is under one lock.
+
+Delivery (DESIGN.md "Delivery semantics"): an offset is done only after the processor returned
+(FHIR effects durable) and its emitted events were acknowledged, or after its dead letter was
+acknowledged. Commits are the highest contiguous done offset + 1 with that record's leader epoch.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Protocol
+
+from pydantic import SecretStr
+
+from carecoord.errors import CarecoordError, EventError
+from carecoord.events.broker import (
+    TP,
+    Broker,
+    BrokerError,
+    Consumer,
+    KafkaBroker,
+    KafkaConnection,
+    Producer,
+    Record,
+)
+from carecoord.events.dlq import write_dead_letter
+from carecoord.events.envelope import CloudEvent
+from carecoord.events.ordering import Failure, KeyScheduler, OffsetWindow, WorkItem
+from carecoord.events.producer import EventProducer
+from carecoord.handlers.base import Emit
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public interfaces
+
+
+class EventProcessor(Protocol):
+    """Applies one event. FHIR effects are durable when `process` returns; the runtime then
+    produces the returned emits and marks the offset done.
+
+    Raise an error with `transient = True` to retry; a permanent `EventError` (e.g. MalformedEvent)
+    or a non-transient FhirError to dead-letter. Anything else is retried, then dead-lettered.
+    """
+
+    def process(self, event: CloudEvent) -> Sequence[Emit]: ...
+
+
+class RuntimeObserver(Protocol):
+    def on_consumed(self, tp: TP) -> None: ...
+
+    def on_processed(self, tp: TP, event_type: str, seconds: float) -> None: ...
+
+    def on_failed(self, tp: TP, error_type: str) -> None: ...
+
+    def on_dead_lettered(self, tp: TP, error_type: str) -> None: ...
+
+    def on_retry(self, tp: TP) -> None: ...
+
+    def in_flight(self, n: int) -> None: ...
+
+    def lag(self, tp: TP, n: int) -> None: ...
+
+
+class NoopObserver:
+    def on_consumed(self, tp: TP) -> None:
+        pass
+
+    def on_processed(self, tp: TP, event_type: str, seconds: float) -> None:
+        pass
+
+    def on_failed(self, tp: TP, error_type: str) -> None:
+        pass
+
+    def on_dead_lettered(self, tp: TP, error_type: str) -> None:
+        pass
+
+    def on_retry(self, tp: TP) -> None:
+        pass
+
+    def in_flight(self, n: int) -> None:
+        pass
+
+    def lag(self, tp: TP, n: int) -> None:
+        pass
+
+
+class TransientError(CarecoordError):
+    """Raise from a processor for a failure worth retrying."""
+
+    transient = True
+
+
+@dataclass
+class RuntimeOptions:
+    topic_in: str = "carecoord.events"
+    topic_out: str = "carecoord.outbound"
+    topic_dlq: str = "carecoord.dlq"
+    group_id: str = "carecoord"
+    event_source: str = "urn:carecoord"
+    max_in_flight: int = 16  # events processed concurrently (worker threads), across keys
+    max_in_flight_per_partition: int = 500  # fetched-not-committable records before pause()
+    max_poll_records: int = 500
+    retry_budget_seconds: float = 60.0  # per event; well under max_poll_interval_ms
+    backoff_base_seconds: float = 0.2
+    backoff_max_seconds: float = 10.0
+    shutdown_drain_seconds: float = 20.0
+    rebalance_drain_seconds: float = 5.0
+    poll_timeout_seconds: float = 0.2
+    commit_interval_seconds: float = 1.0
+    # Create missing topics with this many partitions at start (None: leave it to the cluster).
+    create_topics_partitions: int | None = None
+    produce_timeout_seconds: float = 30.0
+    # kafka passthrough
+    bootstrap: str = "localhost:9092"
+    client_id: str = "carecoord"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    max_request_size: int = 8 * 1024 * 1024
+    kafka_extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sasl_plain_password, str):
+            self.sasl_plain_password = SecretStr(self.sasl_plain_password)
+        if isinstance(self.ssl_password, str):
+            self.ssl_password = SecretStr(self.ssl_password)
+        if self.retry_budget_seconds * 1000 >= self.max_poll_interval_ms:
+            # We keep polling while retrying, but a budget this long means a single event can
+            # hold its partition's commit back for longer than the group expects progress.
+            log.warning("retry budget is not well under max_poll_interval_ms")
+
+    @property
+    def connection(self) -> KafkaConnection:
+        return KafkaConnection(
+            bootstrap=self.bootstrap,
+            client_id=self.client_id,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_plain_username=self.sasl_plain_username,
+            sasl_plain_password=self.sasl_plain_password,
+            ssl_cafile=self.ssl_cafile,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+            ssl_password=self.ssl_password,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+            max_request_size=self.max_request_size,
+            extra=self.kafka_extra,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Failure classification
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map an exception to a PHI-free failure; `permanent` ones go to the dead-letter topic."""
+    name = type(exc).__name__
+    if getattr(exc, "transient", False) is True:
+        hint = getattr(exc, "retry_after", None)
+        retry_after = float(hint) if isinstance(hint, int | float) else None
+        return Failure(name, _safe_message(exc), permanent=False, retry_after=retry_after)
+    if isinstance(exc, EventError):
+        return Failure(name, _safe_message(exc), permanent=exc.permanent)
+    status = getattr(exc, "status", None)
+    if isinstance(exc, CarecoordError) and hasattr(exc, "transient"):
+        # A FhirError that is not transient: 409/412 are conflicts worth re-running; other 4xx
+        # will fail the same way again.
+        return Failure(name, _safe_message(exc), permanent=status not in (409, 412))
+    # Unexpected: retried within the budget, then dead-lettered under its type name.
+    return Failure(name, _safe_message(exc), permanent=False)
+
+
+def _safe_message(exc: BaseException) -> str:
+    # carecoord's errors are written to be PHI-free; arbitrary exceptions' text is not trusted.
+    if isinstance(exc, CarecoordError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}"
+
+
+@dataclass
+class _Retry:
+    due: float
+    seq: int
+    item: WorkItem = field(compare=False)
+
+    def __lt__(self, other: _Retry) -> bool:
+        return (self.due, self.seq) < (other.due, other.seq)
+
+
+class _Listener:
+    """Records assignment changes from the consumer's IO thread; the poll loop applies them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[tuple[str, set[TP]]] = []
+
+    def on_assigned(self, partitions: set[TP]) -> None:
+        with self._lock:
+            self._events.append(("assigned", set(partitions)))
+
+    def on_revoked(self, partitions: set[TP]) -> None:
+        with self._lock:
+            self._events.append(("revoked", set(partitions)))
+
+    def on_lost(self, partitions: set[TP]) -> None:
+        with self._lock:
+            self._events.append(("lost", set(partitions)))
+
+    def take(self) -> list[tuple[str, set[TP]]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+# ---------------------------------------------------------------------------------------------
+# The runtime
+
+
+class EventRuntime:
+    def __init__(
+        self,
+        processor: EventProcessor,
+        options: RuntimeOptions | None = None,
+        *,
+        broker: Broker | None = None,
+        observer: RuntimeObserver | None = None,
+    ) -> None:
+        self.processor = processor
+        self.options = options or RuntimeOptions()
+        self.broker: Broker = broker or KafkaBroker(self.options.connection)
+        self.observer: RuntimeObserver = observer or NoopObserver()
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self._listener = _Listener()
+        self._windows: dict[TP, OffsetWindow] = {}
+        self._scheduler = KeyScheduler()
+        self._retries: list[_Retry] = []
+        self._seq = itertools.count()
+        self._incarnations = itertools.count(1)
+        self._in_flight = 0
+        self._holding = False  # no new work starts (rebalance or shutdown drain)
+        self._joined = False
+        self._running = False
+        self._last_poll = 0.0
+        self._last_commit = 0.0
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._events_out: EventProducer | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Joined the group (has had an assignment, possibly empty) and the poll loop is alive."""
+        stale = self.options.max_poll_interval_ms / 1000 / 2
+        return self._running and self._joined and (time.monotonic() - self._last_poll) < stale
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM/SIGINT (call from the main thread)."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal received; stopping", extra={"signal": signum})
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Consume until `stop` is set, `request_stop()` is called, or a signal handler fires."""
+        self._start()
+        try:
+            while not self._stop.is_set() and not (stop is not None and stop.is_set()):
+                self._iteration()
+        finally:
+            self._shutdown()
+
+    def run_until_idle(self, timeout: float = 30.0, idle_seconds: float = 0.3) -> bool:
+        """For tests: consume until nothing is pending for `idle_seconds` (or `timeout`), then
+        shut down gracefully. Returns True if it went idle before the timeout."""
+        self._start()
+        deadline = time.monotonic() + timeout
+        idle_since: float | None = None
+        went_idle = False
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                got = self._iteration()
+                if got or not self._joined or not self._quiet():
+                    idle_since = None
+                    continue
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since >= idle_seconds:
+                    went_idle = True
+                    break
+        finally:
+            self._shutdown()
+        return went_idle
+
+    def _quiet(self) -> bool:
+        with self._lock:
+            return (
+                self._in_flight == 0
+                and self._scheduler.queued == 0
+                and not self._retries
+                and all(w.pending == 0 and w.to_commit() is None for w in self._windows.values())
+            )
+
+    def _start(self) -> None:
+        o = self.options
+        if o.create_topics_partitions:
+            n = o.create_topics_partitions
+            self.broker.ensure_topics({o.topic_in: n, o.topic_out: n, o.topic_dlq: n})
+        self._producer = self.broker.producer()
+        self._events_out = EventProducer(self._producer, o.topic_out, source=o.event_source)
+        self._pool = ThreadPoolExecutor(max_workers=o.max_in_flight, thread_name_prefix="cc-work")
+        self._consumer = self.broker.consumer(o.group_id)
+        self._consumer.subscribe([o.topic_in], self._listener)
+        self._running = True
+        self._last_poll = time.monotonic()
+        log.info("event runtime started", extra={"topic": o.topic_in, "group": o.group_id})
+
+    # -- the poll loop -----------------------------------------------------------------------
+
+    def _iteration(self) -> int:
+        consumer = self._require_consumer()
+        if consumer.rebalance_pending():
+            self._before_rebalance()
+        try:
+            records = consumer.poll(self._poll_timeout(), self.options.max_poll_records)
+        except BrokerError as exc:
+            log.warning("poll failed; retrying", extra={"error": type(exc).__name__})
+            records = []
+            self._stop.wait(min(1.0, self.options.poll_timeout_seconds))
+        self._last_poll = time.monotonic()
+        self._apply_rebalance()
+        for record in records:
+            self._accept(record)
+        self._fire_due_retries()
+        self._dispatch()
+        self._apply_backpressure()
+        if time.monotonic() - self._last_commit >= self.options.commit_interval_seconds:
+            self._commit()
+        return len(records)
+
+    def _poll_timeout(self) -> float:
+        timeout = self.options.poll_timeout_seconds
+        with self._lock:
+            if self._retries:
+                timeout = min(timeout, max(0.0, self._retries[0].due - time.monotonic()))
+        return timeout
+
+    def _require_consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("runtime not started")
+        return self._consumer
+
+    def _accept(self, record: Record) -> None:
+        tp = record.tp
+        self.observer.on_consumed(tp)
+        with self._lock:
+            window = self._windows.get(tp)
+            if window is None:
+                # A poll returned records before (or without) an assignment callback.
+                window = self._windows[tp] = OffsetWindow(tp, next(self._incarnations))
+                self._joined = True
+            if self._stop.is_set() or not window.add(record):
+                return
+            self._scheduler.add(WorkItem(record, window.incarnation))
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            if self._pool is None:
+                return
+            while self._in_flight < self.options.max_in_flight and not self._holding:
+                item = self._scheduler.take()
+                if item is None:
+                    break
+                self._submit(item)
+
+    def _submit(self, item: WorkItem) -> None:
+        # Called with the lock held.
+        assert self._pool is not None
+        self._in_flight += 1
+        self.observer.in_flight(self._in_flight)
+        self._pool.submit(self._work, item)
+
+    def _fire_due_retries(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            while self._retries and self._retries[0].due <= now:
+                item = heapq.heappop(self._retries).item
+                window = self._windows.get(item.tp)
+                if window is None or window.incarnation != item.incarnation:
+                    self._scheduler.release(item.key)  # partition revoked meanwhile
+                    continue
+                self.observer.on_retry(item.tp)
+                self._submit(item)
+
+    def _apply_backpressure(self) -> None:
+        consumer = self._require_consumer()
+        limit = self.options.max_in_flight_per_partition
+        to_pause: list[TP] = []
+        to_resume: list[TP] = []
+        with self._lock:
+            for tp, window in self._windows.items():
+                if not window.paused and window.pending >= limit:
+                    window.paused = True
+                    to_pause.append(tp)
+                elif window.paused and window.pending < max(1, limit // 2):
+                    window.paused = False
+                    to_resume.append(tp)
+        if to_pause:
+            log.info("pausing partitions", extra={"partitions": [str(t) for t in to_pause]})
+            consumer.pause(to_pause)
+        if to_resume:
+            log.info("resuming partitions", extra={"partitions": [str(t) for t in to_resume]})
+            consumer.resume(to_resume)
+
+    def _commit(self, only: set[TP] | None = None) -> None:
+        consumer = self._require_consumer()
+        self._last_commit = time.monotonic()
+        with self._lock:
+            offsets = {
+                tp: c
+                for tp, w in self._windows.items()
+                if (only is None or tp in only) and (c := w.to_commit()) is not None
+            }
+        if offsets:
+            try:
+                consumer.commit(offsets)
+            except BrokerError as exc:
+                log.warning("commit failed; will retry", extra={"error": type(exc).__name__})
+                return
+            with self._lock:
+                for tp, c in offsets.items():
+                    w = self._windows.get(tp)
+                    if w is not None:
+                        w.committed = c
+            log.debug(
+                "committed", extra={"offsets": {str(t): c.offset for t, c in offsets.items()}}
+            )
+        with self._lock:
+            windows = [(tp, w.committed, w.lowest_pending) for tp, w in self._windows.items()]
+        for tp, committed, _ in windows:
+            high = consumer.highwater(tp)
+            if high is not None and committed is not None:
+                self.observer.lag(tp, max(0, high - committed.offset))
+
+    # -- rebalances --------------------------------------------------------------------------
+
+    def _before_rebalance(self) -> None:
+        """The group is rebalancing: let in-flight work finish (briefly) and commit it while we
+        still own the partitions, so the next owner does not redo it."""
+        deadline = time.monotonic() + self.options.rebalance_drain_seconds
+        with self._lock:
+            self._holding = True
+            while self._in_flight and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, min(0.1, deadline - time.monotonic())))
+        self._commit()
+        with self._lock:
+            self._holding = self._stop.is_set()
+
+    def _apply_rebalance(self) -> None:
+        for kind, partitions in self._listener.take():
+            if kind == "assigned":
+                with self._lock:
+                    self._joined = True
+                    for tp in partitions:
+                        if tp not in self._windows:
+                            self._windows[tp] = OffsetWindow(tp, next(self._incarnations))
+                log.info("partitions assigned", extra={"partitions": sorted(map(str, partitions))})
+            else:
+                self._forget(partitions)
+                log.info(f"partitions {kind}", extra={"partitions": sorted(map(str, partitions))})
+
+    def _forget(self, partitions: set[TP]) -> None:
+        """Stop work for partitions we no longer own: drop queued records and pending retries.
+        In-flight ones finish (they are idempotent) but no longer count toward commits."""
+        with self._lock:
+            for tp in partitions:
+                self._windows.pop(tp, None)
+                dropped = self._scheduler.drop_partition(tp)
+                if dropped:
+                    log.info("dropped queued records", extra={"partition": str(tp), "n": dropped})
+            kept = [r for r in self._retries if r.item.tp not in partitions]
+            for r in self._retries:
+                if r.item.tp in partitions:
+                    self._scheduler.release(r.item.key)
+            self._retries = kept
+            heapq.heapify(self._retries)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        log.info("event runtime stopping: draining in-flight work")
+        self._stop.set()
+        with self._lock:
+            self._holding = True
+            queued = self._scheduler.drop_all()
+            waiting = list(self._retries)
+            self._retries.clear()
+            for r in waiting:
+                self._scheduler.release(r.item.key)
+        if queued or waiting:
+            log.info("not started; will be redelivered", extra={"n": queued + len(waiting)})
+        try:
+            consumer.pause(sorted(consumer.assignment()))
+        except Exception:
+            log.warning("pause on shutdown failed", exc_info=True)
+        deadline = time.monotonic() + self.options.shutdown_drain_seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._in_flight:
+                    break
+            try:  # keep heartbeating (and discard anything fetched)
+                consumer.poll(0.1, 1)
+            except BrokerError:
+                time.sleep(0.1)
+            self._apply_rebalance()
+        with self._lock:
+            leftover = self._in_flight
+        if leftover:
+            log.warning("shutdown drain timed out; in-flight events will be redelivered")
+        self._commit()
+        self._running = False
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        consumer.close()
+        if self._producer is not None:
+            self._producer.close()
+        self._consumer = None
+        log.info("event runtime stopped")
+
+    # -- worker side -------------------------------------------------------------------------
+
+    def _work(self, item: WorkItem) -> None:
+        try:
+            self._attempt(item)
+        except BaseException:  # never lose track of an item, whatever happened
+            log.exception("worker failed unexpectedly; retrying", extra=_ids(item.record))
+            self._schedule_retry(item, self._backoff(item))
+
+    def _attempt(self, item: WorkItem) -> None:
+        record = item.record
+        if item.dead_letter is not None:
+            self._dead_letter(item, item.dead_letter)
+            return
+        started = time.monotonic()
+        event_type = "?"
+        try:
+            event = CloudEvent.from_json_bytes(record.value)
+            event_type = event.type
+            emits = self.processor.process(event)
+            if emits:
+                assert self._events_out is not None
+                self._events_out.publish_emits(emits, self.options.produce_timeout_seconds)
+        except Exception as exc:
+            failure = classify(exc)
+            self._failed(item, failure)
+            return
+        self.observer.on_processed(record.tp, event_type, time.monotonic() - started)
+        log.debug("processed", extra={**_ids(record), "event_id": event.id, "type": event.type})
+        self._finish(item)
+
+    def _failed(self, item: WorkItem, failure: Failure) -> None:
+        now, mono = time.time(), time.monotonic()
+        item.attempts += 1
+        item.failure = failure
+        item.first_failure = item.first_failure or now
+        item.first_failure_mono = item.first_failure_mono or mono
+        item.last_failure = now
+        self.observer.on_failed(item.tp, failure.error_type)
+        if failure.permanent:
+            self._dead_letter(item, failure)
+            return
+        delay = self._backoff(item)
+        elapsed = mono - item.first_failure_mono
+        if elapsed + delay > self.options.retry_budget_seconds:
+            log.warning(
+                "retry budget exhausted; dead-lettering",
+                extra={**_ids(item.record), "error": failure.error_type, "attempts": item.attempts},
+            )
+            self._dead_letter(item, failure)
+            return
+        log.info(
+            "transient failure; will retry",
+            extra={**_ids(item.record), "error": failure.error_type, "attempt": item.attempts},
+        )
+        self._schedule_retry(item, delay)
+
+    def _backoff(self, item: WorkItem) -> float:
+        o = self.options
+        ceiling = min(
+            o.backoff_max_seconds, o.backoff_base_seconds * 2.0 ** max(0, item.attempts - 1)
+        )
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        hint = item.failure.retry_after if item.failure is not None else None
+        return max(delay, min(hint, o.backoff_max_seconds)) if hint is not None else delay
+
+    def _dead_letter(self, item: WorkItem, failure: Failure) -> None:
+        item.dead_letter = failure
+        record = item.record
+        now = time.time()
+        try:
+            assert self._producer is not None
+            truncated = write_dead_letter(
+                self._producer,
+                record,
+                self.options.topic_dlq,
+                error_type=failure.error_type,
+                message=failure.message,
+                attempts=max(1, item.attempts),
+                first_failure=item.first_failure or now,
+                last_failure=item.last_failure or now,
+                timeout=self.options.produce_timeout_seconds,
+            )
+        except BrokerError as exc:
+            # The dead letter is not written: the offset must not be done. Retry, forever.
+            log.error(
+                "dead-letter write failed; will retry",
+                extra={**_ids(record), "error": type(exc).__name__},
+            )
+            self._schedule_retry(item, min(self.options.backoff_max_seconds, 1.0 + item.attempts))
+            return
+        log.warning(
+            "dead-lettered",
+            extra={**_ids(record), "error": failure.error_type, "truncated": truncated},
+        )
+        self.observer.on_dead_lettered(record.tp, failure.error_type)
+        self._finish(item)
+
+    def _schedule_retry(self, item: WorkItem, delay: float) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self.observer.in_flight(self._in_flight)
+            window = self._windows.get(item.tp)
+            if self._stop.is_set() or window is None or window.incarnation != item.incarnation:
+                self._scheduler.release(item.key)  # redelivered later (not committed)
+            else:
+                due = time.monotonic() + delay
+                heapq.heappush(self._retries, _Retry(due, next(self._seq), item))
+            self._idle.notify_all()
+
+    def _finish(self, item: WorkItem) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self.observer.in_flight(self._in_flight)
+            window = self._windows.get(item.tp)
+            if window is not None and window.incarnation == item.incarnation:
+                window.mark_done(item.record.offset)
+            self._scheduler.release(item.key)
+            self._idle.notify_all()
+        # The next event of this key (or any other) can start now, not at the next poll.
+        self._dispatch()
+
+
+def _ids(record: Record) -> dict[str, Any]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
