@@ -363,3 +363,47 @@ REASON_OTHER = Code(TASK_STATUS_REASON_SYSTEM, "other", "Other")
 
 # Task input/output types for carecoord tasks (the clinical question text rides in Task.input).
 TASK_INPUT_QUESTION = Code(TASK_TYPE_SYSTEM, "question", "Question for the provider")
+
+# ---------------------------------------------------------------------------------------------
+# Caseload, outreach escalation and overdue care tasks (handlers: enrolment, outreach, care-tasks)
+
+TASK_ASSIGN_CARE_MANAGER = Code(
+    TASK_TYPE_SYSTEM, "assign-care-manager", "Assign a care manager (no capacity left)"
+)
+TASK_VERIFY_CONTACT = Code(TASK_TYPE_SYSTEM, "verify-contact-details", "Verify contact details")
+TASK_OVERDUE_ESCALATION = Code(
+    TASK_TYPE_SYSTEM, "overdue-escalation", "Escalation of an overdue care-management task"
+)
+BUSINESS_OVERDUE_ESCALATED = Code(
+    TASK_BUSINESS_STATUS_SYSTEM, "overdue-escalated", "Overdue, escalated to the supervisor"
+)
+REASON_CONTACT_MADE = Code(TASK_STATUS_REASON_SYSTEM, "contact-made", "The patient was reached")
+REASON_CARE_MANAGER_CHANGED = Code(
+    TASK_STATUS_REASON_SYSTEM, "care-manager-changed", "Reassigned to another care manager"
+)
+COMM_CATEGORY_OUTREACH = Code(
+    f"{CODESYSTEM_BASE}communication-category",
+    "monthly-outreach",
+    "Monthly care-management outreach",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Community referrals, billable time (handlers: referrals, billing)
+
+TASK_MANUAL_REFERRAL = Code(TASK_TYPE_SYSTEM, "manual-referral", "Manual community referral needed")
+# Task.input of a referral Task: the HealthcareService it was sent to and its attempt number.
+TASK_INPUT_HEALTHCARE_SERVICE = Code(
+    TASK_TYPE_SYSTEM, "healthcare-service", "Community service the referral was sent to"
+)
+TASK_INPUT_ATTEMPT = Code(TASK_TYPE_SYSTEM, "referral-attempt", "Referral attempt number")
+BUSINESS_NO_MATCH = Code(
+    TASK_BUSINESS_STATUS_SYSTEM, "no-directory-match", "No community resource left to refer to"
+)
+BUSINESS_NO_CONSENT = Code(
+    TASK_BUSINESS_STATUS_SYSTEM, "no-consent-to-contact", "Patient has not consented to contact"
+)
+GOAL_ACHIEVED = Code(GOAL_ACHIEVEMENT_SYSTEM, "achieved", "Achieved")
+# A ChargeItem recording one logged stretch of care-management time (not billable by itself).
+CARE_MANAGEMENT_TIME = Code(
+    f"{CODESYSTEM_BASE}charge-item", "care-management-time", "Care-management time logged"
+)

@@ -1,0 +1,239 @@
+"""What the enrolment, outreach, care-task and sweeper handlers share: periods, business keys,
+identifier systems, their configuration, and small helpers for reading resources back.
+
+Business keys are what makes replays harmless: every resource these handlers create carries one
+identifier derived from the business key (patient + program [+ month]) or the event id, and is
+created conditionally on it.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from fhir.resources.R4B.resource import Resource
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from carecoord.errors import ConfigError, describe_validation
+from carecoord.fhir.identifiers import identifier_system
+from carecoord.fhir.identifiers import identifier_value as business_value
+from carecoord.fhir.models import model_class
+
+# ---------------------------------------------------------------------------------------------
+# Identifier systems of the resources these handlers create (carecoord.fhir.identifiers kinds).
+
+CARE_PLAN_ID = identifier_system("care-plan")  # <patient>:<program>:<start>
+CARE_TEAM_ID = identifier_system("care-team")  # <patient>:<program>:<start>
+OUTREACH_REQUEST_ID = identifier_system("outreach-request")  # <patient>:<program>:<YYYY-MM>
+OUTREACH_ALTERNATIVE_ID = identifier_system("outreach-alternative")  # <request key>:<channel>
+OUTREACH_ATTEMPT_ID = identifier_system("outreach-attempt")  # the attempt event id
+OUTREACH_ESCALATION_ID = identifier_system("outreach-escalation")  # CommunicationRequest/<id>
+CARE_TASK_ID = identifier_system("care-task")  # <patient>:<task code>:<key>
+
+Channel = Literal["phone", "sms", "video", "letter", "portal"]
+PROGRAMS = ("CCM", "PCM", "RPM", "TCM", "BHI", "APCM")
+
+# Task statuses after which a Task needs no more work.
+TERMINAL_TASK_STATUSES = frozenset(
+    {"completed", "cancelled", "failed", "rejected", "entered-in-error"}
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Periods: the calendar month of the event's own date, never the wall clock.
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    year: int
+    month: int
+
+    @classmethod
+    def of(cls, when: date | datetime) -> Month:
+        return cls(when.year, when.month)
+
+    @classmethod
+    def parse(cls, label: str) -> Month:
+        year, month = label.split("-")
+        return cls(int(year), int(month))
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def start(self) -> date:
+        return date(self.year, self.month, 1)
+
+    @property
+    def end(self) -> date:
+        """The last day of the month (inclusive)."""
+        return date(self.year, self.month, calendar.monthrange(self.year, self.month)[1])
+
+    @property
+    def end_instant(self) -> datetime:
+        """The first instant after the month (UTC)."""
+        return datetime.combine(self.end + timedelta(days=1), datetime.min.time(), UTC)
+
+    def next(self) -> Month:
+        return Month(self.year + 1, 1) if self.month == 12 else Month(self.year, self.month + 1)
+
+
+def outreach_key(patient_id: str, program: str, month: Month) -> str:
+    """The business identifier value of a patient's monthly outreach request."""
+    return business_value(patient_id, program, month.label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration (one model for all of these handlers; each HandlerSpec's default_config is the
+# subset it reads).
+
+
+class CareManager(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference: str = Field(pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
+    capacity: int | None = Field(default=None, ge=0)
+    active: bool = True
+
+
+DEFAULT_ENROLMENT_TASKS: dict[str, list[str]] = {
+    "CCM": ["assessment", "medication-reconciliation"],
+    "PCM": ["assessment", "medication-reconciliation"],
+    "TCM": ["medication-reconciliation"],
+    "BHI": ["assessment"],
+    "APCM": ["assessment", "medication-reconciliation"],
+    "RPM": [],
+}
+DEFAULT_MONTHLY_TASKS: dict[str, list[str]] = {p: ["care-plan-review"] for p in PROGRAMS}
+DEFAULT_TASK_DUE_DAYS: dict[str, int] = {"assessment": 14, "medication-reconciliation": 7}
+
+
+class CareConfig(BaseModel):
+    """Configuration of enrolment, caseload, outreach, care tasks and the sweeper."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # caseload
+    capacity: int = Field(default=250, ge=0)  # patients a month per care manager
+    care_managers: list[CareManager] = Field(default_factory=list)
+    supervisor: str | None = None  # e.g. "Practitioner/sup"; owner of pool and overdue Tasks
+    pool: str | None = None  # e.g. "Group/care-coordinators"; preferred owner of assignment Tasks
+    # outreach
+    outreach_channel: Channel = "phone"
+    max_unanswered: int = Field(default=3, ge=1)
+    escalation_owner: Literal["lead-care-manager", "provider"] = "lead-care-manager"
+    lead_care_manager: str | None = None
+    alternative_channels: list[Channel] = Field(default_factory=lambda: _channels("sms", "letter"))
+    # sweeper
+    days_before_period_end: int = Field(default=5, ge=0)
+    # care-management tasks per program
+    enrolment_tasks: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_ENROLMENT_TASKS.items()}
+    )
+    monthly_tasks: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_MONTHLY_TASKS.items()}
+    )
+    task_due_days: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TASK_DUE_DAYS))
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any] | None) -> CareConfig:
+        try:
+            return cls.model_validate(dict(config or {}))
+        except ValidationError as exc:
+            raise ConfigError(
+                f"invalid care-coordination config: {describe_validation(exc)}"
+            ) from exc
+
+    def capacity_of(self, reference: str) -> int:
+        for cm in self.care_managers:
+            if cm.reference == reference:
+                return self.capacity if cm.capacity is None else cm.capacity
+        return self.capacity
+
+    def is_active_care_manager(self, reference: str) -> bool:
+        """Care managers not listed count as active (named explicitly by an event)."""
+        return all(cm.active for cm in self.care_managers if cm.reference == reference)
+
+    def default_config(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading resources back
+
+
+def _channels(*names: Channel) -> list[Channel]:
+    return list(names)
+
+
+def build(resource_type: str, data: dict[str, Any]) -> Resource:
+    """A validated fhir.resources object from plain JSON."""
+    return model_class(resource_type).model_validate({"resourceType": resource_type, **data})
+
+
+def ref_of(resource: Resource) -> str:
+    return f"{resource.get_resource_type()}/{resource.id}"
+
+
+def version_of(resource: Resource) -> str | None:
+    meta = getattr(resource, "meta", None)
+    return getattr(meta, "versionId", None) if meta else None
+
+
+def identifier_value(resource: Resource, system: str) -> str | None:
+    for ident in getattr(resource, "identifier", None) or []:
+        if ident.system == system and ident.value:
+            return str(ident.value)
+    return None
+
+
+def reference_str(value: Any) -> str | None:
+    """The `reference` string of a Reference (object or None)."""
+    return getattr(value, "reference", None) if value is not None else None
+
+
+def codings(concept: Any) -> list[Any]:
+    return list(getattr(concept, "coding", None) or []) if concept is not None else []
+
+
+def has_code(concept: Any, system: str, code: str) -> bool:
+    return any(c.system == system and c.code == code for c in codings(concept))
+
+
+def as_date(value: Any) -> date | None:
+    """A FHIR date/dateTime (str, date or datetime) as a date."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def as_instant(value: Any) -> datetime | None:
+    """A FHIR date/dateTime as an aware datetime (dates mean the end of that day, UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime.combine(value + timedelta(days=1), datetime.min.time(), UTC)
+    text = str(value)
+    if len(text) <= 10:
+        return as_instant(date.fromisoformat(text))
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def patient_of(resource: Resource) -> str | None:
+    """The Patient id a resource is about (subject / for)."""
+    for attr in ("subject", "for_fhir"):
+        ref = reference_str(getattr(resource, attr, None))
+        if ref and ref.startswith("Patient/"):
+            return ref.removeprefix("Patient/")
+    return None

@@ -1,0 +1,198 @@
+"""Care-management work items (medication reconciliation, assessment, monthly care-plan review)
+per program, and the one escalation of an overdue one to the supervisor.
+
+Handler "care-tasks": `carecoord.task.overdue` (emitted by `carecoord sweep` when a Task's
+restriction.period.end has passed) -> one urgent Task to the supervisor (or pool) focused on the
+overdue Task, and the overdue Task is tagged so the sweeper stops reporting it. The work items
+themselves are created by the enrolment handler (enrolment_tasks) and by the monthly outreach-due
+handler (monthly_tasks), in the same transaction as the CarePlan / monthly request they belong to.
+Status changes of these Tasks go through carecoord.fhir.workflow.transition.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from fhir.resources.R4B.task import Task
+
+from carecoord.errors import ConfigError, HandlerError
+from carecoord.events.catalog import TaskOverdue, parse_data, require_patient
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import care
+from carecoord.fhir import terminology as t
+from carecoord.fhir.errors import FhirGone, FhirNotFound
+from carecoord.fhir.identifiers import add_create
+from carecoord.fhir.models import to_json
+from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.care_model import (
+    TERMINAL_TASK_STATUSES,
+    CareConfig,
+    Month,
+    build,
+    reference_str,
+    version_of,
+)
+from carecoord.handlers.registry import HandlerSpec
+
+log = logging.getLogger(__name__)
+
+OVERDUE_TAG = t.BUSINESS_OVERDUE_ESCALATED  # meta.tag on a Task whose overdue was escalated
+WORK_TASK_CODES = frozenset(t.WORK_TASK_TYPES)
+
+
+def _work_code(name: str) -> t.Code:
+    try:
+        return t.WORK_TASK_TYPES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown care-management task type {name!r}; expected one of "
+            f"{sorted(t.WORK_TASK_TYPES)}"
+        ) from None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
+def enrolment_tasks(
+    config: CareConfig,
+    *,
+    patient_id: str,
+    program: str,
+    start: date,
+    owner: str,
+    care_plan: str,
+    requester: str | None,
+) -> list[Task]:
+    """The one-off work items of an enrolment (per program, config `enrolment_tasks`), due
+    `task_due_days[type]` days after `start`."""
+    tasks = []
+    for name in config.enrolment_tasks.get(program, []):
+        code = _work_code(name)
+        tasks.append(
+            care.work_task(
+                key=f"{program}:{start.isoformat()}",
+                patient=f"Patient/{patient_id}",
+                work=code,
+                owner=owner,
+                due=start + timedelta(days=config.task_due_days.get(name, 14)),
+                care_plan=care_plan,
+                requester=requester,
+                authored_on=_midnight(start),
+            )
+        )
+    return tasks
+
+
+def monthly_tasks(
+    config: CareConfig,
+    *,
+    patient_id: str,
+    program: str,
+    month: Month,
+    owner: str,
+    care_plan: str,
+    requester: str | None,
+    authored: date,
+) -> list[Task]:
+    """The work items due every month (per program, config `monthly_tasks`, e.g. care-plan
+    review), due on the last day of the month."""
+    return [
+        care.work_task(
+            key=f"{program}:{month.label}",
+            patient=f"Patient/{patient_id}",
+            work=_work_code(name),
+            owner=owner,
+            due=month.end,
+            care_plan=care_plan,
+            requester=requester,
+            authored_on=_midnight(max(authored, month.start)),
+        )
+        for name in config.monthly_tasks.get(program, [])
+    ]
+
+
+def _event_time(event: CloudEvent, ctx: HandlerContext) -> datetime:
+    when = event.time or ctx.now()
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def handle_task_overdue(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    data = parse_data(event, TaskOverdue)
+    patient_id = require_patient(event)
+    config = CareConfig.from_mapping(ctx.config)
+    task_ref = data.task
+    if not task_ref.startswith("Task/"):
+        raise HandlerError("task must be 'Task/<id>'", event_id=event.id, event_type=event.type)
+    try:
+        task: Any = ctx.fhir.read("Task", task_ref.removeprefix("Task/"))
+    except (FhirNotFound, FhirGone):
+        log.warning("overdue task no longer exists", extra={"event_id": event.id})
+        return Effects()
+    effects = Effects()
+    if task.status in TERMINAL_TASK_STATUSES or _escalated(task):
+        return effects
+    owner = (
+        config.supervisor
+        or config.pool
+        or reference_str(task.requester)
+        or reference_str(task.owner)
+    )
+    if owner is None:
+        raise ConfigError("no supervisor or pool configured to own overdue escalations")
+    plans = [reference_str(b) for b in task.basedOn or []]
+    plan = next((p for p in plans if p and p.startswith("CarePlan/")), None)
+    at = _event_time(event, ctx)
+    escalation = care.work_task(
+        key=task_ref,
+        patient=f"Patient/{patient_id}",
+        work=t.TASK_OVERDUE_ESCALATION,
+        owner=owner,
+        due=at.date() + timedelta(days=1),
+        care_plan=plan,
+        requester=reference_str(task.owner),
+        priority="urgent",
+        authored_on=at,
+    )
+    escalation_json = to_json(escalation)
+    escalation_json["focus"] = {"reference": task_ref}
+    escalation_json["reasonCode"] = t.REASON_OVERDUE.concept_json()
+    add_create(effects, build("Task", escalation_json))
+    tagged = to_json(task)
+    tagged.setdefault("meta", {}).setdefault("tag", []).append(OVERDUE_TAG.json())
+    effects.update(build("Task", tagged), version_of(task))
+    log.info("overdue task escalated", extra={"event_id": event.id, "task": task_ref})
+    return effects
+
+
+def _escalated(task: Any) -> bool:
+    meta = task.meta
+    return any(OVERDUE_TAG.matches(tag) for tag in (meta.tag if meta and meta.tag else []))
+
+
+def is_overdue(task: Any, now: datetime) -> bool:
+    """Open work Task whose restriction.period.end has passed and was not escalated yet."""
+    if task.status in TERMINAL_TASK_STATUSES or task.status == "draft" or _escalated(task):
+        return False
+    restriction = task.restriction
+    end = restriction.period.end if restriction and restriction.period else None
+    if end is None:
+        return False
+    if isinstance(end, datetime):
+        due = end if end.tzinfo else end.replace(tzinfo=UTC)
+    else:
+        due = _midnight(date.fromisoformat(str(end)[:10]) + timedelta(days=1))
+    return now >= due
+
+
+HANDLERS: list[HandlerSpec] = [
+    HandlerSpec(
+        name="care-tasks",
+        event_types=("carecoord.task.overdue",),
+        handle=handle_task_overdue,
+        default_config={"supervisor": None, "pool": None},
+        description="Escalates an overdue care-management Task once to the supervisor.",
+    )
+]

@@ -1,0 +1,216 @@
+"""Enrolment in a care-management program.
+
+Handler "enrolment": `carecoord.patient.enrolled` -> in ONE transaction
+- CarePlan (intent plan, category assess-plan + program, period from `start`, addresses the
+  Conditions, activity.reference -> the month's outreach request and work Tasks; no inline detail)
+  with its CareTeam (care manager as care coordinator, provider as primary care physician)
+  *contained*: the reference FHIR server cannot search CareTeam by identifier, so a standalone
+  CareTeam could not be created conditionally (replay-safe);
+- the outreach CommunicationRequest for the month of `start`, and the program's work Tasks;
+- without a named care manager, the one with most room is assigned (carecoord.handlers.caseload);
+  when all are full, an "assign a care manager" Task goes to the pool / supervisor instead.
+A replay (the patient already has an active CarePlan for the program) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from carecoord.errors import MalformedEvent
+from carecoord.events.catalog import PatientEnrolled, parse_data, require_patient
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import care
+from carecoord.fhir import terminology as t
+from carecoord.fhir.identifiers import add_create, create_for
+from carecoord.fhir.models import to_json
+from carecoord.handlers import care_tasks
+from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.care_model import CareConfig, Month, build
+from carecoord.handlers.caseload import Assignment, assign_care_manager
+from carecoord.handlers.outreach import active_plans, care_team_of, monthly_request, program_of
+from carecoord.handlers.registry import HandlerSpec
+
+log = logging.getLogger(__name__)
+
+CONTAINED_TEAM_ID = "care-team"
+
+
+def handle_enrolled(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    data = parse_data(event, PatientEnrolled)
+    patient_id = require_patient(event)
+    config = CareConfig.from_mapping(ctx.config)
+    bad = [i for i, c in enumerate(data.conditions) if not _is_condition_ref(c)]
+    if bad:
+        raise MalformedEvent(
+            f"invalid data: conditions{bad} must be 'Condition/<id>' references",
+            event_id=event.id,
+            event_type=event.type,
+        )
+    plans = active_plans(ctx.fhir, patient_id)
+    if any(program_of(p) == data.program for p in plans):
+        log.info("already enrolled; nothing to do", extra={"event_id": event.id})
+        return Effects()
+    month = Month.of(data.start)
+    current = [m for m in (care_team_of(p)[0] for p in plans) if m]
+    assignment = assign_care_manager(
+        ctx.fhir, config, patient_id, month, named=data.care_manager, current=current
+    )
+    effects = build_enrolment(event, data, patient_id, config, assignment)
+    log.info(
+        "patient enrolled",
+        extra={
+            "event_id": event.id,
+            "program": data.program,
+            "care_manager": assignment.care_manager,
+            "assignment": assignment.reason,
+        },
+    )
+    return effects
+
+
+def _is_condition_ref(value: str) -> bool:
+    rtype, _, rid = value.partition("/")
+    return rtype == "Condition" and bool(rid) and "/" not in rid
+
+
+def build_enrolment(
+    event: CloudEvent,
+    data: PatientEnrolled,
+    patient_id: str,
+    config: CareConfig,
+    assignment: Assignment,
+) -> Effects:
+    """The effects of one enrolment (pure)."""
+    effects = Effects()
+    manager = assignment.care_manager
+    month = Month.of(data.start)
+    patient = f"Patient/{patient_id}"
+    plan_urn = _plan_urn(patient_id, data)
+    requester = manager or data.provider
+    request = monthly_request(
+        patient_id=patient_id,
+        program=data.program,
+        month=month,
+        requester=requester,
+        care_plan=plan_urn,
+        channel=config.outreach_channel,
+        authored=data.start,
+    )
+    owner = manager or config.pool or config.supervisor or data.provider
+    tasks = [
+        *care_tasks.enrolment_tasks(
+            config,
+            patient_id=patient_id,
+            program=data.program,
+            start=data.start,
+            owner=owner,
+            care_plan=plan_urn,
+            requester=data.provider,
+        ),
+        *care_tasks.monthly_tasks(
+            config,
+            patient_id=patient_id,
+            program=data.program,
+            month=month,
+            owner=owner,
+            care_plan=plan_urn,
+            requester=data.provider,
+            authored=data.start,
+        ),
+    ]
+    activity_refs = [add_create(effects, request)]
+    activity_refs += [add_create(effects, task) for task in tasks]
+    plan = care.care_plan(
+        patient=patient,
+        program=data.program,
+        start=data.start,
+        addresses=data.conditions,
+        activities=activity_refs,
+        author=manager,
+    )
+    plan_json = to_json(plan)
+    plan_json["contained"] = [_team_json(data, patient, manager)]
+    plan_json["careTeam"] = [{"reference": f"#{CONTAINED_TEAM_ID}"}]
+    add_create(effects, build("CarePlan", plan_json))  # its urn is plan_urn (same identifier)
+    if manager is None:
+        add_create(effects, _assignment_task(config, data, patient_id, plan_urn))
+    return effects
+
+
+def _plan_urn(patient_id: str, data: PatientEnrolled) -> str:
+    probe = care.care_plan(patient=f"Patient/{patient_id}", program=data.program, start=data.start)
+    return create_for(probe).full_url
+
+
+def _team_json(data: PatientEnrolled, patient: str, manager: str | None) -> dict[str, Any]:
+    team = to_json(
+        care.care_team(
+            patient=patient,
+            program=data.program,
+            start=data.start,
+            care_manager=manager or data.provider,
+            provider=data.provider,
+        )
+    )
+    if manager is None:  # nobody has room yet: the team is the provider until one is assigned
+        team["participant"] = [
+            p
+            for p in team["participant"]
+            if not any(t.ROLE_CARE_COORDINATOR.matches(c) for r in p["role"] for c in r["coding"])
+        ]
+    team["id"] = CONTAINED_TEAM_ID
+    return team
+
+
+def _assignment_task(
+    config: CareConfig, data: PatientEnrolled, patient_id: str, plan_urn: str
+) -> Any:
+    owner = config.pool or config.supervisor or data.provider
+    task = care.work_task(
+        key=f"{data.program}:{data.start.isoformat()}",
+        patient=f"Patient/{patient_id}",
+        work=t.TASK_ASSIGN_CARE_MANAGER,
+        owner=owner,
+        due=data.start,
+        care_plan=plan_urn,
+        requester=data.provider,
+        status="requested",
+        authored_on=datetime.combine(data.start, datetime.min.time(), UTC),
+    )
+    task_json = to_json(task)
+    task_json["focus"] = {"reference": plan_urn}
+    task_json["statusReason"] = t.REASON_NO_CAPACITY.concept_json(
+        "No care manager has room this month"
+    )
+    task_json["performerType"] = [t.ROLE_CARE_COORDINATOR.concept_json()]
+    return build("Task", task_json)
+
+
+_ENROLMENT_CONFIG = {
+    k: v
+    for k, v in CareConfig().default_config().items()
+    if k
+    in {
+        "capacity",
+        "care_managers",
+        "supervisor",
+        "pool",
+        "outreach_channel",
+        "enrolment_tasks",
+        "monthly_tasks",
+        "task_due_days",
+    }
+}
+
+HANDLERS: list[HandlerSpec] = [
+    HandlerSpec(
+        name="enrolment",
+        event_types=("carecoord.patient.enrolled",),
+        handle=handle_enrolled,
+        default_config=_ENROLMENT_CONFIG,
+        description="CarePlan + CareTeam per program enrolment, caseload assignment, first "
+        "month's outreach request and work Tasks.",
+    )
+]

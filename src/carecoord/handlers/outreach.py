@@ -1,0 +1,583 @@
+"""Monthly outreach: the request per patient and period, its attempts, and escalation.
+
+Handler "outreach":
+- `carecoord.outreach.attempted` -> a Communication (identifier = the event id) based on the
+  patient's outreach CommunicationRequest for the month of `attempted_at` (or the one named).
+  answered: the request (and any alternative-channel request) is completed and open escalation
+  Tasks are closed. no-answer / voicemail: counted; at `max_unanswered` in the period the request
+  is escalated. wrong-number: a "verify contact details" Task. declined (or data
+  `do_not_contact: true`): the request is revoked for the period, nothing is escalated.
+- `carecoord.outreach.due` (from `carecoord sweep`): stage "due" creates the month's request and
+  monthly work Tasks for an active CarePlan; stage "nearly-overdue" escalates a request still open
+  close to the end of its month.
+
+Escalation: ONE Task per request (identifier outreach-escalation | CommunicationRequest/<id>,
+created conditionally, so a replay or the sweeper racing an attempt cannot make a second), an
+alternative-channel request, and `carecoord.outreach.escalated` with an id derived from the same
+key (so downstream can deduplicate however often it is triggered).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from fhir.resources.R4B.communicationrequest import CommunicationRequest
+from fhir.resources.R4B.resource import Resource
+from pydantic import Field
+
+from carecoord.errors import HandlerError, MalformedEvent
+from carecoord.events.catalog import (
+    OutreachAttempted,
+    OutreachDue,
+    parse_data,
+    require_patient,
+)
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import care
+from carecoord.fhir import terminology as t
+from carecoord.fhir.errors import FhirGone, FhirNotFound
+from carecoord.fhir.identifiers import add_create, business_identifier_json, identifier_search
+from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import transition
+from carecoord.handlers import care_tasks
+from carecoord.handlers.base import Effects, FhirReader, HandlerContext
+from carecoord.handlers.care_model import (
+    CARE_PLAN_ID,
+    OUTREACH_ALTERNATIVE_ID,
+    OUTREACH_ATTEMPT_ID,
+    OUTREACH_REQUEST_ID,
+    TERMINAL_TASK_STATUSES,
+    CareConfig,
+    Channel,
+    Month,
+    build,
+    has_code,
+    identifier_value,
+    outreach_key,
+    patient_of,
+    ref_of,
+    reference_str,
+    version_of,
+)
+from carecoord.handlers.registry import HandlerSpec
+
+log = logging.getLogger(__name__)
+
+ESCALATED = "carecoord.outreach.escalated"
+MEDIUM_CHANNEL = {code.code: channel for channel, code in t.CHANNEL_MEDIUM.items()}
+
+
+class SweepOutreachDue(OutreachDue):
+    """`carecoord.outreach.due` as the sweeper emits it (extra fields of the v1 event)."""
+
+    stage: Literal["due", "nearly-overdue"] = "due"
+    care_plan: str | None = Field(default=None, pattern=r"^CarePlan/[A-Za-z0-9\-.]{1,64}$")
+    outreach: str | None = Field(
+        default=None, pattern=r"^CommunicationRequest/[A-Za-z0-9\-.]{1,64}$"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Building and finding requests
+
+
+def monthly_request(
+    *,
+    patient_id: str,
+    program: str,
+    month: Month,
+    requester: str,
+    care_plan: str,
+    channel: Channel,
+    authored: date,
+) -> CommunicationRequest:
+    """The month's outreach request. authoredOn always lies inside the month (the caseload count
+    searches by it): the later of the month's first day and `authored`."""
+    day = min(max(authored, month.start), month.end)
+    return care.outreach_request(
+        patient=f"Patient/{patient_id}",
+        program=program,  # type: ignore[arg-type]  # validated by the catalog / CarePlan
+        month=month.start,
+        care_manager=requester,
+        care_plan=care_plan,
+        channel=channel,
+        authored_on=datetime.combine(day, datetime.min.time(), UTC),
+    )
+
+
+def patient_requests(fhir: FhirReader, patient_id: str) -> list[Any]:
+    """All carecoord outreach requests (monthly and alternative) of a patient."""
+    found = fhir.search("CommunicationRequest", [("patient", f"Patient/{patient_id}")])
+    return [
+        cr
+        for cr in found
+        if patient_of(cr) == patient_id
+        and (identifier_value(cr, OUTREACH_REQUEST_ID) or _group_key(cr))
+    ]
+
+
+def _group_key(cr: Any) -> str | None:
+    """The monthly request key an alternative-channel request belongs to."""
+    if identifier_value(cr, OUTREACH_ALTERNATIVE_ID) is None or cr.groupIdentifier is None:
+        return None
+    return str(cr.groupIdentifier.value) if cr.groupIdentifier.value else None
+
+
+def monthly_for(requests: Sequence[Any], month: Month) -> list[Any]:
+    """The monthly requests of `month`, active ones first, then by key (deterministic)."""
+    mine = [
+        cr
+        for cr in requests
+        if (identifier_value(cr, OUTREACH_REQUEST_ID) or "").endswith(f":{month.label}")
+    ]
+    return sorted(
+        mine,
+        key=lambda cr: (cr.status != "active", identifier_value(cr, OUTREACH_REQUEST_ID) or ""),
+    )
+
+
+def alternatives_of(requests: Sequence[Any], main: Any) -> list[Any]:
+    key = identifier_value(main, OUTREACH_REQUEST_ID)
+    return [cr for cr in requests if key and _group_key(cr) == key]
+
+
+def _read(fhir: FhirReader, reference: str) -> Any | None:
+    rtype, rid = reference.split("/", 1)
+    try:
+        return fhir.read(rtype, rid)
+    except (FhirNotFound, FhirGone):
+        return None
+
+
+def _find_one(fhir: FhirReader, resource_type: str, kind: str, *parts: str) -> Any | None:
+    system_value = identifier_search(kind, *parts)["identifier"]
+    system, value = system_value.split("|", 1)
+    for found in fhir.search(resource_type, [("identifier", system_value)]):
+        if identifier_value(found, system) == value:
+            return found
+    return None
+
+
+def escalation_for(fhir: FhirReader, request_ref: str) -> Any | None:
+    """The escalation Task of a request, if it exists."""
+    return _find_one(fhir, "Task", "outreach-escalation", request_ref)
+
+
+def _channel_of(cr: Any) -> str | None:
+    for medium in cr.medium or []:
+        for coding in medium.coding or []:
+            if coding.code in MEDIUM_CHANNEL:
+                return MEDIUM_CHANNEL[coding.code]
+    return None
+
+
+def care_team_of(plan: Any) -> tuple[str | None, str | None]:
+    """(care manager, provider) from a CarePlan's contained CareTeam (author as fallback)."""
+    manager = provider = None
+    for res in plan.contained or []:
+        if res.get_resource_type() != "CareTeam":
+            continue
+        for part in res.participant or []:
+            member = reference_str(part.member)
+            roles = part.role or []
+            if any(has_code(r, t.SNOMED, t.ROLE_CARE_COORDINATOR.code) for r in roles):
+                manager = manager or member
+            elif any(has_code(r, t.SNOMED, t.ROLE_PRIMARY_CARE_PHYSICIAN.code) for r in roles):
+                provider = provider or member
+    return manager or reference_str(plan.author), provider
+
+
+def program_of(plan: Any) -> str | None:
+    for category in plan.category or []:
+        for coding in category.coding or []:
+            if coding.system == t.CARE_PROGRAM_SYSTEM:
+                return str(coding.code)
+    return None
+
+
+def plan_of(fhir: FhirReader, cr: Any) -> Any | None:
+    for based in cr.basedOn or []:
+        ref = reference_str(based)
+        if ref and ref.startswith("CarePlan/"):
+            return _read(fhir, ref)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Effects
+
+
+def _set_status(cr: Any, status: str, reason: t.Code | None = None) -> Resource:
+    data = to_json(cr)
+    data["status"] = status
+    if reason is not None:
+        data["statusReason"] = reason.concept_json()
+    return build("CommunicationRequest", data)
+
+
+def _escalation_owner(config: CareConfig, provider: str | None) -> str | None:
+    if config.escalation_owner == "provider":
+        return provider or config.lead_care_manager or config.supervisor
+    return config.lead_care_manager or provider or config.supervisor
+
+
+def escalate(
+    effects: Effects,
+    fhir: FhirReader,
+    config: CareConfig,
+    cr: Any,
+    *,
+    reason: Literal["unanswered", "period-ending"],
+    unanswered: int,
+    at: datetime,
+) -> bool:
+    """Add the escalation of `cr` (Task, alternative-channel request, event). Idempotent: nothing
+    is added if the request is no longer active or already escalated."""
+    cr_ref = ref_of(cr)
+    if cr.status != "active" or escalation_for(fhir, cr_ref) is not None:
+        return False
+    patient_id = patient_of(cr)
+    key = identifier_value(cr, OUTREACH_REQUEST_ID)
+    if patient_id is None or key is None:
+        return False
+    plan = plan_of(fhir, cr)
+    plan_ref = ref_of(plan) if plan is not None else None
+    _, provider = care_team_of(plan) if plan is not None else (None, None)
+    owner = _escalation_owner(config, provider)
+    if owner is None:
+        raise HandlerError("no escalation owner: set lead_care_manager or supervisor", task=cr_ref)
+    period_end = cr.occurrencePeriod.end if cr.occurrencePeriod else None
+    task = care.escalation_task(
+        patient=f"Patient/{patient_id}",
+        outreach=cr_ref,
+        owner=owner,
+        care_plan=plan_ref,
+        requester=reference_str(cr.requester),
+        authored_on=at,
+        due=at.date() + timedelta(days=2),
+    )
+    task_json = to_json(task)
+    task_json["reasonCode"] = t.REASON_UNREACHABLE.concept_json()
+    add_create(effects, build("Task", task_json))
+    alternative = _alternative(config, cr, key, plan_ref, at)
+    if alternative is not None:
+        add_create(effects, alternative)
+    effects.emit(
+        ESCALATED,
+        f"Patient/{patient_id}",
+        {
+            "outreach": cr_ref,
+            "care_plan": plan_ref,
+            "owner": owner,
+            "reason": reason,
+            "unanswered_attempts": unanswered,
+            "period_end": str(period_end) if period_end else None,
+            "escalation": business_identifier_json("outreach-escalation", cr_ref),
+            "alternative_channel": _channel_of(alternative) if alternative is not None else None,
+        },
+        id=f"carecoord:outreach-escalated:{cr_ref}",
+    )
+    log.info(
+        "outreach escalated",
+        extra={"outreach": cr_ref, "reason": reason, "unanswered": unanswered},
+    )
+    return True
+
+
+def _alternative(
+    config: CareConfig, cr: Any, key: str, plan_ref: str | None, at: datetime
+) -> Resource | None:
+    """An alternative-channel request (the first configured channel other than the original)."""
+    current = _channel_of(cr)
+    channel = next((c for c in config.alternative_channels if c != current), None)
+    requester = reference_str(cr.requester)
+    patient_id = patient_of(cr)
+    if channel is None or requester is None or patient_id is None or plan_ref is None:
+        return None
+    program = key.rsplit(":", 2)[-2]
+    month = Month.of(at)
+    base = to_json(
+        monthly_request(
+            patient_id=patient_id,
+            program=program,
+            month=month,
+            requester=requester,
+            care_plan=plan_ref,
+            channel=channel,
+            authored=at.date(),
+        )
+    )
+    base["identifier"] = [business_identifier_json("outreach-alternative", key, channel)]
+    base["groupIdentifier"] = {"system": OUTREACH_REQUEST_ID, "value": key}
+    base["priority"] = "urgent"
+    base["authoredOn"] = at.isoformat()
+    return build("CommunicationRequest", base)
+
+
+def _unanswered(fhir: FhirReader, cr_ref: str, current_id: str, current_counts: bool) -> int:
+    """Distinct unanswered (no-answer / voicemail) attempts on a request, this one included."""
+    ids: set[str] = set()
+    found: list[Any] = fhir.search("Communication", [("based-on", cr_ref)])
+    for comm in found:
+        if cr_ref not in {reference_str(b) for b in comm.basedOn or []}:
+            continue
+        if comm.status == "not-done" and has_code(
+            comm.statusReason, t.COMMUNICATION_NOT_DONE_REASON_SYSTEM, "recipient-unavailable"
+        ):
+            ids.add(identifier_value(comm, OUTREACH_ATTEMPT_ID) or ref_of(comm))
+    if current_counts:
+        ids.add(current_id)
+    return len(ids)
+
+
+def _close_escalation(fhir: FhirReader, effects: Effects, cr_ref: str, at: datetime) -> None:
+    task = escalation_for(fhir, cr_ref)
+    if task is None or task.status in TERMINAL_TASK_STATUSES:
+        return
+    target = "completed" if task.status == "in-progress" else "cancelled"
+    closed = to_json(transition(task, target, reason="Patient reached by outreach", at=at))
+    closed["businessStatus"] = t.REASON_CONTACT_MADE.concept_json()
+    effects.update(build("Task", closed), version_of(task))
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def handle_attempted(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    data = parse_data(event, OutreachAttempted)
+    patient_id = require_patient(event)
+    config = CareConfig.from_mapping(ctx.config)
+    at = _aware(data.attempted_at)
+    month = Month.of(at)
+    requests = patient_requests(ctx.fhir, patient_id)
+    named = _read(ctx.fhir, data.outreach) if data.outreach else None
+    if data.outreach and named is None:
+        raise HandlerError("named outreach request not found", event_id=event.id)
+    main: Any | None
+    if named is not None and _group_key(named):
+        main = next(
+            (
+                cr
+                for cr in requests
+                if identifier_value(cr, OUTREACH_REQUEST_ID) == _group_key(named)
+            ),
+            None,
+        )
+    elif named is not None:
+        main = named
+    else:
+        candidates = monthly_for(requests, month)
+        main = candidates[0] if candidates else None
+    target = named or main
+    if target is None:
+        raise HandlerError(
+            "no outreach request for this patient and period",
+            event_id=event.id,
+            period=month.label,
+        )
+    try:
+        communication = care.outreach_attempt(
+            key=event.id,
+            patient=f"Patient/{patient_id}",
+            outreach=ref_of(target),
+            channel=data.channel,
+            outcome=data.outcome,
+            attempted_at=at,
+            by=data.by,
+        )
+    except ValueError as exc:
+        raise MalformedEvent(
+            "invalid data: 'by' must be a Practitioner/PractitionerRole/Organization reference",
+            event_id=event.id,
+            event_type=event.type,
+        ) from exc
+    effects = Effects()
+    add_create(effects, communication)
+    if main is None:
+        return effects
+    main_ref = ref_of(main)
+    alternatives = alternatives_of(requests, main)
+    extra = data.model_extra or {}
+    if data.outcome == "answered":
+        for cr in [main, *alternatives]:
+            if cr.status == "active":
+                effects.update(_set_status(cr, "completed"), version_of(cr))
+        _close_escalation(ctx.fhir, effects, main_ref, at)
+    elif data.outcome == "declined" or extra.get("do_not_contact") is True:
+        for cr in [main, *alternatives]:
+            if cr.status == "active":
+                effects.update(
+                    _set_status(cr, "revoked", t.NOT_DONE_PATIENT_OBJECTION), version_of(cr)
+                )
+    elif data.outcome == "wrong-number":
+        _verify_contact(effects, main, patient_id, at)
+    else:  # no-answer, voicemail
+        count = _unanswered(ctx.fhir, main_ref, event.id, current_counts=True)
+        if count >= config.max_unanswered:
+            escalate(effects, ctx.fhir, config, main, reason="unanswered", unanswered=count, at=at)
+    log.info(
+        "outreach attempt recorded",
+        extra={"event_id": event.id, "outreach": main_ref, "outcome": data.outcome},
+    )
+    return effects
+
+
+def _verify_contact(effects: Effects, cr: Any, patient_id: str, at: datetime) -> None:
+    owner = reference_str(cr.requester)
+    if owner is None:
+        return
+    plans = [reference_str(b) for b in cr.basedOn or []]
+    task = care.work_task(
+        key=ref_of(cr),
+        patient=f"Patient/{patient_id}",
+        work=t.TASK_VERIFY_CONTACT,
+        owner=owner,
+        due=at.date() + timedelta(days=2),
+        care_plan=next((p for p in plans if p and p.startswith("CarePlan/")), None),
+        authored_on=at,
+    )
+    task_json = to_json(task)
+    task_json["focus"] = {"reference": ref_of(cr)}
+    add_create(effects, build("Task", task_json))
+
+
+def handle_due(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    data = parse_data(event, SweepOutreachDue)
+    patient_id = require_patient(event)
+    config = CareConfig.from_mapping(ctx.config)
+    month = Month.of(data.period_start)
+    effects = Effects()
+    if data.stage == "nearly-overdue":
+        if data.outreach:
+            cr = _read(ctx.fhir, data.outreach)
+            targets = [cr] if cr is not None else []
+        else:
+            targets = monthly_for(patient_requests(ctx.fhir, patient_id), month)
+        at = (
+            _aware(event.time)
+            if event.time
+            else datetime.combine(data.period_end, datetime.min.time(), UTC)
+        )
+        for cr in targets:
+            key = identifier_value(cr, OUTREACH_REQUEST_ID) or ""
+            if key.endswith(f":{month.label}"):
+                count = _unanswered(ctx.fhir, ref_of(cr), event.id, current_counts=False)
+                escalate(
+                    effects, ctx.fhir, config, cr, reason="period-ending", unanswered=count, at=at
+                )
+        return effects
+    plans: list[Any]
+    if data.care_plan:
+        plan = _read(ctx.fhir, data.care_plan)
+        plans = [plan] if plan is not None else []
+    else:
+        plans = active_plans(ctx.fhir, patient_id)
+    for plan in plans:
+        _ensure_monthly(effects, ctx.fhir, config, plan, patient_id, month)
+    return effects
+
+
+def active_plans(fhir: FhirReader, patient_id: str) -> list[Any]:
+    found: list[Any] = fhir.search(
+        "CarePlan", [("patient", f"Patient/{patient_id}"), ("status", "active")]
+    )
+    return [
+        p
+        for p in found
+        if p.status == "active"
+        and patient_of(p) == patient_id
+        and identifier_value(p, CARE_PLAN_ID)
+    ]
+
+
+def _ensure_monthly(
+    effects: Effects,
+    fhir: FhirReader,
+    config: CareConfig,
+    plan: Any,
+    patient_id: str,
+    month: Month,
+) -> None:
+    """The month's outreach request and monthly work Tasks of an active plan, if missing."""
+    program = program_of(plan)
+    start = plan.period.start if plan.period else None
+    if plan.status != "active" or program is None or patient_of(plan) != patient_id:
+        return
+    start_day = start if isinstance(start, date) else date.fromisoformat(str(start)[:10])
+    if isinstance(start_day, datetime):
+        start_day = start_day.date()
+    if Month.of(start_day) > month:
+        return
+    key = outreach_key(patient_id, program, month)
+    if _find_one(
+        fhir, "CommunicationRequest", "outreach-request", patient_id, program, month.label
+    ):
+        return
+    manager, provider = care_team_of(plan)
+    requester = manager or provider
+    if requester is None:
+        return
+    plan_ref = ref_of(plan)
+    add_create(
+        effects,
+        monthly_request(
+            patient_id=patient_id,
+            program=program,
+            month=month,
+            requester=requester,
+            care_plan=plan_ref,
+            channel=config.outreach_channel,
+            authored=month.start,
+        ),
+    )
+    owner = manager or config.pool or config.supervisor or provider
+    if owner is not None:
+        for task in care_tasks.monthly_tasks(
+            config,
+            patient_id=patient_id,
+            program=program,
+            month=month,
+            owner=owner,
+            care_plan=plan_ref,
+            requester=provider,
+            authored=month.start,
+        ):
+            add_create(effects, task)
+    log.info("monthly outreach created", extra={"care_plan": plan_ref, "request_key": key})
+
+
+def handle(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    if event.type == "carecoord.outreach.attempted":
+        return handle_attempted(event, ctx)
+    return handle_due(event, ctx)
+
+
+_OUTREACH_CONFIG = {
+    k: v
+    for k, v in CareConfig().default_config().items()
+    if k
+    in {
+        "outreach_channel",
+        "max_unanswered",
+        "escalation_owner",
+        "lead_care_manager",
+        "supervisor",
+        "pool",
+        "alternative_channels",
+        "monthly_tasks",
+    }
+}
+
+HANDLERS: list[HandlerSpec] = [
+    HandlerSpec(
+        name="outreach",
+        event_types=("carecoord.outreach.attempted", "carecoord.outreach.due"),
+        handle=handle,
+        default_config=_OUTREACH_CONFIG,
+        description="Monthly outreach requests, attempts, and escalation of unanswered outreach.",
+    )
+]

@@ -1,0 +1,192 @@
+"""The time-based triggers, as events: `sweep(fhir, now, config)` reads FHIR and returns the
+events that are due at `now`; `carecoord sweep` produces them to the input topic, where the
+handlers do the work idempotently.
+
+- `carecoord.outreach.due` stage "due": an active CarePlan has no outreach request for the month
+  of `now` (id `sweep:outreach-due:CarePlan/<id>:<YYYY-MM>`).
+- `carecoord.outreach.due` stage "nearly-overdue": within `days_before_period_end` days of the
+  month's end a monthly request is still active and not escalated
+  (id `sweep:outreach-nearly-overdue:CommunicationRequest/<id>:<YYYY-MM>`).
+- `carecoord.task.overdue`: an open care-management Task's restriction.period.end has passed and
+  it was not escalated yet (id `sweep:task-overdue:Task/<id>`).
+
+Pure and deterministic: the same FHIR state and `now` give the same event ids, so running it
+every few minutes (or twice at once) only re-sends events the handlers treat as replays. Searches
+are narrow (active plans, this month's requests, open Tasks of the work types, this month's
+escalations) and re-filtered here, since some servers ignore parameters they don't support.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import terminology as t
+from carecoord.handlers.base import FhirReader
+from carecoord.handlers.care_model import (
+    CARE_PLAN_ID,
+    OUTREACH_REQUEST_ID,
+    CareConfig,
+    Month,
+    as_date,
+    identifier_value,
+    outreach_key,
+    patient_of,
+    ref_of,
+    reference_str,
+)
+from carecoord.handlers.care_tasks import is_overdue
+from carecoord.handlers.outreach import program_of
+
+SOURCE = "urn:carecoord:sweep"
+OPEN_TASK_STATUSES = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
+
+
+def sweep(
+    fhir: FhirReader, now: datetime, config: Mapping[str, Any] | None = None
+) -> list[CloudEvent]:
+    """Events for every time-based trigger due at `now` (sorted by id)."""
+    cfg = CareConfig.from_mapping(config)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    month = Month.of(now)
+    requests = _month_requests(fhir, month)
+    events = [*_outreach_due(fhir, now, month, requests)]
+    if now.date() >= month.end - timedelta(days=cfg.days_before_period_end):
+        events += _nearly_overdue(fhir, now, month, requests)
+    events += _tasks_overdue(fhir, now, cfg)
+    return sorted(events, key=lambda e: e.id)
+
+
+def _event(
+    event_id: str, type_: str, patient_id: str, now: datetime, data: dict[str, Any]
+) -> CloudEvent:
+    return CloudEvent(
+        id=event_id,
+        source=SOURCE,
+        type=type_,
+        time=now,
+        subject=f"Patient/{patient_id}",
+        data=data,
+    )
+
+
+def _month_requests(fhir: FhirReader, month: Month) -> dict[str, Any]:
+    """This month's monthly outreach requests by business key (authoredOn lies in the month)."""
+    found = fhir.search(
+        "CommunicationRequest",
+        [
+            ("identifier", f"{OUTREACH_REQUEST_ID}|"),
+            ("authored", f"ge{month.start.isoformat()}"),
+            ("authored", f"le{month.end.isoformat()}"),
+        ],
+    )
+    out: dict[str, Any] = {}
+    for cr in found:
+        key = identifier_value(cr, OUTREACH_REQUEST_ID)
+        if key and key.endswith(f":{month.label}"):
+            out[key] = cr
+    return out
+
+
+def _outreach_due(
+    fhir: FhirReader, now: datetime, month: Month, requests: Mapping[str, Any]
+) -> list[CloudEvent]:
+    events = []
+    plans: list[Any] = fhir.search(
+        "CarePlan", [("identifier", f"{CARE_PLAN_ID}|"), ("status", "active")]
+    )
+    for plan in plans:
+        patient_id = patient_of(plan)
+        program = program_of(plan)
+        start = as_date(plan.period.start) if plan.period else None
+        end = as_date(plan.period.end) if plan.period else None
+        if plan.status != "active" or not identifier_value(plan, CARE_PLAN_ID):
+            continue
+        if patient_id is None or program is None or start is None:
+            continue
+        if Month.of(start) > month or (end is not None and end < month.start):
+            continue
+        if outreach_key(patient_id, program, month) in requests:
+            continue
+        plan_ref = ref_of(plan)
+        events.append(
+            _event(
+                f"sweep:outreach-due:{plan_ref}:{month.label}",
+                "carecoord.outreach.due",
+                patient_id,
+                now,
+                {
+                    "period_start": month.start.isoformat(),
+                    "period_end": month.end.isoformat(),
+                    "stage": "due",
+                    "care_plan": plan_ref,
+                },
+            )
+        )
+    return events
+
+
+def _nearly_overdue(
+    fhir: FhirReader, now: datetime, month: Month, requests: Mapping[str, Any]
+) -> list[CloudEvent]:
+    escalations: list[Any] = fhir.search(
+        "Task",
+        [
+            ("code", f"{t.TASK_OUTREACH_ESCALATION.system}|{t.TASK_OUTREACH_ESCALATION.code}"),
+            ("authored-on", f"ge{month.start.isoformat()}"),
+        ],
+    )
+    escalated = {
+        reference_str(task.focus)
+        for task in escalations
+        if t.concept_has(task.code, t.TASK_OUTREACH_ESCALATION)
+    }
+    events = []
+    for cr in requests.values():
+        cr_ref = ref_of(cr)
+        patient_id = patient_of(cr)
+        if cr.status != "active" or cr_ref in escalated or patient_id is None:
+            continue
+        events.append(
+            _event(
+                f"sweep:outreach-nearly-overdue:{cr_ref}:{month.label}",
+                "carecoord.outreach.due",
+                patient_id,
+                now,
+                {
+                    "period_start": month.start.isoformat(),
+                    "period_end": month.end.isoformat(),
+                    "stage": "nearly-overdue",
+                    "outreach": cr_ref,
+                },
+            )
+        )
+    return events
+
+
+def _tasks_overdue(fhir: FhirReader, now: datetime, cfg: CareConfig) -> list[CloudEvent]:
+    del cfg  # every configured work type is a WORK_TASK_TYPES code
+    codes = ",".join(f"{c.system}|{c.code}" for c in t.WORK_TASK_TYPES.values())
+    tasks: list[Any] = fhir.search(
+        "Task", [("code", codes), ("status", ",".join(OPEN_TASK_STATUSES))]
+    )
+    events = []
+    for task in tasks:
+        if not any(t.concept_has(task.code, c) for c in t.WORK_TASK_TYPES.values()):
+            continue
+        patient_id = patient_of(task)
+        if patient_id is None or not is_overdue(task, now):
+            continue
+        task_ref = ref_of(task)
+        events.append(
+            _event(
+                f"sweep:task-overdue:{task_ref}",
+                "carecoord.task.overdue",
+                patient_id,
+                now,
+                {"task": task_ref},
+            )
+        )
+    return events
