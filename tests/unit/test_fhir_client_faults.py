@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from fhir.resources.R4B.patient import Patient
 
+from carecoord.fhir.async_client import AsyncFhirClient
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.errors import (
     FhirConflict,
@@ -359,3 +361,36 @@ def test_ids_that_would_change_the_path_are_refused_before_sending() -> None:
         with pytest.raises(FhirInvalid):
             fhir.read("patient; drop", "p1")
     assert script.requests == []
+
+
+# --- the async client shares all of the above ---------------------------------------------------
+
+
+def test_async_client_retries_honours_retry_after_and_maps_errors() -> None:
+    sleeps: list[float] = []
+
+    async def record(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async def scenario() -> None:
+        script = Script(
+            fhir_json(429, {}, **{"Retry-After": "1.5"}),
+            httpx.ConnectError("refused"),
+            fhir_json(200, PATIENT),
+        )
+        async with AsyncFhirClient(
+            BASE, transport=httpx.MockTransport(script), backoff=TINY, sleep=record
+        ) as fhir:
+            assert (await fhir.read("Patient", "p1")).id == "p1"
+        assert len(script.requests) == 3
+
+        script = Script(fhir_json(503, {}), fhir_json(201, PATIENT))
+        async with AsyncFhirClient(
+            BASE, transport=httpx.MockTransport(script), backoff=TINY, sleep=record
+        ) as fhir:
+            with pytest.raises(FhirServerError):
+                await fhir.create(Patient())
+        assert len(script.requests) == 1
+
+    asyncio.run(scenario())
+    assert sleeps[0] == 1.5 and len(sleeps) == 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 from fhir.resources.R4B.resource import Resource
@@ -35,7 +35,7 @@ from carecoord.fhir.transport import (
     label_of,
     transport_error,
 )
-from carecoord.handlers.base import FhirWrite
+from carecoord.handlers.base import FhirReader, FhirWrite
 
 T = TypeVar("T")
 
@@ -198,3 +198,9 @@ class FhirClient(ClientBase):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+if TYPE_CHECKING:  # FhirClient must stay usable as the handlers' read-only context
+
+    def _is_reader(client: FhirClient) -> FhirReader:
+        return client
