@@ -569,6 +569,8 @@ _OUTREACH_CONFIG = {
         "pool",
         "alternative_channels",
         "monthly_tasks",
+        "days_before_period_end",
+        "sweep_interval_seconds",
     }
 }
 

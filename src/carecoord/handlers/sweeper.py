@@ -18,7 +18,8 @@ escalations) and re-filtered here, since some servers ignore parameters they don
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +41,11 @@ from carecoord.handlers.care_model import (
 from carecoord.handlers.care_tasks import is_overdue
 from carecoord.handlers.outreach import program_of
 
+log = logging.getLogger(__name__)
+
 SOURCE = "urn:carecoord:sweep"
+# The handlers whose configuration the sweeper reads (merged in this order).
+SWEEP_HANDLERS = ("care-tasks", "enrolment", "outreach")
 OPEN_TASK_STATUSES = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
 
 
@@ -190,3 +195,31 @@ def _tasks_overdue(fhir: FhirReader, now: datetime, cfg: CareConfig) -> list[Clo
             )
         )
     return events
+
+
+def sweep_config(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The sweeper's configuration: the merged configs of the handlers it triggers."""
+    merged: dict[str, Any] = {}
+    for name in SWEEP_HANDLERS:
+        merged.update(configs.get(name, {}))
+    return merged
+
+
+def periodic_jobs(service: Any) -> list[tuple[float, Callable[[], None]]]:
+    """The sweep as a periodic job of `carecoord run` (carecoord.service.app hook): every
+    `sweep_interval_seconds` (outreach config; 0 turns it off) its events go to the input topic.
+    Off unless the outreach or care-tasks handler is enabled."""
+    names = set(service.handlers.names)
+    if not names & {"outreach", "care-tasks"}:
+        return []
+    config = sweep_config(service.handlers.configs)
+    interval = CareConfig.from_mapping(config).sweep_interval_seconds
+    if interval <= 0:
+        return []
+
+    def job() -> None:
+        events = sweep(service.fhir, datetime.now(UTC), config)
+        service.publish(events)
+        log.info("sweep published", extra={"events": len(events)})
+
+    return [(interval, job)]
