@@ -105,3 +105,11 @@ def add_create(effects: Effects, resource: Resource) -> str:
 def identifier_search(kind: str, *parts: str) -> dict[str, str]:
     """Search parameters that find the resource with this business key: {"identifier": "s|v"}."""
     return {"identifier": f"{identifier_system(kind)}|{identifier_value(*parts)}"}
+
+
+def stable_id(create: Create) -> str:
+    """A deterministic FHIR id (the uuid of `create.full_url`) for servers that cannot search a
+    type by identifier (so If-None-Exist fails there; sekmet: CareTeam, Goal): write the resource
+    with `PUT Type/<stable_id>` instead; a replay then rewrites the same resource, never a second
+    one. Prefer the conditional create where the server supports it: PUT overwrites later edits."""
+    return create.full_url.removeprefix("urn:uuid:")
