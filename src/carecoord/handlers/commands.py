@@ -12,6 +12,7 @@ import typer
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     register_sweep(app)
+    register_directory(app)
 
 
 def register_sweep(app: typer.Typer) -> None:
@@ -71,3 +72,73 @@ def sweep_command(
     finally:
         producer.close()
     typer.echo(f"{len(events)} event(s) produced to {settings.topic_in}", err=True)
+
+
+def register_directory(app: typer.Typer) -> None:
+    directory = typer.Typer(no_args_is_help=True, help="The community resource directory.")
+    directory.command("import")(directory_import_command)
+    app.add_typer(directory, name="directory")
+
+
+def directory_import_command(
+    file: Annotated[
+        Path,
+        typer.Argument(help="Open Referral HSDS JSON export (services with their organizations)."),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML or JSON settings file (also CARECOORD_CONFIG_FILE); env vars override it.",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Map and report problems; write nothing.")
+    ] = False,
+) -> None:
+    """Load an HSDS export into HealthcareService, Organization and Location. Idempotent: a
+    re-import updates what changed and never duplicates. Records that cannot be imported are
+    listed with the reason and skipped; the exit status is 1 when any was skipped."""
+    import json
+
+    from carecoord.errors import ConfigError
+    from carecoord.fhir.hsds import HsdsRecordError, ImportReport, import_directory, map_export
+    from carecoord.service.app import build_fhir_client
+    from carecoord.settings import load_settings
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        typer.echo(f"carecoord: cannot read {file}: {type(exc).__name__}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        if dry_run:
+            records, problems = map_export(data)
+            report = ImportReport(problems=problems)
+            report.unchanged.extend(f"HealthcareService/{r.hsds_id}" for r in records)
+        else:
+            settings = load_settings(config, need_fhir=True)
+            fhir = build_fhir_client(settings)
+            try:
+                report = import_directory(fhir, data)
+            finally:
+                fhir.close()
+    except ConfigError as exc:
+        typer.echo(f"carecoord: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except HsdsRecordError as exc:
+        typer.echo(f"carecoord: {file}: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    for problem in report.problems:
+        typer.echo(f"skipped service {problem.record}: {problem.reason}", err=True)
+    if dry_run:
+        typer.echo(f"{report.imported} service(s) valid; {len(report.problems)} skipped")
+    else:
+        typer.echo(
+            f"{report.imported} service(s) imported: {len(report.created)} resource(s) created, "
+            f"{len(report.updated)} updated, {len(report.unchanged)} unchanged; "
+            f"{len(report.problems)} skipped"
+        )
+    if report.problems:
+        raise typer.Exit(1)

@@ -1,0 +1,109 @@
+"""Scope of practice: a clinical question is routed to the provider, never answered.
+
+carecoord.clinical.question -> a Task for the patient's provider (clinical review; priority stat
+when urgent, else routine; status requested; owner the provider of the patient's active CareTeam,
+else the configured `provider`; basedOn the active CarePlan) and carecoord.clinical.routed.
+The question text (PHI) is kept only in Task.input on the FHIR server: never in logs, errors or the
+emitted event. carecoord produces no clinical advice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from carecoord.errors import ConfigError, HandlerError, describe_validation
+from carecoord.events.catalog import ClinicalQuestion, parse_data, require_patient
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir.care import clinical_review_task
+from carecoord.fhir.identifiers import add_create, carecoord_identifier
+from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.event_ids import derived_id
+from carecoord.handlers.patient_context import active_care_plan, patient_team
+from carecoord.handlers.registry import HandlerSpec
+
+log = logging.getLogger(__name__)
+
+QUESTION = "carecoord.clinical.question"
+ROUTED = "carecoord.clinical.routed"
+_PRACTITIONER = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$"
+
+
+class ClinicalConfig(BaseModel):
+    """Configuration of the "clinical-routing" handler."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # Provider who reviews questions about patients without an active CareTeam provider.
+    provider: str | None = Field(default=None, pattern=_PRACTITIONER)
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> ClinicalConfig:
+        try:
+            return cls.model_validate(dict(config))
+        except ValidationError as exc:
+            raise ConfigError(
+                f"invalid clinical-routing config: {describe_validation(exc)}"
+            ) from exc
+
+
+def handle_question(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    pid = require_patient(event)
+    data = parse_data(event, ClinicalQuestion)
+    config = ClinicalConfig.of(ctx.config)
+    team = patient_team(ctx.fhir, pid)
+    provider = team.provider or config.provider
+    if provider is None:
+        raise HandlerError(
+            "no provider to route the clinical question to: the patient has no active care team "
+            "provider and clinical-routing has no 'provider' configured",
+            event_id=event.id,
+            patient=pid,
+        )
+    raised_by = data.raised_by if re.match(_PRACTITIONER, data.raised_by) else team.care_manager
+    plan = active_care_plan(ctx.fhir, pid)
+    urgent = data.urgency == "urgent"
+    task = clinical_review_task(
+        key=event.id,
+        patient=f"Patient/{pid}",
+        provider=provider,
+        question=data.question,
+        urgent=urgent,
+        raised_by=raised_by,
+        care_plan=f"CarePlan/{plan.id}" if plan is not None else None,
+        authored_on=event.time or ctx.now(),
+    )
+    fx = Effects()
+    add_create(fx, task)
+    ident = carecoord_identifier(task)
+    fx.emit(
+        ROUTED,
+        f"Patient/{pid}",
+        {
+            "task_identifier": f"{ident[0]}|{ident[1]}" if ident else "",
+            "provider": provider,
+            "priority": "stat" if urgent else "routine",
+            "urgency": data.urgency,
+        },
+        derived_id(event.id, ROUTED),
+    )
+    log.info(
+        "clinical question routed to provider",
+        extra={"event_id": event.id, "provider": provider, "urgent": urgent},
+    )
+    return fx
+
+
+HANDLERS: list[HandlerSpec] = [
+    HandlerSpec(
+        name="clinical-routing",
+        event_types=(QUESTION,),
+        handle=handle_question,
+        default_config=ClinicalConfig().model_dump(mode="json"),
+        description="Route clinical questions to the provider as a clinical-review Task",
+    )
+]

@@ -1,0 +1,172 @@
+"""Rank community resources (HealthcareService) for a social need. Pure: no I/O.
+
+A service is a candidate when it is active, offers the need's Gravity SDOH domain (category) and
+is not known to exclude the patient: a declared coverage area that lacks the patient's postal
+code, an age range the patient's known age falls outside, or eligibility codes none of which
+the patient is known to meet. Candidates are ordered by, in turn:
+
+1. eligibility certain (no coded restriction, or one the patient meets) before unknown;
+2. coverage explicit (the postal code is listed) before unknown (no coverage area declared);
+3. language: speaks the patient's language, then no languages declared, then others only;
+4. name, then id, so the order is stable.
+
+Free-text eligibility (comment) cannot be evaluated and does not restrict. See
+carecoord.fhir.hsds for how the directory stores these facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from carecoord.fhir.hsds import (
+    AGE_RANGE_EXTENSION,
+    ELIGIBILITY_SYSTEM,
+    LANGUAGE_SYSTEM,
+    normalize_language,
+    normalize_postal_code,
+)
+from carecoord.fhir.terminology import SDOHCC_TEMPORARY_CODES
+
+
+@dataclass(frozen=True)
+class ReferralCriteria:
+    domain: str  # Gravity SDOH category code, e.g. "food-insecurity"
+    postal_code: str
+    language: str | None = None
+    eligibility: frozenset[str] = frozenset()  # codes the patient is known to meet
+    age: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What ranking reads from one HealthcareService."""
+
+    reference: str  # "HealthcareService/<id>"
+    organization: str | None  # "Organization/<id>"
+    name: str
+    active: bool
+    domains: frozenset[str]
+    postal_codes: frozenset[str]
+    languages: frozenset[str]
+    eligibility_codes: frozenset[str]
+    min_age: float | None
+    max_age: float | None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    service: str  # "HealthcareService/<id>"
+    organization: str  # "Organization/<id>"
+    name: str
+    score: tuple[int, int, int]
+
+
+def facts_of(service: Any) -> ServiceFacts:
+    """Extract the ranking facts of a fhir.resources HealthcareService."""
+    contained = {
+        getattr(c, "id", None): c
+        for c in getattr(service, "contained", None) or []
+        if c is not None
+    }
+    postal: set[str] = set()
+    for ref in service.coverageArea or []:
+        target = contained.get((ref.reference or "").removeprefix("#"))
+        address = getattr(target, "address", None)
+        if address is not None and address.postalCode:
+            postal.add(normalize_postal_code(address.postalCode))
+    domains = {
+        c.code
+        for cat in service.category or []
+        for c in cat.coding or []
+        if c.system == SDOHCC_TEMPORARY_CODES and c.code
+    }
+    languages = {
+        normalize_language(c.code)
+        for comm in service.communication or []
+        for c in comm.coding or []
+        if c.code and c.system in (LANGUAGE_SYSTEM, None)
+    }
+    codes: set[str] = set()
+    min_age: float | None = None
+    max_age: float | None = None
+    for elig in service.eligibility or []:
+        code = elig.code
+        codes.update(
+            c.code
+            for c in (code.coding if code is not None else None) or []
+            if c.system == ELIGIBILITY_SYSTEM and c.code
+        )
+        for ext in elig.extension or []:
+            if ext.url == AGE_RANGE_EXTENSION and ext.valueRange is not None:
+                low, high = ext.valueRange.low, ext.valueRange.high
+                if low is not None and low.value is not None:
+                    min_age = float(low.value)
+                if high is not None and high.value is not None:
+                    max_age = float(high.value)
+    org = service.providedBy.reference if service.providedBy is not None else None
+    return ServiceFacts(
+        reference=f"HealthcareService/{service.id}",
+        organization=org,
+        name=service.name or "",
+        active=service.active is not False,
+        domains=frozenset(domains),
+        postal_codes=frozenset(postal),
+        languages=frozenset(languages),
+        eligibility_codes=frozenset(codes),
+        min_age=min_age,
+        max_age=max_age,
+    )
+
+
+def score(facts: ServiceFacts, criteria: ReferralCriteria) -> tuple[int, int, int] | None:
+    """(eligibility, coverage, language) — higher is better — or None if not a candidate."""
+    if not facts.active or criteria.domain not in facts.domains or not facts.organization:
+        return None
+    if facts.postal_codes:
+        if normalize_postal_code(criteria.postal_code) not in facts.postal_codes:
+            return None
+        coverage = 2
+    else:
+        coverage = 1
+    eligibility = 2
+    if facts.min_age is not None or facts.max_age is not None:
+        if criteria.age is None:
+            eligibility = 1
+        elif (facts.min_age is not None and criteria.age < facts.min_age) or (
+            facts.max_age is not None and criteria.age > facts.max_age
+        ):
+            return None
+    if facts.eligibility_codes:
+        if facts.eligibility_codes & criteria.eligibility:
+            pass
+        elif criteria.eligibility:
+            return None
+        else:
+            eligibility = 1
+    if criteria.language is None or not facts.languages:
+        language = 1
+    elif normalize_language(criteria.language) in facts.languages:
+        language = 2
+    else:
+        language = 0
+    return eligibility, coverage, language
+
+
+def rank(
+    services: Iterable[Any], criteria: ReferralCriteria, exclude: Collection[str] = ()
+) -> list[Candidate]:
+    """Candidates best first; `exclude` holds "HealthcareService/<id>" already tried."""
+    scored: list[tuple[tuple[int, int, int], ServiceFacts]] = []
+    for service in services:
+        if service.get_resource_type() != "HealthcareService" or not service.id:
+            continue
+        facts = facts_of(service)
+        if facts.reference in exclude:
+            continue
+        s = score(facts, criteria)
+        if s is not None:
+            scored.append((s, facts))
+    scored.sort(key=lambda sf: (-sf[0][0], -sf[0][1], -sf[0][2], sf[1].name, sf[1].reference))
+    return [Candidate(f.reference, f.organization or "", f.name, s) for s, f in scored]

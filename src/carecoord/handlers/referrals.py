@@ -1,0 +1,782 @@
+"""Closed-loop community referrals (HL7 Gravity SDOH Clinical Care IG).
+
+carecoord.sdoh.need-identified -> Condition (SDOH health concern) + Goal, then:
+- no consent to contact: nothing goes to an organisation; a draft ServiceRequest and a Task for
+  the care manager (manual-referral, businessStatus no-consent-to-contact);
+- else the directory is ranked (carecoord.handlers.directory_ranking) and the best match gets a
+  ServiceRequest (performer its Organization) + Task(fulfill, owner the Organization, input the
+  HealthcareService and attempt number 1); emits carecoord.referral.created;
+- no match: a manual-referral Task (businessStatus no-directory-match); emits
+  carecoord.referral.unmatched.
+The Condition, Goal and ServiceRequest join the patient's active CarePlan (addresses, goal,
+activity).
+
+carecoord.referral.status-changed moves the Task through the FHIR workflow state machine, then:
+- rejected / failed (of the latest attempt): the next candidate not yet tried (the tried ones are
+  the HealthcareServices of the ServiceRequest's earlier Tasks) gets Task attempt n+1 and the
+  ServiceRequest's performer; none left -> manual-referral Task + carecoord.referral.unmatched;
+- completed: ServiceRequest completed, Goal completed/achieved, CarePlan activity outcome;
+- cancelled: ServiceRequest revoked.
+
+Every create is conditional on a deterministic identifier (the need event id, the ServiceRequest
+key + attempt number), so replaying either event creates nothing new; emitted ids derive from the
+triggering event id. Logs carry ids only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from fhir.resources.R4B.resource import Resource
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from carecoord.errors import ConfigError, HandlerError, InvalidTransition, MalformedEvent
+from carecoord.errors import describe_validation as _describe
+from carecoord.events.catalog import (
+    ReferralStatusChanged,
+    SdohNeedIdentified,
+    parse_data,
+    require_patient,
+)
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import terminology as t
+from carecoord.fhir.care import work_task
+from carecoord.fhir.errors import FhirGone, FhirNotFound
+from carecoord.fhir.identifiers import (
+    add_create,
+    carecoord_identifier,
+    identifier_search,
+    identifier_system,
+    identifier_value,
+)
+from carecoord.fhir.models import to_json
+from carecoord.fhir.referral import (
+    referral_service_request,
+    referral_task,
+    sdoh_condition,
+    sdoh_domain,
+    sdoh_goal,
+)
+from carecoord.fhir.workflow import transition
+from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.directory_ranking import Candidate, ReferralCriteria, rank
+from carecoord.handlers.event_ids import derived_id
+from carecoord.handlers.patient_context import active_care_plan, patient_age, patient_team
+from carecoord.handlers.registry import HandlerSpec
+
+log = logging.getLogger(__name__)
+
+CREATED = "carecoord.referral.created"
+UNMATCHED = "carecoord.referral.unmatched"
+NEED_IDENTIFIED = "carecoord.sdoh.need-identified"
+STATUS_CHANGED = "carecoord.referral.status-changed"
+
+REFERRAL_ID = identifier_system("referral")
+REFERRAL_TASK_ID = identifier_system("referral-task")
+CRITERIA_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/referral-criteria"
+
+Step = Literal["next-candidate", "complete", "revoke", "none"]
+
+
+class ReferralConfig(BaseModel):
+    """Configuration of the "referrals" handler."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # Requester of referrals (and owner of manual-referral Tasks) when the patient has no active
+    # CareTeam with a care coordinator: "Practitioner/x", "PractitionerRole/x" or "Organization/x".
+    requester: str | None = Field(
+        default=None, pattern=r"^(Practitioner|PractitionerRole|Organization)/[A-Za-z0-9\-.]{1,64}$"
+    )
+    # How many organisations are tried before the referral becomes a manual one.
+    max_attempts: int = Field(default=5, ge=1)
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> ReferralConfig:
+        try:
+            return cls.model_validate(dict(config))
+        except ValidationError as exc:
+            raise ConfigError(f"invalid referrals config: {_describe(exc)}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure decisions
+
+
+def step_after(status: str) -> Step:
+    """What the loop does after the referral Task reached `status`."""
+    if status in ("rejected", "failed"):
+        return "next-candidate"
+    if status == "completed":
+        return "complete"
+    if status == "cancelled":
+        return "revoke"
+    return "none"
+
+
+DEFAULT_REASONS = {
+    "rejected": "Rejected by the receiving organisation (no reason given)",
+    "failed": "Reported failed by the receiving organisation (no reason given)",
+    "on-hold": "Put on hold by the receiving organisation (no reason given)",
+    "cancelled": "Cancelled (no reason given)",
+}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One referral Task of a ServiceRequest."""
+
+    task: Resource
+    number: int
+    service: str | None  # "HealthcareService/<id>"
+    organization: str | None
+
+    @property
+    def reference(self) -> str:
+        return f"Task/{self.task.id}"
+
+
+def attempt_of(task: Resource) -> Attempt | None:
+    """Read attempt number and HealthcareService from a referral Task's inputs."""
+    found = carecoord_identifier(task)
+    if found is None or found[0] != REFERRAL_TASK_ID:
+        return None
+    number = 0
+    service: str | None = None
+    for item in getattr(task, "input", None) or []:
+        if t.concept_has(item.type, t.TASK_INPUT_ATTEMPT) and item.valueInteger is not None:
+            number = int(item.valueInteger)
+        if t.concept_has(item.type, t.TASK_INPUT_HEALTHCARE_SERVICE) and item.valueReference:
+            service = item.valueReference.reference
+    owner = getattr(getattr(task, "owner", None), "reference", None)
+    return Attempt(task, number, service, owner)
+
+
+def criteria_extension(criteria: ReferralCriteria) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"url": "postal-code", "valueString": criteria.postal_code}]
+    if criteria.language:
+        parts.append({"url": "language", "valueCode": criteria.language})
+    parts.extend({"url": "eligibility", "valueCode": c} for c in sorted(criteria.eligibility))
+    return {"url": CRITERIA_EXTENSION, "extension": parts}
+
+
+def criteria_of(service_request: Resource, age: int | None) -> ReferralCriteria | None:
+    """The ranking criteria stored on a referral ServiceRequest (None if it has none)."""
+    domain = next(
+        (
+            c.code
+            for cat in getattr(service_request, "category", None) or []
+            for c in cat.coding or []
+            if c.system == t.SDOHCC_TEMPORARY_CODES and c.code
+        ),
+        None,
+    )
+    for ext in getattr(service_request, "extension", None) or []:
+        if ext.url != CRITERIA_EXTENSION or domain is None:
+            continue
+        values: dict[str, list[str]] = {}
+        for sub in ext.extension or []:
+            value = sub.valueString or sub.valueCode
+            if value:
+                values.setdefault(sub.url, []).append(str(value))
+        postal = values.get("postal-code", [None])[0]
+        if not postal:
+            return None
+        return ReferralCriteria(
+            domain=domain,
+            postal_code=postal,
+            language=values.get("language", [None])[0],
+            eligibility=frozenset(values.get("eligibility", [])),
+            age=age,
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# carecoord.sdoh.need-identified
+
+
+def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    pid = require_patient(event)
+    data = parse_data(event, SdohNeedIdentified)
+    config = ReferralConfig.of(ctx.config)
+    try:
+        domain = sdoh_domain(data.domain)
+    except ValueError as exc:
+        raise MalformedEvent(str(exc), event_id=event.id, event_type=event.type) from exc
+    now = event.time or ctx.now()
+    patient = f"Patient/{pid}"
+    team = patient_team(ctx.fhir, pid)
+    requester = team.care_manager or config.requester
+    if requester is None:
+        raise HandlerError(
+            "no requester for the referral: the patient has no active care team with a care "
+            "coordinator and the referrals handler has no 'requester' configured",
+            event_id=event.id,
+            patient=pid,
+        )
+    criteria = ReferralCriteria(
+        domain=domain.key,
+        postal_code=data.postal_code,
+        language=data.language,
+        eligibility=frozenset(_eligibility_of(data)),
+        age=patient_age(ctx.fhir, pid, now.date()),
+    )
+    fx = Effects()
+    try:
+        evidence = [data.evidence] if data.evidence else []
+        condition = sdoh_condition(
+            key=event.id, patient=patient, domain=domain.key, identified_at=now, evidence=evidence
+        )
+        condition_ref = add_create(fx, condition)
+        goal_ref = add_create(
+            fx,
+            sdoh_goal(
+                key=event.id,
+                patient=patient,
+                domain=domain.key,
+                condition=condition_ref,
+                start=now.date(),
+            ),
+        )
+    except ValueError as exc:
+        raise MalformedEvent(str(exc), event_id=event.id, event_type=event.type) from exc
+
+    sr_value = identifier_value(pid, domain.key, event.id)
+    existing_sr = _one(
+        ctx.fhir.search("ServiceRequest", {"identifier": f"{REFERRAL_ID}|{sr_value}"})
+    )
+    attempts = _attempts(ctx, pid, existing_sr) if existing_sr is not None else []
+
+    if not data.consent_to_contact:
+        sr = _service_request(
+            event.id,
+            pid,
+            domain.key,
+            requester,
+            None,
+            condition_ref,
+            goal_ref,
+            now,
+            criteria,
+            status="draft",
+        )
+        sr_ref = add_create(fx, sr)
+        _manual_task(
+            fx,
+            pid,
+            sr_value,
+            sr_ref,
+            team.care_manager or requester,
+            requester,
+            now,
+            t.BUSINESS_NO_CONSENT,
+        )
+        _join_care_plan(fx, ctx, pid, existing_sr, condition_ref, goal_ref, sr_ref)
+        log.info("referral held: no consent to contact", extra={"event_id": event.id})
+        return fx
+
+    if attempts:  # a replay: the referral was already sent; say so again with the same id
+        first = min(attempts, key=lambda a: a.number)
+        sr = _service_request(
+            event.id,
+            pid,
+            domain.key,
+            requester,
+            first.organization,
+            condition_ref,
+            goal_ref,
+            now,
+            criteria,
+        )
+        add_create(fx, sr)
+        _emit_created(fx, event, pid, domain.key, existing_sr, sr, first, None)
+        return fx
+
+    if existing_sr is not None and _manual_exists(ctx, pid, sr_value):
+        # A replay of a need that found no match: say so again (same id), create nothing new.
+        _unmatched(
+            fx,
+            event,
+            pid,
+            domain.key,
+            existing_sr,
+            existing_sr,
+            sr_value,
+            f"ServiceRequest/{existing_sr.id}",
+            team.care_manager or requester,
+            requester,
+            now,
+            tried=[],
+        )
+        return fx
+
+    services = _directory(ctx, domain.key)
+    candidates = rank(services, criteria)
+    best = candidates[0] if candidates else None
+    sr = _service_request(
+        event.id,
+        pid,
+        domain.key,
+        requester,
+        best.organization if best else None,
+        condition_ref,
+        goal_ref,
+        now,
+        criteria,
+    )
+    sr_ref = add_create(fx, sr)
+    _join_care_plan(fx, ctx, pid, existing_sr, condition_ref, goal_ref, sr_ref)
+    if best is None:
+        _unmatched(
+            fx,
+            event,
+            pid,
+            domain.key,
+            sr,
+            existing_sr,
+            sr_value,
+            sr_ref,
+            team.care_manager or requester,
+            requester,
+            now,
+            tried=[],
+        )
+        return fx
+    task = _referral_task(pid, domain.key, sr_value, 1, sr_ref, best, requester, now)
+    add_create(fx, task)
+    _emit_created(fx, event, pid, domain.key, existing_sr, sr, None, (task, best, 1))
+    log.info("referral created", extra={"event_id": event.id, "service": best.service})
+    return fx
+
+
+def _eligibility_of(data: SdohNeedIdentified) -> list[str]:
+    extra = (data.model_extra or {}).get("eligibility")
+    if isinstance(extra, str):
+        return [extra]
+    if isinstance(extra, list):
+        return [str(x) for x in extra if isinstance(x, str) and x]
+    return []
+
+
+def _service_request(
+    key: str,
+    pid: str,
+    domain: str,
+    requester: str,
+    performer: str | None,
+    condition_ref: str,
+    goal_ref: str,
+    now: datetime,
+    criteria: ReferralCriteria,
+    status: Literal["draft", "active"] = "active",
+) -> Resource:
+    sr = referral_service_request(
+        key=key,
+        patient=f"Patient/{pid}",
+        domain=domain,
+        requester=requester,
+        performer=performer,
+        reasons=[condition_ref],
+        goals=[goal_ref],
+        authored_on=now,
+        status=status,
+    )
+    return _with(sr, extension=[criteria_extension(criteria)])
+
+
+def _referral_task(
+    pid: str,
+    domain: str,
+    sr_value: str,
+    number: int,
+    sr_ref: str,
+    candidate: Candidate,
+    requester: str,
+    now: datetime,
+) -> Resource:
+    task = referral_task(
+        key=f"{sr_value}:{number}",
+        patient=f"Patient/{pid}",
+        domain=domain,
+        service_request=sr_ref,
+        owner=candidate.organization,
+        requester=requester,
+        authored_on=now,
+    )
+    return _with(
+        task,
+        input=[
+            {
+                "type": t.TASK_INPUT_HEALTHCARE_SERVICE.concept_json(),
+                "valueReference": {"reference": candidate.service},
+            },
+            {"type": t.TASK_INPUT_ATTEMPT.concept_json(), "valueInteger": number},
+        ],
+    )
+
+
+def _manual_task(
+    fx: Effects,
+    pid: str,
+    sr_value: str,
+    sr_ref: str,
+    owner: str,
+    requester: str,
+    now: datetime,
+    why: t.Code,
+) -> Resource:
+    task: Resource = work_task(
+        key=sr_value,
+        patient=f"Patient/{pid}",
+        work=t.TASK_MANUAL_REFERRAL,
+        owner=owner,
+        requester=requester,
+        business_status=why.code,
+        authored_on=now,
+    )
+    task = _with(task, focus={"reference": sr_ref})
+    add_create(fx, task)
+    return task
+
+
+def _unmatched(
+    fx: Effects,
+    event: CloudEvent,
+    pid: str,
+    domain: str,
+    sr: Resource,
+    existing_sr: Resource | None,
+    sr_value: str,
+    sr_ref: str,
+    owner: str,
+    requester: str,
+    now: datetime,
+    tried: Sequence[str],
+) -> None:
+    task = _manual_task(fx, pid, sr_value, sr_ref, owner, requester, now, t.BUSINESS_NO_MATCH)
+    data: dict[str, Any] = {
+        "domain": domain,
+        "service_request_identifier": _ident(sr),
+        "manual_task_identifier": _ident(task),
+        "tried": list(tried),
+        "reason": "all-candidates-declined" if tried else "no-candidates",
+    }
+    if existing_sr is not None:
+        data["service_request"] = f"ServiceRequest/{existing_sr.id}"
+    fx.emit(UNMATCHED, f"Patient/{pid}", data, derived_id(event.id, UNMATCHED))
+    log.info("referral unmatched", extra={"event_id": event.id, "tried": len(tried)})
+
+
+def _emit_created(
+    fx: Effects,
+    event: CloudEvent,
+    pid: str,
+    domain: str,
+    existing_sr: Resource | None,
+    sr: Resource,
+    existing: Attempt | None,
+    new: tuple[Resource, Candidate, int] | None,
+) -> None:
+    data: dict[str, Any] = {"domain": domain, "service_request_identifier": _ident(sr)}
+    if existing_sr is not None:
+        data["service_request"] = f"ServiceRequest/{existing_sr.id}"
+    if existing is not None:
+        data.update(
+            task=existing.reference,
+            task_identifier=_ident(existing.task),
+            healthcare_service=existing.service,
+            organization=existing.organization,
+            attempt=existing.number,
+        )
+    elif new is not None:
+        task, candidate, number = new
+        data.update(
+            task_identifier=_ident(task),
+            healthcare_service=candidate.service,
+            organization=candidate.organization,
+            attempt=number,
+        )
+    fx.emit(CREATED, f"Patient/{pid}", data, derived_id(event.id, CREATED))
+
+
+def _join_care_plan(
+    fx: Effects,
+    ctx: HandlerContext,
+    pid: str,
+    existing_sr: Resource | None,
+    condition_ref: str,
+    goal_ref: str,
+    sr_ref: str,
+) -> None:
+    """Add the concern, goal and referral to the patient's active CarePlan (once)."""
+    plan = active_care_plan(ctx.fhir, pid)
+    if plan is None:
+        return
+    data = to_json(plan)
+    if existing_sr is not None and any(
+        a.get("reference", {}).get("reference") == f"ServiceRequest/{existing_sr.id}"
+        for a in data.get("activity", [])
+    ):
+        return
+    data.setdefault("addresses", []).append({"reference": condition_ref})
+    data.setdefault("goal", []).append({"reference": goal_ref})
+    data.setdefault("activity", []).append({"reference": {"reference": sr_ref}})
+    fx.update(type(plan).model_validate(data), _version(plan))
+
+
+# ---------------------------------------------------------------------------------------------
+# carecoord.referral.status-changed
+
+
+def handle_status_changed(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    pid = require_patient(event)
+    data = parse_data(event, ReferralStatusChanged)
+    config = ReferralConfig.of(ctx.config)
+    now = event.time or ctx.now()
+    task_id = data.task.removeprefix("Task/")
+    try:
+        task: Any = ctx.fhir.read("Task", task_id)
+    except (FhirNotFound, FhirGone) as exc:
+        raise HandlerError("referral Task not found", event_id=event.id, task=data.task) from exc
+    current = attempt_of(task)
+    focus = getattr(getattr(task, "focus", None), "reference", None)
+    if current is None or not focus or not focus.startswith("ServiceRequest/"):
+        raise HandlerError(
+            "not a carecoord referral Task (no referral-task identifier or focus)",
+            event_id=event.id,
+            task=data.task,
+        )
+    if getattr(getattr(task, "for_fhir", None), "reference", None) != f"Patient/{pid}":
+        raise HandlerError(
+            "referral Task is for another patient", event_id=event.id, task=data.task
+        )
+
+    fx = Effects()
+    reason = data.reason or DEFAULT_REASONS.get(data.status)
+    if task.status != data.status:
+        try:
+            updated = transition(task, data.status, reason=reason, at=now)
+        except InvalidTransition as exc:
+            raise HandlerError(
+                exc.message, event_id=event.id, task=data.task, to=data.status
+            ) from exc
+        fx.update(updated, _version(task))
+
+    step = step_after(data.status)
+    if step == "none":
+        return fx
+    sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
+    if step == "complete":
+        _complete(fx, ctx, pid, sr, task, now)
+    elif step == "revoke":
+        _close_request(fx, sr, "revoked")
+    else:
+        _next_candidate(fx, ctx, event, config, pid, sr, current, now)
+    return fx
+
+
+def _next_candidate(
+    fx: Effects,
+    ctx: HandlerContext,
+    event: CloudEvent,
+    config: ReferralConfig,
+    pid: str,
+    sr: Resource,
+    current: Attempt,
+    now: datetime,
+) -> None:
+    if sr.status != "active":  # type: ignore[attr-defined]
+        return
+    sr_ident = carecoord_identifier(sr)
+    if sr_ident is None:
+        return
+    sr_value = sr_ident[1]
+    sr_ref = f"ServiceRequest/{sr.id}"
+    attempts = _attempts(ctx, pid, sr)
+    later = [a for a in attempts if a.number > current.number]
+    if later:  # already moved on (a replay): repeat what was emitted then, same id
+        following = min(later, key=lambda a: a.number)
+        if following.number == current.number + 1:
+            _emit_created(fx, event, pid, _domain_of(sr), sr, sr, following, None)
+        return
+    team = patient_team(ctx.fhir, pid)
+    requester = getattr(getattr(sr, "requester", None), "reference", None) or config.requester
+    if requester is None:  # pragma: no cover - a referral ServiceRequest always has one
+        raise HandlerError("referral ServiceRequest has no requester", event_id=event.id)
+    owner = team.care_manager or requester
+    tried = sorted({a.service for a in attempts if a.service})
+    criteria = criteria_of(sr, patient_age(ctx.fhir, pid, now.date()))
+    candidates: list[Candidate] = []
+    if criteria is not None and current.number < config.max_attempts:
+        candidates = rank(_directory(ctx, criteria.domain), criteria, exclude=set(tried))
+    if not candidates:
+        if not _manual_exists(ctx, pid, sr_value):
+            _unmatched(
+                fx,
+                event,
+                pid,
+                _domain_of(sr),
+                sr,
+                sr,
+                sr_value,
+                sr_ref,
+                owner,
+                requester,
+                now,
+                tried,
+            )
+        return
+    best = candidates[0]
+    number = current.number + 1
+    task = _referral_task(pid, _domain_of(sr), sr_value, number, sr_ref, best, requester, now)
+    add_create(fx, task)
+    data = to_json(sr)
+    data["performer"] = [{"reference": best.organization}]
+    fx.update(type(sr).model_validate(data), _version(sr))
+    _emit_created(fx, event, pid, _domain_of(sr), sr, sr, None, (task, best, number))
+    log.info(
+        "referral moved to the next candidate",
+        extra={"event_id": event.id, "attempt": number, "service": best.service},
+    )
+
+
+def _complete(
+    fx: Effects, ctx: HandlerContext, pid: str, sr: Resource, task: Resource, now: datetime
+) -> None:
+    _close_request(fx, sr, "completed")
+    for info in getattr(sr, "supportingInfo", None) or []:
+        ref = getattr(info, "reference", None)
+        if not ref or not ref.startswith("Goal/"):
+            continue
+        goal = ctx.fhir.read("Goal", ref.removeprefix("Goal/"))
+        if goal.lifecycleStatus == "completed":  # type: ignore[attr-defined]
+            continue
+        data = to_json(goal)
+        data["lifecycleStatus"] = "completed"
+        data["achievementStatus"] = t.GOAL_ACHIEVED.concept_json()
+        data["statusDate"] = now.date().isoformat()
+        fx.update(type(goal).model_validate(data), _version(goal))
+    plan = active_care_plan(ctx.fhir, pid)
+    if plan is None:
+        return
+    data = to_json(plan)
+    sr_ref, task_ref = f"ServiceRequest/{sr.id}", f"Task/{task.id}"
+    changed = False
+    for activity in data.get("activity", []):
+        if activity.get("reference", {}).get("reference") != sr_ref:
+            continue
+        outcomes = activity.setdefault("outcomeReference", [])
+        if any(o.get("reference") == task_ref for o in outcomes):
+            continue
+        outcomes.append({"reference": task_ref})
+        activity.setdefault("outcomeCodeableConcept", []).append(
+            {"text": "Community referral completed"}
+        )
+        changed = True
+    if changed:
+        fx.update(type(plan).model_validate(data), _version(plan))
+
+
+def _close_request(fx: Effects, sr: Resource, status: str) -> None:
+    if sr.status in ("completed", "revoked", "entered-in-error"):  # type: ignore[attr-defined]
+        return
+    data = to_json(sr)
+    data["status"] = status
+    fx.update(type(sr).model_validate(data), _version(sr))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading back
+
+
+def _directory(ctx: HandlerContext, domain: str) -> list[Resource]:
+    """Active HealthcareServices of the domain (ranking filters again: servers may ignore the
+    search parameters)."""
+    return ctx.fhir.search(
+        "HealthcareService",
+        [("service-category", f"{t.SDOHCC_TEMPORARY_CODES}|{domain}"), ("active", "true")],
+    )
+
+
+def _attempts(ctx: HandlerContext, pid: str, sr: Resource) -> list[Attempt]:
+    sr_ref = f"ServiceRequest/{sr.id}"
+    found = ctx.fhir.search("Task", [("patient", f"Patient/{pid}"), ("focus", sr_ref)])
+    attempts = []
+    for task in found:
+        if task.get_resource_type() != "Task":
+            continue
+        if getattr(getattr(task, "focus", None), "reference", None) != sr_ref:
+            continue
+        attempt = attempt_of(task)
+        if attempt is not None:
+            attempts.append(attempt)
+    return attempts
+
+
+def _manual_exists(ctx: HandlerContext, pid: str, sr_value: str) -> bool:
+    params = identifier_search("care-task", pid, t.TASK_MANUAL_REFERRAL.code, sr_value)
+    return bool(ctx.fhir.search("Task", params))
+
+
+def _domain_of(sr: Resource) -> str:
+    for cat in getattr(sr, "category", None) or []:
+        for c in cat.coding or []:
+            if c.system == t.SDOHCC_TEMPORARY_CODES and c.code:
+                return str(c.code)
+    return t.SDOH_UNSPECIFIED.code
+
+
+def _one(found: Sequence[Resource]) -> Resource | None:
+    return found[0] if found else None
+
+
+def _ident(resource: Resource) -> str:
+    found = carecoord_identifier(resource)
+    return f"{found[0]}|{found[1]}" if found else ""
+
+
+def _version(resource: Resource) -> str | None:
+    meta = getattr(resource, "meta", None)
+    vid = getattr(meta, "versionId", None) if meta is not None else None
+    return str(vid) if vid else None
+
+
+def _with(resource: Resource, **fields: Any) -> Resource:
+    """A copy of `resource` with top-level elements replaced (re-validated)."""
+    data = to_json(resource)
+    data.update(fields)
+    return type(resource).model_validate(data)
+
+
+def handle(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    if event.type == NEED_IDENTIFIED:
+        return handle_need_identified(event, ctx)
+    return handle_status_changed(event, ctx)
+
+
+HANDLERS: list[HandlerSpec] = [
+    HandlerSpec(
+        name="referrals",
+        event_types=(NEED_IDENTIFIED, STATUS_CHANGED),
+        handle=handle,
+        default_config=ReferralConfig().model_dump(mode="json"),
+        description="Closed-loop community referrals (Gravity SDOH): rank the directory, refer, "
+        "follow the Task to completion or to the next organisation",
+    )
+]
+
+__all__ = [
+    "HANDLERS",
+    "Attempt",
+    "ReferralConfig",
+    "attempt_of",
+    "criteria_of",
+    "handle_need_identified",
+    "handle_status_changed",
+    "step_after",
+]
