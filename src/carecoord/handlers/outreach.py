@@ -167,7 +167,11 @@ def escalation_for(fhir: FhirReader, request_ref: str) -> Any | None:
 
 
 def _channel_of(cr: Any) -> str | None:
+    """The channel of a request: the medium's text (carecoord writes the channel there), else
+    its ParticipationMode code."""
     for medium in cr.medium or []:
+        if medium.text in t.CHANNEL_MEDIUM:
+            return str(medium.text)
         for coding in medium.coding or []:
             if coding.code in MEDIUM_CHANNEL:
                 return MEDIUM_CHANNEL[coding.code]
