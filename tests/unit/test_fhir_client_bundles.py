@@ -297,6 +297,8 @@ def test_apply_posts_one_transaction_and_maps_urn_uuids() -> None:
     posted: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/r4/metadata":  # no statement: conditional creates everywhere
+            return httpx.Response(404)
         assert request.method == "POST" and request.url.path == "/r4"
         posted.append(json.loads(request.content))
         return fhir_json(
@@ -385,3 +387,32 @@ def test_batch_reports_each_entry() -> None:
     assert result.errors == [failed]
     with pytest.raises(FhirNotFound):
         result.raise_for_errors()
+
+
+def test_creates_of_identifier_blind_types_become_put_with_rewritten_references() -> None:
+    from fhir.resources.R4B.careteam import CareTeam
+
+    from carecoord.fhir.bundles import identifier_blind_types, writes_to_bundle
+    from carecoord.handlers.base import Effects
+
+    statement = {
+        "rest": [{"resource": [{"type": "Task", "searchParam": [{"name": "identifier"}]}]}]
+    }
+    blind = identifier_blind_types(statement)
+    assert "CareTeam" in blind and "Task" not in blind
+    assert identifier_blind_types({"rest": []}) == frozenset()
+
+    effects = Effects()
+    team = CareTeam.model_validate({"resourceType": "CareTeam", "status": "active"})
+    team_urn = effects.create(team, "urn:s", "team-1")
+    task = Task.model_validate(
+        {"resourceType": "Task", "status": "ready", "intent": "order",
+         "basedOn": [{"reference": team_urn}]}
+    )  # fmt: skip
+    effects.create(task, "urn:s", "task-1")
+    put_entry, task_entry = writes_to_bundle(effects.writes, blind)["entry"]
+    stable = team_urn.removeprefix("urn:uuid:")
+    assert put_entry["request"] == {"method": "PUT", "url": f"CareTeam/{stable}"}
+    assert put_entry["resource"]["id"] == stable
+    assert task_entry["request"]["ifNoneExist"] == "identifier=urn:s|task-1"
+    assert task_entry["resource"]["basedOn"] == [{"reference": f"CareTeam/{stable}"}]

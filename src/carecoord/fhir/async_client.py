@@ -129,7 +129,9 @@ class AsyncFhirClient(ClientBase):
         return await self._run(ops.batch(bundle, self.fhir_version))
 
     async def apply(self, writes: Sequence[FhirWrite]) -> TransactionResult:
-        return await self._run(ops.apply(writes, self.fhir_version))
+        if self._put_types is None:
+            self._put_types = await self._run(ops.identifier_blind(self.fhir_version))
+        return await self._run(ops.apply(writes, self.fhir_version, self._put_types))
 
     async def aclose(self) -> None:
         await self._http.aclose()

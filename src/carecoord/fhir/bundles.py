@@ -9,7 +9,7 @@ versionIds may be integers or UUIDs, ETags weak or strong. Everything here reads
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,13 +93,28 @@ def if_match(version_id: str) -> str:
 # --- building requests ----------------------------------------------------------------------
 
 
-def writes_to_bundle(writes: Sequence[FhirWrite]) -> dict[str, Any]:
-    """ONE transaction Bundle for a handler's effects: conditional POSTs and If-Match PUTs."""
+def writes_to_bundle(
+    writes: Sequence[FhirWrite], put_types: Collection[str] = frozenset()
+) -> dict[str, Any]:
+    """ONE transaction Bundle for a handler's effects: conditional POSTs and If-Match PUTs.
+
+    Creates of a type in `put_types` (types the server cannot search by identifier, where
+    If-None-Exist would fail or match everything) become `PUT Type/<stable id>` instead, still
+    idempotent; references to their urn:uuid are rewritten to that literal reference.
+    """
     entries: list[dict[str, Any]] = []
+    literal: dict[str, str] = {}
     for write in writes:
         rtype = write.resource.get_resource_type()
         body = to_json(write.resource)
-        if isinstance(write, Create):
+        if isinstance(write, Create) and rtype in put_types:
+            rid = write.full_url.removeprefix("urn:uuid:")
+            literal[write.full_url] = f"{rtype}/{rid}"
+            body["id"] = rid
+            entries.append(
+                {"resource": body, "request": {"method": "PUT", "url": f"{rtype}/{rid}"}}
+            )
+        elif isinstance(write, Create):
             entries.append(
                 {
                     "fullUrl": write.full_url,
@@ -112,16 +127,52 @@ def writes_to_bundle(writes: Sequence[FhirWrite]) -> dict[str, Any]:
                 }
             )
         elif isinstance(write, Update):
-            rid = write.resource.id
-            if not rid:
+            uid = write.resource.id
+            if not uid:
                 raise ValueError(f"Update of a {rtype} without an id")
-            request: dict[str, Any] = {"method": "PUT", "url": f"{rtype}/{rid}"}
+            request: dict[str, Any] = {"method": "PUT", "url": f"{rtype}/{uid}"}
             if write.version_id:
                 request["ifMatch"] = if_match(write.version_id)
             entries.append({"resource": body, "request": request})
         else:  # pragma: no cover - FhirWrite is a closed union
             raise TypeError(f"not a FHIR write: {type(write).__name__}")
+    if literal:
+        entries = [_rewrite_refs(e, literal) for e in entries]
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _rewrite_refs(node: Any, literal: Mapping[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: literal.get(v, v)
+            if k == "reference" and isinstance(v, str)
+            else _rewrite_refs(v, literal)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite_refs(v, literal) for v in node]
+    return node
+
+
+# Every resource type carecoord creates (checked against a server's CapabilityStatement).
+CREATABLE_TYPES = (
+    "Basic", "CarePlan", "CareTeam", "ChargeItem", "Communication", "CommunicationRequest",
+    "Condition", "Goal", "HealthcareService", "Location", "Observation", "Organization",
+    "ServiceRequest", "Task",
+)  # fmt: skip
+
+
+def identifier_blind_types(capability_statement: Mapping[str, Any]) -> frozenset[str]:
+    """Resource types the server does not declare `identifier` search for (absent types included
+    as far as the statement lists any). Conditional create on them cannot work."""
+    declared: dict[str, set[str]] = {}
+    for rest in capability_statement.get("rest") or []:
+        for res in rest.get("resource") or []:
+            names = {str(p.get("name")) for p in res.get("searchParam") or []}
+            declared.setdefault(str(res.get("type")), set()).update(names)
+    if not declared:
+        return frozenset()  # a statement that lists nothing tells us nothing: trust the spec
+    return frozenset(t for t in CREATABLE_TYPES if "identifier" not in declared.get(t, set()))
 
 
 def bundle_json(bundle: Resource | Mapping[str, Any], expected_type: str) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class ClientBase:
         self.base_url = base_url.rstrip("/")
         self.fhir_version: FhirVersion = fhir_version
         self.retry = RetryPolicy(budget=retry_budget, backoff=backoff or Backoff())
+        # Types whose creates go out as PUT with a stable id (learned on the first apply).
+        self._put_types: frozenset[str] | None = None
 
     def __repr__(self) -> str:  # no headers: they may carry credentials
         return f"{type(self).__name__}({self.base_url!r}, fhir_version={self.fhir_version!r})"
@@ -181,7 +183,9 @@ class FhirClient(ClientBase):
 
     def apply(self, writes: Sequence[FhirWrite]) -> TransactionResult:
         """A handler's effects (Create/Update) as ONE transaction; nothing is sent for none."""
-        return self._run(ops.apply(writes, self.fhir_version))
+        if self._put_types is None:
+            self._put_types = self._run(ops.identifier_blind(self.fhir_version))
+        return self._run(ops.apply(writes, self.fhir_version, self._put_types))
 
     # --- lifecycle ---
 

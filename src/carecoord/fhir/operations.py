@@ -9,7 +9,7 @@ optimistic-concurrency loop and transaction results exist exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from fhir.resources.R4B.resource import Resource
@@ -19,6 +19,7 @@ from carecoord.fhir.bundles import (
     TransactionResult,
     bundle_json,
     entry_outcome,
+    identifier_blind_types,
     if_match,
     is_resource_id,
     is_resource_type,
@@ -32,6 +33,7 @@ from carecoord.fhir.bundles import (
 )
 from carecoord.fhir.errors import (
     FhirConflict,
+    FhirError,
     FhirGone,
     FhirInvalid,
     FhirNotFound,
@@ -284,8 +286,19 @@ def batch(bundle: Resource | Mapping[str, Any], version: FhirVersion) -> Op[Batc
     return result
 
 
-def apply(writes: Sequence[FhirWrite], version: FhirVersion) -> Op[TransactionResult]:
+def apply(
+    writes: Sequence[FhirWrite], version: FhirVersion, put_types: Collection[str] = frozenset()
+) -> Op[TransactionResult]:
     """A handler's writes as ONE transaction (nothing is sent for no writes)."""
     if not writes:
         return TransactionResult()
-    return (yield from transaction(writes_to_bundle(writes), version))
+    return (yield from transaction(writes_to_bundle(writes, put_types), version))
+
+
+def identifier_blind(version: FhirVersion) -> Op[frozenset[str]]:
+    """Types the server cannot search by identifier (read from its CapabilityStatement)."""
+    try:
+        reply = yield Call("GET", "metadata")
+    except FhirError:
+        return frozenset()  # no statement: assume the spec (conditional create works)
+    return identifier_blind_types(reply.body) if reply.body else frozenset()

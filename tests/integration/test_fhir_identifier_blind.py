@@ -1,0 +1,48 @@
+"""Servers that cannot search a type by identifier (sekmet: CareTeam, Goal) still get
+idempotent creates: the client learns it from the CapabilityStatement and PUTs a stable id."""
+
+from __future__ import annotations
+
+import pytest
+from fhir.resources.R4B.careteam import CareTeam
+from fhir.resources.R4B.goal import Goal
+
+from carecoord.fhir.client import FhirClient
+from carecoord.handlers.base import Effects
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "https://carecoord.dev/fhir/sid/test"
+
+
+def _effects(unique: str) -> Effects:
+    effects = Effects()
+    team = CareTeam.model_validate(
+        {"resourceType": "CareTeam", "identifier": [{"system": SYSTEM, "value": f"team-{unique}"}],
+         "status": "active", "subject": {"reference": f"Patient/{unique}"}}
+    )  # fmt: skip
+    team_ref = effects.create(team, SYSTEM, f"team-{unique}")
+    goal = Goal.model_validate(
+        {"resourceType": "Goal", "identifier": [{"system": SYSTEM, "value": f"goal-{unique}"}],
+         "lifecycleStatus": "active", "description": {"text": "food security"},
+         "subject": {"reference": f"Patient/{unique}"},
+         "expressedBy": {"reference": f"Patient/{unique}"},
+         "note": [{"text": "team " + team_ref}]}
+    )  # fmt: skip
+    effects.create(goal, SYSTEM, f"goal-{unique}")
+    return effects
+
+
+def test_replayed_creates_of_unsearchable_types_make_one_resource(
+    fhir_base_url: str, unique: str
+) -> None:
+    with FhirClient(fhir_base_url) as client:
+        first = client.apply(_effects(unique).writes)
+        second = client.apply(_effects(unique).writes)
+        assert [e.reference for e in first.entries] == [e.reference for e in second.entries]
+        team_ref = first.entries[0].reference
+        assert team_ref is not None and team_ref.startswith("CareTeam/")
+        team = client.read("CareTeam", team_ref.split("/")[1])
+        assert team.identifier[0].value == f"team-{unique}"
+        goals = client.search("Goal", {"subject": f"Patient/{unique}"})
+        assert len(goals) == 1
