@@ -49,6 +49,8 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # kafka-python is chatty at INFO (every connection, every rebalance step).
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # kafka-python is chatty at INFO (every connection, every rebalance step); httpx logs every
+    # request URL at INFO, and search URLs carry identifiers in their query strings.
+    for noisy in ("kafka", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return handler

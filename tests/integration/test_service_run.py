@@ -1,0 +1,181 @@
+"""`carecoord run` as a user runs it: a subprocess configured by environment variables, against the
+session's real Kafka broker and FHIR server, with a test handler from CARECOORD_HANDLER_MODULES."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
+from carecoord.events.envelope import new_event
+from carecoord.local import free_port
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "urn:carecoord:test:service-run"
+
+HANDLER_MODULE = """
+from fhir.resources.R4B.task import Task
+
+from carecoord.handlers.base import Effects
+from carecoord.handlers.registry import HandlerSpec
+
+SYSTEM = "{system}"
+
+
+def make_task(event, ctx):
+    effects = Effects()
+    task = Task(
+        status="requested",
+        intent="order",
+        identifier=[{{"system": SYSTEM, "value": event.id}}],
+        businessStatus={{"text": ctx.config["stage"]}},
+    )
+    effects.create(task, SYSTEM, event.id)
+    effects.emit("itest.task-made", event.subject, {{"for": event.id}}, event.id + ":made")
+    return effects
+
+
+HANDLERS = [
+    HandlerSpec("{name}", ("itest.make-task",), make_task, default_config={{"stage": "new"}})
+]
+"""
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def service_env(
+    tmp_path: Path, kafka_bootstrap: str, fhir_base_url: str, unique: str
+) -> Iterator[dict[str, str]]:
+    name = f"itest_{unique}"
+    (tmp_path / f"cc_itest_{unique}.py").write_text(HANDLER_MODULE.format(system=SYSTEM, name=name))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARECOORD_")}
+    env.update(
+        PYTHONPATH=str(tmp_path),
+        CARECOORD_HANDLER_MODULES=f"cc_itest_{unique}",
+        CARECOORD_HANDLERS_ENABLED=name,
+        CARECOORD_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        CARECOORD_FHIR_BASE_URL=fhir_base_url,
+        CARECOORD_TOPIC_IN=f"svc-in-{unique}",
+        CARECOORD_TOPIC_OUT=f"svc-out-{unique}",
+        CARECOORD_TOPIC_DLQ=f"svc-dlq-{unique}",
+        CARECOORD_GROUP_ID=f"svc-{unique}",
+        CARECOORD_KAFKA_OPTIONS=json.dumps(
+            {
+                "session_timeout_ms": 4000,
+                "heartbeat_interval_ms": 1000,
+                "create_topics_partitions": 2,
+            }
+        ),
+        CARECOORD_HEALTH_HOST="127.0.0.1",
+        CARECOORD_HEALTH_PORT=str(free_port()),
+        CARECOORD_SWEEPER_INTERVAL="0",
+        CARECOORD_DRAIN_TIMEOUT="10",
+    )
+    env[f"CARECOORD_HANDLERS__{name}__stage"] = "triaged"
+    yield env
+
+
+def carecoord(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start the CLI; its stderr (the JSON logs) goes to `log`: a pipe nobody reads would fill up
+    and block the service."""
+    with open(log, "wb") as err:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from carecoord.cli import app; app()", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+
+def test_run_processes_an_event_end_to_end_and_stops_on_sigterm(
+    service_env: dict[str, str],
+    kafka_bootstrap: str,
+    fhir_base_url: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    health = f"http://127.0.0.1:{service_env['CARECOORD_HEALTH_PORT']}"
+    log = tmp_path / "run.log"
+    proc = carecoord(service_env, log, "run")
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"carecoord run exited: {log.read_text()[-3000:]}")
+            return httpx.get(f"{health}/readyz").status_code == 200
+
+        wait_for(ready, 60, "/readyz")
+        event = new_event("itest.make-task", f"pat-{unique}", {}, id=f"evt-{unique}")
+        producer = KafkaBroker(KafkaConnection(bootstrap=kafka_bootstrap)).producer()
+        producer.send_all(
+            [Message(service_env["CARECOORD_TOPIC_IN"], event.key, event.to_json_bytes())], 30
+        )
+        producer.close()
+
+        def task_written() -> bool:
+            r = httpx.get(
+                f"{fhir_base_url}/Task", params={"identifier": f"{SYSTEM}|{event.id}"}, timeout=10
+            )
+            return bool(r.json().get("entry"))
+
+        wait_for(task_written, 60, "the Task on the FHIR server")
+        bundle = httpx.get(
+            f"{fhir_base_url}/Task", params={"identifier": f"{SYSTEM}|{event.id}"}, timeout=10
+        ).json()
+        assert len(bundle["entry"]) == 1
+        assert bundle["entry"][0]["resource"]["businessStatus"]["text"] == "triaged"
+
+        def processed_metric() -> bool:
+            lines = httpx.get(f"{health}/metrics").text.splitlines()
+            return any(
+                line.startswith("carecoord_events_processed_total{")
+                and 'event_type="itest.make-task"' in line
+                and line.endswith(" 1.0")
+                for line in lines
+            )
+
+        wait_for(processed_metric, 30, "the processed metric")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    logs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert any(line["msg"] == "carecoord service stopped" for line in logs)
+
+
+def test_run_with_missing_settings_exits_2_with_the_fix(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in service_env.items() if k != "CARECOORD_FHIR_BASE_URL"}
+    proc = carecoord(env, tmp_path / "err.log", "run")
+    assert proc.wait(timeout=60) == 2
+    assert "CARECOORD_FHIR_BASE_URL is not set: point it at your FHIR server's base URL" in (
+        (tmp_path / "err.log").read_text()
+    )
