@@ -14,6 +14,9 @@ import pytest
 
 from carecoord.local import LocalFhir, LocalKafka, start_fhir, start_kafka
 
+# `pipeline` / `pipeline_factory`: the runtime + built-in handlers on the real servers.
+pytest_plugins = ["support.pipeline"]
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
