@@ -37,7 +37,8 @@ Service
                                           (port 0: any free port)
     CARECOORD_LOG_LEVEL                   DEBUG | INFO | WARNING | ERROR
     CARECOORD_LOG_FORMAT                  json (default) | text
-    CARECOORD_SWEEPER_INTERVAL            seconds between sweeps of time-based triggers; 0 = off
+    CARECOORD_SWEEPER_INTERVAL            seconds between sweeps of time-based triggers; 0 = off;
+                                          unset = the sweeper's own (outreach config, 300 s)
 Handlers
     CARECOORD_HANDLERS_ENABLED            comma-separated names; empty = every discovered handler
     CARECOORD_HANDLERS_DISABLED           comma-separated names to switch off
@@ -93,7 +94,7 @@ _HINTS: dict[str, str] = {
     "health_port": "use a TCP port from 0 to 65535 (0 picks a free one), e.g. 8000",
     "log_level": "use one of DEBUG, INFO, WARNING, ERROR",
     "log_format": "use json or text",
-    "sweeper_interval": "use a number of seconds of 0 (off) or more, e.g. 300",
+    "sweeper_interval": "use a number of seconds of 0 (off) or more, e.g. 300, or leave it unset",
     "handlers": "set CARECOORD_HANDLERS__<handler>__<key>=value or a [handlers.<handler>] table",
 }
 
@@ -162,7 +163,8 @@ class Settings(BaseSettings):
     health_port: int = Field(8000, ge=0, le=65535)
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
-    sweeper_interval: float = Field(300.0, ge=0)
+    # None: the sweeper's own interval (outreach's sweep_interval_seconds); 0: no sweeper.
+    sweeper_interval: float | None = Field(None, ge=0)
 
     # Handlers
     handlers_enabled: NameList = Field(default_factory=list)

@@ -92,6 +92,8 @@ def service_env(
         CARECOORD_HEALTH_PORT=str(free_port()),
         CARECOORD_SWEEPER_INTERVAL="0",
         CARECOORD_DRAIN_TIMEOUT="10",
+        CARECOORD_FHIR_AUTH="bearer",
+        CARECOORD_FHIR_TOKEN=f"tok-{unique}-secret",
     )
     env[f"CARECOORD_HANDLERS__{name}__stage"] = "triaged"
     yield env
@@ -167,6 +169,9 @@ def test_run_processes_an_event_end_to_end_and_stops_on_sigterm(
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
     logs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert "-secret" not in text  # the bearer token never reaches the logs
+    started = next(line for line in logs if line["msg"] == "carecoord service starting")
+    assert started["settings"]["fhir_token"] == "**********"
     assert any(line["msg"] == "carecoord service stopped" for line in logs)
 
 

@@ -8,7 +8,10 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -20,7 +23,7 @@ from carecoord.events.memory import InMemoryBroker
 from carecoord.handlers.base import Effects, FhirWrite, HandlerContext
 from carecoord.handlers.loader import HandlerTable
 from carecoord.handlers.registry import HandlerSpec
-from carecoord.service.app import PeriodicRunner, Service, runtime_options
+from carecoord.service.app import PeriodicRunner, Service, plugin_periodic_jobs, runtime_options
 from carecoord.service.health import HealthServer
 from carecoord.service.logging import configure_logging
 from carecoord.settings import load_settings
@@ -189,3 +192,22 @@ def test_json_logs_carry_extra_ids() -> None:
         3,
         "INFO",
     )
+
+
+def test_plugin_periodic_jobs_follow_the_sweeper_interval_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"cc_jobs_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "def job():\n    pass\n\ndef periodic_jobs(service):\n    return [(300.0, job)]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def jobs(**kw: object) -> list[float]:
+        service = SimpleNamespace(settings=settings(**kw))
+        return [interval for interval, _ in plugin_periodic_jobs(service, module)]  # type: ignore[arg-type]
+
+    assert jobs() == [300.0]
+    assert jobs(sweeper_interval=60) == [60.0]
+    assert jobs(sweeper_interval=0) == []
+    assert plugin_periodic_jobs(SimpleNamespace(), "cc_no_such_jobs_module") == []  # type: ignore[arg-type]

@@ -272,7 +272,8 @@ SWEEPER_MODULE = "carecoord.handlers.sweeper"
 
 
 def plugin_periodic_jobs(service: Service, module: str = SWEEPER_MODULE) -> list[PeriodicJob]:
-    """Periodic jobs offered by `module` through `periodic_jobs(service) -> [(interval, job)]`.
+    """Periodic jobs offered by `module` through `periodic_jobs(service) -> [(interval, job)]`,
+    at `CARECOORD_SWEEPER_INTERVAL` seconds when that is set (0 turns them off).
 
     The hook is generic: a job gets the whole service (settings, fhir, handlers' configs,
     `publish()` for the events it wants processed). A module that is not there offers none.
@@ -287,4 +288,8 @@ def plugin_periodic_jobs(service: Service, module: str = SWEEPER_MODULE) -> list
     if factory is None:
         log.warning("module has no periodic_jobs(service)", extra={"module": module})
         return []
-    return list(factory(service))
+    jobs = list(factory(service))
+    override = service.settings.sweeper_interval  # CARECOORD_SWEEPER_INTERVAL wins; 0 = off
+    if override is None:
+        return jobs
+    return [(override, job) for _, job in jobs] if override > 0 else []
