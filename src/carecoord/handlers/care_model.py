@@ -130,7 +130,6 @@ class CareConfig(BaseModel):
     alternative_channels: list[Channel] = Field(default_factory=lambda: _channels("sms", "letter"))
     # sweeper
     days_before_period_end: int = Field(default=5, ge=0)
-    sweep_interval_seconds: float = Field(default=300, ge=0)  # inside `carecoord run`; 0 = off
     # care-management tasks per program
     enrolment_tasks: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_ENROLMENT_TASKS.items()}

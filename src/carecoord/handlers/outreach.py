@@ -574,7 +574,6 @@ _OUTREACH_CONFIG = {
         "alternative_channels",
         "monthly_tasks",
         "days_before_period_end",
-        "sweep_interval_seconds",
     }
 }
 

@@ -207,15 +207,14 @@ def sweep_config(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def periodic_jobs(service: Any) -> list[tuple[float, Callable[[], None]]]:
     """The sweep as a periodic job of `carecoord run` (carecoord.service.app hook): every
-    `sweep_interval_seconds` (outreach config; 0 turns it off) its events go to the input topic.
-    Off unless the outreach or care-tasks handler is enabled."""
+    `sweeper_interval` seconds (CARECOORD_SWEEPER_INTERVAL; 0 turns it off) its events go to the
+    input topic. Off unless the outreach or care-tasks handler is enabled."""
     names = set(service.handlers.names)
-    if not names & {"outreach", "care-tasks"}:
+    interval = float(getattr(service.settings, "sweeper_interval", 300.0))
+    if interval <= 0 or not names & {"outreach", "care-tasks"}:
         return []
     config = sweep_config(service.handlers.configs)
-    interval = CareConfig.from_mapping(config).sweep_interval_seconds
-    if interval <= 0:
-        return []
+    CareConfig.from_mapping(config)  # fail at start, not in the job, on a bad config
 
     def job() -> None:
         events = sweep(service.fhir, datetime.now(UTC), config)
