@@ -150,7 +150,7 @@ class Broker(Protocol):
         ...
 
     def read_topic(self, topic: str, timeout: float = 10.0) -> Iterator[Record]:
-        """Every record currently in the topic, partition by partition, from the beginning."""
+        """Every record currently in the topic, from the beginning (in order within a partition)."""
         ...
 
 
@@ -214,6 +214,20 @@ def _kafka_error(exc: BaseException, what: str) -> BrokerError:
     return err
 
 
+def _record(r: Any) -> Record:
+    """Our Record from a kafka-python ConsumerRecord."""
+    return Record(
+        topic=r.topic,
+        partition=r.partition,
+        offset=r.offset,
+        key=r.key,
+        value=r.value,
+        headers=tuple((k, v if v is not None else b"") for k, v in r.headers),
+        leader_epoch=r.leader_epoch if r.leader_epoch is not None else -1,
+        timestamp_ms=r.timestamp,
+    )
+
+
 class _KafkaListener:
     """Adapts our RebalanceListener to kafka-python's (sync: we only record, never block)."""
 
@@ -259,22 +273,7 @@ class KafkaConsumerAdapter:
             batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
         except Exception as exc:
             raise _kafka_error(exc, "poll failed") from exc
-        out: list[Record] = []
-        for records in batches.values():
-            for r in records:
-                out.append(
-                    Record(
-                        topic=r.topic,
-                        partition=r.partition,
-                        offset=r.offset,
-                        key=r.key,
-                        value=r.value,
-                        headers=tuple((k, v if v is not None else b"") for k, v in r.headers),
-                        leader_epoch=r.leader_epoch if r.leader_epoch is not None else -1,
-                        timestamp_ms=r.timestamp,
-                    )
-                )
-        return out
+        return [_record(r) for records in batches.values() for r in records]
 
     def commit(self, offsets: Mapping[TP, Commit]) -> None:
         from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -421,24 +420,14 @@ class KafkaBroker:
             consumer.seek_to_beginning(*tps)
             ends = consumer.end_offsets(tps)
             deadline = time.monotonic() + timeout
-            for tp in tps:
-                end = ends.get(tp, 0)
-                consumer.assign([tp])
-                consumer.seek_to_beginning(tp)
-                while consumer.position(tp) < end and time.monotonic() < deadline:
-                    batch = consumer.poll(timeout_ms=500).get(tp, [])
-                    for r in batch:
-                        if r.offset >= end:
-                            break
-                        yield Record(
-                            topic=r.topic,
-                            partition=r.partition,
-                            offset=r.offset,
-                            key=r.key,
-                            value=r.value,
-                            headers=tuple((k, v or b"") for k, v in r.headers),
-                            leader_epoch=r.leader_epoch if r.leader_epoch is not None else -1,
-                            timestamp_ms=r.timestamp,
-                        )
+            # Read until every partition reached its end offset AND a poll came back empty: some
+            # Kafka-protocol brokers (tansu) under-report end offsets for multi-record batches.
+            while time.monotonic() < deadline:
+                batches = consumer.poll(timeout_ms=300)
+                for records in batches.values():
+                    for r in records:
+                        yield _record(r)
+                if not batches and all(consumer.position(tp) >= ends.get(tp, 0) for tp in tps):
+                    return
         finally:
             consumer.close(autocommit=False)

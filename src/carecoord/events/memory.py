@@ -36,7 +36,9 @@ class _Group:
 
 
 class InMemoryBroker:
-    def __init__(self, default_partitions: int = 3, max_message_bytes: int = 1024 * 1024) -> None:
+    def __init__(
+        self, default_partitions: int = 3, max_message_bytes: int = 8 * 1024 * 1024
+    ) -> None:
         self.default_partitions = default_partitions
         self.max_message_bytes = max_message_bytes
         self._cond = threading.Condition(threading.RLock())
