@@ -253,6 +253,8 @@ class KafkaConsumerAdapter:
     def __init__(self, conn: KafkaConnection, group_id: str) -> None:
         from kafka import KafkaConsumer
 
+        # A commit must not hold the poll loop for long: it is retried at the next interval.
+        self._commit_timeout_ms = min(conn.request_timeout_ms, 10_000)
         self._consumer = KafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
@@ -285,7 +287,7 @@ class KafkaConsumerAdapter:
             for tp, c in offsets.items()
         }
         try:
-            self._consumer.commit(payload)
+            self._consumer.commit(payload, timeout_ms=self._commit_timeout_ms)
         except Exception as exc:
             raise _kafka_error(exc, "commit failed") from exc
 

@@ -266,6 +266,7 @@ class EventRuntime:
         self._incarnations = itertools.count(1)
         self._in_flight = 0
         self._holding = False  # no new work starts (rebalance or shutdown drain)
+        self._rebalance_prepared = False
         self._joined = False
         self._running = False
         self._last_poll = 0.0
@@ -301,7 +302,7 @@ class EventRuntime:
         self._start()
         try:
             while not self._stop.is_set() and not (stop is not None and stop.is_set()):
-                self._iteration()
+                self._guarded_iteration()
         finally:
             self._shutdown()
 
@@ -314,7 +315,7 @@ class EventRuntime:
         went_idle = False
         try:
             while not self._stop.is_set() and time.monotonic() < deadline:
-                got = self._iteration()
+                got = self._guarded_iteration()
                 if got or not self._joined or not self._quiet():
                     idle_since = None
                     continue
@@ -351,10 +352,23 @@ class EventRuntime:
 
     # -- the poll loop -----------------------------------------------------------------------
 
+    def _guarded_iteration(self) -> int:
+        try:
+            return self._iteration()
+        except Exception:
+            # The loop must outlive surprises: nothing is marked done by it, so nothing is lost.
+            log.exception("poll loop iteration failed; continuing")
+            self._stop.wait(self.options.poll_timeout_seconds)
+            return 0
+
     def _iteration(self) -> int:
         consumer = self._require_consumer()
         if consumer.rebalance_pending():
-            self._before_rebalance()
+            if not self._rebalance_prepared:
+                self._rebalance_prepared = True
+                self._before_rebalance()
+        else:
+            self._rebalance_prepared = False
         try:
             records = consumer.poll(self._poll_timeout(), self.options.max_poll_records)
         except BrokerError as exc:
