@@ -508,6 +508,8 @@ def import_directory(client: DirectoryWriter, data: Any) -> ImportReport:
         try:
             _import_record(client, record, report)
         except (FhirError, HsdsRecordError) as exc:
+            if isinstance(exc, FhirError) and exc.transient:
+                raise  # the server is unreachable or overloaded: stop, re-run later (idempotent)
             report.problems.append(RecordProblem(record.hsds_id, f"not imported: {exc.message}"))
     return report
 

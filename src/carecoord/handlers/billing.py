@@ -45,6 +45,7 @@ from carecoord.fhir.identifiers import (
     identifier_system,
     identifier_value,
 )
+from carecoord.fhir.models import to_json
 from carecoord.handlers.base import Effects, HandlerContext
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.registry import HandlerSpec
@@ -56,6 +57,8 @@ THRESHOLD_REACHED = "carecoord.billing.threshold-reached"
 TIME_ENTRY_ID = identifier_system("time-entry")
 CHARGE_ITEM_ID = identifier_system("charge-item")
 PROGRAM_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-program"
+# On a threshold ChargeItem: the month's total minutes when it was reached.
+TOTAL_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-minutes-total"
 _PRACTITIONER_PREFIXES = ("Practitioner/", "PractitionerRole/")
 
 
@@ -213,7 +216,7 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
         for item in thresholds:
             supporting = {s.reference for s in item.supportingInformation or []}
             if f"ChargeItem/{mine.id}" in supporting:
-                _emit(fx, pid, item, mine.program, month, None)
+                _emit(fx, pid, item, mine.program, month)
         log.info("duplicate time entry ignored", extra={"event_id": event.id})
         return fx
 
@@ -251,8 +254,11 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
             entered=event.time or ctx.now(),
             supporting=[entry_ref],
         )
+        body = to_json(item)
+        body["extension"] = [{"url": TOTAL_EXTENSION, "valueDecimal": total}]
+        item = ChargeItem.model_validate(body)
         add_create(fx, item)
-        _emit(fx, pid, item, data.program, month, total)
+        _emit(fx, pid, item, data.program, month)
     return fx
 
 
@@ -273,7 +279,7 @@ def _entry(event_id: str, patient: str, data: TimeLogged) -> Resource:
     return ChargeItem.model_validate(body)
 
 
-def _emit(fx: Effects, pid: str, item: Any, program: str, month: str, total: float | None) -> None:
+def _emit(fx: Effects, pid: str, item: Any, program: str, month: str) -> None:
     ident = carecoord_identifier(item)
     if ident is None:
         return
@@ -287,8 +293,9 @@ def _emit(fx: Effects, pid: str, item: Any, program: str, month: str, total: flo
     }
     if item.id:
         data["charge_item"] = f"ChargeItem/{item.id}"
+    total = next((e.valueDecimal for e in item.extension or [] if e.url == TOTAL_EXTENSION), None)
     if total is not None:
-        data["total_minutes"] = total
+        data["total_minutes"] = float(total)
     fx.emit(THRESHOLD_REACHED, f"Patient/{pid}", data, derived_id(ident[0], ident[1]))
 
 

@@ -32,42 +32,56 @@ def _sort_key(resource: Any) -> tuple[str, str]:
 
 
 def patient_team(fhir: FhirReader, patient_id: str) -> PatientTeam:
-    """The care manager and provider of the patient's active care teams (latest start first)."""
-    teams = [
-        t
-        for t in fhir.search("CareTeam", {"subject": f"Patient/{patient_id}"})
-        if t.get_resource_type() == "CareTeam"
-        and _references_patient(t, patient_id)
-        and getattr(t, "status", None) in (None, "active")
-    ]
+    """The care manager and provider of the patient's active care teams: CareTeams contained in
+    active CarePlans (as the enrolment handler writes them) and standalone CareTeams; the latest
+    started first. A plan without a care coordinator gives its author as care manager."""
+    teams: list[tuple[tuple[str, str], Any]] = []
+    plan_authors: list[tuple[tuple[str, str], str]] = []
+    for plan in _active_plans(fhir, patient_id):
+        for res in getattr(plan, "contained", None) or []:
+            if res.get_resource_type() == "CareTeam":
+                teams.append((_sort_key(plan), res))
+        author = getattr(getattr(plan, "author", None), "reference", None)
+        if author:
+            plan_authors.append((_sort_key(plan), author))
+    for team in fhir.search("CareTeam", {"subject": f"Patient/{patient_id}"}):
+        if (
+            team.get_resource_type() == "CareTeam"
+            and _references_patient(team, patient_id)
+            and getattr(team, "status", None) in (None, "active")
+        ):
+            teams.append((_sort_key(team), team))
     care_manager: str | None = None
     provider: str | None = None
-    for team in sorted(teams, key=_sort_key, reverse=True):
+    for _, team in sorted(teams, key=lambda kt: kt[0], reverse=True):
         for p in getattr(team, "participant", None) or []:
             member = getattr(getattr(p, "member", None), "reference", None)
             if not member:
                 continue
             roles = p.role if isinstance(p.role, list) else [p.role]
-            if care_manager is None and any(
-                ROLE_CARE_COORDINATOR.matches(c) for r in roles if r for c in r.coding or []
-            ):
+            codes = [c for r in roles if r for c in r.coding or []]
+            if care_manager is None and any(ROLE_CARE_COORDINATOR.matches(c) for c in codes):
                 care_manager = member
-            if provider is None and any(
-                ROLE_PRIMARY_CARE_PHYSICIAN.matches(c) for r in roles if r for c in r.coding or []
-            ):
+            if provider is None and any(ROLE_PRIMARY_CARE_PHYSICIAN.matches(c) for c in codes):
                 provider = member
+    if care_manager is None and plan_authors:
+        care_manager = max(plan_authors)[1]
     return PatientTeam(care_manager, provider)
 
 
-def active_care_plan(fhir: FhirReader, patient_id: str) -> Resource | None:
-    """The patient's earliest-started active CarePlan (stable choice when there are several)."""
-    plans = [
+def _active_plans(fhir: FhirReader, patient_id: str) -> list[Resource]:
+    return [
         p
         for p in fhir.search("CarePlan", {"subject": f"Patient/{patient_id}"})
         if p.get_resource_type() == "CarePlan"
         and _references_patient(p, patient_id)
         and getattr(p, "status", None) == "active"
     ]
+
+
+def active_care_plan(fhir: FhirReader, patient_id: str) -> Resource | None:
+    """The patient's earliest-started active CarePlan (stable choice when there are several)."""
+    plans = _active_plans(fhir, patient_id)
     return min(plans, key=_sort_key) if plans else None
 
 

@@ -1,0 +1,232 @@
+"""Handlers II end to end: events through the real broker, the runtime running every built-in
+handler, resources on the real FHIR server (community referrals, clinical routing, billing)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.fhir import terminology as t
+from carecoord.fhir.client import FhirClient
+from carecoord.fhir.hsds import import_directory
+from carecoord.handlers.referrals import attempt_of
+from support.pipeline import Pipeline
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
+REQUESTER = {"referrals": {"requester": "Organization/clinic-e2e"}}
+
+
+@pytest.fixture(scope="module")
+def directory(fhir_base_url: str) -> None:
+    """The sample directory (idempotent: every module may import it)."""
+    with FhirClient(fhir_base_url) as client:
+        report = import_directory(client, json.loads(SAMPLE.read_text()))
+    assert report.problems == []
+
+
+def referral_tasks(pipeline: Pipeline, patient: str) -> list[Any]:
+    found = [
+        task
+        for task in pipeline.fhir.search("Task", {"patient": f"Patient/{patient}"})
+        if task.get_resource_type() == "Task" and attempt_of(task) is not None
+    ]
+    return sorted(found, key=lambda task: attempt_of(task).number)  # type: ignore[union-attr]
+
+
+def manual_tasks(pipeline: Pipeline, patient: str) -> list[Any]:
+    return [
+        task
+        for task in pipeline.fhir.search("Task", {"patient": f"Patient/{patient}"})
+        if task.get_resource_type() == "Task" and t.concept_has(task.code, t.TASK_MANUAL_REFERRAL)
+    ]
+
+
+def counts(pipeline: Pipeline, patient: str) -> dict[str, int]:
+    out = {}
+    for rtype in ("Condition", "Goal", "ServiceRequest", "Task", "ChargeItem"):
+        found = pipeline.fhir.search(rtype, {"subject": f"Patient/{patient}"})
+        out[rtype] = len([r for r in found if r.get_resource_type() == rtype])
+    return out
+
+
+def status_changed(patient: str, task: Any, status: str, reason: str | None = None) -> CloudEvent:
+    data = {"task": f"Task/{task.id}", "status": status}
+    if reason:
+        data["reason"] = reason
+    return new_event("carecoord.referral.status-changed", patient, data)
+
+
+def need(patient: str, **data: Any) -> CloudEvent:
+    body = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+    return new_event("carecoord.sdoh.need-identified", patient, {**body, **data})
+
+
+def outbound_of(pipeline: Pipeline, type_: str) -> list[CloudEvent]:
+    return [e for e in pipeline.outbound() if e.type == type_]
+
+
+def test_rejected_twice_lands_with_the_third_none_left_is_manual_and_replays_are_harmless(
+    directory: None, pipeline_factory: Callable[..., Pipeline], unique: str
+) -> None:
+    pipeline = pipeline_factory(config=REQUESTER)
+    patient = f"ref-{unique}"
+    first_need = need(patient, eligibility=["families"])  # the seniors-only box is ruled out
+    pipeline.publish(first_need)
+    pipeline.wait_idle()
+
+    services = []
+    rejections = []
+    for attempt in (1, 2, 3):
+        tasks = referral_tasks(pipeline, patient)
+        assert [attempt_of(tk).number for tk in tasks] == list(range(1, attempt + 1))  # type: ignore[union-attr]
+        current = tasks[-1]
+        assert (current.status, current.intent) == ("requested", "order")
+        assert t.concept_has(current.code, t.TASK_FULFILL)
+        assert current.requester.reference == "Organization/clinic-e2e"
+        services.append(attempt_of(current).service)  # type: ignore[union-attr]
+        rejections.append(status_changed(patient, current, "rejected", "waiting list full"))
+        pipeline.publish(rejections[-1])
+        pipeline.wait_idle()
+    assert len(set(services)) == 3, "the third attempt went to the third candidate"
+
+    tasks = referral_tasks(pipeline, patient)
+    assert [tk.status for tk in tasks] == ["rejected"] * 3
+    assert all(tk.statusReason.text == "waiting list full" for tk in tasks)
+    (manual,) = manual_tasks(pipeline, patient)
+    assert manual.owner.reference == "Organization/clinic-e2e"
+    created = outbound_of(pipeline, "carecoord.referral.created")
+    unmatched = outbound_of(pipeline, "carecoord.referral.unmatched")
+    assert [e.data["attempt"] for e in created] == [1, 2, 3]
+    assert len(unmatched) == 1 and len(unmatched[0].data["tried"]) == 3
+
+    before = counts(pipeline, patient)
+    pipeline.publish(first_need, *rejections)  # every event delivered a second time
+    pipeline.wait_idle()
+    assert counts(pipeline, patient) == before
+    replayed = outbound_of(pipeline, "carecoord.referral.created")
+    assert {e.id for e in replayed} == {e.id for e in created}, "replays re-announce, same ids"
+    assert pipeline.dead_letters() == []
+
+
+def test_completed_referral_closes_the_loop_on_the_care_plan(
+    directory: None, pipeline: Pipeline, unique: str
+) -> None:
+    patient = f"done-{unique}"
+    pipeline.publish(
+        new_event(
+            "carecoord.patient.enrolled",
+            patient,
+            {"program": "CCM", "provider": f"Practitioner/dr-{unique}",
+             "care_manager": f"Practitioner/cm-{unique}", "start": "2026-03-02"},
+        ),
+        need(patient, language="es"),
+    )  # fmt: skip
+    pipeline.wait_idle()
+    assert [(d.error_type, d.error_message) for d in pipeline.dead_letters()] == []
+    (task,) = referral_tasks(pipeline, patient)
+    assert task.requester.reference == f"Practitioner/cm-{unique}"  # the care manager refers
+    for status in ("accepted", "in-progress", "completed"):
+        pipeline.publish(status_changed(patient, task, status))
+    pipeline.wait_idle()
+
+    assert pipeline.fhir.read("Task", task.id).status == "completed"
+    (sr,) = pipeline.fhir.search("ServiceRequest", {"subject": f"Patient/{patient}"})
+    assert sr.status == "completed"
+    assert t.concept_has(sr.category[0], t.SR_CATEGORY_SOCIAL_SERVICE)
+    goals = [
+        g
+        for g in pipeline.fhir.search("Goal", {"subject": f"Patient/{patient}"})
+        if g.lifecycleStatus == "completed"
+    ]
+    assert len(goals) == 1 and t.concept_has(goals[0].achievementStatus, t.GOAL_ACHIEVED)
+    (plan,) = pipeline.fhir.search("CarePlan", {"subject": f"Patient/{patient}"})
+    activity = next(a for a in plan.activity if a.reference.reference == f"ServiceRequest/{sr.id}")
+    assert activity.outcomeReference[0].reference == f"Task/{task.id}"
+    assert pipeline.dead_letters() == []
+
+
+def test_no_consent_to_contact_sends_nothing_to_an_organisation(
+    directory: None, pipeline_factory: Callable[..., Pipeline], unique: str
+) -> None:
+    pipeline = pipeline_factory(config=REQUESTER)
+    patient = f"nocon-{unique}"
+    pipeline.publish(need(patient, consent_to_contact=False))
+    pipeline.wait_idle()
+    assert referral_tasks(pipeline, patient) == []
+    (manual,) = manual_tasks(pipeline, patient)
+    assert manual.businessStatus.coding[0].code == t.BUSINESS_NO_CONSENT.code
+    assert outbound_of(pipeline, "carecoord.referral.created") == []
+
+
+def test_clinical_question_goes_to_the_provider_and_never_to_the_logs(
+    pipeline: Pipeline, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="carecoord")
+    patient = f"clin-{unique}"
+    question = f"Can I stop my warfarin before the dental visit? {unique}"
+    ask = new_event(
+        "carecoord.clinical.question",
+        patient,
+        {"question": question, "urgency": "urgent", "raised_by": f"Practitioner/cm-{unique}"},
+    )
+    pipeline.publish(
+        new_event(
+            "carecoord.patient.enrolled",
+            patient,
+            {"program": "PCM", "provider": f"Practitioner/dr-{unique}",
+             "care_manager": f"Practitioner/cm-{unique}", "start": "2026-03-02"},
+        ),
+        ask,
+        ask,
+    )  # fmt: skip
+    pipeline.wait_idle()
+    reviews = [
+        tk
+        for tk in pipeline.fhir.search("Task", {"patient": f"Patient/{patient}"})
+        if t.concept_has(tk.code, t.TASK_CLINICAL_REVIEW)
+    ]
+    assert len(reviews) == 1
+    assert reviews[0].owner.reference == f"Practitioner/dr-{unique}"
+    assert reviews[0].priority == "stat"
+    routed = outbound_of(pipeline, "carecoord.clinical.routed")
+    assert routed and {e.id for e in routed} == {routed[0].id}
+    assert question not in str(routed[0].data)
+    ours = [r for r in caplog.records if r.name.startswith("carecoord")]
+    assert any(r.name == "carecoord.handlers.clinical" for r in ours)
+    assert not any("warfarin" in r.getMessage() or "warfarin" in str(r.__dict__) for r in ours)
+
+
+def test_billable_time_thresholds_once_and_never_twice(pipeline: Pipeline, unique: str) -> None:
+    patient = f"bill-{unique}"
+
+    def logged(program: str, minutes: float) -> CloudEvent:
+        return new_event(
+            "carecoord.time.logged",
+            patient,
+            {"program": program, "minutes": minutes, "activity": "care coordination",
+             "by": "Practitioner/cm-1", "performed_at": "2026-03-04T10:00:00+00:00"},
+        )  # fmt: skip
+
+    second = logged("CCM", 10)
+    pipeline.publish(logged("CCM", 15), second, second, logged("PCM", 30), logged("RPM", 20))
+    pipeline.wait_idle()
+    items = pipeline.fhir.search("ChargeItem", {"subject": f"Patient/{patient}"})
+    billed = sorted(i.code.coding[0].code for i in items if i.status == "billable")
+    assert billed == ["99457", "99490"]  # PCM not billed in a CCM month; the duplicate ignored
+    assert len([i for i in items if i.status == "not-billable"]) == 4
+    # The duplicate delivery re-announces what its entry crossed under the same id (at least
+    # once, deduplicable): one id per threshold.
+    thresholds = list(
+        {e.id: e for e in outbound_of(pipeline, "carecoord.billing.threshold-reached")}.values()
+    )
+    assert sorted(e.data["cpt"] for e in thresholds) == ["99457", "99490"]
+    ccm = next(e for e in thresholds if e.data["cpt"] == "99490")
+    assert ccm.data["total_minutes"] == 25
