@@ -16,9 +16,11 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+CODE := $(wildcard src tests bench examples)
+
 lint: install
-	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -1,6 +1,8 @@
 """carecoord: care coordination on FHIR and Kafka.
 
-The public API is curated here; everything else is an implementation detail.
+The public API is curated here; everything else is importable but may change between minor
+versions. Builders live in `carecoord.fhir.care`, `.referral` and `.directory`; codes in
+`carecoord.fhir.terminology`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,30 @@ from carecoord.errors import (
     MalformedEvent,
 )
 from carecoord.events.envelope import CloudEvent, new_event
-from carecoord.handlers.base import Create, Effects, Emit, HandlerContext, Update
+from carecoord.events.memory import InMemoryBroker
+from carecoord.events.runtime import EventProcessor, EventRuntime, RuntimeOptions, TransientError
+from carecoord.fhir.async_client import AsyncFhirClient
+from carecoord.fhir.client import FhirClient
+from carecoord.fhir.errors import (
+    FhirConflict,
+    FhirError,
+    FhirForbidden,
+    FhirGone,
+    FhirInvalid,
+    FhirNotFound,
+    FhirPreconditionFailed,
+    FhirResponseInvalid,
+    FhirServerError,
+    FhirTransportError,
+    FhirUnauthorized,
+)
+from carecoord.handlers.base import Create, Effects, Emit, FhirReader, HandlerContext, Update
 from carecoord.handlers.registry import HandlerSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncFhirClient",
     "CarecoordError",
     "CloudEvent",
     "ConfigError",
@@ -27,11 +47,29 @@ __all__ = [
     "Effects",
     "Emit",
     "EventError",
+    "EventProcessor",
+    "EventRuntime",
+    "FhirClient",
+    "FhirConflict",
+    "FhirError",
+    "FhirForbidden",
+    "FhirGone",
+    "FhirInvalid",
+    "FhirNotFound",
+    "FhirPreconditionFailed",
+    "FhirReader",
+    "FhirResponseInvalid",
+    "FhirServerError",
+    "FhirTransportError",
+    "FhirUnauthorized",
     "HandlerContext",
     "HandlerError",
     "HandlerSpec",
+    "InMemoryBroker",
     "InvalidTransition",
     "MalformedEvent",
+    "RuntimeOptions",
+    "TransientError",
     "Update",
     "__version__",
     "new_event",
