@@ -83,6 +83,15 @@ class TaskOverdue(EventData):
     task: str
 
 
+class CareManagerReassign(EventData):
+    """Move one patient away from `care_manager` (emitted by the sweeper, or by an HR/EHR
+    integration when a care manager leaves)."""
+
+    care_manager: str = Field(pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
+    reason: Literal["left", "over-capacity"]
+    month: str | None = Field(default=None, pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")  # YYYY-MM
+
+
 T = TypeVar("T", bound="EventData")
 
 INBOUND: dict[str, type[EventData]] = {
@@ -94,6 +103,7 @@ INBOUND: dict[str, type[EventData]] = {
     "carecoord.time.logged": TimeLogged,
     "carecoord.outreach.due": OutreachDue,
     "carecoord.task.overdue": TaskOverdue,
+    "carecoord.care-manager.reassign": CareManagerReassign,
 }
 
 OUTBOUND_TYPES = (
@@ -102,6 +112,7 @@ OUTBOUND_TYPES = (
     "carecoord.referral.unmatched",
     "carecoord.clinical.routed",
     "carecoord.billing.threshold-reached",
+    "carecoord.care-manager.reassigned",
 )
 
 

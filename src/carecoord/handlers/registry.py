@@ -23,6 +23,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "carecoord.handlers.referrals",
     "carecoord.handlers.clinical",
     "carecoord.handlers.billing",
+    "carecoord.handlers.reassignment",
 )
 
 

@@ -9,6 +9,10 @@ handlers do the work idempotently.
   (id `sweep:outreach-nearly-overdue:CommunicationRequest/<id>:<YYYY-MM>`).
 - `carecoord.task.overdue`: an open care-management Task's restriction.period.end has passed and
   it was not escalated yet (id `sweep:task-overdue:Task/<id>`).
+- `carecoord.care-manager.reassign`: only with the reassignment handler's configuration under key
+  "reassignment" (as `sweep_config` puts it): per patient of a care manager marked `active: false`
+  (reason "left") or beyond one's `capacity` this month (reason "over-capacity", the most recently
+  enrolled) (id `sweep:reassign:<patient>:Practitioner/<id>:<YYYY-MM>`).
 
 Pure and deterministic: the same FHIR state and `now` give the same event ids, so running it
 every few minutes (or twice at once) only re-sends events the handlers treat as replays. Searches
@@ -40,6 +44,7 @@ from carecoord.handlers.care_model import (
 )
 from carecoord.handlers.care_tasks import is_overdue
 from carecoord.handlers.outreach import program_of
+from carecoord.handlers.reassignment import REASSIGN, due_reassignments
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ SOURCE = "urn:carecoord:sweep"
 # The handlers whose configuration the sweeper reads (merged in this order).
 SWEEP_HANDLERS = ("care-tasks", "enrolment", "outreach")
 OPEN_TASK_STATUSES = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
+# Key of the reassignment handler's configuration inside the sweeper's (see sweep_config).
+REASSIGNMENT_CONFIG_KEY = "reassignment"
 
 
 def sweep(
@@ -61,6 +68,9 @@ def sweep(
     if now.date() >= month.end - timedelta(days=cfg.days_before_period_end):
         events += _nearly_overdue(fhir, now, month, requests)
     events += _tasks_overdue(fhir, now, cfg)
+    reassignment = (config or {}).get(REASSIGNMENT_CONFIG_KEY)
+    if isinstance(reassignment, Mapping):
+        events += _reassign(fhir, now, month, CareConfig.from_mapping(reassignment))
     return sorted(events, key=lambda e: e.id)
 
 
@@ -197,11 +207,28 @@ def _tasks_overdue(fhir: FhirReader, now: datetime, cfg: CareConfig) -> list[Clo
     return events
 
 
+def _reassign(fhir: FhirReader, now: datetime, month: Month, cfg: CareConfig) -> list[CloudEvent]:
+    return [
+        _event(
+            f"sweep:reassign:{due.patient_id}:{due.care_manager}:{month.label}",
+            REASSIGN,
+            due.patient_id,
+            now,
+            {"care_manager": due.care_manager, "reason": due.reason, "month": month.label},
+        )
+        for due in due_reassignments(fhir, cfg, month)
+    ]
+
+
 def sweep_config(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The sweeper's configuration: the merged configs of the handlers it triggers."""
+    """The sweeper's configuration: the merged configs of the handlers it triggers; the
+    reassignment handler's (if enabled) nested under "reassignment", so its care managers and
+    capacities are exactly the ones that handler uses and nothing else is overridden."""
     merged: dict[str, Any] = {}
     for name in SWEEP_HANDLERS:
         merged.update(configs.get(name, {}))
+    if REASSIGNMENT_CONFIG_KEY in configs:
+        merged[REASSIGNMENT_CONFIG_KEY] = dict(configs[REASSIGNMENT_CONFIG_KEY])
     return merged
 
 
@@ -215,6 +242,7 @@ def periodic_jobs(service: Any) -> list[tuple[float, Callable[[], None]]]:
         return []
     config = sweep_config(service.handlers.configs)
     CareConfig.from_mapping(config)  # fail at start, not in the job, on a bad config
+    CareConfig.from_mapping(config.get(REASSIGNMENT_CONFIG_KEY))
 
     def job() -> None:
         events = sweep(service.fhir, datetime.now(UTC), config)

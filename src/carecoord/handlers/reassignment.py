@@ -1,0 +1,332 @@
+"""Caseload reassignment: move a patient away from a care manager who left or is over capacity.
+
+Handler "reassignment": `carecoord.care-manager.reassign` (data care_manager, reason "left" or
+"over-capacity", month "YYYY-MM"; subject the one patient to move) -> in ONE transaction, the
+patient's work follows them to the care manager with the most room (carecoord.handlers.caseload,
+the departing one excluded; one who already looks after the patient in another program keeps
+them):
+- the contained CareTeam of every active CarePlan that names the departing care manager (and the
+  plan's author, if it is them);
+- every open outreach CommunicationRequest (monthly and alternative channel) they requested, so
+  the patient counts in the new care manager's caseload from now on;
+- every open Task of the patient they own (work items, escalations, contact checks).
+Every change is a versioned update; `carecoord.care-manager.reassigned` is emitted. When nobody
+has room, the patient stays where they are and ONE "assign-care-manager" Task per patient, care
+manager and month goes to the pool / supervisor (conditional create); the next sweep re-sends
+the trigger, so the patient moves on their own as soon as someone has room.
+
+Replay-safe: a second run finds nothing of the patient left with the departing care manager and
+does nothing. An "over-capacity" trigger is re-checked against the month's caseload, so a stale
+one (the care manager is no longer over capacity) changes nothing.
+
+`due_reassignments` is the sweeper's side: which patients to move, per configured care manager
+marked `active: false` (all their patients) or over `capacity` this month (the most recently
+enrolled excess patients).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from carecoord.errors import HandlerError
+from carecoord.events.catalog import CareManagerReassign, parse_data, require_patient
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import care
+from carecoord.fhir import terminology as t
+from carecoord.fhir.identifiers import add_create
+from carecoord.fhir.models import to_json
+from carecoord.handlers.base import Effects, FhirReader, HandlerContext
+from carecoord.handlers.care_model import (
+    CARE_PLAN_ID,
+    TERMINAL_TASK_STATUSES,
+    CareConfig,
+    Month,
+    as_date,
+    build,
+    identifier_value,
+    patient_of,
+    ref_of,
+    reference_str,
+    version_of,
+)
+from carecoord.handlers.caseload import assign_care_manager, caseload_patients
+from carecoord.handlers.outreach import active_plans, care_team_of, patient_requests
+from carecoord.handlers.registry import HandlerSpec
+
+log = logging.getLogger(__name__)
+
+REASSIGN = "carecoord.care-manager.reassign"
+REASSIGNED = "carecoord.care-manager.reassigned"
+Reason = Literal["left", "over-capacity"]
+
+OPEN_REQUEST_STATUSES = frozenset({"draft", "active", "on-hold"})
+
+
+# ---------------------------------------------------------------------------------------------
+# What of a patient a care manager holds
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """The patient's active CarePlans whose care team names the care manager, the open outreach
+    requests they requested, and the open Tasks they own."""
+
+    plans: list[Any] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)
+    tasks: list[Any] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.plans or self.requests or self.tasks)
+
+
+def holdings(
+    fhir: FhirReader, patient_id: str, care_manager: str, plans: list[Any] | None = None
+) -> Holdings:
+    """`plans`: the patient's active CarePlans, if already read."""
+    plans = [
+        p
+        for p in (active_plans(fhir, patient_id) if plans is None else plans)
+        if care_team_of(p)[0] == care_manager
+    ]
+    requests = [
+        cr
+        for cr in patient_requests(fhir, patient_id)
+        if cr.status in OPEN_REQUEST_STATUSES and reference_str(cr.requester) == care_manager
+    ]
+    found: list[Any] = fhir.search("Task", [("patient", f"Patient/{patient_id}")])
+    tasks = [
+        task
+        for task in found
+        if patient_of(task) == patient_id
+        and task.status not in TERMINAL_TASK_STATUSES
+        and reference_str(task.owner) == care_manager
+    ]
+    return Holdings(plans, requests, tasks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Handler
+
+
+def handle_reassign(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    data = parse_data(event, CareManagerReassign)
+    patient_id = require_patient(event)
+    config = CareConfig.from_mapping(ctx.config)
+    at = _event_time(event, ctx)
+    month = Month.parse(data.month) if data.month else Month.of(at)
+    departing = data.care_manager
+    plans = active_plans(ctx.fhir, patient_id)
+    held = holdings(ctx.fhir, patient_id, departing, plans)
+    if not held:
+        log.info("nothing left with that care manager", extra={"event_id": event.id})
+        return Effects()
+    if data.reason == "over-capacity" and not _still_over_capacity(
+        ctx.fhir, config, departing, patient_id, month
+    ):
+        log.info("care manager no longer over capacity", extra={"event_id": event.id})
+        return Effects()
+    others = [m for m in (care_team_of(p)[0] for p in plans) if m]
+    assignment = assign_care_manager(
+        ctx.fhir, config, patient_id, month, current=others, exclude=[departing]
+    )
+    log.info(
+        "reassigning patient",
+        extra={
+            "event_id": event.id,
+            "reason": data.reason,
+            "from": departing,
+            "to": assignment.care_manager,
+            "assignment": assignment.reason,
+        },
+    )
+    if assignment.care_manager is None:
+        return _needs_assignment(config, held, patient_id, departing, month, at)
+    effects = move(held, departing, assignment.care_manager, at)
+    effects.emit(
+        REASSIGNED,
+        f"Patient/{patient_id}",
+        {
+            "care_manager": assignment.care_manager,
+            "previous": departing,
+            "reason": data.reason,
+            "assignment": assignment.reason,
+            "month": month.label,
+            "care_plans": [ref_of(p) for p in held.plans],
+            "outreach": [ref_of(cr) for cr in held.requests],
+            "tasks": [ref_of(task) for task in held.tasks],
+        },
+        id=f"carecoord:care-manager-reassigned:Patient/{patient_id}:{departing}:{month.label}",
+    )
+    return effects
+
+
+def _event_time(event: CloudEvent, ctx: HandlerContext) -> datetime:
+    when = event.time or ctx.now()
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _still_over_capacity(
+    fhir: FhirReader, config: CareConfig, care_manager: str, patient_id: str, month: Month
+) -> bool:
+    patients = caseload_patients(fhir, care_manager, month)
+    return patient_id in patients and len(patients) > config.capacity_of(care_manager)
+
+
+def move(held: Holdings, departing: str, new: str, at: datetime) -> Effects:
+    """Versioned updates handing everything in `held` from `departing` to `new` (pure)."""
+    effects = Effects()
+    for plan in held.plans:
+        effects.update(_plan_with(plan, departing, new, at.date()), version_of(plan))
+    for cr in held.requests:
+        data = to_json(cr)
+        data["requester"] = {"reference": new}
+        effects.update(build("CommunicationRequest", data), version_of(cr))
+    for task in held.tasks:
+        data = to_json(task)
+        data["owner"] = {"reference": new}
+        effects.update(build("Task", data), version_of(task))
+    return effects
+
+
+def _plan_with(plan: Any, departing: str, new: str, since: date) -> Any:
+    """The plan with `new` as care coordinator of its contained CareTeam (and author) instead of
+    `departing`. The participant is replaced, not ended, because readers take the first care
+    coordinator they find; the plan's version history keeps who it was."""
+    data = to_json(plan)
+    for res in data.get("contained", []):
+        if res.get("resourceType") != "CareTeam":
+            continue
+        for part in res.get("participant", []):
+            roles = part.get("role", [])
+            roles = roles if isinstance(roles, list) else [roles]
+            coordinator = any(
+                t.ROLE_CARE_COORDINATOR.matches(c) for r in roles for c in r.get("coding", [])
+            )
+            if coordinator and (part.get("member") or {}).get("reference") == departing:
+                part["member"] = {"reference": new}
+                part["period"] = {"start": since.isoformat()}
+    if (data.get("author") or {}).get("reference") == departing:
+        data["author"] = {"reference": new}
+    return build("CarePlan", data)
+
+
+def _needs_assignment(
+    config: CareConfig,
+    held: Holdings,
+    patient_id: str,
+    departing: str,
+    month: Month,
+    at: datetime,
+) -> Effects:
+    """Nobody has room: one "assign-care-manager" Task (like enrolment's when all are full) to
+    the pool / supervisor, per patient, departing care manager and month."""
+    plan = min(held.plans, key=lambda p: str(p.id)) if held.plans else None
+    plan_ref = ref_of(plan) if plan is not None else None
+    provider = care_team_of(plan)[1] if plan is not None else None
+    owner = config.pool or config.supervisor or provider
+    if owner is None:
+        raise HandlerError(
+            "nobody has room and no pool, supervisor or provider to assign a care manager",
+            care_manager=departing,
+        )
+    task = care.work_task(
+        key=f"reassign:{departing.removeprefix('Practitioner/')}:{month.label}",
+        patient=f"Patient/{patient_id}",
+        work=t.TASK_ASSIGN_CARE_MANAGER,
+        owner=owner,
+        due=at.date(),
+        care_plan=plan_ref,
+        requester=provider,
+        status="requested",
+        authored_on=at,
+    )
+    task_json = to_json(task)
+    if plan_ref is not None:
+        task_json["focus"] = {"reference": plan_ref}
+    task_json["statusReason"] = t.REASON_NO_CAPACITY.concept_json(
+        "No care manager has room this month"
+    )
+    task_json["reasonCode"] = t.REASON_CARE_MANAGER_CHANGED.concept_json()
+    task_json["performerType"] = [t.ROLE_CARE_COORDINATOR.concept_json()]
+    effects = Effects()
+    add_create(effects, build("Task", task_json))
+    return effects
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeper side
+
+
+@dataclass(frozen=True)
+class DueReassignment:
+    patient_id: str
+    care_manager: str
+    reason: Reason
+
+
+def due_reassignments(fhir: FhirReader, config: CareConfig, month: Month) -> list[DueReassignment]:
+    """Patients to move away from configured care managers in `month`: every patient of one
+    marked inactive (this month's caseload, plus active CarePlans naming them, so a patient whose
+    monthly request is not created yet is moved too), and the most recently enrolled patients
+    beyond an active one's capacity. Deterministic order."""
+    plans: list[Any] | None = None
+    due: list[DueReassignment] = []
+    for cm in config.care_managers:
+        patients = caseload_patients(fhir, cm.reference, month)
+        excess = len(patients) - config.capacity_of(cm.reference)
+        if cm.active and excess <= 0:
+            continue
+        if plans is None:
+            plans = _all_active_plans(fhir)
+        enrolled = _enrolled_with(plans, cm.reference)
+        if not cm.active:
+            affected = sorted(patients | set(enrolled))
+            reason: Reason = "left"
+        else:
+            latest_first = sorted(
+                patients, key=lambda p: (enrolled.get(p, date.min), p), reverse=True
+            )
+            affected = sorted(latest_first[:excess])
+            reason = "over-capacity"
+        due += [DueReassignment(p, cm.reference, reason) for p in affected]
+    return due
+
+
+def _all_active_plans(fhir: FhirReader) -> list[Any]:
+    found: list[Any] = fhir.search(
+        "CarePlan", [("identifier", f"{CARE_PLAN_ID}|"), ("status", "active")]
+    )
+    return [p for p in found if p.status == "active" and identifier_value(p, CARE_PLAN_ID)]
+
+
+def _enrolled_with(plans: list[Any], care_manager: str) -> dict[str, date]:
+    """Patient id -> when they were first enrolled in a plan `care_manager` looks after."""
+    out: dict[str, date] = {}
+    for plan in plans:
+        patient_id = patient_of(plan)
+        if patient_id is None or care_team_of(plan)[0] != care_manager:
+            continue
+        start = (as_date(plan.period.start) if plan.period else None) or date.min
+        out[patient_id] = min(out.get(patient_id, start), start)
+    return out
+
+
+_REASSIGNMENT_CONFIG = {
+    k: v
+    for k, v in CareConfig().default_config().items()
+    if k in {"capacity", "care_managers", "supervisor", "pool"}
+}
+
+HANDLERS: list[HandlerSpec] = [
+    HandlerSpec(
+        name="reassignment",
+        event_types=(REASSIGN,),
+        handle=handle_reassign,
+        default_config=_REASSIGNMENT_CONFIG,
+        description="Moves a patient's care team, outreach and Tasks away from a care manager "
+        "who left or is over capacity.",
+    )
+]
