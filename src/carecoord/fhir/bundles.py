@@ -94,13 +94,17 @@ def if_match(version_id: str) -> str:
 
 
 def writes_to_bundle(
-    writes: Sequence[FhirWrite], put_types: Collection[str] = frozenset()
+    writes: Sequence[FhirWrite],
+    put_types: Collection[str] = frozenset(),
+    existing: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """ONE transaction Bundle for a handler's effects: conditional POSTs and If-Match PUTs.
 
     Creates of a type in `put_types` (types the server cannot search by identifier, where
     If-None-Exist would fail or match everything) become `PUT Type/<stable id>` instead, still
-    idempotent; references to their urn:uuid are rewritten to that literal reference.
+    idempotent; references to their urn:uuid are rewritten to that literal reference. When
+    `existing` (by `Create.full_url`) holds the resource already stored under that id, it is
+    written back unchanged (If-Match its version) so a replay never undoes later edits.
     """
     entries: list[dict[str, Any]] = []
     literal: dict[str, str] = {}
@@ -111,9 +115,14 @@ def writes_to_bundle(
             rid = write.full_url.removeprefix("urn:uuid:")
             literal[write.full_url] = f"{rtype}/{rid}"
             body["id"] = rid
-            entries.append(
-                {"resource": body, "request": {"method": "PUT", "url": f"{rtype}/{rid}"}}
-            )
+            put: dict[str, Any] = {"method": "PUT", "url": f"{rtype}/{rid}"}
+            stored = (existing or {}).get(write.full_url)
+            if stored is not None:
+                body = dict(stored)
+                vid = (stored.get("meta") or {}).get("versionId")
+                if vid:
+                    put["ifMatch"] = if_match(str(vid))
+            entries.append({"resource": body, "request": put})
         elif isinstance(write, Create):
             entries.append(
                 {

@@ -41,7 +41,7 @@ from carecoord.fhir.errors import (
 )
 from carecoord.fhir.models import FhirVersion, parse_resource, to_json
 from carecoord.fhir.transport import Call, Reply, error_for, issues_of, rebase_link
-from carecoord.handlers.base import FhirWrite
+from carecoord.handlers.base import Create, FhirWrite
 
 log = logging.getLogger("carecoord.fhir")
 
@@ -292,7 +292,18 @@ def apply(
     """A handler's writes as ONE transaction (nothing is sent for no writes)."""
     if not writes:
         return TransactionResult()
-    return (yield from transaction(writes_to_bundle(writes, put_types), version))
+    existing: dict[str, dict[str, Any]] = {}
+    for write in writes:  # creates that go out as PUT: is the resource there already?
+        rtype = write.resource.get_resource_type()
+        if isinstance(write, Create) and rtype in put_types:
+            rid = write.full_url.removeprefix("urn:uuid:")
+            try:
+                reply = yield Call("GET", _path(rtype, rid))
+            except (FhirNotFound, FhirGone):
+                continue
+            if reply.body is not None:
+                existing[write.full_url] = reply.body
+    return (yield from transaction(writes_to_bundle(writes, put_types, existing), version))
 
 
 def identifier_blind(version: FhirVersion) -> Op[frozenset[str]]:
