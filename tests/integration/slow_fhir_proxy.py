@@ -1,0 +1,64 @@
+"""An HTTP proxy in front of the FHIR server adding a fixed latency to every request.
+
+Loopback sekmet answers in a few milliseconds, so a whole test stream is processed in well under
+a second; with the latency of a real network the service is slow enough for a test to kill it
+while events are in flight.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from typing import Any
+
+import httpx
+
+_HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
+
+
+class SlowFhirProxy:
+    def __init__(self, upstream: str, delay: float) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.delay = delay
+        self._client = httpx.Client(timeout=30)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                time.sleep(proxy.delay)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                r = proxy._client.request(
+                    self.command,
+                    proxy.upstream + self.path.removeprefix("/fhir"),
+                    headers=headers,
+                    content=body,
+                )
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in _HOP_BY_HOP:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/fhir"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._client.close()
