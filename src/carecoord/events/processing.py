@@ -2,8 +2,10 @@
 
 `HandlerProcessor` runs every enabled handler for the event's type against a read-only FHIR view,
 merges their effects, applies all writes as one transaction and returns the emits for the runtime
-to produce. A version conflict (412/409) means a handler read a stale resource: re-run the handlers
-(they read again) a few times, then give up with a transient error so the runtime retries later.
+to produce; the emits are recorded in the same transaction (carecoord.events.outbox) so that a
+redelivery after a crash re-emits them. A version conflict (412/409) means a handler read a
+stale resource: re-run the handlers (they read again) a few times, then give up with a transient
+error so the runtime retries later.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Protocol
 
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
 from carecoord.events.envelope import CloudEvent
+from carecoord.events.outbox import add_outbox, stored_emits
 from carecoord.fhir.errors import FhirConflict
 from carecoord.handlers.base import Effects, Emit, FhirReader, FhirWrite, HandlerContext
 from carecoord.handlers.registry import HandlerSpec
@@ -76,11 +79,16 @@ class HandlerProcessor:
                 event_id=event.id,
                 event_type=event.type,
             )
+        stored = stored_emits(self._fhir, event)
+        if stored is not None:  # applied before, but perhaps never announced: re-emit
+            log.info("event already applied; re-emitting", extra={"event_id": event.id})
+            return stored
         attempt = 0
         while True:
             effects = self._run(specs, event)
             if not effects.writes:
                 return list(effects.emits)
+            add_outbox(effects, event, self._clock())
             try:
                 self._fhir.apply(effects.writes)
             except FhirConflict as exc:

@@ -407,3 +407,11 @@ GOAL_ACHIEVED = Code(GOAL_ACHIEVEMENT_SYSTEM, "achieved", "Achieved")
 CARE_MANAGEMENT_TIME = Code(
     f"{CODESYSTEM_BASE}charge-item", "care-management-time", "Care-management time logged"
 )
+
+# ---------------------------------------------------------------------------------------------
+# Transactional outbox (carecoord.events.outbox)
+
+# A Basic resource written in the same transaction as an event's effects, holding the events to
+# emit, so a redelivered event re-emits exactly what its first processing decided.
+OUTBOX_RECORD = Code(f"{CODESYSTEM_BASE}record-type", "event-outbox", "Events emitted for an event")
+OUTBOX_EMITS_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/outbox-emits"
