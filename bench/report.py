@@ -1,0 +1,81 @@
+"""The results table (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _ok(met: bool) -> str:
+    return "[green]met[/]" if met else "[red]MISSED[/]"
+
+
+def print_report(r: dict[str, Any]) -> None:
+    t, c, lat, m = r["throughput"], r["concurrency"], r["latency"], r["memory"]
+    met, targets = r["met"], r["targets"]
+    small, large = (f"{b // 1000}k" for b in m["backlogs"])
+    table = Table(title=f"carecoord event runtime benchmark ({r['mode']}, {r['date']})")
+    for col in ("measurement", "value", "target", ""):
+        table.add_column(col)
+    table.add_row(
+        f"(a) no-op throughput, {t['events']:,} events / {t['partitions']} partitions",
+        f"runtime {t['runtime_events_per_s']:,}/s vs kafka-python {t['baseline_events_per_s']:,}/s",
+        "",
+        "",
+    )
+    table.add_row("    ratio", f"{t['ratio']:.2f}", f">= {targets['ratio']}", _ok(met["ratio"]))
+    table.add_row(
+        f"    diagnostic: poll_timeout {t['short_poll_timeout_s']} s",
+        f"runtime {t['runtime_short_poll_events_per_s']:,}/s, ratio {t['short_poll_ratio']:.2f}",
+        "",
+        "",
+    )
+    table.add_row(
+        f"(b) {c['write_ms']:.0f} ms write, in-flight 1 vs {c['concurrent_max_in_flight']}",
+        f"{c['sequential_events_per_s']:,}/s vs {c['concurrent_events_per_s']:,}/s",
+        "",
+        "",
+    )
+    table.add_row(
+        "    speedup", f"{c['speedup']}x", f">= {targets['speedup']:.0f}x", _ok(met["speedup"])
+    )
+    table.add_row(
+        f"    per-key order ({c['concurrent_keys_seen']:,} keys)",
+        "ok" if c["order_ok"] else f"{c['order_violations']} keys out of order",
+        "in order",
+        _ok(met["order"]),
+    )
+    table.add_row(
+        f"(c) latency at {lat['rate_events_per_s']:.0f} events/s",
+        f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms",
+        "",
+        "",
+    )
+    table.add_row(
+        "    plain kafka-python, same feed",
+        f"p50 {lat['baseline_p50_ms']} ms, p99 {lat['baseline_p99_ms']} ms",
+        "",
+        "",
+    )
+    table.add_row(
+        f"(d) peak RSS draining {small} / {large}",
+        f"{m[f'rss_mb_peak_{small}']} / {m[f'rss_mb_peak_{large}']} MB",
+        f"< {targets['rss_mb']:.0f} MB",
+        _ok(met["rss_mb"]),
+    )
+    table.add_row(
+        f"    growth {small} -> {large} (2nd half of the {large} drain)",
+        f"{m['rss_mb_growth']:+} MB ({m[f'rss_mb_second_half_growth_{large}']:+} MB)",
+        "flat",
+        _ok(met["rss_flat"]),
+    )
+    mach = r["machine"]
+    console = Console(width=120)
+    console.print(table)
+    console.print(
+        f"{mach['cpu']}, {mach['cores']} cores, Python {mach['python']}, "
+        f"kafka-python {mach['kafka_python']} (CRC-32C in {mach['kafka_crc32c']}); "
+        f"broker {mach['broker']}"
+    )
