@@ -183,3 +183,94 @@ def test_a_5mb_record_fits_and_a_9mb_one_is_refused_as_too_large(
     finally:
         producer.close()
     assert [len(r.value or b"") for r in broker.read_topic(topic, timeout=30)] == [5 * 1024 * 1024]
+
+
+def test_a_partition_kept_across_a_rebalance_resumes_at_the_fetch_position(
+    broker: Broker, unique: str
+) -> None:
+    # kafka-python 3 keeps a kept partition's fetch position through an eager rebalance (it does
+    # not go back to the committed offset): records fetched but not finished before it are not
+    # fetched again. The runtime relies on the fake doing the same.
+    topic, group = f"contract-kept-{unique}", f"g-{unique}"
+    broker.ensure_topics({topic: 2})
+    keys = {p: next(k for i in range(100) if (murmur2(k := f"k{i}".encode()) & 0x7FFFFFFF) % 2 == p)
+            for p in (0, 1)}  # fmt: skip
+    producer = broker.producer()
+    producer.send_all([Message(topic, keys[i % 2], f"{i}".encode()) for i in range(12)], 30)
+    producer.close()
+    first, first_seen = broker.consumer(group), Seen()
+    first.subscribe([topic], first_seen)
+    second = broker.consumer(group)
+    try:
+        last: dict[TP, int] = {}
+        deadline = time.monotonic() + 30
+        while (len(last) < 2 or min(last.values()) < 1) and time.monotonic() < deadline:
+            for r in first.poll(0.2, 1):
+                last[r.tp] = r.offset
+                if r.offset >= 1:  # two read, four left; nothing more before the rebalance
+                    first.pause([r.tp])
+        assert len(last) == 2 and min(last.values()) >= 1
+
+        second.subscribe([topic], Seen())
+        stop, during = threading.Event(), []
+
+        def keep_polling() -> None:  # the first member must poll to take part in the rebalance
+            while not stop.is_set():
+                during.extend(first.poll(0.1, 1))
+
+        poller = threading.Thread(target=keep_polling)
+        poller.start()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (
+                len(second.assignment()) == 1 and len(first.assignment()) == 1
+            ):
+                second.poll(0.2, 1)
+        finally:
+            stop.set()
+            poller.join()
+        assert during == []  # paused
+        [kept] = first.assignment()
+        assert ("revoked", set(last)) in first_seen.calls
+
+        first.resume([kept])
+        after = poll_until(first, 1)[0]
+        assert (after.tp, after.offset) == (kept, last[kept] + 1)
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_partition_paused_mid_batch_resumes_after_another_drained(
+    broker: Broker, unique: str
+) -> None:
+    # kafka-python 3.0 parks a paused partition's fetched records and, unhelped, never gives them
+    # back once another partition's batch was drained: the resumed partition would stall.
+    topic = f"contract-park-{unique}"
+    broker.ensure_topics({topic: 2})
+    keys = {p: next(k for i in range(100) if (murmur2(k := f"k{i}".encode()) & 0x7FFFFFFF) % 2 == p)
+            for p in (0, 1)}  # fmt: skip
+    producer = broker.producer()
+    producer.send_all([Message(topic, keys[i % 2], f"{i}".encode()) for i in range(12)], 30)
+    producer.close()
+    consumer = broker.consumer(f"g-{unique}")
+    consumer.subscribe([topic], Seen())
+    try:
+        first = _first_record(consumer)
+        consumer.pause([first.tp])  # the rest of its batch is already fetched
+        others = poll_until(consumer, 6)
+        assert {r.tp for r in others} == {TP(topic, 1 - first.partition)}
+        consumer.resume([first.tp])
+        rest = poll_until(consumer, 5)
+        assert [(r.tp, r.offset) for r in rest] == [(first.tp, o) for o in range(1, 6)]
+    finally:
+        consumer.close()
+
+
+def _first_record(consumer: Consumer) -> Record:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = consumer.poll(0.2, 1)
+        if got:
+            return got[0]
+    raise AssertionError("no record")

@@ -271,6 +271,7 @@ class KafkaConsumerAdapter:
         self._consumer.subscribe(list(topics), listener=_KafkaListener(listener).kafka_listener)
 
     def poll(self, timeout: float, max_records: int) -> list[Record]:
+        self._unpark_resumed_records()
         try:
             batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
         except Exception as exc:
@@ -327,6 +328,19 @@ class KafkaConsumerAdapter:
         except Exception:
             return None
         return int(value) if value is not None else None
+
+    def _unpark_resumed_records(self) -> None:
+        # kafka-python 3.0 parks a paused partition's already-fetched records and gives them back
+        # after resume() only once its in-line slot is None; but a drained batch of another
+        # partition stays in that slot (empty, not None), and a partition with parked records is
+        # never fetched again: a resumed partition would stall for good. An empty batch holds
+        # nothing, so clearing the slot only lets the parked records back in line.
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if fetcher is None or not getattr(fetcher, "_paused_partition_records", None):
+            return
+        current = getattr(fetcher, "_next_partition_records", None)
+        if current is not None and not current:
+            fetcher._next_partition_records = None
 
     def rebalance_pending(self) -> bool:
         # kafka-python 3 has no public API for "the heartbeat saw REBALANCE_IN_PROGRESS"; the

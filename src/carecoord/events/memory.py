@@ -2,7 +2,8 @@
 
 Topics have partitions (records land by the same murmur2 key hash kafka-python uses), offsets,
 per-group committed offsets, pause/resume, and a simple eager-rebalancing group: every member's
-partitions are revoked and re-assigned round-robin when a member joins or leaves. Listener
+partitions are revoked and re-assigned round-robin when a member joins or leaves (a partition
+that stays with its member keeps its fetch position and paused flag, as in kafka-python 3). Listener
 callbacks run inside `poll`, as kafka-python runs them inside its poll. A message size limit and
 injectable produce failures let tests exercise the runtime's failure paths.
 """
@@ -185,12 +186,15 @@ class MemoryConsumer:
         if self._listener is not None and old:
             self._listener.on_revoked(old)
         with b._cond:
+            # Like kafka-python 3 (eager): a partition kept across the rebalance keeps its fetch
+            # position and paused flag; only newly assigned ones start at the committed offset.
             self._assignment = new
             self._paused &= new
+            kept = {tp: pos for tp, pos in self._positions.items() if tp in new}
             self._positions = {}
             for tp in new:
                 c = b._committed.get((self.group_id, tp))
-                self._positions[tp] = c.offset if c else 0
+                self._positions[tp] = kept.get(tp, c.offset if c else 0)
         if self._listener is not None:
             self._listener.on_assigned(set(new))
 

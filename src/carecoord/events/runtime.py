@@ -265,7 +265,11 @@ class EventRuntime:
         self._seq = itertools.count()
         self._incarnations = itertools.count(1)
         self._in_flight = 0
-        self._holding = False  # no new work starts (rebalance or shutdown drain)
+        self._draining = False  # committing what is done before a rebalance
+        # Revoked by the group but possibly coming back in the same rebalance (eager protocol):
+        # their windows, queues and retries are kept, and no new work starts, until the new
+        # assignment says whether they stay with us or go.
+        self._revoking: set[TP] = set()
         self._rebalance_prepared = False
         self._joined = False
         self._running = False
@@ -275,6 +279,11 @@ class EventRuntime:
         self._producer: Producer | None = None
         self._events_out: EventProducer | None = None
         self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def _holding(self) -> bool:
+        """No new work starts: shutting down, draining before a rebalance, or mid-rebalance."""
+        return self._stop.is_set() or self._draining or bool(self._revoking)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -331,6 +340,7 @@ class EventRuntime:
         with self._lock:
             return (
                 self._in_flight == 0
+                and not self._revoking
                 and self._scheduler.queued == 0
                 and not self._retries
                 and all(w.pending == 0 and w.to_commit() is None for w in self._windows.values())
@@ -389,7 +399,7 @@ class EventRuntime:
     def _poll_timeout(self) -> float:
         timeout = self.options.poll_timeout_seconds
         with self._lock:
-            if self._retries:
+            if self._retries and not self._holding:
                 timeout = min(timeout, max(0.0, self._retries[0].due - time.monotonic()))
         return timeout
 
@@ -431,7 +441,7 @@ class EventRuntime:
     def _fire_due_retries(self) -> None:
         now = time.monotonic()
         with self._lock:
-            while self._retries and self._retries[0].due <= now:
+            while self._retries and self._retries[0].due <= now and not self._holding:
                 item = heapq.heappop(self._retries).item
                 window = self._windows.get(item.tp)
                 if window is None or window.incarnation != item.incarnation:
@@ -460,14 +470,18 @@ class EventRuntime:
             log.info("resuming partitions", extra={"partitions": [str(t) for t in to_resume]})
             consumer.resume(to_resume)
 
-    def _commit(self, only: set[TP] | None = None) -> None:
+    def _commit(self) -> None:
         consumer = self._require_consumer()
         self._last_commit = time.monotonic()
+        # Only partitions the consumer owns and that are not mid-rebalance: Kafka checks the
+        # member's generation, not partition ownership, so a stray commit would silently move
+        # another member's position.
+        owned = consumer.assignment()
         with self._lock:
             offsets = {
                 tp: c
                 for tp, w in self._windows.items()
-                if (only is None or tp in only) and (c := w.to_commit()) is not None
+                if tp in owned and tp not in self._revoking and (c := w.to_commit()) is not None
             }
         if offsets:
             try:
@@ -497,30 +511,74 @@ class EventRuntime:
         still own the partitions, so the next owner does not redo it."""
         deadline = time.monotonic() + self.options.rebalance_drain_seconds
         with self._lock:
-            self._holding = True
-            while self._in_flight and time.monotonic() < deadline:
-                self._idle.wait(max(0.0, min(0.1, deadline - time.monotonic())))
+            self._draining = True
+            try:
+                while self._in_flight and time.monotonic() < deadline:
+                    self._idle.wait(max(0.0, min(0.1, deadline - time.monotonic())))
+            finally:
+                self._draining = False
         self._commit()
-        with self._lock:
-            self._holding = self._stop.is_set()
 
     def _apply_rebalance(self) -> None:
+        """Apply the assignment changes the listener recorded during the last poll.
+
+        A revoked partition is not forgotten at once: under the eager protocol every partition is
+        revoked at the start of a rebalance and most come back to the same member. kafka-python 3
+        then keeps the partition's fetch position (and paused flag) instead of going back to the
+        committed offset, so records this runtime had fetched but not finished would never be
+        fetched again if it dropped them. It keeps them instead, holds new work until the new
+        assignment is known, and forgets only the partitions that really went.
+        """
+        consumer = self._require_consumer()
+        assigned_now = False
         for kind, partitions in self._listener.take():
-            if kind == "assigned":
+            names = sorted(map(str, partitions))
+            if kind == "revoked":
+                with self._lock:
+                    self._revoking |= partitions & self._windows.keys()
+                log.info("partitions revoked", extra={"partitions": names})
+            elif kind == "lost":  # not ours any more, maybe for a while: others own them now
+                self._forget(partitions)
+                log.info("partitions lost", extra={"partitions": names})
+            else:
                 with self._lock:
                     self._joined = True
+                    kept = self._revoking & partitions
+                    self._revoking -= partitions
                     for tp in partitions:
                         if tp not in self._windows:
                             self._windows[tp] = OffsetWindow(tp, next(self._incarnations))
-                log.info("partitions assigned", extra={"partitions": sorted(map(str, partitions))})
-            else:
-                self._forget(partitions)
-                log.info(f"partitions {kind}", extra={"partitions": sorted(map(str, partitions))})
+                assigned_now = True
+                log.info(
+                    "partitions assigned",
+                    extra={"partitions": names, "kept": sorted(map(str, kept))},
+                )
+        if self._revoking:
+            # A revoked partition the consumer no longer holds went to another member.
+            gone = self._revoking - consumer.assignment()
+            if gone:
+                self._forget(gone)
+        if assigned_now:
+            self._sync_pause()
+
+    def _sync_pause(self) -> None:
+        """Make the consumer's paused flags match the windows after an assignment: clients
+        differ in whether a partition kept across a rebalance stays paused, and one left paused
+        with nothing pending would never be fetched again."""
+        consumer = self._require_consumer()
+        with self._lock:
+            paused = [t for t, w in self._windows.items() if w.paused or self._stop.is_set()]
+            fetching = [t for t in self._windows if t not in paused]
+        if paused:
+            consumer.pause(paused)
+        if fetching:
+            consumer.resume(fetching)
 
     def _forget(self, partitions: set[TP]) -> None:
         """Stop work for partitions we no longer own: drop queued records and pending retries.
         In-flight ones finish (they are idempotent) but no longer count toward commits."""
         with self._lock:
+            self._revoking -= partitions
             for tp in partitions:
                 self._windows.pop(tp, None)
                 dropped = self._scheduler.drop_partition(tp)
@@ -542,7 +600,6 @@ class EventRuntime:
         log.info("event runtime stopping: draining in-flight work")
         self._stop.set()
         with self._lock:
-            self._holding = True
             queued = self._scheduler.drop_all()
             waiting = list(self._retries)
             self._retries.clear()
