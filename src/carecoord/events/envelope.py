@@ -56,6 +56,10 @@ class CloudEvent(BaseModel):
         """Parse wire bytes; raise `MalformedEvent` naming what is wrong (never echoing PHI)."""
         if raw is None:
             raise MalformedEvent("empty message (tombstone) is not a CloudEvent")
+        try:  # fast path: pydantic-core parses and validates in one pass
+            return cls.model_validate_json(raw)
+        except ValueError:
+            pass  # diagnose below, precisely and without echoing values
         try:
             obj = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

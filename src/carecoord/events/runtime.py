@@ -100,6 +100,10 @@ class NoopObserver:
         pass
 
 
+# Poll timeout while backpressure has paused a partition and work is in flight.
+_PAUSED_POLL_SECONDS = 0.005
+
+
 class TransientError(CarecoordError):
     """Raise from a processor for a failure worth retrying."""
 
@@ -401,6 +405,10 @@ class EventRuntime:
         with self._lock:
             if self._retries and not self._holding:
                 timeout = min(timeout, max(0.0, self._retries[0].due - time.monotonic()))
+            if self._in_flight and any(w.paused for w in self._windows.values()):
+                # A paused partition is resumed by this loop once its workers catch up, which
+                # takes milliseconds; sitting in poll() for the full timeout would idle them.
+                timeout = min(timeout, _PAUSED_POLL_SECONDS)
         return timeout
 
     def _require_consumer(self) -> Consumer:
@@ -663,7 +671,8 @@ class EventRuntime:
             self._failed(item, failure)
             return
         self.observer.on_processed(record.tp, event_type, time.monotonic() - started)
-        log.debug("processed", extra={**_ids(record), "event_id": event.id, "type": event.type})
+        if log.isEnabledFor(logging.DEBUG):  # this is the per-event hot path
+            log.debug("processed", extra={**_ids(record), "event_id": event.id, "type": event.type})
         self._finish(item)
 
     def _failed(self, item: WorkItem, failure: Failure) -> None:
