@@ -66,3 +66,12 @@ def test_overdue_tasks_are_reported_until_escalated() -> None:
     run.run(first[0])
     assert sweep(run.fhir, now, run.config) == []
     assert len(run.fhir.tasks("overdue-escalation")) == 1
+
+
+def test_sweep_config_keeps_a_setting_another_handler_leaves_unset() -> None:
+    from carecoord.handlers.sweeper import sweep_config
+
+    merged = sweep_config(
+        {"care-tasks": {"supervisor": "Practitioner/sup-1"}, "enrolment": {"supervisor": None}}
+    )
+    assert merged["supervisor"] == "Practitioner/sup-1"

@@ -226,7 +226,10 @@ def sweep_config(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     capacities are exactly the ones that handler uses and nothing else is overridden."""
     merged: dict[str, Any] = {}
     for name in SWEEP_HANDLERS:
-        merged.update(configs.get(name, {}))
+        # An unset value (None) of one handler must not hide another handler's setting.
+        merged.update(
+            {k: v for k, v in configs.get(name, {}).items() if v is not None or k not in merged}
+        )
     if REASSIGNMENT_CONFIG_KEY in configs:
         merged[REASSIGNMENT_CONFIG_KEY] = dict(configs[REASSIGNMENT_CONFIG_KEY])
     return merged
