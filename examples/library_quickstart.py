@@ -32,4 +32,5 @@ if __name__ == "__main__":
         refs = enrol(client, "Patient/example-1")
         request = client.read("CommunicationRequest", refs[1].split("/")[1])
         assert isinstance(request, CommunicationRequest)  # read() returns the parsed R4 model
-        print(refs, request.occurrencePeriod.start, request.basedOn[0].reference)
+        period = request.occurrencePeriod
+        print(refs, period.start if period else None, [r.reference for r in request.basedOn or []])
