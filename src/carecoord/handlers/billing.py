@@ -27,13 +27,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
 
 from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.resource import Resource
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from carecoord.errors import ConfigError, describe_validation
 from carecoord.events.catalog import TimeLogged, parse_data, require_patient
 from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import terminology as t
@@ -47,6 +46,7 @@ from carecoord.fhir.identifiers import (
 )
 from carecoord.fhir.models import to_json
 from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.registry import HandlerSpec
 
@@ -90,21 +90,14 @@ CODE_PROGRAM: dict[str, str] = {
 }
 
 
-class BillingConfig(BaseModel):
+class BillingConfig(HandlerConfig):
     """Configuration of the "billing" handler."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    config_name: ClassVar[str] = "billing"
 
     complex_ccm: bool = False  # bill CCM as complex CCM (99487/99489)
     addon_limits: dict[str, int] = Field(default_factory=dict)  # CPT -> max units a month
     exclusive_programs: list[list[str]] = Field(default_factory=lambda: [["CCM", "PCM"]])
-
-    @classmethod
-    def of(cls, config: Mapping[str, Any]) -> BillingConfig:
-        try:
-            return cls.model_validate(dict(config))
-        except ValidationError as exc:
-            raise ConfigError(f"invalid billing config: {describe_validation(exc)}") from exc
 
     def ladder(self, program: str) -> Ladder | None:
         if program == "CCM" and self.complex_ccm:

@@ -12,15 +12,15 @@ import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from fhir.resources.R4B.resource import Resource
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from carecoord.errors import ConfigError, describe_validation
 from carecoord.fhir.identifiers import identifier_system
 from carecoord.fhir.identifiers import identifier_value as business_value
 from carecoord.fhir.models import model_class
+from carecoord.handlers.config import HandlerConfig
 
 # ---------------------------------------------------------------------------------------------
 # Identifier systems of the resources these handlers create (carecoord.fhir.identifiers kinds).
@@ -112,10 +112,10 @@ DEFAULT_MONTHLY_TASKS: dict[str, list[str]] = {p: ["care-plan-review"] for p in 
 DEFAULT_TASK_DUE_DAYS: dict[str, int] = {"assessment": 14, "medication-reconciliation": 7}
 
 
-class CareConfig(BaseModel):
+class CareConfig(HandlerConfig):
     """Configuration of enrolment, caseload, outreach, care tasks and the sweeper."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    config_name: ClassVar[str] = "care-coordination"
 
     # caseload
     capacity: int = Field(default=250, ge=0)  # patients a month per care manager
@@ -141,12 +141,7 @@ class CareConfig(BaseModel):
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any] | None) -> CareConfig:
-        try:
-            return cls.model_validate(dict(config or {}))
-        except ValidationError as exc:
-            raise ConfigError(
-                f"invalid care-coordination config: {describe_validation(exc)}"
-            ) from exc
+        return cls.of(config)
 
     def capacity_of(self, reference: str) -> int:
         for cm in self.care_managers:

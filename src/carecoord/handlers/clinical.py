@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from carecoord.errors import ConfigError, HandlerError, describe_validation
+from carecoord.errors import HandlerError
 from carecoord.events.catalog import ClinicalQuestion, parse_data, require_patient
 from carecoord.events.envelope import CloudEvent
 from carecoord.fhir.care import clinical_review_task
 from carecoord.fhir.identifiers import add_create, carecoord_identifier
 from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import active_care_plan, patient_team
 from carecoord.handlers.registry import HandlerSpec
@@ -33,22 +33,13 @@ ROUTED = "carecoord.clinical.routed"
 _PRACTITIONER = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$"
 
 
-class ClinicalConfig(BaseModel):
+class ClinicalConfig(HandlerConfig):
     """Configuration of the "clinical-routing" handler."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    config_name: ClassVar[str] = "clinical-routing"
 
     # Provider who reviews questions about patients without an active CareTeam provider.
     provider: str | None = Field(default=None, pattern=_PRACTITIONER)
-
-    @classmethod
-    def of(cls, config: Mapping[str, Any]) -> ClinicalConfig:
-        try:
-            return cls.model_validate(dict(config))
-        except ValidationError as exc:
-            raise ConfigError(
-                f"invalid clinical-routing config: {describe_validation(exc)}"
-            ) from exc
 
 
 def handle_question(event: CloudEvent, ctx: HandlerContext) -> Effects:

@@ -26,16 +26,15 @@ triggering event id. Logs carry ids only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from fhir.resources.R4B.resource import Resource
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from carecoord.errors import ConfigError, HandlerError, InvalidTransition, MalformedEvent
-from carecoord.errors import describe_validation as _describe
+from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.events.catalog import (
     ReferralStatusChanged,
     SdohNeedIdentified,
@@ -63,6 +62,7 @@ from carecoord.fhir.referral import (
 )
 from carecoord.fhir.workflow import transition
 from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.directory_ranking import Candidate, ReferralCriteria, rank
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import active_care_plan, patient_age, patient_team
@@ -82,10 +82,10 @@ CRITERIA_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/referral-criteria"
 Step = Literal["next-candidate", "complete", "revoke", "none"]
 
 
-class ReferralConfig(BaseModel):
+class ReferralConfig(HandlerConfig):
     """Configuration of the "referrals" handler."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    config_name: ClassVar[str] = "referrals"
 
     # Requester of referrals (and owner of manual-referral Tasks) when the patient has no active
     # CareTeam with a care coordinator: "Practitioner/x", "PractitionerRole/x" or "Organization/x".
@@ -94,13 +94,6 @@ class ReferralConfig(BaseModel):
     )
     # How many organisations are tried before the referral becomes a manual one.
     max_attempts: int = Field(default=5, ge=1)
-
-    @classmethod
-    def of(cls, config: Mapping[str, Any]) -> ReferralConfig:
-        try:
-            return cls.model_validate(dict(config))
-        except ValidationError as exc:
-            raise ConfigError(f"invalid referrals config: {_describe(exc)}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
