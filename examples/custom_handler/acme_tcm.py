@@ -13,20 +13,22 @@ or, without packaging, CARECOORD_HANDLER_MODULES=acme_tcm (the module on PYTHONP
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-
-from pydantic import BaseModel
+from typing import ClassVar
 
 from carecoord import CloudEvent, Effects, HandlerContext, HandlerSpec
 from carecoord.events.catalog import EventData, parse_data, require_patient
 from carecoord.fhir.care import work_task
 from carecoord.fhir.identifiers import add_create
+from carecoord.handlers.config import HandlerConfig
 
 
 class Discharged(EventData):
     discharged_at: datetime
 
 
-class AcmeConfig(BaseModel):
+class AcmeConfig(HandlerConfig):
+    config_name: ClassVar[str] = "acme-tcm"
+
     owner: str = "Organization/care-management-pool"
     due_days: int = 2
 
@@ -34,7 +36,7 @@ class AcmeConfig(BaseModel):
 def on_discharge(event: CloudEvent, ctx: HandlerContext) -> Effects:
     patient = require_patient(event)  # no Patient subject -> MalformedEvent -> dead letter
     data = parse_data(event, Discharged)  # invalid data -> MalformedEvent -> dead letter
-    config = AcmeConfig.model_validate(dict(ctx.config))
+    config = AcmeConfig.of(ctx.config)  # a bad value -> ConfigError naming the key
     effects = Effects()
     task = work_task(
         key=f"tcm:{event.id}",  # deterministic: a redelivered event creates nothing new
