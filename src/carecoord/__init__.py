@@ -34,6 +34,7 @@ from carecoord.fhir.errors import (
     FhirUnauthorized,
 )
 from carecoord.handlers.base import Create, Effects, Emit, FhirReader, HandlerContext, Update
+from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.registry import HandlerSpec
 
 __version__ = "0.1.0"
@@ -62,6 +63,7 @@ __all__ = [
     "FhirServerError",
     "FhirTransportError",
     "FhirUnauthorized",
+    "HandlerConfig",
     "HandlerContext",
     "HandlerError",
     "HandlerSpec",
