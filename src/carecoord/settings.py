@@ -39,6 +39,10 @@ Service
     CARECOORD_LOG_FORMAT                  json (default) | text
     CARECOORD_SWEEPER_INTERVAL            seconds between sweeps of time-based triggers; 0 = off;
                                           unset = the sweeper's own (outreach config, 300 s)
+FHIR change notifications (rest-hook, served by the health server)
+    CARECOORD_NOTIFICATIONS_ENABLED       true: accept POST <path> from a FHIR Subscription; false
+    CARECOORD_NOTIFICATIONS_PATH          default /fhir/notifications
+    CARECOORD_NOTIFICATIONS_TOKEN (secret) when set, requests need "Authorization: Bearer <token>"
 Handlers
     CARECOORD_HANDLERS_ENABLED            comma-separated names; empty = every discovered handler
     CARECOORD_HANDLERS_DISABLED           comma-separated names to switch off
@@ -95,6 +99,8 @@ _HINTS: dict[str, str] = {
     "log_level": "use one of DEBUG, INFO, WARNING, ERROR",
     "log_format": "use json or text",
     "sweeper_interval": "use a number of seconds of 0 (off) or more, e.g. 300, or leave it unset",
+    "notifications_path": "use a URL path starting with /, e.g. /fhir/notifications",
+    "notifications_enabled": "use true or false",
     "handlers": "set CARECOORD_HANDLERS__<handler>__<key>=value or a [handlers.<handler>] table",
 }
 
@@ -165,6 +171,11 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # None: the sweeper's own interval (outreach's sweep_interval_seconds); 0: no sweeper.
     sweeper_interval: float | None = Field(None, ge=0)
+
+    # FHIR change notifications (carecoord.service.notification_endpoint)
+    notifications_enabled: bool = False
+    notifications_path: str = Field("/fhir/notifications", pattern=r"^/[A-Za-z0-9/_\-.$]*$")
+    notifications_token: SecretStr | None = None
 
     # Handlers
     handlers_enabled: NameList = Field(default_factory=list)

@@ -27,8 +27,9 @@ from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.loader import HandlerTable, handlers_from_settings
-from carecoord.service.health import HealthServer
+from carecoord.service.health import HealthServer, PostRoute
 from carecoord.service.metrics import ServiceMetrics
+from carecoord.service.notification_endpoint import NotificationEndpoint
 from carecoord.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,7 @@ class Service:
             metrics=self.metrics.exposition,
             host=s.health_host,
             port=s.health_port,
+            post_routes=self.post_routes(),
         ).start()
         log.info("health endpoints listening", extra={"port": self.health.port})
         probe = threading.Thread(target=self._probe_fhir, name="carecoord-fhir-probe", daemon=True)
@@ -252,6 +254,15 @@ class Service:
             if self._owned_fhir and callable(close):
                 close()
             log.info("carecoord service stopped")
+
+    def post_routes(self) -> dict[str, PostRoute]:
+        """The health server's POST routes: the FHIR notification rest-hook when enabled."""
+        s = self.settings
+        if not s.notifications_enabled:
+            return {}
+        token = s.notifications_token.get_secret_value() if s.notifications_token else None
+        log.info("FHIR notifications accepted", extra={"path": s.notifications_path})
+        return {s.notifications_path: NotificationEndpoint(self.publish, self.fhir, token=token)}
 
     def _probe_fhir(self) -> None:
         """Readiness needs one answer from the FHIR server (its CapabilityStatement)."""

@@ -1,15 +1,34 @@
-"""/healthz (process alive), /readyz (ready to work), /metrics on a small threaded HTTP server."""
+"""/healthz (process alive), /readyz (ready to work), /metrics on a small threaded HTTP server.
+
+Other components may add POST routes (e.g. the FHIR notification rest-hook): a route gets the
+request body and lower-cased headers and returns an `HttpResponse`.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from carecoord.service.metrics import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+PostRoute = Callable[[bytes, Mapping[str, str]], HttpResponse]
+"""(body, headers with lower-case names) -> response."""
 
 
 class HealthServer:
@@ -26,8 +45,11 @@ class HealthServer:
         metrics: Callable[[], bytes],
         host: str = "0.0.0.0",
         port: int = 8000,
+        post_routes: Mapping[str, PostRoute] | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler_class(ready, metrics))
+        handler = _handler_class(ready, metrics, dict(post_routes or {}), max_body_bytes)
+        self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="carecoord-health", daemon=True
@@ -55,7 +77,10 @@ class HealthServer:
 
 
 def _handler_class(
-    ready: Callable[[], bool], metrics: Callable[[], bytes]
+    ready: Callable[[], bool],
+    metrics: Callable[[], bytes],
+    post_routes: Mapping[str, PostRoute],
+    max_body_bytes: int,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -75,9 +100,40 @@ def _handler_class(
             else:
                 self._send(404, b"not found\n", "text/plain; charset=utf-8")
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
+        def do_POST(self) -> None:
+            route = post_routes.get(self.path.split("?", 1)[0])
+            if route is None:
+                self._send(404, b"not found\n", "text/plain; charset=utf-8")
+                return
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                self._send(411, b"Content-Length required\n", "text/plain; charset=utf-8")
+                return
+            if length < 0 or length > max_body_bytes:
+                self.close_connection = True  # the unread body must not be taken as a request
+                self._send(413, b"request body too large\n", "text/plain; charset=utf-8")
+                return
+            body = self.rfile.read(length)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                response = route(body, headers)
+            except Exception as exc:  # no traceback: messages may carry payload values
+                log.error("POST route failed", extra={"error": type(exc).__name__})
+                response = HttpResponse(500, b"internal error\n")
+            self._send(response.status, response.body, response.content_type, response.headers)
+
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str,
+            headers: tuple[tuple[str, str], ...] = (),
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in headers:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -1,0 +1,368 @@
+"""FHIR server change notifications -> carecoord domain events.
+
+Accepted payloads:
+- a Subscriptions R4 Backport notification Bundle (type `history`; R5 `subscription-notification`)
+  whose first entry is the notification's status (a `Parameters` resource in the R4 backport, a
+  `SubscriptionStatus` in R4B/R5) followed by the changed resources: full-resource entries, or
+  id-only entries (fullUrl / request.url only; the focus of the notification events when there are
+  no entries) which are read through a `FhirReader`;
+- a `{operationType, location, resource?}` feed item, or a list of them (no resource: read
+  `location`).
+
+Heartbeats, handshakes and status queries translate to nothing; so do resources no translator in
+`TRANSLATORS` claims (logged by reference at debug). A payload that is not a notification raises
+`MalformedEvent` naming what is wrong, never echoing values.
+
+The referral Task translator turns a carecoord referral Task (code `fulfill` and a carecoord
+`referral-task` identifier) whose status is one the recipient sets (received, accepted, rejected,
+in-progress, on-hold, completed, failed) into `carecoord.referral.status-changed`. Its id comes
+from the Task's version, so a repeated notification yields the same id. The statuses carecoord
+itself writes (draft, requested, cancelled) translate to nothing: they are not news to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from carecoord.errors import ConfigError, MalformedEvent
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import terminology as t
+from carecoord.fhir.errors import FhirGone, FhirNotFound
+from carecoord.fhir.identifiers import identifier_system
+from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import SET_BY
+from carecoord.handlers.base import FhirReader
+
+log = logging.getLogger(__name__)
+
+SOURCE = "urn:carecoord:fhir-notifications"
+ID_PREFIX = "fhir-notification:"
+REFERRAL_STATUS_CHANGED = "carecoord.referral.status-changed"
+REFERRAL_TASK_ID = identifier_system("referral-task")
+
+NOTIFICATION_BUNDLE_TYPES = frozenset({"history", "subscription-notification"})
+EVENT_NOTIFICATIONS = frozenset({"event-notification", "query-event"})
+NOTHING_TO_TRANSLATE = frozenset({"heartbeat", "handshake", "query-status"})
+DELETES = frozenset({"delete", "DELETE"})
+
+# Statuses only the recipient (the Task's owner) sets in a Gravity referral.
+RECIPIENT_STATUSES: frozenset[str] = frozenset(
+    status for status, who in SET_BY.items() if who == frozenset({"owner"})
+)
+
+_ID = r"[A-Za-z0-9\-.]{1,64}"
+_REFERENCE = re.compile(
+    rf"(?:^|/)(?P<type>[A-Z][A-Za-z]{{1,63}})/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?/?$"
+)
+_RESOURCE_ID = re.compile(rf"^{_ID}$")
+
+
+@dataclass(frozen=True)
+class Changed:
+    """One changed resource as notified (its JSON, identity and version when known)."""
+
+    resource: Mapping[str, Any]
+    resource_type: str
+    id: str
+    version: str | None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+
+ResourceTranslator = Callable[[Changed], list[CloudEvent]]
+
+
+def translate(
+    payload: Mapping[str, Any] | Sequence[Any], *, fhir: FhirReader | None = None
+) -> list[CloudEvent]:
+    """The domain events a FHIR change notification stands for (possibly none).
+
+    `fhir` reads the resources of id-only notifications; without it such a notification raises
+    ConfigError. Raises MalformedEvent for a payload that is not a notification; FhirErrors of
+    the reads propagate (a resource deleted since the notification is skipped).
+    """
+    events: list[CloudEvent] = []
+    for changed in _changes(payload, fhir):
+        translator = TRANSLATORS.get(changed.resource_type)
+        if translator is None:
+            log.debug("notification ignored", extra={"resource": changed.reference})
+            continue
+        events.extend(translator(changed))
+    return events
+
+
+# ---------------------------------------------------------------------------------------------
+# Translators (resource type -> events); add entries here for more mappings
+
+
+def referral_task_events(changed: Changed) -> list[CloudEvent]:
+    """carecoord.referral.status-changed for a referral Task in a status the recipient sets."""
+    task = changed.resource
+    if not _is_referral_task(task):
+        log.debug(
+            "notification ignored: not a referral Task", extra={"resource": changed.reference}
+        )
+        return []
+    status = task.get("status")
+    if status not in RECIPIENT_STATUSES:
+        log.debug(
+            "notification ignored: status not set by the recipient",
+            extra={"resource": changed.reference},
+        )
+        return []
+    patient = _patient_of(task, changed.reference)
+    data: dict[str, Any] = {"task": changed.reference, "status": status}
+    reason = task.get("statusReason")
+    if isinstance(reason, Mapping) and isinstance(reason.get("text"), str) and reason["text"]:
+        data["reason"] = reason["text"]
+    changed_at = _time(task)
+    if changed.version:
+        event_id = f"{ID_PREFIX}{changed.reference}/_history/{changed.version}"
+    else:  # no version known: the status and when it was set identify the change
+        stamp = f"@{changed_at.isoformat()}" if changed_at else ""
+        event_id = f"{ID_PREFIX}{changed.reference}/status/{status}{stamp}"
+    return [
+        CloudEvent(
+            id=event_id,
+            source=SOURCE,
+            type=REFERRAL_STATUS_CHANGED,
+            time=changed_at,
+            subject=f"Patient/{patient}",
+            data=data,
+        )
+    ]
+
+
+TRANSLATORS: dict[str, ResourceTranslator] = {
+    "Task": referral_task_events,
+}
+
+
+def _is_referral_task(task: Mapping[str, Any]) -> bool:
+    identifiers = task.get("identifier")
+    has_identifier = isinstance(identifiers, list) and any(
+        isinstance(i, Mapping) and i.get("system") == REFERRAL_TASK_ID and i.get("value")
+        for i in identifiers
+    )
+    code = task.get("code")
+    codings = code.get("coding") if isinstance(code, Mapping) else None
+    fulfills = isinstance(codings, list) and any(
+        isinstance(c, Mapping)
+        and c.get("system") == t.TASK_FULFILL.system
+        and c.get("code") == t.TASK_FULFILL.code
+        for c in codings
+    )
+    return has_identifier and fulfills
+
+
+def _patient_of(task: Mapping[str, Any], where: str) -> str:
+    subject = task.get("for")
+    ref = subject.get("reference") if isinstance(subject, Mapping) else None
+    parsed = _parse_reference(ref) if isinstance(ref, str) else None
+    if parsed is None or parsed[0] != "Patient":
+        raise MalformedEvent("referral Task has no Patient reference in Task.for", resource=where)
+    return parsed[1]
+
+
+def _time(resource: Mapping[str, Any]) -> datetime | None:
+    meta = resource.get("meta")
+    for value in (
+        resource.get("lastModified"),
+        meta.get("lastUpdated") if isinstance(meta, Mapping) else None,
+    ):
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                continue
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Payload shapes -> changed resources
+
+
+def _changes(payload: Any, fhir: FhirReader | None) -> list[Changed]:
+    if isinstance(payload, list):
+        if not payload:
+            return []
+        return [c for i, item in enumerate(payload) for c in _feed_item(item, fhir, f"item {i}")]
+    if not isinstance(payload, Mapping):
+        raise MalformedEvent(
+            f"not a FHIR notification: JSON {type(payload).__name__}, expected an object or a list"
+        )
+    if payload.get("resourceType") == "Bundle":
+        return _bundle(payload, fhir)
+    if "operationType" in payload:
+        return _feed_item(payload, fhir, "item")
+    raise MalformedEvent(
+        "not a FHIR notification: expected a notification Bundle or "
+        "{operationType, location, resource} feed item(s)"
+    )
+
+
+def _bundle(bundle: Mapping[str, Any], fhir: FhirReader | None) -> list[Changed]:
+    if bundle.get("type") not in NOTIFICATION_BUNDLE_TYPES:
+        raise MalformedEvent(
+            "notification Bundle.type must be history (R4 backport) or subscription-notification"
+        )
+    entries = bundle.get("entry")
+    if not isinstance(entries, list) or not entries:
+        raise MalformedEvent("notification Bundle has no entry (the first must be its status)")
+    status = entries[0].get("resource") if isinstance(entries[0], Mapping) else None
+    if not isinstance(status, Mapping) or status.get("resourceType") not in (
+        "Parameters",
+        "SubscriptionStatus",
+    ):
+        raise MalformedEvent(
+            "notification Bundle's first entry must be a Parameters or SubscriptionStatus resource"
+        )
+    kind = _notification_type(status)
+    if kind in NOTHING_TO_TRANSLATE:
+        return []
+    if kind not in EVENT_NOTIFICATIONS:
+        raise MalformedEvent(
+            "notification status has no known type (event-notification, heartbeat, handshake, "
+            "query-status, query-event)"
+        )
+    changes: list[Changed] = []
+    for n, entry in enumerate(entries[1:], start=1):
+        where = f"Bundle.entry[{n}]"
+        if not isinstance(entry, Mapping):
+            raise MalformedEvent(f"{where} is not an object")
+        request = entry.get("request")
+        request = request if isinstance(request, Mapping) else {}
+        method, url = request.get("method"), request.get("url")
+        locations = [u for u in (entry.get("fullUrl"), url) if isinstance(u, str)]
+        resource = entry.get("resource")
+        if resource is not None:
+            changes.append(_full(resource, locations, where))
+        elif method in DELETES:
+            continue
+        elif not locations:
+            raise MalformedEvent(f"{where} has neither a resource nor fullUrl / request.url")
+        else:
+            changes.extend(_read(locations, fhir, where))
+    if len(entries) == 1:  # id-only may name the changed resources only as focus
+        for n, focus in enumerate(_focus_references(status)):
+            changes.extend(_read([focus], fhir, f"notification event {n} focus"))
+    return changes
+
+
+def _notification_type(status: Mapping[str, Any]) -> str | None:
+    if status.get("resourceType") == "SubscriptionStatus":
+        kind = status.get("type")
+        return kind if isinstance(kind, str) else None
+    for param in status.get("parameter") or []:
+        if isinstance(param, Mapping) and param.get("name") == "type":
+            kind = param.get("valueCode")
+            return kind if isinstance(kind, str) else None
+    return None
+
+
+def _focus_references(status: Mapping[str, Any]) -> list[str]:
+    refs: list[Any] = []
+    if status.get("resourceType") == "SubscriptionStatus":
+        for event in status.get("notificationEvent") or []:
+            if isinstance(event, Mapping) and isinstance(event.get("focus"), Mapping):
+                refs.append(event["focus"].get("reference"))
+    else:
+        for param in status.get("parameter") or []:
+            if not isinstance(param, Mapping) or param.get("name") != "notification-event":
+                continue
+            for part in param.get("part") or []:
+                if isinstance(part, Mapping) and part.get("name") == "focus":
+                    value = part.get("valueReference")
+                    refs.append(value.get("reference") if isinstance(value, Mapping) else None)
+    return [r for r in refs if isinstance(r, str)]
+
+
+def _feed_item(item: Any, fhir: FhirReader | None, where: str) -> list[Changed]:
+    if not isinstance(item, Mapping):
+        raise MalformedEvent(f"feed {where} is not an object")
+    operation, location = item.get("operationType"), item.get("location")
+    if not isinstance(operation, str) or not operation:
+        raise MalformedEvent(f"feed {where} has no operationType")
+    if not isinstance(location, str) or not location:
+        raise MalformedEvent(f"feed {where} has no location")
+    if operation in DELETES:
+        return []
+    resource = item.get("resource")
+    if resource is not None:
+        return [_full(resource, [location], f"feed {where}")]
+    return _read([location], fhir, f"feed {where}")
+
+
+def _full(resource: Any, locations: Sequence[str], where: str) -> Changed:
+    if not isinstance(resource, Mapping):
+        raise MalformedEvent(f"{where}: resource is not an object")
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    if not isinstance(rtype, str) or not rtype:
+        raise MalformedEvent(f"{where}: resource has no resourceType")
+    if not isinstance(rid, str) or not _RESOURCE_ID.match(rid):
+        raise MalformedEvent(f"{where}: resource has no valid id", resource_type=rtype)
+    version = _version(resource)
+    if version is None:  # the location may carry it: Type/id/_history/vid
+        for location in locations:
+            parsed = _parse_reference(location)
+            if parsed and parsed[:2] == (rtype, rid) and parsed[2]:
+                version = parsed[2]
+                break
+    return Changed(resource, rtype, rid, version)
+
+
+def _read(locations: Sequence[str], fhir: FhirReader | None, where: str) -> list[Changed]:
+    """Read an id-only notification's resource (its current version)."""
+    parsed = next((p for p in map(_parse_reference, locations) if p), None)
+    if parsed is None:
+        raise MalformedEvent(f"{where}: location is not a Type/id reference")
+    rtype, rid, _ = parsed
+    if rtype not in TRANSLATORS:  # not worth a read
+        log.debug("notification ignored", extra={"resource": f"{rtype}/{rid}"})
+        return []
+    if fhir is None:
+        raise ConfigError(
+            "an id-only FHIR notification needs a FHIR reader (translate(..., fhir=client))",
+            resource=f"{rtype}/{rid}",
+        )
+    try:
+        data = to_json(fhir.read(rtype, rid))
+    except (FhirNotFound, FhirGone):
+        log.debug("notified resource is gone", extra={"resource": f"{rtype}/{rid}"})
+        return []
+    return [Changed(data, rtype, rid, _version(data))]
+
+
+def _version(resource: Mapping[str, Any]) -> str | None:
+    meta = resource.get("meta")
+    vid = meta.get("versionId") if isinstance(meta, Mapping) else None
+    return str(vid) if isinstance(vid, str | int) and _RESOURCE_ID.match(str(vid)) else None
+
+
+def _parse_reference(url: str) -> tuple[str, str, str | None] | None:
+    """(type, id, version) from a relative or absolute reference, e.g. .../Task/7/_history/2."""
+    path = urlsplit(url).path if "://" in url else url.split("?", 1)[0].split("#", 1)[0]
+    match = _REFERENCE.search(path)
+    if match is None:
+        return None
+    return match["type"], match["id"], match["vid"]
+
+
+__all__ = [
+    "ID_PREFIX",
+    "RECIPIENT_STATUSES",
+    "SOURCE",
+    "TRANSLATORS",
+    "Changed",
+    "ResourceTranslator",
+    "referral_task_events",
+    "translate",
+]

@@ -1,0 +1,207 @@
+"""FHIR change notifications end to end: the running service's rest-hook endpoint, the real broker
+and the real FHIR server. A community organisation rejects the referral Task on the FHIR server,
+the server's (here: the test's) notification reaches carecoord, and the referral moves on to the
+next candidate."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from carecoord.events.broker import KafkaBroker, KafkaConnection
+from carecoord.events.dlq import list_dead_letters
+from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.fhir.client import FhirClient
+from carecoord.fhir.hsds import import_directory
+from carecoord.fhir.models import to_json
+from carecoord.handlers.referrals import attempt_of
+from carecoord.service.app import Service
+from carecoord.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
+TOKEN = "notify-test-token"
+
+
+def _wait(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def topics(unique: str) -> dict[str, str]:
+    return {
+        "topic_in": f"nt-in-{unique}",
+        "topic_out": f"nt-out-{unique}",
+        "topic_dlq": f"nt-dlq-{unique}",
+        "group_id": f"nt-{unique}",
+    }
+
+
+@pytest.fixture
+def service(kafka_bootstrap: str, fhir_base_url: str, topics: dict[str, str]) -> Iterator[Service]:
+    with FhirClient(fhir_base_url) as client:  # idempotent: other modules import it too
+        assert import_directory(client, json.loads(SAMPLE.read_text())).problems == []
+    settings = load_settings(
+        kafka_bootstrap=kafka_bootstrap,
+        fhir_base_url=fhir_base_url,
+        handlers_enabled=["enrolment", "referrals"],
+        health_port=0,
+        health_host="127.0.0.1",
+        sweeper_interval=0,
+        notifications_enabled=True,
+        notifications_token=TOKEN,
+        kafka_options={"session_timeout_ms": 4000, "heartbeat_interval_ms": 1000},
+        **topics,
+    )
+    svc = Service(settings)
+    thread = threading.Thread(target=svc.run, daemon=True)
+    thread.start()
+    _wait(svc.ready, "the service to be ready")
+    yield svc
+    svc.request_stop()
+    thread.join(30)
+
+
+def _referral_tasks(fhir: FhirClient, patient: str) -> list[Any]:
+    found = [
+        task
+        for task in fhir.search("Task", {"patient": f"Patient/{patient}"})
+        if task.get_resource_type() == "Task" and attempt_of(task) is not None
+    ]
+    return sorted(found, key=lambda task: attempt_of(task).number)  # type: ignore[union-attr]
+
+
+def _id_only_notification(fhir_base_url: str, task: dict[str, Any]) -> dict[str, Any]:
+    """What an R4 Subscriptions Backport server posts for an id-only Task subscription."""
+    ref = f"Task/{task['id']}/_history/{task['meta']['versionId']}"
+    status = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": "Subscription/cbo-tasks"}},
+            {"name": "status", "valueCode": "active"},
+            {"name": "type", "valueCode": "event-notification"},
+            {
+                "name": "notification-event",
+                "part": [
+                    {"name": "event-number", "valueString": "1"},
+                    {"name": "focus", "valueReference": {"reference": ref}},
+                ],
+            },
+        ],
+    }
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "entry": [
+            {"fullUrl": "urn:uuid:6a0e1f52-7d1c-4c55-9a3e-0d6a3b1c2f01", "resource": status},
+            {"fullUrl": f"{fhir_base_url}/{ref}", "request": {"method": "PUT", "url": ref}},
+        ],
+    }
+
+
+def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_next_candidate(
+    service: Service,
+    fhir_base_url: str,
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    unique: str,
+) -> None:
+    patient = f"notif-{unique}"
+    enrolled = {
+        "program": "CCM",
+        "provider": f"Practitioner/dr-{unique}",
+        "care_manager": f"Practitioner/cm-{unique}",
+        "start": "2026-03-02",
+    }
+    need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+    service.publish(
+        [
+            new_event("carecoord.patient.enrolled", patient, enrolled),
+            new_event("carecoord.sdoh.need-identified", patient, need),
+        ]
+    )
+    fhir = FhirClient(fhir_base_url)
+    (first,) = _wait(lambda: _referral_tasks(fhir, patient), "the first referral Task")
+    assert first.status == "requested"
+
+    # The organisation rejects the referral on the FHIR server (Gravity: the recipient's status).
+    rejected = to_json(first)
+    rejected["status"] = "rejected"
+    rejected["statusReason"] = {"text": "waiting list full"}
+    put = httpx.put(f"{fhir_base_url}/Task/{first.id}", json=rejected, timeout=10)
+    put.raise_for_status()
+    stored = to_json(fhir.read("Task", str(first.id)))
+    notification = _id_only_notification(fhir_base_url, stored)
+
+    assert service.health is not None
+    url = f"http://127.0.0.1:{service.health.port}/fhir/notifications"
+    refused = httpx.post(url, json=notification, timeout=30)
+    assert refused.status_code == 401
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
+    accepted = httpx.post(url, json=notification, headers=headers, timeout=30)
+    assert accepted.status_code == 200, accepted.text
+
+    def two_tasks() -> list[Any] | None:
+        found = _referral_tasks(fhir, patient)
+        return found if len(found) >= 2 else None
+
+    tasks = _wait(two_tasks, "the second referral Task")
+    assert [attempt_of(tk).number for tk in tasks] == [1, 2]  # type: ignore[union-attr]
+    first_now, second = tasks
+    assert (first_now.status, first_now.statusReason.text) == ("rejected", "waiting list full")
+    assert second.status == "requested"
+    assert attempt_of(second).service != attempt_of(first).service  # type: ignore[union-attr]
+    (sr,) = [
+        r
+        for r in fhir.search("ServiceRequest", {"subject": f"Patient/{patient}"})
+        if r.get_resource_type() == "ServiceRequest"
+    ]
+    assert sr.performer[0].reference == second.owner.reference
+
+    # The server retries the same notification: nothing new, nothing dead-lettered.
+    again = httpx.post(url, json=notification, headers=headers, timeout=30)
+    assert again.status_code == 200
+    broker = KafkaBroker(KafkaConnection(bootstrap=kafka_bootstrap))
+
+    def inputs() -> list[CloudEvent]:
+        records = broker.read_topic(topics["topic_in"], timeout=3.0)
+        return [CloudEvent.from_json_bytes(r.value) for r in records]
+
+    notified = [e for e in inputs() if e.type == "carecoord.referral.status-changed"]
+    assert len(notified) == 2 and len({e.id for e in notified}) == 1
+    assert notified[0].data == {
+        "task": f"Task/{first.id}",
+        "status": "rejected",
+        "reason": "waiting list full",
+    }
+
+    def created() -> list[CloudEvent]:
+        records = broker.read_topic(topics["topic_out"], timeout=3.0)
+        events = [CloudEvent.from_json_bytes(r.value) for r in records]
+        return [e for e in events if e.type == "carecoord.referral.created"]
+
+    # The retry re-announces attempt 2 under the same id (at-least-once, deduplicable by id).
+    def three_announced() -> list[CloudEvent] | None:
+        found = created()
+        return found if len(found) == 3 else None
+
+    announced = _wait(three_announced, "the retried notification to be processed")
+    assert len({e.id for e in announced}) == 2
+    assert [e.data["attempt"] for e in announced] == [1, 2, 2]
+    assert len(_referral_tasks(fhir, patient)) == 2
+    assert list(list_dead_letters(broker, topics["topic_dlq"], timeout=3.0)) == []
+    fhir.close()

@@ -1,0 +1,435 @@
+"""FHIR change notifications -> domain events (carecoord.events.notifications.translate), and the
+referrals handler driven by what they translate to."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_handlers_ii_support import FakeFhir, care_team, ctx, event
+
+from carecoord.errors import ConfigError, MalformedEvent
+from carecoord.events.catalog import ReferralStatusChanged, parse_data
+from carecoord.events.notifications import SOURCE, translate
+from carecoord.fhir import terminology as t
+from carecoord.fhir.errors import FhirNotFound, FhirServerError
+from carecoord.fhir.hsds import import_directory
+from carecoord.fhir.models import parse_resource, to_json
+from carecoord.fhir.referral import referral_task
+from carecoord.handlers.base import Effects
+from carecoord.handlers.referrals import HANDLERS, attempt_of
+
+SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
+BASE = "http://fhir.example.org/fhir"
+SECRET = "Patient told us she sleeps in her car"  # stands in for PHI: never in an error
+
+
+def task_json(status: str = "rejected", version: str = "3", **extra: Any) -> dict[str, Any]:
+    task = referral_task(
+        key="sr-1:1",
+        patient="Patient/p1",
+        domain="food-insecurity",
+        service_request="ServiceRequest/sr-1",
+        owner="Organization/pantry",
+        requester="Practitioner/cm-1",
+        authored_on=datetime(2025, 3, 1, tzinfo=UTC),
+    )
+    data = to_json(task)
+    data.update(id="t1", status=status, meta={"versionId": version})
+    data["lastModified"] = "2025-03-10T15:00:00+00:00"
+    if status == "rejected":
+        data["statusReason"] = {"text": "waiting list full"}
+    data.update(extra)
+    return data
+
+
+def backport_bundle(*entries: dict[str, Any], kind: str = "event-notification") -> dict[str, Any]:
+    """An R4 Subscriptions Backport notification: a Parameters status, then the entries."""
+    status = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": "Subscription/s1"}},
+            {"name": "topic", "valueCanonical": "http://example.org/topic/task-changes"},
+            {"name": "status", "valueCode": "active"},
+            {"name": "type", "valueCode": kind},
+            {"name": "events-since-subscription-start", "valueString": "7"},
+        ],
+    }
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "timestamp": "2025-03-10T15:00:01Z",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:5a2b9e7c-0000-4000-8000-000000000001",
+                "resource": status,
+                "request": {"method": "GET", "url": f"{BASE}/Subscription/s1/$status"},
+                "response": {"status": "200"},
+            },
+            *entries,
+        ],
+    }
+
+
+def full_entry(resource: dict[str, Any]) -> dict[str, Any]:
+    ref = f"{resource['resourceType']}/{resource['id']}"
+    return {
+        "fullUrl": f"{BASE}/{ref}",
+        "resource": resource,
+        "request": {"method": "PUT", "url": ref},
+        "response": {"status": "200"},
+    }
+
+
+class Reader:
+    """A FhirReader over fixed resources that records its reads."""
+
+    def __init__(self, *resources: dict[str, Any]) -> None:
+        self.resources = {(r["resourceType"], r["id"]): r for r in resources}
+        self.reads: list[tuple[str, str]] = []
+
+    def read(self, resource_type: str, resource_id: str) -> Any:
+        self.reads.append((resource_type, resource_id))
+        if (resource_type, resource_id) not in self.resources:
+            raise FhirNotFound("not found", status=404)
+        return parse_resource(copy.deepcopy(self.resources[(resource_type, resource_id)]))
+
+    def search(self, resource_type: str, params: Any) -> list[Any]:
+        raise AssertionError("translate never searches")
+
+
+# ---------------------------------------------------------------------------------------------
+# Payload shapes
+
+
+def test_full_resource_backport_bundle_becomes_status_changed() -> None:
+    (ev,) = translate(backport_bundle(full_entry(task_json())))
+
+    assert ev.type == "carecoord.referral.status-changed"
+    assert ev.id == "fhir-notification:Task/t1/_history/3"
+    assert ev.subject == "Patient/p1" and ev.source == SOURCE
+    assert ev.data == {"task": "Task/t1", "status": "rejected", "reason": "waiting list full"}
+    assert ev.time == datetime(2025, 3, 10, 15, tzinfo=UTC)
+    assert parse_data(ev, ReferralStatusChanged).status == "rejected"  # valid for the handler
+
+
+def test_the_same_notification_twice_maps_to_the_same_event_id() -> None:
+    bundle = backport_bundle(full_entry(task_json()))
+    assert [e.id for e in translate(bundle)] == [e.id for e in translate(copy.deepcopy(bundle))]
+    later = backport_bundle(full_entry(task_json("rejected", version="4")))
+    assert translate(later)[0].id != translate(bundle)[0].id
+
+
+def test_r4b_subscription_status_bundle_is_accepted() -> None:
+    bundle = backport_bundle(full_entry(task_json("accepted")))
+    bundle["type"] = "subscription-notification"
+    bundle["entry"][0]["resource"] = {
+        "resourceType": "SubscriptionStatus",
+        "status": "active",
+        "type": "event-notification",
+        "subscription": {"reference": "Subscription/s1"},
+        "notificationEvent": [{"eventNumber": "8", "focus": {"reference": "Task/t1"}}],
+    }
+    (ev,) = translate(bundle)
+    assert ev.data == {"task": "Task/t1", "status": "accepted"}
+
+
+def test_version_comes_from_the_location_when_the_resource_has_no_meta() -> None:
+    task = task_json("completed")
+    del task["meta"]
+    entry = full_entry(task)
+    entry["fullUrl"] = f"{BASE}/Task/t1/_history/9"
+    (ev,) = translate(backport_bundle(entry))
+    assert ev.id == "fhir-notification:Task/t1/_history/9"
+
+
+def test_id_only_entries_are_read_through_the_reader() -> None:
+    reader = Reader(task_json("in-progress", version="5"))
+    entry = {
+        "fullUrl": f"{BASE}/Task/t1/_history/4",
+        "request": {"method": "PUT", "url": "Task/t1"},
+        "response": {"status": "200"},
+    }
+    (ev,) = translate(backport_bundle(entry), fhir=reader)
+    assert reader.reads == [("Task", "t1")]
+    # the current version was read: its status and version make the event
+    assert ev.id == "fhir-notification:Task/t1/_history/5"
+    assert ev.data == {"task": "Task/t1", "status": "in-progress"}
+
+
+def test_id_only_with_the_focus_only_in_the_status_is_read() -> None:
+    bundle = backport_bundle()
+    bundle["entry"][0]["resource"]["parameter"].append(
+        {
+            "name": "notification-event",
+            "part": [
+                {"name": "event-number", "valueString": "7"},
+                {"name": "focus", "valueReference": {"reference": f"{BASE}/Task/t1"}},
+            ],
+        }
+    )
+    reader = Reader(task_json("failed", statusReason={"text": "could not reach"}))
+    (ev,) = translate(bundle, fhir=reader)
+    assert ev.data == {"task": "Task/t1", "status": "failed", "reason": "could not reach"}
+
+
+def test_id_only_without_a_reader_says_what_is_needed() -> None:
+    with pytest.raises(ConfigError, match="FHIR reader"):
+        translate(backport_bundle({"fullUrl": f"{BASE}/Task/t1"}))
+
+
+def test_id_only_resources_no_translator_wants_are_not_read() -> None:
+    reader = Reader()
+    assert translate(backport_bundle({"fullUrl": f"{BASE}/Patient/p1"}), fhir=reader) == []
+    assert reader.reads == []
+
+
+def test_a_resource_deleted_since_the_notification_is_skipped_but_server_errors_propagate() -> None:
+    assert translate(backport_bundle({"fullUrl": f"{BASE}/Task/gone"}), fhir=Reader()) == []
+
+    class Down(Reader):
+        def read(self, resource_type: str, resource_id: str) -> Any:
+            raise FhirServerError("unavailable", status=503)
+
+    with pytest.raises(FhirServerError):
+        translate(backport_bundle({"fullUrl": f"{BASE}/Task/t1"}), fhir=Down())
+
+
+def test_feed_items_with_and_without_resource() -> None:
+    reader = Reader(task_json("on-hold", version="6", statusReason={"text": "paused"}))
+    items = [
+        {"operationType": "update", "location": "Task/t1/_history/3", "resource": task_json()},
+        {"operationType": "update", "location": f"{BASE}/Task/t1/_history/6"},
+        {"operationType": "delete", "location": "Task/t1/_history/7"},
+    ]
+    events = translate(items, fhir=reader)
+    assert [(e.data["status"], e.id) for e in events] == [
+        ("rejected", "fhir-notification:Task/t1/_history/3"),
+        ("on-hold", "fhir-notification:Task/t1/_history/6"),
+    ]
+    (single,) = translate(items[0])
+    assert single.id == events[0].id
+
+
+@pytest.mark.parametrize("kind", ["heartbeat", "handshake", "query-status"])
+def test_heartbeats_and_handshakes_translate_to_nothing(kind: str) -> None:
+    assert translate(backport_bundle(kind=kind)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# What is not a referral status change
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"resourceType": "Patient", "id": "p1", "name": [{"text": SECRET}]},
+        task_json(code={"coding": [{"system": t.TASK_CODE_SYSTEM, "code": "approve"}]}),
+        task_json(identifier=[{"system": "http://example.org/ids", "value": "x"}]),
+        task_json("requested"),  # carecoord's own write
+        task_json("draft"),
+        task_json("cancelled", statusReason={"text": "no longer needed"}),
+    ],
+    ids=["patient", "other-task-code", "foreign-task", "requested", "draft", "cancelled"],
+)
+def test_resources_that_are_not_recipient_referral_updates_are_ignored(
+    resource: dict[str, Any],
+) -> None:
+    assert translate(backport_bundle(full_entry(resource))) == []
+    assert translate({"operationType": "update", "location": "X/1", "resource": resource}) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed payloads
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("just text", "not a FHIR notification"),
+        ({"resourceType": "Patient", "id": "p1", "note": SECRET}, "not a FHIR notification"),
+        ({**backport_bundle(), "type": "searchset"}, "Bundle.type"),
+        ({"resourceType": "Bundle", "type": "history", "entry": []}, "no entry"),
+        (
+            {"resourceType": "Bundle", "type": "history", "entry": [full_entry(task_json())]},
+            "first entry",
+        ),
+        (backport_bundle(kind=SECRET), "no known type"),
+        (backport_bundle({"request": {"method": "PUT"}}), "neither a resource"),
+        (backport_bundle({"fullUrl": f"urn:uuid:{SECRET}"}), "not a Type/id reference"),
+        (backport_bundle(full_entry(task_json()) | {"resource": SECRET}), "not an object"),
+        (backport_bundle({"resource": {"resourceType": "Task", "id": SECRET}}), "no valid id"),
+        (backport_bundle(full_entry(task_json(**{"for": None}))), "Task.for"),
+        ({"operationType": "update", "resource": task_json()}, "no location"),
+        ([{"location": "Task/t1", "note": SECRET}], "no operationType"),
+    ],
+)
+def test_malformed_payloads_say_what_is_wrong_without_echoing_values(
+    payload: Any, message: str
+) -> None:
+    with pytest.raises(MalformedEvent, match=message) as raised:
+        translate(payload)
+    assert SECRET not in str(raised.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The referrals handler driven by translated notifications
+
+handle = HANDLERS[0].handle
+
+
+class _Writer:
+    def __init__(self, fake: FakeFhir) -> None:
+        self.fake = fake
+
+    def search(self, resource_type: str, params: Any) -> list[Any]:
+        return self.fake.search(resource_type, params)
+
+    def apply(self, writes: Any) -> None:
+        self.fake.apply(Effects(writes=list(writes)))
+
+
+@pytest.fixture
+def fhir() -> FakeFhir:
+    fake = FakeFhir()
+    assert import_directory(_Writer(fake), json.loads(SAMPLE.read_text())).problems == []
+    care_team(fake, "p1", "Practitioner/cm-1", "Practitioner/dr-1")
+    need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+    fake.apply(handle(event("carecoord.sdoh.need-identified", "p1", need), ctx(fake)))
+    return fake
+
+
+def cbo_sets(
+    fhir: FakeFhir, task_id: str, status: str, reason: str | None = None
+) -> dict[str, Any]:
+    """The organisation updates the Task on the server, as the Gravity IG has it."""
+    data = fhir.store[("Task", task_id)]
+    data = {
+        **data,
+        "status": status,
+        "meta": {"versionId": str(int(data["meta"]["versionId"]) + 1)},
+    }
+    if reason:
+        data["statusReason"] = {"text": reason}
+    fhir.store[("Task", task_id)] = data
+    return data
+
+
+def referral_tasks(fhir: FakeFhir) -> list[Any]:
+    return sorted(
+        (tk for tk in fhir.all("Task") if attempt_of(tk) is not None),
+        key=lambda tk: attempt_of(tk).number,  # type: ignore[union-attr]
+    )
+
+
+def test_a_rejection_notified_by_the_server_moves_the_referral_on_once(fhir: FakeFhir) -> None:
+    (first,) = referral_tasks(fhir)
+    notification = backport_bundle(full_entry(cbo_sets(fhir, first.id, "rejected", "full")))
+
+    (ev,) = translate(notification)
+    fx = handle(ev, ctx(fhir))
+    fhir.apply(fx)
+    tasks = referral_tasks(fhir)
+    assert [attempt_of(tk).number for tk in tasks] == [1, 2]  # type: ignore[union-attr]
+    assert tasks[0].statusReason.text == "full"
+    assert [e.type for e in fx.emits] == ["carecoord.referral.created"]
+
+    # The server notifies again (a retry): no third attempt, no dead letter.
+    (again,) = translate(copy.deepcopy(notification))
+    fhir.apply(handle(again, ctx(fhir)))
+    assert len(referral_tasks(fhir)) == 2
+
+
+def test_a_status_the_task_already_has_is_a_no_op_for_the_handler(fhir: FakeFhir) -> None:
+    (first,) = referral_tasks(fhir)
+    (ev,) = translate(backport_bundle(full_entry(cbo_sets(fhir, first.id, "accepted"))))
+    fx = handle(ev, ctx(fhir))
+    assert fx.writes == [] and fx.emits == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The rest-hook endpoint on the health server
+
+
+class Publisher:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.published: list[Any] = []
+
+    def __call__(self, events: Any) -> None:
+        if self.fail:
+            raise RuntimeError("broker unreachable")
+        self.published.extend(events)
+
+
+def post(publisher: Publisher, body: bytes, token: str | None = None, **headers: str) -> Any:
+    import httpx
+
+    from carecoord.service.health import HealthServer
+    from carecoord.service.notification_endpoint import NotificationEndpoint
+
+    route = NotificationEndpoint(publisher, Reader(task_json("completed")), token=token)
+    with HealthServer(
+        ready=lambda: True,
+        metrics=lambda: b"",
+        host="127.0.0.1",
+        port=0,
+        post_routes={"/fhir/notifications": route},
+    ) as server:
+        url = f"http://127.0.0.1:{server.port}/fhir/notifications"
+        return httpx.post(url, content=body, headers=headers, timeout=10)
+
+
+def test_endpoint_publishes_and_answers_200() -> None:
+    publisher = Publisher()
+    body = json.dumps(backport_bundle({"fullUrl": f"{BASE}/Task/t1"})).encode()
+    response = post(publisher, body, **{"Content-Type": "application/fhir+json"})
+    assert response.status_code == 200
+    assert [e.data["status"] for e in publisher.published] == ["completed"]
+    heartbeat = post(publisher, json.dumps(backport_bundle(kind="heartbeat")).encode())
+    assert heartbeat.status_code == 200 and len(publisher.published) == 1
+
+
+def test_endpoint_refuses_malformed_payloads_with_an_operation_outcome() -> None:
+    publisher = Publisher()
+    for body in (b"{not json", json.dumps({"note": SECRET}).encode()):
+        response = post(publisher, body)
+        assert response.status_code == 400
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["severity"] == "error"
+        assert SECRET not in response.text
+    assert publisher.published == []
+
+
+def test_endpoint_answers_503_when_publishing_fails_so_the_server_retries() -> None:
+    body = json.dumps(backport_bundle(full_entry(task_json()))).encode()
+    response = post(Publisher(fail=True), body)
+    assert response.status_code == 503
+    assert response.json()["issue"][0]["code"] == "transient"
+
+
+def test_endpoint_with_a_token_needs_the_bearer_header() -> None:
+    publisher = Publisher()
+    body = json.dumps(backport_bundle(full_entry(task_json()))).encode()
+    assert post(publisher, body, token="s3cret").status_code == 401
+    wrong = post(publisher, body, token="s3cret", Authorization="Bearer nope")
+    assert wrong.status_code == 401 and "s3cret" not in wrong.text
+    assert publisher.published == []
+    assert post(publisher, body, token="s3cret", Authorization="Bearer s3cret").status_code == 200
+    assert len(publisher.published) == 1
+
+
+def test_endpoint_is_only_served_at_its_path() -> None:
+    import httpx
+
+    from carecoord.service.health import HealthServer
+
+    with HealthServer(ready=lambda: True, metrics=lambda: b"", host="127.0.0.1", port=0) as s:
+        response = httpx.post(f"http://127.0.0.1:{s.port}/fhir/notifications", content=b"{}")
+        assert response.status_code == 404
+        assert httpx.get(f"http://127.0.0.1:{s.port}/healthz").status_code == 200
