@@ -351,6 +351,33 @@ def test_a_status_the_task_already_has_is_a_no_op_for_the_handler(fhir: FakeFhir
     assert fx.writes == [] and fx.emits == []
 
 
+def test_a_late_notification_of_an_earlier_status_is_ignored_not_dead_lettered(
+    fhir: FakeFhir,
+) -> None:
+    (first,) = referral_tasks(fhir)
+    accepted = copy.deepcopy(cbo_sets(fhir, first.id, "accepted"))
+    cbo_sets(fhir, first.id, "in-progress")  # the CBO moved on before "accepted" was processed
+    (late,) = translate(backport_bundle(full_entry(accepted)))
+    fx = handle(late, ctx(fhir))
+    assert fx.writes == [] and fx.emits == []
+
+
+def test_the_same_attempt_is_announced_under_one_id_whatever_triggered_it(fhir: FakeFhir) -> None:
+    (first,) = referral_tasks(fhir)
+    direct = event(
+        "carecoord.referral.status-changed", "p1",
+        {"task": f"Task/{first.id}", "status": "rejected", "reason": "full"},
+    )  # fmt: skip
+    fx = handle(direct, ctx(fhir))
+    fhir.apply(fx)
+    # carecoord's own write of "rejected" comes back as a notification from the server
+    rejected = fhir.store[("Task", first.id)]
+    (echo,) = translate(backport_bundle(full_entry(rejected)))
+    again = handle(echo, ctx(fhir))
+    assert [e.id for e in again.emits] == [e.id for e in fx.emits]
+    assert len(referral_tasks(fhir)) == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # The rest-hook endpoint on the health server
 

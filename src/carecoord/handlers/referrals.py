@@ -42,6 +42,7 @@ from carecoord.events.catalog import (
     require_patient,
 )
 from carecoord.events.envelope import CloudEvent
+from carecoord.events.notifications import SOURCE as NOTIFICATION_SOURCE
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import work_task
 from carecoord.fhir.errors import FhirGone, FhirNotFound
@@ -461,7 +462,9 @@ def _unmatched(
     }
     if existing_sr is not None:
         data["service_request"] = f"ServiceRequest/{existing_sr.id}"
-    fx.emit(UNMATCHED, f"Patient/{pid}", data, derived_id(event.id, UNMATCHED))
+    # Keyed on the referral, not the trigger: whatever event (or notification) finds the
+    # candidates exhausted announces it under the same id.
+    fx.emit(UNMATCHED, f"Patient/{pid}", data, derived_id(_ident(sr), UNMATCHED))
     log.info("referral unmatched", extra={"event_id": event.id, "tried": len(tried)})
 
 
@@ -494,7 +497,10 @@ def _emit_created(
             organization=candidate.organization,
             attempt=number,
         )
-    fx.emit(CREATED, f"Patient/{pid}", data, derived_id(event.id, CREATED))
+    # Keyed on the referral attempt, not the trigger: a replay, or a FHIR notification of a
+    # status carecoord itself wrote, re-announces the same attempt under the same id.
+    attempt_key = data.get("task_identifier") or _ident(sr)
+    fx.emit(CREATED, f"Patient/{pid}", data, derived_id(str(attempt_key), CREATED))
 
 
 def _join_care_plan(
@@ -550,6 +556,11 @@ def handle_status_changed(event: CloudEvent, ctx: HandlerContext) -> Effects:
         )
 
     fx = Effects()
+    if event.source == NOTIFICATION_SOURCE and task.status != data.status:
+        # A FHIR notification that arrives after the Task moved on: the notification of the
+        # later change carries the current status, so this one changes nothing.
+        log.info("stale referral notification ignored", extra={"event_id": event.id})
+        return fx
     reason = data.reason or DEFAULT_REASONS.get(data.status)
     if task.status != data.status:
         try:
