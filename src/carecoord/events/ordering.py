@@ -129,6 +129,11 @@ class KeyScheduler:
     def busy_keys(self) -> int:
         return len(self._busy)
 
+    @property
+    def ready(self) -> int:
+        """Keys that may have an item to take now (an upper bound: some may have gone busy)."""
+        return len(self._ready)
+
     def add(self, item: WorkItem) -> None:
         key = item.key
         queue = self._queues.get(key)
@@ -153,6 +158,18 @@ class KeyScheduler:
             self._busy.add(key)
             return item
         return None
+
+    def untake(self, item: WorkItem) -> None:
+        """Give back a taken (or retry-due) item unstarted: it goes back to the head of its key's
+        queue, ahead of the key's later items, and the key is free again."""
+        key = item.key
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+        queue.appendleft(item)
+        self._queued += 1
+        self._busy.discard(key)
+        self._ready.append(key)
 
     def release(self, key: KeyId) -> None:
         """The key's in-flight item finished (done, dropped or dead-lettered)."""
