@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from carecoord.events.broker import TP, Commit, Record
 
@@ -45,8 +46,8 @@ class WorkItem:
     # Set once the item must be dead-lettered; a retry then only re-tries the DLQ write.
     dead_letter: Failure | None = None
 
-    @property
-    def key(self) -> KeyId:
+    @cached_property
+    def key(self) -> KeyId:  # the scheduler asks several times per item
         return key_of(self.record)
 
     @property

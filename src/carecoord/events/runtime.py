@@ -428,8 +428,8 @@ class EventRuntime:
             self._stop.wait(min(1.0, self.options.poll_timeout_seconds))
         self._last_poll = time.monotonic()
         self._apply_rebalance()
-        for record in records:
-            self._accept(record)
+        if records:
+            self._accept_all(records)
         self._fire_due_retries()
         self._dispatch()
         self._reclaim_stalled()
@@ -478,26 +478,38 @@ class EventRuntime:
             raise RuntimeError("runtime not started")
         return self._consumer
 
-    def _accept(self, record: Record) -> None:
-        tp = record.tp
-        self.observer.on_consumed(tp)
+    def _accept_all(self, records: Sequence[Record]) -> None:
+        # The per-record hot path of the poll loop: one lock round trip per poll.
+        on_consumed = self.observer.on_consumed
+        add = self._scheduler.add
+        tp: TP | None = None
+        window: OffsetWindow | None = None
         with self._lock:
-            window = self._windows.get(tp)
-            if window is None:
-                # A poll returned records before (or without) an assignment callback.
-                window = self._windows[tp] = OffsetWindow(tp, next(self._incarnations))
-                self._joined = True
-            if self._stop.is_set() or not window.add(record):
-                return
-            self._scheduler.add(WorkItem(record, window.incarnation))
+            stopping = self._stop.is_set()
+            for record in records:
+                if tp is None or record.partition != tp[1] or record.topic != tp[0]:
+                    tp = record.tp
+                    window = self._windows.get(tp)
+                    if window is None:
+                        # A poll returned records before (or without) an assignment callback.
+                        window = self._windows[tp] = OffsetWindow(tp, next(self._incarnations))
+                        self._joined = True
+                on_consumed(tp)
+                assert window is not None
+                if not stopping and window.add(record):
+                    add(WorkItem(record, window.incarnation))
 
     def _dispatch(self) -> None:
-        """Wake as many idle workers as the ready items need (at the current batch size)."""
+        """Wake as many idle workers as the ready items need: about one per _BATCH_SECONDS of
+        work at the recent per-item pace (a woken worker keeps taking batches while any are
+        ready), so fast items do not wake threads that would only contend for the GIL."""
         with self._lock:
             ready = self._scheduler.ready
             if not ready or not self._idle_workers or self._holding:
                 return
-            self._work_ready.notify(min(self._idle_workers, math.ceil(ready / self._batch_size())))
+            per_item = self._item_seconds
+            wanted = ready if per_item is None else math.ceil(ready * per_item / _BATCH_SECONDS)
+            self._work_ready.notify(min(self._idle_workers, max(1, wanted)))
 
     def _batch_size(self) -> int:
         per_item = self._item_seconds
