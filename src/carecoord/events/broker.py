@@ -216,15 +216,17 @@ def _kafka_error(exc: BaseException, what: str) -> BrokerError:
 
 def _record(r: Any) -> Record:
     """Our Record from a kafka-python ConsumerRecord."""
+    headers = r.headers  # usually empty: skip the generator (this runs once per record)
+    epoch = r.leader_epoch
     return Record(
-        topic=r.topic,
-        partition=r.partition,
-        offset=r.offset,
-        key=r.key,
-        value=r.value,
-        headers=tuple((k, v if v is not None else b"") for k, v in r.headers),
-        leader_epoch=r.leader_epoch if r.leader_epoch is not None else -1,
-        timestamp_ms=r.timestamp,
+        r.topic,
+        r.partition,
+        r.offset,
+        r.key,
+        r.value,
+        tuple((k, v if v is not None else b"") for k, v in headers) if headers else (),
+        epoch if epoch is not None else -1,
+        r.timestamp,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from carecoord.events.broker import TP, Commit, Record
 
@@ -45,8 +46,8 @@ class WorkItem:
     # Set once the item must be dead-lettered; a retry then only re-tries the DLQ write.
     dead_letter: Failure | None = None
 
-    @property
-    def key(self) -> KeyId:
+    @cached_property
+    def key(self) -> KeyId:  # the scheduler asks several times per item
         return key_of(self.record)
 
     @property
@@ -129,6 +130,11 @@ class KeyScheduler:
     def busy_keys(self) -> int:
         return len(self._busy)
 
+    @property
+    def ready(self) -> int:
+        """Keys that may have an item to take now (an upper bound: some may have gone busy)."""
+        return len(self._ready)
+
     def add(self, item: WorkItem) -> None:
         key = item.key
         queue = self._queues.get(key)
@@ -153,6 +159,18 @@ class KeyScheduler:
             self._busy.add(key)
             return item
         return None
+
+    def untake(self, item: WorkItem) -> None:
+        """Give back a taken (or retry-due) item unstarted: it goes back to the head of its key's
+        queue, ahead of the key's later items, and the key is free again."""
+        key = item.key
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+        queue.appendleft(item)
+        self._queued += 1
+        self._busy.discard(key)
+        self._ready.append(key)
 
     def release(self, key: KeyId) -> None:
         """The key's in-flight item finished (done, dropped or dead-lettered)."""

@@ -1,8 +1,14 @@
 """The event runtime: poll loop, per-key ordering, retries, dead letters, commits, shutdown.
 
 Threads: the poll loop (the thread calling `run`) owns the consumer: it polls, applies rebalances,
-pauses/resumes, and commits. Worker threads (a bounded pool) run the processor, produce emitted
-events and dead letters. Shared state (offset windows, key queues, retry timers) is under one lock.
+pauses/resumes, and commits. Worker threads (`max_in_flight` of them) run the processor, produce
+emitted events and dead letters. Shared state (offset windows, key queues, retry timers) is under
+one lock.
+
+Workers pull from the key scheduler themselves, a small batch of ready items of distinct keys at
+a time when items complete fast: a thread hand-off per event would cost more than a no-op event
+(see `_batch_size`). A batch whose current item runs long gives its unstarted items back (the poll
+loop does it, `_reclaim_stalled`), so a slow key holds other keys up only briefly.
 
 Delivery (DESIGN.md "Delivery semantics"): an offset is done only after the processor returned
 (FHIR effects durable) and its emitted events were acknowledged, or after its dead letter was
@@ -14,12 +20,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import random
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -102,6 +109,13 @@ class NoopObserver:
 
 # Poll timeout while backpressure has paused a partition and work is in flight.
 _PAUSED_POLL_SECONDS = 0.005
+# A worker takes up to this many ready items (distinct keys) at once, sized so that a batch takes
+# about _BATCH_SECONDS at the recent per-item pace: fast items share one thread hand-off, slow
+# ones (FHIR writes) go one per worker so they run concurrently.
+_MAX_BATCH = 64
+_BATCH_SECONDS = 0.002
+# A batch whose current item has run this long gives its unstarted items back to other workers.
+_RECLAIM_AFTER_SECONDS = 0.05
 
 
 class TransientError(CarecoordError):
@@ -217,6 +231,18 @@ class _Retry:
         return (self.due, self.seq) < (other.due, other.seq)
 
 
+class _Worker:
+    """One worker thread's batch: items to run (taken from the left by the worker, reclaimed from
+    the right by the poll loop: deque ends are atomic) and items done but not yet finished."""
+
+    __slots__ = ("batch", "done", "started")
+
+    def __init__(self) -> None:
+        self.batch: deque[WorkItem] = deque()
+        self.done: deque[WorkItem] = deque()
+        self.started = 0.0  # monotonic start of the item running now; 0.0 between items
+
+
 class _Listener:
     """Records assignment changes from the consumer's IO thread; the poll loop applies them."""
 
@@ -282,7 +308,12 @@ class EventRuntime:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._events_out: EventProducer | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._workers: list[_Worker] = []
+        self._work_ready = threading.Condition(self._lock)
+        self._idle_workers = 0
+        self._busy_workers = 0
+        self._closing = False  # worker threads exit
+        self._item_seconds: float | None = None  # recent wall time per item (moving average)
 
     @property
     def _holding(self) -> bool:
@@ -357,9 +388,13 @@ class EventRuntime:
             self.broker.ensure_topics({o.topic_in: n, o.topic_out: n, o.topic_dlq: n})
         self._producer = self.broker.producer()
         self._events_out = EventProducer(self._producer, o.topic_out, source=o.event_source)
-        self._pool = ThreadPoolExecutor(max_workers=o.max_in_flight, thread_name_prefix="cc-work")
         self._consumer = self.broker.consumer(o.group_id)
         self._consumer.subscribe([o.topic_in], self._listener)
+        self._closing = False
+        self._workers = [_Worker() for _ in range(max(1, o.max_in_flight))]
+        for i, worker in enumerate(self._workers):
+            name = f"cc-work_{i}"
+            threading.Thread(target=self._worker_loop, args=(worker,), name=name).start()
         self._running = True
         self._last_poll = time.monotonic()
         log.info("event runtime started", extra={"topic": o.topic_in, "group": o.group_id})
@@ -383,6 +418,8 @@ class EventRuntime:
                 self._before_rebalance()
         else:
             self._rebalance_prepared = False
+        self._await_capacity()
+        self._apply_backpressure()  # resume what the workers caught up on before fetching
         try:
             records = consumer.poll(self._poll_timeout(), self.options.max_poll_records)
         except BrokerError as exc:
@@ -391,24 +428,49 @@ class EventRuntime:
             self._stop.wait(min(1.0, self.options.poll_timeout_seconds))
         self._last_poll = time.monotonic()
         self._apply_rebalance()
-        for record in records:
-            self._accept(record)
+        if records:
+            self._accept_all(records)
         self._fire_due_retries()
         self._dispatch()
+        self._reclaim_stalled()
         self._apply_backpressure()
         if time.monotonic() - self._last_commit >= self.options.commit_interval_seconds:
             self._commit()
         return len(records)
 
-    def _poll_timeout(self) -> float:
+    def _await_capacity(self) -> None:
+        """Every partition is paused by backpressure: wait for the workers to bring one back under
+        the resume mark (they signal each finished batch) instead of sleeping in poll(), which
+        nothing would cut short. Bounded by the poll timeout and the next retry, so rebalances,
+        retries and stop requests are seen as promptly as in a poll."""
+        resume_below = max(1, self.options.max_in_flight_per_partition // 2)
+        deadline = time.monotonic() + self._poll_timeout(paused_timeout=None)
+        with self._lock:
+            windows = self._windows.values()
+            while (
+                (self._in_flight or self._scheduler.queued)
+                and windows
+                and all(w.paused and w.pending >= resume_below for w in windows)
+                and not self._stop.is_set()
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._idle.wait(remaining)
+
+    def _poll_timeout(self, paused_timeout: float | None = _PAUSED_POLL_SECONDS) -> float:
         timeout = self.options.poll_timeout_seconds
         with self._lock:
             if self._retries and not self._holding:
                 timeout = min(timeout, max(0.0, self._retries[0].due - time.monotonic()))
-            if self._in_flight and any(w.paused for w in self._windows.values()):
+            if (
+                paused_timeout is not None
+                and (self._in_flight or self._scheduler.queued)
+                and any(w.paused for w in self._windows.values())
+            ):
                 # A paused partition is resumed by this loop once its workers catch up, which
                 # takes milliseconds; sitting in poll() for the full timeout would idle them.
-                timeout = min(timeout, _PAUSED_POLL_SECONDS)
+                timeout = min(timeout, paused_timeout)
         return timeout
 
     def _require_consumer(self) -> Consumer:
@@ -416,35 +478,60 @@ class EventRuntime:
             raise RuntimeError("runtime not started")
         return self._consumer
 
-    def _accept(self, record: Record) -> None:
-        tp = record.tp
-        self.observer.on_consumed(tp)
+    def _accept_all(self, records: Sequence[Record]) -> None:
+        # The per-record hot path of the poll loop: one lock round trip per poll.
+        on_consumed = self.observer.on_consumed
+        add = self._scheduler.add
+        tp: TP | None = None
+        window: OffsetWindow | None = None
         with self._lock:
-            window = self._windows.get(tp)
-            if window is None:
-                # A poll returned records before (or without) an assignment callback.
-                window = self._windows[tp] = OffsetWindow(tp, next(self._incarnations))
-                self._joined = True
-            if self._stop.is_set() or not window.add(record):
-                return
-            self._scheduler.add(WorkItem(record, window.incarnation))
+            stopping = self._stop.is_set()
+            for record in records:
+                if tp is None or record.partition != tp[1] or record.topic != tp[0]:
+                    tp = record.tp
+                    window = self._windows.get(tp)
+                    if window is None:
+                        # A poll returned records before (or without) an assignment callback.
+                        window = self._windows[tp] = OffsetWindow(tp, next(self._incarnations))
+                        self._joined = True
+                on_consumed(tp)
+                assert window is not None
+                if not stopping and window.add(record):
+                    add(WorkItem(record, window.incarnation))
 
     def _dispatch(self) -> None:
+        """Wake as many idle workers as the ready items need: about one per _BATCH_SECONDS of
+        work at the recent per-item pace (a woken worker keeps taking batches while any are
+        ready), so fast items do not wake threads that would only contend for the GIL."""
         with self._lock:
-            if self._pool is None:
+            ready = self._scheduler.ready
+            if not ready or not self._idle_workers or self._holding:
                 return
-            while self._in_flight < self.options.max_in_flight and not self._holding:
-                item = self._scheduler.take()
-                if item is None:
-                    break
-                self._submit(item)
+            per_item = self._item_seconds
+            wanted = ready if per_item is None else math.ceil(ready * per_item / _BATCH_SECONDS)
+            self._work_ready.notify(min(self._idle_workers, max(1, wanted)))
 
-    def _submit(self, item: WorkItem) -> None:
-        # Called with the lock held.
-        assert self._pool is not None
-        self._in_flight += 1
-        self.observer.in_flight(self._in_flight)
-        self._pool.submit(self._work, item)
+    def _batch_size(self) -> int:
+        per_item = self._item_seconds
+        if per_item is None:
+            return 1
+        return max(1, min(_MAX_BATCH, int(_BATCH_SECONDS / max(per_item, 1e-6))))
+
+    def _reclaim_stalled(self) -> None:
+        """Give other workers the unstarted items of batches stuck behind a long-running item,
+        and finish the ones such a batch already completed (their keys' next items may start)."""
+        now = time.monotonic()
+        reclaimed = False
+        with self._lock:
+            for worker in self._workers:
+                started = worker.started
+                if started and now - started > _RECLAIM_AFTER_SECONDS:
+                    if worker.batch:
+                        reclaimed = self._give_back(worker) > 0 or reclaimed
+                    if worker.done:
+                        self._finish_done(worker)
+        if reclaimed:
+            self._dispatch()
 
     def _fire_due_retries(self) -> None:
         now = time.monotonic()
@@ -456,7 +543,7 @@ class EventRuntime:
                     self._scheduler.release(item.key)  # partition revoked meanwhile
                     continue
                 self.observer.on_retry(item.tp)
-                self._submit(item)
+                self._scheduler.untake(item)  # at the head of its key's queue
 
     def _apply_backpressure(self) -> None:
         consumer = self._require_consumer()
@@ -635,8 +722,9 @@ class EventRuntime:
             log.warning("shutdown drain timed out; in-flight events will be redelivered")
         self._commit()
         self._running = False
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._closing = True
+            self._work_ready.notify_all()
         consumer.close()
         if self._producer is not None:
             self._producer.close()
@@ -645,18 +733,122 @@ class EventRuntime:
 
     # -- worker side -------------------------------------------------------------------------
 
-    def _work(self, item: WorkItem) -> None:
+    def _worker_loop(self, worker: _Worker) -> None:
+        while True:
+            with self._lock:
+                while not self._take_batch(worker):
+                    if self._closing:
+                        return
+                    self._idle_workers += 1
+                    try:
+                        self._work_ready.wait()
+                    finally:
+                        self._idle_workers -= 1
+            self._run_batch(worker)
+
+    def _take_batch(self, worker: _Worker) -> bool:
+        # Called with the lock held. Items of one batch have distinct keys (a taken key is busy).
+        if self._holding or self._closing:
+            return False
+        size = self._batch_size()
+        take = self._scheduler.take
+        batch = worker.batch
+        while len(batch) < size:
+            item = take()
+            if item is None:
+                break
+            batch.append(item)
+        if not batch:
+            return False
+        self._in_flight += len(batch)
+        self._busy_workers += 1
+        self.observer.in_flight(self._busy_workers)
+        return True
+
+    def _run_batch(self, worker: _Worker) -> None:
+        batch = worker.batch
+        first = time.monotonic()
+        n = 0
         try:
-            self._attempt(item)
+            while True:
+                try:
+                    item = batch.popleft()
+                except IndexError:
+                    break
+                if n and self._holding:  # stopping or rebalancing: start nothing new
+                    batch.appendleft(item)
+                    with self._lock:
+                        self._give_back(worker)
+                    break
+                worker.started = time.monotonic()
+                n += 1
+                self._work(item, worker.done)
+        finally:
+            worker.started = 0.0
+            with self._lock:
+                self._busy_workers -= 1
+                self._finish_done(worker)
+        if n:
+            sample = (time.monotonic() - first) / n
+            recent = self._item_seconds
+            self._item_seconds = sample if recent is None else 0.8 * recent + 0.2 * sample
+
+    def _give_back(self, worker: _Worker) -> int:
+        # Called with the lock held: unstarted items go back to their keys' queues (or, when
+        # stopping, are dropped for redelivery).
+        n = 0
+        while True:
+            try:
+                item = worker.batch.pop()
+            except IndexError:
+                break
+            n += 1
+            if self._stop.is_set():
+                self._scheduler.release(item.key)
+            else:
+                self._scheduler.untake(item)
+        if n:
+            self._in_flight -= n
+            self._idle.notify_all()
+        return n
+
+    def _finish_done(self, worker: _Worker) -> None:
+        # Called with the lock held: mark the worker's processed items done, free their keys.
+        done = worker.done
+        if not done:
+            return
+        windows = self._windows
+        release = self._scheduler.release
+        n = 0
+        while True:
+            try:
+                item = done.popleft()
+            except IndexError:
+                break
+            n += 1
+            window = windows.get(item.record.tp)
+            if window is not None and window.incarnation == item.incarnation:
+                window.mark_done(item.record.offset)
+            release(item.key)
+        self._in_flight -= n
+        self.observer.in_flight(self._busy_workers)
+        self._idle.notify_all()
+
+    def _work(self, item: WorkItem, done: deque[WorkItem]) -> None:
+        try:
+            if self._attempt(item):
+                done.append(item)
         except BaseException:  # never lose track of an item, whatever happened
             log.exception("worker failed unexpectedly; retrying", extra=_ids(item.record))
             self._schedule_retry(item, self._backoff(item))
 
-    def _attempt(self, item: WorkItem) -> None:
+    def _attempt(self, item: WorkItem) -> bool:
+        """Process one item; True if it succeeded and is to be finished with its batch (failures
+        are retried or dead-lettered here)."""
         record = item.record
         if item.dead_letter is not None:
             self._dead_letter(item, item.dead_letter)
-            return
+            return False
         started = time.monotonic()
         event_type = "?"
         try:
@@ -669,11 +861,11 @@ class EventRuntime:
         except Exception as exc:
             failure = classify(exc)
             self._failed(item, failure)
-            return
+            return False
         self.observer.on_processed(record.tp, event_type, time.monotonic() - started)
         if log.isEnabledFor(logging.DEBUG):  # this is the per-event hot path
             log.debug("processed", extra={**_ids(record), "event_id": event.id, "type": event.type})
-        self._finish(item)
+        return True
 
     def _failed(self, item: WorkItem, failure: Failure) -> None:
         now, mono = time.time(), time.monotonic()
@@ -745,7 +937,6 @@ class EventRuntime:
     def _schedule_retry(self, item: WorkItem, delay: float) -> None:
         with self._lock:
             self._in_flight -= 1
-            self.observer.in_flight(self._in_flight)
             window = self._windows.get(item.tp)
             if self._stop.is_set() or window is None or window.incarnation != item.incarnation:
                 self._scheduler.release(item.key)  # redelivered later (not committed)
@@ -757,14 +948,11 @@ class EventRuntime:
     def _finish(self, item: WorkItem) -> None:
         with self._lock:
             self._in_flight -= 1
-            self.observer.in_flight(self._in_flight)
             window = self._windows.get(item.tp)
             if window is not None and window.incarnation == item.incarnation:
                 window.mark_done(item.record.offset)
             self._scheduler.release(item.key)
             self._idle.notify_all()
-        # The next event of this key (or any other) can start now, not at the next poll.
-        self._dispatch()
 
 
 def _ids(record: Record) -> dict[str, Any]:
