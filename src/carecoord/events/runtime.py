@@ -788,6 +788,7 @@ class EventRuntime:
             with self._lock:
                 self._busy_workers -= 1
                 self._finish_done(worker)
+                self.observer.in_flight(self._busy_workers)  # also when nothing was "done"
         if n:
             sample = (time.monotonic() - first) / n
             recent = self._item_seconds
