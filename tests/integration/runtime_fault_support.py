@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -52,14 +52,6 @@ def written(fhir_base_url: str, tag: str) -> list[str]:
     with FhirClient(fhir_base_url) as fhir:
         found = fhir.search("Basic", {"code": f"{CODE_SYSTEM}|{tag}", "_count": "200"})
     return [i.value for r in found for i in (r.identifier or []) if i.system == SYSTEM]  # type: ignore[attr-defined]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def connection(bootstrap: str) -> KafkaConnection:

@@ -5,8 +5,7 @@ time-based triggers to the input topic."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,20 +17,11 @@ from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.fhir.client import FhirClient
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 HANDLERS = ["enrolment", "outreach", "care-tasks"]
-
-
-def _wait(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -62,7 +52,7 @@ def service(
     svc = Service(settings)
     thread = threading.Thread(target=svc.run, daemon=True)
     thread.start()
-    _wait(svc.ready, "the service to be ready")
+    wait_for(svc.ready, 60.0, "the service to be ready")
     yield svc
     svc.request_stop()
     thread.join(30)
@@ -109,14 +99,18 @@ def test_service_escalates_three_unanswered_attempts_once(
     def of(rtype: str, patient: str) -> list[Any]:
         return fhir.search(rtype, {"patient": f"Patient/{patient}"})
 
-    _wait(lambda: len(of("Communication", reached)) == 4, "the answered patient's attempts")
-    _wait(lambda: len(of("Communication", silent)) == 3, "the silent patient's attempts")
+    wait_for(
+        lambda: len(of("Communication", reached)) == 4, 60.0, "the answered patient's attempts"
+    )
+    wait_for(lambda: len(of("Communication", silent)) == 3, 60.0, "the silent patient's attempts")
     escalations = [t for t in of("Task", silent) if t.code.coding[0].code == "outreach-escalation"]
     assert len(escalations) == 1
     assert escalations[0].owner.reference == f"Practitioner/lead-{unique}"
     assert not [t for t in of("Task", reached) if t.code.coding[0].code == "outreach-escalation"]
     assert len(of("CarePlan", silent)) == 1 and len(of("CommunicationRequest", reached)) == 1
-    outbound = _wait(lambda: _outbound(kafka_bootstrap, topics["topic_out"]), "outbound events")
+    outbound = wait_for(
+        lambda: _outbound(kafka_bootstrap, topics["topic_out"]), 60.0, "outbound events"
+    )
     escalated = {e.id for e in outbound if e.type == "carecoord.outreach.escalated"}
     assert len(escalated) == 1
     assert {e.subject for e in outbound} == {f"Patient/{silent}"}

@@ -10,13 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from slow_fhir_proxy import SlowFhirProxy
 
@@ -29,6 +27,7 @@ from carecoord.fhir.client import FhirClient
 from carecoord.handlers.care_model import OUTREACH_REQUEST_ID
 from carecoord.local import free_port
 from support.pipeline import Pipeline
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -209,20 +208,6 @@ def service(
 # -- observing the servers ----------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, svc: Service) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        svc.check_alive()
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
 def search(fhir: FhirClient, resource_type: str, params: dict[str, str]) -> list[Any]:
     return list(fhir.search(resource_type, params))
 
@@ -298,20 +283,30 @@ def test_sigkill_twice_mid_stream_leaves_exactly_the_expected_resources(
         # Run 1: the first half of the stream is waiting; killed once some attempts are recorded.
         publish(broker, stream.messages[:half])
         service.start()
-        wait_for(progressed(total // 4, 0), 60, "first progress", service)
+        wait_for(progressed(total // 4, 0), 60, "first progress", before_each=service.check_alive)
         kill()
 
         # Run 2: the rest of the stream arrives while it runs; killed again mid-stream.
         service.start()
         publish(broker, stream.messages[half:])
-        wait_for(progressed(2 * total // 3, progress[0][1]), 60, "more progress", service)
+        wait_for(
+            progressed(2 * total // 3, progress[0][1]),
+            60,
+            "more progress",
+            before_each=service.check_alive,
+        )
         kill()
 
         # Run 3: finishes the stream, then stops gracefully.
         service.start()
         wait_for(lambda: set(attempts_recorded(fhir, unique)) >= stream.attempt_ids, 60,
-                 "every attempt recorded", service)  # fmt: skip
-        wait_for(lambda: committed() == len(stream.messages), 40, "every offset committed", service)
+                 "every attempt recorded", before_each=service.check_alive)  # fmt: skip
+        wait_for(
+            lambda: committed() == len(stream.messages),
+            40,
+            "every offset committed",
+            before_each=service.check_alive,
+        )
         assert service.terminate() == 0, service.log.read_text()[-3000:]
     finally:
         service.close()

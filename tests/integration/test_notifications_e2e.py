@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,12 @@ from carecoord.fhir.models import to_json
 from carecoord.handlers.referrals import attempt_of
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
 TOKEN = "notify-test-token"
-
-
-def _wait(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -70,7 +60,7 @@ def service(kafka_bootstrap: str, fhir_base_url: str, topics: dict[str, str]) ->
     svc = Service(settings)
     thread = threading.Thread(target=svc.run, daemon=True)
     thread.start()
-    _wait(svc.ready, "the service to be ready")
+    wait_for(svc.ready, 60.0, "the service to be ready")
     yield svc
     svc.request_stop()
     thread.join(30)
@@ -135,7 +125,7 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
         ]
     )
     fhir = FhirClient(fhir_base_url)
-    (first,) = _wait(lambda: _referral_tasks(fhir, patient), "the first referral Task")
+    (first,) = wait_for(lambda: _referral_tasks(fhir, patient), 60.0, "the first referral Task")
     assert first.status == "requested"
 
     # The organisation rejects the referral on the FHIR server (Gravity: the recipient's status).
@@ -159,7 +149,7 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
         found = _referral_tasks(fhir, patient)
         return found if len(found) >= 2 else None
 
-    tasks = _wait(two_tasks, "the second referral Task")
+    tasks = wait_for(two_tasks, 60.0, "the second referral Task")
     assert [attempt_of(tk).number for tk in tasks] == [1, 2]  # type: ignore[union-attr]
     first_now, second = tasks
     assert (first_now.status, first_now.statusReason.text) == ("rejected", "waiting list full")
@@ -199,7 +189,7 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
         found = created()
         return found if len(found) == 3 else None
 
-    announced = _wait(three_announced, "the retried notification to be processed")
+    announced = wait_for(three_announced, 60.0, "the retried notification to be processed")
     assert len({e.id for e in announced}) == 2
     assert [e.data["attempt"] for e in announced] == [1, 2, 2]
     assert len(_referral_tasks(fhir, patient)) == 2

@@ -19,7 +19,6 @@ from runtime_fault_support import (
     connection,
     produce_events,
     runtime_options,
-    wait_for,
     written,
 )
 
@@ -28,6 +27,7 @@ from carecoord.events.broker import KafkaBroker, Message
 from carecoord.events.envelope import new_event
 from carecoord.events.runtime import EventRuntime
 from carecoord.fhir.client import FhirClient
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

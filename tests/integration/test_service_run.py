@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
 from carecoord.events.envelope import new_event
 from carecoord.local import free_port
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,19 +49,6 @@ HANDLERS = [
     HandlerSpec("{name}", ("itest.make-task",), make_task, default_config={{"stage": "new"}})
 ]
 """
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from carecoord.service.app import PeriodicRunner, Service, plugin_periodic_jobs,
 from carecoord.service.health import HealthServer
 from carecoord.service.logging import configure_logging
 from carecoord.settings import load_settings
+from support.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -76,13 +76,6 @@ def settings(**kw: object):  # type: ignore[no-untyped-def]
     )
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 def metric(text: str, prefix: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
@@ -96,11 +89,16 @@ def test_metrics_and_health_after_processing() -> None:
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: service.health is not None)
+        wait_for(lambda: service.health is not None, 10.0, "the health server", interval=0.02)
         assert service.health is not None
         base = f"http://127.0.0.1:{service.health.port}"
         assert httpx.get(f"{base}/healthz").status_code == 200
-        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200)
+        wait_for(
+            lambda: httpx.get(f"{base}/readyz").status_code == 200,
+            10.0,
+            "/readyz to answer 200",
+            interval=0.02,
+        )
 
         good = new_event("test.greet", "p1", {}, id="e1").to_json_bytes()
         unknown = new_event("test.nobody", "p2", {}, id="e2").to_json_bytes()
@@ -112,7 +110,7 @@ def test_metrics_and_health_after_processing() -> None:
                 metric(text, "carecoord_events_processed_total") >= 1
             )
 
-        wait_for(done)
+        wait_for(done, 10.0, "the events to be processed", interval=0.02)
         text = httpx.get(f"{base}/metrics").text
         assert 'event_type="test.greet"' in text
         assert 'error_type="MalformedEvent"' in text
@@ -170,7 +168,7 @@ def test_periodic_jobs_run_and_survive_failures() -> None:
 
     runner = PeriodicRunner([(0.01, flaky)]).start()
     try:
-        wait_for(lambda: len(calls) >= 3)
+        wait_for(lambda: len(calls) >= 3, 10.0, "three periodic runs", interval=0.02)
     finally:
         runner.close()
 
