@@ -112,7 +112,12 @@ def test_full_resource_backport_bundle_becomes_status_changed() -> None:
     assert ev.type == "carecoord.referral.status-changed"
     assert ev.id == "fhir-notification:Task/t1/_history/3"
     assert ev.subject == "Patient/p1" and ev.source == SOURCE
-    assert ev.data == {"task": "Task/t1", "status": "rejected", "reason": "waiting list full"}
+    assert ev.data == {
+        "task": "Task/t1",
+        "status": "rejected",
+        "reason": "waiting list full",
+        "task_version": "3",
+    }
     assert ev.time == datetime(2025, 3, 10, 15, tzinfo=UTC)
     assert parse_data(ev, ReferralStatusChanged).status == "rejected"  # valid for the handler
 
@@ -135,7 +140,7 @@ def test_r4b_subscription_status_bundle_is_accepted() -> None:
         "notificationEvent": [{"eventNumber": "8", "focus": {"reference": "Task/t1"}}],
     }
     (ev,) = translate(bundle)
-    assert ev.data == {"task": "Task/t1", "status": "accepted"}
+    assert ev.data == {"task": "Task/t1", "status": "accepted", "task_version": "3"}
 
 
 def test_version_comes_from_the_location_when_the_resource_has_no_meta() -> None:
@@ -158,7 +163,7 @@ def test_id_only_entries_are_read_through_the_reader() -> None:
     assert reader.reads == [("Task", "t1")]
     # the current version was read: its status and version make the event
     assert ev.id == "fhir-notification:Task/t1/_history/5"
-    assert ev.data == {"task": "Task/t1", "status": "in-progress"}
+    assert ev.data == {"task": "Task/t1", "status": "in-progress", "task_version": "5"}
 
 
 def test_id_only_with_the_focus_only_in_the_status_is_read() -> None:
@@ -174,7 +179,12 @@ def test_id_only_with_the_focus_only_in_the_status_is_read() -> None:
     )
     reader = Reader(task_json("failed", statusReason={"text": "could not reach"}))
     (ev,) = translate(bundle, fhir=reader)
-    assert ev.data == {"task": "Task/t1", "status": "failed", "reason": "could not reach"}
+    assert ev.data == {
+        "task": "Task/t1",
+        "status": "failed",
+        "reason": "could not reach",
+        "task_version": "3",
+    }
 
 
 def test_id_only_without_a_reader_says_what_is_needed() -> None:

@@ -58,6 +58,9 @@ class ReferralStatusChanged(EventData):
     task: str = Field(pattern=r"^Task/[A-Za-z0-9\-.]{1,64}$")
     status: TaskStatus
     reason: str | None = None
+    # The Task version that had `status` (e.g. from a FHIR notification): if the Task has moved
+    # on since, the event is stale and changes nothing.
+    task_version: str | None = None
 
 
 class ClinicalQuestion(EventData):

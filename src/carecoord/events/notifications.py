@@ -120,6 +120,8 @@ def referral_task_events(changed: Changed) -> list[CloudEvent]:
         return []
     patient = _patient_of(task, changed.reference)
     data: dict[str, Any] = {"task": changed.reference, "status": status}
+    if changed.version:
+        data["task_version"] = changed.version
     reason = task.get("statusReason")
     if isinstance(reason, Mapping) and isinstance(reason.get("text"), str) and reason["text"]:
         data["reason"] = reason["text"]

@@ -42,7 +42,6 @@ from carecoord.events.catalog import (
     require_patient,
 )
 from carecoord.events.envelope import CloudEvent
-from carecoord.events.notifications import SOURCE as NOTIFICATION_SOURCE
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import work_task
 from carecoord.fhir.errors import FhirGone, FhirNotFound
@@ -556,10 +555,10 @@ def handle_status_changed(event: CloudEvent, ctx: HandlerContext) -> Effects:
         )
 
     fx = Effects()
-    if event.source == NOTIFICATION_SOURCE and task.status != data.status:
-        # A FHIR notification that arrives after the Task moved on: the notification of the
+    if data.task_version and task.status != data.status and _version(task) != data.task_version:
+        # Reports a status of an older version (e.g. a late FHIR notification): the event of the
         # later change carries the current status, so this one changes nothing.
-        log.info("stale referral notification ignored", extra={"event_id": event.id})
+        log.info("stale referral status ignored", extra={"event_id": event.id})
         return fx
     reason = data.reason or DEFAULT_REASONS.get(data.status)
     if task.status != data.status:
