@@ -177,6 +177,7 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
         "task": f"Task/{first.id}",
         "status": "rejected",
         "reason": "waiting list full",
+        "task_version": first_now.meta.versionId,
     }
 
     def created() -> list[CloudEvent]:
