@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 from fhir.resources.R4B.basic import Basic
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.coding import Coding
@@ -111,60 +108,3 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> 
 def partitions_of(bootstrap: str, topic: str) -> set[TP]:
     broker = KafkaBroker(connection(bootstrap))
     return {r.tp for r in broker.read_topic(topic, timeout=30)}
-
-
-class FlakyProxy:
-    """An HTTP proxy to the FHIR server answering 503 / 429 (Retry-After: 1) while `failing`."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.failing = False
-        self.refused = 0
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if proxy.failing:
-                    proxy.refused += 1
-                    status = 429 if proxy.refused % 2 else 503
-                    self.send_response(status)
-                    if status == 429:
-                        self.send_header("Retry-After", "1")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                path = self.path.removeprefix("/fhir")
-                headers = {
-                    k: v for k, v in self.headers.items()
-                    if k.lower() not in ("host", "content-length", "connection")
-                }  # fmt: skip
-                r = httpx.request(
-                    self.command, proxy.upstream + path, headers=headers, content=body, timeout=30
-                )
-                self.send_response(r.status_code)
-                for k, v in r.headers.items():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
-                                         "content-encoding"):  # fmt: skip
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

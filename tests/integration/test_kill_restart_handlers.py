@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slow_fhir_proxy import SlowFhirProxy
 
 from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
 from carecoord.events.dlq import list_dead_letters
@@ -26,6 +25,7 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.care_model import OUTREACH_REQUEST_ID
 from carecoord.local import free_port
+from support.fhir_proxy import FhirProxy
 from support.pipeline import Pipeline
 from support.waiting import wait_for
 
@@ -198,7 +198,7 @@ def service(
 ) -> Iterator[Service]:
     """The service talks to the FHIR server through a proxy adding 20 ms a request, so that the
     stream takes seconds rather than a fraction of one and the kills land mid-stream."""
-    proxy = SlowFhirProxy(fhir_base_url, delay=0.02)
+    proxy = FhirProxy(fhir_base_url, delay=0.02)
     svc = Service(service_env(kafka_bootstrap, proxy.base_url, unique), tmp_path / "run.log")
     yield svc
     svc.close()

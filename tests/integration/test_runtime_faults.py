@@ -14,7 +14,6 @@ import pytest
 from runtime_fault_support import (
     EVENT_TYPE,
     BasicWriter,
-    FlakyProxy,
     committed_total,
     connection,
     produce_events,
@@ -27,6 +26,7 @@ from carecoord.events.broker import KafkaBroker, Message
 from carecoord.events.envelope import new_event
 from carecoord.events.runtime import EventRuntime
 from carecoord.fhir.client import FhirClient
+from support.fhir_proxy import FhirProxy
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ def test_fhir_server_503_and_429_for_a_while_loses_and_dead_letters_nothing(
     opts = runtime_options(kafka_bootstrap, unique)
     KafkaBroker(connection(kafka_bootstrap)).ensure_topics({opts.topic_in: 1})
     ids = produce_events(kafka_bootstrap, opts.topic_in, [f"p{i}" for i in range(4)], 5)
-    proxy = FlakyProxy(fhir_base_url)
+    proxy = FhirProxy(fhir_base_url)
     proxy.failing = True
     stop = threading.Event()
     with FhirClient(proxy.base_url, retry_budget=0) as fhir:

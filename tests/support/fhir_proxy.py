@@ -1,8 +1,10 @@
-"""An HTTP proxy in front of the FHIR server adding a fixed latency to every request.
+"""An HTTP proxy in front of the FHIR server for fault tests.
 
-Loopback sekmet answers in a few milliseconds, so a whole test stream is processed in well under
-a second; with the latency of a real network the service is slow enough for a test to kill it
-while events are in flight.
+- `delay`: latency added to every request. Loopback sekmet answers in milliseconds, so a whole
+  test stream is processed in well under a second; with a real network's latency a test can kill
+  the service while events are in flight.
+- `failing`: while True, answer 503 and 429 (Retry-After: 1) in turn instead of forwarding, as an
+  overloaded server would; `refused` counts those answers.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import httpx
 _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
 
 
-class SlowFhirProxy:
-    def __init__(self, upstream: str, delay: float) -> None:
+class FhirProxy:
+    def __init__(self, upstream: str, *, delay: float = 0.0) -> None:
         self.upstream = upstream.rstrip("/")
         self.delay = delay
+        self.failing = False
+        self.refused = 0
         self._client = httpx.Client(timeout=30)
         proxy = self
 
@@ -31,6 +35,15 @@ class SlowFhirProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if proxy.failing:
+                    proxy.refused += 1
+                    status = 429 if proxy.refused % 2 else 503
+                    self.send_response(status)
+                    if status == 429:
+                        self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 time.sleep(proxy.delay)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 r = proxy._client.request(
