@@ -2,6 +2,21 @@
 
 Every error carries context (which resource, which event, which offset) as attributes and in its
 message, and never PHI: ids only.
+
+    CarecoordError                   transient / rerun / unavailable decide what the runtime does
+    ├── ConfigError                  a setting is wrong: fails at start-up; permanent at run time
+    ├── InvalidTransition            a workflow state machine refused a transition
+    ├── EventError                   the event cannot be processed (permanent)
+    │   ├── MalformedEvent           not JSON / not a CloudEvent / unknown type / bad data
+    │   └── HandlerError             a handler cannot act on a valid event
+    ├── FhirError (fhir/errors.py)   dependency "fhir"; 5xx, 429 and transport errors: unavailable
+    │   └── FhirConflict ...         409/412: rerun (the handlers read again)
+    └── BrokerError (events/broker)  dependency "kafka"; unavailable unless MessageTooLarge
+
+The runtime's contract (events/runtime.py `classify`): an error that is `unavailable` pauses
+consumption until its dependency answers again and never dead-letters the event; `transient` or
+`rerun` ones are retried within the retry budget; everything else of carecoord's is permanent
+and goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -11,6 +26,23 @@ from typing import Any
 
 class CarecoordError(Exception):
     """Base class of every error carecoord raises on purpose."""
+
+    transient: bool = False
+    """The same operation may succeed if tried again later (a timeout, a 503)."""
+    rerun: bool = False
+    """Re-running the event's handlers may succeed where repeating the request would not."""
+    dependency: str | None = None
+    """The dependency whose failure this reports ("fhir", "kafka"), if any."""
+
+    @property
+    def unavailable(self) -> bool:
+        """The dependency is unreachable or failing: an outage, unless a probe finds it well."""
+        return False
+
+    @property
+    def declared_unavailable(self) -> bool:
+        """The dependency itself said it is unavailable (429, 503): an outage, no probe needed."""
+        return False
 
     def __init__(self, message: str, **context: Any) -> None:
         self.context: dict[str, Any] = {k: v for k, v in context.items() if v is not None}

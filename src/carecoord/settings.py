@@ -37,8 +37,10 @@ Service
                                           (port 0: any free port)
     CARECOORD_LOG_LEVEL                   DEBUG | INFO | WARNING | ERROR
     CARECOORD_LOG_FORMAT                  json (default) | text
-    CARECOORD_SWEEPER_INTERVAL            seconds between sweeps of time-based triggers; 0 = off;
-                                          unset = the sweeper's own (outreach config, 300 s)
+    CARECOORD_SWEEPER_INTERVAL            seconds between sweeps of time-based triggers, default
+                                          300; 0 = off
+    CARECOORD_HEALTH_CHECK_INTERVAL       seconds between probes of the FHIR server and the broker
+                                          while they answer (readiness, outages), default 15
 FHIR change notifications (rest-hook, served by the health server)
     CARECOORD_NOTIFICATIONS_ENABLED       true: accept POST <path> from a FHIR Subscription; false
     CARECOORD_NOTIFICATIONS_PATH          default /fhir/notifications
@@ -98,7 +100,8 @@ _HINTS: dict[str, str] = {
     "health_port": "use a TCP port from 0 to 65535 (0 picks a free one), e.g. 8000",
     "log_level": "use one of DEBUG, INFO, WARNING, ERROR",
     "log_format": "use json or text",
-    "sweeper_interval": "use a number of seconds of 0 (off) or more, e.g. 300, or leave it unset",
+    "sweeper_interval": "use a number of seconds of 0 (off) or more, e.g. 300",
+    "health_check_interval": "use a number of seconds above 0, e.g. 15",
     "notifications_path": "use a URL path starting with /, e.g. /fhir/notifications",
     "notifications_enabled": "use true or false",
     "handlers": "set CARECOORD_HANDLERS__<handler>__<key>=value or a [handlers.<handler>] table",
@@ -169,8 +172,9 @@ class Settings(BaseSettings):
     health_port: int = Field(8000, ge=0, le=65535)
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
-    # None: the sweeper's own interval (outreach's sweep_interval_seconds); 0: no sweeper.
-    sweeper_interval: float | None = Field(None, ge=0)
+    sweeper_interval: float = Field(300.0, ge=0)  # 0: no sweeper in `carecoord run`
+    # Seconds between probes of the FHIR server and the broker while they answer (readiness).
+    health_check_interval: float = Field(15.0, gt=0)
 
     # FHIR change notifications (carecoord.service.notification_endpoint)
     notifications_enabled: bool = False

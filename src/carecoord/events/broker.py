@@ -8,6 +8,7 @@ same protocols in memory for fast unit tests; tests/contract runs one suite agai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from pydantic import SecretStr
 
-from carecoord.errors import CarecoordError
+from carecoord.errors import CarecoordError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,15 @@ class Commit:
 
 
 class BrokerError(CarecoordError):
-    """The broker failed a request. `transient` ones are worth retrying."""
+    """The broker failed a request. `transient` ones are worth retrying, and mean the broker is
+    unavailable (the runtime pauses and probes it instead of dead-lettering)."""
 
     transient = True
+    dependency = "kafka"
+
+    @property
+    def unavailable(self) -> bool:
+        return self.transient
 
 
 class MessageTooLarge(BrokerError):
@@ -212,6 +219,25 @@ def _kafka_error(exc: BaseException, what: str) -> BrokerError:
         return MessageTooLarge(f"{what}: record too large ({type(exc).__name__})")
     err = BrokerError(f"{what}: {type(exc).__name__}: {exc}")
     return err
+
+
+@contextlib.contextmanager
+def _connecting() -> Iterator[None]:
+    """kafka-python clients connect in their constructors: an unreachable broker is a transient
+    BrokerError (the runtime retries it with backoff); options kafka-python refuses are a
+    ConfigError (retrying would not help)."""
+    from kafka import errors as kerr
+
+    try:
+        yield
+    except kerr.KafkaConfigurationError as exc:
+        raise ConfigError(f"kafka-python refused the connection settings: {exc}") from exc
+    except AssertionError as exc:  # kafka-python asserts on unknown option names
+        raise ConfigError(
+            f"kafka-python refused an option: check the names in CARECOORD_KAFKA_OPTIONS ({exc})"
+        ) from exc
+    except kerr.KafkaError as exc:
+        raise BrokerError(f"the broker is unreachable ({type(exc).__name__})") from exc
 
 
 def _record(r: Any) -> Record:
@@ -396,15 +422,18 @@ class KafkaBroker:
         self.connection = connection
 
     def consumer(self, group_id: str) -> Consumer:
-        return KafkaConsumerAdapter(self.connection, group_id)
+        with _connecting():
+            return KafkaConsumerAdapter(self.connection, group_id)
 
     def producer(self) -> Producer:
-        return KafkaProducerAdapter(self.connection)
+        with _connecting():
+            return KafkaProducerAdapter(self.connection)
 
     def ensure_topics(self, topics: Mapping[str, int]) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
 
-        admin = KafkaAdminClient(**self.connection.common())
+        with _connecting():
+            admin = KafkaAdminClient(**self.connection.common())
         try:
             existing = set(admin.list_topics())
             new = [

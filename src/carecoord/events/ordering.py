@@ -32,6 +32,8 @@ class Failure:
     message: str
     permanent: bool
     retry_after: float | None = None  # seconds the server asked us to wait, if it said
+    outage: str | None = None  # the unavailable dependency ("fhir", "kafka"), if that was why
+    declared: bool = False  # ... and it said so itself (429, 503)
 
 
 @dataclass(eq=False)
@@ -42,6 +44,8 @@ class WorkItem:
     first_failure: float | None = None  # wall clock (epoch seconds), for headers
     first_failure_mono: float | None = None  # monotonic, for the retry budget
     last_failure: float | None = None
+    # Confirmed outage seconds (all dependencies) at the first failure: excluded from the budget.
+    outage_seconds_at_first_failure: float = 0.0
     failure: Failure | None = None
     # Set once the item must be dead-lettered; a retry then only re-tries the DLQ write.
     dead_letter: Failure | None = None

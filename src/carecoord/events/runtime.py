@@ -33,7 +33,8 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from carecoord.errors import CarecoordError, EventError
+from carecoord.errors import CarecoordError, EventError, MalformedEvent
+from carecoord.events.availability import Availability
 from carecoord.events.broker import (
     TP,
     Broker,
@@ -197,21 +198,33 @@ class RuntimeOptions:
 
 
 def classify(exc: BaseException) -> Failure:
-    """Map an exception to a PHI-free failure; `permanent` ones go to the dead-letter topic."""
+    """Map an exception to a PHI-free failure (the contract is drawn in carecoord/errors.py).
+
+    - `unavailable` (a dependency is down: FHIR 5xx/429/unreachable, broker unreachable): an
+      outage; retried once the dependency answers again, never dead-lettered for it;
+    - `transient` or `rerun` (e.g. a version conflict): retried within the budget;
+    - any other carecoord error (MalformedEvent, HandlerError, ConfigError, FHIR 4xx): permanent;
+    - anything unexpected: retried within the budget, then dead-lettered under its type name.
+    """
     name = type(exc).__name__
-    if getattr(exc, "transient", False) is True:
-        hint = getattr(exc, "retry_after", None)
-        retry_after = float(hint) if isinstance(hint, int | float) else None
+    hint = getattr(exc, "retry_after", None)
+    retry_after = float(hint) if isinstance(hint, int | float) else None
+    if not isinstance(exc, CarecoordError):
+        return Failure(name, _safe_message(exc), permanent=False, retry_after=retry_after)
+    if exc.unavailable:
+        return Failure(
+            name,
+            _safe_message(exc),
+            permanent=False,
+            retry_after=retry_after,
+            outage=exc.dependency,
+            declared=exc.declared_unavailable,
+        )
+    if exc.transient or exc.rerun:
         return Failure(name, _safe_message(exc), permanent=False, retry_after=retry_after)
     if isinstance(exc, EventError):
         return Failure(name, _safe_message(exc), permanent=exc.permanent)
-    status = getattr(exc, "status", None)
-    if isinstance(exc, CarecoordError) and hasattr(exc, "transient"):
-        # A FhirError that is not transient: 409/412 are conflicts worth re-running; other 4xx
-        # will fail the same way again.
-        return Failure(name, _safe_message(exc), permanent=status not in (409, 412))
-    # Unexpected: retried within the budget, then dead-lettered under its type name.
-    return Failure(name, _safe_message(exc), permanent=False)
+    return Failure(name, _safe_message(exc), permanent=True)
 
 
 def _safe_message(exc: BaseException) -> str:
@@ -280,9 +293,14 @@ class EventRuntime:
         *,
         broker: Broker | None = None,
         observer: RuntimeObserver | None = None,
+        dependencies: Sequence[Availability] = (),
     ) -> None:
+        """`dependencies`: what the processor and the producer need ("fhir", "kafka"). While one
+        is down no new work starts and every partition is paused (see availability.py)."""
         self.processor = processor
         self.options = options or RuntimeOptions()
+        self.dependencies = {d.name: d for d in dependencies}
+        self._outage_paused = False
         self.broker: Broker = broker or KafkaBroker(self.options.connection)
         self.observer: RuntimeObserver = observer or NoopObserver()
         self._stop = threading.Event()
@@ -317,8 +335,16 @@ class EventRuntime:
 
     @property
     def _holding(self) -> bool:
-        """No new work starts: shutting down, draining before a rebalance, or mid-rebalance."""
-        return self._stop.is_set() or self._draining or bool(self._revoking)
+        """No new work starts: shutting down, draining before a rebalance, mid-rebalance, or a
+        dependency is down."""
+        return self._stop.is_set() or self._draining or bool(self._revoking) or self._outage
+
+    @property
+    def _outage(self) -> bool:
+        return any(not d.up for d in self.dependencies.values())
+
+    def _outage_seconds(self) -> float:
+        return sum(d.confirmed_down_seconds() for d in self.dependencies.values())
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -383,12 +409,10 @@ class EventRuntime:
 
     def _start(self) -> None:
         o = self.options
-        if o.create_topics_partitions:
-            n = o.create_topics_partitions
-            self.broker.ensure_topics({o.topic_in: n, o.topic_out: n, o.topic_dlq: n})
-        self._producer = self.broker.producer()
+        if not self._connect():
+            return
+        assert self._producer is not None and self._consumer is not None
         self._events_out = EventProducer(self._producer, o.topic_out, source=o.event_source)
-        self._consumer = self.broker.consumer(o.group_id)
         self._consumer.subscribe([o.topic_in], self._listener)
         self._closing = False
         self._workers = [_Worker() for _ in range(max(1, o.max_in_flight))]
@@ -398,6 +422,32 @@ class EventRuntime:
         self._running = True
         self._last_poll = time.monotonic()
         log.info("event runtime started", extra={"topic": o.topic_in, "group": o.group_id})
+
+    def _connect(self) -> bool:
+        """Connect to the broker, retrying an unreachable one with backoff (capped at
+        `backoff_max_seconds`) until it answers or a stop is requested (then False)."""
+        o = self.options
+        failures = 0
+        while True:
+            try:
+                if o.create_topics_partitions:
+                    n = o.create_topics_partitions
+                    self.broker.ensure_topics({o.topic_in: n, o.topic_out: n, o.topic_dlq: n})
+                self._producer = self._producer or self.broker.producer()
+                self._consumer = self.broker.consumer(o.group_id)
+                return True
+            except BrokerError as exc:
+                if not exc.transient:
+                    raise
+                failures += 1
+                ceiling = min(o.backoff_max_seconds, o.backoff_base_seconds * 2.0**failures)
+                delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+                log.warning(
+                    "broker unreachable; retrying",
+                    extra={"error": exc.message, "attempt": failures, "retry_in": round(delay, 1)},
+                )
+                if self._stop.wait(delay):
+                    return False
 
     # -- the poll loop -----------------------------------------------------------------------
 
@@ -418,6 +468,7 @@ class EventRuntime:
                 self._before_rebalance()
         else:
             self._rebalance_prepared = False
+        self._apply_outage()
         self._await_capacity()
         self._apply_backpressure()  # resume what the workers caught up on before fetching
         try:
@@ -545,6 +596,23 @@ class EventRuntime:
                 self.observer.on_retry(item.tp)
                 self._scheduler.untake(item)  # at the head of its key's queue
 
+    def _apply_outage(self) -> None:
+        """Pause every partition while a dependency is down (the consumer keeps polling, so the
+        group keeps us), and give them back to backpressure's control once all are up."""
+        down = self._outage
+        if down == self._outage_paused:
+            return
+        self._outage_paused = down
+        if down:
+            with self._lock:
+                partitions = sorted(self._windows)
+            if partitions:
+                self._require_consumer().pause(partitions)
+            log.warning("a dependency is down: consumption paused")
+        else:
+            self._sync_pause()
+            log.info("dependencies up: consumption resumed")
+
     def _apply_backpressure(self) -> None:
         consumer = self._require_consumer()
         limit = self.options.max_in_flight_per_partition
@@ -558,6 +626,8 @@ class EventRuntime:
                 elif window.paused and window.pending < max(1, limit // 2):
                     window.paused = False
                     to_resume.append(tp)
+        if self._outage_paused:
+            to_resume = []  # stays paused for the outage; _apply_outage resumes it
         if to_pause:
             log.info("pausing partitions", extra={"partitions": [str(t) for t in to_pause]})
             consumer.pause(to_pause)
@@ -662,7 +732,8 @@ class EventRuntime:
         with nothing pending would never be fetched again."""
         consumer = self._require_consumer()
         with self._lock:
-            paused = [t for t, w in self._windows.items() if w.paused or self._stop.is_set()]
+            hold = self._stop.is_set() or self._outage_paused
+            paused = [t for t, w in self._windows.items() if w.paused or hold]
             fetching = [t for t in self._windows if t not in paused]
         if paused:
             consumer.pause(paused)
@@ -855,6 +926,7 @@ class EventRuntime:
         try:
             event = CloudEvent.from_json_bytes(record.value)
             event_type = event.type
+            _check_key(record, event)
             emits = self.processor.process(event)
             if emits:
                 assert self._events_out is not None
@@ -872,6 +944,8 @@ class EventRuntime:
         now, mono = time.time(), time.monotonic()
         item.attempts += 1
         item.failure = failure
+        if item.first_failure_mono is None:
+            item.outage_seconds_at_first_failure = self._outage_seconds()
         item.first_failure = item.first_failure or now
         item.first_failure_mono = item.first_failure_mono or mono
         item.last_failure = now
@@ -880,8 +954,17 @@ class EventRuntime:
             self._dead_letter(item, failure)
             return
         delay = self._backoff(item)
-        elapsed = mono - item.first_failure_mono
-        if elapsed + delay > self.options.retry_budget_seconds:
+        dependency = self.dependencies.get(failure.outage or "")
+        if dependency is not None:
+            dependency.report_down(
+                failure.error_type, failure.retry_after, confirmed=failure.declared
+            )
+        # Time the dependency was confirmed down is not this event's fault: it is not spent
+        # from its budget, and an event is never dead-lettered while its dependency is down.
+        outage = self._outage_seconds() - item.outage_seconds_at_first_failure
+        elapsed = mono - item.first_failure_mono - outage
+        confirmed = dependency is not None and dependency.confirmed_down
+        if not confirmed and elapsed + delay > self.options.retry_budget_seconds:
             log.warning(
                 "retry budget exhausted; dead-lettering",
                 extra={**_ids(item.record), "error": failure.error_type, "attempts": item.attempts},
@@ -926,6 +1009,9 @@ class EventRuntime:
                 "dead-letter write failed; will retry",
                 extra={**_ids(record), "error": type(exc).__name__},
             )
+            kafka = self.dependencies.get("kafka")
+            if kafka is not None and exc.unavailable:
+                kafka.report_down(type(exc).__name__)
             self._schedule_retry(item, min(self.options.backoff_max_seconds, 1.0 + item.attempts))
             return
         log.warning(
@@ -954,6 +1040,17 @@ class EventRuntime:
                 window.mark_done(item.record.offset)
             self._scheduler.release(item.key)
             self._idle.notify_all()
+
+
+def _check_key(record: Record, event: CloudEvent) -> None:
+    """Per-patient order rests on the Kafka key being the subject's patient id: an event under
+    another patient's key would run concurrently with its own patient's events."""
+    expected = event.key
+    if record.key is not None and expected is not None and record.key != expected:
+        raise MalformedEvent(
+            "the Kafka key is not the subject's patient id (the catalog keys events by patient)",
+            event_id=event.id,
+        )
 
 
 def _ids(record: Record) -> dict[str, Any]:

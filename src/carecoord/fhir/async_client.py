@@ -48,6 +48,7 @@ class AsyncFhirClient(ClientBase):
             base_url, retry_budget=retry_budget, fhir_version=fhir_version, backoff=backoff
         )
         self._sleep = sleep or asyncio.sleep
+        self._statement_lock = asyncio.Lock()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=auth,
@@ -99,8 +100,26 @@ class AsyncFhirClient(ClientBase):
             body, call = await self._run(ops.fetch_page(call, self.base_url))
             yield parse_resource(body, self.fhir_version)
 
+    async def capability_statement(self) -> dict[str, Any]:
+        """The CapabilityStatement as JSON, fetched once per client (see FhirClient)."""
+        async with self._statement_lock:
+            if self._statement is None:
+                self._statement = await self._run(ops.capability_statement())
+            return self._statement
+
     async def capabilities(self) -> Resource:
-        return await self._run(ops.capabilities(self.fhir_version))
+        return parse_resource(await self.capability_statement(), self.fhir_version)
+
+    async def ping(self, timeout: float = 5.0) -> None:
+        """One cheap request without retries, for health probes (see FhirClient.ping)."""
+        request = build_request(self._http, self.base_url, ops.ping_call())
+        request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+        label = label_of(request)
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, label) from exc
+        self.check_ping(response, label)
 
     async def create(self, resource: Resource, *, if_none_exist: str | None = None) -> Resource:
         return await self._run(ops.create(resource, if_none_exist, self.fhir_version))
@@ -130,7 +149,11 @@ class AsyncFhirClient(ClientBase):
 
     async def apply(self, writes: Sequence[FhirWrite]) -> TransactionResult:
         if self._put_types is None:
-            self._put_types = await self._run(ops.identifier_blind(self.fhir_version))
+            try:
+                statement: dict[str, Any] | FhirError = await self.capability_statement()
+            except FhirError as exc:
+                statement = exc
+            self._put_types = self.put_types_of(statement)
         return await self._run(ops.apply(writes, self.fhir_version, self._put_types))
 
     async def aclose(self) -> None:

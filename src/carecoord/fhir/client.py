@@ -11,6 +11,7 @@ are retried inside `retry_budget` seconds first (see transport.py).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -20,7 +21,7 @@ import httpx
 from fhir.resources.R4B.resource import Resource
 
 from carecoord.fhir import operations as ops
-from carecoord.fhir.bundles import BatchResult, TransactionResult
+from carecoord.fhir.bundles import BatchResult, TransactionResult, identifier_blind_types
 from carecoord.fhir.errors import FhirError
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion, parse_resource
 from carecoord.fhir.operations import Op, SearchParams
@@ -31,6 +32,7 @@ from carecoord.fhir.transport import (
     Reply,
     RetryPolicy,
     build_request,
+    error_for,
     interpret,
     label_of,
     transport_error,
@@ -62,8 +64,26 @@ class ClientBase:
         self.base_url = base_url.rstrip("/")
         self.fhir_version: FhirVersion = fhir_version
         self.retry = RetryPolicy(budget=retry_budget, backoff=backoff or Backoff())
+        # The CapabilityStatement, fetched once per client and shared by every caller.
+        self._statement: dict[str, Any] | None = None
         # Types whose creates go out as PUT with a stable id (learned on the first apply).
         self._put_types: frozenset[str] | None = None
+
+    @staticmethod
+    def put_types_of(statement: Mapping[str, Any] | FhirError) -> frozenset[str]:
+        """Identifier-blind types from the statement, or from the error fetching it: a server
+        that has none (404, not FHIR) gets the spec's behaviour; one that is down raises."""
+        if isinstance(statement, FhirError):
+            if statement.unavailable:
+                raise statement
+            return frozenset()
+        return identifier_blind_types(statement)
+
+    @staticmethod
+    def check_ping(response: httpx.Response, label: str) -> None:
+        """Any answer is "up" except 5xx and 429 (an auth error still proves the server is up)."""
+        if response.status_code >= 500 or response.status_code == 429:
+            raise error_for(response.status_code, label)
 
     def __repr__(self) -> str:  # no headers: they may carry credentials
         return f"{type(self).__name__}({self.base_url!r}, fhir_version={self.fhir_version!r})"
@@ -89,6 +109,7 @@ class FhirClient(ClientBase):
             base_url, retry_budget=retry_budget, fhir_version=fhir_version, backoff=backoff
         )
         self._sleep = sleep or time.sleep
+        self._statement_lock = threading.Lock()
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=auth,
@@ -145,8 +166,28 @@ class FhirClient(ClientBase):
             body, call = self._run(ops.fetch_page(call, self.base_url))
             yield parse_resource(body, self.fhir_version)
 
+    def capability_statement(self) -> dict[str, Any]:
+        """The server's CapabilityStatement as JSON, fetched once per client: concurrent first
+        callers wait for one request instead of each sending their own."""
+        with self._statement_lock:
+            if self._statement is None:
+                self._statement = self._run(ops.capability_statement())
+            return self._statement
+
     def capabilities(self) -> Resource:
-        return self._run(ops.capabilities(self.fhir_version))
+        return parse_resource(self.capability_statement(), self.fhir_version)
+
+    def ping(self, timeout: float = 5.0) -> None:
+        """One cheap request without retries, for health probes: returns if the server answers
+        (see `check_ping`), raises an `unavailable` FhirError if it does not."""
+        request = build_request(self._http, self.base_url, ops.ping_call())
+        request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+        label = label_of(request)
+        try:
+            response = self._http.send(request)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, label) from exc
+        self.check_ping(response, label)
 
     # --- writes ---
 
@@ -184,7 +225,11 @@ class FhirClient(ClientBase):
     def apply(self, writes: Sequence[FhirWrite]) -> TransactionResult:
         """A handler's effects (Create/Update) as ONE transaction; nothing is sent for none."""
         if self._put_types is None:
-            self._put_types = self._run(ops.identifier_blind(self.fhir_version))
+            try:
+                statement: dict[str, Any] | FhirError = self.capability_statement()
+            except FhirError as exc:
+                statement = exc
+            self._put_types = self.put_types_of(statement)
         return self._run(ops.apply(writes, self.fhir_version, self._put_types))
 
     # --- lifecycle ---

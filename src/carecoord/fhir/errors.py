@@ -26,9 +26,11 @@ class Issue:
 
 
 class FhirError(CarecoordError):
-    """Any failure talking to a FHIR server. `transient` errors are worth retrying."""
+    """Any failure talking to a FHIR server. `transient` errors are worth retrying (the client
+    does, within its budget); `unavailable` ones mean the server is down or overloaded."""
 
     transient: bool = False
+    dependency = "fhir"
 
     def __init__(
         self,
@@ -68,6 +70,8 @@ class FhirGone(FhirError):
 class FhirConflict(FhirError):
     """409: a concurrent change; re-read and retry."""
 
+    rerun = True
+
 
 class FhirPreconditionFailed(FhirConflict):
     """412: If-Match did not match the current version (or a conditional matched several)."""
@@ -86,9 +90,20 @@ class FhirForbidden(FhirError):
 
 
 class FhirServerError(FhirError):
-    """5xx (502/503/504 and 429 are transient; the instance's `transient` says which)."""
+    """5xx (502/503/504 and 429 are transient; the instance's `transient` says which).
+
+    Every 5xx and 429 is `unavailable`: a server failing or refusing requests is an outage, so the
+    service stops consuming and probes it rather than dead-letter what it could not write."""
 
     transient = True
+
+    @property
+    def unavailable(self) -> bool:
+        return True
+
+    @property
+    def declared_unavailable(self) -> bool:
+        return self.status in (429, 503)
 
 
 class FhirRateLimited(FhirServerError):
@@ -107,6 +122,10 @@ class FhirTransportError(FhirError):
     def __init__(self, message: str, *, reached_server: bool = True, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.reached_server = reached_server
+
+    @property
+    def unavailable(self) -> bool:
+        return self.transient  # not for a broken setup (unsupported protocol), which won't heal
 
 
 class FhirResponseInvalid(FhirError):

@@ -19,7 +19,6 @@ from carecoord.fhir.bundles import (
     TransactionResult,
     bundle_json,
     entry_outcome,
-    identifier_blind_types,
     if_match,
     is_resource_id,
     is_resource_type,
@@ -33,7 +32,6 @@ from carecoord.fhir.bundles import (
 )
 from carecoord.fhir.errors import (
     FhirConflict,
-    FhirError,
     FhirGone,
     FhirInvalid,
     FhirNotFound,
@@ -177,11 +175,6 @@ def update_with_retry(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def capabilities(version: FhirVersion) -> Op[Resource]:
-    reply = yield Call("GET", "metadata")
-    return _resource(reply, version, "CapabilityStatement")
-
-
 # --- search ------------------------------------------------------------------------------------
 
 
@@ -306,10 +299,14 @@ def apply(
     return (yield from transaction(writes_to_bundle(writes, put_types, existing), version))
 
 
-def identifier_blind(version: FhirVersion) -> Op[frozenset[str]]:
-    """Types the server cannot search by identifier (read from its CapabilityStatement)."""
-    try:
-        reply = yield Call("GET", "metadata")
-    except FhirError:
-        return frozenset()  # no statement: assume the spec (conditional create works)
-    return identifier_blind_types(reply.body) if reply.body else frozenset()
+def capability_statement() -> Op[dict[str, Any]]:
+    """The CapabilityStatement as JSON (clients cache it: it can be hundreds of KB)."""
+    reply = yield Call("GET", "metadata")
+    if reply.body is None or reply.body.get("resourceType") != "CapabilityStatement":
+        raise FhirResponseInvalid("metadata is not a CapabilityStatement", request=reply.request)
+    return reply.body
+
+
+def ping_call() -> Call:
+    """The cheap liveness request: the summary of the CapabilityStatement."""
+    return Call("GET", "metadata", params=[("_summary", "true")])

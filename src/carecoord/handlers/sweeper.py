@@ -240,7 +240,7 @@ def periodic_jobs(service: Any) -> list[tuple[float, Callable[[], None]]]:
     `sweeper_interval` seconds (CARECOORD_SWEEPER_INTERVAL; 0 turns it off) its events go to the
     input topic. Off unless the outreach or care-tasks handler is enabled."""
     names = set(service.handlers.names)
-    interval = float(getattr(service.settings, "sweeper_interval", 300.0))
+    interval = float(service.settings.sweeper_interval)
     if interval <= 0 or not names & {"outreach", "care-tasks"}:
         return []
     config = sweep_config(service.handlers.configs)

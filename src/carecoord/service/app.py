@@ -1,7 +1,9 @@
 """Wiring: settings -> FHIR client + handlers + processor + runtime + health server + periodic jobs.
 
-`Service.run()` is what `carecoord run` does: serve /healthz /readyz /metrics, check the FHIR server
-answers, consume until stopped (SIGTERM/SIGINT or `request_stop()`), drain, close.
+`Service.run()` is what `carecoord run` does: serve /healthz /readyz /metrics, consume until
+stopped (SIGTERM/SIGINT or `request_stop()`), drain, close. The FHIR server and the broker are
+watched by `Availability` probes: nothing is processed until the FHIR server has answered once, and
+an outage of either pauses consumption (and readiness) until it answers again.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +22,7 @@ from typing import Any
 import httpx
 
 from carecoord.errors import ConfigError
+from carecoord.events.availability import Availability
 from carecoord.events.broker import Broker, Producer
 from carecoord.events.envelope import CloudEvent
 from carecoord.events.processing import HandlerProcessor, TransactionalFhir
@@ -185,6 +189,22 @@ class Service:
         self._owned_fhir = fhir is None
         self.fhir: TransactionalFhir = fhir if fhir is not None else build_fhir_client(settings)
         self.metrics = metrics or ServiceMetrics()
+        interval = settings.health_check_interval
+        self.fhir_availability = Availability(
+            "fhir",
+            self._probe_fhir,
+            up=False,  # nothing is processed before the server has answered once
+            check_interval=interval,
+            on_change=self.metrics.on_dependency,
+        )
+        self.kafka_availability = Availability(
+            "kafka",
+            self._probe_kafka,
+            check_interval=interval,
+            on_change=self.metrics.on_dependency,
+        )
+        self.metrics.dependency_up.labels("fhir").set(0)
+        self.metrics.dependency_up.labels("kafka").set(1)
         self.processor = HandlerProcessor(
             self.handlers.specs,
             self.fhir,
@@ -193,10 +213,13 @@ class Service:
             observe_handler=self.metrics.observe_handler,
         )
         self.runtime = EventRuntime(
-            self.processor, runtime_options(settings), broker=broker, observer=self.metrics
+            self.processor,
+            runtime_options(settings),
+            broker=broker,
+            observer=self.metrics,
+            dependencies=(self.fhir_availability, self.kafka_availability),
         )
         self._periodic = PeriodicRunner(periodic_jobs)
-        self._fhir_ok = threading.Event()
         self._stop = threading.Event()
         self.health: HealthServer | None = None
         self._producer: Producer | None = None
@@ -216,8 +239,8 @@ class Service:
             EventProducer(self._producer, topic or self.settings.topic_in).publish(events)
 
     def ready(self) -> bool:
-        """Partitions assigned and polling, and the FHIR server answered since start."""
-        return self._fhir_ok.is_set() and self.runtime.ready
+        """Joined the group and polling, and both the FHIR server and the broker answer now."""
+        return self.fhir_availability.up and self.kafka_availability.up and self.runtime.ready
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -239,14 +262,16 @@ class Service:
             post_routes=self.post_routes(),
         ).start()
         log.info("health endpoints listening", extra={"port": self.health.port})
-        probe = threading.Thread(target=self._probe_fhir, name="carecoord-fhir-probe", daemon=True)
-        probe.start()
+        self.fhir_availability.start()
+        self.kafka_availability.start()
         self._periodic.start()
         try:
             self.runtime.run(stop)
         finally:
             self._stop.set()
             self._periodic.close()
+            self.fhir_availability.close()
+            self.kafka_availability.close()
             self.health.close()
             if self._producer is not None:
                 self._producer.close()
@@ -265,18 +290,27 @@ class Service:
         return {s.notifications_path: NotificationEndpoint(self.publish, self.fhir, token=token)}
 
     def _probe_fhir(self) -> None:
-        """Readiness needs one answer from the FHIR server (its CapabilityStatement)."""
-        capabilities = getattr(self.fhir, "capabilities", None)
-        while not self._stop.is_set():
+        """The FHIR server answers: a cheap ping, and the CapabilityStatement the first time
+        (the client keeps it, so the writes never fetch it again)."""
+        ping = getattr(self.fhir, "ping", None)
+        if callable(ping):
+            ping()
+        statement = getattr(self.fhir, "capability_statement", None)
+        if callable(statement):
+            statement()
+
+    def _probe_kafka(self) -> None:
+        """A bootstrap server accepts a TCP connection (cheap, and safe from any thread; the
+        consumer itself is not)."""
+        failure: OSError | None = None
+        for server in self.settings.bootstrap_servers():
+            host, _, port = server.rpartition(":")
             try:
-                if callable(capabilities):
-                    capabilities()
-                self._fhir_ok.set()
-                log.info("FHIR server reachable")
-                return
-            except Exception as exc:
-                log.warning("FHIR server not reachable yet", extra={"error": type(exc).__name__})
-                self._stop.wait(2.0)
+                with socket.create_connection((host.strip("[]") or server, int(port)), 3.0):
+                    return
+            except (OSError, ValueError) as exc:
+                failure = exc if isinstance(exc, OSError) else OSError(str(exc))
+        raise failure or OSError("no bootstrap server configured")
 
 
 SWEEPER_MODULE = "carecoord.handlers.sweeper"
@@ -284,7 +318,7 @@ SWEEPER_MODULE = "carecoord.handlers.sweeper"
 
 def plugin_periodic_jobs(service: Service, module: str = SWEEPER_MODULE) -> list[PeriodicJob]:
     """Periodic jobs offered by `module` through `periodic_jobs(service) -> [(interval, job)]`,
-    at `CARECOORD_SWEEPER_INTERVAL` seconds when that is set (0 turns them off).
+    at `CARECOORD_SWEEPER_INTERVAL` seconds (default 300; 0 turns them off).
 
     The hook is generic: a job gets the whole service (settings, fhir, handlers' configs,
     `publish()` for the events it wants processed). A module that is not there offers none.
@@ -300,7 +334,5 @@ def plugin_periodic_jobs(service: Service, module: str = SWEEPER_MODULE) -> list
         log.warning("module has no periodic_jobs(service)", extra={"module": module})
         return []
     jobs = list(factory(service))
-    override = service.settings.sweeper_interval  # CARECOORD_SWEEPER_INTERVAL wins; 0 = off
-    if override is None:
-        return jobs
-    return [(override, job) for _, job in jobs] if override > 0 else []
+    interval = service.settings.sweeper_interval  # CARECOORD_SWEEPER_INTERVAL wins; 0 = off
+    return [(interval, job) for _, job in jobs] if interval > 0 else []

@@ -62,6 +62,18 @@ class ServiceMetrics:
         self.lag_gauge = Gauge(
             "carecoord_consumer_lag", "Records behind the partition's end.", tp, registry=r
         )
+        self.dependency_up = Gauge(
+            "carecoord_dependency_up",
+            "1 while the dependency (fhir, kafka) answers, 0 during an outage.",
+            ["dependency"],
+            registry=r,
+        )
+        self.dependency_outages = Counter(
+            "carecoord_dependency_outages",
+            "Times the dependency became unavailable (consumption paused until it answered).",
+            ["dependency"],
+            registry=r,
+        )
         self.event_seconds = Histogram(
             "carecoord_event_processing_seconds",
             "Time from start of processing to offset done, by event type.",
@@ -100,6 +112,12 @@ class ServiceMetrics:
 
     def lag(self, tp: Any, n: int) -> None:
         self.lag_gauge.labels(*_tp(tp)).set(n)
+
+    def on_dependency(self, name: str, up: bool) -> None:
+        """Availability's on_change hook."""
+        self.dependency_up.labels(name).set(1 if up else 0)
+        if not up:
+            self.dependency_outages.labels(name).inc()
 
     # Handler latency (HandlerProcessor's observe_handler) ---------------------------------------
 
