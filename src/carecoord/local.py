@@ -101,15 +101,19 @@ class LocalFhir(LocalProcess):
         return f"http://127.0.0.1:{self.port}/fhir"
 
 
-def start_kafka(port: int | None = None, timeout: float = 30.0) -> LocalKafka:
+def start_kafka(
+    port: int | None = None, timeout: float = 30.0, *, advertised_port: int | None = None
+) -> LocalKafka:
+    """Start tansu; `advertised_port` makes clients connect there instead (e.g. a test proxy)."""
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="carecoord-tansu-"))
     log = workdir / "tansu.log"
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+             "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
         )  # fmt: skip
     kafka = LocalKafka(proc=proc, port=port, workdir=workdir, log=log)
@@ -121,17 +125,21 @@ def start_kafka(port: int | None = None, timeout: float = 30.0) -> LocalKafka:
     return kafka
 
 
-def start_fhir(port: int | None = None, timeout: float = 60.0) -> LocalFhir:
+def start_fhir(
+    port: int | None = None, timeout: float = 60.0, *, workdir: Path | None = None
+) -> LocalFhir:
+    """Start sekmet; with `workdir` (kept on close) a restart serves the same database."""
     port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="carecoord-sekmet-"))
+    owns = workdir is None
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="carecoord-sekmet-"))
     log = workdir / "sekmet.log"
     env = {**os.environ, "SEKMET_DB": str(workdir / "sekmet.sqlite")}
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sekmet_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env,
         )  # fmt: skip
-    fhir = LocalFhir(proc=proc, port=port, workdir=workdir, log=log)
+    fhir = LocalFhir(proc=proc, port=port, workdir=workdir, log=log, owns_workdir=owns)
     try:
         _wait_port(port, proc, timeout, "sekmet FHIR server")
         deadline = time.monotonic() + timeout

@@ -247,9 +247,9 @@ def periodic_jobs(service: Any) -> list[tuple[float, Callable[[], None]]]:
     CareConfig.from_mapping(config)  # fail at start, not in the job, on a bad config
     CareConfig.from_mapping(config.get(REASSIGNMENT_CONFIG_KEY))
 
-    def job() -> None:
+    def sweep_job() -> None:
         events = sweep(service.fhir, datetime.now(UTC), config)
         service.publish(events)
         log.info("sweep published", extra={"events": len(events)})
 
-    return [(interval, job)]
+    return [(interval, sweep_job)]

@@ -141,6 +141,9 @@ class PeriodicRunner:
 
     def start(self) -> PeriodicRunner:
         if self._jobs:
+            names = [getattr(job, "__qualname__", type(job).__name__) for _, job in self._jobs]
+            intervals = [interval for interval, _ in self._jobs]
+            log.info("periodic jobs scheduled", extra={"jobs": names, "intervals": intervals})
             self._thread.start()
         return self
 
