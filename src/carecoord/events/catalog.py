@@ -119,6 +119,12 @@ OUTBOUND_TYPES = (
 )
 
 
+def known_type(event_type: str) -> str | None:
+    """`event_type` if the catalog defines it, else None: an unknown type may be free text (PHI)
+    and must not reach messages, logs or dead-letter headers."""
+    return event_type if event_type in INBOUND or event_type in OUTBOUND_TYPES else None
+
+
 def parse_data(event: CloudEvent, model: type[T]) -> T:
     """Validate `event.data`; raise MalformedEvent naming the bad fields (never their values)."""
     try:
