@@ -131,8 +131,11 @@ def parse_data(event: CloudEvent, model: type[T]) -> T:
         return model.model_validate(event.data)
     except ValidationError as exc:
         fields = describe_validation(exc)
+        etype = known_type(event.type)
         raise MalformedEvent(
-            f"invalid data for {event.type}: {fields}", event_id=event.id, event_type=event.type
+            f"invalid data for {etype or model.__name__}: {fields}",
+            event_id=event.id,
+            event_type=etype,
         ) from exc
 
 
@@ -140,6 +143,6 @@ def require_patient(event: CloudEvent) -> str:
     pid = event.patient_id
     if not pid:
         raise MalformedEvent(
-            "subject must be 'Patient/<id>'", event_id=event.id, event_type=event.type
+            "subject must be 'Patient/<id>'", event_id=event.id, event_type=known_type(event.type)
         )
     return pid
