@@ -779,6 +779,7 @@ HANDLERS: list[HandlerSpec] = [
         default_config=ReferralConfig().model_dump(mode="json"),
         description="Closed-loop community referrals (Gravity SDOH): rank the directory, refer, "
         "follow the Task to completion or to the next organisation",
+        config_model=ReferralConfig,
     )
 ]
 
