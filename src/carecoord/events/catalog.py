@@ -2,14 +2,17 @@
 
 Each event type maps to a pydantic model of its `data`. Extra fields are allowed (forward
 compatibility); the fields below are validated strictly enough that a handler can trust them.
+Free text is bounded (the MAX_* limits) and must be a valid FHIR string, since handlers write it
+to FHIR: anything else is a MalformedEvent, whose message names the field, never the text.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from carecoord.errors import MalformedEvent, describe_validation
 from carecoord.events.envelope import CloudEvent
@@ -23,6 +26,31 @@ TaskStatus = Literal[
 ]  # fmt: skip
 
 
+# Size limits of free text, in characters: far above real use, far below FHIR's 1 MB guidance
+# for a string (http://hl7.org/fhir/R4/datatypes.html#string).
+MAX_QUESTION_CHARS = 10_000  # a clinical question
+MAX_NOTE_CHARS = 2_000  # a reason, evidence, an activity
+MAX_TOKEN_CHARS = 256  # names, codes, references, versions
+MAX_LIST_ITEMS = 100  # e.g. conditions of an enrolment
+
+# FHIR R4 string: no Unicode character points below 32 except tab, CR and LF
+# (http://hl7.org/fhir/R4/datatypes.html#string). DEL, C1 controls and lone surrogates (not
+# Unicode characters) are refused as well.
+_NOT_FHIR_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _fhir_text(value: str) -> str:
+    if _NOT_FHIR_TEXT.search(value):
+        raise ValueError("must not contain control characters other than tab, CR and LF")
+    return value
+
+
+# The length is checked first (by pydantic-core), so a huge value is never scanned.
+Question = Annotated[str, Field(max_length=MAX_QUESTION_CHARS), AfterValidator(_fhir_text)]
+Note = Annotated[str, Field(max_length=MAX_NOTE_CHARS), AfterValidator(_fhir_text)]
+Token = Annotated[str, Field(max_length=MAX_TOKEN_CHARS), AfterValidator(_fhir_text)]
+
+
 class EventData(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -31,7 +59,7 @@ class PatientEnrolled(EventData):
     program: Program
     provider: str = Field(pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
     care_manager: str | None = Field(default=None, pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
-    conditions: list[str] = Field(default_factory=list)
+    conditions: list[Token] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     start: date
 
 
@@ -39,7 +67,7 @@ class OutreachAttempted(EventData):
     channel: Channel
     outcome: Outcome
     attempted_at: datetime
-    by: str
+    by: Token
     outreach: str | None = Field(
         default=None, pattern=r"^CommunicationRequest/[A-Za-z0-9\-.]{1,64}$"
     )
@@ -47,33 +75,33 @@ class OutreachAttempted(EventData):
 
 
 class SdohNeedIdentified(EventData):
-    domain: str = Field(min_length=1)
-    evidence: str | None = None
-    postal_code: str = Field(min_length=1)
-    language: str | None = None
+    domain: Token = Field(min_length=1)
+    evidence: Note | None = None
+    postal_code: Token = Field(min_length=1)
+    language: Token | None = None
     consent_to_contact: bool
 
 
 class ReferralStatusChanged(EventData):
     task: str = Field(pattern=r"^Task/[A-Za-z0-9\-.]{1,64}$")
     status: TaskStatus
-    reason: str | None = None
+    reason: Note | None = None
     # The Task version that had `status` (e.g. from a FHIR notification): if the Task has moved
     # on since, the event is stale and changes nothing.
-    task_version: str | None = None
+    task_version: Token | None = None
 
 
 class ClinicalQuestion(EventData):
-    question: str = Field(min_length=1)  # PHI: never logged
+    question: Question = Field(min_length=1)  # PHI: never logged
     urgency: Literal["routine", "urgent"]
-    raised_by: str
+    raised_by: Token
 
 
 class TimeLogged(EventData):
     program: Program
     minutes: float = Field(gt=0, le=24 * 60)
-    activity: str
-    by: str
+    activity: Note
+    by: Token
     performed_at: datetime
 
 
@@ -83,7 +111,7 @@ class OutreachDue(EventData):
 
 
 class TaskOverdue(EventData):
-    task: str
+    task: Token
 
 
 class CareManagerReassign(EventData):
@@ -119,14 +147,23 @@ OUTBOUND_TYPES = (
 )
 
 
+def known_type(event_type: str) -> str | None:
+    """`event_type` if the catalog defines it, else None: an unknown type may be free text (PHI)
+    and must not reach messages, logs or dead-letter headers."""
+    return event_type if event_type in INBOUND or event_type in OUTBOUND_TYPES else None
+
+
 def parse_data(event: CloudEvent, model: type[T]) -> T:
     """Validate `event.data`; raise MalformedEvent naming the bad fields (never their values)."""
     try:
         return model.model_validate(event.data)
     except ValidationError as exc:
         fields = describe_validation(exc)
+        etype = known_type(event.type)
         raise MalformedEvent(
-            f"invalid data for {event.type}: {fields}", event_id=event.id, event_type=event.type
+            f"invalid data for {etype or model.__name__}: {fields}",
+            event_id=event.id,
+            event_type=etype,
         ) from exc
 
 
@@ -134,6 +171,6 @@ def require_patient(event: CloudEvent) -> str:
     pid = event.patient_id
     if not pid:
         raise MalformedEvent(
-            "subject must be 'Patient/<id>'", event_id=event.id, event_type=event.type
+            "subject must be 'Patient/<id>'", event_id=event.id, event_type=known_type(event.type)
         )
     return pid

@@ -106,7 +106,7 @@ def dlq_list(
             dl.event_id or "-",
             dl.error_type or "-",
             str(dl.attempts or "-"),
-            f"{dl.source_topic}/{dl.source_partition}@{dl.source_offset}",
+            _source(dl),
             _short(dl.error_message or "", 60) + (" [truncated]" if dl.truncated else ""),
         )
         for dl in letters
@@ -161,6 +161,20 @@ def dlq_replay(
         )
         for dl in result.skipped_truncated:
             typer.echo(f"  {dl.partition}@{dl.offset} {dl.event_id or '-'}", err=True)
+    if result.skipped_no_source:
+        typer.echo(
+            f"skipped {len(result.skipped_no_source)} dead letter(s) without a source topic "
+            "(not written by carecoord); replay them with --to-topic:",
+            err=True,
+        )
+        for dl in result.skipped_no_source:
+            typer.echo(f"  {dl.partition}@{dl.offset} {dl.event_id or '-'}", err=True)
+
+
+def _source(dl: DeadLetter) -> str:
+    if dl.source_topic is None:
+        return "-"
+    return f"{dl.source_topic}/{dl.source_partition}@{dl.source_offset}"
 
 
 def _short(text: str, n: int) -> str:

@@ -4,6 +4,11 @@ A dead letter is the original record (key, value bytes, headers) re-produced to 
 topic with `carecoord.dlq.*` headers saying why (error type and a PHI-free message), where from
 (topic/partition/offset), how many attempts, and when it first and last failed. A value the broker
 refuses for its size is truncated, with headers giving the original size and SHA-256, never dropped.
+
+Listing and replaying work on any record, whatever its bytes (not JSON, invalid UTF-8, huge,
+nested, a null value, no headers): selection uses only the headers, and the payload is looked at
+only for the event id and catalog type of the letters shown, never parsed deeper than the
+envelope's nesting limit.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from carecoord.events.broker import Broker, Headers, Message, MessageTooLarge, Producer, Record
+from carecoord.events.catalog import known_type
+from carecoord.events.envelope import nested_too_deep
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +130,11 @@ def write_dead_letter(
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One dead letter as listed by `carecoord dlq list` (no payload data, ids only)."""
+    """One dead letter as listed by `carecoord dlq list` (no payload data, ids only).
+
+    Everything but `event_id` and `event_type` comes from the headers; those two are read from
+    the payload on first use only (after selection).
+    """
 
     partition: int
     offset: int
@@ -135,12 +147,27 @@ class DeadLetter:
     first_failure: str | None
     last_failure: str | None
     truncated: bool
-    event_id: str | None
-    event_type: str | None
-    record: Record
+    record: Record = field(repr=False, compare=False)
+
+    @cached_property
+    def _payload_ids(self) -> tuple[str | None, str | None]:
+        return _ids(self.record.value)
+
+    @property
+    def event_id(self) -> str | None:
+        return self._payload_ids[0]
+
+    @property
+    def event_type(self) -> str | None:
+        """The event's type if it is a catalog type: anything else may be free text (PHI)."""
+        return self._payload_ids[1]
 
     def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "record"}
+        out: dict[str, object] = {
+            k: v for k, v in self.__dict__.items() if k != "record" and not k.startswith("_")
+        }
+        out["event_id"], out["event_type"] = self.event_id, self.event_type
+        return out
 
 
 def _text(record: Record, name: str) -> str | None:
@@ -157,21 +184,24 @@ def _int(record: Record, name: str) -> int | None:
 
 
 def _ids(value: bytes | None) -> tuple[str | None, str | None]:
+    """The event id and catalog type in a payload, or None: never raises, whatever the bytes."""
+    if not value or nested_too_deep(value):
+        return None, None
     try:
-        obj = json.loads(value) if value else None
-    except (ValueError, UnicodeDecodeError):
+        obj = json.loads(value)
+    except (ValueError, RecursionError):  # not JSON or not UTF-8 (a ValueError); a backstop
         return None, None
     if not isinstance(obj, dict):
         return None, None
     eid, etype = obj.get("id"), obj.get("type")
     return (
         eid[:128] if isinstance(eid, str) else None,
-        etype[:128] if isinstance(etype, str) else None,
+        known_type(etype) if isinstance(etype, str) else None,
     )
 
 
 def parse_dead_letter(record: Record) -> DeadLetter:
-    event_id, event_type = _ids(record.value)
+    """The dead letter's headers; the payload is not read here."""
     return DeadLetter(
         partition=record.partition,
         offset=record.offset,
@@ -184,8 +214,6 @@ def parse_dead_letter(record: Record) -> DeadLetter:
         first_failure=_text(record, H_FIRST_FAILURE),
         last_failure=_text(record, H_LAST_FAILURE),
         truncated=record.header(H_TRUNCATED) is not None,
-        event_id=event_id,
-        event_type=event_type,
         record=record,
     )
 
@@ -202,6 +230,8 @@ def list_dead_letters(
 class ReplayResult:
     replayed: list[DeadLetter]
     skipped_truncated: list[DeadLetter]
+    # No source-topic header (not written by carecoord) and no `target_topic` given.
+    skipped_no_source: list[DeadLetter] = field(default_factory=list)
 
 
 def select(
@@ -242,7 +272,8 @@ def replay(
     """Re-produce the selected dead letters' original key, bytes and headers to their source topic
     (or `target_topic`), with a `carecoord.replay.of` header naming the dead letter.
 
-    Truncated dead letters are skipped (their original bytes are gone) and reported.
+    Truncated dead letters are skipped (their original bytes are gone) and reported, as are those
+    without a source topic when no `target_topic` is given. Selection reads headers only.
     """
     chosen = select(
         list_dead_letters(broker, dlq_topic, timeout=timeout),
@@ -251,14 +282,19 @@ def replay(
         error_type=error_type,
         partition=partition,
     )
-    replayable = [dl for dl in chosen if not dl.truncated]
-    skipped = [dl for dl in chosen if dl.truncated]
+    replayed: list[DeadLetter] = []
+    skipped: list[DeadLetter] = []
+    no_source: list[DeadLetter] = []
     messages = []
-    for dl in replayable:
+    for dl in chosen:
         topic = target_topic or dl.source_topic
-        if not topic:
+        if dl.truncated:
             skipped.append(dl)
             continue
+        if not topic:
+            no_source.append(dl)
+            continue
+        replayed.append(dl)
         headers = tuple(
             (k, v) for k, v in dl.record.headers if not k.startswith(PREFIX) and k != H_REPLAY
         )
@@ -266,7 +302,6 @@ def replay(
         messages.append(
             Message(topic, dl.record.key, dl.record.value, (*headers, (H_REPLAY, marker)))
         )
-    replayed = [dl for dl in replayable if dl not in skipped]
     if messages and not dry_run:
         producer = broker.producer()
         try:
@@ -274,4 +309,4 @@ def replay(
         finally:
             producer.close()
     log.info("dead letters replayed", extra={"count": len(messages), "dry_run": dry_run})
-    return ReplayResult(replayed=replayed, skipped_truncated=skipped)
+    return ReplayResult(replayed=replayed, skipped_truncated=skipped, skipped_no_source=no_source)

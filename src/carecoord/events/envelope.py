@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -13,6 +15,16 @@ from carecoord.errors import MalformedEvent, describe_validation
 
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "urn:carecoord"
+
+# Deepest JSON nesting (objects and arrays, the envelope included) an event may have. CPython's
+# json module recurses per level, so a message of 100,000 "[" would raise RecursionError; no
+# catalog event needs more than a handful of levels. Deeper input is a MalformedEvent.
+MAX_JSON_DEPTH = 64
+
+# A JSON string, escapes included: brackets inside strings do not nest.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 class CloudEvent(BaseModel):
@@ -56,10 +68,22 @@ class CloudEvent(BaseModel):
         """Parse wire bytes; raise `MalformedEvent` naming what is wrong (never echoing PHI)."""
         if raw is None:
             raise MalformedEvent("empty message (tombstone) is not a CloudEvent")
+        # The quick count inline (hot path); deep input never reaches a recursive parser.
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nested_too_deep(raw):
+            raise MalformedEvent(
+                f"not a CloudEvent: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            )
         try:  # fast path: pydantic-core parses and validates in one pass
             return cls.model_validate_json(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass  # diagnose below, precisely and without echoing values
+        try:
+            return cls._diagnose(raw)
+        except RecursionError as exc:  # backstop: a stack overflow is never transient
+            raise MalformedEvent("not a CloudEvent: JSON nested too deeply to parse") from exc
+
+    @classmethod
+    def _diagnose(cls, raw: bytes) -> CloudEvent:
         try:
             obj = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -92,6 +116,20 @@ def new_event(
         subject=f"Patient/{patient_id}",
         data=data,
     )
+
+
+def nested_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if the JSON text `raw` nests objects/arrays more than `limit` deep, without parsing it.
+
+    Input with at most `limit` opening brackets cannot nest deeper (two byte counts, which
+    `from_json_bytes` does inline). Otherwise strings are cut out and the running depth of the
+    remaining brackets is taken, all in C loops. Invalid JSON may be measured wrongly: it is
+    rejected either way.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
 
 
 def _pos(exc: Exception) -> int | str:

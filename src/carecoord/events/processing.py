@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
+from carecoord.events.catalog import known_type
 from carecoord.events.envelope import CloudEvent
 from carecoord.events.outbox import add_outbox, stored_emits
 from carecoord.fhir.errors import FhirConflict
@@ -74,10 +75,10 @@ class HandlerProcessor:
     def process(self, event: CloudEvent) -> Sequence[Emit]:
         specs = self._by_type.get(event.type)
         if not specs:
-            raise MalformedEvent(
+            raise MalformedEvent(  # an unknown type may be free text: named only if in the catalog
                 "no enabled handler for this event type",
                 event_id=event.id,
-                event_type=event.type,
+                event_type=known_type(event.type),
             )
         stored = stored_emits(self._fhir, event)
         if stored is not None:  # applied before, but perhaps never announced: re-emit

@@ -299,5 +299,6 @@ HANDLERS: list[HandlerSpec] = [
         handle=handle_time_logged,
         default_config=BillingConfig().model_dump(mode="json"),
         description="Accumulate care-management time; record CPT thresholds as ChargeItems",
+        config_model=BillingConfig,
     )
 ]

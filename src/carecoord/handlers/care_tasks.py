@@ -194,5 +194,6 @@ HANDLERS: list[HandlerSpec] = [
         handle=handle_task_overdue,
         default_config={"supervisor": None, "pool": None},
         description="Escalates an overdue care-management Task once to the supervisor.",
+        config_model=CareConfig,
     )
 ]

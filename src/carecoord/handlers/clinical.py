@@ -96,5 +96,6 @@ HANDLERS: list[HandlerSpec] = [
         handle=handle_question,
         default_config=ClinicalConfig().model_dump(mode="json"),
         description="Route clinical questions to the provider as a clinical-review Task",
+        config_model=ClinicalConfig,
     )
 ]

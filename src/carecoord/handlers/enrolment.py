@@ -212,5 +212,6 @@ HANDLERS: list[HandlerSpec] = [
         default_config=_ENROLMENT_CONFIG,
         description="CarePlan + CareTeam per program enrolment, caseload assignment, first "
         "month's outreach request and work Tasks.",
+        config_model=CareConfig,
     )
 ]

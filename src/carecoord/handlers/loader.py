@@ -16,6 +16,8 @@ from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from carecoord.errors import ConfigError
 from carecoord.handlers.registry import BUILTIN_MODULES, ENTRY_POINT_GROUP, HandlerSpec
 
@@ -112,6 +114,8 @@ def load_handlers(
         if (not enabled or d.spec.name in enabled) and d.spec.name not in disabled
     )
     configs = {s.name: merge_config(s, config.get(s.name, {})) for s in specs}
+    for spec in specs:
+        check_config(spec, configs[spec.name])
     return HandlerTable(specs=specs, configs=configs, known=known)
 
 
@@ -137,6 +141,38 @@ def merge_config(spec: HandlerSpec, overrides: Mapping[str, Any]) -> dict[str, A
             )
         merged[key] = _coerce(value, spec.default_config[key], where)
     return merged
+
+
+def check_config(spec: HandlerSpec, merged: Mapping[str, Any]) -> None:
+    """Validate `merged` with the spec's `config_model`; a ConfigError names each bad setting by
+    its variable and says how to fix it (never echoing the value)."""
+    if spec.config_model is None:
+        return
+    try:
+        spec.config_model.model_validate(dict(merged))
+    except ValidationError as exc:
+        problems = [_problem(spec, dict(e)) for e in exc.errors()]
+        raise ConfigError("; ".join(problems)) from None
+
+
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">")}
+_BOUNDS |= {"less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+
+
+def _problem(spec: HandlerSpec, error: dict[str, Any]) -> str:
+    key, *inner = error["loc"] or ("",)
+    where = f"CARECOORD_HANDLERS__{spec.name}" + (f"__{key}" if key else "")
+    bound = _BOUNDS.get(error["type"])
+    why = f"must be {bound[1]} {error['ctx'][bound[0]]}" if bound else error["msg"]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in inner).lstrip(".")
+    why = f"{path}: {why}" if path else why
+    default = spec.default_config.get(str(key))
+    fix = "set a valid value"
+    if default is None and key in spec.default_config:
+        fix += ", or unset it"
+    elif isinstance(default, bool | int | float | str):
+        fix += f", or unset it for the default ({default!r})"
+    return f"{where} is invalid ({why}): {fix}"
 
 
 _TRUE = {"1", "true", "yes", "on"}

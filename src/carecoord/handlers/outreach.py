@@ -584,5 +584,6 @@ HANDLERS: list[HandlerSpec] = [
         handle=handle,
         default_config=_OUTREACH_CONFIG,
         description="Monthly outreach requests, attempts, and escalation of unanswered outreach.",
+        config_model=CareConfig,
     )
 ]

@@ -328,5 +328,6 @@ HANDLERS: list[HandlerSpec] = [
         default_config=_REASSIGNMENT_CONFIG,
         description="Moves a patient's care team, outreach and Tasks away from a care manager "
         "who left or is over capacity.",
+        config_model=CareConfig,
     )
 ]

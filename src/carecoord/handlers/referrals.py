@@ -199,8 +199,13 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
     config = ReferralConfig.of(ctx.config)
     try:
         domain = sdoh_domain(data.domain)
-    except ValueError as exc:
-        raise MalformedEvent(str(exc), event_id=event.id, event_type=event.type) from exc
+    except ValueError as exc:  # its text echoes the domain given: free text, never in a message
+        known = ", ".join(sorted(t.SDOH_DOMAINS))
+        raise MalformedEvent(
+            f"invalid data: domain: not a known SDOH domain ({known})",
+            event_id=event.id,
+            event_type=event.type,
+        ) from exc
     now = event.time or ctx.now()
     patient = f"Patient/{pid}"
     team = patient_team(ctx.fhir, pid)
@@ -236,8 +241,12 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
                 start=now.date(),
             ),
         )
-    except ValueError as exc:
-        raise MalformedEvent(str(exc), event_id=event.id, event_type=event.type) from exc
+    except ValueError as exc:  # the builders' text may echo the evidence given
+        raise MalformedEvent(
+            "invalid data: evidence must be a 'Type/id' reference and time must have a timezone",
+            event_id=event.id,
+            event_type=event.type,
+        ) from exc
 
     sr_value = identifier_value(pid, domain.key, event.id)
     existing_sr = _one(
@@ -770,6 +779,7 @@ HANDLERS: list[HandlerSpec] = [
         default_config=ReferralConfig().model_dump(mode="json"),
         description="Closed-loop community referrals (Gravity SDOH): rank the directory, refer, "
         "follow the Task to completion or to the next organisation",
+        config_model=ReferralConfig,
     )
 ]
 

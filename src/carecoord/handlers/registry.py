@@ -3,7 +3,8 @@
 A handler module exposes `HANDLERS: list[HandlerSpec]`. Built-in modules are listed in
 `BUILTIN_MODULES`; third-party packages declare specs through the entry-point group
 `carecoord.handlers` (an entry point may name a HandlerSpec, a list of them, or a module with
-`HANDLERS`). Each handler can be enabled, disabled and configured by name.
+`HANDLERS`). Each handler can be enabled, disabled and configured by name; a spec with a
+`config_model` has its merged configuration validated when the handlers load (at start-up).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carecoord.handlers.base import Handler
+from carecoord.handlers.config import HandlerConfig
 
 ENTRY_POINT_GROUP = "carecoord.handlers"
 
@@ -36,3 +38,6 @@ class HandlerSpec:
     handle: Handler
     default_config: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Validates the merged configuration at load, so a bad value stops start-up instead of
+    # failing every event (the handler still reads it with `config_model.of(ctx.config)`).
+    config_model: type[HandlerConfig] | None = None
