@@ -76,3 +76,7 @@ class HandlerError(EventError):
 def describe_validation(exc: Any) -> str:
     """Summarise a pydantic ValidationError by location and message, never by input value (PHI)."""
     return "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors())
+
+
+class StartupError(CarecoordError):
+    """The service cannot start (a port in use, a broker unreachable); the message says the fix."""

@@ -41,10 +41,14 @@ Service
                                           300; 0 = off
     CARECOORD_HEALTH_CHECK_INTERVAL       seconds between probes of the FHIR server and the broker
                                           while they answer (readiness, outages), default 15
-FHIR change notifications (rest-hook, served by the health server)
+FHIR change notifications (rest-hook, on a listener of their own, never the health port)
     CARECOORD_NOTIFICATIONS_ENABLED       true: accept POST <path> from a FHIR Subscription; false
+    CARECOORD_NOTIFICATIONS_TOKEN (secret, required when enabled)
+                                          requests need "Authorization: Bearer <token>"
+    CARECOORD_NOTIFICATIONS_HOST / CARECOORD_NOTIFICATIONS_PORT   127.0.0.1:8081 (port 0: any
+                                          free port); 0.0.0.0 only behind a TLS-terminating proxy
     CARECOORD_NOTIFICATIONS_PATH          default /fhir/notifications
-    CARECOORD_NOTIFICATIONS_TOKEN (secret) when set, requests need "Authorization: Bearer <token>"
+    CARECOORD_NOTIFICATIONS_MAX_BODY_BYTES  largest notification accepted (413 above), 1048576
 Handlers
     CARECOORD_HANDLERS_ENABLED            comma-separated names; empty = every discovered handler
     CARECOORD_HANDLERS_DISABLED           comma-separated names to switch off
@@ -57,6 +61,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -104,6 +109,8 @@ _HINTS: dict[str, str] = {
     "health_check_interval": "use a number of seconds above 0, e.g. 15",
     "notifications_path": "use a URL path starting with /, e.g. /fhir/notifications",
     "notifications_enabled": "use true or false",
+    "notifications_port": "use a TCP port from 0 to 65535 (0 picks a free one), e.g. 8081",
+    "notifications_max_body_bytes": "use a number of bytes from 1024 up, e.g. 1048576 (1 MiB)",
     "handlers": "set CARECOORD_HANDLERS__<handler>__<key>=value or a [handlers.<handler>] table",
 }
 
@@ -180,6 +187,12 @@ class Settings(BaseSettings):
     notifications_enabled: bool = False
     notifications_path: str = Field("/fhir/notifications", pattern=r"^/[A-Za-z0-9/_\-.$]*$")
     notifications_token: SecretStr | None = None
+    # Its own listener, local by default: the data-changing endpoint is never exposed by accident
+    # (the health port is usually reachable cluster-wide for probes).
+    notifications_host: str = "127.0.0.1"
+    notifications_port: int = Field(8081, ge=0, le=65535)
+    # A notification bundle with one full Task is a few KB; 1 MiB leaves room for batches.
+    notifications_max_body_bytes: int = Field(1024 * 1024, ge=1024)
 
     # Handlers
     handlers_enabled: NameList = Field(default_factory=list)
@@ -242,17 +255,18 @@ class Settings(BaseSettings):
     # Derived views ---------------------------------------------------------------------------
 
     def __repr_args__(self) -> Any:
-        # repr()/str() must be as safe to log as redacted(): URLs may carry user:password@.
-        safe = {"fhir_base_url", "kafka_bootstrap"}
+        # repr()/str() must be as safe to log as redacted(): options and URLs may carry secrets.
         view = self.redacted()
-        for key, value in super().__repr_args__():
-            yield key, (view[key] if key in safe else value)
+        for key, _ in super().__repr_args__():
+            if key is not None:
+                yield key, view.get(key)
 
     def redacted(self) -> dict[str, Any]:
-        """Every setting as JSON-ready data with secrets masked: the view to log."""
-        data: dict[str, Any] = self.model_dump(mode="json")
-        if self.fhir_base_url is not None:
-            data["fhir_base_url"] = _strip_userinfo(self.fhir_base_url)
+        """Every setting as JSON-ready data with secrets masked: the view to log.
+
+        SecretStr fields are masked by pydantic; free-form options (kafka_options, handlers)
+        are masked by name at any depth, and every URL loses its userinfo."""
+        data: dict[str, Any] = _redact(self.model_dump(mode="json"))
         data["kafka_bootstrap"] = ",".join(
             _strip_userinfo(b) for b in self.kafka_bootstrap.split(",")
         )
@@ -404,14 +418,64 @@ def check_consistency(s: Settings) -> list[str]:
             f"{env_name('fhir_private_key_file')} names no readable file: "
             "give the path of the PEM private key registered with the authorization server"
         )
+    if s.notifications_enabled and not (
+        s.notifications_token and s.notifications_token.get_secret_value().strip()
+    ):
+        problems.append(
+            f"{env_name('notifications_token')} is not set: "
+            f"{env_name('notifications_enabled')}=true needs it (the endpoint changes referrals; "
+            "it is never open): generate one, e.g. `openssl rand -hex 32`, and give it to the "
+            "FHIR server's Subscription as channel.header 'Authorization: Bearer <token>'"
+        )
     for name in s.handlers:
         if not isinstance(s.handlers[name], dict):
             problems.append(f"{env_name('handlers')}__{name} must be a table of settings")
     return problems
 
 
+MASK = "**********"  # what pydantic shows for a SecretStr
+
+# Option names (any nesting, any case) whose values are masked in redacted(). Broad on purpose:
+# masking a harmless option costs a little readability, logging a secret costs a rotation.
+_SECRET_NAME = re.compile(
+    r"pass|secret|token|key|credential|auth|private|signature|cookie|jwt|bearer|sasl_oauth",
+    re.IGNORECASE,
+)
+# Fields whose names match but hold no secret (paths and ids), or hold one already masked.
+_NOT_SECRET_FIELDS = frozenset(
+    {
+        "fhir_auth",
+        "fhir_jwt_algorithm",
+        "fhir_key_id",
+        "fhir_private_key_file",
+        "fhir_token_url",
+        "kafka_ssl_keyfile",
+    }
+)
+
+
+def _redact(value: Any, *, top: bool = True) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            exempt = top and key in _NOT_SECRET_FIELDS
+            if item is not None and not exempt and _SECRET_NAME.search(str(key)):
+                out[key] = MASK
+            else:
+                out[key] = _redact(item, top=False)
+        return out
+    if isinstance(value, list):
+        return [_redact(item, top=False) for item in value]
+    if isinstance(value, str) and "@" in value and "://" in value:
+        return _strip_userinfo(value)
+    return value
+
+
 def _strip_userinfo(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # not a URL after all: mask rather than guess
+        return MASK
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rsplit("@", 1)[1]

@@ -51,6 +51,7 @@ def service(kafka_bootstrap: str, fhir_base_url: str, topics: dict[str, str]) ->
         handlers_enabled=["enrolment", "referrals"],
         health_port=0,
         health_host="127.0.0.1",
+        notifications_port=0,
         sweeper_interval=0,
         notifications_enabled=True,
         notifications_token=TOKEN,
@@ -103,6 +104,18 @@ def _id_only_notification(fhir_base_url: str, task: dict[str, Any]) -> dict[str,
     }
 
 
+def _full_resource_notification(fhir_base_url: str, task: dict[str, Any]) -> dict[str, Any]:
+    """The same notification with the whole Task in the entry (full-resource payload)."""
+    bundle = _id_only_notification(fhir_base_url, task)
+    bundle["entry"][1]["resource"] = task
+    return bundle
+
+
+def _notifications_url(service: Service) -> str:
+    assert service.notifications is not None  # its own listener, not the health port
+    return f"http://127.0.0.1:{service.notifications.port}/fhir/notifications"
+
+
 def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_next_candidate(
     service: Service,
     fhir_base_url: str,
@@ -137,8 +150,7 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
     stored = to_json(fhir.read("Task", str(first.id)))
     notification = _id_only_notification(fhir_base_url, stored)
 
-    assert service.health is not None
-    url = f"http://127.0.0.1:{service.health.port}/fhir/notifications"
+    url = _notifications_url(service)
     refused = httpx.post(url, json=notification, timeout=30)
     assert refused.status_code == 401
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
@@ -195,4 +207,52 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
     assert [e.data["attempt"] for e in announced] == [1, 2, 2]
     assert len(_referral_tasks(fhir, patient)) == 2
     assert list(list_dead_letters(broker, topics["topic_dlq"], timeout=3.0)) == []
+    fhir.close()
+
+
+def test_a_forged_rejection_changes_no_referral_the_server_has_the_last_word(
+    service: Service,
+    fhir_base_url: str,
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    unique: str,
+) -> None:
+    patient = f"forged-{unique}"
+    enrolled = {
+        "program": "CCM",
+        "provider": f"Practitioner/dr-{unique}",
+        "care_manager": f"Practitioner/cm-{unique}",
+        "start": "2026-03-02",
+    }
+    need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+    service.publish(
+        [
+            new_event("carecoord.patient.enrolled", patient, enrolled),
+            new_event("carecoord.sdoh.need-identified", patient, need),
+        ]
+    )
+    fhir = FhirClient(fhir_base_url)
+    (first,) = wait_for(lambda: _referral_tasks(fhir, patient), 60.0, "the first referral Task")
+
+    # A sender with the token claims the organisation rejected it; the server says otherwise.
+    forged = to_json(first)
+    forged["status"] = "rejected"
+    forged["statusReason"] = {"text": "forged reason"}
+    forged["meta"] = {**forged.get("meta", {}), "versionId": "999"}
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
+    answer = httpx.post(
+        _notifications_url(service),
+        json=_full_resource_notification(fhir_base_url, forged),
+        headers=headers,
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+
+    # Publishing happens before the answer: nothing was published, nothing changed.
+    broker = KafkaBroker(KafkaConnection(bootstrap=kafka_bootstrap))
+    records = broker.read_topic(topics["topic_in"], timeout=3.0)
+    types = [CloudEvent.from_json_bytes(r.value).type for r in records]
+    assert "carecoord.referral.status-changed" not in types
+    (still,) = _referral_tasks(fhir, patient)
+    assert still.status == "requested" and still.statusReason is None
     fhir.close()

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -162,12 +165,95 @@ def test_run_processes_an_event_end_to_end_and_stops_on_sigterm(
     assert any(line["msg"] == "carecoord service stopped" for line in logs)
 
 
+def run_to_exit(env: dict[str, str], tmp_path: Path) -> tuple[int, list[str]]:
+    """`carecoord run` until it exits by itself: its exit code and every line it wrote."""
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from carecoord.cli import app; app()", "run"],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            timeout=90,
+        )
+    return proc.returncode, out.read_text().splitlines() + err.read_text().splitlines()
+
+
+def json_lines(lines: list[str]) -> list[dict[str, Any]]:
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line[:200]!r}")
+    return parsed
+
+
 def test_run_with_missing_settings_exits_2_with_the_fix(
     service_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {k: v for k, v in service_env.items() if k != "CARECOORD_FHIR_BASE_URL"}
-    proc = carecoord(env, tmp_path / "err.log", "run")
-    assert proc.wait(timeout=60) == 2
-    assert "CARECOORD_FHIR_BASE_URL is not set: point it at your FHIR server's base URL" in (
-        (tmp_path / "err.log").read_text()
+    code, lines = run_to_exit(env, tmp_path)
+    assert code == 2
+    (failure,) = json_lines(lines)
+    assert failure["level"] == "ERROR"
+    assert (
+        "CARECOORD_FHIR_BASE_URL is not set: point it at your FHIR server's base URL"
+        in (failure["msg"])
     )
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another process holds (here: a listening socket of the test)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_run_with_the_health_port_taken_exits_1_with_one_json_line_saying_so(
+    service_env: dict[str, str], tmp_path: Path, taken_port: int
+) -> None:
+    env = {**service_env, "CARECOORD_HEALTH_PORT": str(taken_port)}
+    code, lines = run_to_exit(env, tmp_path)
+    assert code == 1
+    logged = json_lines(lines)  # no traceback: every line is JSON
+    (failure,) = [r for r in logged if r["level"] == "ERROR"]
+    assert f"CARECOORD_HEALTH_PORT {taken_port} is already in use" in failure["msg"]
+    assert "set CARECOORD_HEALTH_PORT to a free port" in failure["msg"]
+
+
+def test_the_start_up_log_carries_no_secret_of_any_setting(
+    service_env: dict[str, str], tmp_path: Path, taken_port: int
+) -> None:
+    env = {
+        **service_env,
+        # the taken port ends the run right after the start-up lines: those are under test
+        "CARECOORD_HEALTH_PORT": str(taken_port),
+        "CARECOORD_FHIR_BASE_URL": service_env["CARECOORD_FHIR_BASE_URL"].replace(
+            "://", "://svc:leak-fhir-url-pw@", 1
+        ),
+        "CARECOORD_FHIR_AUTH": "client-credentials",
+        "CARECOORD_FHIR_TOKEN_URL": "https://cc:leak-token-url-pw@auth.example.org/token",
+        "CARECOORD_FHIR_CLIENT_ID": "carecoord",
+        "CARECOORD_FHIR_CLIENT_SECRET": "leak-client-secret",
+        "CARECOORD_FHIR_TOKEN": "leak-fhir-token",
+        "CARECOORD_KAFKA_SASL_PASSWORD": "leak-sasl-pw",
+        "CARECOORD_KAFKA_SSL_PASSWORD": "leak-ssl-pw",
+        "CARECOORD_KAFKA_OPTIONS": json.dumps(
+            {
+                **json.loads(service_env["CARECOORD_KAFKA_OPTIONS"]),
+                "sasl_plain_password": "leak-opt-sasl-pw",
+                "sasl_oauth_token_provider": {"client_secret": "leak-opt-nested-secret"},
+            }
+        ),
+        "CARECOORD_NOTIFICATIONS_ENABLED": "true",
+        "CARECOORD_NOTIFICATIONS_TOKEN": "leak-notification-token",
+        "CARECOORD_NOTIFICATIONS_PORT": "0",
+    }
+    code, lines = run_to_exit(env, tmp_path)
+    assert sorted({m for line in lines for m in re.findall(r"leak-[a-z-]+", line)}) == []
+    logged = json_lines(lines)
+    assert any(r["msg"] == "carecoord service starting" for r in logged)
+    assert code == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ class Reader:
 
 
 def test_full_resource_backport_bundle_becomes_status_changed() -> None:
-    (ev,) = translate(backport_bundle(full_entry(task_json())))
+    (ev,) = translate(backport_bundle(full_entry(task_json())), fhir=Reader(task_json()))
 
     assert ev.type == "carecoord.referral.status-changed"
     assert ev.id == "fhir-notification:Task/t1/_history/3"
@@ -124,9 +125,11 @@ def test_full_resource_backport_bundle_becomes_status_changed() -> None:
 
 def test_the_same_notification_twice_maps_to_the_same_event_id() -> None:
     bundle = backport_bundle(full_entry(task_json()))
-    assert [e.id for e in translate(bundle)] == [e.id for e in translate(copy.deepcopy(bundle))]
-    later = backport_bundle(full_entry(task_json("rejected", version="4")))
-    assert translate(later)[0].id != translate(bundle)[0].id
+    server = Reader(task_json())
+    first, again = translate(bundle, fhir=server), translate(copy.deepcopy(bundle), fhir=server)
+    assert [e.id for e in first] == [e.id for e in again]
+    later = Reader(task_json("rejected", version="4"))
+    assert translate(bundle, fhir=later)[0].id != first[0].id
 
 
 def test_r4b_subscription_status_bundle_is_accepted() -> None:
@@ -139,17 +142,17 @@ def test_r4b_subscription_status_bundle_is_accepted() -> None:
         "subscription": {"reference": "Subscription/s1"},
         "notificationEvent": [{"eventNumber": "8", "focus": {"reference": "Task/t1"}}],
     }
-    (ev,) = translate(bundle)
+    (ev,) = translate(bundle, fhir=Reader(task_json("accepted")))
     assert ev.data == {"task": "Task/t1", "status": "accepted", "task_version": "3"}
 
 
-def test_version_comes_from_the_location_when_the_resource_has_no_meta() -> None:
+def test_the_version_is_the_servers_not_the_one_the_notification_names() -> None:
     task = task_json("completed")
     del task["meta"]
     entry = full_entry(task)
     entry["fullUrl"] = f"{BASE}/Task/t1/_history/9"
-    (ev,) = translate(backport_bundle(entry))
-    assert ev.id == "fhir-notification:Task/t1/_history/9"
+    (ev,) = translate(backport_bundle(entry), fhir=Reader(task_json("completed", version="7")))
+    assert ev.id == "fhir-notification:Task/t1/_history/7"
 
 
 def test_id_only_entries_are_read_through_the_reader() -> None:
@@ -187,11 +190,6 @@ def test_id_only_with_the_focus_only_in_the_status_is_read() -> None:
     }
 
 
-def test_id_only_without_a_reader_says_what_is_needed() -> None:
-    with pytest.raises(ConfigError, match="FHIR reader"):
-        translate(backport_bundle({"fullUrl": f"{BASE}/Task/t1"}))
-
-
 def test_id_only_resources_no_translator_wants_are_not_read() -> None:
     reader = Reader()
     assert translate(backport_bundle({"fullUrl": f"{BASE}/Patient/p1"}), fhir=reader) == []
@@ -209,7 +207,7 @@ def test_a_resource_deleted_since_the_notification_is_skipped_but_server_errors_
         translate(backport_bundle({"fullUrl": f"{BASE}/Task/t1"}), fhir=Down())
 
 
-def test_feed_items_with_and_without_resource() -> None:
+def test_feed_items_with_and_without_resource_are_read_once_from_the_server() -> None:
     reader = Reader(task_json("on-hold", version="6", statusReason={"text": "paused"}))
     items = [
         {"operationType": "update", "location": "Task/t1/_history/3", "resource": task_json()},
@@ -218,16 +216,16 @@ def test_feed_items_with_and_without_resource() -> None:
     ]
     events = translate(items, fhir=reader)
     assert [(e.data["status"], e.id) for e in events] == [
-        ("rejected", "fhir-notification:Task/t1/_history/3"),
         ("on-hold", "fhir-notification:Task/t1/_history/6"),
     ]
-    (single,) = translate(items[0])
+    assert reader.reads == [("Task", "t1")]
+    (single,) = translate(items[0], fhir=reader)
     assert single.id == events[0].id
 
 
 @pytest.mark.parametrize("kind", ["heartbeat", "handshake", "query-status"])
 def test_heartbeats_and_handshakes_translate_to_nothing(kind: str) -> None:
-    assert translate(backport_bundle(kind=kind)) == []
+    assert translate(backport_bundle(kind=kind), fhir=Reader()) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,8 +247,10 @@ def test_heartbeats_and_handshakes_translate_to_nothing(kind: str) -> None:
 def test_resources_that_are_not_recipient_referral_updates_are_ignored(
     resource: dict[str, Any],
 ) -> None:
-    assert translate(backport_bundle(full_entry(resource))) == []
-    assert translate({"operationType": "update", "location": "X/1", "resource": resource}) == []
+    server = Reader(resource)  # the server has it as notified
+    assert translate(backport_bundle(full_entry(resource)), fhir=server) == []
+    feed = {"operationType": "update", "location": "X/1", "resource": resource}
+    assert translate(feed, fhir=server) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +282,7 @@ def test_malformed_payloads_say_what_is_wrong_without_echoing_values(
     payload: Any, message: str
 ) -> None:
     with pytest.raises(MalformedEvent, match=message) as raised:
-        translate(payload)
+        translate(payload, fhir=Reader(task_json(**{"for": None})))
     assert SECRET not in str(raised.value)
 
 
@@ -340,7 +340,7 @@ def test_a_rejection_notified_by_the_server_moves_the_referral_on_once(fhir: Fak
     (first,) = referral_tasks(fhir)
     notification = backport_bundle(full_entry(cbo_sets(fhir, first.id, "rejected", "full")))
 
-    (ev,) = translate(notification)
+    (ev,) = translate(notification, fhir=fhir)
     fx = handle(ev, ctx(fhir))
     fhir.apply(fx)
     tasks = referral_tasks(fhir)
@@ -349,14 +349,15 @@ def test_a_rejection_notified_by_the_server_moves_the_referral_on_once(fhir: Fak
     assert [e.type for e in fx.emits] == ["carecoord.referral.created"]
 
     # The server notifies again (a retry): no third attempt, no dead letter.
-    (again,) = translate(copy.deepcopy(notification))
+    (again,) = translate(copy.deepcopy(notification), fhir=fhir)
     fhir.apply(handle(again, ctx(fhir)))
     assert len(referral_tasks(fhir)) == 2
 
 
 def test_a_status_the_task_already_has_is_a_no_op_for_the_handler(fhir: FakeFhir) -> None:
     (first,) = referral_tasks(fhir)
-    (ev,) = translate(backport_bundle(full_entry(cbo_sets(fhir, first.id, "accepted"))))
+    notification = backport_bundle(full_entry(cbo_sets(fhir, first.id, "accepted")))
+    (ev,) = translate(notification, fhir=fhir)
     fx = handle(ev, ctx(fhir))
     assert fx.writes == [] and fx.emits == []
 
@@ -367,7 +368,7 @@ def test_a_late_notification_of_an_earlier_status_is_ignored_not_dead_lettered(
     (first,) = referral_tasks(fhir)
     accepted = copy.deepcopy(cbo_sets(fhir, first.id, "accepted"))
     cbo_sets(fhir, first.id, "in-progress")  # the CBO moved on before "accepted" was processed
-    (late,) = translate(backport_bundle(full_entry(accepted)))
+    (late,) = translate(backport_bundle(full_entry(accepted)), fhir=fhir)
     fx = handle(late, ctx(fhir))
     assert fx.writes == [] and fx.emits == []
 
@@ -382,7 +383,7 @@ def test_the_same_attempt_is_announced_under_one_id_whatever_triggered_it(fhir: 
     fhir.apply(fx)
     # carecoord's own write of "rejected" comes back as a notification from the server
     rejected = fhir.store[("Task", first.id)]
-    (echo,) = translate(backport_bundle(full_entry(rejected)))
+    (echo,) = translate(backport_bundle(full_entry(rejected)), fhir=fhir)
     again = handle(echo, ctx(fhir))
     assert [e.id for e in again.emits] == [e.id for e in fx.emits]
     assert len(referral_tasks(fhir)) == 2
@@ -403,20 +404,18 @@ class Publisher:
         self.published.extend(events)
 
 
-def post(publisher: Publisher, body: bytes, token: str | None = None, **headers: str) -> Any:
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def post(publisher: Publisher, body: bytes, **headers: str) -> Any:
     import httpx
 
-    from carecoord.service.health import HealthServer
     from carecoord.service.notification_endpoint import NotificationEndpoint
+    from carecoord.service.notification_server import NotificationServer
 
-    route = NotificationEndpoint(publisher, Reader(task_json("completed")), token=token)
-    with HealthServer(
-        ready=lambda: True,
-        metrics=lambda: b"",
-        host="127.0.0.1",
-        port=0,
-        post_routes={"/fhir/notifications": route},
-    ) as server:
+    route = NotificationEndpoint(publisher, Reader(task_json("completed")), token=TOKEN)
+    with NotificationServer(route, host="127.0.0.1", port=0) as server:
         url = f"http://127.0.0.1:{server.port}/fhir/notifications"
         return httpx.post(url, content=body, headers=headers, timeout=10)
 
@@ -424,17 +423,17 @@ def post(publisher: Publisher, body: bytes, token: str | None = None, **headers:
 def test_endpoint_publishes_and_answers_200() -> None:
     publisher = Publisher()
     body = json.dumps(backport_bundle({"fullUrl": f"{BASE}/Task/t1"})).encode()
-    response = post(publisher, body, **{"Content-Type": "application/fhir+json"})
+    response = post(publisher, body, **AUTH, **{"Content-Type": "application/fhir+json"})
     assert response.status_code == 200
     assert [e.data["status"] for e in publisher.published] == ["completed"]
-    heartbeat = post(publisher, json.dumps(backport_bundle(kind="heartbeat")).encode())
+    heartbeat = post(publisher, json.dumps(backport_bundle(kind="heartbeat")).encode(), **AUTH)
     assert heartbeat.status_code == 200 and len(publisher.published) == 1
 
 
 def test_endpoint_refuses_malformed_payloads_with_an_operation_outcome() -> None:
     publisher = Publisher()
     for body in (b"{not json", json.dumps({"note": SECRET}).encode()):
-        response = post(publisher, body)
+        response = post(publisher, body, **AUTH)
         assert response.status_code == 400
         outcome = response.json()
         assert outcome["resourceType"] == "OperationOutcome"
@@ -445,7 +444,7 @@ def test_endpoint_refuses_malformed_payloads_with_an_operation_outcome() -> None
 
 def test_endpoint_answers_503_when_publishing_fails_so_the_server_retries() -> None:
     body = json.dumps(backport_bundle(full_entry(task_json()))).encode()
-    response = post(Publisher(fail=True), body)
+    response = post(Publisher(fail=True), body, **AUTH)
     assert response.status_code == 503
     assert response.json()["issue"][0]["code"] == "transient"
 
@@ -453,20 +452,87 @@ def test_endpoint_answers_503_when_publishing_fails_so_the_server_retries() -> N
 def test_endpoint_with_a_token_needs_the_bearer_header() -> None:
     publisher = Publisher()
     body = json.dumps(backport_bundle(full_entry(task_json()))).encode()
-    assert post(publisher, body, token="s3cret").status_code == 401
-    wrong = post(publisher, body, token="s3cret", Authorization="Bearer nope")
+    assert post(publisher, body).status_code == 401
+    wrong = post(publisher, body, Authorization="Bearer nope")
     assert wrong.status_code == 401 and "s3cret" not in wrong.text
     assert publisher.published == []
-    assert post(publisher, body, token="s3cret", Authorization="Bearer s3cret").status_code == 200
+    assert post(publisher, body, **AUTH).status_code == 200
     assert len(publisher.published) == 1
 
 
-def test_endpoint_is_only_served_at_its_path() -> None:
+def test_endpoint_is_only_served_at_its_path_and_never_on_the_health_port() -> None:
     import httpx
 
     from carecoord.service.health import HealthServer
 
     with HealthServer(ready=lambda: True, metrics=lambda: b"", host="127.0.0.1", port=0) as s:
-        response = httpx.post(f"http://127.0.0.1:{s.port}/fhir/notifications", content=b"{}")
+        response = httpx.post(
+            f"http://127.0.0.1:{s.port}/fhir/notifications", content=b"{}", headers=AUTH
+        )
         assert response.status_code == 404
         assert httpx.get(f"http://127.0.0.1:{s.port}/healthz").status_code == 200
+    body = json.dumps(backport_bundle(kind="heartbeat")).encode()
+    assert post(Publisher(), body, **AUTH).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "  "])
+def test_an_endpoint_without_a_token_is_refused_not_open(token: str) -> None:
+    from carecoord.service.notification_endpoint import NotificationEndpoint
+
+    with pytest.raises(ConfigError, match="non-empty bearer token"):
+        NotificationEndpoint(Publisher(), Reader(), token=token)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every notification is a hint: what the FHIR server has is what counts
+
+
+def test_a_forged_full_resource_notification_is_checked_against_the_server() -> None:
+    forged = task_json("rejected", version="9", statusReason={"text": "forged reason"})
+    on_server = task_json("requested", version="2")  # what carecoord wrote: no news
+    reader = Reader(on_server)
+    assert translate(backport_bundle(full_entry(forged)), fhir=reader) == []
+    assert reader.reads == [("Task", "t1")]
+    feed = {"operationType": "update", "location": "Task/t1/_history/9", "resource": forged}
+    assert translate(feed, fhir=reader) == []
+
+
+def test_the_event_carries_the_servers_status_reason_and_version_not_the_notifications() -> None:
+    forged = task_json("rejected", version="9", statusReason={"text": "forged reason"})
+    reader = Reader(task_json("accepted", version="4"))
+    (ev,) = translate(backport_bundle(full_entry(forged)), fhir=reader)
+    assert ev.data == {"task": "Task/t1", "status": "accepted", "task_version": "4"}
+    assert ev.id == "fhir-notification:Task/t1/_history/4"
+
+
+def test_a_notified_task_the_server_does_not_have_changes_nothing() -> None:
+    assert translate(backport_bundle(full_entry(task_json())), fhir=Reader()) == []
+
+
+LONG_TYPE = "Patienttoldusshesleepsinhercar" * 200  # free text where a resource type belongs
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"resource": {"resourceType": LONG_TYPE, "id": "not a valid id"}},
+        full_entry({"resourceType": LONG_TYPE, "id": "x1"}),
+        {"fullUrl": f"{BASE}/{LONG_TYPE[:60]}/x1"},
+    ],
+    ids=["invalid-id", "unknown-type", "id-only-unknown-type"],
+)
+def test_a_resource_type_of_any_length_is_never_echoed(
+    entry: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from carecoord.service.logging import JsonFormatter
+    from carecoord.service.notification_endpoint import NotificationEndpoint
+
+    route = NotificationEndpoint(Publisher(), Reader(), token="tok")
+    with caplog.at_level(logging.DEBUG):
+        response = route(
+            json.dumps(backport_bundle(entry)).encode(), {"authorization": "Bearer tok"}
+        )
+    assert response.status in (200, 400)
+    logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "sleeps" not in response.body.decode()
+    assert "sleeps" not in logged

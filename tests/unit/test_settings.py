@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,81 @@ def test_handler_lists_are_comma_separated(clean_env: pytest.MonkeyPatch) -> Non
     s = load_settings()
     assert s.handlers_enabled == ["outreach", "referrals"]
     assert s.handlers_disabled == ["billing"]
+
+
+# Every secret-bearing setting and option, each with a value of its own, so a leak names itself.
+EVERY_SECRET = {
+    "CARECOORD_FHIR_BASE_URL": "https://svc:leak-fhir-url-pw@fhir.example.org/fhir",
+    "CARECOORD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "CARECOORD_KAFKA_SASL_MECHANISM": "PLAIN",
+    "CARECOORD_KAFKA_SASL_USERNAME": "svc",
+    "CARECOORD_KAFKA_SASL_PASSWORD": "leak-sasl-pw",
+    "CARECOORD_KAFKA_SSL_PASSWORD": "leak-ssl-pw",
+    "CARECOORD_KAFKA_OPTIONS": json.dumps(
+        {
+            "session_timeout_ms": 6000,
+            "sasl_plain_password": "leak-opt-sasl-pw",
+            "ssl_password": "leak-opt-ssl-pw",
+            "sasl_oauth_token_provider": {"client_secret": "leak-opt-nested-secret"},
+            "extra": {"apiKey": "leak-opt-api-key", "Credentials": ["leak-opt-credential"]},
+            "metrics_url": "https://m:leak-opt-url-pw@metrics.example.org/push",
+        }
+    ),
+    "CARECOORD_FHIR_AUTH": "client-credentials",
+    "CARECOORD_FHIR_TOKEN_URL": "https://cc:leak-token-url-pw@auth.example.org/token",
+    "CARECOORD_FHIR_CLIENT_ID": "carecoord",
+    "CARECOORD_FHIR_CLIENT_SECRET": "leak-client-secret",
+    "CARECOORD_FHIR_TOKEN": "leak-fhir-token",
+    "CARECOORD_NOTIFICATIONS_ENABLED": "true",
+    "CARECOORD_NOTIFICATIONS_TOKEN": "leak-notification-token",
+    "CARECOORD_HANDLERS__referrals__api_token": "leak-handler-token",
+}
+
+
+def leaked(text: str) -> list[str]:
+    return sorted(set(re.findall(r"leak-[a-z-]+", text)))
+
+
+def test_a_secret_in_every_option_appears_in_no_view_of_the_settings(
+    clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    setenv(clean_env, **EVERY_SECRET)
+    s = load_settings()
+    assert s.kafka_options["sasl_plain_password"] == "leak-opt-sasl-pw"  # still usable
+    view = json.dumps(s.redacted())
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("carecoord.test").info("settings", extra={"settings": s.redacted()})
+        logging.getLogger("carecoord.test").info("settings %r %s", s, s)
+    logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert leaked(view) == []
+    assert leaked(repr(s)) == []
+    assert leaked(str(s)) == []
+    assert leaked(logged) == []
+    # what is not secret stays readable for the operator
+    redacted = s.redacted()
+    assert redacted["kafka_options"]["session_timeout_ms"] == 6000
+    assert redacted["fhir_token_url"] == "https://***@auth.example.org/token"
+    assert redacted["kafka_options"]["metrics_url"] == "https://***@metrics.example.org/push"
+
+
+@pytest.mark.parametrize("token", [None, "", "   "])
+def test_notifications_need_a_token_an_empty_one_is_not_open(
+    clean_env: pytest.MonkeyPatch, token: str | None
+) -> None:
+    setenv(clean_env, CARECOORD_NOTIFICATIONS_ENABLED="true")
+    if token is not None:
+        clean_env.setenv("CARECOORD_NOTIFICATIONS_TOKEN", token)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "CARECOORD_NOTIFICATIONS_TOKEN is not set" in str(err.value)
+    assert "CARECOORD_NOTIFICATIONS_ENABLED=true needs it" in str(err.value)
+
+
+def test_the_notification_listener_is_local_by_default_and_apart_from_health(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    setenv(clean_env)
+    s = load_settings()
+    assert (s.notifications_host, s.notifications_port) == ("127.0.0.1", 8081)
+    assert (s.health_host, s.health_port) == ("0.0.0.0", 8000)
+    assert s.notifications_max_body_bytes == 1024 * 1024

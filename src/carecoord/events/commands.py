@@ -50,20 +50,81 @@ def run(config: ConfigOption = None) -> None:
     from carecoord.service.app import Service, plugin_periodic_jobs
     from carecoord.service.logging import configure_logging
 
-    settings = _settings(config, need_fhir=True)
+    configure_logging()  # JSON from the first line on: a bad setting is reported as JSON too
+    try:
+        settings = load_settings(config, need_fhir=True)
+    except ConfigError as exc:
+        _run_failed(exc)
     configure_logging(settings.log_level, settings.log_format)
     try:
         service = Service(settings)
         service.add_periodic_jobs(plugin_periodic_jobs(service))
-    except ConfigError as exc:
-        _config_failure(exc)
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        service.request_stop()
+        def stop(signum: int, frame: FrameType | None) -> None:
+            service.request_stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    service.run()
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        service.run()
+    except (Exception, KeyboardInterrupt) as exc:
+        _run_failed(exc)
+
+
+# Failures whose cause is outside carecoord, by exception type name (kafka-python is imported
+# lazily), with what the operator can do about it.
+_FIXES = {
+    "NoBrokersAvailable": "the Kafka broker cannot be reached: check CARECOORD_KAFKA_BOOTSTRAP, "
+    "that the broker is up, and CARECOORD_KAFKA_SECURITY_PROTOCOL / SASL / SSL settings",
+    "KafkaTimeoutError": "the Kafka broker did not answer in time: check "
+    "CARECOORD_KAFKA_BOOTSTRAP, that the broker is up, and CARECOORD_KAFKA_SECURITY_PROTOCOL / "
+    "SASL / SSL settings",
+    "KafkaConnectionError": "the Kafka broker closed the connection: check "
+    "CARECOORD_KAFKA_BOOTSTRAP and CARECOORD_KAFKA_SECURITY_PROTOCOL / SASL / SSL settings",
+    "BrokerError": "the Kafka broker refused or failed a request: check CARECOORD_KAFKA_BOOTSTRAP, "
+    "the broker's health, and CARECOORD_KAFKA_SECURITY_PROTOCOL / SASL / SSL settings",
+}
+
+
+def _run_failed(exc: BaseException) -> NoReturn:
+    """One JSON log line naming the problem and the fix, no traceback; exit 2 for a
+    configuration error, 130 for Ctrl-C, 1 otherwise."""
+    import logging
+
+    from carecoord.errors import CarecoordError
+
+    if isinstance(exc, KeyboardInterrupt):
+        code, problem = 130, "interrupted"
+    elif isinstance(exc, ConfigError):
+        code, problem = 2, f"configuration error: {exc}"
+    else:
+        code = 1
+        name = type(exc).__name__
+        fix = next((f for n, f in _FIXES.items() if n in _class_names(exc)), None)
+        if fix is not None:
+            problem = fix
+        elif isinstance(exc, CarecoordError):  # our messages name ids and the fix, no values
+            problem = str(exc)
+        else:
+            problem = f"unexpected {name} (at {_where(exc)}): please report it"
+    logging.getLogger("carecoord.run").error(
+        f"carecoord run failed: {problem}",
+        extra={"error": type(exc).__name__, "exit_code": code},
+    )
+    raise typer.Exit(code)
+
+
+def _where(exc: BaseException) -> str:
+    """file:line where `exc` was raised (no message: it may carry payload values)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "unknown"
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    """The exception's class names and its cause's (BrokerError wraps kafka-python's)."""
+    causes = [e for e in (exc, exc.__cause__) if e is not None]
+    return {cls.__name__ for e in causes for cls in type(e).__mro__}
 
 
 def _broker(settings: Settings) -> Broker:

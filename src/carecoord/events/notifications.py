@@ -1,17 +1,21 @@
 """FHIR server change notifications -> carecoord domain events.
 
+A notification is a hint, never the truth: whoever can post to the endpoint could claim anything.
+Every changed resource it names (full-resource or id-only) is read again from the FHIR server,
+and the events are made only from what the server has (status, statusReason, version). A
+full-resource entry's content is used for its identity (type, id) only.
+
 Accepted payloads:
 - a Subscriptions R4 Backport notification Bundle (type `history`; R5 `subscription-notification`)
   whose first entry is the notification's status (a `Parameters` resource in the R4 backport, a
   `SubscriptionStatus` in R4B/R5) followed by the changed resources: full-resource entries, or
   id-only entries (fullUrl / request.url only; the focus of the notification events when there are
-  no entries) which are read through a `FhirReader`;
-- a `{operationType, location, resource?}` feed item, or a list of them (no resource: read
-  `location`).
+  no entries);
+- a `{operationType, location, resource?}` feed item, or a list of them.
 
 Heartbeats, handshakes and status queries translate to nothing; so do resources no translator in
-`TRANSLATORS` claims (logged by reference at debug). A payload that is not a notification raises
-`MalformedEvent` naming what is wrong, never echoing values.
+`TRANSLATORS` claims (not read). A payload that is not a notification raises `MalformedEvent`
+naming what is wrong in fixed words and ids, never echoing values (not even a resource type).
 
 The referral Task translator turns a carecoord referral Task (code `fulfill` and a carecoord
 `referral-task` identifier) whose status is one the recipient sets (received, accepted, rejected,
@@ -30,7 +34,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from carecoord.errors import ConfigError, MalformedEvent
+from carecoord.errors import MalformedEvent
 from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
@@ -61,11 +65,24 @@ _REFERENCE = re.compile(
     rf"(?:^|/)(?P<type>[A-Z][A-Za-z]{{1,63}})/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?/?$"
 )
 _RESOURCE_ID = re.compile(rf"^{_ID}$")
+_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A resource a notification says changed: its identity only (the content is not trusted)."""
+
+    resource_type: str
+    id: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.id}"
 
 
 @dataclass(frozen=True)
 class Changed:
-    """One changed resource as notified (its JSON, identity and version when known)."""
+    """One changed resource as the FHIR server has it (its JSON, identity and version)."""
 
     resource: Mapping[str, Any]
     resource_type: str
@@ -80,22 +97,26 @@ class Changed:
 ResourceTranslator = Callable[[Changed], list[CloudEvent]]
 
 
-def translate(
-    payload: Mapping[str, Any] | Sequence[Any], *, fhir: FhirReader | None = None
-) -> list[CloudEvent]:
+def translate(payload: Mapping[str, Any] | Sequence[Any], *, fhir: FhirReader) -> list[CloudEvent]:
     """The domain events a FHIR change notification stands for (possibly none).
 
-    `fhir` reads the resources of id-only notifications; without it such a notification raises
-    ConfigError. Raises MalformedEvent for a payload that is not a notification; FhirErrors of
-    the reads propagate (a resource deleted since the notification is skipped).
+    `fhir` (the configured FHIR server) is where every notified resource a translator wants is
+    read; the events come from what it returns. Raises MalformedEvent for a payload that is not a
+    notification; FhirErrors of the reads propagate (a resource deleted since is skipped).
     """
     events: list[CloudEvent] = []
-    for changed in _changes(payload, fhir):
-        translator = TRANSLATORS.get(changed.resource_type)
-        if translator is None:
-            log.debug("notification ignored", extra={"resource": changed.reference})
+    seen: set[tuple[str, str]] = set()
+    for hint in _hints(payload):
+        if (hint.resource_type, hint.id) in seen:  # one read per resource per notification
             continue
-        events.extend(translator(changed))
+        seen.add((hint.resource_type, hint.id))
+        translator = TRANSLATORS.get(hint.resource_type)
+        if translator is None:  # not worth a read; the type may be free text: not logged
+            log.debug("notification ignored: resource type not translated")
+            continue
+        changed = _read(hint, fhir)
+        if changed is not None:
+            events.extend(translator(changed))
     return events
 
 
@@ -192,26 +213,24 @@ def _time(resource: Mapping[str, Any]) -> datetime | None:
 # Payload shapes -> changed resources
 
 
-def _changes(payload: Any, fhir: FhirReader | None) -> list[Changed]:
+def _hints(payload: Any) -> list[Hint]:
     if isinstance(payload, list):
-        if not payload:
-            return []
-        return [c for i, item in enumerate(payload) for c in _feed_item(item, fhir, f"item {i}")]
+        return [h for i, item in enumerate(payload) for h in _feed_item(item, f"item {i}")]
     if not isinstance(payload, Mapping):
         raise MalformedEvent(
             f"not a FHIR notification: JSON {type(payload).__name__}, expected an object or a list"
         )
     if payload.get("resourceType") == "Bundle":
-        return _bundle(payload, fhir)
+        return _bundle(payload)
     if "operationType" in payload:
-        return _feed_item(payload, fhir, "item")
+        return _feed_item(payload, "item")
     raise MalformedEvent(
         "not a FHIR notification: expected a notification Bundle or "
         "{operationType, location, resource} feed item(s)"
     )
 
 
-def _bundle(bundle: Mapping[str, Any], fhir: FhirReader | None) -> list[Changed]:
+def _bundle(bundle: Mapping[str, Any]) -> list[Hint]:
     if bundle.get("type") not in NOTIFICATION_BUNDLE_TYPES:
         raise MalformedEvent(
             "notification Bundle.type must be history (R4 backport) or subscription-notification"
@@ -235,7 +254,7 @@ def _bundle(bundle: Mapping[str, Any], fhir: FhirReader | None) -> list[Changed]
             "notification status has no known type (event-notification, heartbeat, handshake, "
             "query-status, query-event)"
         )
-    changes: list[Changed] = []
+    hints: list[Hint] = []
     for n, entry in enumerate(entries[1:], start=1):
         where = f"Bundle.entry[{n}]"
         if not isinstance(entry, Mapping):
@@ -246,17 +265,17 @@ def _bundle(bundle: Mapping[str, Any], fhir: FhirReader | None) -> list[Changed]
         locations = [u for u in (entry.get("fullUrl"), url) if isinstance(u, str)]
         resource = entry.get("resource")
         if resource is not None:
-            changes.append(_full(resource, locations, where))
+            hints.append(_full(resource, where))
         elif method in DELETES:
             continue
         elif not locations:
             raise MalformedEvent(f"{where} has neither a resource nor fullUrl / request.url")
         else:
-            changes.extend(_read(locations, fhir, where))
+            hints.append(_located(locations, where))
     if len(entries) == 1:  # id-only may name the changed resources only as focus
         for n, focus in enumerate(_focus_references(status)):
-            changes.extend(_read([focus], fhir, f"notification event {n} focus"))
-    return changes
+            hints.append(_located([focus], f"notification event {n} focus"))
+    return hints
 
 
 def _notification_type(status: Mapping[str, Any]) -> str | None:
@@ -287,7 +306,7 @@ def _focus_references(status: Mapping[str, Any]) -> list[str]:
     return [r for r in refs if isinstance(r, str)]
 
 
-def _feed_item(item: Any, fhir: FhirReader | None, where: str) -> list[Changed]:
+def _feed_item(item: Any, where: str) -> list[Hint]:
     if not isinstance(item, Mapping):
         raise MalformedEvent(f"feed {where} is not an object")
     operation, location = item.get("operationType"), item.get("location")
@@ -299,48 +318,37 @@ def _feed_item(item: Any, fhir: FhirReader | None, where: str) -> list[Changed]:
         return []
     resource = item.get("resource")
     if resource is not None:
-        return [_full(resource, [location], f"feed {where}")]
-    return _read([location], fhir, f"feed {where}")
+        return [_full(resource, f"feed {where}")]
+    return [_located([location], f"feed {where}")]
 
 
-def _full(resource: Any, locations: Sequence[str], where: str) -> Changed:
+def _full(resource: Any, where: str) -> Hint:
+    """A full-resource entry: only its identity is taken; its content is the sender's claim."""
     if not isinstance(resource, Mapping):
         raise MalformedEvent(f"{where}: resource is not an object")
     rtype, rid = resource.get("resourceType"), resource.get("id")
-    if not isinstance(rtype, str) or not rtype:
-        raise MalformedEvent(f"{where}: resource has no resourceType")
+    if not isinstance(rtype, str) or not _RESOURCE_TYPE.match(rtype):
+        raise MalformedEvent(f"{where}: resource has no valid resourceType")
     if not isinstance(rid, str) or not _RESOURCE_ID.match(rid):
-        raise MalformedEvent(f"{where}: resource has no valid id", resource_type=rtype)
-    version = _version(resource)
-    if version is None:  # the location may carry it: Type/id/_history/vid
-        for location in locations:
-            parsed = _parse_reference(location)
-            if parsed and parsed[:2] == (rtype, rid) and parsed[2]:
-                version = parsed[2]
-                break
-    return Changed(resource, rtype, rid, version)
+        raise MalformedEvent(f"{where}: resource has no valid id")
+    return Hint(rtype, rid)
 
 
-def _read(locations: Sequence[str], fhir: FhirReader | None, where: str) -> list[Changed]:
-    """Read an id-only notification's resource (its current version)."""
+def _located(locations: Sequence[str], where: str) -> Hint:
     parsed = next((p for p in map(_parse_reference, locations) if p), None)
     if parsed is None:
         raise MalformedEvent(f"{where}: location is not a Type/id reference")
-    rtype, rid, _ = parsed
-    if rtype not in TRANSLATORS:  # not worth a read
-        log.debug("notification ignored", extra={"resource": f"{rtype}/{rid}"})
-        return []
-    if fhir is None:
-        raise ConfigError(
-            "an id-only FHIR notification needs a FHIR reader (translate(..., fhir=client))",
-            resource=f"{rtype}/{rid}",
-        )
+    return Hint(parsed[0], parsed[1])
+
+
+def _read(hint: Hint, fhir: FhirReader) -> Changed | None:
+    """The notified resource as the server has it now (its current version), None if gone."""
     try:
-        data = to_json(fhir.read(rtype, rid))
+        data = to_json(fhir.read(hint.resource_type, hint.id))
     except (FhirNotFound, FhirGone):
-        log.debug("notified resource is gone", extra={"resource": f"{rtype}/{rid}"})
-        return []
-    return [Changed(data, rtype, rid, _version(data))]
+        log.debug("notified resource is not on the server", extra={"resource": hint.reference})
+        return None
+    return Changed(data, hint.resource_type, hint.id, _version(data))
 
 
 def _version(resource: Mapping[str, Any]) -> str | None:
@@ -364,6 +372,7 @@ __all__ = [
     "SOURCE",
     "TRANSLATORS",
     "Changed",
+    "Hint",
     "ResourceTranslator",
     "referral_task_events",
     "translate",

@@ -31,9 +31,10 @@ from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.loader import HandlerTable, handlers_from_settings
-from carecoord.service.health import HealthServer, PostRoute
+from carecoord.service.health import HealthServer
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.service.notification_endpoint import NotificationEndpoint
+from carecoord.service.notification_server import NotificationServer
 from carecoord.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,7 @@ class Service:
         self._periodic = PeriodicRunner(periodic_jobs)
         self._stop = threading.Event()
         self.health: HealthServer | None = None
+        self.notifications: NotificationServer | None = None
         self._producer: Producer | None = None
         self._producer_lock = threading.Lock()
 
@@ -262,9 +264,13 @@ class Service:
             metrics=self.metrics.exposition,
             host=s.health_host,
             port=s.health_port,
-            post_routes=self.post_routes(),
         ).start()
         log.info("health endpoints listening", extra={"port": self.health.port})
+        try:
+            self.notifications = self.notification_listener()
+        except BaseException:
+            self.health.close()
+            raise
         self.fhir_availability.start()
         self.kafka_availability.start()
         self._periodic.start()
@@ -275,6 +281,8 @@ class Service:
             self._periodic.close()
             self.fhir_availability.close()
             self.kafka_availability.close()
+            if self.notifications is not None:
+                self.notifications.close()
             self.health.close()
             if self._producer is not None:
                 self._producer.close()
@@ -283,14 +291,26 @@ class Service:
                 close()
             log.info("carecoord service stopped")
 
-    def post_routes(self) -> dict[str, PostRoute]:
-        """The health server's POST routes: the FHIR notification rest-hook when enabled."""
+    def notification_listener(self) -> NotificationServer | None:
+        """The FHIR notification rest-hook on its own listener, started, when enabled (settings
+        guarantee a non-empty token: the endpoint is never open)."""
         s = self.settings
         if not s.notifications_enabled:
-            return {}
-        token = s.notifications_token.get_secret_value() if s.notifications_token else None
-        log.info("FHIR notifications accepted", extra={"path": s.notifications_path})
-        return {s.notifications_path: NotificationEndpoint(self.publish, self.fhir, token=token)}
+            return None
+        token = s.notifications_token.get_secret_value() if s.notifications_token else ""
+        endpoint = NotificationEndpoint(self.publish, self.fhir, token=token)  # "" -> ConfigError
+        server = NotificationServer(
+            endpoint,
+            host=s.notifications_host,
+            port=s.notifications_port,
+            path=s.notifications_path,
+            max_body_bytes=s.notifications_max_body_bytes,
+        ).start()
+        log.info(
+            "FHIR notifications listening",
+            extra={"host": s.notifications_host, "port": server.port, "path": s.notifications_path},
+        )
+        return server
 
     def _probe_fhir(self) -> None:
         """The FHIR server answers: a cheap ping, and the CapabilityStatement the first time

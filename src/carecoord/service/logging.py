@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import traceback
 from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
 from typing import Any, TextIO
 
 # Attributes every LogRecord has; anything else came from `extra=` and is emitted as a field.
@@ -53,4 +57,36 @@ def configure_logging(
     # request URL at INFO, and search URLs carry identifiers in their query strings.
     for noisy in ("kafka", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.captureWarnings(True)  # warnings.warn() would print plain text to stderr
+    install_excepthooks()
     return handler
+
+
+def log_uncaught(
+    exc_type: type[BaseException], tb: TracebackType | None, thread: str | None
+) -> None:
+    """One log line for an exception nobody caught: its type, thread and where it was raised;
+    not its message nor a traceback (messages may carry payload values; lines must be JSON)."""
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else None
+    logging.getLogger("carecoord.uncaught").error(
+        "uncaught exception", extra={"error": exc_type.__name__, "thread": thread, "where": where}
+    )
+
+
+def install_excepthooks() -> None:
+    """Route uncaught exceptions of the main thread and of every other thread to `log_uncaught`
+    (Python's defaults print a plain-text traceback to stderr)."""
+
+    def main_hook(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        log_uncaught(exc_type, tb, threading.current_thread().name)
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:  # what the default hook ignores too
+            return
+        log_uncaught(args.exc_type, args.exc_traceback, args.thread.name if args.thread else None)
+
+    sys.excepthook = main_hook
+    threading.excepthook = thread_hook

@@ -1,11 +1,12 @@
-"""The FHIR rest-hook endpoint: `POST <CARECOORD_NOTIFICATIONS_PATH>` on the health server.
+"""The FHIR rest-hook endpoint: `POST <CARECOORD_NOTIFICATIONS_PATH>` on the notification listener.
 
-A FHIR server's Subscription (rest-hook channel) posts its notifications here; they are translated
-(carecoord.events.notifications.translate) and the events published to the input topic. Answers:
+A FHIR server's Subscription (rest-hook channel) posts its notifications here; each is a hint:
+the notified resources are re-read from the configured FHIR server and translated
+(carecoord.events.notifications.translate), and the events published to the input topic. Answers:
 200 once the broker acknowledged them (or there was nothing to publish), 400 with an
-OperationOutcome for a payload that is not a notification, 401 when a token is configured and the
-request's `Authorization: Bearer <token>` does not match, 503 when a read of an id-only
-notification or the publish failed (the FHIR server retries).
+OperationOutcome for a payload that is not a notification, 401 when the request's
+`Authorization: Bearer <token>` does not match (checked before the body is read, see
+`authorize`), 503 when a read or the publish failed (the FHIR server retries).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from carecoord.errors import CarecoordError, MalformedEvent
+from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
 from carecoord.events.envelope import CloudEvent
 from carecoord.events.notifications import translate
 from carecoord.fhir.errors import FhirError
 from carecoord.handlers.base import FhirReader
-from carecoord.service.health import HttpResponse
+from carecoord.service.http import HttpResponse
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +37,38 @@ def operation_outcome(status: int, severity: str, code: str, diagnostics: str) -
 
 
 class NotificationEndpoint:
-    """A health-server POST route: body + headers -> translate -> publish -> response."""
+    """The rest-hook route: headers -> authorize; body -> translate (re-read) -> publish."""
 
     def __init__(
         self,
         publish: Callable[[Sequence[CloudEvent]], None],
-        fhir: FhirReader | None,
+        fhir: FhirReader,
         *,
-        token: str | None = None,
+        token: str,
     ) -> None:
+        if not token.strip():  # an empty token must never mean "open"
+            raise ConfigError("the FHIR notification endpoint needs a non-empty bearer token")
         self._publish = publish
         self._fhir = fhir
-        self._token = token.encode() if token else None
+        self._token = token.strip().encode()
+
+    def authorize(self, headers: Mapping[str, str]) -> HttpResponse | None:
+        """None when `Authorization: Bearer <token>` matches, else the 401 to send (the server
+        calls this before it reads the body, so an unauthenticated body is never read)."""
+        if self._authorized(headers.get("authorization")):
+            return None
+        response = operation_outcome(401, "error", "login", "missing or wrong bearer token")
+        return HttpResponse(
+            response.status,
+            response.body,
+            response.content_type,
+            (("WWW-Authenticate", 'Bearer realm="carecoord"'),),
+        )
 
     def __call__(self, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
-        if not self._authorized(headers.get("authorization")):
-            response = operation_outcome(401, "error", "login", "missing or wrong bearer token")
-            return HttpResponse(
-                response.status,
-                response.body,
-                response.content_type,
-                (("WWW-Authenticate", 'Bearer realm="carecoord"'),),
-            )
+        refused = self.authorize(headers)
+        if refused is not None:
+            return refused
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -67,12 +78,12 @@ class NotificationEndpoint:
         except MalformedEvent as exc:
             log.info("FHIR notification refused", extra={"error": str(exc)})
             return operation_outcome(400, "error", "invalid", str(exc))
-        except FhirError as exc:  # reading an id-only notification's resource
+        except FhirError as exc:  # re-reading a notified resource from the FHIR server
             log.warning("FHIR notification: read failed", extra={"error": type(exc).__name__})
             return _unavailable("the notified resource could not be read")
         except CarecoordError as exc:
-            log.error("FHIR notification not translated", extra={"error": str(exc)})
-            return operation_outcome(500, "error", "exception", exc.message)
+            log.error("FHIR notification not translated", extra={"error": type(exc).__name__})
+            return operation_outcome(500, "error", "exception", "not translated")
         try:
             self._publish(events)
         except Exception as exc:
@@ -83,8 +94,6 @@ class NotificationEndpoint:
         return operation_outcome(200, "information", "informational", f"{len(events)} event(s)")
 
     def _authorized(self, header: str | None) -> bool:
-        if self._token is None:
-            return True
         scheme, _, given = (header or "").partition(" ")
         if scheme.lower() != "bearer":
             return False
