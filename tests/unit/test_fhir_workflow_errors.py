@@ -103,3 +103,13 @@ def test_the_result_carries_reason_and_time_and_drops_a_stale_reason() -> None:
     same = transition(held, "on-hold")
     assert same is not held and same == held
     assert transition(_task("ready"), "in-progress", at=datetime(2025, 1, 1, tzinfo=UTC)).id == "t1"
+
+
+def test_transition_names_the_task_for_unknown_statuses_and_returns_a_deep_copy() -> None:
+    e = _refusal(transition, _task("finished"), "ready")
+    assert e.context == {"task": "Task/t1"}
+    e = _refusal(transition, _task("ready"), "done")
+    assert e.context == {"task": "Task/t1"}
+    held = transition(_task("in-progress"), "on-hold", reason="waiting")
+    same = transition(held, "on-hold")
+    assert same.statusReason is not held.statusReason  # a deep copy: nothing shared

@@ -107,3 +107,31 @@ def test_a_server_ignoring_the_identifier_search_does_not_replay_another_events_
     assert len(fhir.transactions) == 2
     again = processor.process(new_event("test.happened", "p1", {}, id="ev-b"))
     assert [e.id for e in again] == ["created:ev-b"] and len(fhir.transactions) == 2
+
+
+def test_the_outbox_record_round_trips_every_emit_field_and_its_identifier() -> None:
+    from datetime import date
+
+    def announce_dated(event: Any, ctx: HandlerContext) -> Effects:
+        effects = create_once_and_announce(event, ctx)
+        effects.emits.clear()
+        effects.emit("test.dated", event.subject, {"on": date(2025, 3, 31)}, id=f"d:{event.id}")
+        return effects
+
+    fhir = StoreFhir()
+    processor = HandlerProcessor([HandlerSpec("d", ("test.happened",), announce_dated)], fhir)
+    event = new_event("test.happened", "p1", {}, id="ev-3")
+    first = processor.process(event)
+    again = processor.process(event)
+    assert [(e.type, e.subject, e.id) for e in again] == [("test.dated", "Patient/p1", "d:ev-3")]
+    assert again[0].data == {"on": "2025-03-31"} and first[0].type == again[0].type
+    [outbox] = [r for r in fhir.stored.values() if isinstance(r, Basic)]
+    assert outbox.identifier is not None and outbox.identifier[0].use == "official"
+
+
+def test_an_event_without_a_patient_has_an_outbox_record_without_subject() -> None:
+    fhir = StoreFhir()
+    event = new_event("test.happened", "p1", {}, id="ev-4").model_copy(update={"subject": None})
+    HandlerProcessor([SPEC], fhir).process(event)
+    [outbox] = [r for r in fhir.stored.values() if isinstance(r, Basic)]
+    assert outbox.subject is None
