@@ -65,7 +65,7 @@ def main() -> int:
         else:
             row["survived"].append({"mutant": name, "status": status})  # type: ignore[union-attr]
     failing = []
-    head = ("module", "mutants", "killed", "equiv", "surv", "score", "adj.")
+    head = ("module", "mutants", "run", "killed", "equiv", "surv", "score", "adj.")
     print(f"{head[0]:<38} " + " ".join(f"{h:>7}" for h in head[1:]))
     for module, row in modules.items():
         total, killed = int(row["total"]), int(row["killed"])  # type: ignore[call-overload]
@@ -76,7 +76,9 @@ def main() -> int:
         row["score"], row["adjusted_score"] = round(score, 1), round(adjusted, 1)
         if adjusted < TARGET or row["not_checked"]:
             failing.append(module)
-        cells = (total, killed, equiv, surv, f"{score:.1f}%", f"{adjusted:.1f}%")
+        cells = (total, checked, killed, equiv, surv, f"{score:.1f}%", f"{adjusted:.1f}%")
+        if not checked:
+            cells = (total, 0, "-", "-", "-", "not run", "not run")
         print(f"{module:<38} " + " ".join(f"{c:>7}" for c in cells))
     for row in modules.values():
         for s in row["survived"]:  # type: ignore[attr-defined]
