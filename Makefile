@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install test lint typecheck unit demo bench clean mutation mutation-report
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,23 @@ test: lint typecheck
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
 
+# Mutation testing of the core logic (not part of `make test`): mutmut 3 over the files listed in
+# pyproject's [tool.mutmut], running only the mutants named in mutation/core.txt against the unit
+# and in-memory contract tests, niced, on every core. Scores: mutation/results.json and a table.
+MUTATION_STAMP := $(VENV)/.mutation-installed
+$(MUTATION_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,local,mutation]'
+	touch $(MUTATION_STAMP)
+
+mutation: $(MUTATION_STAMP)
+	rm -rf mutants
+	nice -n 19 $(VENV)/bin/mutmut run $$(grep -v '^#' mutation/core.txt | grep .) > mutation/run.log 2>&1 \
+		|| { tail -n 40 mutation/run.log; exit 1; }
+	$(PY) mutation/report.py
+
+mutation-report: $(MUTATION_STAMP)
+	$(PY) mutation/report.py
+
 demo: install
 	$(PY) -m carecoord.demo
 
@@ -38,4 +55,4 @@ bench: install
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data mutants

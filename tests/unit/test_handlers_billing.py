@@ -100,3 +100,21 @@ def test_complex_ccm() -> None:
     fhir = FakeFhir()
     emitted = log_time(fhir, 60, config={"complex_ccm": True})
     assert [e["cpt"] for e in emitted] == ["99487"]
+
+
+def test_the_handler_applies_configured_addon_limits() -> None:
+    fhir = FakeFhir()
+    emitted = log_time(fhir, 200, config={"addon_limits": {"99439": 2}})
+    assert [(e["cpt"], e["unit"]) for e in emitted] == [("99490", 1), ("99439", 1), ("99439", 2)]
+    assert log_time(fhir, 60, config={"addon_limits": {"99439": 2}}) == []  # capped: no 3rd
+    assert billed(fhir) == ["99439", "99439", "99490"]
+
+
+def test_the_month_is_the_entrys_own_calendar_month_not_utcs() -> None:
+    fhir = FakeFhir()
+    # 21:00 on 31 March in Chicago is already 1 April in UTC: it is March time.
+    assert log_time(fhir, 15, when="2025-03-05T10:00:00-05:00") == []
+    (first,) = log_time(fhir, 10, when="2025-03-31T21:00:00-05:00")
+    assert (first["cpt"], first["month"], first["total_minutes"]) == ("99490", "2025-03", 25)
+    # And 08:00 on 1 April in Sydney is still 31 March in UTC: it is April time.
+    assert log_time(fhir, 20, when="2025-04-01T08:00:00+10:00")[0]["month"] == "2025-04"

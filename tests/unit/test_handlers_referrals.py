@@ -218,3 +218,20 @@ def test_loop_steps() -> None:
     assert step_after("completed") == "complete"
     assert step_after("cancelled") == "revoke"
     assert step_after("accepted") == "none"
+
+
+def test_after_each_rejection_the_next_best_candidate_is_chosen(fhir: FakeFhir) -> None:
+    # 62701, food, no language or eligibility known: the directory's ranking, best first
+    # (certain eligibility before unknown, then by name; see test_hsds).
+    expected = [
+        "Mobile food distribution",
+        "St. John's emergency food box",
+        "Weekly food pantry",
+        "Senior grocery box (CSFP)",
+    ]
+    run(fhir, need())
+    for n in range(len(expected) - 1):
+        tasks = referral_tasks(fhir)
+        assert [service_name(fhir, tk) for tk in tasks] == expected[: n + 1]
+        status(fhir, tasks[-1], "rejected", reason="No capacity")
+    assert [service_name(fhir, tk) for tk in referral_tasks(fhir)] == expected

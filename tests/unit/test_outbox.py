@@ -18,11 +18,14 @@ SYSTEM = "https://carecoord.dev/fhir/identifier/test-task"
 
 
 class StoreFhir:
-    """Applies conditional creates into a dict; searches by identifier."""
+    """Applies conditional creates into a dict. Searches like a real server: `identifier` is
+    matched, any other parameter is ignored, and so is `identifier` on the resource types in
+    `blind_to_identifier` (a server that does not index them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, blind_to_identifier: frozenset[str] = frozenset()) -> None:
         self.stored: dict[tuple[str, str], Resource] = {}
         self.transactions: list[list[FhirWrite]] = []
+        self.blind_to_identifier = blind_to_identifier
 
     def read(self, resource_type: str, resource_id: str) -> Resource:
         raise AssertionError("not used")
@@ -30,10 +33,19 @@ class StoreFhir:
     def search(
         self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
     ) -> list[Resource]:
-        ident = dict(params).get("identifier", "")
-        system, _, value = ident.partition("|")
-        found = self.stored.get((system, value))
-        return [found] if found is not None and found.get_resource_type() == resource_type else []
+        pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+        return [
+            resource
+            for key, resource in self.stored.items()
+            if resource.get_resource_type() == resource_type
+            and all(self._matches(resource_type, key, k, v) for k, v in pairs)
+        ]
+
+    def _matches(self, resource_type: str, key: tuple[str, str], param: str, value: str) -> bool:
+        if param == "identifier" and resource_type not in self.blind_to_identifier:
+            system, _, val = value.partition("|")
+            return key == (system, val)
+        return True  # unsupported: ignored, as real FHIR servers do
 
     def apply(self, writes: Sequence[FhirWrite]) -> object:
         self.transactions.append(list(writes))
@@ -81,3 +93,45 @@ def test_events_without_emits_leave_no_outbox_record() -> None:
         new_event("test.happened", "p1", {}, id="ev-2")
     )
     assert [type(r).__name__ for r in fhir.stored.values()] == ["Task"]
+
+
+def test_a_server_ignoring_the_identifier_search_does_not_replay_another_events_emits() -> None:
+    """The outbox lookup must check the identifier itself: such a server returns every outbox
+    record, and taking another event's record would skip this event's handlers."""
+    fhir = StoreFhir(blind_to_identifier=frozenset({"Basic"}))
+    processor = HandlerProcessor([SPEC], fhir)
+    first = processor.process(new_event("test.happened", "p1", {}, id="ev-a"))
+    second = processor.process(new_event("test.happened", "p1", {}, id="ev-b"))
+    assert [e.id for e in first] == ["created:ev-a"]
+    assert [e.id for e in second] == ["created:ev-b"], "ev-b's handlers were skipped"
+    assert len(fhir.transactions) == 2
+    again = processor.process(new_event("test.happened", "p1", {}, id="ev-b"))
+    assert [e.id for e in again] == ["created:ev-b"] and len(fhir.transactions) == 2
+
+
+def test_the_outbox_record_round_trips_every_emit_field_and_its_identifier() -> None:
+    from datetime import date
+
+    def announce_dated(event: Any, ctx: HandlerContext) -> Effects:
+        effects = create_once_and_announce(event, ctx)
+        effects.emits.clear()
+        effects.emit("test.dated", event.subject, {"on": date(2025, 3, 31)}, id=f"d:{event.id}")
+        return effects
+
+    fhir = StoreFhir()
+    processor = HandlerProcessor([HandlerSpec("d", ("test.happened",), announce_dated)], fhir)
+    event = new_event("test.happened", "p1", {}, id="ev-3")
+    first = processor.process(event)
+    again = processor.process(event)
+    assert [(e.type, e.subject, e.id) for e in again] == [("test.dated", "Patient/p1", "d:ev-3")]
+    assert again[0].data == {"on": "2025-03-31"} and first[0].type == again[0].type
+    [outbox] = [r for r in fhir.stored.values() if isinstance(r, Basic)]
+    assert outbox.identifier is not None and outbox.identifier[0].use == "official"
+
+
+def test_an_event_without_a_patient_has_an_outbox_record_without_subject() -> None:
+    fhir = StoreFhir()
+    event = new_event("test.happened", "p1", {}, id="ev-4").model_copy(update={"subject": None})
+    HandlerProcessor([SPEC], fhir).process(event)
+    [outbox] = [r for r in fhir.stored.values() if isinstance(r, Basic)]
+    assert outbox.subject is None

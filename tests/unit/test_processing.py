@@ -172,3 +172,9 @@ def test_a_crashing_handler_becomes_a_handler_error_without_its_message(fhir: Fa
     assert "crashy" in str(err.value) and "KeyError" in str(err.value)
     assert "Jane" not in str(err.value)
     assert err.value.permanent
+
+
+def test_the_default_clock_is_utc() -> None:
+    from carecoord.events import processing
+
+    assert processing._utc_now().tzinfo is UTC

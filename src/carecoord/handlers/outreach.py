@@ -39,7 +39,12 @@ from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.identifiers import add_create, business_identifier_json, identifier_search
+from carecoord.fhir.identifiers import (
+    add_create,
+    business_identifier_json,
+    identifier_search,
+)
+from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import transition
 from carecoord.handlers import care_tasks
@@ -420,7 +425,8 @@ def handle_attempted(event: CloudEvent, ctx: HandlerContext) -> Effects:
     elif data.outcome == "wrong-number":
         _verify_contact(effects, main, patient_id, at)
     else:  # no-answer, voicemail
-        count = _unanswered(ctx.fhir, main_ref, event.id, current_counts=True)
+        # Compared with the stored attempts' identifier values, so cleaned and hashed the same way.
+        count = _unanswered(ctx.fhir, main_ref, key_value(event.id), current_counts=True)
         if count >= config.max_unanswered:
             escalate(effects, ctx.fhir, config, main, reason="unanswered", unanswered=count, at=at)
     log.info(
