@@ -10,11 +10,11 @@ import logging
 from collections.abc import Callable
 
 from carecoord.service.http import (
+    BackgroundServer,
     BoundedRequestHandler,
     HttpResponse,
     Limits,
     listen,
-    serve_in_thread,
 )
 from carecoord.service.metrics import CONTENT_TYPE_LATEST
 
@@ -27,7 +27,7 @@ HEALTH_LIMITS = Limits(max_connections=16, header_timeout=5.0, body_timeout=5.0)
 __all__ = ["HEALTH_LIMITS", "HealthServer", "HttpResponse"]
 
 
-class HealthServer:
+class HealthServer(BackgroundServer):
     """Serves the endpoints from a daemon thread. `port=0` picks a free port (see `.port`).
 
     `ready()` answers /readyz (200 when true, 503 otherwise); `metrics()` returns the Prometheus
@@ -45,28 +45,7 @@ class HealthServer:
         setting: str = "CARECOORD_HEALTH",
     ) -> None:
         handler = _handler_class(ready, metrics)
-        self._server = listen(host, port, handler, name="health", limits=limits, setting=setting)
-        self._close: Callable[[], None] | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> HealthServer:
-        self._close = serve_in_thread(self._server)
-        return self
-
-    def close(self) -> None:
-        if self._close is not None:
-            self._close()
-        else:
-            self._server.server_close()
-
-    def __enter__(self) -> HealthServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(listen(host, port, handler, name="health", limits=limits, setting=setting))
 
 
 def _handler_class(

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from carecoord.errors import StartupError
 
@@ -238,3 +238,32 @@ def serve_in_thread(server: BoundedHTTPServer) -> Callable[[], None]:
         server.server_close()
 
     return close
+
+
+class BackgroundServer:
+    """A bound listener served from a daemon thread: `start()`, `close()`, `.port` (the real one
+    when bound to port 0), usable as a context manager."""
+
+    def __init__(self, server: BoundedHTTPServer) -> None:
+        self._server = server
+        self._close: Callable[[], None] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> Self:
+        self._close = serve_in_thread(self._server)
+        return self
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+        else:
+            self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -10,15 +10,15 @@ the token costs no body read: path (404), bearer token (401), Content-Length (41
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from carecoord.service.http import (
+    BackgroundServer,
     BoundedRequestHandler,
     HttpResponse,
     Limits,
     listen,
-    serve_in_thread,
 )
 from carecoord.service.notification_endpoint import operation_outcome
 
@@ -35,7 +35,7 @@ class NotificationRoute(Protocol):
     def __call__(self, body: bytes, headers: Mapping[str, str]) -> HttpResponse: ...
 
 
-class NotificationServer:
+class NotificationServer(BackgroundServer):
     """Serves `route` at `path` from a daemon thread. `port=0` picks a free port (`.port`)."""
 
     def __init__(
@@ -49,31 +49,11 @@ class NotificationServer:
         limits: Limits = NOTIFICATION_LIMITS,
     ) -> None:
         handler = _handler_class(route, path, max_body_bytes)
-        self._server = listen(
+        server = listen(
             host, port, handler, name="notifications", limits=limits,
             setting="CARECOORD_NOTIFICATIONS",
         )  # fmt: skip
-        self._close: Callable[[], None] | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> NotificationServer:
-        self._close = serve_in_thread(self._server)
-        return self
-
-    def close(self) -> None:
-        if self._close is not None:
-            self._close()
-        else:
-            self._server.server_close()
-
-    def __enter__(self) -> NotificationServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(server)
 
 
 def _handler_class(
