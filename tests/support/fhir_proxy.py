@@ -47,6 +47,7 @@ class FhirProxy:
         self.failing = False
         self.refused = 0
         self.requests: list[tuple[str, str]] = []
+        self.captured: list[bytes] | None = None  # set to [] to keep transaction bodies
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=30)
         proxy = self
@@ -69,8 +70,11 @@ class FhirProxy:
                     return
                 time.sleep(proxy.delay)
                 relative = self.path.removeprefix("/fhir")
+                kind = classify(self.command, relative)
                 with proxy._lock:
-                    proxy.requests.append(classify(self.command, relative))
+                    proxy.requests.append(kind)
+                    if proxy.captured is not None and kind[0] == "transaction":
+                        proxy.captured.append(body)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 r = proxy._client.request(
                     self.command,
