@@ -13,6 +13,56 @@ def _ok(met: bool) -> str:
 
 
 def print_report(r: dict[str, Any]) -> None:
+    if "throughput" in r:
+        print_runtime(r)
+    if "pipeline" in r:
+        print_pipeline(r)
+
+
+def print_pipeline(r: dict[str, Any]) -> None:
+    p, met, targets = r["pipeline"], r["met"], r["targets"]
+    table = Table(title="(e) pipeline: FHIR requests per event (counting proxy)")
+    for col in ("event type", "events", "requests max", "mean", "by kind (max)"):
+        table.add_column(col)
+    for label, v in p["by_type"].items():
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(v.get("max_by_kind", {}).items()))
+        table.add_row(label, str(v["events"]), str(v["max"]), str(v["mean"]), kinds)
+    console = Console(width=120)
+    console.print(table)
+    summary = Table(title="(e) pipeline: targets")
+    for col in ("measurement", "value", "target", ""):
+        summary.add_column(col)
+    summary.add_row(
+        "requests per event (common path, max)",
+        f"{p['requests_per_event']} "
+        f"({p['requests_per_event_without_referrals']} without referrals)",
+        f"<= {targets['requests_per_event']}",
+        _ok(met["requests_per_event"]),
+    )
+    summary.add_row(
+        "requests per escalation",
+        str(p["requests_per_escalation"]),
+        f"<= {targets['requests_per_escalation']}",
+        _ok(met["requests_per_escalation"]),
+    )
+    summary.add_row(
+        "events/s vs server raw transactions/s",
+        f"{p['events_per_s']} vs {p['server_raw_transactions_per_s']} -> {p['server_ratio']}",
+        f">= {targets['server_ratio']}",
+        _ok(met["server_ratio"]),
+    )
+    for lv in p["by_history"]:
+        summary.add_row(
+            f"    {lv['history_months']} months of history",
+            f"{lv['events_per_s']} events/s, {lv['requests_per_event_mean']} requests/event",
+            "not falling",
+            "",
+        )
+    summary.add_row("    flat with history", "", "", _ok(met["flat_with_history"]))
+    console.print(summary)
+
+
+def print_runtime(r: dict[str, Any]) -> None:
     t, c, lat, m = r["throughput"], r["concurrency"], r["latency"], r["memory"]
     met, targets = r["met"], r["targets"]
     small, large = (f"{b // 1000}k" for b in m["backlogs"])

@@ -5,6 +5,9 @@
   the service while events are in flight.
 - `failing`: while True, answer 503 and 429 (Retry-After: 1) in turn instead of forwarding, as an
   overloaded server would; `refused` counts those answers.
+- counting: every forwarded request is recorded as (kind, label): kind "search" (GET Type?...),
+  "read" (GET Type/id[...]), "transaction" (POST to the base), "metadata", "write" (any other);
+  label is the method and path (no query string). `snapshot()` / `since(n)` read them.
 """
 
 from __future__ import annotations
@@ -12,11 +15,29 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
+
+
+def classify(method: str, path: str) -> tuple[str, str]:
+    """(kind, label) of a FHIR request; `path` is relative to the base, query string included."""
+    parts = urlsplit(path)
+    segments = [s for s in parts.path.split("/") if s]
+    label = f"{method} {'/'.join(segments[:1])}" + ("/{id}" if len(segments) > 1 else "")
+    if segments[:1] == ["metadata"]:
+        return "metadata", label
+    if method == "POST" and not segments:
+        return "transaction", label
+    if method == "GET" and len(segments) == 1:
+        return "search", label
+    if method == "GET":
+        return "read", label
+    return "write", label
 
 
 class FhirProxy:
@@ -25,6 +46,9 @@ class FhirProxy:
         self.delay = delay
         self.failing = False
         self.refused = 0
+        self.requests: list[tuple[str, str]] = []
+        self.captured: list[bytes] | None = None  # set to [] to keep transaction bodies
+        self._lock = threading.Lock()
         self._client = httpx.Client(timeout=30)
         proxy = self
 
@@ -45,10 +69,16 @@ class FhirProxy:
                     self.end_headers()
                     return
                 time.sleep(proxy.delay)
+                relative = self.path.removeprefix("/fhir")
+                kind = classify(self.command, relative)
+                with proxy._lock:
+                    proxy.requests.append(kind)
+                    if proxy.captured is not None and kind[0] == "transaction":
+                        proxy.captured.append(body)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 r = proxy._client.request(
                     self.command,
-                    proxy.upstream + self.path.removeprefix("/fhir"),
+                    proxy.upstream + relative,
                     headers=headers,
                     content=body,
                 )
@@ -70,6 +100,19 @@ class FhirProxy:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/fhir"
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def since(self, start: int) -> Counter[str]:
+        """Requests by kind since `count()` was `start`."""
+        with self._lock:
+            return Counter(kind for kind, _ in self.requests[start:])
+
+    def labels_since(self, start: int) -> list[str]:
+        with self._lock:
+            return [label for _, label in self.requests[start:]]
 
     def close(self) -> None:
         self._server.shutdown()

@@ -135,3 +135,76 @@ def test_an_event_without_a_patient_has_an_outbox_record_without_subject() -> No
     HandlerProcessor([SPEC], fhir).process(event)
     [outbox] = [r for r in fhir.stored.values() if isinstance(r, Basic)]
     assert outbox.subject is None
+
+
+class AnsweringFhir(StoreFhir):
+    """Like StoreFhir, but `apply` answers as a server does: 201 for a new conditional create,
+    200 with the stored representation for one that matched; counts Basic (outbox) searches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outbox_searches = 0
+
+    def search(
+        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+    ) -> list[Resource]:
+        if resource_type == "Basic":
+            self.outbox_searches += 1
+        return super().search(resource_type, params)
+
+    def apply(self, writes: Sequence[FhirWrite]) -> object:
+        from carecoord.fhir.bundles import EntryResult, result_from
+
+        self.transactions.append(list(writes))
+        entries = []
+        for i, w in enumerate(writes):
+            assert isinstance(w, Create)
+            key = (w.identifier_system, w.identifier_value)
+            status = 200 if key in self.stored else 201
+            stored = self.stored.setdefault(key, w.resource)
+            entries.append(EntryResult(i, status, full_url=w.full_url, resource=stored))
+        return result_from(entries)
+
+
+def rerun_always(event: Any, ctx: HandlerContext) -> Effects:
+    """Writes and emits the same every time (its create is conditional): a replay's record
+    create answers 200."""
+    effects = Effects()
+    task = Task.model_validate({"resourceType": "Task", "status": "ready", "intent": "order"})
+    effects.create(task, SYSTEM, event.id)
+    effects.emit("test.created", event.subject, {"n": len(ctx.fhir.search("Task", {}))}, id="x")
+    return effects
+
+
+def test_the_first_application_makes_no_outbox_lookup() -> None:
+    fhir = AnsweringFhir()
+    emitted = HandlerProcessor([SPEC], fhir).process(new_event("test.happened", "p1", {}, id="e"))
+    assert [e.id for e in emitted] == ["created:e"] and fhir.outbox_searches == 0
+
+
+def test_a_replay_whose_record_create_answers_200_re_emits_the_stored_events_unsearched() -> None:
+    fhir = AnsweringFhir()
+    processor = HandlerProcessor([HandlerSpec("r", ("test.happened",), rerun_always)], fhir)
+    event = new_event("test.happened", "p1", {}, id="e")
+    first = processor.process(event)
+    again = processor.process(event)  # its handler now says n=1: the stored n=0 is announced
+    assert [dict(e.data) for e in first] == [dict(e.data) for e in again] == [{"n": 0}]
+    assert fhir.outbox_searches == 0
+
+
+def test_a_replay_that_emits_nothing_now_but_re_creates_looks_the_record_up() -> None:
+    def once(event: Any, ctx: HandlerContext) -> Effects:
+        effects = create_once_and_announce(event, ctx)
+        if not effects.writes:  # already there: re-create it (200), decide nothing new
+            task = Task.model_validate(
+                {"resourceType": "Task", "status": "ready", "intent": "order"}
+            )
+            effects.create(task, SYSTEM, event.id)
+        return effects
+
+    fhir = AnsweringFhir()
+    processor = HandlerProcessor([HandlerSpec("o", ("test.happened",), once)], fhir)
+    event = new_event("test.happened", "p1", {}, id="e")
+    assert [e.id for e in processor.process(event)] == ["created:e"]
+    assert [e.id for e in processor.process(event)] == ["created:e"]
+    assert fhir.outbox_searches == 1

@@ -3,9 +3,11 @@
 `HandlerProcessor` runs every enabled handler for the event's type against a read-only FHIR view,
 merges their effects, applies all writes as one transaction and returns the emits for the runtime
 to produce; the emits are recorded in the same transaction (carecoord.events.outbox) so that a
-redelivery after a crash re-emits them. A version conflict (412/409) means a handler read a
-stale resource: re-run the handlers (they read again) a few times, then give up with a transient
-error so the runtime retries later.
+redelivery after a crash re-emits them. The outbox is looked up only when the event may have been
+applied before (see `outbox.emits_after_apply`): not on the common path, where the
+transaction's conditional creates report that they created everything. A version conflict
+(412/409) means a handler read a stale resource: re-run the handlers (they read again) a few
+times, then give up with a transient error so the runtime retries later.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
 from carecoord.events.catalog import known_type
 from carecoord.events.envelope import CloudEvent
-from carecoord.events.outbox import add_outbox, stored_emits
+from carecoord.events.outbox import add_outbox, emits_after_apply, merge_emits, stored_emits
 from carecoord.fhir.errors import FhirConflict
 from carecoord.handlers.base import Effects, Emit, FhirReader, FhirWrite, HandlerContext
 from carecoord.handlers.registry import HandlerSpec
@@ -80,18 +82,18 @@ class HandlerProcessor:
                 event_id=event.id,
                 event_type=known_type(event.type),
             )
-        stored = stored_emits(self._fhir, event)
-        if stored is not None:  # applied before, but perhaps never announced: re-emit
-            log.info("event already applied; re-emitting", extra={"event_id": event.id})
-            return stored
         attempt = 0
         while True:
             effects = self._run(specs, event)
             if not effects.writes:
-                return list(effects.emits)
+                # Nothing (left) to write: perhaps applied before and never announced.
+                stored = stored_emits(self._fhir, event)
+                if stored is not None:
+                    log.info("event already applied; re-emitting", extra={"event_id": event.id})
+                return merge_emits(stored, effects.emits)
             add_outbox(effects, event, self._clock())
             try:
-                self._fhir.apply(effects.writes)
+                result = self._fhir.apply(effects.writes)
             except FhirConflict as exc:
                 attempt += 1
                 if attempt > self._max_conflict_retries:
@@ -106,7 +108,7 @@ class HandlerProcessor:
                     extra={"event_id": event.id, "event_type": event.type, "attempt": attempt},
                 )
                 continue
-            return list(effects.emits)
+            return emits_after_apply(self._fhir, event, effects, result)
 
     def _run(self, specs: Sequence[HandlerSpec], event: CloudEvent) -> Effects:
         merged = Effects()

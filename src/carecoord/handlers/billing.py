@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, ClassVar
 
 from fhir.resources.R4B.chargeitem import ChargeItem
@@ -194,9 +194,21 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
     month = month_label(day)
     entry_value = identifier_value(event.id)
 
+    # Only the month concerned (a day either side absorbs UTC offsets; entries are re-filtered
+    # by their own month below, so a server ignoring `occurrence` costs bytes, not correctness):
+    # a time entry's ChargeItem and the thresholds it can cross all lie in its month.
+    first = date(day.year, day.month, 1)
+    after = date(day.year + day.month // 12, day.month % 12 + 1, 1)
     items: list[Any] = [
         r
-        for r in ctx.fhir.search("ChargeItem", {"subject": patient})
+        for r in ctx.fhir.search(
+            "ChargeItem",
+            [
+                ("subject", patient),
+                ("occurrence", f"ge{(first - timedelta(days=1)).isoformat()}"),
+                ("occurrence", f"lt{(after + timedelta(days=1)).isoformat()}"),
+            ],
+        )
         if r.get_resource_type() == "ChargeItem"
         and getattr(getattr(r, "subject", None), "reference", None) == patient
     ]

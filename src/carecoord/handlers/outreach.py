@@ -38,6 +38,7 @@ from carecoord.events.catalog import (
 from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
+from carecoord.fhir.capabilities import declares_revinclude
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
     add_create,
@@ -53,6 +54,7 @@ from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
     OUTREACH_ALTERNATIVE_ID,
     OUTREACH_ATTEMPT_ID,
+    OUTREACH_ESCALATION_ID,
     OUTREACH_REQUEST_ID,
     TERMINAL_TASK_STATUSES,
     CareConfig,
@@ -113,15 +115,58 @@ def monthly_request(
     )
 
 
-def patient_requests(fhir: FhirReader, patient_id: str) -> list[Any]:
-    """All carecoord outreach requests (monthly and alternative) of a patient."""
-    found = fhir.search("CommunicationRequest", [("patient", f"Patient/{patient_id}")])
+def patient_requests(
+    fhir: FhirReader,
+    patient_id: str,
+    month: Month | None = None,
+    *,
+    revinclude: Sequence[str] = (),
+) -> list[Any]:
+    """The carecoord outreach requests (monthly and alternative) of a patient: all of them, or
+    with `month` those authored since the day before it starts (a monthly request's authoredOn
+    lies in its month, an alternative's is its escalation; the day absorbs UTC offsets) — so the
+    search does not grow with the patient's history. Callers pick the month's requests by key;
+    a server ignoring `authored` returns more, never less. With `revinclude` the resources the
+    server includes come back after the requests (the caller asked for them)."""
+    params = [("patient", f"Patient/{patient_id}")]
+    if month is not None:
+        params.append(("authored", f"ge{(month.start - timedelta(days=1)).isoformat()}"))
+    params += [("_revinclude", spec) for spec in revinclude]
+    found = fhir.search("CommunicationRequest", params)
     return [
         cr
         for cr in found
-        if patient_of(cr) == patient_id
+        if cr.get_resource_type() == "CommunicationRequest"
+        and patient_of(cr) == patient_id
         and (identifier_value(cr, OUTREACH_REQUEST_ID) or _group_key(cr))
-    ]
+    ] + [r for r in found if r.get_resource_type() != "CommunicationRequest"]
+
+
+# One search for an attempt: the requests, their attempts and their escalation Tasks.
+_ATTEMPT_REVINCLUDES = ("Communication:based-on", "Task:focus")
+
+
+def outreach_view(
+    fhir: FhirReader, patient_id: str, month: Month
+) -> tuple[list[Any], list[Any] | None, list[Any] | None]:
+    """(requests, their Communications, the Tasks focused on them) in ONE search where the
+    server declares both `_revinclude`s for CommunicationRequest; else (requests, None, None)
+    and the callers search for the others themselves."""
+    if not declares_revinclude(fhir, "CommunicationRequest", *_ATTEMPT_REVINCLUDES):
+        return patient_requests(fhir, patient_id, month), None, None
+    found = patient_requests(fhir, patient_id, month, revinclude=_ATTEMPT_REVINCLUDES)
+    requests = [r for r in found if r.get_resource_type() == "CommunicationRequest"]
+    comms = [r for r in found if r.get_resource_type() == "Communication"]
+    tasks = [r for r in found if r.get_resource_type() == "Task"]
+    return requests, comms, tasks
+
+
+def _month_of_key(key: str | None) -> Month | None:
+    """The month at the end of a monthly request key (<patient>:<program>:<YYYY-MM>)."""
+    try:
+        return Month.parse((key or "").rsplit(":", 1)[-1])
+    except ValueError:
+        return None
 
 
 def _group_key(cr: Any) -> str | None:
@@ -166,9 +211,21 @@ def _find_one(fhir: FhirReader, resource_type: str, kind: str, *parts: str) -> A
     return None
 
 
-def escalation_for(fhir: FhirReader, request_ref: str) -> Any | None:
-    """The escalation Task of a request, if it exists."""
-    return _find_one(fhir, "Task", "outreach-escalation", request_ref)
+def escalation_for(
+    fhir: FhirReader, request_ref: str, tasks: Sequence[Any] | None = None
+) -> Any | None:
+    """The escalation Task of a request, if it exists; among `tasks` when the caller already has
+    every Task focused on the request (from `outreach_view`), else searched for."""
+    if tasks is None:
+        return _find_one(fhir, "Task", "outreach-escalation", request_ref)
+    value = key_value(request_ref)
+    for task in tasks:
+        if (
+            task.get_resource_type() == "Task"
+            and identifier_value(task, OUTREACH_ESCALATION_ID) == value
+        ):
+            return task
+    return None
 
 
 def _channel_of(cr: Any) -> str | None:
@@ -242,11 +299,13 @@ def escalate(
     reason: Literal["unanswered", "period-ending"],
     unanswered: int,
     at: datetime,
+    tasks: Sequence[Any] | None = None,
 ) -> bool:
     """Add the escalation of `cr` (Task, alternative-channel request, event). Idempotent: nothing
-    is added if the request is no longer active or already escalated."""
+    is added if the request is no longer active or already escalated. `tasks`: see
+    `escalation_for`."""
     cr_ref = ref_of(cr)
-    if cr.status != "active" or escalation_for(fhir, cr_ref) is not None:
+    if cr.status != "active" or escalation_for(fhir, cr_ref, tasks) is not None:
         return False
     patient_id = patient_of(cr)
     key = identifier_value(cr, OUTREACH_REQUEST_ID)
@@ -326,11 +385,24 @@ def _alternative(
     return build("CommunicationRequest", base)
 
 
-def _unanswered(fhir: FhirReader, cr_ref: str, current_id: str, current_counts: bool) -> int:
-    """Distinct unanswered (no-answer / voicemail) attempts on a request, this one included."""
+def _unanswered(
+    fhir: FhirReader,
+    cr_ref: str,
+    current_id: str,
+    current_counts: bool,
+    communications: Sequence[Any] | None = None,
+) -> int:
+    """Distinct unanswered (no-answer / voicemail) attempts on a request, this one included.
+    `communications`: every Communication based on the request, if the caller has them."""
     ids: set[str] = set()
-    found: list[Any] = fhir.search("Communication", [("based-on", cr_ref)])
+    found: Sequence[Any] = (
+        fhir.search("Communication", [("based-on", cr_ref)])
+        if communications is None
+        else communications
+    )
     for comm in found:
+        if comm.get_resource_type() != "Communication":
+            continue
         if cr_ref not in {reference_str(b) for b in comm.basedOn or []}:
             continue
         if comm.status == "not-done" and has_code(
@@ -342,8 +414,14 @@ def _unanswered(fhir: FhirReader, cr_ref: str, current_id: str, current_counts: 
     return len(ids)
 
 
-def _close_escalation(fhir: FhirReader, effects: Effects, cr_ref: str, at: datetime) -> None:
-    task = escalation_for(fhir, cr_ref)
+def _close_escalation(
+    fhir: FhirReader,
+    effects: Effects,
+    cr_ref: str,
+    at: datetime,
+    tasks: Sequence[Any] | None = None,
+) -> None:
+    task = escalation_for(fhir, cr_ref, tasks)
     if task is None or task.status in TERMINAL_TASK_STATUSES:
         return
     target = "completed" if task.status == "in-progress" else "cancelled"
@@ -362,10 +440,15 @@ def handle_attempted(event: CloudEvent, ctx: HandlerContext) -> Effects:
     config = CareConfig.from_mapping(ctx.config)
     at = _aware(data.attempted_at)
     month = Month.of(at)
-    requests = patient_requests(ctx.fhir, patient_id)
     named = _read(ctx.fhir, data.outreach) if data.outreach else None
     if data.outreach and named is None:
         raise HandlerError("named outreach request not found", event_id=event.id)
+    if named is not None:  # its requests are those of its own month (the key says which)
+        month = (
+            _month_of_key(_group_key(named) or identifier_value(named, OUTREACH_REQUEST_ID))
+            or month
+        )
+    requests, comms, tasks = outreach_view(ctx.fhir, patient_id, month)
     main: Any | None
     if named is not None and _group_key(named):
         main = next(
@@ -415,7 +498,7 @@ def handle_attempted(event: CloudEvent, ctx: HandlerContext) -> Effects:
         for cr in [main, *alternatives]:
             if cr.status == "active":
                 effects.update(_set_status(cr, "completed"), version_of(cr))
-        _close_escalation(ctx.fhir, effects, main_ref, at)
+        _close_escalation(ctx.fhir, effects, main_ref, at, tasks)
     elif data.outcome == "declined" or extra.get("do_not_contact") is True:
         for cr in [main, *alternatives]:
             if cr.status == "active":
@@ -426,9 +509,20 @@ def handle_attempted(event: CloudEvent, ctx: HandlerContext) -> Effects:
         _verify_contact(effects, main, patient_id, at)
     else:  # no-answer, voicemail
         # Compared with the stored attempts' identifier values, so cleaned and hashed the same way.
-        count = _unanswered(ctx.fhir, main_ref, key_value(event.id), current_counts=True)
+        count = _unanswered(
+            ctx.fhir, main_ref, key_value(event.id), current_counts=True, communications=comms
+        )
         if count >= config.max_unanswered:
-            escalate(effects, ctx.fhir, config, main, reason="unanswered", unanswered=count, at=at)
+            escalate(
+                effects,
+                ctx.fhir,
+                config,
+                main,
+                reason="unanswered",
+                unanswered=count,
+                at=at,
+                tasks=tasks,
+            )
     log.info(
         "outreach attempt recorded",
         extra={"event_id": event.id, "outreach": main_ref, "outcome": data.outcome},
@@ -466,7 +560,7 @@ def handle_due(event: CloudEvent, ctx: HandlerContext) -> Effects:
             cr = _read(ctx.fhir, data.outreach)
             targets = [cr] if cr is not None else []
         else:
-            targets = monthly_for(patient_requests(ctx.fhir, patient_id), month)
+            targets = monthly_for(patient_requests(ctx.fhir, patient_id, month), month)
         at = (
             _aware(event.time)
             if event.time

@@ -1,0 +1,264 @@
+"""(e) The pipeline benchmark: real handlers, the embedded broker and FHIR server, and a counting
+proxy in front of the server (tests/support/fhir_proxy.py), over a realistic mix.
+
+Per patient, in the measured month: an enrolment, three unanswered attempts (the third
+escalates), two time entries (the second crosses CCM 99490), and for every fourth patient a
+social need (a community referral). Before it, each patient gets `history` months of past
+outreach (the monthly request and three attempts) and time entries, written straight to the
+server, so searches that are not bounded to their period would grow with it.
+
+- Requests per event type: a few patients' events one at a time, each event's requests counted.
+- events/s end to end: the other patients' events published at once, publish -> last processed.
+- The server's raw transactions/s: the very transaction bundles the pipeline sent (captured by
+  the proxy, patient ids renamed so the creates are new), 8 clients at a time, through the same
+  proxy. server_ratio = carecoord events/s / raw transactions/s (one transaction per event).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fhir.resources.R4B.chargeitem import ChargeItem
+from fhir.resources.R4B.communication import Communication
+
+from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.fhir import terminology as t
+from carecoord.fhir.client import FhirClient
+from carecoord.fhir.hsds import import_directory
+from carecoord.fhir.identifiers import add_create, business_identifier_json
+from carecoord.handlers.base import Effects
+from carecoord.handlers.care_model import Month
+from carecoord.handlers.outreach import monthly_request
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.fhir_proxy import FhirProxy
+from support.pipeline import Pipeline
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "directory" / "springfield-hsds.json"
+MONTH = Month(2026, 12)
+CM = "Practitioner/cm-bench"
+CONFIG = {"referrals": {"requester": "Organization/clinic-bench"}}
+RAW_CLIENTS = 8
+ESCALATION = "outreach.attempted (escalates)"
+
+
+def _month_back(n: int) -> Month:
+    index = MONTH.year * 12 + MONTH.month - 1 - n
+    return Month(index // 12, index % 12 + 1)
+
+
+def events_of(patient: str, with_referral: bool) -> list[tuple[str, CloudEvent]]:
+    """(type label, event) of one patient's measured month, in order."""
+    day = MONTH.start.isoformat()[:8]
+    out: list[tuple[str, CloudEvent]] = []
+    enrol = {"program": "CCM", "provider": "Practitioner/doc-bench", "care_manager": CM,
+             "start": f"{day}02"}  # fmt: skip
+    out.append(("patient.enrolled", new_event("carecoord.patient.enrolled", patient, enrol,
+                                              id=f"{patient}-enrol")))  # fmt: skip
+    for n, outcome in enumerate(("no-answer", "voicemail", "no-answer"), start=1):
+        data = {"channel": "phone", "outcome": outcome, "by": CM,
+                "attempted_at": f"{day}{5 + n:02d}T10:00:00+00:00"}  # fmt: skip
+        label = ESCALATION if n == 3 else "outreach.attempted"
+        out.append((label, new_event("carecoord.outreach.attempted", patient, data,
+                                     id=f"{patient}-att-{n}")))  # fmt: skip
+    for n, minutes in enumerate((15, 10), start=1):
+        data = {"program": "CCM", "minutes": minutes, "activity": "care coordination", "by": CM,
+                "performed_at": f"{day}{10 + n:02d}T10:00:00+00:00"}  # fmt: skip
+        out.append(("time.logged", new_event("carecoord.time.logged", patient, data,
+                                             id=f"{patient}-time-{n}")))  # fmt: skip
+    if with_referral:
+        data = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+        out.append(("sdoh.need-identified", new_event("carecoord.sdoh.need-identified", patient,
+                                                      data, id=f"{patient}-need")))  # fmt: skip
+    return out
+
+
+def seed_history(fhir: FhirClient, patient: str, months: int) -> None:
+    """`months` past months of outreach (request + 3 attempts) and time entries, one
+    transaction per month, as the handlers would have written them."""
+    for back in range(1, months + 1):
+        month = _month_back(back)
+        fx = Effects()
+        plan = f"CarePlan/hist-{patient}"
+        req = add_create(fx, monthly_request(patient_id=patient, program="CCM", month=month,
+                                             requester=CM, care_plan=plan, channel="phone",
+                                             authored=month.start))  # fmt: skip
+        for n in range(3):
+            key = f"h{back}-{n}-{patient}"
+            reason = {
+                "system": t.COMMUNICATION_NOT_DONE_REASON_SYSTEM,
+                "code": "recipient-unavailable",
+            }
+            comm = {
+                "resourceType": "Communication",
+                "identifier": [business_identifier_json("outreach-attempt", key)],
+                "status": "not-done",
+                "statusReason": {"coding": [reason]},
+                "subject": {"reference": f"Patient/{patient}"},
+                "basedOn": [{"reference": req}],
+            }
+            add_create(fx, Communication.model_validate(comm))
+        item = {
+            "resourceType": "ChargeItem",
+            "identifier": [business_identifier_json("time-entry", f"h{back}-{patient}")],
+            "status": "not-billable",
+            "code": {"text": "care management time"},
+            "subject": {"reference": f"Patient/{patient}"},
+            "occurrenceDateTime": date(month.year, month.month, 12).isoformat() + "T10:00:00Z",
+            "quantity": {"value": 12, "unit": "min"},
+        }
+        add_create(fx, ChargeItem.model_validate(item))
+        fhir.apply(fx.writes)
+
+
+def _per_type(samples: dict[str, list[int]]) -> dict[str, dict[str, float]]:
+    return {
+        label: {"events": len(v), "max": max(v), "mean": round(sum(v) / len(v), 2)}
+        for label, v in sorted(samples.items())
+    }
+
+
+def raw_transactions(base_url: str, bodies: list[bytes], rename: tuple[str, str]) -> float:
+    """The captured bundles again (patient ids renamed: new creates), RAW_CLIENTS at a time."""
+    old, new = rename
+    payloads = []
+    for body in bodies:  # updates lose If-Match: the versions they were based on have moved on
+        bundle = json.loads(body.replace(old.encode(), new.encode()))
+        for entry in bundle.get("entry") or []:
+            entry.get("request", {}).pop("ifMatch", None)
+        payloads.append(json.dumps(bundle).encode())
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=representation"}
+    local = threading.local()
+
+    def post(body: bytes) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=30)
+        r = client.post(base_url, content=body, headers=headers)
+        if r.status_code >= 300:
+            raise RuntimeError(f"raw transaction answered {r.status_code}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(RAW_CLIENTS) as pool:
+        list(pool.map(post, payloads))
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def run_level(
+    bootstrap: str, fhir_url: str, history: int, patients: int, calibrate: int, tag: str
+) -> dict[str, Any]:
+    proxy = FhirProxy(fhir_url)
+    direct = FhirClient(fhir_url)
+    prefix = f"b{tag}h{history}"
+    names = [f"{prefix}-p{i:03d}" for i in range(patients)]
+    for name in names:
+        seed_history(direct, name, history)
+    pipeline = Pipeline(bootstrap, proxy.base_url, config=CONFIG, partitions=6)
+    try:
+        pipeline.fhir.capability_statement()
+        samples: dict[str, list[int]] = {}
+        kinds: dict[str, Counter[str]] = {}
+        for i, name in enumerate(names[:calibrate]):
+            for label, event in events_of(name, with_referral=i % 4 == 0):
+                start = proxy.count()
+                pipeline.publish(event)
+                pipeline.wait_idle()
+                got = proxy.since(start)
+                samples.setdefault(label, []).append(sum(got.values()))
+                kinds[label] = kinds.get(label, Counter()) | got
+        rest = names[calibrate:]
+        batch = [e for i, n in enumerate(rest) for _, e in events_of(n, with_referral=i % 4 == 0)]
+        proxy.captured = []
+        start = proxy.count()
+        started = time.perf_counter()
+        pipeline.publish(*batch)
+        pipeline.wait_idle(timeout=600)
+        seconds = time.perf_counter() - started
+        requests = sum(proxy.since(start).values())
+        bodies, proxy.captured = proxy.captured, None
+        dead = pipeline.counter.dead
+    finally:
+        pipeline.close()
+    raw = raw_transactions(proxy.base_url, bodies, (f"{prefix}-p", f"{prefix}-raw-p"))
+    proxy.close()
+    direct.close()
+    events_per_s = len(batch) / seconds
+    by_type = _per_type(samples)
+    for label, kind in kinds.items():
+        by_type[label]["max_by_kind"] = dict(kind)  # type: ignore[assignment]
+    return {
+        "history_months": history,
+        "patients": patients,
+        "events": len(batch),
+        "dead_lettered": dead,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(events_per_s, 1),
+        "requests_per_event_mean": round(requests / len(batch), 2),
+        "raw_transactions": len(bodies),
+        "raw_transactions_per_s": round(raw, 1),
+        "server_ratio": round(events_per_s / raw, 3),
+        "by_type": by_type,
+    }
+
+
+def _summary(level: dict[str, Any]) -> dict[str, Any]:
+    keys = ("history_months", "events_per_s", "requests_per_event_mean")
+    out = {k: level[k] for k in (*keys, "raw_transactions_per_s", "server_ratio")}
+    out["requests_max_by_type"] = {k: v["max"] for k, v in level["by_type"].items()}
+    return out
+
+
+def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]:
+    import os
+    import uuid
+
+    from carecoord.local import start_fhir
+
+    external = os.environ.get("CARECOORD_FHIR_BASE_URL")
+    server = None if external else start_fhir()
+    fhir_url = external.rstrip("/") if external else server.base_url  # type: ignore[union-attr]
+    tag = uuid.uuid4().hex[:6]
+    patients, calibrate = (24, 4) if quick else (100, 8)
+    try:
+        with FhirClient(fhir_url) as client:
+            import_directory(client, json.loads(SAMPLE.read_text()))
+        levels = []
+        for history in (1, 6, 12):
+            level = run_level(bootstrap, fhir_url, history, patients, calibrate, tag)
+            step(
+                f"(e) {history:>2} months of history: {level['events_per_s']} events/s, "
+                f"{level['requests_per_event_mean']} requests/event, server "
+                f"{level['raw_transactions_per_s']} tx/s -> ratio {level['server_ratio']}"
+            )
+            levels.append(level)
+    finally:
+        if server is not None:
+            server.close()
+    main = levels[0]
+    by_type = main["by_type"]
+    common = [v["max"] for k, v in by_type.items() if k != ESCALATION]
+    common_no_referral = [
+        v["max"] for k, v in by_type.items() if k not in (ESCALATION, "sdoh.need-identified")
+    ]
+    return {
+        "requests_per_event": max(common),
+        "requests_per_event_without_referrals": max(common_no_referral),
+        "requests_per_escalation": by_type[ESCALATION]["max"],
+        "events_per_s": main["events_per_s"],
+        "server_raw_transactions_per_s": main["raw_transactions_per_s"],
+        "server_ratio": main["server_ratio"],
+        "by_type": by_type,
+        "by_history": [_summary(lv) for lv in levels],
+        "levels": levels,
+        "mix": "per patient: enrolment, 3 unanswered attempts (3rd escalates), 2 time entries, "
+        "a referral for every 4th patient",
+    }

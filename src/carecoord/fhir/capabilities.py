@@ -1,0 +1,42 @@
+"""What a server declares it can search, read from its (cached) CapabilityStatement.
+
+Handlers get a read-only `FhirReader`; the real clients also have `capability_statement()`
+(fetched once per client). A reader without one (a test fake, another implementation) declares
+nothing, so callers take their portable path: separate searches instead of `_revinclude`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from carecoord.fhir.errors import FhirError
+
+
+def statement_of(fhir: object) -> Mapping[str, Any] | None:
+    """The reader's CapabilityStatement JSON, or None when it has none to give. An unavailable
+    server raises (an outage, handled as such by the runtime)."""
+    get = getattr(fhir, "capability_statement", None)
+    if not callable(get):
+        return None
+    try:
+        statement = get()
+    except FhirError as exc:
+        if exc.unavailable:
+            raise
+        return None
+    return statement if isinstance(statement, Mapping) else None
+
+
+def declares_revinclude(fhir: object, resource_type: str, *specs: str) -> bool:
+    """Does the server declare every `_revinclude` in `specs` (e.g. "Communication:based-on") on
+    searches of `resource_type`? Only then may an absent included resource mean "none"."""
+    statement = statement_of(fhir)
+    if statement is None:
+        return False
+    for rest in statement.get("rest") or []:
+        for res in rest.get("resource") or []:
+            if isinstance(res, Mapping) and res.get("type") == resource_type:
+                declared = {str(s) for s in res.get("searchRevInclude") or []}
+                return all(spec in declared for spec in specs)
+    return False

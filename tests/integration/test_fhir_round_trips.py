@@ -1,0 +1,144 @@
+"""FHIR round trips per event, counted by a proxy between the runtime and the real FHIR server.
+
+A care-management event does little computing; its cost is FHIR requests. The common path is
+one read round trip (a search with includes) plus one transaction; an escalation may add the
+CarePlan read. Not a timing: a request count, so a regression in round trips fails `make test`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.fhir.client import FhirClient
+from carecoord.fhir.hsds import import_directory
+from support.fhir_proxy import FhirProxy
+from support.pipeline import Pipeline
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
+
+
+@pytest.fixture
+def counted(kafka_bootstrap: str, fhir_base_url: str) -> Iterator[tuple[Pipeline, FhirProxy]]:
+    with FhirClient(fhir_base_url) as client:  # the sample directory, for referrals
+        assert import_directory(client, json.loads(SAMPLE.read_text())).problems == []
+    proxy = FhirProxy(fhir_base_url)
+    pipeline = Pipeline(
+        kafka_bootstrap,
+        proxy.base_url,
+        config={"referrals": {"requester": "Organization/clinic-rt"}},
+    )
+    pipeline.fhir.capability_statement()  # fetched once per client, before anything is counted
+    try:
+        yield pipeline, proxy
+    finally:
+        pipeline.close()
+        proxy.close()
+
+
+def run_one(pipeline: Pipeline, proxy: FhirProxy, event: CloudEvent) -> Counter[str]:
+    start = proxy.count()
+    pipeline.publish(event)
+    pipeline.wait_idle()
+    assert pipeline.counter.dead == 0, pipeline.dead_letters()
+    return proxy.since(start)
+
+
+def kinds(**counts: int) -> Counter[str]:
+    return Counter({k: v for k, v in counts.items() if v})
+
+
+def attempt(patient: str, n: int, outcome: str = "no-answer") -> CloudEvent:
+    data = {
+        "channel": "phone",
+        "outcome": outcome,
+        "attempted_at": f"2026-03-{10 + n:02d}T10:00:00+00:00",
+        "by": "Practitioner/cm-rt",
+    }
+    return new_event("carecoord.outreach.attempted", patient, data, id=f"rt-{patient}-att-{n}")
+
+
+def test_requests_per_event_type(counted: tuple[Pipeline, FhirProxy], unique: str) -> None:
+    pipeline, proxy = counted
+    patient = f"rt-{unique}"
+    seen: dict[str, Any] = {}
+
+    enrolled = new_event(
+        "carecoord.patient.enrolled",
+        patient,
+        {
+            "program": "CCM",
+            "provider": "Practitioner/doc-rt",
+            "care_manager": "Practitioner/cm-rt",
+            "start": "2026-03-02",
+        },
+        id=f"rt-{patient}-enrol",
+    )
+    seen["enrolled"] = run_one(pipeline, proxy, enrolled)
+    seen["attempt 1"] = run_one(pipeline, proxy, attempt(patient, 1))
+    seen["attempt 2"] = run_one(pipeline, proxy, attempt(patient, 2, "voicemail"))
+    seen["attempt 3 (escalates)"] = run_one(pipeline, proxy, attempt(patient, 3))
+    seen["attempt 4 (escalated already)"] = run_one(pipeline, proxy, attempt(patient, 4))
+    seen["answered"] = run_one(pipeline, proxy, attempt(patient, 5, "answered"))
+    logged = {
+        "program": "CCM",
+        "minutes": 25,
+        "activity": "care coordination",
+        "by": "Practitioner/cm-rt",
+        "performed_at": "2026-03-20T10:00:00+00:00",
+    }
+    seen["time.logged"] = run_one(
+        pipeline, proxy, new_event("carecoord.time.logged", patient, logged, id=f"rt-{patient}-t")
+    )
+    need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+    seen["need-identified"] = run_one(
+        pipeline, proxy, new_event("carecoord.sdoh.need-identified", patient, need)
+    )
+
+    expected = {
+        "enrolled": kinds(search=1, transaction=1),
+        "attempt 1": kinds(search=1, transaction=1),
+        "attempt 2": kinds(search=1, transaction=1),
+        "attempt 3 (escalates)": kinds(search=1, read=1, transaction=1),
+        "attempt 4 (escalated already)": kinds(search=1, transaction=1),
+        "answered": kinds(search=1, transaction=1),
+        "time.logged": kinds(search=1, transaction=1),
+        # Not yet on the common path (see README, Benchmark results): the care team (CarePlan
+        # and CareTeam searches), the Patient's age, the ServiceRequest and directory searches,
+        # the CarePlan to join and its Organization are separate round trips.
+        "need-identified": kinds(search=5, read=2, transaction=1),
+    }
+    assert seen == expected
+    outbound = [e.type for e in pipeline.outbound()]
+    assert outbound.count("carecoord.outreach.escalated") == 1
+    assert outbound.count("carecoord.billing.threshold-reached") == 1
+
+
+def test_a_redelivered_event_looks_its_outbox_record_up_and_re_emits_the_same_id(
+    counted: tuple[Pipeline, FhirProxy], unique: str
+) -> None:
+    """A duplicate time entry has nothing left to write: that is when the outbox is looked up
+    (one search), and the stored emit goes out again under the same id."""
+    pipeline, proxy = counted
+    patient = f"rt-{unique}"
+    logged = {
+        "program": "CCM",
+        "minutes": 30,
+        "activity": "care coordination",
+        "by": "Practitioner/cm-rt",
+        "performed_at": "2026-03-20T10:00:00+00:00",
+    }
+    event = new_event("carecoord.time.logged", patient, logged, id=f"rt-{patient}-t")
+    run_one(pipeline, proxy, event)
+    replay = run_one(pipeline, proxy, event)
+    assert replay == kinds(search=2)  # its ChargeItems, then (nothing to write) the outbox
+    ids = [e.id for e in pipeline.outbound() if e.type == "carecoord.billing.threshold-reached"]
+    assert len(ids) == 2 and len(set(ids)) == 1
