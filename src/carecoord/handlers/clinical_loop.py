@@ -459,16 +459,20 @@ def clinical_overdue(fhir: FhirReader, now: datetime) -> list[CloudEvent]:
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     code = f"{t.TASK_CLINICAL_REVIEW.system}|{t.TASK_CLINICAL_REVIEW.code}"
     found: list[Any] = fhir.search("Task", [("code", code), ("status", ",".join(OPEN_STATUSES))])
+    open_tasks = [x for x in found if is_clinical(x) and x.status in OPEN_STATUSES]
+    # An open escalation at a level marks the lower level escalated as well (a server that drops
+    # meta.tag on update does not make the sweeper report it again).
+    levels = {(question_of(x), level_of(x)) for x in open_tasks if level_of(x)}
     events = []
-    for task in found:
-        if not is_clinical(task) or task.status not in OPEN_STATUSES or is_escalated(task):
-            continue
+    for task in open_tasks:
         level = level_of(task) + 1
+        question = question_of(task)
+        if is_escalated(task) or (question, level) in levels:
+            continue
         due = due_of(task)
         patient = patient_of(task)
         if level > MAX_LEVEL or due is None or now < due or patient is None:
             continue
-        question = question_of(task)
         events.append(
             CloudEvent(
                 id=f"sweep:clinical-overdue:{question}:{level}",
