@@ -218,8 +218,18 @@ def _read_task(fhir: FhirReader, reference: str) -> Any | None:
 
 
 def _escalation(fhir: FhirReader, question: str, level: int) -> Any | None:
-    found = fhir.search("Task", identifier_search("clinical-escalation", question, str(level)))
-    return next((r for r in found if r.get_resource_type() == "Task"), None)
+    params = identifier_search("clinical-escalation", question, str(level))
+    system, _, value = params["identifier"].partition("|")
+    found = fhir.search("Task", params)  # re-checked: a server may ignore the parameter
+    return next(
+        (
+            r
+            for r in found
+            if r.get_resource_type() == "Task"
+            and any(i.system == system and i.value == value for i in r.identifier or [])  # type: ignore[attr-defined]
+        ),
+        None,
+    )
 
 
 def _care_plan(task: Any) -> str | None:
