@@ -114,3 +114,22 @@ def test_the_handler_configuration_names_the_bad_key_and_computes_deadlines() ->
     assert response_due(defaults, "urgent", datetime(2026, 3, 6, 15, tzinfo=UTC)) == datetime(
         2026, 3, 9, 10, tzinfo=ZoneInfo("UTC")
     )
+
+
+def test_the_calendar_is_configured_from_environment_strings_and_checked_at_start() -> None:
+    from carecoord.handlers.loader import load_handlers
+
+    env = {
+        "timezone": "America/Chicago",
+        "practice_hours": '{"mon": "09:00-12:00", "sat": "09:00-12:00"}',
+        "holidays": '["2026-12-25"]',
+        "urgent_response_business_hours": "2.5",
+        "routine_response_business_days": "1",
+    }
+    table = load_handlers(enabled=["clinical-routing"], config={"clinical-routing": env})
+    config = ClinicalLoopConfig.of(table.configs["clinical-routing"])
+    assert config.urgent_response_business_hours == 2.5
+    # Sat 7 March 2026 11:00: 1 h on Saturday, 1.5 h on Monday from 09:00.
+    assert response_due(config, "urgent", local(2026, 3, 7, 11, 0)) == local(2026, 3, 9, 10, 30)
+    with pytest.raises(ConfigError, match="timezone"):
+        load_handlers(enabled=["clinical-routing"], config={"clinical-routing": {"timezone": "X"}})

@@ -97,7 +97,7 @@ class ClinicalLoopConfig(HandlerConfig):
     # Opening hours per weekday (mon..sun, "HH:MM-HH:MM"); a day not listed is closed.
     practice_hours: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_HOURS))
     holidays: list[date] = Field(default_factory=list)  # closed all day
-    urgent_response_business_hours: float = Field(default=4, gt=0, le=24 * 31)
+    urgent_response_business_hours: float = Field(default=4.0, gt=0, le=24 * 31)
     routine_response_business_days: int = Field(default=2, ge=1, le=31)
     # Level 1: the covering provider, else the practice's on-call PractitionerRole.
     covering_provider: str | None = Field(default=None, pattern=_PRACTITIONER)
