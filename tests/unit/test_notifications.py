@@ -236,13 +236,12 @@ def test_heartbeats_and_handshakes_translate_to_nothing(kind: str) -> None:
     "resource",
     [
         {"resourceType": "Patient", "id": "p1", "name": [{"text": SECRET}]},
-        task_json(code={"coding": [{"system": t.TASK_CODE_SYSTEM, "code": "approve"}]}),
         task_json(identifier=[{"system": "http://example.org/ids", "value": "x"}]),
         task_json("requested"),  # carecoord's own write
         task_json("draft"),
         task_json("cancelled", statusReason={"text": "no longer needed"}),
     ],
-    ids=["patient", "other-task-code", "foreign-task", "requested", "draft", "cancelled"],
+    ids=["patient", "foreign-task", "requested", "draft", "cancelled"],
 )
 def test_resources_that_are_not_recipient_referral_updates_are_ignored(
     resource: dict[str, Any],
@@ -536,3 +535,52 @@ def test_a_resource_type_of_any_length_is_never_echoed(
     logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert "sleeps" not in response.body.decode()
     assert "sleeps" not in logged
+
+
+# ---------------------------------------------------------------------------------------------
+# Any other carecoord Task reports its status too (carecoord.events.task_notifications)
+
+
+def _clinical_task_json(status: str, version: str = "4", **extra: Any) -> dict[str, Any]:
+    from carecoord.fhir.care import clinical_review_task
+
+    task = clinical_review_task(
+        key="q-1",
+        patient="Patient/p1",
+        provider="Practitioner/dr-1",
+        question=SECRET,
+        raised_by="Practitioner/cm-1",
+        authored_on=datetime(2025, 3, 1, tzinfo=UTC),
+    )
+    data = to_json(task)
+    data.update(id="c1", status=status, meta={"versionId": version})
+    data["lastModified"] = "2025-03-10T16:00:00+00:00"
+    data.update(extra)
+    return data
+
+
+def test_a_carecoord_task_that_is_not_a_referral_reports_its_status_from_the_server() -> None:
+    on_server = _clinical_task_json(
+        "completed",
+        statusReason={"text": SECRET},
+        output=[{"type": {"text": "answer"}, "valueString": SECRET}],
+    )
+    claimed = _clinical_task_json("rejected", version="3")
+    server = Reader(on_server)
+    (event,) = translate(backport_bundle(full_entry(claimed)), fhir=server)
+    assert event.type == "carecoord.task.status-changed"
+    assert event.id == "fhir-notification:Task/c1/_history/4"
+    assert event.subject == "Patient/p1"
+    assert event.data == {"task": "Task/c1", "status": "completed", "task_version": "4"}
+    assert SECRET not in event.to_json_bytes().decode()
+    # A referral Task with another code is a carecoord Task too: reported, not as a referral.
+    approve = task_json(code={"coding": [{"system": t.TASK_CODE_SYSTEM, "code": "approve"}]})
+    (other,) = translate(backport_bundle(full_entry(approve)), fhir=Reader(approve))
+    assert other.type == "carecoord.task.status-changed"
+    # carecoord's own statuses are not news.
+    assert (
+        translate(
+            backport_bundle(full_entry(claimed)), fhir=Reader(_clinical_task_json("requested"))
+        )
+        == []
+    )

@@ -97,6 +97,26 @@ class ClinicalQuestion(EventData):
     raised_by: Token
 
 
+class ClinicalOverdue(EventData):
+    """A clinical question (`task`, the provider's clinical-review Task) passed its response
+    deadline unanswered at escalation `level` (1: covering provider / on-call, 2: clinical lead);
+    produced by the sweeper."""
+
+    task: str = Field(pattern=r"^Task/[A-Za-z0-9\-.]{1,64}$")
+    level: int = Field(ge=1, le=2)
+    due: datetime | None = None  # the deadline that was missed
+
+
+class TaskStatusChanged(EventData):
+    """Any carecoord Task reports its status (from a FHIR notification, or an integration): the
+    handlers re-read the Task and act on what the server has. No free text: a provider's reason
+    may be clinical, it stays in the Task's statusReason."""
+
+    task: str = Field(pattern=r"^Task/[A-Za-z0-9\-.]{1,64}$")
+    status: TaskStatus
+    task_version: Token | None = None
+
+
 class TimeLogged(EventData):
     program: Program
     minutes: float = Field(gt=0, le=24 * 60)
@@ -131,6 +151,8 @@ INBOUND: dict[str, type[EventData]] = {
     "carecoord.sdoh.need-identified": SdohNeedIdentified,
     "carecoord.referral.status-changed": ReferralStatusChanged,
     "carecoord.clinical.question": ClinicalQuestion,
+    "carecoord.clinical.overdue": ClinicalOverdue,
+    "carecoord.task.status-changed": TaskStatusChanged,
     "carecoord.time.logged": TimeLogged,
     "carecoord.outreach.due": OutreachDue,
     "carecoord.task.overdue": TaskOverdue,
@@ -142,6 +164,9 @@ OUTBOUND_TYPES = (
     "carecoord.referral.created",
     "carecoord.referral.unmatched",
     "carecoord.clinical.routed",
+    "carecoord.clinical.escalated",
+    "carecoord.clinical.answered",
+    "carecoord.clinical.visit-requested",
     "carecoord.billing.threshold-reached",
     "carecoord.care-manager.reassigned",
 )

@@ -22,6 +22,8 @@ The referral Task translator turns a carecoord referral Task (code `fulfill` and
 in-progress, on-hold, completed, failed) into `carecoord.referral.status-changed`. Its id comes
 from the Task's version, so a repeated notification yields the same id. The statuses carecoord
 itself writes (draft, requested, cancelled) translate to nothing: they are not news to it.
+Any other carecoord Task (e.g. a provider's clinical-review Task) reports its status the same way
+as `carecoord.task.status-changed` (carecoord.events.task_notifications).
 """
 
 from __future__ import annotations
@@ -164,8 +166,19 @@ def referral_task_events(changed: Changed) -> list[CloudEvent]:
     ]
 
 
+def task_events(changed: Changed) -> list[CloudEvent]:
+    """Any carecoord Task reports its status: a referral Task as
+    carecoord.referral.status-changed, any other as carecoord.task.status-changed
+    (carecoord.events.task_notifications)."""
+    if _is_referral_task(changed.resource):
+        return referral_task_events(changed)
+    from carecoord.events.task_notifications import carecoord_task_events  # imports this module
+
+    return carecoord_task_events(changed)
+
+
 TRANSLATORS: dict[str, ResourceTranslator] = {
-    "Task": referral_task_events,
+    "Task": task_events,
 }
 
 
@@ -375,5 +388,6 @@ __all__ = [
     "Hint",
     "ResourceTranslator",
     "referral_task_events",
+    "task_events",
     "translate",
 ]

@@ -392,12 +392,14 @@ def clinical_review_task(
     raised_by: str | None = None,
     care_plan: str | None = None,
     authored_on: datetime | None = None,
+    due: datetime | None = None,
     version: FhirVersion = DEFAULT_VERSION,
 ) -> Task:
     """A clinical question the care manager must not answer, routed to the provider: Task (status
-    requested, intent order, priority stat when urgent else routine, owner the provider). The
-    question text (PHI) goes in Task.input (type question), never in description or logs.
-    Identifier: clinical-review | key (the question event's id)."""
+    requested, intent order, priority stat when urgent else routine, owner the provider,
+    restriction.period.end = `due`, the response deadline). The question text (PHI) goes in
+    Task.input (type question), never in description or logs; its urgency in Task.input (type
+    urgency, routine or urgent). Identifier: clinical-review | key (the question event's id)."""
     if not question.strip():
         raise ValueError("question must not be empty")
     data = _task(
@@ -411,9 +413,13 @@ def clinical_review_task(
         authored_on=authored_on,
         based_on=[_checked(care_plan, "CarePlan")] if care_plan else [],
         description="Clinical question for provider review",
+        due=due,
         version=version,
     )
-    data["input"] = [{"type": concept(t.TASK_INPUT_QUESTION), "valueString": question}]
+    data["input"] = [
+        {"type": concept(t.TASK_INPUT_QUESTION), "valueString": question},
+        {"type": concept(t.TASK_INPUT_URGENCY), "valueCode": "urgent" if urgent else "routine"},
+    ]
     return finish(Task, data, version)
 
 

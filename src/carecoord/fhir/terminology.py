@@ -364,6 +364,30 @@ REASON_OTHER = Code(TASK_STATUS_REASON_SYSTEM, "other", "Other")
 # Task input/output types for carecoord tasks (the clinical question text rides in Task.input).
 TASK_INPUT_QUESTION = Code(TASK_TYPE_SYSTEM, "question", "Question for the provider")
 
+# The clinical loop (handler clinical-routing, carecoord.handlers.clinical_loop): the question's
+# urgency and escalation level ride in Task.input; the provider's answer in Task.output (text, or
+# a reference to a Communication); "visit-needed" (statusReason or businessStatus) asks for a visit.
+TASK_INPUT_URGENCY = Code(TASK_TYPE_SYSTEM, "urgency", "Urgency of the clinical question")
+TASK_INPUT_ESCALATION_LEVEL = Code(
+    TASK_TYPE_SYSTEM, "escalation-level", "Escalation level of a clinical question"
+)
+TASK_OUTPUT_ANSWER = Code(TASK_TYPE_SYSTEM, "answer", "Provider's answer to the question")
+TASK_RELAY_ANSWER = Code(
+    TASK_TYPE_SYSTEM, "relay-clinical-answer", "Bring the provider's answer to the patient"
+)
+TASK_SCHEDULE_VISIT = Code(
+    TASK_TYPE_SYSTEM, "schedule-visit", "Schedule a visit the provider asked for"
+)
+REASON_VISIT_NEEDED = Code(
+    TASK_STATUS_REASON_SYSTEM, "visit-needed", "The provider needs to see the patient"
+)
+REASON_ANSWERED_ELSEWHERE = Code(
+    TASK_STATUS_REASON_SYSTEM, "answered-elsewhere", "Another provider answered the question"
+)
+BUSINESS_CLINICAL_ESCALATED = Code(
+    TASK_BUSINESS_STATUS_SYSTEM, "clinical-escalated", "Unanswered past due, escalated"
+)
+
 # ---------------------------------------------------------------------------------------------
 # Caseload, outreach escalation and overdue care tasks (handlers: enrolment, outreach, care-tasks)
 

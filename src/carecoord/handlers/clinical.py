@@ -5,6 +5,11 @@ when urgent, else routine; status requested; owner the provider of the patient's
 else the configured `provider`; basedOn the active CarePlan) and carecoord.clinical.routed.
 The question text (PHI) is kept only in Task.input on the FHIR server: never in logs, errors or the
 emitted event. carecoord produces no clinical advice.
+
+The Task's restriction.period.end is the response deadline (urgent: business hours, routine:
+business days, carecoord.handlers.clinical_loop.response_due). The rest of the loop — escalation
+when the deadline passes, the provider's answer or request for a visit — is
+carecoord.handlers.clinical_loop, run by this same handler (one configuration).
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ from carecoord.events.envelope import CloudEvent
 from carecoord.fhir.care import clinical_review_task
 from carecoord.fhir.identifiers import add_create, carecoord_identifier
 from carecoord.handlers.base import Effects, HandlerContext
-from carecoord.handlers.config import HandlerConfig
+from carecoord.handlers.clinical_loop import (
+    LOOP_EVENT_TYPES,
+    ClinicalLoopConfig,
+    handle_loop_event,
+    response_due,
+)
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import active_care_plan, patient_team
 from carecoord.handlers.registry import HandlerSpec
@@ -33,8 +43,9 @@ ROUTED = "carecoord.clinical.routed"
 _PRACTITIONER = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$"
 
 
-class ClinicalConfig(HandlerConfig):
-    """Configuration of the "clinical-routing" handler."""
+class ClinicalConfig(ClinicalLoopConfig):
+    """Configuration of the "clinical-routing" handler (response times and escalation targets:
+    ClinicalLoopConfig)."""
 
     config_name: ClassVar[str] = "clinical-routing"
 
@@ -58,6 +69,8 @@ def handle_question(event: CloudEvent, ctx: HandlerContext) -> Effects:
     raised_by = data.raised_by if re.match(_PRACTITIONER, data.raised_by) else team.care_manager
     plan = active_care_plan(ctx.fhir, pid)
     urgent = data.urgency == "urgent"
+    asked_at = event.time or ctx.now()
+    due = response_due(config, data.urgency, asked_at)
     task = clinical_review_task(
         key=event.id,
         patient=f"Patient/{pid}",
@@ -66,7 +79,8 @@ def handle_question(event: CloudEvent, ctx: HandlerContext) -> Effects:
         urgent=urgent,
         raised_by=raised_by,
         care_plan=f"CarePlan/{plan.id}" if plan is not None else None,
-        authored_on=event.time or ctx.now(),
+        authored_on=asked_at,
+        due=due,
     )
     fx = Effects()
     add_create(fx, task)
@@ -79,6 +93,7 @@ def handle_question(event: CloudEvent, ctx: HandlerContext) -> Effects:
             "provider": provider,
             "priority": "stat" if urgent else "routine",
             "urgency": data.urgency,
+            "due": due.isoformat(),
         },
         derived_id(event.id, ROUTED),
     )
@@ -89,13 +104,20 @@ def handle_question(event: CloudEvent, ctx: HandlerContext) -> Effects:
     return fx
 
 
+def handle(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    if event.type == QUESTION:
+        return handle_question(event, ctx)
+    return handle_loop_event(event, ctx)
+
+
 HANDLERS: list[HandlerSpec] = [
     HandlerSpec(
         name="clinical-routing",
-        event_types=(QUESTION,),
-        handle=handle_question,
+        event_types=(QUESTION, *LOOP_EVENT_TYPES),
+        handle=handle,
         default_config=ClinicalConfig().model_dump(mode="json"),
-        description="Route clinical questions to the provider as a clinical-review Task",
+        description="Route clinical questions to the provider as a clinical-review Task with a "
+        "response deadline; escalate unanswered ones; bring the answer back to the care manager",
         config_model=ClinicalConfig,
     )
 ]

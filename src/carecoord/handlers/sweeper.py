@@ -9,6 +9,9 @@ handlers do the work idempotently.
   (id `sweep:outreach-nearly-overdue:CommunicationRequest/<id>:<YYYY-MM>`).
 - `carecoord.task.overdue`: an open care-management Task's restriction.period.end has passed and
   it was not escalated yet (id `sweep:task-overdue:Task/<id>`).
+- `carecoord.clinical.overdue`: a clinical question, or its first escalation, is past its
+  response deadline unanswered (carecoord.handlers.clinical_loop.clinical_overdue; id
+  `sweep:clinical-overdue:Task/<question>:<level>`).
 - `carecoord.care-manager.reassign`: only with the reassignment handler's configuration under key
   "reassignment" (as `sweep_config` puts it): per patient of a care manager marked `active: false`
   (reason "left") or beyond one's `capacity` this month (reason "over-capacity", the most recently
@@ -43,6 +46,7 @@ from carecoord.handlers.care_model import (
     reference_str,
 )
 from carecoord.handlers.care_tasks import is_overdue
+from carecoord.handlers.clinical_loop import clinical_overdue
 from carecoord.handlers.outreach import program_of
 from carecoord.handlers.reassignment import REASSIGN, due_reassignments
 
@@ -68,6 +72,7 @@ def sweep(
     if now.date() >= month.end - timedelta(days=cfg.days_before_period_end):
         events += _nearly_overdue(fhir, now, month, requests)
     events += _tasks_overdue(fhir, now, cfg)
+    events += clinical_overdue(fhir, now)
     reassignment = (config or {}).get(REASSIGNMENT_CONFIG_KEY)
     if isinstance(reassignment, Mapping):
         events += _reassign(fhir, now, month, CareConfig.from_mapping(reassignment))

@@ -1,0 +1,93 @@
+"""FHIR notifications about any carecoord Task other than a referral Task ->
+`carecoord.task.status-changed` (carecoord.events.notifications' Task translator hands them
+here; referral Tasks keep their own event, `carecoord.referral.status-changed`).
+
+A carecoord Task is one with a carecoord business identifier (https://carecoord.dev/fhir/
+identifier/...). As for referrals, the event is made from the server's copy only: its status
+and version, never statusReason.text (a provider may write clinical detail there), nor
+Task.input / output (a question, an answer). The id comes from the Task's version
+(`fhir-notification:Task/<id>/_history/<versionId>`), so a repeated notification maps to the
+same id. Only the statuses the Task's owner sets (received, accepted, rejected, in-progress,
+on-hold, completed, failed) are reported: the ones carecoord writes itself are not news to it.
+What a status means is the handlers' business (e.g. the clinical loop: a provider completed a
+clinical-review Task).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from carecoord.errors import MalformedEvent
+from carecoord.events.envelope import CloudEvent
+from carecoord.events.notifications import (
+    ID_PREFIX,
+    RECIPIENT_STATUSES,
+    SOURCE,
+    Changed,
+    _parse_reference,
+    _time,
+)
+from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
+
+log = logging.getLogger(__name__)
+
+TASK_STATUS_CHANGED = "carecoord.task.status-changed"
+
+
+def is_carecoord_task(task: Mapping[str, Any]) -> bool:
+    identifiers = task.get("identifier")
+    return isinstance(identifiers, list) and any(
+        isinstance(i, Mapping)
+        and isinstance(i.get("system"), str)
+        and i["system"].startswith(IDENTIFIER_SYSTEM_BASE)
+        and i.get("value")
+        for i in identifiers
+    )
+
+
+def carecoord_task_events(changed: Changed) -> list[CloudEvent]:
+    """carecoord.task.status-changed for a carecoord Task in a status its owner sets."""
+    task = changed.resource
+    if not is_carecoord_task(task):
+        log.debug(
+            "notification ignored: not a carecoord Task", extra={"resource": changed.reference}
+        )
+        return []
+    status = task.get("status")
+    if status not in RECIPIENT_STATUSES:
+        log.debug(
+            "notification ignored: status not set by the owner",
+            extra={"resource": changed.reference},
+        )
+        return []
+    subject = task.get("for")
+    ref = subject.get("reference") if isinstance(subject, Mapping) else None
+    parsed = _parse_reference(ref) if isinstance(ref, str) else None
+    if parsed is None or parsed[0] != "Patient":
+        raise MalformedEvent(
+            "carecoord Task has no Patient reference in Task.for", resource=changed.reference
+        )
+    data: dict[str, Any] = {"task": changed.reference, "status": status}
+    if changed.version:
+        data["task_version"] = changed.version
+    changed_at = _time(task)
+    if changed.version:
+        event_id = f"{ID_PREFIX}{changed.reference}/_history/{changed.version}"
+    else:
+        stamp = f"@{changed_at.isoformat()}" if changed_at else ""
+        event_id = f"{ID_PREFIX}{changed.reference}/status/{status}{stamp}"
+    return [
+        CloudEvent(
+            id=event_id,
+            source=SOURCE,
+            type=TASK_STATUS_CHANGED,
+            time=changed_at,
+            subject=f"Patient/{parsed[1]}",
+            data=data,
+        )
+    ]
+
+
+__all__ = ["TASK_STATUS_CHANGED", "carecoord_task_events", "is_carecoord_task"]
