@@ -75,3 +75,18 @@ def test_sweep_config_keeps_a_setting_another_handler_leaves_unset() -> None:
         {"care-tasks": {"supervisor": "Practitioner/sup-1"}, "enrolment": {"supervisor": None}}
     )
     assert merged["supervisor"] == "Practitioner/sup-1"
+
+
+def test_the_in_service_sweeper_runs_for_clinical_routing_alone() -> None:
+    """Overdue clinical questions are found by the sweeper: a deployment running only the
+    clinical-routing handler still gets it, at the default interval."""
+    from types import SimpleNamespace
+
+    from carecoord.handlers.sweeper import periodic_jobs
+
+    def service(*names: str) -> SimpleNamespace:
+        handlers = SimpleNamespace(names=names, configs={n: {} for n in names})
+        return SimpleNamespace(handlers=handlers, settings=SimpleNamespace(sweeper_interval=300.0))
+
+    assert [i for i, _ in periodic_jobs(service("clinical-routing"))] == [300.0]
+    assert periodic_jobs(service("billing")) == []

@@ -243,10 +243,11 @@ def sweep_config(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 def periodic_jobs(service: Any) -> list[tuple[float, Callable[[], None]]]:
     """The sweep as a periodic job of `carecoord run` (carecoord.service.app hook): every
     `sweeper_interval` seconds (CARECOORD_SWEEPER_INTERVAL; 0 turns it off) its events go to the
-    input topic. Off unless the outreach or care-tasks handler is enabled."""
+    input topic. Off unless a handler it triggers (outreach, care-tasks, clinical-routing) is
+    enabled."""
     names = set(service.handlers.names)
     interval = float(service.settings.sweeper_interval)
-    if interval <= 0 or not names & {"outreach", "care-tasks"}:
+    if interval <= 0 or not names & {"outreach", "care-tasks", "clinical-routing"}:
         return []
     config = sweep_config(service.handlers.configs)
     CareConfig.from_mapping(config)  # fail at start, not in the job, on a bad config
