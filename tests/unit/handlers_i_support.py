@@ -17,7 +17,7 @@ from carecoord.handlers.base import Create, Effects, FhirWrite, HandlerContext, 
 from carecoord.handlers.registry import HandlerSpec
 
 REFERENCE_PARAMS = {
-    "patient": ("subject", "for"),
+    "patient": ("subject", "for", "patient"),
     "subject": ("subject", "for"),
     "requester": ("requester",),
     "based-on": ("basedOn",),
