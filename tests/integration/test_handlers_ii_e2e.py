@@ -206,25 +206,55 @@ def test_clinical_question_goes_to_the_provider_and_never_to_the_logs(
 
 
 def test_billable_time_thresholds_once_and_never_twice(pipeline: Pipeline, unique: str) -> None:
-    patient = f"bill-{unique}"
+    from fhir.resources.R4B.condition import Condition
 
-    def logged(program: str, minutes: float) -> CloudEvent:
+    patient = f"bill-{unique}"
+    conditions = [
+        "Condition/"
+        + str(
+            pipeline.fhir.create(
+                Condition.model_validate(
+                    {"subject": {"reference": f"Patient/{patient}"},
+                     "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                          "code": code}]}}
+                )
+            ).id
+        )
+        for code in ("E11.9", "I10")
+    ]  # fmt: skip
+    consent = {"date": "2026-03-01", "method": "verbal", "recorded_by": "Practitioner/cm-1"}
+    enrolments = [
+        new_event(
+            "carecoord.patient.enrolled",
+            patient,
+            {"program": program, "provider": "Practitioner/dr-1",
+             "care_manager": "Practitioner/cm-1", "conditions": conditions[:n],
+             "start": "2026-03-01", "consent": consent},
+        )
+        for program, n in (("CCM", 2), ("PCM", 1), ("RPM", 0))
+    ]  # fmt: skip
+
+    def logged(program: str, minutes: float, **extra: object) -> CloudEvent:
         return new_event(
             "carecoord.time.logged",
             patient,
             {"program": program, "minutes": minutes, "activity": "care coordination",
-             "by": "Practitioner/cm-1", "performed_at": "2026-03-04T10:00:00+00:00"},
+             "by": "Practitioner/cm-1", "performed_at": "2026-03-04T10:00:00+00:00", **extra},
         )  # fmt: skip
 
     second = logged("CCM", 10)
-    pipeline.publish(logged("CCM", 15), second, second, logged("PCM", 30), logged("RPM", 20))
+    pipeline.publish(*enrolments)
+    pipeline.wait_idle()
+    pipeline.publish(logged("CCM", 15), second, second)
+    pipeline.wait_idle()
+    pipeline.publish(logged("PCM", 20), logged("RPM", 20, interactive=True))
     pipeline.wait_idle()
     items = pipeline.fhir.search("ChargeItem", {"subject": f"Patient/{patient}"})
     billed = sorted(i.code.coding[0].code for i in items if i.status == "billable")
-    assert billed == ["99457", "99490"]  # PCM not billed in a CCM month; the duplicate ignored
+    # PCM (20 min) does not reach 99426, and CCM/PCM are exclusive for one practitioner anyway;
+    # the duplicate entry is ignored; RPM with an interactive communication is billed.
+    assert billed == ["99457", "99490"]
     assert len([i for i in items if i.status == "not-billable"]) == 4
-    # The duplicate delivery re-announces what its entry crossed under the same id (at least
-    # once, deduplicable): one id per threshold.
     thresholds = list(
         {e.id: e for e in outbound_of(pipeline, "carecoord.billing.threshold-reached")}.values()
     )

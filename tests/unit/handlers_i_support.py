@@ -17,7 +17,7 @@ from carecoord.handlers.base import Create, Effects, FhirWrite, HandlerContext, 
 from carecoord.handlers.registry import HandlerSpec
 
 REFERENCE_PARAMS = {
-    "patient": ("subject", "for"),
+    "patient": ("subject", "for", "patient"),
     "subject": ("subject", "for"),
     "requester": ("requester",),
     "based-on": ("basedOn",),
@@ -160,7 +160,11 @@ class Runner:
 
 
 def enrolled(patient: str, *, start: str = "2024-05-03", **data: Any) -> CloudEvent:
-    body = {"program": "CCM", "provider": "Practitioner/doc", "start": start, **data}
+    consent = {"date": start, "method": "verbal", "recorded_by": "Practitioner/doc"}
+    body = {"program": "CCM", "provider": "Practitioner/doc", "start": start, "consent": consent}
+    body.update(data)
+    if body["consent"] is None:  # enrolled without consent: pending
+        del body["consent"]
     return new_event("carecoord.patient.enrolled", patient, body, id=f"enrol-{patient}-{start}")
 
 

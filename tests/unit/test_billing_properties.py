@@ -3,14 +3,16 @@ function and through the handler), and the month is the entry's own calendar mon
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+from billing_support import enrol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_handlers_ii_support import FakeFhir, ctx, event
 
 from carecoord.handlers.billing import COMPLEX_CCM, HANDLERS, LADDERS, Ladder, units_reached
+from carecoord.handlers.billing_rules import DEFAULT_ADDON_LIMITS
 
 handle = HANDLERS[0].handle
 ALL_LADDERS = [*LADDERS.values(), COMPLEX_CCM]
@@ -92,14 +94,20 @@ def test_the_handler_never_bills_past_the_cap(entries: list[int], cap: int, comp
     assert ladder.addon is not None
     config = {"addon_limits": {ladder.addon: cap}, "complex_ccm": complex_}
     fhir = FakeFhir()
+    enrol(fhir)
     when = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
     for n, mins in enumerate(entries):
         _log(fhir, n, mins, when + timedelta(hours=n), config)
-    billed = [c.code.coding[0].code for c in fhir.all("ChargeItem") if c.status == "billable"]
+    billed: list[str] = []
+    for c in fhir.all("ChargeItem"):
+        if c.status == "billable":
+            billed += [c.code.coding[0].code] * int(c.quantity.value)
     assert billed.count(ladder.addon) <= cap
-    assert sorted(billed) == sorted(
-        cpt for cpt, _ in units_reached(ladder, sum(entries), config["addon_limits"])
-    )
+    total = sum(entries)
+    expected_ladder = ladder if (not complex_ or total >= 60) else LADDERS["CCM"]
+    assert expected_ladder.addon is not None
+    caps = {**DEFAULT_ADDON_LIMITS, **config["addon_limits"]}  # configured caps add to CMS's
+    assert sorted(billed) == sorted(cpt for cpt, _ in units_reached(expected_ladder, total, caps))
 
 
 @settings(max_examples=60, deadline=None)
@@ -107,6 +115,7 @@ def test_the_handler_never_bills_past_the_cap(entries: list[int], cap: int, comp
 def test_the_month_is_computed_in_the_entrys_own_offset(local: datetime, tz: timezone) -> None:
     when = local.replace(tzinfo=tz)
     fhir = FakeFhir()
+    enrol(fhir, start=date(2024, 1, 1), consent=date(2023, 12, 1))
     (emit,) = _log(fhir, 0, 20, when, {})
     assert emit.data["month"] == f"{local.year:04d}-{local.month:02d}"
     (item,) = [c for c in fhir.all("ChargeItem") if c.status == "billable"]

@@ -1,10 +1,14 @@
-"""Billable time: thresholds per patient, program and month; no minute counted twice."""
+"""Billable time under Medicare's program rules: one ChargeItem per code and month (quantity =
+units), add-on caps, complex CCM per month, staff vs practitioner codes, consent, disenrolment,
+exclusivity, APCM bundling, BHI, the RPM interaction gate; no minute counted twice."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
+from billing_support import enrol
 from test_handlers_ii_support import FakeFhir, ctx, event
 
 from carecoord.handlers.billing import HANDLERS, LADDERS, units_reached
@@ -19,6 +23,7 @@ def log_time(
     when: str = "2025-03-05T10:00:00+00:00",
     id_: str | None = None,
     config: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> list[dict[str, Any]]:
     data = {
         "program": program,
@@ -26,14 +31,29 @@ def log_time(
         "activity": "care coordination",
         "by": "Practitioner/cm-1",
         "performed_at": when,
+        **extra,
     }
     fx = handle(event("carecoord.time.logged", "p1", data, id_), ctx(fhir, config))
     fhir.apply(fx)
     return [{"id": e.id, **e.data} for e in fx.emits]
 
 
-def billed(fhir: FakeFhir) -> list[str]:
-    return sorted(c.code.coding[0].code for c in fhir.all("ChargeItem") if c.status == "billable")
+def billed(fhir: FakeFhir) -> dict[str, int]:
+    """code -> units of the billable ChargeItems."""
+    out: dict[str, int] = {}
+    for c in fhir.all("ChargeItem"):
+        if c.status == "billable":
+            code = c.code.coding[0].code
+            assert code not in out, "one ChargeItem per code and month"
+            out[code] = int(c.quantity.value)
+    return out
+
+
+@pytest.fixture
+def fhir() -> FakeFhir:
+    f = FakeFhir()
+    enrol(f)
+    return f
 
 
 @pytest.mark.parametrize(
@@ -51,24 +71,212 @@ def test_ladders(program: str, minutes: float, expected: list[tuple[str, int]]) 
     assert units_reached(LADDERS[program], minutes) == expected
 
 
-def test_addon_limit() -> None:
-    assert units_reached(LADDERS["CCM"], 200, {"99439": 2})[-1] == ("99439", 2)
+@pytest.mark.parametrize(
+    ("minutes", "expected"),
+    [
+        (19, {}),
+        (20, {"99490": 1}),
+        (39, {"99490": 1}),
+        (40, {"99490": 1, "99439": 1}),
+        (59, {"99490": 1, "99439": 1}),
+        (60, {"99490": 1, "99439": 2}),
+        (80, {"99490": 1, "99439": 2}),  # CMS: at most two units of 99439 a month
+        (100, {"99490": 1, "99439": 2}),  # the audit finding: was 99490 + four 99439
+    ],
+)
+def test_ccm_clinical_staff_edges_and_the_99439_cap(
+    fhir: FakeFhir, minutes: int, expected: dict[str, int]
+) -> None:
+    log_time(fhir, minutes)
+    assert billed(fhir) == expected
 
 
-def test_minutes_accumulate_and_each_threshold_is_announced_once() -> None:
-    fhir = FakeFhir()
+@pytest.mark.parametrize(
+    ("minutes", "expected"),
+    [
+        (19, {}),
+        (20, {"99490": 1}),  # a complex month under 60 minutes still bills CCM
+        (59, {"99490": 1, "99439": 1}),
+        (60, {"99487": 1}),
+        (80, {"99487": 1}),
+        (90, {"99487": 1, "99489": 1}),
+    ],
+)
+def test_complex_ccm_is_decided_per_month_by_the_entry(
+    fhir: FakeFhir, minutes: int, expected: dict[str, int]
+) -> None:
+    log_time(fhir, minutes, complex=True)
+    assert billed(fhir) == expected
+
+
+def test_a_month_becomes_complex_and_the_standard_codes_stop_being_billable(
+    fhir: FakeFhir,
+) -> None:
+    log_time(fhir, 40)
+    assert billed(fhir) == {"99490": 1, "99439": 1}
+    log_time(fhir, 25, complex=True)  # 65 minutes, care plan substantially revised
+    assert billed(fhir) == {"99487": 1}
+    superseded = [c for c in fhir.all("ChargeItem") if c.code.coding[0].code == "99490"]
+    assert superseded[0].status == "not-billable" and superseded[0].note
+    # The next month is not complex unless an entry says so.
+    log_time(fhir, 60, when="2025-04-02T10:00:00+00:00")
+    april = {
+        c.code.coding[0].code
+        for c in fhir.all("ChargeItem")
+        if c.status == "billable" and str(c.occurrencePeriod.start).startswith("2025-04")
+    }
+    assert april == {"99490", "99439"}
+
+
+def test_global_complex_default_never_leaves_20_to_59_minutes_unbilled(fhir: FakeFhir) -> None:
+    log_time(fhir, 45, config={"complex_ccm": True})
+    assert billed(fhir) == {"99490": 1, "99439": 1}
+
+
+def test_one_charge_item_per_code_with_quantity_updated_as_units_accrue(fhir: FakeFhir) -> None:
     assert log_time(fhir, 15) == []
     (first,) = log_time(fhir, 10)
-    assert (first["cpt"], first["program"], first["month"]) == ("99490", "CCM", "2025-03")
-    assert first["total_minutes"] == 25
-    assert log_time(fhir, 10) == []  # 35 minutes
-    (addon,) = log_time(fhir, 5)  # 40
+    assert (first["cpt"], first["unit"], first["total_minutes"]) == ("99490", 1, 25)
+    (addon,) = log_time(fhir, 15)  # 40
     assert (addon["cpt"], addon["unit"]) == ("99439", 1)
-    assert billed(fhir) == ["99439", "99490"]
+    (second,) = log_time(fhir, 20)  # 60
+    assert (second["cpt"], second["unit"]) == ("99439", 2)
+    assert log_time(fhir, 30) == []  # capped
+    assert billed(fhir) == {"99490": 1, "99439": 2}
+    item = next(c for c in fhir.all("ChargeItem") if c.code.coding[0].code == "99439")
+    assert item.identifier[0].value == "p1:CCM:2025-03:99439"
+    assert item.meta.versionId != "1"  # created at one unit, then updated in place
 
 
-def test_a_duplicate_time_event_never_counts_twice() -> None:
+def test_practitioner_time_bills_its_own_codes(fhir: FakeFhir) -> None:
+    log_time(fhir, 30, role="practitioner")
+    assert billed(fhir) == {"99491": 1}
+    log_time(fhir, 30, role="practitioner")
+    assert billed(fhir) == {"99491": 1, "99437": 1}
+
+
+def test_pcm_staff_and_practitioner_codes() -> None:
     fhir = FakeFhir()
+    enrol(fhir, program="PCM", conditions=1)
+    log_time(fhir, 30, program="PCM")
+    assert billed(fhir) == {"99426": 1}
+    fhir2 = FakeFhir()
+    enrol(fhir2, program="PCM", conditions=1)
+    log_time(fhir2, 30, program="PCM", role="practitioner")
+    assert billed(fhir2) == {"99424": 1}
+
+
+def test_bhi_99484_at_20_minutes_alongside_ccm(fhir: FakeFhir) -> None:
+    enrol(fhir, program="BHI", conditions=1)
+    log_time(fhir, 19, program="BHI")
+    assert billed(fhir) == {}
+    log_time(fhir, 1, program="BHI")
+    log_time(fhir, 20, program="CCM")
+    assert billed(fhir) == {"99484": 1, "99490": 1}  # BHI and CCM may share a month
+
+
+def test_rpm_needs_an_interactive_communication_in_the_month(fhir: FakeFhir) -> None:
+    enrol(fhir, program="RPM", conditions=0)
+    log_time(fhir, 25, program="RPM")
+    assert billed(fhir) == {}
+    log_time(fhir, 1, program="RPM", interactive=True)
+    assert billed(fhir) == {"99457": 1}
+
+
+def test_rpm_interaction_from_an_answered_call_that_month(fhir: FakeFhir) -> None:
+    enrol(fhir, program="RPM", conditions=0)
+    fhir.put(
+        {
+            "resourceType": "Communication",
+            "status": "completed",
+            "subject": {"reference": "Patient/p1"},
+            "sent": "2025-03-03T10:00:00+00:00",
+        }
+    )
+    log_time(fhir, 20, program="RPM")
+    assert billed(fhir) == {"99457": 1}
+
+
+def test_nothing_is_billed_without_consent_or_enrolment() -> None:
+    fhir = FakeFhir()
+    log_time(fhir, 30)  # not enrolled at all
+    enrol(fhir, patient="p1", program="CCM", consent=None)
+    log_time(fhir, 30)
+    assert billed(fhir) == {}
+    entries = [c for c in fhir.all("ChargeItem") if c.status == "not-billable"]
+    assert len(entries) == 2  # the time is kept
+
+
+def test_consent_mid_month_bills_only_the_time_after_it() -> None:
+    fhir = FakeFhir()
+    enrol(fhir, consent=date(2025, 3, 15))
+    log_time(fhir, 15, when="2025-03-10T10:00:00+00:00")  # before consent: kept, not billed
+    log_time(fhir, 10, when="2025-03-16T10:00:00+00:00")
+    assert billed(fhir) == {}
+    log_time(fhir, 10, when="2025-03-20T10:00:00+00:00")
+    assert billed(fhir) == {"99490": 1}
+    entry = next(
+        c for c in fhir.all("ChargeItem") if str(c.occurrenceDateTime).startswith("2025-03-10")
+    )
+    assert any(e.valueCode == "no-consent" for e in entry.extension if e.valueCode)
+
+
+def test_disenrolment_mid_month_stops_billing_after_the_effective_date() -> None:
+    fhir = FakeFhir()
+    enrol(fhir, end=date(2025, 3, 15))
+    log_time(fhir, 15, when="2025-03-10T10:00:00+00:00")
+    log_time(fhir, 10, when="2025-03-20T10:00:00+00:00")
+    assert billed(fhir) == {}
+
+
+def test_ccm_needs_two_chronic_conditions() -> None:
+    fhir = FakeFhir()
+    enrol(fhir, conditions=1)
+    log_time(fhir, 20)
+    assert billed(fhir) == {}
+
+
+def test_ccm_and_pcm_exclusive_per_billing_practitioner(fhir: FakeFhir) -> None:
+    enrol(fhir, program="PCM", conditions=1)
+    assert [e["cpt"] for e in log_time(fhir, 20, program="CCM")] == ["99490"]
+    log_time(fhir, 30, program="PCM")  # same practitioner: PCM has more minutes, it is billed
+    assert billed(fhir) == {"99426": 1}
+    log_time(fhir, 20, program="RPM", interactive=True)
+    assert billed(fhir) == {"99426": 1}  # RPM not enrolled here
+
+
+def test_ccm_and_pcm_by_different_practitioners_are_both_billed(fhir: FakeFhir) -> None:
+    enrol(fhir, program="PCM", conditions=1, provider="Practitioner/cardio")
+    log_time(fhir, 20, program="CCM")
+    log_time(fhir, 30, program="PCM")
+    assert billed(fhir) == {"99490": 1, "99426": 1}
+
+
+def test_apcm_bundles_ccm_of_the_same_practitioner(fhir: FakeFhir) -> None:
+    enrol(fhir, program="APCM", conditions=2)
+    log_time(fhir, 20, program="CCM")
+    assert billed(fhir) == {"99490": 1}
+    log_time(fhir, 5, program="APCM")
+    assert billed(fhir) == {"G0557": 1}
+
+
+def test_charge_item_carries_performer_enterer_billing_practitioner_and_reasons(
+    fhir: FakeFhir,
+) -> None:
+    log_time(fhir, 20)
+    (item,) = [c for c in fhir.all("ChargeItem") if c.status == "billable"]
+    functions = {p.function.coding[0].code: p.actor.reference for p in item.performer}
+    assert functions == {
+        "clinical-staff": "Practitioner/cm-1",
+        "billing-practitioner": "Practitioner/dr-1",
+    }
+    assert item.enterer.reference == "Practitioner/cm-1"
+    assert [r.coding[0].code for r in item.reason] == ["E11.0", "E11.1"]
+    supporting = {s.reference for s in item.supportingInformation}
+    assert {"Condition/p1-c0", "Condition/p1-c1"} <= supporting
+
+
+def test_a_duplicate_time_event_never_counts_twice(fhir: FakeFhir) -> None:
     first = log_time(fhir, 12, id_="t-1")
     again = log_time(fhir, 12, id_="t-1")
     assert first == again == []
@@ -76,42 +284,19 @@ def test_a_duplicate_time_event_never_counts_twice() -> None:
     emitted = log_time(fhir, 1, id_="t-3")
     replay = log_time(fhir, 1, id_="t-3")
     assert [e["id"] for e in emitted] == [e["id"] for e in replay]  # same id: announced once
-    assert billed(fhir) == ["99490"]
+    assert billed(fhir) == {"99490": 1}
     assert len([c for c in fhir.all("ChargeItem") if c.status == "not-billable"]) == 3
 
 
-def test_minutes_count_only_for_their_own_program_and_month() -> None:
-    fhir = FakeFhir()
-    log_time(fhir, 15, program="RPM")
+def test_minutes_count_only_for_their_own_program_and_month(fhir: FakeFhir) -> None:
+    enrol(fhir, program="RPM", conditions=0)
+    log_time(fhir, 15, program="RPM", interactive=True)
     log_time(fhir, 15, program="CCM")
     log_time(fhir, 15, program="CCM", when="2025-04-01T09:00:00+00:00")
-    assert billed(fhir) == []
+    assert billed(fhir) == {}
 
 
-def test_ccm_and_pcm_are_not_both_billed_in_a_month() -> None:
-    fhir = FakeFhir()
-    assert [e["cpt"] for e in log_time(fhir, 20, program="CCM")] == ["99490"]
-    assert log_time(fhir, 30, program="PCM") == []
-    assert [e["cpt"] for e in log_time(fhir, 20, program="RPM")] == ["99457"]
-    assert billed(fhir) == ["99457", "99490"]
-
-
-def test_complex_ccm() -> None:
-    fhir = FakeFhir()
-    emitted = log_time(fhir, 60, config={"complex_ccm": True})
-    assert [e["cpt"] for e in emitted] == ["99487"]
-
-
-def test_the_handler_applies_configured_addon_limits() -> None:
-    fhir = FakeFhir()
-    emitted = log_time(fhir, 200, config={"addon_limits": {"99439": 2}})
-    assert [(e["cpt"], e["unit"]) for e in emitted] == [("99490", 1), ("99439", 1), ("99439", 2)]
-    assert log_time(fhir, 60, config={"addon_limits": {"99439": 2}}) == []  # capped: no 3rd
-    assert billed(fhir) == ["99439", "99439", "99490"]
-
-
-def test_the_month_is_the_entrys_own_calendar_month_not_utcs() -> None:
-    fhir = FakeFhir()
+def test_the_month_is_the_entrys_own_calendar_month_not_utcs(fhir: FakeFhir) -> None:
     # 21:00 on 31 March in Chicago is already 1 April in UTC: it is March time.
     assert log_time(fhir, 15, when="2025-03-05T10:00:00-05:00") == []
     (first,) = log_time(fhir, 10, when="2025-03-31T21:00:00-05:00")

@@ -51,7 +51,9 @@ class FakeFhir:
                 for i in data.get("identifier", [])
             )
         if key in ("subject", "patient"):
-            ref = (data.get("subject") or data.get("for") or {}).get("reference")
+            ref = (data.get("subject") or data.get("for") or data.get("patient") or {}).get(
+                "reference"
+            )
             return ref == value
         if key == "focus":
             return (data.get("focus") or {}).get("reference") == value

@@ -55,12 +55,59 @@ class EventData(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+_PRACTITIONER_REF = r"^Practitioner/[A-Za-z0-9\-.]{1,64}$"
+_PRACTITIONER_OR_ROLE_REF = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$"
+ConsentMethod = Literal["verbal", "written"]
+DisenrolmentReason = Literal["patient-request", "deceased", "moved", "ineligible", "unreachable"]
+DischargeSetting = Literal[
+    "inpatient", "inpatient-psychiatric", "inpatient-rehabilitation", "long-term-care-hospital",
+    "snf", "observation", "partial-hospitalization",
+]  # fmt: skip
+TimeRole = Literal["clinical-staff", "practitioner"]
+
+
+class Consent(EventData):
+    """The patient's consent to a program (CMS: verbal or written, documented before the
+    program's services start)."""
+
+    date: date
+    method: ConsentMethod
+    recorded_by: str = Field(pattern=_PRACTITIONER_OR_ROLE_REF)
+
+
 class PatientEnrolled(EventData):
     program: Program
     provider: str = Field(pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
     care_manager: str | None = Field(default=None, pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
     conditions: list[Token] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     start: date
+    consent: Consent | None = None  # without it a program that requires consent is pending
+
+
+class ConsentRecorded(EventData):
+    program: Program
+    date: date
+    method: ConsentMethod
+    recorded_by: str = Field(pattern=_PRACTITIONER_OR_ROLE_REF)
+
+
+class PatientDisenrolled(EventData):
+    program: Program
+    reason: DisenrolmentReason
+    effective_date: date | None = None  # default: the last day of the event's month
+
+
+class PatientDischarged(EventData):
+    discharged_at: datetime
+    facility: Token = Field(min_length=1)
+    setting: DischargeSetting
+    complexity: Literal["moderate", "high"]
+
+
+class TcmEpisodeEnded(EventData):
+    """Produced by the sweeper once a TCM episode's 30 days are over."""
+
+    episode: str = Field(pattern=r"^EpisodeOfCare/[A-Za-z0-9\-.]{1,64}$")
 
 
 class OutreachAttempted(EventData):
@@ -123,6 +170,16 @@ class TimeLogged(EventData):
     activity: Note
     by: Token
     performed_at: datetime
+    # Who did the work: clinical staff time and physician/QHP time bill different codes.
+    role: TimeRole = "clinical-staff"
+    # This month is complex CCM (moderate/high MDM, care plan established or substantially
+    # revised); None: the billing handler's `complex_ccm` default.
+    complex: bool | None = None
+    # The practitioner who bills the month (default: the care plan's provider).
+    billing_practitioner: str | None = Field(default=None, pattern=_PRACTITIONER_OR_ROLE_REF)
+    # RPM: the entry includes a real-time interactive communication with the patient/caregiver.
+    interactive: bool = False
+    qmb: bool = False  # APCM: the patient is a Qualified Medicare Beneficiary (G0558)
 
 
 class OutreachDue(EventData):
@@ -157,6 +214,10 @@ INBOUND: dict[str, type[EventData]] = {
     "carecoord.outreach.due": OutreachDue,
     "carecoord.task.overdue": TaskOverdue,
     "carecoord.care-manager.reassign": CareManagerReassign,
+    "carecoord.consent.recorded": ConsentRecorded,
+    "carecoord.patient.disenrolled": PatientDisenrolled,
+    "carecoord.patient.discharged": PatientDischarged,
+    "carecoord.tcm.episode-ended": TcmEpisodeEnded,
 }
 
 OUTBOUND_TYPES = (
@@ -169,6 +230,7 @@ OUTBOUND_TYPES = (
     "carecoord.clinical.visit-requested",
     "carecoord.billing.threshold-reached",
     "carecoord.care-manager.reassigned",
+    "carecoord.tcm.billable",
 )
 
 

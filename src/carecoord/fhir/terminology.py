@@ -80,6 +80,7 @@ SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 CPT = "http://www.ama-assn.org/go/cpt"
+HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"  # HCPCS Level II (G codes)
 UCUM = "http://unitsofmeasure.org"
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 COMMUNICATION_NOT_DONE_REASON_SYSTEM = (
@@ -324,6 +325,20 @@ CPT_PCM_FIRST_30 = Code(CPT, "99426", "PCM, first 30 minutes of clinical staff t
 CPT_PCM_EACH_ADDL_30 = Code(CPT, "99427", "PCM, each additional 30 minutes")
 CPT_RPM_FIRST_20 = Code(CPT, "99457", "RPM treatment management, first 20 minutes")
 CPT_RPM_EACH_ADDL_20 = Code(CPT, "99458", "RPM treatment management, each additional 20 minutes")
+CPT_CCM_PRACTITIONER_FIRST_30 = Code(CPT, "99491", "CCM, first 30 minutes by physician/QHP")
+CPT_CCM_PRACTITIONER_EACH_ADDL_30 = Code(
+    CPT, "99437", "CCM, each additional 30 minutes by physician/QHP"
+)
+CPT_PCM_PRACTITIONER_FIRST_30 = Code(CPT, "99424", "PCM, first 30 minutes by physician/QHP")
+CPT_PCM_PRACTITIONER_EACH_ADDL_30 = Code(
+    CPT, "99425", "PCM, each additional 30 minutes by physician/QHP"
+)
+CPT_BHI_20 = Code(CPT, "99484", "General behavioral health integration, at least 20 minutes")
+CPT_TCM_MODERATE = Code(CPT, "99495", "Transitional care management, moderate complexity")
+CPT_TCM_HIGH = Code(CPT, "99496", "Transitional care management, high complexity")
+HCPCS_APCM_1 = Code(HCPCS, "G0556", "Advanced primary care management, level 1")
+HCPCS_APCM_2 = Code(HCPCS, "G0557", "Advanced primary care management, level 2")
+HCPCS_APCM_3 = Code(HCPCS, "G0558", "Advanced primary care management, level 3 (QMB)")
 BILLING_CODES: dict[str, Code] = {
     c.code: c
     for c in (
@@ -335,6 +350,16 @@ BILLING_CODES: dict[str, Code] = {
         CPT_PCM_EACH_ADDL_30,
         CPT_RPM_FIRST_20,
         CPT_RPM_EACH_ADDL_20,
+        CPT_CCM_PRACTITIONER_FIRST_30,
+        CPT_CCM_PRACTITIONER_EACH_ADDL_30,
+        CPT_PCM_PRACTITIONER_FIRST_30,
+        CPT_PCM_PRACTITIONER_EACH_ADDL_30,
+        CPT_BHI_20,
+        CPT_TCM_MODERATE,
+        CPT_TCM_HIGH,
+        HCPCS_APCM_1,
+        HCPCS_APCM_2,
+        HCPCS_APCM_3,
     )
 }
 
@@ -350,8 +375,29 @@ TASK_OUTREACH_ESCALATION = Code(
     TASK_TYPE_SYSTEM, "outreach-escalation", "Escalation of unanswered outreach"
 )
 TASK_CLINICAL_REVIEW = Code(TASK_TYPE_SYSTEM, "clinical-review", "Clinical review by provider")
+# Program rules (consent, disenrolment, transitional care): carecoord.handlers.consent,
+# .disenrolment, .tcm.
+TASK_OBTAIN_CONSENT = Code(TASK_TYPE_SYSTEM, "obtain-consent", "Obtain program consent")
+TASK_CONFIRM_DISENROLMENT = Code(
+    TASK_TYPE_SYSTEM, "confirm-disenrolment", "Confirm the patient's disenrolment"
+)
+TASK_UNREACHABLE_REVIEW = Code(
+    TASK_TYPE_SYSTEM, "unreachable-review", "Review enrolment: patient unreachable for months"
+)
+TASK_TCM_INTERACTIVE_CONTACT = Code(
+    TASK_TYPE_SYSTEM, "tcm-interactive-contact", "TCM interactive contact after discharge"
+)
+TASK_TCM_FACE_TO_FACE = Code(TASK_TYPE_SYSTEM, "tcm-face-to-face", "TCM face-to-face visit")
 WORK_TASK_TYPES: dict[str, Code] = {
-    c.code: c for c in (TASK_MEDICATION_RECONCILIATION, TASK_ASSESSMENT, TASK_CARE_PLAN_REVIEW)
+    c.code: c
+    for c in (
+        TASK_MEDICATION_RECONCILIATION,
+        TASK_ASSESSMENT,
+        TASK_CARE_PLAN_REVIEW,
+        TASK_OBTAIN_CONSENT,
+        TASK_TCM_INTERACTIVE_CONTACT,
+        TASK_TCM_FACE_TO_FACE,
+    )
 }
 
 # Task.statusReason codes (no published code system covers these; text is always set too).
@@ -360,6 +406,7 @@ REASON_NO_CAPACITY = Code(TASK_STATUS_REASON_SYSTEM, "no-capacity", "Recipient h
 REASON_PATIENT_DECLINED = Code(TASK_STATUS_REASON_SYSTEM, "patient-declined", "Patient declined")
 REASON_UNREACHABLE = Code(TASK_STATUS_REASON_SYSTEM, "unreachable", "Patient could not be reached")
 REASON_OTHER = Code(TASK_STATUS_REASON_SYSTEM, "other", "Other")
+REASON_DISENROLLED = Code(TASK_STATUS_REASON_SYSTEM, "disenrolled", "Patient disenrolled")
 
 # Task input/output types for carecoord tasks (the clinical question text rides in Task.input).
 TASK_INPUT_QUESTION = Code(TASK_TYPE_SYSTEM, "question", "Question for the provider")
@@ -439,3 +486,20 @@ CARE_MANAGEMENT_TIME = Code(
 # emit, so a redelivered event re-emits exactly what its first processing decided.
 OUTBOX_RECORD = Code(f"{CODESYSTEM_BASE}record-type", "event-outbox", "Events emitted for an event")
 OUTBOX_EMITS_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/outbox-emits"
+
+# ---------------------------------------------------------------------------------------------
+# Consent (carecoord.handlers.consent) and transitional care episodes (carecoord.handlers.tcm)
+
+CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
+CONSENT_SCOPE_TREATMENT = Code(CONSENT_SCOPE_SYSTEM, "treatment", "Treatment")
+CONSENT_PATIENT_CONSENT = Code(LOINC, "59284-0", "Patient Consent")
+CONSENT_METHOD_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/consent-method"
+CONSENT_RECORDED_BY_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/consent-recorded-by"
+DISENROLMENT_REASON_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/disenrolment-reason"
+EPISODE_TYPE_TCM = Code(CARE_PROGRAM_SYSTEM, "TCM", "Transitional Care Management")
+TCM_EXTENSION_BASE = f"{CARECOORD_BASE}/StructureDefinition/tcm-"
+# ChargeItem.performer.function of care-management time
+PERFORMER_FUNCTION_SYSTEM = f"{CODESYSTEM_BASE}performer-function"
+PERFORMER_CLINICAL_STAFF = Code(PERFORMER_FUNCTION_SYSTEM, "clinical-staff", "Clinical staff")
+PERFORMER_PRACTITIONER = Code(PERFORMER_FUNCTION_SYSTEM, "practitioner", "Physician or QHP")
+PERFORMER_BILLING = Code(PERFORMER_FUNCTION_SYSTEM, "billing-practitioner", "Billing practitioner")

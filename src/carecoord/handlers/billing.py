@@ -1,31 +1,35 @@
-"""Billable care-management time.
+"""Billable care-management time, within Medicare's program rules.
 
 carecoord.time.logged -> one ChargeItem per time entry (status not-billable, code carecoord
-care-management-time, quantity in minutes, the program in an extension; identifier = the event id)
-and, when the patient's total for that program and calendar month crosses a threshold, one
-ChargeItem per CPT unit reached (status billable; identifier patient:program:YYYY-MM:cpt:unit;
-supportingInformation -> the entry that crossed it) plus carecoord.billing.threshold-reached.
+care-management-time, quantity in minutes, the program, role and flags in extensions; identifier =
+the event id) and, for the patient's calendar month, ONE ChargeItem per billing code (status
+billable, identifier patient:program:YYYY-MM:code, `quantity` = units, updated as units accrue)
+plus carecoord.billing.threshold-reached for each unit newly reached.
 
-Thresholds (`ladder`): CCM 99490 at 20 min then 99439 per further 20; complex CCM (config
-`complex_ccm`) 99487 at 60 then 99489 per further 30; PCM 99426 at 30 then 99427 per further 30;
-RPM 99457 at 20 then 99458 per further 20. `addon_limits` caps add-on units (e.g. {"99439": 2}).
-Other programs record time without thresholds.
+What the month bills is decided by carecoord.handlers.billing_rules (sources there and in
+docs/billing-rules.md), from all the month's entries:
+- clinical staff time and practitioner time climb their own codes (CCM 99490/99439 vs
+  99491/99437, PCM 99426/99427 vs 99424/99425); complex CCM (99487/99489) is decided per patient
+  and month (`complex` on an entry; `complex_ccm` is only the default); BHI 99484; RPM
+  99457/99458 only with an interactive communication in the month; APCM G0556-G0558;
+- add-on caps (`addon_limits`, default 99439/99427/99458: 2 a month);
+- nothing without consent (time before the consent date is kept, not billed), after the
+  disenrolment date, or with fewer chronic conditions than the program needs;
+- CCM and PCM are exclusive per billing practitioner and month (the one with more minutes is
+  billed); APCM bundles CCM, PCM and TCM codes of the same practitioner.
+A code the month no longer bills (e.g. 99490 once the month became complex CCM) is set to
+not-billable with a note, never deleted.
 
-Rules that keep minutes from counting twice:
-- a duplicate time.logged (same event id) finds its entry already recorded and adds nothing;
-- a time entry counts toward exactly the program it names, never toward another;
-- CCM and PCM (config `exclusive_programs`) are not billed for one patient in one month: the first
-  of them to reach a threshold claims the month; the other's time is still recorded, unbilled.
-The month is the calendar month of `performed_at` in its own UTC offset. The threshold event's id
-is derived from the threshold's identifier, so each threshold is announced under one id however
-often an event is replayed.
+Minutes never count twice: a duplicate time.logged (same event id) finds its entry and adds
+nothing, re-announcing the units it crossed under the same ids; an entry counts toward exactly
+the program it names. The month is the calendar month of `performed_at` in its own offset.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
@@ -36,7 +40,7 @@ from pydantic import Field
 from carecoord.events.catalog import TimeLogged, parse_data, require_patient
 from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import terminology as t
-from carecoord.fhir.care import charge_item
+from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
     add_create,
     business_identifier_json,
@@ -44,11 +48,30 @@ from carecoord.fhir.identifiers import (
     identifier_system,
     identifier_value,
 )
-from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.base import Effects, FhirReader, HandlerContext
+from carecoord.handlers.billing_rules import (
+    CCM_STAFF,
+    COMPLEX_CCM,
+    DEFAULT_ADDON_LIMITS,
+    DEFAULT_CONSENT_REQUIRED,
+    DEFAULT_MIN_CONDITIONS,
+    PCM_STAFF,
+    RPM,
+    Charge,
+    Enrolment,
+    Ladder,
+    Rules,
+    TimeEntry,
+    excluded_reason,
+    month_charges,
+    units_reached,
+)
+from carecoord.handlers.care_model import Month, version_of
 from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.registry import HandlerSpec
+
+__all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
 
 log = logging.getLogger(__name__)
 
@@ -57,72 +80,56 @@ THRESHOLD_REACHED = "carecoord.billing.threshold-reached"
 TIME_ENTRY_ID = identifier_system("time-entry")
 CHARGE_ITEM_ID = identifier_system("charge-item")
 PROGRAM_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-program"
-# On a threshold ChargeItem: the month's total minutes when it was reached.
+# On a billed ChargeItem: the month's total minutes of the code's program when last updated.
 TOTAL_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-minutes-total"
+# On a time entry: its role, flags, and the units it crossed ("99490:1"), for re-announcing.
+ENTRY_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/time-entry-"
 _PRACTITIONER_PREFIXES = ("Practitioner/", "PractitionerRole/")
 
-
-@dataclass(frozen=True)
-class Ladder:
-    """A base code reached at `first_at` minutes, then an add-on code per `addon_every` more."""
-
-    first: str
-    first_at: int
-    addon: str | None = None
-    addon_every: int = 0
-
-
-LADDERS: dict[str, Ladder] = {
-    "CCM": Ladder("99490", 20, "99439", 20),
-    "PCM": Ladder("99426", 30, "99427", 30),
-    "RPM": Ladder("99457", 20, "99458", 20),
-}
-COMPLEX_CCM = Ladder("99487", 60, "99489", 30)
+LADDERS: dict[str, Ladder] = {"CCM": CCM_STAFF, "PCM": PCM_STAFF, "RPM": RPM}
 CODE_PROGRAM: dict[str, str] = {
-    "99490": "CCM",
-    "99439": "CCM",
-    "99487": "CCM",
-    "99489": "CCM",
-    "99426": "PCM",
-    "99427": "PCM",
-    "99457": "RPM",
-    "99458": "RPM",
+    **{c: "CCM" for c in ("99490", "99439", "99487", "99489", "99491", "99437")},
+    **{c: "PCM" for c in ("99424", "99425", "99426", "99427")},
+    **{c: "RPM" for c in ("99457", "99458")},
+    "99484": "BHI",
+    **{c: "APCM" for c in ("G0556", "G0557", "G0558")},
+    **{c: "TCM" for c in ("99495", "99496")},
 }
+_CODE_SYSTEMS = (t.CPT, t.HCPCS)
 
 
 class BillingConfig(HandlerConfig):
-    """Configuration of the "billing" handler."""
+    """Configuration of the "billing" handler (defaults: CMS, see docs/billing-rules.md)."""
 
     config_name: ClassVar[str] = "billing"
 
-    complex_ccm: bool = False  # bill CCM as complex CCM (99487/99489)
-    addon_limits: dict[str, int] = Field(default_factory=dict)  # CPT -> max units a month
+    # The default for a month no entry flags: bill CCM as complex CCM (99487/99489) when staff
+    # time reaches 60 minutes (below that the month bills 99490/99439).
+    complex_ccm: bool = False
+    # CPT -> max units a month, over the CMS defaults (DEFAULT_ADDON_LIMITS)
+    addon_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_ADDON_LIMITS))
     exclusive_programs: list[list[str]] = Field(default_factory=lambda: [["CCM", "PCM"]])
+    consent_required: list[str] = Field(default_factory=lambda: list(DEFAULT_CONSENT_REQUIRED))
+    min_conditions: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_MIN_CONDITIONS))
+    rpm_requires_interaction: bool = True
+    apcm_bundles: bool = True
+    billing_practitioner: str | None = None  # when neither the entry nor the plan names one
 
     def ladder(self, program: str) -> Ladder | None:
         if program == "CCM" and self.complex_ccm:
             return COMPLEX_CCM
         return LADDERS.get(program)
 
-
-# ---------------------------------------------------------------------------------------------
-# Pure arithmetic
-
-
-def units_reached(
-    ladder: Ladder, minutes: float, addon_limits: Mapping[str, int] | None = None
-) -> list[tuple[str, int]]:
-    """Every (CPT, unit) a month total of `minutes` has reached, in order."""
-    if minutes < ladder.first_at:
-        return []
-    out = [(ladder.first, 1)]
-    if ladder.addon and ladder.addon_every > 0:
-        extra = int((minutes - ladder.first_at) // ladder.addon_every)
-        limit = (addon_limits or {}).get(ladder.addon)
-        if limit is not None:
-            extra = min(extra, limit)
-        out.extend((ladder.addon, unit) for unit in range(1, extra + 1))
-    return out
+    def rules(self) -> Rules:
+        return Rules(
+            addon_limits={**DEFAULT_ADDON_LIMITS, **self.addon_limits},
+            exclusive=[tuple(g) for g in self.exclusive_programs],
+            consent_required=tuple(self.consent_required),
+            min_conditions=dict(self.min_conditions),
+            complex_default=self.complex_ccm,
+            rpm_requires_interaction=self.rpm_requires_interaction,
+            apcm_bundles=self.apcm_bundles,
+        )
 
 
 def month_label(day: date) -> str:
@@ -130,8 +137,13 @@ def month_label(day: date) -> str:
 
 
 def threshold_value(patient_id: str, program: str, month: str, cpt: str, unit: int) -> str:
-    """The identifier value of a threshold ChargeItem (same as carecoord.fhir.care.charge_item)."""
+    """The id key of one unit's announcement (carecoord.billing.threshold-reached)."""
     return identifier_value(patient_id, program, month, cpt, str(unit))
+
+
+def charge_value(patient_id: str, program: str, month: str, cpt: str) -> str:
+    """The identifier value of the month's ChargeItem for one code."""
+    return identifier_value(patient_id, program, month, cpt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +157,18 @@ class Entry:
     program: str
     month: str
     minutes: float
+    time: TimeEntry | None = None
+    crossed: tuple[str, ...] = ()
+
+
+def _ext(item: Any, name: str) -> Any:
+    for e in item.extension or []:
+        if e.url == ENTRY_EXTENSION + name:
+            for attr in ("valueBoolean", "valueCode", "valueString", "valueReference"):
+                value = getattr(e, attr, None)
+                if value is not None:
+                    return value.reference if attr == "valueReference" else value
+    return None
 
 
 def _entry_of(item: Any) -> Entry | None:
@@ -164,21 +188,85 @@ def _entry_of(item: Any) -> Entry | None:
     if not program or when is None or qty is None:
         return None
     day = when if isinstance(when, date) else date.fromisoformat(str(when)[:10])
-    return Entry(item.id, found[1], str(program), month_label(day), float(qty))
+    if hasattr(day, "date"):
+        day = day.date()
+    performer = next((p.actor.reference for p in item.performer or [] if p.actor is not None), None)
+    role = _ext(item, "role") or "clinical-staff"
+    entry = TimeEntry(
+        event_id=found[1],
+        program=str(program),
+        performed=day,
+        minutes=float(qty),
+        role="practitioner" if role == "practitioner" else "clinical-staff",
+        complex=_ext(item, "complex"),
+        billing_practitioner=_ext(item, "billing-practitioner"),
+        interactive=bool(_ext(item, "interactive")),
+        qmb=bool(_ext(item, "qmb")),
+        by=performer,
+    )
+    crossed = tuple(
+        str(e.valueString)
+        for e in item.extension or []
+        if e.url == ENTRY_EXTENSION + "crossed" and e.valueString
+    )
+    return Entry(item.id, found[1], str(program), month_label(day), float(qty), entry, crossed)
 
 
-def _billed(item: Any) -> tuple[str, str] | None:
-    """(program, month) of a threshold ChargeItem, or None."""
+def _billed(item: Any) -> tuple[str, str, str] | None:
+    """(program, month, code) of a billing-code ChargeItem, or None."""
     found = carecoord_identifier(item)
     if found is None or found[0] != CHARGE_ITEM_ID or item.status == "entered-in-error":
         return None
-    cpt = next((c.code for c in (item.code.coding or []) if c.system == t.CPT), None)
+    cpt = next((c.code for c in (item.code.coding or []) if c.system in _CODE_SYSTEMS), None)
     period = item.occurrencePeriod
     if cpt not in CODE_PROGRAM or period is None or period.start is None:
         return None
     start = period.start
     day = start if isinstance(start, date) else date.fromisoformat(str(start)[:10])
-    return CODE_PROGRAM[str(cpt)], month_label(day)
+    return CODE_PROGRAM[str(cpt)], month_label(day), str(cpt)
+
+
+def patient_charge_items(fhir: FhirReader, patient: str, day: date | None = None) -> list[Any]:
+    """The patient's ChargeItems; with `day`, only those of its month: a time entry's ChargeItem
+    and the thresholds it can cross all lie in its month. A day either side absorbs UTC
+    offsets; callers re-filter by the entry's own month, so a server ignoring `occurrence`
+    costs bytes, not correctness."""
+    params: list[tuple[str, str]] = [("subject", patient)]
+    if day is not None:
+        first = date(day.year, day.month, 1)
+        after = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        params += [
+            ("occurrence", f"ge{(first - timedelta(days=1)).isoformat()}"),
+            ("occurrence", f"lt{(after + timedelta(days=1)).isoformat()}"),
+        ]
+    return [
+        r
+        for r in fhir.search("ChargeItem", params)
+        if r.get_resource_type() == "ChargeItem"
+        and getattr(getattr(r, "subject", None), "reference", None) == patient
+    ]
+
+
+def enrolments_of(fhir: FhirReader, pid: str) -> dict[str, Any]:
+    """Per program, the rules' view of the enrolment (consent, end, conditions, provider)."""
+    from carecoord.handlers.consent import enrolment_states
+
+    return enrolment_states(fhir, pid)
+
+
+def interaction_in_month(fhir: FhirReader, pid: str, month: Month) -> bool:
+    """An answered outreach (completed Communication) with the patient in `month`."""
+    found: list[Any] = fhir.search("Communication", [("patient", f"Patient/{pid}")])
+    for comm in found:
+        if comm.get_resource_type() != "Communication" or comm.status != "completed":
+            continue
+        if getattr(comm.subject, "reference", None) != f"Patient/{pid}" or comm.sent is None:
+            continue
+        sent = comm.sent
+        day = sent.date() if hasattr(sent, "date") else date.fromisoformat(str(sent)[:10])
+        if Month.of(day) == month:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,90 +277,227 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
     pid = require_patient(event)
     data = parse_data(event, TimeLogged)
     config = BillingConfig.of(ctx.config)
+    rules = config.rules()
     patient = f"Patient/{pid}"
     day = data.performed_at.date()
     month = month_label(day)
     entry_value = identifier_value(event.id)
 
-    # Only the month concerned (a day either side absorbs UTC offsets; entries are re-filtered
-    # by their own month below, so a server ignoring `occurrence` costs bytes, not correctness):
-    # a time entry's ChargeItem and the thresholds it can cross all lie in its month.
-    first = date(day.year, day.month, 1)
-    after = date(day.year + day.month // 12, day.month % 12 + 1, 1)
-    items: list[Any] = [
-        r
-        for r in ctx.fhir.search(
-            "ChargeItem",
-            [
-                ("subject", patient),
-                ("occurrence", f"ge{(first - timedelta(days=1)).isoformat()}"),
-                ("occurrence", f"lt{(after + timedelta(days=1)).isoformat()}"),
-            ],
-        )
-        if r.get_resource_type() == "ChargeItem"
-        and getattr(getattr(r, "subject", None), "reference", None) == patient
-    ]
+    items = patient_charge_items(ctx.fhir, patient, day)
     entries = [e for e in (_entry_of(i) for i in items) if e is not None]
-    thresholds = [i for i in items if _billed(i) is not None]
+    billed = {b: i for i in items if (b := _billed(i)) is not None}
     fx = Effects()
 
     mine = next((e for e in entries if e.event_id == entry_value), None)
     if mine is not None:  # a duplicate: nothing new; announce again what this entry crossed
-        for item in thresholds:
-            supporting = {s.reference for s in item.supportingInformation or []}
-            if f"ChargeItem/{mine.id}" in supporting:
-                _emit(fx, pid, item, mine.program, month)
+        for label in mine.crossed:
+            cpt, _, unit = label.partition(":")
+            program = CODE_PROGRAM.get(cpt, mine.program)
+            item = billed.get((program, mine.month, cpt))
+            if item is not None and unit.isdigit():
+                _emit(fx, pid, item, program, mine.month, cpt, int(unit), None)
         log.info("duplicate time entry ignored", extra={"event_id": event.id})
         return fx
 
-    entry_ref = add_create(fx, _entry(event.id, patient, data))
-    ladder = config.ladder(data.program)
-    if ladder is None:
-        return fx
-    for group in config.exclusive_programs:
-        if data.program in group and any(
-            b is not None and b[1] == month and b[0] != data.program and b[0] in group
-            for b in (_billed(i) for i in thresholds)
-        ):
-            log.info(
-                "time recorded; month already billed under an exclusive program",
-                extra={"event_id": event.id, "program": data.program},
-            )
-            return fx
-    total = data.minutes + sum(
-        e.minutes for e in entries if e.program == data.program and e.month == month
-    )
-    existing = {
-        ident[1] for ident in (carecoord_identifier(i) for i in thresholds) if ident is not None
-    }
-    performer = data.by if data.by.startswith(_PRACTITIONER_PREFIXES) else None
-    for cpt, unit in units_reached(ladder, total, config.addon_limits):
-        if threshold_value(pid, data.program, month, cpt, unit) in existing:
-            continue
-        item = charge_item(
-            patient=patient,
-            program=data.program,
-            month=day,
-            cpt=cpt,
-            unit=unit,
-            performer=performer,
-            entered=event.time or ctx.now(),
-            supporting=[entry_ref],
+    states = enrolments_of(ctx.fhir, pid)
+    enrolments = {
+        program: Enrolment(
+            program=program,
+            consent_from=s.consent_from,
+            ends=s.ends,
+            conditions=len(s.conditions),
+            provider=s.provider or config.billing_practitioner,
         )
-        body = to_json(item)
-        body["extension"] = [{"url": TOTAL_EXTENSION, "valueDecimal": total}]
-        item = ChargeItem.model_validate(body)
-        add_create(fx, item)
-        _emit(fx, pid, item, data.program, month)
+        for program, s in states.items()
+        if s.plan is not None
+    }
+    this = TimeEntry(
+        event_id=entry_value,
+        program=data.program,
+        performed=day,
+        minutes=data.minutes,
+        role=data.role,
+        complex=data.complex,
+        billing_practitioner=data.billing_practitioner,
+        interactive=data.interactive,
+        qmb=data.qmb,
+        by=data.by if data.by.startswith(_PRACTITIONER_PREFIXES) else None,
+    )
+    month_entries = [e.time for e in entries if e.month == month and e.time is not None]
+    month_entries.append(this)
+    if any(e.program == "RPM" for e in month_entries) and interaction_in_month(
+        ctx.fhir, pid, Month.of(day)
+    ):
+        month_entries = [
+            replace(e, interactive=True) if e.program == "RPM" else e for e in month_entries
+        ]
+    charges = month_charges(month_entries, enrolments, rules)
+
+    crossed: list[tuple[Charge, int]] = []
+    current: dict[tuple[str, str], Any] = {
+        (p, c): i for (p, m, c), i in billed.items() if m == month
+    }
+    for charge in charges:
+        item = current.get((charge.program, charge.cpt))
+        before = (
+            int(item.quantity.value)
+            if item is not None and item.status == "billable" and item.quantity is not None
+            else 0
+        )
+        crossed += [(charge, unit) for unit in range(before + 1, charge.units + 1)]
+    reason = excluded_reason(this, enrolments.get(data.program), rules)
+    entry_ref = add_create(fx, _entry(event.id, patient, data, crossed, reason))
+    entry_refs = {e.event_id: f"ChargeItem/{e.id}" for e in entries if e.id}
+    entry_refs[entry_value] = entry_ref
+
+    for charge in charges:
+        item = current.get((charge.program, charge.cpt))
+        state = states.get(charge.program)
+        conditions = state.conditions if state is not None else ()
+        body = _charge_json(
+            pid, month, day, charge, month_entries, entry_refs, conditions, ctx, event
+        )
+        if item is None:
+            resource = ChargeItem.model_validate(body)
+            add_create(fx, resource)
+        else:
+            quantity = item.quantity.value if item.quantity is not None else None
+            if (
+                item.status == "billable"
+                and quantity == charge.units
+                and entry_value not in charge.entries
+            ):
+                continue
+            body["id"] = item.id
+            body["meta"] = {"versionId": version_of(item)} if version_of(item) else None
+            resource = ChargeItem.model_validate({k: v for k, v in body.items() if v is not None})
+            fx.update(resource, version_of(item))
+        for c, n in crossed:
+            if c is charge:
+                _emit(fx, pid, resource if item is None else item, charge.program, month,
+                      charge.cpt, n, charge.minutes)  # fmt: skip
+    wanted = {(c.program, c.cpt) for c in charges}
+    for key, item in current.items():
+        if key not in wanted and item.status == "billable":
+            body = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+            body["status"] = "not-billable"
+            body["note"] = [
+                *(body.get("note") or []),
+                {"text": "No longer billable this month under the program rules"},
+            ]
+            fx.update(ChargeItem.model_validate(body), version_of(item))
+    if reason is not None:
+        log.info("time recorded, not billable", extra={"event_id": event.id, "reason": reason})
     return fx
 
 
-def _entry(event_id: str, patient: str, data: TimeLogged) -> Resource:
+def _condition_codes(ctx: HandlerContext, conditions: Sequence[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for ref in conditions:
+        rtype, _, rid = ref.partition("/")
+        if rtype != "Condition" or not rid:
+            continue
+        try:
+            condition: Any = ctx.fhir.read("Condition", rid)
+        except (FhirNotFound, FhirGone):
+            continue
+        code = getattr(condition, "code", None)
+        if code is not None:
+            out.append(code.model_dump(mode="json", exclude_none=True))
+    return out
+
+
+def _charge_json(
+    pid: str,
+    month: str,
+    day: date,
+    charge: Charge,
+    entries: Sequence[TimeEntry],
+    entry_refs: Mapping[str, str],
+    conditions: Sequence[str],
+    ctx: HandlerContext,
+    event: CloudEvent,
+) -> dict[str, Any]:
+    first = Month.of(day)
+    counted = [e for e in entries if e.event_id in set(charge.entries)]
+    performers: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for e in counted:
+        if e.by and (e.by, e.role) not in seen:
+            seen.add((e.by, e.role))
+            function = (
+                t.PERFORMER_PRACTITIONER if e.role == "practitioner" else t.PERFORMER_CLINICAL_STAFF
+            )
+            performers.append({"function": function.concept_json(), "actor": {"reference": e.by}})
+    if charge.practitioner and charge.practitioner.startswith(_PRACTITIONER_PREFIXES):
+        performers.append(
+            {
+                "function": t.PERFORMER_BILLING.concept_json(),
+                "actor": {"reference": charge.practitioner},
+            }
+        )
+    enterer = next((e.by for e in reversed(counted) if e.by), None)
+    body: dict[str, Any] = {
+        "resourceType": "ChargeItem",
+        "identifier": [
+            business_identifier_json("charge-item", pid, charge.program, month, charge.cpt)
+        ],
+        "extension": [
+            {"url": PROGRAM_EXTENSION, "valueCoding": t.PROGRAMS[charge.program].json()},
+            {"url": TOTAL_EXTENSION, "valueDecimal": charge.minutes},
+        ],
+        "status": "billable",
+        "code": t.BILLING_CODES[charge.cpt].concept_json(),
+        "subject": {"reference": f"Patient/{pid}"},
+        "occurrencePeriod": {"start": first.start.isoformat(), "end": first.end.isoformat()},
+        "quantity": {"value": charge.units},
+        "performer": performers or None,
+        "enterer": {"reference": enterer} if enterer else None,
+        "enteredDate": (event.time or ctx.now()).isoformat(),
+        "reason": _condition_codes(ctx, conditions) or None,
+        "supportingInformation": [
+            *({"reference": entry_refs[i]} for i in charge.entries if i in entry_refs),
+            *({"reference": c} for c in conditions),
+        ],
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _entry(
+    event_id: str,
+    patient: str,
+    data: TimeLogged,
+    crossed: Sequence[tuple[Charge, int]],
+    reason: str | None,
+) -> Resource:
     program = t.PROGRAMS[data.program]
+    extensions: list[dict[str, Any]] = [
+        {"url": PROGRAM_EXTENSION, "valueCoding": program.json()},
+        {"url": ENTRY_EXTENSION + "role", "valueCode": data.role},
+    ]
+    if data.complex is not None:
+        extensions.append({"url": ENTRY_EXTENSION + "complex", "valueBoolean": data.complex})
+    if data.billing_practitioner:
+        extensions.append(
+            {
+                "url": ENTRY_EXTENSION + "billing-practitioner",
+                "valueReference": {"reference": data.billing_practitioner},
+            }
+        )
+    if data.interactive:
+        extensions.append({"url": ENTRY_EXTENSION + "interactive", "valueBoolean": True})
+    if data.qmb:
+        extensions.append({"url": ENTRY_EXTENSION + "qmb", "valueBoolean": True})
+    if reason:
+        extensions.append({"url": ENTRY_EXTENSION + "not-billed", "valueCode": reason})
+    extensions += [
+        {"url": ENTRY_EXTENSION + "crossed", "valueString": f"{c.cpt}:{unit}"}
+        for c, unit in crossed
+    ]
     body: dict[str, Any] = {
         "resourceType": "ChargeItem",
         "identifier": [business_identifier_json("time-entry", event_id)],
-        "extension": [{"url": PROGRAM_EXTENSION, "valueCoding": program.json()}],
+        "extension": extensions,
         "status": "not-billable",
         "code": t.CARE_MANAGEMENT_TIME.concept_json(),
         "subject": {"reference": patient},
@@ -284,24 +509,37 @@ def _entry(event_id: str, patient: str, data: TimeLogged) -> Resource:
     return ChargeItem.model_validate(body)
 
 
-def _emit(fx: Effects, pid: str, item: Any, program: str, month: str) -> None:
+def _emit(
+    fx: Effects,
+    pid: str,
+    item: Any,
+    program: str,
+    month: str,
+    cpt: str,
+    unit: int,
+    total: float | None,
+) -> None:
     ident = carecoord_identifier(item)
     if ident is None:
         return
-    cpt = next((c.code for c in item.code.coding or [] if c.system == t.CPT), None)
     data: dict[str, Any] = {
         "program": program,
         "month": month,
         "cpt": cpt,
-        "unit": int(unit) if (unit := ident[1].rsplit(":", 1)[-1]).isdigit() else None,
+        "unit": unit,
         "charge_item_identifier": f"{ident[0]}|{ident[1]}",
     }
     if item.id:
         data["charge_item"] = f"ChargeItem/{item.id}"
-    total = next((e.valueDecimal for e in item.extension or [] if e.url == TOTAL_EXTENSION), None)
+    if total is None:
+        total = next(
+            (float(e.valueDecimal) for e in item.extension or [] if e.url == TOTAL_EXTENSION),
+            None,
+        )
     if total is not None:
         data["total_minutes"] = float(total)
-    fx.emit(THRESHOLD_REACHED, f"Patient/{pid}", data, derived_id(ident[0], ident[1]))
+    key = threshold_value(pid, program, month, cpt, unit)
+    fx.emit(THRESHOLD_REACHED, f"Patient/{pid}", data, derived_id(CHARGE_ITEM_ID, key))
 
 
 HANDLERS: list[HandlerSpec] = [
@@ -310,7 +548,7 @@ HANDLERS: list[HandlerSpec] = [
         event_types=(TIME_LOGGED,),
         handle=handle_time_logged,
         default_config=BillingConfig().model_dump(mode="json"),
-        description="Accumulate care-management time; record CPT thresholds as ChargeItems",
+        description="Accumulate care-management time; bill the month's codes under CMS rules",
         config_model=BillingConfig,
     )
 ]

@@ -138,6 +138,14 @@ class CareConfig(HandlerConfig):
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_MONTHLY_TASKS.items()}
     )
     task_due_days: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TASK_DUE_DAYS))
+    # program rules (docs/billing-rules.md): programs enrolled as pending until consent is
+    # recorded, and the due date of the "obtain consent" Task
+    consent_required: list[str] = Field(
+        default_factory=lambda: ["CCM", "PCM", "BHI", "APCM", "RPM"]
+    )
+    consent_due_days: int = Field(default=14, ge=0)
+    # an unreachable patient: months without an answered outreach before a review Task
+    unreachable_months: int = Field(default=3, ge=1)
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any] | None) -> CareConfig:

@@ -15,7 +15,7 @@ A replay (the patient already has an active CarePlan for the program) changes no
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carecoord.errors import MalformedEvent
@@ -29,6 +29,7 @@ from carecoord.handlers import care_tasks
 from carecoord.handlers.base import Effects, HandlerContext
 from carecoord.handlers.care_model import CareConfig, Month, build
 from carecoord.handlers.caseload import Assignment, assign_care_manager
+from carecoord.handlers.consent import consent_resource
 from carecoord.handlers.outreach import active_plans, care_team_of, monthly_request, program_of
 from carecoord.handlers.registry import HandlerSpec
 
@@ -122,6 +123,24 @@ def build_enrolment(
     ]
     activity_refs = [add_create(effects, request)]
     activity_refs += [add_create(effects, task) for task in tasks]
+    # Program rules: without consent a program that requires it is pending (CarePlan draft)
+    # until carecoord.consent.recorded; the care manager gets an "obtain consent" Task.
+    pending = data.program in config.consent_required and data.consent is None
+    if pending:
+        activity_refs.append(
+            add_create(effects, _consent_task(config, data, patient_id, plan_urn, owner))
+        )
+    elif data.consent is not None:
+        add_create(
+            effects,
+            consent_resource(
+                patient_id=patient_id,
+                program=data.program,
+                day=data.consent.date,
+                method=data.consent.method,
+                recorded_by=data.consent.recorded_by,
+            ),
+        )
     plan = care.care_plan(
         patient=patient,
         program=data.program,
@@ -129,6 +148,7 @@ def build_enrolment(
         addresses=data.conditions,
         activities=activity_refs,
         author=manager,
+        status="draft" if pending else "active",
     )
     plan_json = to_json(plan)
     plan_json["contained"] = [_team_json(data, patient, manager)]
@@ -188,6 +208,21 @@ def _assignment_task(
     return build("Task", task_json)
 
 
+def _consent_task(
+    config: CareConfig, data: PatientEnrolled, patient_id: str, plan_urn: str, owner: str
+) -> Any:
+    return care.work_task(
+        key=f"{data.program}:{data.start.isoformat()}",
+        patient=f"Patient/{patient_id}",
+        work=t.TASK_OBTAIN_CONSENT,
+        owner=owner,
+        due=data.start + timedelta(days=config.consent_due_days),
+        care_plan=plan_urn,
+        requester=data.provider,
+        authored_on=datetime.combine(data.start, datetime.min.time(), UTC),
+    )
+
+
 _ENROLMENT_CONFIG = {
     k: v
     for k, v in CareConfig().default_config().items()
@@ -201,6 +236,8 @@ _ENROLMENT_CONFIG = {
         "enrolment_tasks",
         "monthly_tasks",
         "task_due_days",
+        "consent_required",
+        "consent_due_days",
     }
 }
 

@@ -505,6 +505,10 @@ def handle_attempted(event: CloudEvent, ctx: HandlerContext) -> Effects:
                 effects.update(
                     _set_status(cr, "revoked", t.NOT_DONE_PATIENT_OBJECTION), version_of(cr)
                 )
+        if data.outcome == "declined":  # program rules: not just this month
+            from carecoord.handlers.disenrolment import confirm_disenrolment
+
+            confirm_disenrolment(effects, main, patient_id, at)
     elif data.outcome == "wrong-number":
         _verify_contact(effects, main, patient_id, at)
     else:  # no-answer, voicemail
@@ -640,6 +644,9 @@ def _ensure_monthly(
     )
     owner = manager or config.pool or config.supervisor or provider
     if owner is not None:
+        from carecoord.handlers.disenrolment import unreachable_review
+
+        unreachable_review(effects, fhir, config, plan, patient_id, program, month, owner)
         for task in care_tasks.monthly_tasks(
             config,
             patient_id=patient_id,
@@ -674,6 +681,7 @@ _OUTREACH_CONFIG = {
         "alternative_channels",
         "monthly_tasks",
         "days_before_period_end",
+        "unreachable_months",
     }
 }
 

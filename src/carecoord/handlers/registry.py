@@ -26,6 +26,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "carecoord.handlers.clinical",
     "carecoord.handlers.billing",
     "carecoord.handlers.reassignment",
+    "carecoord.handlers.consent",
+    "carecoord.handlers.disenrolment",
+    "carecoord.handlers.tcm",
 )
 
 

@@ -73,6 +73,7 @@ def sweep(
         events += _nearly_overdue(fhir, now, month, requests)
     events += _tasks_overdue(fhir, now, cfg)
     events += clinical_overdue(fhir, now)
+    events += _tcm_episodes_ended(fhir, now)
     reassignment = (config or {}).get(REASSIGNMENT_CONFIG_KEY)
     if isinstance(reassignment, Mapping):
         events += _reassign(fhir, now, month, CareConfig.from_mapping(reassignment))
@@ -210,6 +211,16 @@ def _tasks_overdue(fhir: FhirReader, now: datetime, cfg: CareConfig) -> list[Clo
             )
         )
     return events
+
+
+def _tcm_episodes_ended(fhir: FhirReader, now: datetime) -> list[CloudEvent]:
+    from carecoord.handlers.tcm import EPISODE_ENDED, episodes_ended
+
+    return [
+        _event(f"sweep:tcm-episode-ended:{ref}", EPISODE_ENDED, pid, now, {"episode": ref})
+        for pid, ref in episodes_ended(fhir, now)
+        if pid
+    ]
 
 
 def _reassign(fhir: FhirReader, now: datetime, month: Month, cfg: CareConfig) -> list[CloudEvent]:

@@ -1,0 +1,193 @@
+"""Disenrolment: the patient may stop a program at any time, effective at the end of the
+calendar month (CMS MLN909188, "Patient Consent"; docs/billing-rules.md D1-D3).
+
+Handler "disenrolment": `carecoord.patient.disenrolled` {program, reason, effective_date?} -> in
+one transaction the program's CarePlan is revoked with period.end = the effective date (default:
+the last day of the event's month) and the reason in an extension; its Consent becomes inactive
+(provision.period.end); the patient's open outreach requests of the program are revoked; open
+care-management Tasks of the plan are cancelled (statusReason "disenrolled"). The sweeper then
+creates nothing more (the plan is no longer active) and billing stops after the effective date.
+
+Also here, called by the outreach handler: the "confirm disenrolment" Task after a call in which
+the patient declines, and the review Task for a patient unreachable for `unreachable_months`
+consecutive months.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from carecoord.events.catalog import PatientDisenrolled, parse_data, require_patient
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import care
+from carecoord.fhir import terminology as t
+from carecoord.fhir.identifiers import add_create
+from carecoord.fhir.models import to_json
+from carecoord.handlers.base import Effects, FhirReader, HandlerContext
+from carecoord.handlers.care_model import (
+    OUTREACH_REQUEST_ID,
+    TERMINAL_TASK_STATUSES,
+    CareConfig,
+    Month,
+    build,
+    identifier_value,
+    patient_of,
+    ref_of,
+    reference_str,
+    version_of,
+)
+from carecoord.handlers.consent import enrolment_states
+from carecoord.handlers.registry import HandlerSpec
+from carecoord.handlers.task_paths import cancel
+
+log = logging.getLogger(__name__)
+
+DISENROLLED = "carecoord.patient.disenrolled"
+_OPEN_REQUEST = ("draft", "active", "on-hold")
+
+
+def handle_disenrolled(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    pid = require_patient(event)
+    data = parse_data(event, PatientDisenrolled)
+    at = event.time or ctx.now()
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    effective = data.effective_date or Month.of(at).end
+    effects = Effects()
+    state = enrolment_states(ctx.fhir, pid).get(data.program)
+    if state is None or state.plan is None:
+        log.info("disenrolment of a program the patient is not in", extra={"event_id": event.id})
+        return effects
+    plan = state.plan
+    if plan.status in ("active", "draft", "on-hold"):
+        body = to_json(plan)
+        body["status"] = "revoked"
+        body.setdefault("period", {})["end"] = effective.isoformat()
+        body.setdefault("extension", []).append(
+            {"url": t.DISENROLMENT_REASON_EXTENSION, "valueCode": data.reason}
+        )
+        effects.update(build("CarePlan", body), version_of(plan))
+    consent = state.consent
+    if consent is not None and consent.status == "active":
+        body = to_json(consent)
+        body["status"] = "inactive"
+        body.setdefault("provision", {}).setdefault("period", {})["end"] = effective.isoformat()
+        effects.update(build("Consent", body), version_of(consent))
+    from carecoord.handlers.outreach import patient_requests
+
+    for cr in patient_requests(ctx.fhir, pid):
+        key = identifier_value(cr, OUTREACH_REQUEST_ID) or (
+            cr.groupIdentifier.value if cr.groupIdentifier else ""
+        )
+        if f":{data.program}:" not in f":{key}" or cr.status not in _OPEN_REQUEST:
+            continue
+        body = to_json(cr)
+        body["status"] = "revoked"
+        body["statusReason"] = t.NOT_DONE_PATIENT_OBJECTION.concept_json("Patient disenrolled")
+        effects.update(build("CommunicationRequest", body), version_of(cr))
+    plan_ref = ref_of(plan)
+    found: list[Any] = ctx.fhir.search("Task", [("patient", f"Patient/{pid}")])
+    for task in found:
+        if task.get_resource_type() != "Task" or patient_of(task) != pid:
+            continue
+        if task.status in TERMINAL_TASK_STATUSES:
+            continue
+        if plan_ref not in {reference_str(b) for b in task.basedOn or []}:
+            continue
+        if t.concept_has(task.code, t.TASK_CONFIRM_DISENROLMENT):
+            closed = cancel(task, reason="Disenrolment recorded", at=at)
+        else:
+            closed = cancel(task, reason="Patient disenrolled from the program", at=at)
+        body = to_json(closed)
+        body["statusReason"] = t.REASON_DISENROLLED.concept_json(
+            "Patient disenrolled from the program"
+        )
+        effects.update(build("Task", body), version_of(task))
+    log.info(
+        "patient disenrolled",
+        extra={"event_id": event.id, "program": data.program, "reason": data.reason},
+    )
+    return effects
+
+
+def confirm_disenrolment(effects: Effects, cr: Any, patient_id: str, at: datetime) -> None:
+    """After a call in which the patient declines: a Task for the care manager to confirm the
+    disenrolment (and then publish carecoord.patient.disenrolled)."""
+    owner = reference_str(cr.requester)
+    if owner is None:
+        return
+    plans = [reference_str(b) for b in cr.basedOn or []]
+    task = care.work_task(
+        key=ref_of(cr),
+        patient=f"Patient/{patient_id}",
+        work=t.TASK_CONFIRM_DISENROLMENT,
+        owner=owner,
+        due=at.date() + timedelta(days=7),
+        care_plan=next((p for p in plans if p and p.startswith("CarePlan/")), None),
+        authored_on=at,
+    )
+    body = to_json(task)
+    body["focus"] = {"reference": ref_of(cr)}
+    body["reasonCode"] = t.REASON_PATIENT_DECLINED.concept_json()
+    add_create(effects, build("Task", body))
+
+
+def unreachable_review(
+    effects: Effects,
+    fhir: FhirReader,
+    config: CareConfig,
+    plan: Any,
+    patient_id: str,
+    program: str,
+    month: Month,
+    owner: str,
+) -> bool:
+    """At the start of `month`: if the previous `unreachable_months` months' outreach requests
+    of the plan all exist and none was answered (completed), a review Task for the care manager."""
+    from carecoord.handlers.outreach import monthly_for, patient_requests
+
+    requests = [
+        cr
+        for cr in patient_requests(fhir, patient_id)
+        if f":{program}:" in f":{identifier_value(cr, OUTREACH_REQUEST_ID) or ''}"
+    ]
+    previous: list[Month] = []
+    current = month
+    for _ in range(config.unreachable_months):
+        current = (
+            Month(current.year - 1, 12)
+            if current.month == 1
+            else Month(current.year, current.month - 1)
+        )
+        previous.append(current)
+    for m in previous:
+        mine = monthly_for(requests, m)
+        if not mine or any(cr.status == "completed" for cr in mine):
+            return False
+    task = care.work_task(
+        key=f"{program}:{month.label}",
+        patient=f"Patient/{patient_id}",
+        work=t.TASK_UNREACHABLE_REVIEW,
+        owner=owner,
+        due=month.start + timedelta(days=7),
+        care_plan=ref_of(plan),
+        authored_on=datetime.combine(month.start, datetime.min.time(), UTC),
+    )
+    body = to_json(task)
+    body["reasonCode"] = t.REASON_UNREACHABLE.concept_json(
+        f"Not reached for {config.unreachable_months} consecutive months"
+    )
+    add_create(effects, build("Task", body))
+    return True
+
+
+HANDLERS: list[HandlerSpec] = [
+    HandlerSpec(
+        name="disenrolment",
+        event_types=(DISENROLLED,),
+        handle=handle_disenrolled,
+        description="Ends a program: CarePlan revoked, consent inactive, outreach revoked, "
+        "open care-management Tasks cancelled; billing stops after the effective date.",
+    )
+]

@@ -1,0 +1,33 @@
+"""Closing care-management Tasks through the FHIR workflow state machine (no shortcuts): a
+ready Task is completed via in-progress, a requested one via ready and in-progress."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from carecoord.fhir.workflow import transition
+
+_TO_COMPLETED: dict[str, tuple[str, ...]] = {
+    "draft": ("ready", "in-progress", "completed"),
+    "requested": ("ready", "in-progress", "completed"),
+    "received": ("accepted", "in-progress", "completed"),
+    "accepted": ("in-progress", "completed"),
+    "ready": ("in-progress", "completed"),
+    "on-hold": ("in-progress", "completed"),
+    "in-progress": ("completed",),
+}
+
+
+def complete(task: Any, *, reason: str, at: datetime) -> Any:
+    """`task` moved to completed along the allowed path (unchanged if already final)."""
+    for status in _TO_COMPLETED.get(task.status, ()):
+        task = transition(task, status, reason=reason, at=at)
+    return task
+
+
+def cancel(task: Any, *, reason: str, at: datetime) -> Any:
+    """`task` cancelled (every open status may be cancelled; statusReason is set)."""
+    if task.status in ("completed", "cancelled", "failed", "rejected", "entered-in-error"):
+        return task
+    return transition(task, "cancelled", reason=reason, at=at)

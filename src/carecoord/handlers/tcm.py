@@ -1,0 +1,283 @@
+"""Transitional care management: an episode per discharge, its deadlines, and 99495/99496 at
+the episode's end only when the deadlines were met (docs/billing-rules.md T1-T6; sources: the
+CMS MLN "Transitional Care Management Services" booklet and CMS's TCM FAQs).
+
+Handler "tcm":
+- `carecoord.patient.discharged` {discharged_at, facility, setting, complexity} -> EpisodeOfCare
+  (type TCM, status active, period = the discharge date + 29 days: the 30-day service period
+  starts on the discharge date; identifier tcm-episode | patient:date), and Tasks focused on it:
+  interactive contact due within 2 business days (weekends, US federal holidays and configured
+  `holidays` excluded), a face-to-face visit due in 14 days (moderate) or 7 (high), medication
+  reconciliation due no later than the visit. A patient in CCM/PCM has the reconciliation on
+  that care plan too (basedOn).
+- `carecoord.tcm.episode-ended` (the sweeper, once the period is over) -> if every Task was
+  completed by its due date (completion = executionPeriod.end, else lastModified), a billable
+  ChargeItem 99495 (moderate) or 99496 (high), occurrence the 30th day, and
+  `carecoord.tcm.billable`; the episode is finished either way (a missed deadline is recorded on
+  it and nothing is billed).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from carecoord.calendar import BusinessCalendar
+from carecoord.errors import HandlerError
+from carecoord.events.catalog import (
+    PatientDischarged,
+    TcmEpisodeEnded,
+    parse_data,
+    require_patient,
+)
+from carecoord.events.envelope import CloudEvent
+from carecoord.fhir import care
+from carecoord.fhir import terminology as t
+from carecoord.fhir.errors import FhirGone, FhirNotFound
+from carecoord.fhir.identifiers import (
+    add_create,
+    business_identifier_json,
+    identifier_system,
+    identifier_value,
+)
+from carecoord.fhir.models import to_json
+from carecoord.handlers.base import Effects, HandlerContext
+from carecoord.handlers.care_model import (
+    as_date,
+    build,
+    patient_of,
+    reference_str,
+    version_of,
+)
+from carecoord.handlers.config import HandlerConfig
+from carecoord.handlers.consent import enrolment_states
+from carecoord.handlers.event_ids import derived_id
+from carecoord.handlers.registry import HandlerSpec
+
+log = logging.getLogger(__name__)
+
+DISCHARGED = "carecoord.patient.discharged"
+EPISODE_ENDED = "carecoord.tcm.episode-ended"
+TCM_BILLABLE = "carecoord.tcm.billable"
+EPISODE_ID = identifier_system("tcm-episode")
+PERIOD_DAYS = 30  # the discharge day and the next 29
+VISIT_DAYS = {"moderate": 14, "high": 7}
+CPT = {"moderate": "99495", "high": "99496"}
+CONTACT_BUSINESS_DAYS = 2
+
+
+class TcmConfig(HandlerConfig):
+    config_name: ClassVar[str] = "tcm"
+
+    holidays: list[date] = Field(default_factory=list)  # practice holidays besides federal ones
+    federal_holidays: bool = True
+    owner: str | None = None  # owner of the Tasks when the patient has no care manager
+
+    def calendar(self) -> BusinessCalendar:
+        return BusinessCalendar(self.holidays, federal=self.federal_holidays)
+
+
+def deadlines(discharge: date, complexity: str, config: TcmConfig) -> dict[str, date]:
+    """Due dates of an episode's Tasks (pure)."""
+    visit = discharge + timedelta(days=VISIT_DAYS[complexity])
+    return {
+        t.TASK_TCM_INTERACTIVE_CONTACT.code: config.calendar().add_business_days(
+            discharge, CONTACT_BUSINESS_DAYS
+        ),
+        t.TASK_TCM_FACE_TO_FACE.code: visit,
+        t.TASK_MEDICATION_RECONCILIATION.code: visit,
+    }
+
+
+def _ext(name: str, **value: Any) -> dict[str, Any]:
+    return {"url": t.TCM_EXTENSION_BASE + name, **value}
+
+
+def handle_discharged(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    pid = require_patient(event)
+    data = parse_data(event, PatientDischarged)
+    config = TcmConfig.of(ctx.config)
+    day = data.discharged_at.date()
+    states = enrolment_states(ctx.fhir, pid)
+    active = [s for s in states.values() if s.plan is not None and s.plan.status == "active"]
+    owner = next((s.care_manager for s in active if s.care_manager), None) or config.owner
+    owner = owner or next((s.provider for s in active if s.provider), None)
+    if owner is None:
+        raise HandlerError("no care manager or tcm owner for the discharge", event_id=event.id)
+    end = day + timedelta(days=PERIOD_DAYS - 1)
+    episode = build(
+        "EpisodeOfCare",
+        {
+            "identifier": [business_identifier_json("tcm-episode", pid, day.isoformat())],
+            "status": "active",
+            "type": [t.EPISODE_TYPE_TCM.concept_json()],
+            "patient": {"reference": f"Patient/{pid}"},
+            "period": {"start": day.isoformat(), "end": end.isoformat()},
+            "careManager": {"reference": owner} if owner.startswith("Practitioner") else None,
+            "extension": [
+                _ext("complexity", valueCode=data.complexity),
+                _ext("setting", valueCode=data.setting),
+                _ext("facility", valueString=data.facility),
+                _ext("discharged-at", valueDateTime=data.discharged_at.isoformat()),
+            ],
+        },
+    )
+    fx = Effects()
+    episode_ref = add_create(fx, episode)
+    due = deadlines(day, data.complexity, config)
+    ccm_plans = [s.plan for s in active if s.program in ("CCM", "PCM")]
+    codes = {
+        t.TASK_TCM_INTERACTIVE_CONTACT.code: t.TASK_TCM_INTERACTIVE_CONTACT,
+        t.TASK_TCM_FACE_TO_FACE.code: t.TASK_TCM_FACE_TO_FACE,
+        t.TASK_MEDICATION_RECONCILIATION.code: t.TASK_MEDICATION_RECONCILIATION,
+    }
+    for code, work in codes.items():
+        plan = ccm_plans[0] if ccm_plans and code == t.TASK_MEDICATION_RECONCILIATION.code else None
+        task = care.work_task(
+            key=f"tcm:{day.isoformat()}",
+            patient=f"Patient/{pid}",
+            work=work,
+            owner=owner,
+            due=due[code],
+            care_plan=f"CarePlan/{plan.id}" if plan is not None else None,
+            priority="urgent" if code == t.TASK_TCM_INTERACTIVE_CONTACT.code else "routine",
+            authored_on=data.discharged_at,
+        )
+        body = to_json(task)
+        body["focus"] = {"reference": episode_ref}
+        add_create(fx, build("Task", body))
+    log.info("tcm episode opened", extra={"event_id": event.id, "complexity": data.complexity})
+    return fx
+
+
+def _completed_on(task: Any) -> date | None:
+    if task.status != "completed":
+        return None
+    period = task.executionPeriod
+    if period is not None and period.end is not None:
+        return as_date(period.end)
+    return as_date(task.lastModified) or as_date(task.authoredOn)
+
+
+def _due(task: Any) -> date | None:
+    restriction = task.restriction
+    return as_date(restriction.period.end) if restriction and restriction.period else None
+
+
+def deadlines_met(tasks: list[Any]) -> bool:
+    """Every TCM Task completed by its due date; reconciliation no later than the visit."""
+    by_code: dict[str, Any] = {}
+    for task in tasks:
+        for work in (
+            t.TASK_TCM_INTERACTIVE_CONTACT,
+            t.TASK_TCM_FACE_TO_FACE,
+            t.TASK_MEDICATION_RECONCILIATION,
+        ):
+            if t.concept_has(task.code, work):
+                by_code[work.code] = task
+    if len(by_code) != 3:
+        return False
+    done = {code: _completed_on(task) for code, task in by_code.items()}
+    for code, task in by_code.items():
+        due, when = _due(task), done[code]
+        if when is None or due is None or when > due:
+            return False
+    visit = done[t.TASK_TCM_FACE_TO_FACE.code]
+    reconciled = done[t.TASK_MEDICATION_RECONCILIATION.code]
+    return visit is not None and reconciled is not None and reconciled <= visit
+
+
+def handle_episode_ended(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    pid = require_patient(event)
+    data = parse_data(event, TcmEpisodeEnded)
+    fx = Effects()
+    try:
+        episode: Any = ctx.fhir.read("EpisodeOfCare", data.episode.split("/", 1)[1])
+    except (FhirNotFound, FhirGone):
+        return fx
+    if episode.status != "active" or reference_str(episode.patient) != f"Patient/{pid}":
+        return fx
+    found: list[Any] = ctx.fhir.search("Task", [("patient", f"Patient/{pid}")])
+    tasks = [
+        task
+        for task in found
+        if task.get_resource_type() == "Task"
+        and patient_of(task) == pid
+        and reference_str(task.focus) == data.episode
+    ]
+    complexity = next(
+        (e.valueCode for e in episode.extension or [] if e.url.endswith("tcm-complexity")),
+        "moderate",
+    )
+    start = as_date(episode.period.start)
+    end = as_date(episode.period.end)
+    assert start is not None and end is not None
+    met = deadlines_met(tasks)
+    body = to_json(episode)
+    body["status"] = "finished"
+    body.setdefault("extension", []).append(_ext("deadlines-met", valueBoolean=met))
+    fx.update(build("EpisodeOfCare", body), version_of(episode))
+    if not met:
+        log.info("tcm deadlines missed: not billable", extra={"episode": data.episode})
+        return fx
+    cpt = CPT[str(complexity)]
+    key = identifier_value(pid, "TCM", start.isoformat(), cpt)
+    item = build(
+        "ChargeItem",
+        {
+            "identifier": [
+                business_identifier_json("charge-item", pid, "TCM", start.isoformat(), cpt)
+            ],
+            "status": "billable",
+            "code": t.BILLING_CODES[cpt].concept_json(),
+            "subject": {"reference": f"Patient/{pid}"},
+            "context": {"reference": data.episode},
+            "occurrenceDateTime": end.isoformat(),
+            "quantity": {"value": 1},
+            "enteredDate": (event.time or ctx.now()).isoformat(),
+            "supportingInformation": [{"reference": f"Task/{task.id}"} for task in tasks],
+        },
+    )
+    add_create(fx, item)
+    fx.emit(
+        TCM_BILLABLE,
+        f"Patient/{pid}",
+        {"episode": data.episode, "cpt": cpt, "date_of_service": end.isoformat()},
+        derived_id(EPISODE_ID, key),
+    )
+    return fx
+
+
+def handle(event: CloudEvent, ctx: HandlerContext) -> Effects:
+    if event.type == DISCHARGED:
+        return handle_discharged(event, ctx)
+    return handle_episode_ended(event, ctx)
+
+
+def episodes_ended(fhir: Any, now: datetime) -> list[tuple[str, str]]:
+    """(patient id, EpisodeOfCare/id) of active TCM episodes whose 30 days are over."""
+    found: list[Any] = fhir.search(
+        "EpisodeOfCare", [("identifier", f"{EPISODE_ID}|"), ("status", "active")]
+    )
+    out = []
+    for episode in found:
+        end = as_date(episode.period.end) if episode.period else None
+        patient = reference_str(episode.patient) or ""
+        if episode.status == "active" and end is not None and end < now.astimezone(UTC).date():
+            out.append((patient.removeprefix("Patient/"), f"EpisodeOfCare/{episode.id}"))
+    return out
+
+
+HANDLERS: list[HandlerSpec] = [
+    HandlerSpec(
+        name="tcm",
+        event_types=(DISCHARGED, EPISODE_ENDED),
+        handle=handle,
+        default_config=TcmConfig().model_dump(mode="json"),
+        description="TCM episodes: deadlines after a discharge; 99495/99496 when they were met.",
+        config_model=TcmConfig,
+    )
+]
