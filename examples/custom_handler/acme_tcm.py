@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from carecoord import CloudEvent, Effects, HandlerContext, HandlerSpec
-from carecoord.events.catalog import EventData, parse_data, require_patient
+from carecoord.core.catalog import EventData, parse_data, require_patient
+from carecoord.core.config import HandlerConfig
 from carecoord.fhir.care import work_task
 from carecoord.fhir.identifiers import add_create
-from carecoord.handlers.config import HandlerConfig
 
 
 class Discharged(EventData):

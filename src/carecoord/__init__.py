@@ -7,6 +7,10 @@ versions. Builders live in `carecoord.fhir.care`, `.referral` and `.directory`; 
 
 from __future__ import annotations
 
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Create, Effects, Emit, FhirReader, HandlerContext, Update
+from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.core.handler import HandlerSpec
 from carecoord.errors import (
     CarecoordError,
     ConfigError,
@@ -15,7 +19,6 @@ from carecoord.errors import (
     InvalidTransition,
     MalformedEvent,
 )
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventProcessor, EventRuntime, RuntimeOptions, TransientError
 from carecoord.fhir.async_client import AsyncFhirClient
@@ -33,9 +36,6 @@ from carecoord.fhir.errors import (
     FhirTransportError,
     FhirUnauthorized,
 )
-from carecoord.handlers.base import Create, Effects, Emit, FhirReader, HandlerContext, Update
-from carecoord.handlers.config import HandlerConfig
-from carecoord.handlers.registry import HandlerSpec
 
 __version__ = "0.1.0"
 

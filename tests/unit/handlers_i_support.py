@@ -10,11 +10,11 @@ from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
-from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.core.effects import Create, Effects, FhirWrite, HandlerContext, Update
+from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.core.handler import HandlerSpec
 from carecoord.fhir.errors import FhirNotFound, FhirPreconditionFailed
 from carecoord.fhir.models import parse_resource, to_json
-from carecoord.handlers.base import Create, Effects, FhirWrite, HandlerContext, Update
-from carecoord.handlers.registry import HandlerSpec
 
 REFERENCE_PARAMS = {
     "patient": ("subject", "for"),

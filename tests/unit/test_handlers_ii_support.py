@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.effects import Create, Effects, HandlerContext, Update
+from carecoord.core.envelope import CloudEvent
 from carecoord.fhir.errors import FhirNotFound, FhirPreconditionFailed
 from carecoord.fhir.models import parse_resource, to_json
-from carecoord.handlers.base import Create, Effects, HandlerContext, Update
 
 NOW = datetime(2025, 3, 10, 15, 0, tzinfo=UTC)
 

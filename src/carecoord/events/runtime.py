@@ -33,6 +33,8 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from carecoord.core.effects import Emit
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import CarecoordError, EventError, MalformedEvent
 from carecoord.events.availability import Availability
 from carecoord.events.broker import (
@@ -46,10 +48,8 @@ from carecoord.events.broker import (
     Record,
 )
 from carecoord.events.dlq import write_dead_letter
-from carecoord.events.envelope import CloudEvent
 from carecoord.events.ordering import Failure, KeyScheduler, OffsetWindow, WorkItem
 from carecoord.events.producer import EventProducer
-from carecoord.handlers.base import Emit
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import Create, FhirWrite, Update
 from carecoord.fhir.errors import FhirError, FhirResponseInvalid
 from carecoord.fhir.models import FhirVersion, parse_resource, to_json
-from carecoord.handlers.base import Create, FhirWrite, Update
 
 _TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

@@ -33,8 +33,11 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
-from carecoord.events.catalog import TimeLogged, parse_data, require_patient
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.catalog import TimeLogged, parse_data, require_patient
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Effects, HandlerContext
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import HandlerSpec
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import charge_item
 from carecoord.fhir.identifiers import (
@@ -45,10 +48,7 @@ from carecoord.fhir.identifiers import (
     identifier_value,
 )
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects, HandlerContext
-from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.event_ids import derived_id
-from carecoord.handlers.registry import HandlerSpec
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from carecoord.core.handler import BUILTIN_MODULES, ENTRY_POINT_GROUP, HandlerSpec
 from carecoord.errors import ConfigError
-from carecoord.handlers.registry import BUILTIN_MODULES, ENTRY_POINT_GROUP, HandlerSpec
 
 if TYPE_CHECKING:
     from carecoord.settings import Settings

@@ -21,16 +21,16 @@ from typing import Any
 
 import httpx
 
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import ConfigError
 from carecoord.events.availability import Availability
 from carecoord.events.broker import Broker, Producer
-from carecoord.events.envelope import CloudEvent
-from carecoord.events.processing import HandlerProcessor, TransactionalFhir
 from carecoord.events.producer import EventProducer
 from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.loader import HandlerTable, handlers_from_settings
+from carecoord.handlers.processing import HandlerProcessor, TransactionalFhir
 from carecoord.service.health import HealthServer
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.service.notification_endpoint import NotificationEndpoint

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from carecoord.handlers.base import Handler
-from carecoord.handlers.config import HandlerConfig
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Handler
 
 ENTRY_POINT_GROUP = "carecoord.handlers"
 

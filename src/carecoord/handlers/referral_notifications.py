@@ -34,14 +34,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from carecoord.core.effects import FhirReader
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent
-from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import identifier_system
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import SET_BY
-from carecoord.handlers.base import FhirReader
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 `HandlerProcessor` runs every enabled handler for the event's type against a read-only FHIR view,
 merges their effects, applies all writes as one transaction and returns the emits for the runtime
-to produce; the emits are recorded in the same transaction (carecoord.events.outbox) so that a
+to produce; the emits are recorded in the same transaction (carecoord.fhir.outbox) so that a
 redelivery after a crash re-emits them. A version conflict (412/409) means a handler read a
 stale resource: re-run the handlers (they read again) a few times, then give up with a transient
 error so the runtime retries later.
@@ -16,13 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from carecoord.core.catalog import known_type
+from carecoord.core.effects import Effects, Emit, FhirReader, FhirWrite, HandlerContext
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import HandlerSpec
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
-from carecoord.events.catalog import known_type
-from carecoord.events.envelope import CloudEvent
-from carecoord.events.outbox import add_outbox, stored_emits
 from carecoord.fhir.errors import FhirConflict
-from carecoord.handlers.base import Effects, Emit, FhirReader, FhirWrite, HandlerContext
-from carecoord.handlers.registry import HandlerSpec
+from carecoord.fhir.outbox import add_outbox, stored_emits
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from fhir.resources.R4B.resource import Resource
 
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.envelope import CloudEvent
 
 # Namespace for deterministic urn:uuid fullUrls inside a transaction bundle.
 _URN_NAMESPACE = uuid.UUID("5f0c1f9e-6b7a-4c1e-9a55-0c2f7c6d2a10")

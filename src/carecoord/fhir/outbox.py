@@ -16,10 +16,10 @@ from datetime import datetime
 
 from fhir.resources.R4B.basic import Basic
 
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.effects import Effects, Emit, FhirReader
+from carecoord.core.envelope import CloudEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import identifier_system, identifier_value
-from carecoord.handlers.base import Effects, Emit, FhirReader
 
 KIND = "event-outbox"
 
