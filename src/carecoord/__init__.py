@@ -8,9 +8,9 @@ versions. Builders live in `carecoord.fhir.care`, `.referral` and `.directory`; 
 from __future__ import annotations
 
 from carecoord.core.config import HandlerConfig
-from carecoord.core.effects import Create, Effects, Emit, FhirReader, HandlerContext, Update
+from carecoord.core.effects import Create, Effects, Emit, Update
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import (
     CarecoordError,
     ConfigError,

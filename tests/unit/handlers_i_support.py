@@ -10,9 +10,9 @@ from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
-from carecoord.core.effects import Create, Effects, FhirWrite, HandlerContext, Update
+from carecoord.core.effects import Create, Effects, FhirWrite, Update
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.fhir.errors import FhirNotFound, FhirPreconditionFailed
 from carecoord.fhir.models import parse_resource, to_json
 

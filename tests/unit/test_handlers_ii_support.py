@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from carecoord.core.effects import Create, Effects, HandlerContext, Update
+from carecoord.core.effects import Create, Effects, Update
 from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import HandlerContext
 from carecoord.fhir.errors import FhirNotFound, FhirPreconditionFailed
 from carecoord.fhir.models import parse_resource, to_json
 

@@ -9,9 +9,9 @@ import pytest
 from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.task import Task
 
-from carecoord.core.effects import Effects, FhirWrite, HandlerContext, Update
+from carecoord.core.effects import Effects, FhirWrite, Update
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir.errors import FhirInvalid, FhirNotFound, FhirPreconditionFailed
 from carecoord.fhir.models import to_json

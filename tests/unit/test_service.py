@@ -16,9 +16,9 @@ import httpx
 import pytest
 from fhir.resources.R4B.resource import Resource
 
-from carecoord.core.effects import Effects, FhirWrite, HandlerContext
+from carecoord.core.effects import Effects, FhirWrite
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.events.broker import Message
 from carecoord.events.memory import InMemoryBroker
 from carecoord.handlers.loader import HandlerTable

@@ -1,32 +1,49 @@
-"""Handler declaration and discovery.
+"""The handler contract: one event + a read-only context in, effects out.
 
-A handler module exposes `HANDLERS: list[HandlerSpec]`. Built-in modules are listed in
-`BUILTIN_MODULES`; third-party packages declare specs through the entry-point group
-`carecoord.handlers` (an entry point may name a HandlerSpec, a list of them, or a module with
-`HANDLERS`). Each handler can be enabled, disabled and configured by name; a spec with a
-`config_model` has its merged configuration validated when the handlers load (at start-up).
+A handler is `Handler = Callable[[CloudEvent, HandlerContext], Effects]`; it reads FHIR through
+the context's `FhirReader` and does no I/O of its own. A `HandlerSpec` names it, the event types
+it takes and its configuration (`default_config`, validated by `config_model` when the handlers
+load, at start-up). Discovery (built-in modules, entry points, `CARECOORD_HANDLER_MODULES`) is
+`carecoord.handlers.loader`'s; declaring specs with a decorator is `carecoord.handlers.router`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
+
+from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.config import HandlerConfig
-from carecoord.core.effects import Handler
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
 
-ENTRY_POINT_GROUP = "carecoord.handlers"
 
-BUILTIN_MODULES: tuple[str, ...] = (
-    "carecoord.handlers.enrolment",
-    "carecoord.handlers.outreach",
-    "carecoord.handlers.care_tasks",
-    "carecoord.handlers.referrals",
-    "carecoord.handlers.clinical",
-    "carecoord.handlers.billing",
-    "carecoord.handlers.reassignment",
-)
+class FhirReader(Protocol):
+    """The read-only FHIR view a handler gets. Returns fhir.resources objects (R4B by default)."""
+
+    def read(self, resource_type: str, resource_id: str) -> Resource: ...
+
+    def search(
+        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+    ) -> list[Resource]:
+        """All matches (every page followed); `_include`d resources are returned too."""
+        ...
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    fhir: FhirReader
+    config: Mapping[str, Any]
+    clock: Callable[[], datetime]
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+Handler = Callable[[CloudEvent, HandlerContext], Effects]
 
 
 @dataclass(frozen=True)

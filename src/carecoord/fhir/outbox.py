@@ -16,8 +16,9 @@ from datetime import datetime
 
 from fhir.resources.R4B.basic import Basic
 
-from carecoord.core.effects import Effects, Emit, FhirReader
+from carecoord.core.effects import Effects, Emit
 from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import identifier_system, identifier_value
 

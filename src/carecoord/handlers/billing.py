@@ -35,9 +35,9 @@ from pydantic import Field
 
 from carecoord.core.catalog import TimeLogged, parse_data, require_patient
 from carecoord.core.config import HandlerConfig
-from carecoord.core.effects import Effects, HandlerContext
+from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import charge_item
 from carecoord.fhir.identifiers import (

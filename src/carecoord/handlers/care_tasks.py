@@ -18,9 +18,9 @@ from typing import Any
 from fhir.resources.R4B.task import Task
 
 from carecoord.core.catalog import TaskOverdue, parse_data, require_patient
-from carecoord.core.effects import Effects, HandlerContext
+from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import ConfigError, HandlerError
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t

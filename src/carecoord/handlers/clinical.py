@@ -17,9 +17,9 @@ from pydantic import Field
 
 from carecoord.core.catalog import ClinicalQuestion, parse_data, require_patient
 from carecoord.core.config import HandlerConfig
-from carecoord.core.effects import Effects, HandlerContext
+from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError
 from carecoord.fhir.care import clinical_review_task
 from carecoord.fhir.identifiers import add_create, carecoord_identifier

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from carecoord.core.catalog import PatientEnrolled, parse_data, require_patient
-from carecoord.core.effects import Effects, HandlerContext
+from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t

@@ -14,17 +14,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-from carecoord.core.handler import BUILTIN_MODULES, ENTRY_POINT_GROUP, HandlerSpec
+from carecoord.core.handler import HandlerSpec
 from carecoord.errors import ConfigError
 
-if TYPE_CHECKING:
-    from carecoord.settings import Settings
-
 log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "carecoord.handlers"
+
+BUILTIN_MODULES: tuple[str, ...] = (
+    "carecoord.handlers.enrolment",
+    "carecoord.handlers.outreach",
+    "carecoord.handlers.care_tasks",
+    "carecoord.handlers.referrals",
+    "carecoord.handlers.clinical",
+    "carecoord.handlers.billing",
+    "carecoord.handlers.reassignment",
+)
 
 
 @dataclass(frozen=True)
@@ -117,15 +126,6 @@ def load_handlers(
     for spec in specs:
         check_config(spec, configs[spec.name])
     return HandlerTable(specs=specs, configs=configs, known=known)
-
-
-def handlers_from_settings(settings: Settings) -> HandlerTable:
-    return load_handlers(
-        enabled=settings.handlers_enabled,
-        disabled=settings.handlers_disabled,
-        config=settings.handlers,
-        extra_modules=settings.handler_modules,
-    )
 
 
 def merge_config(spec: HandlerSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:

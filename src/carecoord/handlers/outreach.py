@@ -34,9 +34,9 @@ from carecoord.core.catalog import (
     parse_data,
     require_patient,
 )
-from carecoord.core.effects import Effects, FhirReader, HandlerContext
+from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from carecoord.core.catalog import known_type
-from carecoord.core.effects import Effects, Emit, FhirReader, FhirWrite, HandlerContext
+from carecoord.core.effects import Effects, Emit, FhirWrite
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
 from carecoord.fhir.errors import FhirConflict
 from carecoord.fhir.outbox import add_outbox, stored_emits

@@ -32,9 +32,9 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from carecoord.core.catalog import CareManagerReassign, parse_data, require_patient
-from carecoord.core.effects import Effects, FhirReader, HandlerContext
+from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t

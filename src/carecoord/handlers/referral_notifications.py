@@ -34,8 +34,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from carecoord.core.effects import FhirReader
 from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader
 from carecoord.errors import MalformedEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound

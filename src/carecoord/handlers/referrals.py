@@ -41,9 +41,9 @@ from carecoord.core.catalog import (
     require_patient,
 )
 from carecoord.core.config import HandlerConfig
-from carecoord.core.effects import Effects, HandlerContext
+from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import work_task

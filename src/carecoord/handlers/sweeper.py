@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carecoord.core.effects import FhirReader
 from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader
 from carecoord.fhir import terminology as t
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,

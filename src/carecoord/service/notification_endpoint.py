@@ -17,8 +17,8 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from carecoord.core.effects import FhirReader
 from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader
 from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
 from carecoord.fhir.errors import FhirError
 from carecoord.handlers.referral_notifications import translate

@@ -1,0 +1,1 @@
+"""Test kit for handlers (filled in below)."""
