@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from carecoord.core.handler import HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,11 @@ def _ep_specs(ep: EntryPoint) -> list[HandlerSpec]:
 
 
 def _as_specs(obj: object, where: str) -> list[HandlerSpec]:
-    items = [obj] if isinstance(obj, HandlerSpec) else obj
-    if not isinstance(items, list | tuple) or not all(isinstance(s, HandlerSpec) for s in items):
-        raise ConfigError(f"{where} must provide a HandlerSpec, a list of them, or a module")
-    return list(items)
+    items = [obj] if isinstance(obj, HandlerSpec | Handlers) else obj
+    if not isinstance(items, list | tuple) or not all(
+        isinstance(s, HandlerSpec | Handlers) for s in items
+    ):
+        raise ConfigError(
+            f"{where} must provide a HandlerSpec, a Handlers router, a list of them, or a module"
+        )
+    return [s.spec if isinstance(s, Handlers) else s for s in items]
