@@ -15,9 +15,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from carecoord import CloudEvent, Effects, EventData, HandlerConfig, HandlerContext, Handlers
+from carecoord import (
+    CloudEvent,
+    Effects,
+    EventData,
+    HandlerConfig,
+    HandlerContext,
+    Handlers,
+    add_create,
+)
 from carecoord.fhir.care import work_task
-from carecoord.fhir.identifiers import add_create
 
 
 class Discharged(EventData):

@@ -1,9 +1,9 @@
 """Bundles: references, versions and Locations as servers really send them; transaction/batch
 requests built from handler effects; their responses turned into a `TransactionResult`.
 
-Servers differ (DESIGN.md): a Location may be absolute (any host, even a wrong one) or relative,
-versionIds may be integers or UUIDs, ETags weak or strong. Everything here reads `Type/id` and
-`_history/vid` from the end of a URL and never trusts its host.
+Servers differ (docs/architecture.md): a Location may be absolute (any host, even a wrong one)
+or relative, versionIds may be integers or UUIDs, ETags weak or strong. Everything here reads
+`Type/id` and `_history/vid` from the end of a URL and never trusts its host.
 """
 
 from __future__ import annotations
