@@ -21,6 +21,7 @@ CODE := $(wildcard src tests bench examples)
 lint: install
 	$(VENV)/bin/ruff check $(CODE)
 	$(VENV)/bin/ruff format --check $(CODE)
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy

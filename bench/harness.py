@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from carecoord.core.effects import Emit
+from carecoord.core.envelope import CloudEvent
 from carecoord.events.broker import TP
-from carecoord.events.envelope import CloudEvent
 from carecoord.events.runtime import EventProcessor, EventRuntime, NoopObserver, RuntimeOptions
-from carecoord.handlers.base import Emit
 
 SESSION_TIMEOUT_MS = 4000  # tansu joins take about session_timeout/2
 HEARTBEAT_MS = 1000

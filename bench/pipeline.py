@@ -30,12 +30,12 @@ import httpx
 from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.communication import Communication
 
-from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.identifiers import add_create, business_identifier_json
-from carecoord.handlers.base import Effects
 from carecoord.handlers.care_model import Month
 from carecoord.handlers.outreach import monthly_request
 

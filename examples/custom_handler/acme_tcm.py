@@ -15,11 +15,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from carecoord import CloudEvent, Effects, HandlerContext, HandlerSpec
-from carecoord.events.catalog import EventData, parse_data, require_patient
+from carecoord import (
+    CloudEvent,
+    Effects,
+    EventData,
+    HandlerConfig,
+    HandlerContext,
+    Handlers,
+    add_create,
+)
 from carecoord.fhir.care import work_task
-from carecoord.fhir.identifiers import add_create
-from carecoord.handlers.config import HandlerConfig
 
 
 class Discharged(EventData):
@@ -33,36 +38,28 @@ class AcmeConfig(HandlerConfig):
     due_days: int = 2
 
 
-def on_discharge(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    patient = require_patient(event)  # no Patient subject -> MalformedEvent -> dead letter
-    data = parse_data(event, Discharged)  # invalid data -> MalformedEvent -> dead letter
-    config = AcmeConfig.of(ctx.config)  # a bad value -> ConfigError naming the key
+handlers = Handlers("acme-tcm", config=AcmeConfig, description="TCM after a hospital discharge")
+
+
+@handlers.on("acme.patient.discharged", data=Discharged)  # invalid data -> MalformedEvent
+def on_discharge(
+    event: CloudEvent, data: Discharged, ctx: HandlerContext, config: AcmeConfig
+) -> Effects:
+    subject = f"Patient/{event.patient_id}"  # the router requires a Patient subject
+    due = (data.discharged_at + timedelta(days=config.due_days)).date()
     effects = Effects()
     task = work_task(
         key=f"tcm:{event.id}",  # deterministic: a redelivered event creates nothing new
-        patient=f"Patient/{patient}",
+        patient=subject,
         work="medication-reconciliation",
         owner=config.owner,
-        due=(data.discharged_at + timedelta(days=config.due_days)).date(),
+        due=due,
         priority="urgent",
         authored_on=ctx.now(),
     )
     add_create(effects, task)
-    effects.emit(
-        "acme.tcm.started",
-        f"Patient/{patient}",
-        {"due": str((data.discharged_at + timedelta(days=config.due_days)).date())},
-        id=f"acme:tcm-started:{event.id}",
-    )
+    effects.emit("acme.tcm.started", subject, {"due": str(due)}, id=f"acme:tcm-started:{event.id}")
     return effects
 
 
-HANDLERS = [
-    HandlerSpec(
-        name="acme-tcm",
-        event_types=("acme.patient.discharged",),
-        handle=on_discharge,
-        default_config=AcmeConfig().model_dump(),
-        description="Medication reconciliation within two days of discharge",
-    )
-]
+HANDLERS = handlers  # a Handlers router, a HandlerSpec or a list of them

@@ -1,12 +1,19 @@
 """carecoord: care coordination on FHIR and Kafka.
 
 The public API is curated here; everything else is importable but may change between minor
-versions. Builders live in `carecoord.fhir.care`, `.referral` and `.directory`; codes in
+versions. The test kit is `carecoord.testing`; the layers are drawn in docs/architecture.md.
+Builders live in `carecoord.fhir.care`, `.referral` and `.directory`; codes in
 `carecoord.fhir.terminology`.
 """
 
 from __future__ import annotations
 
+from carecoord.core.catalog import EventData
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Create, Effects, Emit, Update
+from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import (
     CarecoordError,
     ConfigError,
@@ -15,7 +22,6 @@ from carecoord.errors import (
     InvalidTransition,
     MalformedEvent,
 )
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventProcessor, EventRuntime, RuntimeOptions, TransientError
 from carecoord.fhir.async_client import AsyncFhirClient
@@ -28,14 +34,14 @@ from carecoord.fhir.errors import (
     FhirInvalid,
     FhirNotFound,
     FhirPreconditionFailed,
+    FhirRateLimited,
     FhirResponseInvalid,
     FhirServerError,
     FhirTransportError,
     FhirUnauthorized,
 )
-from carecoord.handlers.base import Create, Effects, Emit, FhirReader, HandlerContext, Update
-from carecoord.handlers.config import HandlerConfig
-from carecoord.handlers.registry import HandlerSpec
+from carecoord.fhir.identifiers import add_create
+from carecoord.handlers.processing import HandlerProcessor
 
 __version__ = "0.1.0"
 
@@ -47,6 +53,7 @@ __all__ = [
     "Create",
     "Effects",
     "Emit",
+    "EventData",
     "EventError",
     "EventProcessor",
     "EventRuntime",
@@ -58,6 +65,7 @@ __all__ = [
     "FhirInvalid",
     "FhirNotFound",
     "FhirPreconditionFailed",
+    "FhirRateLimited",
     "FhirReader",
     "FhirResponseInvalid",
     "FhirServerError",
@@ -66,7 +74,9 @@ __all__ = [
     "HandlerConfig",
     "HandlerContext",
     "HandlerError",
+    "HandlerProcessor",
     "HandlerSpec",
+    "Handlers",
     "InMemoryBroker",
     "InvalidTransition",
     "MalformedEvent",
@@ -74,5 +84,6 @@ __all__ = [
     "TransientError",
     "Update",
     "__version__",
+    "add_create",
     "new_event",
 ]

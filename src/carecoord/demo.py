@@ -20,9 +20,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import Message
 from carecoord.events.dlq import list_dead_letters
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.local import start_fhir, start_kafka

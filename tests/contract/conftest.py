@@ -1,13 +1,17 @@
-"""The broker contract suite runs every test against the in-memory and the real broker."""
+"""The contract suites run every test against the in-memory and the real implementation: the
+broker (InMemoryBroker / Kafka) and FHIR (carecoord.testing.InMemoryFhir / a FHIR server)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from carecoord.events.broker import Broker, KafkaBroker, KafkaConnection
 from carecoord.events.memory import InMemoryBroker
+from carecoord.fhir.client import FhirClient
+from carecoord.testing import InMemoryFhir
 
 
 def kafka_connection(bootstrap: str) -> KafkaConnection:
@@ -30,3 +34,15 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     else:
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         yield KafkaBroker(kafka_connection(bootstrap))
+
+
+@pytest.fixture(
+    params=["memory", pytest.param("server", marks=pytest.mark.integration)],
+)
+def fhir(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A FhirReader with `apply(writes)`: InMemoryFhir, or a FhirClient on the real server."""
+    if request.param == "memory":
+        yield InMemoryFhir()
+    else:
+        with FhirClient(request.getfixturevalue("fhir_base_url")) as client:
+            yield client

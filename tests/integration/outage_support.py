@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.fhir.client import FhirClient
 
 

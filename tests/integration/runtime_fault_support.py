@@ -11,12 +11,12 @@ from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.coding import Coding
 from fhir.resources.R4B.identifier import Identifier
 
+from carecoord.core.effects import Create, Emit
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.errors import MalformedEvent
 from carecoord.events.broker import TP, KafkaBroker, KafkaConnection, Message
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.events.runtime import RuntimeOptions
 from carecoord.fhir.client import FhirClient
-from carecoord.handlers.base import Create, Emit
 
 SYSTEM = "urn:carecoord:test:event"
 CODE_SYSTEM = "urn:carecoord:test:run"

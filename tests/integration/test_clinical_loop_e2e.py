@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection
 from carecoord.events.dlq import list_dead_letters
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.models import to_json

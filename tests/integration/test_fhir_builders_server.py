@@ -15,10 +15,10 @@ import httpx
 import pytest
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import Create
 from carecoord.fhir import care, directory, referral
 from carecoord.fhir.identifiers import business_identifier_json, create_for, stable_id
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Create
 
 pytestmark = pytest.mark.integration
 

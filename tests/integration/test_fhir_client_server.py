@@ -9,6 +9,7 @@ import pytest
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.task import Task
 
+from carecoord.core.effects import Effects
 from carecoord.fhir.bundles import reference_of, version_of
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.errors import (
@@ -17,7 +18,6 @@ from carecoord.fhir.errors import (
     FhirNotFound,
     FhirPreconditionFailed,
 )
-from carecoord.handlers.base import Effects
 
 pytestmark = pytest.mark.integration
 

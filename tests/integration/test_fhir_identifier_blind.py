@@ -7,8 +7,8 @@ import pytest
 from fhir.resources.R4B.careteam import CareTeam
 from fhir.resources.R4B.goal import Goal
 
+from carecoord.core.effects import Effects
 from carecoord.fhir.client import FhirClient
-from carecoord.handlers.base import Effects
 
 pytestmark = pytest.mark.integration
 

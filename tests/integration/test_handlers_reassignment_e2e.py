@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.handlers.care_model import TERMINAL_TASK_STATUSES, Month, reference_str
 from carecoord.handlers.caseload import caseload_patients
 from carecoord.handlers.outreach import care_team_of

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
 from carecoord.events.dlq import list_dead_letters
-from carecoord.events.envelope import CloudEvent, new_event
-from carecoord.events.processing import HandlerProcessor
 from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.care_model import OUTREACH_REQUEST_ID
+from carecoord.handlers.processing import HandlerProcessor
 from carecoord.local import free_port
 from support.fhir_proxy import FhirProxy
 from support.pipeline import Pipeline

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carecoord.events.envelope import new_event
+from carecoord.core.envelope import new_event
 from support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration

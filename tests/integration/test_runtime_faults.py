@@ -21,9 +21,9 @@ from runtime_fault_support import (
     written,
 )
 
+from carecoord.core.envelope import new_event
 from carecoord.events import dlq
 from carecoord.events.broker import KafkaBroker, Message
-from carecoord.events.envelope import new_event
 from carecoord.events.runtime import EventRuntime
 from carecoord.fhir.client import FhirClient
 from support.fhir_proxy import FhirProxy

@@ -26,8 +26,8 @@ from outage_support import (
     unanswered,
 )
 
+from carecoord.core.envelope import CloudEvent
 from carecoord.events.broker import KafkaBroker, KafkaConnection
-from carecoord.events.envelope import CloudEvent
 from carecoord.local import LocalFhir, free_port, start_fhir, start_kafka
 from carecoord.service.app import Service, plugin_periodic_jobs
 from carecoord.settings import load_settings

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from carecoord.cli import app
+from carecoord.core.envelope import new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection, Record
 from carecoord.events.dlq import dead_letter_message
-from carecoord.events.envelope import new_event
 
 pytestmark = pytest.mark.integration
 

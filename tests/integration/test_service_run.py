@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from carecoord.core.envelope import new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
-from carecoord.events.envelope import new_event
 from carecoord.local import free_port
 from support.waiting import wait_for
 
@@ -29,8 +29,8 @@ SYSTEM = "urn:carecoord:test:service-run"
 HANDLER_MODULE = """
 from fhir.resources.R4B.task import Task
 
-from carecoord.handlers.base import Effects
-from carecoord.handlers.registry import HandlerSpec
+from carecoord.core.effects import Effects
+from carecoord.core.handler import HandlerSpec
 
 SYSTEM = "{system}"
 

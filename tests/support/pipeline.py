@@ -23,14 +23,14 @@ from typing import Any
 
 import pytest
 
+from carecoord.core.envelope import CloudEvent
 from carecoord.events.broker import TP, KafkaBroker, Message, Record
 from carecoord.events.dlq import DeadLetter, list_dead_letters
-from carecoord.events.envelope import CloudEvent
-from carecoord.events.processing import HandlerProcessor
 from carecoord.events.producer import event_message
 from carecoord.events.runtime import EventRuntime, NoopObserver, RuntimeOptions
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.loader import load_handlers
+from carecoord.handlers.processing import HandlerProcessor
 
 
 @dataclass

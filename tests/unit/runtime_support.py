@@ -7,12 +7,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from carecoord.core.effects import Emit
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.errors import MalformedEvent
 from carecoord.events.broker import TP, Message, Record
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import RuntimeOptions
-from carecoord.handlers.base import Emit
 
 KNOWN = "test.step"
 

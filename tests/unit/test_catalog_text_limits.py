@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from test_handlers_ii_support import FakeFhir, care_team, ctx, event
 
+from carecoord.core import catalog
 from carecoord.errors import MalformedEvent
-from carecoord.events import catalog
 from carecoord.events.runtime import classify
 from carecoord.handlers.clinical import HANDLERS
 

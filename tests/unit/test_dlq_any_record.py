@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from carecoord.cli import app
-from carecoord.events import commands, dlq
+from carecoord.cli import service_commands as commands
+from carecoord.core.envelope import new_event
+from carecoord.events import dlq
 from carecoord.events.broker import Message, Record
-from carecoord.events.envelope import new_event
 from carecoord.events.memory import InMemoryBroker
 
 GOOD = new_event("carecoord.time.logged", "p0", {}, id="ev-good").to_json_bytes()

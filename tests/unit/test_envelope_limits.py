@@ -7,9 +7,9 @@ import json
 import pytest
 from runtime_support import Observed, Recorder, event_bytes, headers_of, options, produce
 
+from carecoord.core.envelope import MAX_JSON_DEPTH, CloudEvent
 from carecoord.errors import MalformedEvent
 from carecoord.events import dlq
-from carecoord.events.envelope import MAX_JSON_DEPTH, CloudEvent
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventRuntime
 

@@ -8,15 +8,15 @@ import pytest
 from runtime_support import headers_of, options, produce
 from test_handlers_ii_support import FakeFhir, care_team, ctx, event
 
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import new_event
+from carecoord.core.handler import HandlerSpec
 from carecoord.errors import MalformedEvent
 from carecoord.events import dlq
-from carecoord.events.envelope import new_event
 from carecoord.events.memory import InMemoryBroker
-from carecoord.events.processing import HandlerProcessor
 from carecoord.events.runtime import EventRuntime
-from carecoord.handlers.base import Effects
+from carecoord.handlers.processing import HandlerProcessor
 from carecoord.handlers.referrals import HANDLERS as REFERRALS
-from carecoord.handlers.registry import HandlerSpec
 
 FREE_TEXT = "Jane Doe 555-1234"
 

@@ -1,30 +1,22 @@
 """The README's extension example works as documented: discovered by module name, configured by
-name, pure (effects only), replay-safe, and bad data is a MalformedEvent (dead letter)."""
+name, pure (effects only), replay-safe, and bad data is a MalformedEvent (dead letter). It is
+tested the way a team would test its own handler: with `carecoord.testing.run_handler`."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fhir.resources.R4B.resource import Resource
 
-from carecoord import Create, HandlerContext, MalformedEvent, new_event
+from carecoord import ConfigError, MalformedEvent
 from carecoord.handlers.loader import load_handlers
+from carecoord.testing import InMemoryFhir, events, run_handler
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "custom_handler"
-
-
-class NoFhir:
-    def read(self, resource_type: str, resource_id: str) -> Resource:
-        raise AssertionError("the example handler reads nothing")
-
-    def search(
-        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
-    ) -> list[Resource]:
-        raise AssertionError("the example handler searches nothing")
+NOW = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -35,34 +27,39 @@ def example_on_path() -> Iterator[None]:
     sys.modules.pop("acme_tcm", None)
 
 
-def test_example_handler_is_discovered_configured_and_replay_safe(example_on_path: None) -> None:
+def test_example_handler_is_discovered_by_module_name(example_on_path: None) -> None:
     table = load_handlers(
         enabled=["acme-tcm"], extra_modules=["acme_tcm"], config={"acme-tcm": {"due_days": "3"}}
     )
-    [spec] = table.for_type("acme.patient.discharged")
-    ctx = HandlerContext(
-        fhir=NoFhir(),
-        config=table.configs["acme-tcm"],
-        clock=lambda: datetime(2026, 11, 2, tzinfo=UTC),
-    )
-    event = new_event(
+    assert [s.name for s in table.for_type("acme.patient.discharged")] == ["acme-tcm"]
+    assert table.configs["acme-tcm"]["due_days"] == 3
+
+
+def test_example_handler_is_configured_and_replay_safe(example_on_path: None) -> None:
+    from acme_tcm import HANDLERS
+
+    fhir = InMemoryFhir()
+    event = events.event(
         "acme.patient.discharged", "p-77", {"discharged_at": "2026-11-01T18:00:00Z"}, id="dis-1"
     )
-    first, again = spec.handle(event, ctx), spec.handle(event, ctx)
-    [create] = first.writes
-    assert isinstance(create, Create)
-    task = create.resource
-    assert task.restriction.period.end.isoformat().startswith("2026-11-04")  # due_days from config
-    assert task.for_fhir.reference == "Patient/p-77"
-    assert [w.if_none_exist for w in again.writes] == [create.if_none_exist]
-    assert [e.id for e in first.emits] == ["acme:tcm-started:dis-1"]
+    first = run_handler(HANDLERS.spec, event, fhir=fhir, config={"due_days": 3}, now=NOW)
+    again = run_handler(HANDLERS.spec, event, fhir=fhir, config={"due_days": 3}, now=NOW)
+    [task] = first.fhir.all("Task")  # a replay created nothing new
+    assert task["restriction"]["period"]["end"].startswith("2026-11-04")  # due_days from config
+    assert task["for"]["reference"] == "Patient/p-77"
+    assert [e.id for e in first.effects.emits] == ["acme:tcm-started:dis-1"]
+    assert again.effects.emits == first.effects.emits
+    assert fhir.transactions == 2
 
 
-def test_example_handler_rejects_bad_data(example_on_path: None) -> None:
-    table = load_handlers(enabled=["acme-tcm"], extra_modules=["acme_tcm"])
-    [spec] = table.for_type("acme.patient.discharged")
-    ctx = HandlerContext(
-        fhir=NoFhir(), config=table.configs["acme-tcm"], clock=lambda: datetime.now(UTC)
-    )
+def test_example_handler_rejects_bad_data_and_bad_config(example_on_path: None) -> None:
+    from acme_tcm import HANDLERS
+
+    bad = events.event("acme.patient.discharged", "p-77", {"when": "yesterday"})
     with pytest.raises(MalformedEvent, match="discharged_at"):
-        spec.handle(new_event("acme.patient.discharged", "p-77", {"when": "yesterday"}), ctx)
+        run_handler(HANDLERS.spec, bad)
+    good = events.event(
+        "acme.patient.discharged", "p-77", {"discharged_at": "2026-11-01T18:00:00Z"}
+    )
+    with pytest.raises(ConfigError, match="due_days"):
+        run_handler(HANDLERS.spec, good, config={"due_days": "soon"})

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from carecoord.core.effects import Effects
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import (
@@ -19,7 +20,6 @@ from carecoord.fhir.identifiers import (
     identifier_system,
     identifier_value,
 )
-from carecoord.handlers.base import Effects
 
 
 def test_identifier_is_readable_and_in_carecoords_namespace() -> None:

@@ -10,6 +10,7 @@ import pytest
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.task import Task
 
+from carecoord.core.effects import Create, Effects, Update
 from carecoord.fhir.bundles import (
     if_match,
     parse_etag,
@@ -26,7 +27,6 @@ from carecoord.fhir.errors import (
     FhirResponseInvalid,
 )
 from carecoord.fhir.transport import Backoff, rebase_link
-from carecoord.handlers.base import Create, Effects, Update
 
 BASE = "https://fhir.example.org/r4"
 VID = "9b2f3c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e"
@@ -392,8 +392,8 @@ def test_batch_reports_each_entry() -> None:
 def test_creates_of_identifier_blind_types_become_put_with_rewritten_references() -> None:
     from fhir.resources.R4B.careteam import CareTeam
 
+    from carecoord.core.effects import Effects
     from carecoord.fhir.bundles import identifier_blind_types, writes_to_bundle
-    from carecoord.handlers.base import Effects
 
     statement = {
         "rest": [{"resource": [{"type": "Task", "searchParam": [{"name": "identifier"}]}]}]

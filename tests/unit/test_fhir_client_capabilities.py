@@ -13,11 +13,11 @@ import httpx
 import pytest
 from fhir.resources.R4B.task import Task
 
+from carecoord.core.effects import Effects
 from carecoord.errors import CarecoordError
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.errors import FhirServerError, FhirTransportError
 from carecoord.fhir.transport import Backoff
-from carecoord.handlers.base import Effects
 
 BASE = "https://fhir.example.org/r4"
 STATEMENT = {"resourceType": "CapabilityStatement", "status": "active", "kind": "instance",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers_i_support import Runner, enrolled
 
-from carecoord.events.envelope import new_event
+from carecoord.core.envelope import new_event
 from carecoord.handlers import care_tasks, enrolment, outreach
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from test_handlers_ii_support import NOW, FakeFhir, care_team, ctx, event
 
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import HandlerError
-from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects
 from carecoord.handlers.clinical import HANDLERS
 from carecoord.handlers.clinical_loop import clinical_overdue, open_clinical_items
 from carecoord.handlers.sweeper import sweep

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from handlers_i_support import Runner, attempted, enrolled
 
-from carecoord.events.envelope import new_event
+from carecoord.core.envelope import new_event
 from carecoord.handlers import (
     care_tasks,
     consent,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from handlers_i_support import Runner, attempted, enrolled
 
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.errors import MalformedEvent
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.handlers import care_tasks, enrolment, outreach, reassignment
 from carecoord.handlers.care_model import Month
 from carecoord.handlers.caseload import caseload_patients

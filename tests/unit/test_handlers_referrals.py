@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from test_handlers_ii_support import FakeFhir, care_team, ctx, event
 
+from carecoord.core.effects import Effects, FhirWrite
 from carecoord.errors import HandlerError
 from carecoord.fhir import terminology as t
 from carecoord.fhir.hsds import import_directory
-from carecoord.handlers.base import Effects, FhirWrite
 from carecoord.handlers.referrals import HANDLERS, attempt_of, step_after
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"

@@ -10,7 +10,7 @@ import pytest
 from handlers_i_support import Runner, enrolled
 
 from carecoord.calendar import BusinessCalendar, federal_holidays
-from carecoord.events.envelope import new_event
+from carecoord.core.envelope import new_event
 from carecoord.handlers import enrolment, sweeper, tcm
 from carecoord.handlers.tcm import TcmConfig, deadlines
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from test_handlers_ii_support import FakeFhir
 
+from carecoord.core.effects import Effects, FhirWrite
 from carecoord.fhir.hsds import import_directory, map_export
-from carecoord.handlers.base import Effects, FhirWrite
 from carecoord.handlers.directory_ranking import ReferralCriteria, facts_of, rank
 
 SAMPLE = json.loads(

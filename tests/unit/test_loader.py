@@ -11,8 +11,8 @@ from carecoord.errors import ConfigError
 from carecoord.handlers.loader import load_handlers
 
 HANDLER_MODULE = """
-from carecoord.handlers.base import Effects
-from carecoord.handlers.registry import HandlerSpec
+from carecoord.core.effects import Effects
+from carecoord.core.handler import HandlerSpec
 
 
 def _noop(event, ctx):

@@ -1,5 +1,6 @@
-"""FHIR change notifications -> domain events (carecoord.events.notifications.translate), and the
-referrals handler driven by what they translate to."""
+"""FHIR change notifications -> domain events
+(carecoord.handlers.referral_notifications.translate), and the referrals handler driven by what
+they translate to."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from typing import Any
 import pytest
 from test_handlers_ii_support import FakeFhir, care_team, ctx, event
 
+from carecoord.core.catalog import ReferralStatusChanged, parse_data
+from carecoord.core.effects import Effects
 from carecoord.errors import ConfigError, MalformedEvent
-from carecoord.events.catalog import ReferralStatusChanged, parse_data
-from carecoord.events.notifications import SOURCE, translate
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirNotFound, FhirServerError
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import parse_resource, to_json
 from carecoord.fhir.referral import referral_task
-from carecoord.handlers.base import Effects
+from carecoord.handlers.referral_notifications import SOURCE, translate
 from carecoord.handlers.referrals import HANDLERS, attempt_of
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
@@ -538,7 +539,7 @@ def test_a_resource_type_of_any_length_is_never_echoed(
 
 
 # ---------------------------------------------------------------------------------------------
-# Any other carecoord Task reports its status too (carecoord.events.task_notifications)
+# Any other carecoord Task reports its status too (carecoord.handlers.task_notifications)
 
 
 def _clinical_task_json(status: str, version: str = "4", **extra: Any) -> dict[str, Any]:

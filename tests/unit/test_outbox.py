@@ -11,8 +11,8 @@ from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.task import Task
 
 from carecoord import Create, Effects, HandlerContext, HandlerSpec, new_event
-from carecoord.events.processing import HandlerProcessor
-from carecoord.handlers.base import FhirWrite
+from carecoord.core.effects import FhirWrite
+from carecoord.handlers.processing import HandlerProcessor
 
 SYSTEM = "https://carecoord.dev/fhir/identifier/test-task"
 

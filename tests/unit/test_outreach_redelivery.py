@@ -9,7 +9,7 @@ from handlers_i_support import Runner, enrolled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.handlers import care_tasks, enrolment, outreach
 

@@ -9,13 +9,13 @@ import pytest
 from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.task import Task
 
+from carecoord.core.effects import Effects, FhirWrite, Update
+from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError, MalformedEvent
-from carecoord.events.envelope import CloudEvent, new_event
-from carecoord.events.processing import ConflictRetriesExhausted, HandlerProcessor
 from carecoord.fhir.errors import FhirInvalid, FhirNotFound, FhirPreconditionFailed
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects, FhirWrite, HandlerContext, Update
-from carecoord.handlers.registry import HandlerSpec
+from carecoord.handlers.processing import ConflictRetriesExhausted, HandlerProcessor
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -175,6 +175,6 @@ def test_a_crashing_handler_becomes_a_handler_error_without_its_message(fhir: Fa
 
 
 def test_the_default_clock_is_utc() -> None:
-    from carecoord.events import processing
+    from carecoord.handlers import processing
 
     assert processing._utc_now().tzinfo is UTC

@@ -17,9 +17,9 @@ from runtime_support import (
     value_json,
 )
 
+from carecoord.core.envelope import CloudEvent
 from carecoord.events import dlq
 from carecoord.events.broker import TP
-from carecoord.events.envelope import CloudEvent
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventRuntime, TransientError
 from carecoord.fhir.errors import FhirInvalid, FhirPreconditionFailed, FhirServerError

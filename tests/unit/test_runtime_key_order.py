@@ -8,7 +8,7 @@ import time
 
 from runtime_support import Recorder, committed_all, event_bytes, options, produce
 
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.envelope import CloudEvent
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventRuntime
 

@@ -9,10 +9,10 @@ import time
 from runtime_support import Observed, Recorder, committed_all, event_bytes, headers_of, options
 from runtime_support import produce as produce_to
 
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import ConfigError
 from carecoord.events import dlq
 from carecoord.events.availability import Availability
-from carecoord.events.envelope import CloudEvent
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventRuntime
 from carecoord.fhir.errors import FhirRateLimited, FhirServerError, FhirTransportError

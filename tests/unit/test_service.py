@@ -16,12 +16,12 @@ import httpx
 import pytest
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import Effects, FhirWrite
+from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.events.broker import Message
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.events.memory import InMemoryBroker
-from carecoord.handlers.base import Effects, FhirWrite, HandlerContext
 from carecoord.handlers.loader import HandlerTable
-from carecoord.handlers.registry import HandlerSpec
 from carecoord.service.app import PeriodicRunner, Service, plugin_periodic_jobs, runtime_options
 from carecoord.service.health import HealthServer
 from carecoord.service.logging import configure_logging

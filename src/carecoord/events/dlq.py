@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
+from carecoord.core.catalog import known_type
+from carecoord.core.envelope import nested_too_deep
 from carecoord.events.broker import Broker, Headers, Message, MessageTooLarge, Producer, Record
-from carecoord.events.catalog import known_type
-from carecoord.events.envelope import nested_too_deep
 
 log = logging.getLogger(__name__)
 

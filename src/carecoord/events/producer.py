@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from carecoord.core.effects import Emit
+from carecoord.core.envelope import DEFAULT_SOURCE, CloudEvent
 from carecoord.events.broker import Message, Producer
-from carecoord.events.envelope import DEFAULT_SOURCE, CloudEvent
-from carecoord.handlers.base import Emit
 
 
 def emit_to_event(emit: Emit, *, source: str = DEFAULT_SOURCE) -> CloudEvent:

@@ -10,7 +10,7 @@ a time when items complete fast: a thread hand-off per event would cost more tha
 (see `_batch_size`). A batch whose current item runs long gives its unstarted items back (the poll
 loop does it, `_reclaim_stalled`), so a slow key holds other keys up only briefly.
 
-Delivery (DESIGN.md "Delivery semantics"): an offset is done only after the processor returned
+Delivery (docs/architecture.md): an offset is done only after the processor returned
 (FHIR effects durable) and its emitted events were acknowledged, or after its dead letter was
 acknowledged. Commits are the highest contiguous done offset + 1 with that record's leader epoch.
 """
@@ -33,6 +33,8 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from carecoord.core.effects import Emit
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import CarecoordError, EventError, MalformedEvent
 from carecoord.events.availability import Availability
 from carecoord.events.broker import (
@@ -46,10 +48,8 @@ from carecoord.events.broker import (
     Record,
 )
 from carecoord.events.dlq import write_dead_letter
-from carecoord.events.envelope import CloudEvent
 from carecoord.events.ordering import Failure, KeyScheduler, OffsetWindow, WorkItem
 from carecoord.events.producer import EventProducer
-from carecoord.handlers.base import Emit
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 import httpx
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import FhirWrite
 from carecoord.fhir import operations as ops
 from carecoord.fhir.bundles import BatchResult, TransactionResult
 from carecoord.fhir.client import ClientBase, default_headers
@@ -25,7 +26,6 @@ from carecoord.fhir.transport import (
     label_of,
     transport_error,
 )
-from carecoord.handlers.base import FhirWrite
 
 T = TypeVar("T")
 

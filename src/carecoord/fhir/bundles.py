@@ -1,9 +1,9 @@
 """Bundles: references, versions and Locations as servers really send them; transaction/batch
 requests built from handler effects; their responses turned into a `TransactionResult`.
 
-Servers differ (DESIGN.md): a Location may be absolute (any host, even a wrong one) or relative,
-versionIds may be integers or UUIDs, ETags weak or strong. Everything here reads `Type/id` and
-`_history/vid` from the end of a URL and never trusts its host.
+Servers differ (docs/architecture.md): a Location may be absolute (any host, even a wrong one)
+or relative, versionIds may be integers or UUIDs, ETags weak or strong. Everything here reads
+`Type/id` and `_history/vid` from the end of a URL and never trusts its host.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import Create, FhirWrite, Update
 from carecoord.fhir.errors import FhirError, FhirResponseInvalid
 from carecoord.fhir.models import FhirVersion, parse_resource, to_json
-from carecoord.handlers.base import Create, FhirWrite, Update
 
 _TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import httpx
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import FhirWrite
+from carecoord.core.handler import FhirReader
 from carecoord.fhir import operations as ops
 from carecoord.fhir.bundles import BatchResult, TransactionResult, identifier_blind_types
 from carecoord.fhir.errors import FhirError
@@ -37,7 +39,6 @@ from carecoord.fhir.transport import (
     label_of,
     transport_error,
 )
-from carecoord.handlers.base import FhirReader, FhirWrite
 
 T = TypeVar("T")
 

@@ -33,6 +33,7 @@ from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
+from carecoord.core.effects import Create, FhirWrite, Update
 from carecoord.errors import CarecoordError, describe_validation
 from carecoord.fhir.identifiers import business_identifier_json, identifier_search
 from carecoord.fhir.models import to_json
@@ -43,7 +44,6 @@ from carecoord.fhir.terminology import (
     SDOHCC_TEMPORARY_CODES,
     UCUM,
 )
-from carecoord.handlers.base import Create, FhirWrite, Update
 
 HSDS_SERVICE = "hsds-service"
 HSDS_ORGANIZATION = "hsds-organization"

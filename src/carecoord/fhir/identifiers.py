@@ -17,9 +17,9 @@ from typing import Any, cast
 from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import Create, Effects
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
 from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
-from carecoord.handlers.base import Create, Effects
 
 MAX_VALUE_LENGTH = 64
 _HASH_LENGTH = 24  # hex chars of sha256 kept for long keys (96 bits: no practical collisions)

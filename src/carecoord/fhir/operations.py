@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import Create, FhirWrite
 from carecoord.fhir.bundles import (
     BatchResult,
     TransactionResult,
@@ -39,7 +40,6 @@ from carecoord.fhir.errors import (
 )
 from carecoord.fhir.models import FhirVersion, parse_resource, to_json
 from carecoord.fhir.transport import Call, Reply, error_for, issues_of, rebase_link
-from carecoord.handlers.base import Create, FhirWrite
 
 log = logging.getLogger("carecoord.fhir")
 

@@ -480,7 +480,7 @@ CARE_MANAGEMENT_TIME = Code(
 )
 
 # ---------------------------------------------------------------------------------------------
-# Transactional outbox (carecoord.events.outbox)
+# Transactional outbox (carecoord.fhir.outbox)
 
 # A Basic resource written in the same transaction as an event's effects, holding the events to
 # emit, so a redelivered event re-emits exactly what its first processing decided.

@@ -37,8 +37,11 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
-from carecoord.events.catalog import TimeLogged, parse_data, require_patient
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.catalog import TimeLogged, parse_data, require_patient
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
@@ -48,7 +51,6 @@ from carecoord.fhir.identifiers import (
     identifier_system,
     identifier_value,
 )
-from carecoord.handlers.base import Effects, FhirReader, HandlerContext
 from carecoord.handlers.billing_rules import (
     CCM_STAFF,
     COMPLEX_CCM,
@@ -67,9 +69,7 @@ from carecoord.handlers.billing_rules import (
     units_reached,
 )
 from carecoord.handlers.care_model import Month, version_of
-from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.event_ids import derived_id
-from carecoord.handlers.registry import HandlerSpec
 
 __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
 

@@ -17,10 +17,10 @@ from typing import Any, ClassVar, Literal
 from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ConfigDict, Field
 
+from carecoord.core.config import HandlerConfig
 from carecoord.fhir.identifiers import identifier_system
 from carecoord.fhir.identifiers import identifier_value as business_value
 from carecoord.fhir.models import model_class
-from carecoord.handlers.config import HandlerConfig
 
 # ---------------------------------------------------------------------------------------------
 # Identifier systems of the resources these handlers create (carecoord.fhir.identifiers kinds).

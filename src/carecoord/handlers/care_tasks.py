@@ -17,15 +17,16 @@ from typing import Any
 
 from fhir.resources.R4B.task import Task
 
+from carecoord.core.catalog import TaskOverdue, parse_data, require_patient
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import ConfigError, HandlerError
-from carecoord.events.catalog import TaskOverdue, parse_data, require_patient
-from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects, HandlerContext
 from carecoord.handlers.care_model import (
     TERMINAL_TASK_STATUSES,
     CareConfig,
@@ -34,7 +35,6 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.registry import HandlerSpec
 
 log = logging.getLogger(__name__)
 

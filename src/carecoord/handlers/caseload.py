@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from carecoord.handlers.base import FhirReader
+from carecoord.core.handler import FhirReader
 from carecoord.handlers.care_model import (
     OUTREACH_REQUEST_ID,
     CareConfig,

@@ -20,12 +20,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from carecoord.core.catalog import ClinicalQuestion, parse_data, require_patient
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError
-from carecoord.events.catalog import ClinicalQuestion, parse_data, require_patient
-from carecoord.events.envelope import CloudEvent
 from carecoord.fhir.care import clinical_review_task
 from carecoord.fhir.identifiers import add_create, carecoord_identifier
-from carecoord.handlers.base import Effects, HandlerContext
 from carecoord.handlers.clinical_loop import (
     LOOP_EVENT_TYPES,
     ClinicalLoopConfig,
@@ -34,7 +35,6 @@ from carecoord.handlers.clinical_loop import (
 )
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import active_care_plan, patient_team
-from carecoord.handlers.registry import HandlerSpec
 
 log = logging.getLogger(__name__)
 

@@ -39,14 +39,17 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import Field, field_validator, model_validator
 
 from carecoord.business_hours import DEFAULT_HOURS, PracticeCalendar
-from carecoord.errors import HandlerError, InvalidTransition
-from carecoord.events.catalog import (
+from carecoord.core.catalog import (
     ClinicalOverdue,
     TaskStatusChanged,
     parse_data,
     require_patient,
 )
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader, HandlerContext
+from carecoord.errors import HandlerError, InvalidTransition
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import TaskPriority
 from carecoord.fhir.clinical_loop import (
@@ -62,9 +65,7 @@ from carecoord.fhir.identifiers import (
 )
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL, transition
-from carecoord.handlers.base import Effects, FhirReader, HandlerContext
 from carecoord.handlers.care_model import as_instant, build, patient_of, reference_str
-from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import patient_team
 

@@ -24,12 +24,13 @@ from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
-from carecoord.events.catalog import ConsentRecorded, parse_data, require_patient
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.catalog import ConsentRecorded, parse_data, require_patient
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create, business_identifier_json, identifier_system
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects, FhirReader, HandlerContext
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
     TERMINAL_TASK_STATUSES,
@@ -42,7 +43,6 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.registry import HandlerSpec
 from carecoord.handlers.task_paths import complete
 
 log = logging.getLogger(__name__)

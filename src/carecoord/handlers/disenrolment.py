@@ -19,13 +19,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carecoord.events.catalog import PatientDisenrolled, parse_data, require_patient
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.catalog import PatientDisenrolled, parse_data, require_patient
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects, FhirReader, HandlerContext
 from carecoord.handlers.care_model import (
     OUTREACH_REQUEST_ID,
     TERMINAL_TASK_STATUSES,
@@ -39,7 +40,6 @@ from carecoord.handlers.care_model import (
     version_of,
 )
 from carecoord.handlers.consent import enrolment_states
-from carecoord.handlers.registry import HandlerSpec
 from carecoord.handlers.task_paths import cancel
 
 log = logging.getLogger(__name__)

@@ -18,20 +18,20 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from carecoord.core.catalog import PatientEnrolled, parse_data, require_patient
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.errors import MalformedEvent
-from carecoord.events.catalog import PatientEnrolled, parse_data, require_patient
-from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create, create_for
 from carecoord.fhir.models import to_json
 from carecoord.handlers import care_tasks
-from carecoord.handlers.base import Effects, HandlerContext
 from carecoord.handlers.care_model import CareConfig, Month, build
 from carecoord.handlers.caseload import Assignment, assign_care_manager
 from carecoord.handlers.consent import consent_resource
 from carecoord.handlers.outreach import active_plans, care_team_of, monthly_request, program_of
-from carecoord.handlers.registry import HandlerSpec
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,30 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
+from carecoord.core.handler import HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import ConfigError
-from carecoord.handlers.registry import BUILTIN_MODULES, ENTRY_POINT_GROUP, HandlerSpec
-
-if TYPE_CHECKING:
-    from carecoord.settings import Settings
 
 log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "carecoord.handlers"
+
+BUILTIN_MODULES: tuple[str, ...] = (
+    "carecoord.handlers.enrolment",
+    "carecoord.handlers.outreach",
+    "carecoord.handlers.care_tasks",
+    "carecoord.handlers.referrals",
+    "carecoord.handlers.clinical",
+    "carecoord.handlers.billing",
+    "carecoord.handlers.reassignment",
+    "carecoord.handlers.consent",
+    "carecoord.handlers.disenrolment",
+    "carecoord.handlers.tcm",
+)
 
 
 @dataclass(frozen=True)
@@ -117,15 +130,6 @@ def load_handlers(
     for spec in specs:
         check_config(spec, configs[spec.name])
     return HandlerTable(specs=specs, configs=configs, known=known)
-
-
-def handlers_from_settings(settings: Settings) -> HandlerTable:
-    return load_handlers(
-        enabled=settings.handlers_enabled,
-        disabled=settings.handlers_disabled,
-        config=settings.handlers,
-        extra_modules=settings.handler_modules,
-    )
 
 
 def merge_config(spec: HandlerSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -240,7 +244,11 @@ def _ep_specs(ep: EntryPoint) -> list[HandlerSpec]:
 
 
 def _as_specs(obj: object, where: str) -> list[HandlerSpec]:
-    items = [obj] if isinstance(obj, HandlerSpec) else obj
-    if not isinstance(items, list | tuple) or not all(isinstance(s, HandlerSpec) for s in items):
-        raise ConfigError(f"{where} must provide a HandlerSpec, a list of them, or a module")
-    return list(items)
+    items = [obj] if isinstance(obj, HandlerSpec | Handlers) else obj
+    if not isinstance(items, list | tuple) or not all(
+        isinstance(s, HandlerSpec | Handlers) for s in items
+    ):
+        raise ConfigError(
+            f"{where} must provide a HandlerSpec, a Handlers router, a list of them, or a module"
+        )
+    return [s.spec if isinstance(s, Handlers) else s for s in items]

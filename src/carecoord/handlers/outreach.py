@@ -28,14 +28,16 @@ from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
-from carecoord.errors import HandlerError, MalformedEvent
-from carecoord.events.catalog import (
+from carecoord.core.catalog import (
     OutreachAttempted,
     OutreachDue,
     parse_data,
     require_patient,
 )
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.capabilities import declares_revinclude
@@ -49,7 +51,6 @@ from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import transition
 from carecoord.handlers import care_tasks
-from carecoord.handlers.base import Effects, FhirReader, HandlerContext
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
     OUTREACH_ALTERNATIVE_ID,
@@ -69,7 +70,6 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.registry import HandlerSpec
 
 log = logging.getLogger(__name__)
 

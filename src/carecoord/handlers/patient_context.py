@@ -9,9 +9,9 @@ from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.handler import FhirReader
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.terminology import ROLE_CARE_COORDINATOR, ROLE_PRIMARY_CARE_PHYSICIAN
-from carecoord.handlers.base import FhirReader
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+from carecoord.core.catalog import CareManagerReassign, parse_data, require_patient
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError
-from carecoord.events.catalog import CareManagerReassign, parse_data, require_patient
-from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects, FhirReader, HandlerContext
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
     TERMINAL_TASK_STATUSES,
@@ -54,7 +55,6 @@ from carecoord.handlers.care_model import (
 )
 from carecoord.handlers.caseload import assign_care_manager, caseload_patients
 from carecoord.handlers.outreach import active_plans, care_team_of, patient_requests
-from carecoord.handlers.registry import HandlerSpec
 
 log = logging.getLogger(__name__)
 

@@ -34,14 +34,17 @@ from typing import Any, ClassVar, Literal
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
-from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
-from carecoord.events.catalog import (
+from carecoord.core.catalog import (
     ReferralStatusChanged,
     SdohNeedIdentified,
     parse_data,
     require_patient,
 )
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import work_task
 from carecoord.fhir.errors import FhirGone, FhirNotFound
@@ -61,12 +64,9 @@ from carecoord.fhir.referral import (
     sdoh_goal,
 )
 from carecoord.fhir.workflow import transition
-from carecoord.handlers.base import Effects, HandlerContext
-from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.directory_ranking import Candidate, ReferralCriteria, rank
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import active_care_plan, patient_age, patient_team
-from carecoord.handlers.registry import HandlerSpec
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader
 from carecoord.fhir import terminology as t
-from carecoord.handlers.base import FhirReader
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
     OUTREACH_REQUEST_ID,

@@ -26,14 +26,17 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from carecoord.calendar import BusinessCalendar
-from carecoord.errors import HandlerError
-from carecoord.events.catalog import (
+from carecoord.core.catalog import (
     PatientDischarged,
     TcmEpisodeEnded,
     parse_data,
     require_patient,
 )
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.errors import HandlerError
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
@@ -44,7 +47,6 @@ from carecoord.fhir.identifiers import (
     identifier_value,
 )
 from carecoord.fhir.models import to_json
-from carecoord.handlers.base import Effects, HandlerContext
 from carecoord.handlers.care_model import (
     as_date,
     build,
@@ -52,10 +54,8 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.config import HandlerConfig
 from carecoord.handlers.consent import enrolment_states
 from carecoord.handlers.event_ids import derived_id
-from carecoord.handlers.registry import HandlerSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,20 +17,22 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import ConfigError
 from carecoord.events.availability import Availability
 from carecoord.events.broker import Broker, Producer
-from carecoord.events.envelope import CloudEvent
-from carecoord.events.processing import HandlerProcessor, TransactionalFhir
 from carecoord.events.producer import EventProducer
 from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
 from carecoord.fhir.client import FhirClient
-from carecoord.handlers.loader import HandlerTable, handlers_from_settings
+from carecoord.handlers import sweeper
+from carecoord.handlers.loader import HandlerTable, load_handlers
+from carecoord.handlers.processing import HandlerProcessor, TransactionalFhir
 from carecoord.service.health import HealthServer
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.service.notification_endpoint import NotificationEndpoint
@@ -76,6 +78,16 @@ def build_auth(settings: Settings) -> httpx.Auth | None:
             scope=s.fhir_scope or "system/*.rs",
         )
     return None
+
+
+def handlers_from_settings(settings: Settings) -> HandlerTable:
+    """The enabled handlers, their merged configuration validated (a bad value: ConfigError)."""
+    return load_handlers(
+        enabled=settings.handlers_enabled,
+        disabled=settings.handlers_disabled,
+        config=settings.handlers,
+        extra_modules=settings.handler_modules,
+    )
 
 
 def build_fhir_client(settings: Settings) -> FhirClient:
@@ -336,25 +348,25 @@ class Service:
         raise failure or OSError("no bootstrap server configured")
 
 
-SWEEPER_MODULE = "carecoord.handlers.sweeper"
-
-
-def plugin_periodic_jobs(service: Service, module: str = SWEEPER_MODULE) -> list[PeriodicJob]:
+def plugin_periodic_jobs(service: Service, module: str | ModuleType = sweeper) -> list[PeriodicJob]:
     """Periodic jobs offered by `module` through `periodic_jobs(service) -> [(interval, job)]`,
     at `CARECOORD_SWEEPER_INTERVAL` seconds (default 300; 0 turns them off).
 
     The hook is generic: a job gets the whole service (settings, fhir, handlers' configs,
     `publish()` for the events it wants processed). A module that is not there offers none.
     """
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return []
-        raise
+    if isinstance(module, ModuleType):
+        mod = module
+    else:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                return []
+            raise
     factory = getattr(mod, "periodic_jobs", None)
     if factory is None:
-        log.warning("module has no periodic_jobs(service)", extra={"module": module})
+        log.warning("module has no periodic_jobs(service)", extra={"module": mod.__name__})
         return []
     jobs = list(factory(service))
     interval = service.settings.sweeper_interval  # CARECOORD_SWEEPER_INTERVAL wins; 0 = off

@@ -2,7 +2,8 @@
 
 A FHIR server's Subscription (rest-hook channel) posts its notifications here; each is a hint:
 the notified resources are re-read from the configured FHIR server and translated
-(carecoord.events.notifications.translate), and the events published to the input topic. Answers:
+(carecoord.handlers.referral_notifications.translate), and the events published to the input
+topic. Answers:
 200 once the broker acknowledged them (or there was nothing to publish), 400 with an
 OperationOutcome for a payload that is not a notification, 401 when the request's
 `Authorization: Bearer <token>` does not match (checked before the body is read, see
@@ -16,11 +17,11 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader
 from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
-from carecoord.events.envelope import CloudEvent
-from carecoord.events.notifications import translate
 from carecoord.fhir.errors import FhirError
-from carecoord.handlers.base import FhirReader
+from carecoord.handlers.referral_notifications import translate
 from carecoord.service.http import HttpResponse
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ in-progress, on-hold, completed, failed) into `carecoord.referral.status-changed
 from the Task's version, so a repeated notification yields the same id. The statuses carecoord
 itself writes (draft, requested, cancelled) translate to nothing: they are not news to it.
 Any other carecoord Task (e.g. a provider's clinical-review Task) reports its status the same way
-as `carecoord.task.status-changed` (carecoord.events.task_notifications).
+as `carecoord.task.status-changed` (carecoord.handlers.task_notifications).
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader
 from carecoord.errors import MalformedEvent
-from carecoord.events.envelope import CloudEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import identifier_system
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import SET_BY
-from carecoord.handlers.base import FhirReader
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +169,10 @@ def referral_task_events(changed: Changed) -> list[CloudEvent]:
 def task_events(changed: Changed) -> list[CloudEvent]:
     """Any carecoord Task reports its status: a referral Task as
     carecoord.referral.status-changed, any other as carecoord.task.status-changed
-    (carecoord.events.task_notifications)."""
+    (carecoord.handlers.task_notifications)."""
     if _is_referral_task(changed.resource):
         return referral_task_events(changed)
-    from carecoord.events.task_notifications import carecoord_task_events  # imports this module
+    from carecoord.handlers.task_notifications import carecoord_task_events  # imports this module
 
     return carecoord_task_events(changed)
 

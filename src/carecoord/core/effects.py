@@ -1,4 +1,4 @@
-"""The handler contract: event + read-only context -> effects. Handlers do no I/O of their own.
+"""The effects vocabulary: what a handler returns. Handlers do no I/O of their own.
 
 The runtime applies one event's `FhirWrite`s as ONE transaction Bundle (creates conditional on the
 resource's business identifier, updates version-checked with If-Match), then produces the `Emit`s,
@@ -8,14 +8,11 @@ then marks the offset done.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from fhir.resources.R4B.resource import Resource
-
-from carecoord.events.envelope import CloudEvent
 
 # Namespace for deterministic urn:uuid fullUrls inside a transaction bundle.
 _URN_NAMESPACE = uuid.UUID("5f0c1f9e-6b7a-4c1e-9a55-0c2f7c6d2a10")
@@ -92,28 +89,3 @@ class Effects:
     def extend(self, other: Effects) -> None:
         self.writes.extend(other.writes)
         self.emits.extend(other.emits)
-
-
-class FhirReader(Protocol):
-    """The read-only FHIR view a handler gets. Returns fhir.resources objects (R4B by default)."""
-
-    def read(self, resource_type: str, resource_id: str) -> Resource: ...
-
-    def search(
-        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
-    ) -> list[Resource]:
-        """All matches (every page followed); `_include`d resources are returned too."""
-        ...
-
-
-@dataclass(frozen=True)
-class HandlerContext:
-    fhir: FhirReader
-    config: Mapping[str, Any]
-    clock: Callable[[], datetime]
-
-    def now(self) -> datetime:
-        return self.clock()
-
-
-Handler = Callable[[CloudEvent, HandlerContext], Effects]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from carecoord.events.envelope import CloudEvent, new_event
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory

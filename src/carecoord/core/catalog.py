@@ -14,8 +14,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent, describe_validation
-from carecoord.events.envelope import CloudEvent
 
 Program = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]
 Channel = Literal["phone", "sms", "video", "letter", "portal"]

@@ -43,9 +43,8 @@ def sweep_command(
     from carecoord.errors import ConfigError
     from carecoord.events.broker import KafkaBroker
     from carecoord.events.producer import EventProducer
-    from carecoord.handlers.loader import handlers_from_settings
     from carecoord.handlers.sweeper import sweep, sweep_config
-    from carecoord.service.app import build_fhir_client, runtime_options
+    from carecoord.service.app import build_fhir_client, handlers_from_settings, runtime_options
     from carecoord.settings import load_settings
 
     try:

@@ -21,8 +21,8 @@ def version() -> None:
 
 
 def _register() -> None:
-    from carecoord.events import commands as event_commands
-    from carecoord.handlers import commands as handler_commands
+    from carecoord.cli import care_commands as handler_commands
+    from carecoord.cli import service_commands as event_commands
 
     event_commands.register(app)
     handler_commands.register(app)

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from carecoord.cli import app
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection
-from carecoord.events.envelope import CloudEvent, new_event
 from carecoord.fhir.client import FhirClient
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
@@ -122,8 +122,8 @@ def test_sweep_command_produces_due_events_to_the_input_topic(
 ) -> None:
     patient = f"sweep-{unique}"
     fhir = FhirClient(fhir_base_url)
-    from carecoord.events.processing import HandlerProcessor
     from carecoord.handlers import care_tasks, enrolment, outreach
+    from carecoord.handlers.processing import HandlerProcessor
 
     specs = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]
     HandlerProcessor(specs, fhir).process(_enrolled(patient, unique))

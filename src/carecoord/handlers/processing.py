@@ -2,7 +2,7 @@
 
 `HandlerProcessor` runs every enabled handler for the event's type against a read-only FHIR view,
 merges their effects, applies all writes as one transaction and returns the emits for the runtime
-to produce; the emits are recorded in the same transaction (carecoord.events.outbox) so that a
+to produce; the emits are recorded in the same transaction (carecoord.fhir.outbox) so that a
 redelivery after a crash re-emits them. The outbox is looked up only when the event may have been
 applied before (see `outbox.emits_after_apply`): not on the common path, where the
 transaction's conditional creates report that they created everything. A version conflict
@@ -18,13 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from carecoord.core.catalog import known_type
+from carecoord.core.effects import Effects, Emit, FhirWrite
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
-from carecoord.events.catalog import known_type
-from carecoord.events.envelope import CloudEvent
-from carecoord.events.outbox import add_outbox, emits_after_apply, merge_emits, stored_emits
 from carecoord.fhir.errors import FhirConflict
-from carecoord.handlers.base import Effects, Emit, FhirReader, FhirWrite, HandlerContext
-from carecoord.handlers.registry import HandlerSpec
+from carecoord.fhir.outbox import add_outbox, emits_after_apply, merge_emits, stored_emits
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """FHIR notifications about any carecoord Task other than a referral Task ->
-`carecoord.task.status-changed` (carecoord.events.notifications' Task translator hands them
-here; referral Tasks keep their own event, `carecoord.referral.status-changed`).
+`carecoord.task.status-changed` (carecoord.handlers.referral_notifications' Task translator
+hands them here; referral Tasks keep their own event, `carecoord.referral.status-changed`).
 
 A carecoord Task is one with a carecoord business identifier (https://carecoord.dev/fhir/
 identifier/...). As for referrals, the event is made from the server's copy only: its status
@@ -19,9 +19,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent
-from carecoord.events.envelope import CloudEvent
-from carecoord.events.notifications import (
+from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
+from carecoord.handlers.referral_notifications import (
     ID_PREFIX,
     RECIPIENT_STATUSES,
     SOURCE,
@@ -29,7 +30,6 @@ from carecoord.events.notifications import (
     _parse_reference,
     _time,
 )
-from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
 
 log = logging.getLogger(__name__)
 

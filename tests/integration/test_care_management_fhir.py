@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from carecoord.events.envelope import CloudEvent, new_event
-from carecoord.events.processing import HandlerProcessor
+from carecoord.core.effects import Emit
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers import care_tasks, enrolment, outreach
-from carecoord.handlers.base import Emit
+from carecoord.handlers.processing import HandlerProcessor
 from carecoord.handlers.sweeper import sweep
 
 pytestmark = pytest.mark.integration

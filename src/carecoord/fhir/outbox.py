@@ -31,10 +31,11 @@ from datetime import datetime
 
 from fhir.resources.R4B.basic import Basic
 
-from carecoord.events.envelope import CloudEvent
+from carecoord.core.effects import Create, Effects, Emit, urn_for
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import identifier_system, identifier_value
-from carecoord.handlers.base import Create, Effects, Emit, FhirReader, urn_for
 
 KIND = "event-outbox"
 
