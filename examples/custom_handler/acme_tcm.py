@@ -23,8 +23,8 @@ from carecoord import (
     HandlerContext,
     Handlers,
     add_create,
+    work_task,
 )
-from carecoord.fhir.care import work_task
 
 
 class Discharged(EventData):

@@ -22,9 +22,11 @@ from carecoord.errors import (
     InvalidTransition,
     MalformedEvent,
 )
+from carecoord.events.availability import Availability
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventProcessor, EventRuntime, RuntimeOptions, TransientError
 from carecoord.fhir.async_client import AsyncFhirClient
+from carecoord.fhir.care import work_task
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.errors import (
     FhirConflict,
@@ -47,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncFhirClient",
+    "Availability",
     "CarecoordError",
     "CloudEvent",
     "ConfigError",
@@ -86,4 +89,5 @@ __all__ = [
     "__version__",
     "add_create",
     "new_event",
+    "work_task",
 ]
