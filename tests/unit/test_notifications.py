@@ -36,7 +36,7 @@ def task_json(status: str = "rejected", version: str = "3", **extra: Any) -> dic
         domain="food-insecurity",
         service_request="ServiceRequest/sr-1",
         owner="Organization/pantry",
-        requester="Practitioner/cm-1",
+        requester="PractitionerRole/cm-1",
         authored_on=datetime(2025, 3, 1, tzinfo=UTC),
     )
     data = to_json(task)
