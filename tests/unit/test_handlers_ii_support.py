@@ -61,7 +61,8 @@ class FakeFhir:
 
     def put(self, data: dict[str, Any]) -> str:
         rid = data.get("id") or uuid.uuid4().hex[:12]
-        data = {**data, "id": rid, "meta": {"versionId": "1"}}
+        # Like a server: meta.profile (and other meta) kept, versionId its own.
+        data = {**data, "id": rid, "meta": {**(data.get("meta") or {}), "versionId": "1"}}
         parse_resource(data)
         self.store[(data["resourceType"], rid)] = data
         return f"{data['resourceType']}/{rid}"
@@ -97,7 +98,10 @@ class FakeFhir:
         current = self.store[key]
         if w.version_id is not None and current["meta"]["versionId"] != w.version_id:
             raise FhirPreconditionFailed("version conflict", status=412)
-        data["meta"] = {"versionId": str(int(current["meta"]["versionId"]) + 1)}
+        data["meta"] = {
+            **(data.get("meta") or {}),
+            "versionId": str(int(current["meta"]["versionId"]) + 1),
+        }
         parse_resource(data)
         self.store[key] = data
 

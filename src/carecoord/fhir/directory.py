@@ -143,7 +143,7 @@ def healthcare_service(
     the postal codes served contained `coverageArea` Locations. Languages are BCP-47 codes
     (communication). Identifier: healthcare-service | source : source_id."""
     categories = service_categories(domains)
-    contained, coverage = coverage_area(list(service_area_postal_codes))
+    contained, coverage = coverage_area(list(service_area_postal_codes), version=version)
     telecom = _telecom(phone, None, url)
     data: dict[str, Any] = {
         "resourceType": "HealthcareService",

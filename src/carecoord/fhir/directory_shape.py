@@ -35,10 +35,13 @@ def service_categories(domains: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def coverage_area(
-    postal_codes: Sequence[str], unspecified: Sequence[tuple[str | None, str | None]] = ()
+    postal_codes: Sequence[str],
+    unspecified: Sequence[tuple[str | None, str | None]] = (),
+    version: str = "R4",
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """(contained Locations, coverageArea references) for the postal codes served plus areas
-    (name, description) given without postal codes."""
+    (name, description) given without postal codes. (R5 renamed Location.physicalType form.)"""
+    kind_key = "physicalType" if version == "R4" else "form"
     area_type = {"coding": [{"system": LOCATION_PHYSICAL_TYPE, "code": "area", "display": "Area"}]}
     contained: list[dict[str, Any]] = []
     for pc in postal_codes:
@@ -47,7 +50,7 @@ def coverage_area(
                 "resourceType": "Location",
                 "id": f"area-{len(contained)}",
                 "mode": "kind",
-                "physicalType": area_type,
+                kind_key: area_type,
                 "address": {"postalCode": pc},
             }
         )
@@ -56,7 +59,7 @@ def coverage_area(
             "resourceType": "Location",
             "id": f"area-{len(contained)}",
             "mode": "kind",
-            "physicalType": area_type,
+            kind_key: area_type,
         }
         if name:
             loc["name"] = name[:500]
