@@ -3,9 +3,10 @@
 The API is the one openreferral/specification `schema/openapi.json` defines: `GET /services`
 with `page`, `per_page` and `full` (a page: `contents`, `page_number`, `total_pages`,
 `last_page`), and `GET /services/{id}` for the full service when a page gives only a summary
-(no organization object, or no attributes: the taxonomy terms). Each service is written as `directory import` writes it (one
-transaction per service, conditional on its HSDS business identifier), so a re-sync updates
-what changed and never duplicates. The number of pages is bounded (`max_pages`).
+(no organization object, or no attributes: the taxonomy terms). Each service is written as
+`directory import` writes it (one transaction per service, conditional on its HSDS business
+identifier), so a re-sync updates what changed and never duplicates. The number of pages is
+bounded (`max_pages`).
 """
 
 from __future__ import annotations
