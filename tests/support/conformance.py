@@ -15,6 +15,7 @@ TYPES = sorted({rtype for rtype, _ in RULES.values()})
 
 def violations_on_server(base_url: str) -> list[str]:
     out: list[str] = []
+    checked = 0
     with FhirClient(base_url) as fhir:
         for rtype in TYPES:
             for resource in fhir.search(rtype, {"_count": "200"}):
@@ -27,5 +28,9 @@ def violations_on_server(base_url: str) -> list[str]:
                 )
                 if not ours and not claimed(data):
                     continue  # written by a test by hand, claiming nothing
+                checked += 1
                 out.extend(f"{rtype}/{resource.id}: {v}" for v in check(data))
+    print(
+        f"\nconformance: {checked} resource(s) on the FHIR server checked, {len(out)} violation(s)"
+    )
     return out

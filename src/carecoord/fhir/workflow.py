@@ -150,11 +150,19 @@ def transition(
     return type(task).model_validate(data)
 
 
+# The referral Task state diagram adds "Accepted -> Completed or Failed" to the FHIR table
+# (HL7/fhir-sdoh-clinicalcare "Images Source/ReferralTaskStateDiagram.drawio", the figure of
+# StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md); it applies when `actor` is
+# given (a Gravity referral).
+REFERRAL_EXTRA: dict[str, frozenset[str]] = {"accepted": frozenset({"completed", "failed"})}
+
+
 def _check(
     current: str, new: str, *, reason: str | None, actor: Actor | None, task_id: str | None
 ) -> None:
     check_task_status(new, task_id=task_id)
-    if new not in allowed_transitions(current):
+    extra = REFERRAL_EXTRA.get(current, frozenset()) if actor is not None else frozenset()
+    if new not in allowed_transitions(current) | extra:
         why = (
             "it is final" if current in FINAL else f"allowed: {', '.join(sorted(ALLOWED[current]))}"
         )
