@@ -11,12 +11,19 @@ carecoord.sdoh.need-identified -> Condition (SDOH health concern) + Goal, then:
 The Condition, Goal and ServiceRequest join the patient's active CarePlan (addresses, goal,
 activity).
 
-carecoord.referral.status-changed moves the Task through the FHIR workflow state machine, then:
-- rejected / failed (of the latest attempt): the next candidate not yet tried (the tried ones are
-  the HealthcareServices of the ServiceRequest's earlier Tasks) gets Task attempt n+1 and the
-  ServiceRequest's performer; none left -> manual-referral Task + carecoord.referral.unmatched;
-- completed: ServiceRequest completed, Goal completed/achieved, CarePlan activity outcome;
-- cancelled: ServiceRequest revoked.
+carecoord.referral.status-changed moves the Task through the FHIR workflow state machine, with
+the Gravity roles of the IG's status table (who may set each status; received and ready are not
+referral statuses), then:
+- rejected / failed / cancelled by the organisation (of the latest attempt): the next candidate
+  not yet tried (the tried ones are the HealthcareServices of the ServiceRequest's earlier Tasks)
+  gets Task attempt n+1 and the ServiceRequest's performer; none left -> manual-referral Task +
+  carecoord.referral.unmatched;
+- completed: ServiceRequest completed, the Task's resulting activities (Task.output) as the
+  CarePlan activity's outcome, and a review Task for the care manager (the Goal is theirs to
+  judge, never marked achieved here);
+- cancelled by the requester: ServiceRequest revoked.
+The requester is the care manager's PractitionerRole at the configured practice Organization
+(carecoord.handlers.referral_outcome.requester_for).
 
 Every create is conditional on a deterministic identifier (the need event id, the ServiceRequest
 key + attempt number), so replaying either event creates nothing new; emitted ids derive from the
