@@ -210,7 +210,13 @@ def test_referral_chain_and_directory_accepted_once(fhir_base_url: str, unique: 
         )
     )
     # SDOHCC Task requester: the care manager's PractitionerRole at the practice.
-    role = create_for(roles.care_manager_role(practitioner=cm, organization=org.full_url))
+    role = create_for(
+        roles.care_manager_role(
+            practitioner=cm,
+            organization=org.full_url,
+            telecom=[{"system": "phone", "value": "555-0100"}],
+        )
+    )
     sr = create_for(
         referral.referral_service_request(
             key=unique,

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.integration
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
 REQUESTER = {"referrals": {"requester": "Organization/clinic-e2e"}}
-PRACTICE = {"referrals": {"organization": "Organization/practice-e2e"}}
+PRACTICE = {
+    "referrals": {"organization": "Organization/practice-e2e", "practice_phone": "+1 217 555 0100"}
+}
 OFFICIAL = Path(__file__).parents[1] / "fixtures" / "hsds" / "service_full.json"
 # The official example's taxonomy term is a placeholder ("taxonomy" / "code"); a user maps it
 # in configuration. social-connection: no sample service offers it, so only this one matches.

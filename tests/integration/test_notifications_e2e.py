@@ -49,7 +49,12 @@ def service(kafka_bootstrap: str, fhir_base_url: str, topics: dict[str, str]) ->
         kafka_bootstrap=kafka_bootstrap,
         fhir_base_url=fhir_base_url,
         handlers_enabled=["enrolment", "referrals"],
-        handlers={"referrals": {"organization": "Organization/practice-nt"}},
+        handlers={
+            "referrals": {
+                "organization": "Organization/practice-nt",
+                "practice_phone": "+1 217 555 0100",
+            }
+        },
         health_port=0,
         health_host="127.0.0.1",
         notifications_port=0,

@@ -62,7 +62,11 @@ def test_every_builder_of_a_claimed_profile_conforms() -> None:
         ),
         to_json(referral.sdoh_condition(key="k", patient="Patient/p1", domain="food-insecurity")),
         to_json(
-            roles.care_manager_role(practitioner="Practitioner/cm", organization="Organization/o")
+            roles.care_manager_role(
+                practitioner="Practitioner/cm",
+                organization="Organization/o",
+                telecom=[{"system": "phone", "value": "555"}],
+            )
         ),
         to_json(
             care.care_team(
@@ -145,6 +149,19 @@ def test_a_goal_in_supporting_info_and_no_profile_fail() -> None:
     assert "supportingInfo" in paths({**sr, "supportingInfo": [{"reference": "Goal/g"}]})
     unclaimed = {k: v for k, v in sr.items() if k != "meta"}
     assert "meta.profile" in paths(unclaimed)
+
+
+def test_a_practitioner_role_nobody_can_reach_fails_us_core_pd_1() -> None:
+    role = to_json(
+        roles.care_manager_role(
+            practitioner="Practitioner/cm",
+            organization="Organization/o",
+            telecom=[{"system": "phone", "value": "555"}],
+        )
+    )
+    del role["telecom"]
+    (violation,) = profiles.check(role)
+    assert violation.source.endswith("StructureDefinition-us-core-practitionerrole.yml")
 
 
 def test_us_core_care_plan_needs_its_narrative() -> None:

@@ -20,7 +20,7 @@ SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsd
 handle = HANDLERS[0].handle
 CM, DR = "Practitioner/cm-1", "Practitioner/dr-1"
 PRACTICE = "Organization/practice"
-CONFIG = {"organization": PRACTICE}
+CONFIG = {"organization": PRACTICE, "practice_phone": "+1 217 555 0100"}
 
 
 class _Writer:
@@ -307,6 +307,22 @@ def test_without_care_team_the_configured_requester_is_used() -> None:
     assert fx.emits[0].type == "carecoord.referral.unmatched"  # empty directory
     with pytest.raises(HandlerError, match="no requester"):
         handle(need(), ctx(fake))
+
+
+def test_without_a_way_to_reach_the_role_the_practice_requests(fhir: FakeFhir) -> None:
+    # US Core pd-1: a PractitionerRole needs a telecom; with no practice_phone and no practice
+    # Organization on file to take one from, the Organization itself is the requester.
+    fx = handle(need(), ctx(fhir, {"organization": PRACTICE}))
+    fhir.apply(fx)
+    (task,) = referral_tasks(fhir)
+    assert task.requester.reference == PRACTICE
+    assert fhir.all("PractitionerRole") == []
+    fhir.put({"resourceType": "Organization", "id": "practice", "name": "Practice",
+              "telecom": [{"system": "phone", "value": "555-0199"}]})  # fmt: skip
+    other = need(postal_code="62702")
+    fhir.apply(handle(other, ctx(fhir, {"organization": PRACTICE})))
+    (role,) = fhir.all("PractitionerRole")
+    assert role.telecom[0].value == "555-0199"
 
 
 def test_loop_steps() -> None:

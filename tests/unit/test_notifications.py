@@ -309,7 +309,7 @@ def test_malformed_payloads_say_what_is_wrong_without_echoing_values(
 # The referrals handler driven by translated notifications
 
 handle = HANDLERS[0].handle
-CONFIG = {"organization": "Organization/practice"}
+CONFIG = {"organization": "Organization/practice", "practice_phone": "+1 217 555 0100"}
 
 
 class _Writer:

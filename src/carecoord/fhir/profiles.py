@@ -43,6 +43,9 @@ SRC_SR = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCServiceRequest.fsh"
 SRC_GOAL = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCGoal.fsh"
 SRC_CONDITION = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCCondition.fsh"
 SRC_PRACTITIONER_ROLE = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCPractitionerRole.fsh"
+SRC_US_CORE_ROLE = (
+    f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-practitionerrole.yml"
+)
 SRC_CARE_TEAM = f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-careteam.yml"
 SRC_CARE_PLAN = f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-careplan.yml"
 
@@ -258,6 +261,11 @@ def _status_reason_text(res: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _telecom_or_endpoint(res: Mapping[str, Any]) -> str | None:
+    # US Core pd-1: telecom.exists() or endpoint.exists()
+    return None if res.get("telecom") or res.get("endpoint") else "needs telecom or endpoint"
+
+
 def _careplan_assess_plan(res: Mapping[str, Any]) -> str | None:
     return _contains("category", t.CAREPLAN_ASSESS_PLAN)(res)
 
@@ -396,6 +404,7 @@ RULES: dict[str, tuple[str, list[Rule]]] = {
             Rule(
                 "organization", _targets("organization", ("Organization",)), SRC_PRACTITIONER_ROLE
             ),
+            Rule("telecom|endpoint (pd-1)", _telecom_or_endpoint, SRC_US_CORE_ROLE),
         ],
     ),
     US_CORE_CARE_TEAM: (

@@ -5,12 +5,15 @@ A Gravity referral Task's requester must be an SDOHCC PractitionerRole or a US C
 manager known as `Practitioner/<id>` requests through this role. SDOHCC PractitionerRole
 (input/fsh/profiles/SDOHCCPractitionerRole.fsh): practitioner 1.., organization 1.., code from
 CareTeamMemberFunction (extensible; SNOMED 768820003 care coordinator is a SNOMED care-team
-member function). Identifier: practitioner-role | practitioner id : organization id, so the
-conditional create finds the one role and never duplicates it.
+member function); its parent US Core PractitionerRole (HL7/US-Core input/resources-yaml/
+StructureDefinition-us-core-practitionerrole.yml) adds pd-1: telecom or endpoint. Identifier:
+practitioner-role | practitioner id : organization id, so the conditional create finds the one
+role and never duplicates it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fhir.resources.R4B.practitionerrole import PractitionerRole
@@ -22,9 +25,16 @@ from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
 
 
 def care_manager_role(
-    *, practitioner: str, organization: str, version: FhirVersion = DEFAULT_VERSION
+    *,
+    practitioner: str,
+    organization: str,
+    telecom: Sequence[Mapping[str, Any]],
+    version: FhirVersion = DEFAULT_VERSION,
 ) -> PractitionerRole:
-    """PractitionerRole (active, code care coordinator) of `practitioner` at `organization`."""
+    """PractitionerRole (active, code care coordinator) of `practitioner` at `organization`,
+    reachable at `telecom` (ContactPoints; US Core pd-1 needs one, ValueError without)."""
+    if not telecom:
+        raise ValueError("a US Core PractitionerRole needs telecom or an endpoint (pd-1)")
     data: dict[str, Any] = {
         "resourceType": "PractitionerRole",
         "meta": profiles.meta_profile(profiles.SDOHCC_PRACTITIONER_ROLE),
@@ -33,5 +43,6 @@ def care_manager_role(
         "practitioner": ref(practitioner, expect="Practitioner"),
         "organization": ref(organization, expect="Organization"),
         "code": [concept(t.ROLE_CARE_COORDINATOR)],
+        "telecom": [dict(c) for c in telecom],
     }
     return finish(PractitionerRole, data, version)

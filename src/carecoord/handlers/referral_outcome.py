@@ -25,6 +25,7 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import work_task
+from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
 from carecoord.fhir.roles import care_manager_role
@@ -37,9 +38,12 @@ def requester_for(
     care_manager: str | None,
     organization: str | None,
     fallback: str | None,
+    phone: str | None = None,
 ) -> str | None:
     """The referral's requester: a PractitionerRole or an Organization reference (or the
-    urn:uuid of a PractitionerRole created in `fx`); None when there is none to be had."""
+    urn:uuid of a PractitionerRole created in `fx`); None when there is none to be had. A role
+    is created only when it can conform (US Core pd-1: a telecom): `phone`, else the practice
+    Organization's telecom; otherwise the Organization requests."""
     if care_manager and care_manager.startswith("PractitionerRole/"):
         return care_manager
     if care_manager and care_manager.startswith("Practitioner/") and organization:
@@ -54,14 +58,41 @@ def requester_for(
                 and getattr(role, "active", True) is not False
             ):
                 return f"PractitionerRole/{role.id}"
-        return add_create(
-            fx, care_manager_role(practitioner=care_manager, organization=organization)
-        )
+        telecom = _practice_telecom(fhir, organization, phone)
+        if telecom:
+            return add_create(
+                fx,
+                care_manager_role(
+                    practitioner=care_manager, organization=organization, telecom=telecom
+                ),
+            )
+        return organization
     if organization:
         return organization
     if fallback and fallback.startswith(("PractitionerRole/", "Organization/")):
         return fallback
     return None
+
+
+def _practice_telecom(
+    fhir: FhirReader, organization: str, phone: str | None
+) -> list[dict[str, Any]]:
+    if phone:
+        return [{"system": "phone", "value": phone, "use": "work"}]
+    try:
+        org = fhir.read("Organization", organization.removeprefix("Organization/"))
+    except (FhirNotFound, FhirGone):
+        return []
+    return [
+        {k: v for k, v in to_json_item(c).items() if k in ("system", "value", "use")}
+        for c in getattr(org, "telecom", None) or []
+        if getattr(c, "value", None)
+    ]
+
+
+def to_json_item(item: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = item.model_dump(mode="json", exclude_none=True)
+    return dumped
 
 
 def resulting_activities(task: Resource) -> tuple[list[str], list[dict[str, Any]]]:

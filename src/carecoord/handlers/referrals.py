@@ -109,6 +109,10 @@ class ReferralConfig(HandlerConfig):
     # The practice Organization the care managers work for: a referral is requested by the care
     # manager's PractitionerRole there (found, or created idempotently), else by it.
     organization: str | None = Field(default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$")
+    # How the care manager's PractitionerRole is reached (US Core pd-1 needs a telecom): this
+    # phone number, else the practice Organization's telecom; with neither, the Organization
+    # itself requests the referral.
+    practice_phone: str | None = Field(default=None, min_length=3, max_length=40)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +239,12 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
     team = patient_team(ctx.fhir, pid)
     fx = Effects()
     requester = requester_for(
-        fx, ctx.fhir, team.care_manager, config.organization, config.requester
+        fx,
+        ctx.fhir,
+        team.care_manager,
+        config.organization,
+        config.requester,
+        config.practice_phone,
     )
     if requester is None:
         raise HandlerError(
