@@ -33,15 +33,30 @@ def kafka_bootstrap() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def fhir_base_url() -> Iterator[str]:
+    """The FHIR server of the session. When the session ends, every resource the tests left on
+    it is checked against the profiles carecoord claims (carecoord.fhir.profiles): a violation
+    fails the run (an error at the teardown of the last test that used the server)."""
     external = os.environ.get("CARECOORD_FHIR_BASE_URL")
     if external:
         yield external.rstrip("/")
+        _conformance_of_everything_on(external.rstrip("/"))
         return
     server: LocalFhir = start_fhir()
     try:
         yield server.base_url
+        _conformance_of_everything_on(server.base_url)
     finally:
         server.close()
+
+
+def _conformance_of_everything_on(base_url: str) -> None:
+    from support.conformance import violations_on_server
+
+    found = violations_on_server(base_url)
+    if found:
+        shown = "\n".join(found[:40])
+        more = f"\n... and {len(found) - 40} more" if len(found) > 40 else ""
+        pytest.fail(f"resources on the FHIR server violate their profiles:\n{shown}{more}")
 
 
 @pytest.fixture

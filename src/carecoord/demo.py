@@ -148,6 +148,9 @@ def main() -> None:
             health_port=0,
             kafka_options={"session_timeout_ms": 4000, "heartbeat_interval_ms": 1000,
                            "create_topics_partitions": 3},
+            # The practice: the care manager requests referrals as their PractitionerRole there.
+            handlers={"referrals": {"organization": "Organization/demo-practice",
+                                    "practice_phone": "+1 555 0100"}},
         )  # fmt: skip
         service = Service(settings)
         worker = threading.Thread(target=service.run, name="carecoord-service", daemon=True)

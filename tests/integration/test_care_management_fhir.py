@@ -83,7 +83,9 @@ def test_enrolment_assigns_by_capacity_and_replays_create_nothing(
     managers = {}
     for p in patients:
         [plan] = pipe.of("CarePlan", p)
-        [team] = plan.contained
+        assert not plan.contained  # a standalone US Core CareTeam, referenced by the plan
+        [link] = plan.careTeam
+        team = fhir.read("CareTeam", link.reference.split("/")[1])
         managers[p] = {m.member.reference for m in team.participant} - {"Practitioner/doc"}
         assert len(pipe.of("CommunicationRequest", p)) == 1
         assert len(pipe.tasks(p, "care-plan-review")) == 1

@@ -16,7 +16,7 @@ import pytest
 from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.effects import Create
-from carecoord.fhir import care, directory, referral
+from carecoord.fhir import care, directory, referral, roles
 from carecoord.fhir.identifiers import business_identifier_json, create_for, stable_id
 from carecoord.fhir.models import to_json
 
@@ -209,12 +209,20 @@ def test_referral_chain_and_directory_accepted_once(fhir_base_url: str, unique: 
             key=unique, patient=patient, domain="food-insecurity", condition=cond.full_url
         )
     )
+    # SDOHCC Task requester: the care manager's PractitionerRole at the practice.
+    role = create_for(
+        roles.care_manager_role(
+            practitioner=cm,
+            organization=org.full_url,
+            telecom=[{"system": "phone", "value": "555-0100"}],
+        )
+    )
     sr = create_for(
         referral.referral_service_request(
             key=unique,
             patient=patient,
             domain="food-insecurity",
-            requester=cm,
+            requester=role.full_url,
             performer=org.full_url,
             reasons=[cond.full_url],
             goals=[goal.full_url],
@@ -228,17 +236,18 @@ def test_referral_chain_and_directory_accepted_once(fhir_base_url: str, unique: 
             domain="food-insecurity",
             service_request=sr.full_url,
             owner=org.full_url,
-            requester=cm,
+            requester=role.full_url,
             authored_on=NOW,
         )
     )
-    creates = [org, loc, svc, cond, goal, sr, task]
+    creates = [org, loc, svc, role, cond, goal, sr, task]
     refs = assert_replay_is_harmless(fhir_base_url, creates)
-    org_ref, _, _, cond_ref, _, sr_ref, task_ref = refs
+    org_ref, _, _, role_ref, cond_ref, _, sr_ref, task_ref = refs
     stored = read(fhir_base_url, task_ref)
     assert stored["focus"]["reference"] == sr_ref
     assert stored["owner"]["reference"] == org_ref
     assert stored["code"]["coding"][0]["code"] == "fulfill"
+    assert stored["requester"]["reference"] == role_ref
     assert read(fhir_base_url, sr_ref)["reasonReference"][0]["reference"] == cond_ref
 
 

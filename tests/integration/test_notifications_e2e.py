@@ -49,6 +49,12 @@ def service(kafka_bootstrap: str, fhir_base_url: str, topics: dict[str, str]) ->
         kafka_bootstrap=kafka_bootstrap,
         fhir_base_url=fhir_base_url,
         handlers_enabled=["enrolment", "referrals"],
+        handlers={
+            "referrals": {
+                "organization": "Organization/practice-nt",
+                "practice_phone": "+1 217 555 0100",
+            }
+        },
         health_port=0,
         health_host="127.0.0.1",
         notifications_port=0,
@@ -190,6 +196,7 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
         "status": "rejected",
         "reason": "waiting list full",
         "task_version": first_now.meta.versionId,
+        "set_by": "owner",
     }
 
     def created() -> list[CloudEvent]:
@@ -255,4 +262,92 @@ def test_a_forged_rejection_changes_no_referral_the_server_has_the_last_word(
     assert "carecoord.referral.status-changed" not in types
     (still,) = _referral_tasks(fhir, patient)
     assert still.status == "requested" and still.statusReason is None
+    fhir.close()
+
+
+def _cbo_sets(fhir_base_url: str, fhir: FhirClient, task: Any, **changes: Any) -> dict[str, Any]:
+    """The organisation updates the Task on the FHIR server (as the Gravity IG has it)."""
+    current = to_json(fhir.read("Task", str(task.id)))
+    current.update(changes)
+    httpx.put(f"{fhir_base_url}/Task/{task.id}", json=current, timeout=10).raise_for_status()
+    return to_json(fhir.read("Task", str(task.id)))
+
+
+def test_a_cbo_cancellation_and_a_completion_notified_by_the_server_close_the_loop(
+    service: Service, fhir_base_url: str, unique: str
+) -> None:
+    from carecoord.fhir import terminology as t
+
+    patient = f"ncancel-{unique}"
+    enrolled = {
+        "program": "CCM",
+        "provider": f"Practitioner/dr-{unique}",
+        "care_manager": f"Practitioner/cm-{unique}",
+        "start": "2026-03-02",
+    }
+    need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+    service.publish(
+        [
+            new_event("carecoord.patient.enrolled", patient, enrolled),
+            new_event("carecoord.sdoh.need-identified", patient, need),
+        ]
+    )
+    fhir = FhirClient(fhir_base_url)
+    url = _notifications_url(service)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
+    (first,) = wait_for(lambda: _referral_tasks(fhir, patient), 60.0, "the first referral Task")
+    assert first.requester.reference.startswith("PractitionerRole/")
+
+    # The CBO accepts, then cancels (the IG: "Requester or Referral Target" may cancel): the
+    # loop goes on to the next candidate, as after a rejection.
+    for status, extra in (("accepted", {}), ("cancelled", {"statusReason": {"text": "closed"}})):
+        stored = _cbo_sets(fhir_base_url, fhir, first, status=status, **extra)
+        answer = httpx.post(
+            url, json=_id_only_notification(fhir_base_url, stored), headers=headers, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+
+    def two_tasks() -> list[Any] | None:
+        found = _referral_tasks(fhir, patient)
+        return found if len(found) >= 2 else None
+
+    tasks = wait_for(two_tasks, 60.0, "the next candidate after the CBO's cancellation")
+    second = tasks[1]
+    assert second.status == "requested"
+
+    # The second CBO completes it, reporting what it did (Task.output resulting-activity).
+    for status in ("accepted", "in-progress", "completed"):
+        extra: dict[str, Any] = {}
+        if status == "completed":
+            extra["output"] = [
+                {
+                    "type": t.SDOHCC_RESULTING_ACTIVITY.concept_json(),
+                    "valueCodeableConcept": {
+                        "coding": [{"system": t.SNOMED, "code": "467771000124109"}]
+                    },
+                }
+            ]
+        stored = _cbo_sets(fhir_base_url, fhir, second, status=status, **extra)
+        answer = httpx.post(
+            url, json=_id_only_notification(fhir_base_url, stored), headers=headers, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+
+    def reviewed() -> list[Any] | None:
+        found = [
+            tk
+            for tk in fhir.search("Task", {"patient": f"Patient/{patient}"})
+            if tk.get_resource_type() == "Task"
+            and t.concept_has(tk.code, t.TASK_REVIEW_REFERRAL_OUTCOME)
+        ]
+        return found or None
+
+    (review,) = wait_for(reviewed, 60.0, "the care manager's review Task")
+    assert review.owner.reference == f"Practitioner/cm-{unique}"
+    (sr,) = [
+        r
+        for r in fhir.search("ServiceRequest", {"subject": f"Patient/{patient}"})
+        if r.get_resource_type() == "ServiceRequest"
+    ]
+    assert sr.status == "completed"
     fhir.close()

@@ -15,6 +15,7 @@ from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
+from carecoord.fhir.models import parse_resource, to_json
 from carecoord.handlers.referrals import attempt_of
 from support.pipeline import Pipeline
 
@@ -22,6 +23,13 @@ pytestmark = pytest.mark.integration
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
 REQUESTER = {"referrals": {"requester": "Organization/clinic-e2e"}}
+PRACTICE = {
+    "referrals": {"organization": "Organization/practice-e2e", "practice_phone": "+1 217 555 0100"}
+}
+OFFICIAL = Path(__file__).parents[1] / "fixtures" / "hsds" / "service_full.json"
+# The official example's taxonomy term is a placeholder ("taxonomy" / "code"); a user maps it
+# in configuration. social-connection: no sample service offers it, so only this one matches.
+OFFICIAL_MAP = {"taxonomy|code": "social-connection"}
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +65,14 @@ def counts(pipeline: Pipeline, patient: str) -> dict[str, int]:
     return out
 
 
-def status_changed(patient: str, task: Any, status: str, reason: str | None = None) -> CloudEvent:
+def status_changed(
+    patient: str, task: Any, status: str, reason: str | None = None, set_by: str | None = None
+) -> CloudEvent:
     data = {"task": f"Task/{task.id}", "status": status}
     if reason:
         data["reason"] = reason
+    if set_by:
+        data["set_by"] = set_by
     return new_event("carecoord.referral.status-changed", patient, data)
 
 
@@ -117,8 +129,9 @@ def test_rejected_twice_lands_with_the_third_none_left_is_manual_and_replays_are
 
 
 def test_completed_referral_closes_the_loop_on_the_care_plan(
-    directory: None, pipeline: Pipeline, unique: str
+    directory: None, pipeline_factory: Callable[..., Pipeline], unique: str
 ) -> None:
+    pipeline = pipeline_factory(config=PRACTICE)
     patient = f"done-{unique}"
     pipeline.publish(
         new_event(
@@ -132,9 +145,24 @@ def test_completed_referral_closes_the_loop_on_the_care_plan(
     pipeline.wait_idle()
     assert [(d.error_type, d.error_message) for d in pipeline.dead_letters()] == []
     (task,) = referral_tasks(pipeline, patient)
-    assert task.requester.reference == f"Practitioner/cm-{unique}"  # the care manager refers
-    for status in ("accepted", "in-progress", "completed"):
+    # The care manager refers, through their PractitionerRole at the practice (SDOHCC Task
+    # requester: PractitionerRole or Organization).
+    role = pipeline.fhir.read("PractitionerRole", task.requester.reference.split("/")[1])
+    assert role.practitioner.reference == f"Practitioner/cm-{unique}"
+    assert role.organization.reference == "Organization/practice-e2e"
+    for status in ("accepted", "in-progress"):
         pipeline.publish(status_changed(patient, task, status))
+    pipeline.wait_idle()
+    # The CBO reports the resulting activity on the Task, then completes it.
+    current = to_json(pipeline.fhir.read("Task", task.id))
+    current["output"] = [
+        {
+            "type": t.SDOHCC_RESULTING_ACTIVITY.concept_json(),
+            "valueCodeableConcept": {"coding": [{"system": t.SNOMED, "code": "467771000124109"}]},
+        }
+    ]
+    pipeline.fhir.update(parse_resource(current))
+    pipeline.publish(status_changed(patient, task, "completed"))
     pipeline.wait_idle()
 
     assert pipeline.fhir.read("Task", task.id).status == "completed"
@@ -145,12 +173,96 @@ def test_completed_referral_closes_the_loop_on_the_care_plan(
         g
         for g in pipeline.fhir.search("Goal", {"subject": f"Patient/{patient}"})
         # the test server ignores Goal search parameters: filter here
-        if g.lifecycleStatus == "completed" and g.subject.reference == f"Patient/{patient}"
+        if g.subject.reference == f"Patient/{patient}"
     ]
-    assert len(goals) == 1 and t.concept_has(goals[0].achievementStatus, t.GOAL_ACHIEVED)
+    # carecoord does not decide the Goal is achieved: the care manager reviews it.
+    assert len(goals) == 1 and goals[0].lifecycleStatus == "active"
+    (review,) = [
+        tk
+        for tk in pipeline.fhir.search("Task", {"patient": f"Patient/{patient}"})
+        if t.concept_has(tk.code, t.TASK_REVIEW_REFERRAL_OUTCOME)
+    ]
+    assert review.owner.reference == f"Practitioner/cm-{unique}"
+    assert review.focus.reference == f"Goal/{goals[0].id}"
     (plan,) = pipeline.fhir.search("CarePlan", {"subject": f"Patient/{patient}"})
     activity = next(a for a in plan.activity if a.reference.reference == f"ServiceRequest/{sr.id}")
     assert activity.outcomeReference[0].reference == f"Task/{task.id}"
+    assert activity.outcomeCodeableConcept[0].coding[0].code == "467771000124109"
+    assert pipeline.dead_letters() == []
+
+
+@pytest.mark.parametrize("status", ["cancelled", "failed"])
+def test_a_cbos_cancellation_or_failure_moves_the_referral_on(
+    directory: None, pipeline_factory: Callable[..., Pipeline], unique: str, status: str
+) -> None:
+    pipeline = pipeline_factory(config=REQUESTER)
+    patient = f"cbo-{status[:4]}-{unique}"
+    pipeline.publish(need(patient))
+    pipeline.wait_idle()
+    (first,) = referral_tasks(pipeline, patient)
+    pipeline.publish(status_changed(patient, first, "accepted"))
+    pipeline.publish(status_changed(patient, first, status, "cannot serve", set_by="owner"))
+    pipeline.wait_idle()
+    tasks = referral_tasks(pipeline, patient)
+    assert [tk.status for tk in tasks] == [status, "requested"]
+    assert attempt_of(tasks[1]).service != attempt_of(tasks[0]).service  # type: ignore[union-attr]
+    (sr,) = pipeline.fhir.search("ServiceRequest", {"subject": f"Patient/{patient}"})
+    assert sr.status == "active"
+    assert [e.data["attempt"] for e in outbound_of(pipeline, "carecoord.referral.created")] == [
+        1,
+        2,
+    ]
+    assert pipeline.dead_letters() == []
+
+
+def test_directories_from_the_builders_and_from_open_referrals_example_are_both_matched(
+    pipeline_factory: Callable[..., Pipeline], fhir_base_url: str, unique: str
+) -> None:
+    from carecoord.core.effects import Effects
+    from carecoord.fhir import directory as builders
+    from carecoord.fhir.identifiers import add_create
+
+    pipeline = pipeline_factory(config=REQUESTER)
+    # 1. A directory built with the README's fhir.directory builders.
+    fx = Effects()
+    org = add_create(
+        fx, builders.organization(source=f"e2e-{unique}", source_id="org", name="Budget coaching")
+    )
+    add_create(
+        fx,
+        builders.healthcare_service(
+            source=f"e2e-{unique}",
+            source_id="svc",
+            name="Budget coaching",
+            organization=org,
+            domains=["financial-insecurity"],
+            service_area_postal_codes=["62702"],
+        ),
+    )
+    pipeline.fhir.apply(fx.writes)
+    # 2. The Open Referral published example payload (GET /services/{id} form).
+    with FhirClient(fhir_base_url) as client:
+        report = import_directory(client, json.loads(OFFICIAL.read_text()), OFFICIAL_MAP)
+    assert report.problems == []
+
+    built_patient, official_patient = f"bld-{unique}", f"orx-{unique}"
+    pipeline.publish(
+        need(built_patient, domain="financial-insecurity", postal_code="62702"),
+        need(official_patient, domain="social-connection", postal_code="62702"),
+    )
+    pipeline.wait_idle()
+    (built_task,) = referral_tasks(pipeline, built_patient)
+    built_service = pipeline.fhir.read(
+        "HealthcareService",
+        attempt_of(built_task).service.split("/")[1],  # type: ignore[union-attr]
+    )
+    assert built_service.identifier[0].value == f"e2e-{unique}:svc"
+    (official_task,) = referral_tasks(pipeline, official_patient)
+    official_service = pipeline.fhir.read(
+        "HealthcareService",
+        attempt_of(official_task).service.split("/")[1],  # type: ignore[union-attr]
+    )
+    assert official_service.name == "Community Counselling"
     assert pipeline.dead_letters() == []
 
 

@@ -64,6 +64,6 @@ def test_sdoh_need_errors_do_not_echo_the_data(fhir: FakeFhir, data: dict[str, A
     body = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
     need = event("carecoord.sdoh.need-identified", "p1", {**body, **data}, "ev-9")
     with pytest.raises(MalformedEvent) as err:
-        REFERRALS[0].handle(need, ctx(fhir))
+        REFERRALS[0].handle(need, ctx(fhir, {"organization": "Organization/practice"}))
     assert "ev-9" in str(err.value)
     assert "Jane" not in str(err.value) and "555" not in str(err.value)

@@ -82,7 +82,7 @@ def test_referral_service_request_and_fulfill_task() -> None:
             domain="food-insecurity",
             service_request="ServiceRequest/sr1",
             owner="Organization/cbo1",
-            requester="Practitioner/cm1",
+            requester="PractitionerRole/cm1",
             authored_on=NOW,
         )
     )
@@ -91,7 +91,7 @@ def test_referral_service_request_and_fulfill_task() -> None:
     assert (task["intent"], task["status"]) == ("order", "requested")
     assert task["focus"] == {"reference": "ServiceRequest/sr1"}
     assert task["owner"] == {"reference": "Organization/cbo1"}
-    assert task["requester"] == {"reference": "Practitioner/cm1"}
+    assert task["requester"] == {"reference": "PractitionerRole/cm1"}
     assert task["authoredOn"] == "2024-05-14T15:30:00Z"
     assert task["for"] == {"reference": "Patient/p1"}
 
@@ -104,7 +104,7 @@ def test_referral_task_starts_with_a_requester_status() -> None:
             domain="food-insecurity",
             service_request="ServiceRequest/sr1",
             owner="Organization/cbo1",
-            requester="Practitioner/cm1",
+            requester="PractitionerRole/cm1",
             authored_on=NOW,
             status="accepted",
         )
@@ -156,11 +156,14 @@ def test_directory_builders_link_service_organization_location() -> None:
         )
     )
     assert svc["providedBy"] == {"reference": "Organization/o1"}
-    assert (t.SDOHCC_TEMPORARY_CODES, "food-insecurity") in codes(svc["type"])
-    assert codes(svc["characteristic"]) == {
-        (directory.SERVICE_AREA_SYSTEM, "02139"),
-        (directory.SERVICE_AREA_SYSTEM, "02141"),
-    }
+    # One directory shape (carecoord.fhir.directory_shape), as the HSDS importer writes it and
+    # the ranking reads it: the domain in category, the postal codes in contained coverageArea.
+    assert (t.SDOHCC_TEMPORARY_CODES, "food-insecurity") in codes(svc["category"])
+    assert (t.US_CORE_CATEGORY_SYSTEM, "sdoh") in codes(svc["category"])
+    assert "characteristic" not in svc
+    areas = {c["id"]: c for c in svc["contained"]}
+    postal = {areas[a["reference"][1:]]["address"]["postalCode"] for a in svc["coverageArea"]}
+    assert postal == {"02139", "02141"}
 
 
 def test_directory_r5_moves_telecom_into_contact() -> None:

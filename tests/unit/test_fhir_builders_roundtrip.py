@@ -231,7 +231,7 @@ def builders() -> st.SearchStrategy[Callable[[str], Any]]:
             domains,
             refs("ServiceRequest"),
             refs("Organization"),
-            pract,
+            st.one_of(refs("PractitionerRole"), refs("Organization")),  # SDOHCC Task requester
             moments,
         ),
         st.builds(

@@ -23,7 +23,7 @@ def task(status: str = "ready", version: str = "R4") -> Task:
     return r5task.Task.model_validate(data)  # type: ignore[return-value]
 
 
-HAPPY_PATH = ["draft", "requested", "received", "accepted", "in-progress", "completed"]
+HAPPY_PATH = ["draft", "requested", "accepted", "in-progress", "completed"]
 
 
 def test_happy_path_of_a_referral() -> None:
@@ -83,10 +83,21 @@ def test_reason_required(status: str) -> None:
 
 
 def test_gravity_roles() -> None:
+    # The IG's status table (SDOHCC-TaskForReferralManagement-intro.md, "Set By"), written out
+    # here, not read from the code: cancelled by either side, entered-in-error by the requester,
+    # received and ready by nobody (outside SDOHCCValueSetReferralTaskStatus).
     with pytest.raises(InvalidTransition, match="owner"):
         transition(task("requested"), "accepted", actor="requester")
+    assert (
+        transition(task("requested"), "cancelled", reason="no capacity", actor="owner").status
+        == "cancelled"
+    )
     with pytest.raises(InvalidTransition, match="requester"):
-        transition(task("requested"), "cancelled", reason="patient moved", actor="owner")
+        transition(task("accepted"), "entered-in-error", actor="owner")
+    for status in ("received", "ready"):
+        for actor in ("requester", "owner"):
+            with pytest.raises(InvalidTransition, match="value set"):
+                transition(task("requested"), status, actor=actor)  # type: ignore[arg-type]
     assert transition(task("requested"), "accepted", actor="owner").status == "accepted"
     assert (
         transition(task("accepted"), "cancelled", reason="moved", actor="requester").status

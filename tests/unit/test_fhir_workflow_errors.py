@@ -69,12 +69,21 @@ def test_a_missing_reason_and_a_wrong_actor_are_explained() -> None:
     e = _refusal(transition, _task("requested"), "accepted", actor="requester")
     assert e.message == "only the owner may set a referral Task to accepted, not the requester"
     assert e.context == {"task": "Task/t1", "to": "accepted"}
-    e = _refusal(transition, _task("accepted"), "cancelled", reason="moved", actor="owner")
-    assert e.message == "only the requester may set a referral Task to cancelled, not the owner"
-    assert transition(_task("accepted"), "ready", actor="requester").status == "ready"
-    assert transition(_task("accepted"), "ready", actor="owner").status == "ready"
+    e = _refusal(transition, _task("accepted"), "entered-in-error", actor="owner")
+    assert e.message == (
+        "only the requester may set a referral Task to entered-in-error, not the owner"
+    )
+    e = _refusal(transition, _task("accepted"), "ready", actor="requester")
+    assert e.message == (
+        "a referral Task cannot be ready: not in the SDOHCC referral Task status value set"
+    )
     assert (
-        transition(_task("ready"), "entered-in-error", actor="owner").status == "entered-in-error"
+        transition(_task("accepted"), "cancelled", reason="moved", actor="owner").status
+        == "cancelled"
+    )
+    assert (
+        transition(_task("ready"), "entered-in-error", actor="requester").status
+        == "entered-in-error"
     )
     assert can_transition("requested", "accepted", actor="owner")
     assert not can_transition("requested", "accepted", actor="requester")

@@ -1,4 +1,4 @@
-"""Enrolment and caseload: CarePlan + contained CareTeam, the month's outreach request and work
+"""Enrolment and caseload: CarePlan + its standalone CareTeam, the month's outreach request and work
 Tasks, caseload assignment without overloading anyone, replays that change nothing."""
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ TWO_MANAGERS = {
 }
 
 
-def _team(plan: dict) -> dict[str, str]:
-    team = plan["contained"][0]
+def _team(run: Runner, plan: dict) -> dict[str, str]:
+    """The roles of the plan's standalone US Core CareTeam (CarePlan.careTeam -> CareTeam)."""
+    assert "contained" not in plan
+    [link] = plan["careTeam"]
+    team = run.fhir.store[tuple(link["reference"].split("/"))]  # type: ignore[index]
+    assert team["subject"] == plan["subject"]
     return {
         p["role"][0]["coding"][0]["code"]: p["member"]["reference"] for p in team["participant"]
     }
@@ -37,7 +41,7 @@ def test_enrolment_writes_plan_team_request_and_tasks_for_the_month_of_start() -
     assert {c["coding"][0]["code"] for c in plan["category"]} == {"assess-plan", "CCM"}
     assert plan["period"]["start"] == "2023-11-20"
     assert plan["addresses"] == [{"reference": "Condition/dm2"}]
-    assert _team(plan) == {"768820003": "Practitioner/cm9", "446050000": "Practitioner/doc"}
+    assert _team(run, plan) == {"768820003": "Practitioner/cm9", "446050000": "Practitioner/doc"}
     assert all("detail" not in a for a in plan["activity"])
     [request] = run.fhir.all("CommunicationRequest")
     assert request["occurrencePeriod"] == {"start": "2023-11-01", "end": "2023-11-30"}
@@ -64,7 +68,7 @@ def test_without_a_named_care_manager_the_one_with_most_room_is_assigned() -> No
     run = Runner(SPECS, TWO_MANAGERS)
     for pid in ("p1", "p2", "p3"):
         run.run(enrolled(pid))
-    managers = sorted(_team(p)["768820003"] for p in run.fhir.all("CarePlan"))
+    managers = sorted(_team(run, p)["768820003"] for p in run.fhir.all("CarePlan"))
     # cm1 (room 2) > cm2 (room 1) -> cm1; then a tie (1, 1) -> config order -> cm1; then cm2
     assert managers == ["Practitioner/cm1", "Practitioner/cm1", "Practitioner/cm2"]
     assert run.fhir.tasks("assign-care-manager") == []
@@ -75,7 +79,7 @@ def test_when_everybody_is_full_the_pool_gets_a_task_and_nobody_is_overloaded() 
     for pid in ("p1", "p2", "p3", "p4"):
         run.run(enrolled(pid))
     plans = {p["subject"]["reference"]: p for p in run.fhir.all("CarePlan")}
-    assert "768820003" not in _team(plans["Patient/p4"])
+    assert "768820003" not in _team(run, plans["Patient/p4"])
     [task] = run.fhir.tasks("assign-care-manager")
     assert task["for"] == {"reference": "Patient/p4"}
     assert task["owner"] == {"reference": "Organization/care-coordinators"}
@@ -89,14 +93,16 @@ def test_a_second_program_stays_with_the_patients_care_manager() -> None:
     run = Runner(SPECS, TWO_MANAGERS)
     run.run(enrolled("p1", care_manager="Practitioner/cm2"))
     run.run(enrolled("p1", program="RPM"))
-    assert {_team(p)["768820003"] for p in run.fhir.all("CarePlan")} == {"Practitioner/cm2"}
+    assert {_team(run, p)["768820003"] for p in run.fhir.all("CarePlan")} == {"Practitioner/cm2"}
 
 
 def test_capacity_counts_patients_of_the_enrolment_month_only() -> None:
     run = Runner(SPECS, {"care_managers": [{"reference": "Practitioner/cm1", "capacity": 1}]})
     run.run(enrolled("p1", start="2024-04-10"))
     run.run(enrolled("p2", start="2024-05-02"))  # April's patient is not in May's count
-    assert {_team(p).get("768820003") for p in run.fhir.all("CarePlan")} == {"Practitioner/cm1"}
+    assert {_team(run, p).get("768820003") for p in run.fhir.all("CarePlan")} == {
+        "Practitioner/cm1"
+    }
 
 
 def test_choose_care_manager_skips_inactive_and_full_ones() -> None:

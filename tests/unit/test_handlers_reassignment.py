@@ -41,8 +41,9 @@ def _reassign_events(run: Runner, now: datetime) -> list[CloudEvent]:
     return [e for e in _sweep(run, now) if e.type == reassignment.REASSIGN]
 
 
-def _team_manager(plan: dict[str, Any]) -> str:
-    [team] = plan["contained"]
+def _team_manager(run: Runner, plan: dict[str, Any]) -> str:
+    [link] = plan["careTeam"]  # the standalone US Core CareTeam
+    team = run.fhir.store[tuple(link["reference"].split("/"))]  # type: ignore[index]
     [member] = [
         p["member"]["reference"]
         for p in team["participant"]
@@ -84,7 +85,7 @@ def test_patients_of_a_care_manager_who_left_move_with_their_outreach_and_open_t
 
     for patient in ("p1", "p2"):
         [plan] = _of(run, "CarePlan", patient)
-        assert _team_manager(plan) == B and plan["author"] == {"reference": B}
+        assert _team_manager(run, plan) == B and plan["author"] == {"reference": B}
         [request] = _of(run, "CommunicationRequest", patient)
         assert request["requester"] == {"reference": B}
     open_owners = {
@@ -142,14 +143,14 @@ def test_everybody_full_asks_the_pool_once_and_moves_the_patient_when_room_appea
     assert task["for"] == {"reference": "Patient/p1"}
     assert task["focus"] == {"reference": f"CarePlan/{plan['id']}"}
     assert task["statusReason"]["coding"][0]["code"] == "no-capacity"
-    assert _team_manager(plan) == A  # stays put until somebody has room
+    assert _team_manager(run, plan) == A  # stays put until somebody has room
     assert not [e for e in run.emitted if e.type == reassignment.REASSIGNED]
 
     run.config["care_managers"] = [{"reference": A, "active": False}, {"reference": B}]
     [again] = _reassign_events(run, datetime(2024, 5, 20, 0, 5, tzinfo=UTC))
     assert again.id == event.id  # the next sweep re-sends the same trigger
     run.run(again)
-    assert _team_manager(_of(run, "CarePlan", "p1")[0]) == B
+    assert _team_manager(run, _of(run, "CarePlan", "p1")[0]) == B
     assert len(run.fhir.tasks("assign-care-manager")) == 1
 
 
@@ -160,7 +161,7 @@ def test_a_care_manager_of_another_program_keeps_the_patient() -> None:
     run.run(enrolled("p1", care_manager=C, start="2024-05-04", program="BHI"))
     [event] = _reassign_events(run, datetime(2024, 5, 20, tzinfo=UTC))
     run.run(event)
-    assert sorted(_team_manager(p) for p in _of(run, "CarePlan", "p1")) == [C, C]
+    assert sorted(_team_manager(run, p) for p in _of(run, "CarePlan", "p1")) == [C, C]
     assert run.emitted[-1].data["assignment"] == "continuity"
 
 
@@ -176,14 +177,14 @@ def test_over_capacity_moves_the_most_recently_enrolled_excess() -> None:
     assert _reassign_events(run, datetime(2024, 5, 20, 0, 5, tzinfo=UTC)) == []
     # a stale trigger for a care manager no longer over capacity changes nothing
     assert run.run(_reassign("p-early", A, "over-capacity")).writes == []
-    assert _team_manager(_of(run, "CarePlan", "p-early")[0]) == A
+    assert _team_manager(run, _of(run, "CarePlan", "p-early")[0]) == A
 
 
 def test_an_integration_announcing_a_departure_moves_the_patient_whatever_the_config() -> None:
     run = Runner(SPECS, _config({"reference": A}, {"reference": B}))
     run.run(enrolled("p1", care_manager=A))
     run.run(_reassign("p1", A, "left"))
-    assert _team_manager(_of(run, "CarePlan", "p1")[0]) == B
+    assert _team_manager(run, _of(run, "CarePlan", "p1")[0]) == B
 
 
 def test_invalid_reason_is_a_malformed_event() -> None:

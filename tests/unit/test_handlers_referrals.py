@@ -19,6 +19,8 @@ from carecoord.handlers.referrals import HANDLERS, attempt_of, step_after
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
 handle = HANDLERS[0].handle
 CM, DR = "Practitioner/cm-1", "Practitioner/dr-1"
+PRACTICE = "Organization/practice"
+CONFIG = {"organization": PRACTICE, "practice_phone": "+1 217 555 0100"}
 
 
 class _Writer:
@@ -47,9 +49,22 @@ def need(**data: Any) -> Any:
 
 
 def run(fhir: FakeFhir, ev: Any) -> Effects:
-    fx = handle(ev, ctx(fhir))
+    fx = handle(ev, ctx(fhir, CONFIG))
     fhir.apply(fx)
     return fx
+
+
+def conformance(fhir: FakeFhir) -> list[str]:
+    """Violations of the profiles carecoord claims, over everything the handler wrote."""
+    from carecoord.fhir.models import to_json
+    from carecoord.fhir.profiles import check
+
+    return [
+        f"{rt}/{r.id}: {v}"
+        for rt in ("Condition", "Goal", "ServiceRequest", "Task", "PractitionerRole", "CarePlan")
+        for r in fhir.all(rt)
+        for v in check(to_json(r))
+    ]
 
 
 def referral_tasks(fhir: FakeFhir) -> list[Any]:
@@ -65,10 +80,14 @@ def service_name(fhir: FakeFhir, task: Any) -> str:
     return str(fhir.read("HealthcareService", attempt.service.split("/")[1]).name)
 
 
-def status(fhir: FakeFhir, task: Any, new: str, reason: str | None = None) -> Effects:
+def status(
+    fhir: FakeFhir, task: Any, new: str, reason: str | None = None, set_by: str | None = None
+) -> Effects:
     data = {"task": f"Task/{task.id}", "status": new}
     if reason:
         data["reason"] = reason
+    if set_by:
+        data["set_by"] = set_by
     return run(fhir, event("carecoord.referral.status-changed", "p1", data))
 
 
@@ -87,8 +106,20 @@ def test_need_creates_gravity_resources_and_refers_to_the_best_match(fhir: FakeF
     assert t.concept_has(task.code, t.TASK_FULFILL)
     assert task.focus.reference == f"ServiceRequest/{sr.id}"
     assert task.for_fhir.reference == "Patient/p1"
-    assert task.requester.reference == CM
+    # SDOHCCTaskForReferralManagement: requester only PractitionerRole or Organization: the
+    # care manager's role at the practice, created once.
+    (role,) = fhir.all("PractitionerRole")
+    assert task.requester.reference == f"PractitionerRole/{role.id}" == sr.requester.reference
+    assert (role.practitioner.reference, role.organization.reference) == (CM, PRACTICE)
     assert task.authoredOn is not None
+    # SDOHCCServiceRequest: the Goal in pertainsToGoal, never supportingInfo; occurrence set.
+    from carecoord.fhir.profiles import PERTAINS_TO_GOAL
+
+    assert [e.valueReference.reference for e in sr.extension if e.url == PERTAINS_TO_GOAL] == [
+        f"Goal/{goal.id}"
+    ]
+    assert not sr.supportingInfo and sr.occurrencePeriod is not None
+    assert conformance(fhir) == []
     # Spanish speaker in 62701: the bilingual pantry ranks first.
     assert service_name(fhir, task) == "Weekly food pantry"
     assert task.owner.reference == sr.performer[0].reference
@@ -132,7 +163,10 @@ def test_the_second_candidate_after_one_rejection(fhir: FakeFhir) -> None:
 def test_replays_create_nothing_and_emit_the_same_ids(fhir: FakeFhir) -> None:
     ev = need()
     first = run(fhir, ev)
-    counts = {rt: len(fhir.all(rt)) for rt in ("Condition", "Goal", "ServiceRequest", "Task")}
+    counts = {
+        rt: len(fhir.all(rt))
+        for rt in ("Condition", "Goal", "ServiceRequest", "Task", "PractitionerRole")
+    }
     again = run(fhir, ev)
     assert {rt: len(fhir.all(rt)) for rt in counts} == counts
     assert [e.id for e in again.emits] == [e.id for e in first.emits]
@@ -159,6 +193,8 @@ def test_no_consent_sends_nothing_to_an_organisation(fhir: FakeFhir) -> None:
     assert t.concept_has(manual.code, t.TASK_MANUAL_REFERRAL)
     assert manual.owner.reference == CM
     assert manual.businessStatus.coding[0].code == t.BUSINESS_NO_CONSENT.code
+    assert t.concept_has(sr.orderDetail[0], t.SDOHCC_CONTACTING_SUBJECT_PROHIBITED)
+    assert conformance(fhir) == []
 
 
 def test_completed_closes_the_loop(fhir: FakeFhir) -> None:
@@ -173,14 +209,36 @@ def test_completed_closes_the_loop(fhir: FakeFhir) -> None:
     (sr,) = fhir.all("ServiceRequest")
     assert plan.activity[0].reference.reference == f"ServiceRequest/{sr.id}"
     task = referral_tasks(fhir)[0]
-    for s in ("accepted", "in-progress", "completed"):
+    for s in ("accepted", "in-progress"):
         status(fhir, fhir.read("Task", task.id), s)
+    # The CBO reports what it did (Task.output resulting-activity) and completes the Task.
+    done = to_json(fhir.read("Task", task.id))
+    done["status"] = "completed"
+    done["output"] = [
+        {
+            "type": t.SDOHCC_RESULTING_ACTIVITY.concept_json(),
+            "valueReference": {"reference": "Procedure/pantry-enrolment"},
+        },
+        {
+            "type": t.SDOHCC_RESULTING_ACTIVITY.concept_json(),
+            "valueCodeableConcept": {"coding": [{"system": t.SNOMED, "code": "467771000124109"}]},
+        },
+    ]
+    fhir.put(done)
+    status(fhir, fhir.read("Task", task.id), "completed")
     assert fhir.read("ServiceRequest", sr.id).status == "completed"
     (goal,) = fhir.all("Goal")
-    assert goal.lifecycleStatus == "completed"
-    assert t.concept_has(goal.achievementStatus, t.GOAL_ACHIEVED)
+    assert goal.lifecycleStatus == "active", "carecoord does not decide the Goal is achieved"
+    assert not t.concept_has(goal.achievementStatus, t.GOAL_ACHIEVED)
     (plan,) = fhir.all("CarePlan")
-    assert plan.activity[0].outcomeReference[0].reference == f"Task/{task.id}"
+    outcomes = [o.reference for o in plan.activity[0].outcomeReference]
+    assert outcomes == ["Procedure/pantry-enrolment", f"Task/{task.id}"]
+    assert plan.activity[0].outcomeCodeableConcept[0].coding[0].code == "467771000124109"
+    (review,) = [
+        tk for tk in fhir.all("Task") if t.concept_has(tk.code, t.TASK_REVIEW_REFERRAL_OUTCOME)
+    ]
+    assert (review.owner.reference, review.focus.reference) == (CM, f"Goal/{goal.id}")
+    assert conformance(fhir) == []
 
 
 def test_an_invalid_transition_is_refused(fhir: FakeFhir) -> None:
@@ -193,8 +251,46 @@ def test_an_invalid_transition_is_refused(fhir: FakeFhir) -> None:
                 "p1",
                 {"task": f"Task/{task.id}", "status": "completed"},
             ),
-            ctx(fhir),
+            ctx(fhir, CONFIG),
         )
+
+
+@pytest.mark.parametrize("bad", ["received", "ready"])
+def test_statuses_outside_the_referral_value_set_are_refused(fhir: FakeFhir, bad: str) -> None:
+    run(fhir, need())
+    task = referral_tasks(fhir)[0]
+    with pytest.raises(HandlerError, match="value set"):
+        status(fhir, task, bad)
+
+
+def test_only_the_requester_may_enter_in_error(fhir: FakeFhir) -> None:
+    run(fhir, need())
+    task = referral_tasks(fhir)[0]
+    with pytest.raises(HandlerError, match="only the requester"):
+        status(fhir, task, "entered-in-error", set_by="owner")
+
+
+def test_a_cbo_cancellation_closes_the_loop_like_a_rejection(fhir: FakeFhir) -> None:
+    run(fhir, need())
+    first = referral_tasks(fhir)[0]
+    status(fhir, first, "accepted")
+    fx = status(fhir, fhir.read("Task", first.id), "cancelled", "Client moved", set_by="owner")
+    assert [e.type for e in fx.emits] == ["carecoord.referral.created"]
+    assert len(referral_tasks(fhir)) == 2
+    (sr,) = fhir.all("ServiceRequest")
+    assert sr.status == "active"
+
+
+def test_the_requesters_cancellation_revokes_the_referral(fhir: FakeFhir) -> None:
+    run(fhir, need())
+    first = referral_tasks(fhir)[0]
+    fx = status(fhir, first, "cancelled", "Patient declined", set_by="requester")
+    assert fx.emits == [] and len(referral_tasks(fhir)) == 1
+    (sr,) = fhir.all("ServiceRequest")
+    assert sr.status == "revoked"
+    # The same cancellation echoed back by a FHIR notification (set_by owner) changes nothing.
+    again = status(fhir, fhir.read("Task", first.id), "cancelled", set_by="owner")
+    assert again.emits == [] and len(referral_tasks(fhir)) == 1
 
 
 def test_no_match_in_the_area_is_a_manual_referral_at_once(fhir: FakeFhir) -> None:
@@ -213,10 +309,27 @@ def test_without_care_team_the_configured_requester_is_used() -> None:
         handle(need(), ctx(fake))
 
 
+def test_without_a_way_to_reach_the_role_the_practice_requests(fhir: FakeFhir) -> None:
+    # US Core pd-1: a PractitionerRole needs a telecom; with no practice_phone and no practice
+    # Organization on file to take one from, the Organization itself is the requester.
+    fx = handle(need(), ctx(fhir, {"organization": PRACTICE}))
+    fhir.apply(fx)
+    (task,) = referral_tasks(fhir)
+    assert task.requester.reference == PRACTICE
+    assert fhir.all("PractitionerRole") == []
+    fhir.put({"resourceType": "Organization", "id": "practice", "name": "Practice",
+              "telecom": [{"system": "phone", "value": "555-0199"}]})  # fmt: skip
+    other = need(postal_code="62702")
+    fhir.apply(handle(other, ctx(fhir, {"organization": PRACTICE})))
+    (role,) = fhir.all("PractitionerRole")
+    assert role.telecom[0].value == "555-0199"
+
+
 def test_loop_steps() -> None:
     assert step_after("rejected") == step_after("failed") == "next-candidate"
     assert step_after("completed") == "complete"
-    assert step_after("cancelled") == "revoke"
+    assert step_after("cancelled") == step_after("cancelled", "requester") == "revoke"
+    assert step_after("cancelled", "owner") == "next-candidate"
     assert step_after("accepted") == "none"
 
 

@@ -37,7 +37,7 @@ def task_json(status: str = "rejected", version: str = "3", **extra: Any) -> dic
         domain="food-insecurity",
         service_request="ServiceRequest/sr-1",
         owner="Organization/pantry",
-        requester="Practitioner/cm-1",
+        requester="PractitionerRole/cm-1",
         authored_on=datetime(2025, 3, 1, tzinfo=UTC),
     )
     data = to_json(task)
@@ -119,6 +119,7 @@ def test_full_resource_backport_bundle_becomes_status_changed() -> None:
         "status": "rejected",
         "reason": "waiting list full",
         "task_version": "3",
+        "set_by": "owner",
     }
     assert ev.time == datetime(2025, 3, 10, 15, tzinfo=UTC)
     assert parse_data(ev, ReferralStatusChanged).status == "rejected"  # valid for the handler
@@ -144,7 +145,12 @@ def test_r4b_subscription_status_bundle_is_accepted() -> None:
         "notificationEvent": [{"eventNumber": "8", "focus": {"reference": "Task/t1"}}],
     }
     (ev,) = translate(bundle, fhir=Reader(task_json("accepted")))
-    assert ev.data == {"task": "Task/t1", "status": "accepted", "task_version": "3"}
+    assert ev.data == {
+        "task": "Task/t1",
+        "status": "accepted",
+        "task_version": "3",
+        "set_by": "owner",
+    }
 
 
 def test_the_version_is_the_servers_not_the_one_the_notification_names() -> None:
@@ -167,7 +173,12 @@ def test_id_only_entries_are_read_through_the_reader() -> None:
     assert reader.reads == [("Task", "t1")]
     # the current version was read: its status and version make the event
     assert ev.id == "fhir-notification:Task/t1/_history/5"
-    assert ev.data == {"task": "Task/t1", "status": "in-progress", "task_version": "5"}
+    assert ev.data == {
+        "task": "Task/t1",
+        "status": "in-progress",
+        "task_version": "5",
+        "set_by": "owner",
+    }
 
 
 def test_id_only_with_the_focus_only_in_the_status_is_read() -> None:
@@ -188,6 +199,7 @@ def test_id_only_with_the_focus_only_in_the_status_is_read() -> None:
         "status": "failed",
         "reason": "could not reach",
         "task_version": "3",
+        "set_by": "owner",
     }
 
 
@@ -240,9 +252,9 @@ def test_heartbeats_and_handshakes_translate_to_nothing(kind: str) -> None:
         task_json(identifier=[{"system": "http://example.org/ids", "value": "x"}]),
         task_json("requested"),  # carecoord's own write
         task_json("draft"),
-        task_json("cancelled", statusReason={"text": "no longer needed"}),
+        task_json("entered-in-error"),  # only the requester sets it (the IG's table)
     ],
-    ids=["patient", "foreign-task", "requested", "draft", "cancelled"],
+    ids=["patient", "foreign-task", "requested", "draft", "entered-in-error"],
 )
 def test_resources_that_are_not_recipient_referral_updates_are_ignored(
     resource: dict[str, Any],
@@ -251,6 +263,13 @@ def test_resources_that_are_not_recipient_referral_updates_are_ignored(
     assert translate(backport_bundle(full_entry(resource)), fhir=server) == []
     feed = {"operationType": "update", "location": "X/1", "resource": resource}
     assert translate(feed, fhir=server) == []
+
+
+def test_a_cbo_cancellation_is_translated() -> None:
+    # The IG's status table: cancelled is set by "Requester or Referral Target".
+    resource = task_json("cancelled", statusReason={"text": "client moved away"})
+    (ev,) = translate(backport_bundle(full_entry(resource)), fhir=Reader(resource))
+    assert (ev.data["status"], ev.data["set_by"]) == ("cancelled", "owner")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,6 +309,7 @@ def test_malformed_payloads_say_what_is_wrong_without_echoing_values(
 # The referrals handler driven by translated notifications
 
 handle = HANDLERS[0].handle
+CONFIG = {"organization": "Organization/practice", "practice_phone": "+1 217 555 0100"}
 
 
 class _Writer:
@@ -309,7 +329,7 @@ def fhir() -> FakeFhir:
     assert import_directory(_Writer(fake), json.loads(SAMPLE.read_text())).problems == []
     care_team(fake, "p1", "Practitioner/cm-1", "Practitioner/dr-1")
     need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
-    fake.apply(handle(event("carecoord.sdoh.need-identified", "p1", need), ctx(fake)))
+    fake.apply(handle(event("carecoord.sdoh.need-identified", "p1", need), ctx(fake, CONFIG)))
     return fake
 
 
@@ -341,7 +361,7 @@ def test_a_rejection_notified_by_the_server_moves_the_referral_on_once(fhir: Fak
     notification = backport_bundle(full_entry(cbo_sets(fhir, first.id, "rejected", "full")))
 
     (ev,) = translate(notification, fhir=fhir)
-    fx = handle(ev, ctx(fhir))
+    fx = handle(ev, ctx(fhir, CONFIG))
     fhir.apply(fx)
     tasks = referral_tasks(fhir)
     assert [attempt_of(tk).number for tk in tasks] == [1, 2]  # type: ignore[union-attr]
@@ -350,7 +370,7 @@ def test_a_rejection_notified_by_the_server_moves_the_referral_on_once(fhir: Fak
 
     # The server notifies again (a retry): no third attempt, no dead letter.
     (again,) = translate(copy.deepcopy(notification), fhir=fhir)
-    fhir.apply(handle(again, ctx(fhir)))
+    fhir.apply(handle(again, ctx(fhir, CONFIG)))
     assert len(referral_tasks(fhir)) == 2
 
 
@@ -358,7 +378,7 @@ def test_a_status_the_task_already_has_is_a_no_op_for_the_handler(fhir: FakeFhir
     (first,) = referral_tasks(fhir)
     notification = backport_bundle(full_entry(cbo_sets(fhir, first.id, "accepted")))
     (ev,) = translate(notification, fhir=fhir)
-    fx = handle(ev, ctx(fhir))
+    fx = handle(ev, ctx(fhir, CONFIG))
     assert fx.writes == [] and fx.emits == []
 
 
@@ -369,7 +389,7 @@ def test_a_late_notification_of_an_earlier_status_is_ignored_not_dead_lettered(
     accepted = copy.deepcopy(cbo_sets(fhir, first.id, "accepted"))
     cbo_sets(fhir, first.id, "in-progress")  # the CBO moved on before "accepted" was processed
     (late,) = translate(backport_bundle(full_entry(accepted)), fhir=fhir)
-    fx = handle(late, ctx(fhir))
+    fx = handle(late, ctx(fhir, CONFIG))
     assert fx.writes == [] and fx.emits == []
 
 
@@ -379,12 +399,12 @@ def test_the_same_attempt_is_announced_under_one_id_whatever_triggered_it(fhir: 
         "carecoord.referral.status-changed", "p1",
         {"task": f"Task/{first.id}", "status": "rejected", "reason": "full"},
     )  # fmt: skip
-    fx = handle(direct, ctx(fhir))
+    fx = handle(direct, ctx(fhir, CONFIG))
     fhir.apply(fx)
     # carecoord's own write of "rejected" comes back as a notification from the server
     rejected = fhir.store[("Task", first.id)]
     (echo,) = translate(backport_bundle(full_entry(rejected)), fhir=fhir)
-    again = handle(echo, ctx(fhir))
+    again = handle(echo, ctx(fhir, CONFIG))
     assert [e.id for e in again.emits] == [e.id for e in fx.emits]
     assert len(referral_tasks(fhir)) == 2
 
@@ -501,7 +521,12 @@ def test_the_event_carries_the_servers_status_reason_and_version_not_the_notific
     forged = task_json("rejected", version="9", statusReason={"text": "forged reason"})
     reader = Reader(task_json("accepted", version="4"))
     (ev,) = translate(backport_bundle(full_entry(forged)), fhir=reader)
-    assert ev.data == {"task": "Task/t1", "status": "accepted", "task_version": "4"}
+    assert ev.data == {
+        "task": "Task/t1",
+        "status": "accepted",
+        "task_version": "4",
+        "set_by": "owner",
+    }
     assert ev.id == "fhir-notification:Task/t1/_history/4"
 
 

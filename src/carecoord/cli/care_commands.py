@@ -1,10 +1,10 @@
-"""CLI: `carecoord sweep`, `carecoord directory import`."""
+"""CLI: `carecoord sweep`, `carecoord directory import`, `carecoord directory sync`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -76,13 +76,17 @@ def sweep_command(
 def register_directory(app: typer.Typer) -> None:
     directory = typer.Typer(no_args_is_help=True, help="The community resource directory.")
     directory.command("import")(directory_import_command)
+    directory.command("sync")(directory_sync_command)
     app.add_typer(directory, name="directory")
 
 
 def directory_import_command(
     file: Annotated[
         Path,
-        typer.Argument(help="Open Referral HSDS JSON export (services with their organizations)."),
+        typer.Argument(
+            help="Open Referral HSDS 3.0 JSON (a service, an organization with its services, a "
+            "list or an API page) or a tabular export folder (CSV datapackage)."
+        ),
     ],
     config: Annotated[
         Path | None,
@@ -95,6 +99,15 @@ def directory_import_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Map and report problems; write nothing.")
     ] = False,
+    taxonomy_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--taxonomy-map",
+            help="JSON/TOML object of taxonomy term -> Gravity SDOH domain added to the built-in "
+            "211/AIRS map (also CARECOORD_DIRECTORY_TAXONOMY_MAP).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Load an HSDS export into HealthcareService, Organization and Location. Idempotent: a
     re-import updates what changed and never duplicates. Records that cannot be imported are
@@ -104,25 +117,37 @@ def directory_import_command(
     from carecoord.errors import ConfigError
     from carecoord.fhir.errors import FhirError
     from carecoord.fhir.hsds import HsdsRecordError, ImportReport, import_directory, map_export
+    from carecoord.fhir.hsds_tabular import HsdsTabularError, is_datapackage, read_datapackage
     from carecoord.service.app import build_fhir_client
     from carecoord.settings import load_settings
 
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        mapping = _taxonomy_map(taxonomy_map)
+        if is_datapackage(file):
+            data = read_datapackage(file)
+        else:
+            data = json.loads(file.read_text(encoding="utf-8"))
+    except ConfigError as exc:
+        typer.echo(f"carecoord: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except HsdsTabularError as exc:
+        typer.echo(f"carecoord: {file}: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         typer.echo(f"carecoord: cannot read {file}: {type(exc).__name__}", err=True)
         raise typer.Exit(2) from exc
     try:
         if dry_run:
-            records, problems = map_export(data)
+            records, problems = map_export(data, mapping)
             report = ImportReport(problems=problems)
+            report.count_unmapped(records)
             report.unchanged.extend(f"HealthcareService/{r.hsds_id}" for r in records)
         else:
             # Only FHIR is used here: a Kafka bootstrap is not required for this command.
             settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
             fhir = build_fhir_client(settings)
             try:
-                report = import_directory(fhir, data)
+                report = import_directory(fhir, data, mapping)
             finally:
                 fhir.close()
     except ConfigError as exc:
@@ -134,8 +159,18 @@ def directory_import_command(
     except FhirError as exc:
         typer.echo(f"carecoord: import stopped, FHIR server failed: {exc}", err=True)
         raise typer.Exit(2) from exc
+    _print_report(report, dry_run=dry_run)
+
+
+def _print_report(report: Any, *, dry_run: bool = False) -> None:
     for problem in report.problems:
         typer.echo(f"skipped service {problem.record}: {problem.reason}", err=True)
+    for label, count in sorted(report.unmapped_terms.items()):
+        typer.echo(
+            f"unmapped taxonomy term {label} ({count} service(s)): no Gravity SDOH domain; "
+            "add it with --taxonomy-map",
+            err=True,
+        )
     if dry_run:
         typer.echo(f"{report.imported} service(s) valid; {len(report.problems)} skipped")
     else:
@@ -146,6 +181,72 @@ def directory_import_command(
         )
     if report.problems:
         raise typer.Exit(1)
+
+
+def _taxonomy_map(path: Path | None) -> dict[str, str] | None:
+    import os
+
+    from carecoord.fhir.hsds_taxonomy import load_taxonomy_map
+
+    chosen = path or (
+        Path(os.environ["CARECOORD_DIRECTORY_TAXONOMY_MAP"])
+        if os.environ.get("CARECOORD_DIRECTORY_TAXONOMY_MAP")
+        else None
+    )
+    return load_taxonomy_map(chosen) if chosen is not None else None
+
+
+def directory_sync_command(
+    url: Annotated[str, typer.Argument(help="Base URL of an HSDS 3.0 API (serves /services).")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML or JSON settings file (also CARECOORD_CONFIG_FILE); env vars override it.",
+            show_default=False,
+        ),
+    ] = None,
+    taxonomy_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--taxonomy-map",
+            help="JSON/TOML object of taxonomy term -> Gravity SDOH domain (also "
+            "CARECOORD_DIRECTORY_TAXONOMY_MAP).",
+            show_default=False,
+        ),
+    ] = None,
+    per_page: Annotated[int, typer.Option("--per-page", min=1, max=1000)] = 50,
+) -> None:
+    """Read every service of a live HSDS 3.0 API (paged) into the directory, as `directory
+    import` does. Idempotent: run it as often as the API changes."""
+    from carecoord.errors import ConfigError
+    from carecoord.fhir.errors import FhirError
+    from carecoord.fhir.hsds import HsdsRecordError
+    from carecoord.fhir.hsds_sync import HsdsApiError, sync_directory
+    from carecoord.service.app import build_fhir_client
+    from carecoord.settings import load_settings
+
+    if not url.startswith(("http://", "https://")):
+        typer.echo("carecoord: the HSDS API URL must be http:// or https://", err=True)
+        raise typer.Exit(2)
+    try:
+        mapping = _taxonomy_map(taxonomy_map)
+        settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
+        fhir = build_fhir_client(settings)
+        try:
+            report = sync_directory(fhir, url, taxonomy=mapping, per_page=per_page)
+        finally:
+            fhir.close()
+    except ConfigError as exc:
+        typer.echo(f"carecoord: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except (HsdsApiError, HsdsRecordError) as exc:
+        typer.echo(f"carecoord: sync stopped: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    except FhirError as exc:
+        typer.echo(f"carecoord: sync stopped, FHIR server failed: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _print_report(report)
 
 
 def _fhir_only_overrides(config: Path | None) -> dict[str, str]:

@@ -136,6 +136,10 @@ class ReferralStatusChanged(EventData):
     # The Task version that had `status` (e.g. from a FHIR notification): if the Task has moved
     # on since, the event is stale and changes nothing.
     task_version: Token | None = None
+    # Who set the status (Gravity SDOH roles): "owner" = the receiving organisation, "requester"
+    # = the referral source. Absent: the requester for draft/requested/entered-in-error/cancelled,
+    # the owner for the other statuses.
+    set_by: Literal["requester", "owner"] | None = None
 
 
 class ClinicalQuestion(EventData):

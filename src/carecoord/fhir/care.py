@@ -30,6 +30,7 @@ from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.task import Task
 
+from carecoord.fhir import profiles as profiles
 from carecoord.fhir import terminology as t
 from carecoord.fhir._build import (
     codeable_reference,
@@ -96,13 +97,22 @@ def care_plan(
     inline activity.detail). `author` (the care manager) is R4 author / R5 custodian.
     """
     prog = _program(program)
+    title = f"{prog.display} care plan"
     data: dict[str, Any] = {
         "resourceType": "CarePlan",
+        "meta": profiles.meta_profile(profiles.US_CORE_CARE_PLAN),
+        # US Core CarePlan: text (status generated | additional, div) is must-support; the
+        # narrative names the program and dates only, never PHI beyond what the plan says.
+        "text": {
+            "status": "generated",
+            "div": '<div xmlns="http://www.w3.org/1999/xhtml">'
+            f"{title} from {start.isoformat()}{f' to {end.isoformat()}' if end else ''}</div>",
+        },
         "identifier": identifiers("care-plan", ref_id(patient), program, start.isoformat()),
         "status": status,
         "intent": "plan",
         "category": [concept(t.CAREPLAN_ASSESS_PLAN), concept(prog)],
-        "title": f"{prog.display} care plan",
+        "title": title,
         "subject": ref(patient, expect="Patient"),
         "period": period(start, end),
         "careTeam": [ref(care_team, expect="CareTeam")] if care_team else [],
@@ -147,6 +157,7 @@ def care_team(
 
     data: dict[str, Any] = {
         "resourceType": "CareTeam",
+        "meta": profiles.meta_profile(profiles.US_CORE_CARE_TEAM),
         "identifier": identifiers("care-team", ref_id(patient), program, start.isoformat()),
         "status": "active",
         "category": [concept(t.CARE_TEAM_LONGITUDINAL)],

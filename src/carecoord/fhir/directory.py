@@ -1,6 +1,7 @@
 """Builders for the community resource directory: Organization (the community-based
 organisation, CBO), Location (where it serves) and HealthcareService (what it offers: SDOH
-domains, languages, service area by postal code).
+domains, languages, service area by postal code), in the one directory shape of
+carecoord.fhir.directory_shape that the HSDS importer writes too and the ranking reads.
 
 Identifiers come from the directory source: kind organization/location/healthcare-service, value
 `source : source_id` (e.g. "hsds-211:org-42"), so re-importing the same directory updates nothing
@@ -19,11 +20,13 @@ from fhir.resources.R4B.organization import Organization
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir._build import concept, finish, identifiers, ref
+from carecoord.fhir.directory_shape import coverage_area, service_categories
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
 
 LANGUAGE_SYSTEM = "urn:ietf:bcp:47"
-# Postal codes a HealthcareService serves (HealthcareService.characteristic), so a referral can
-# find services for a patient's postal code with `characteristic=<system>|<postal code>`.
+# Formerly the system of the postal codes a HealthcareService served (in `characteristic`); the
+# builders now write contained coverageArea Locations (carecoord.fhir.directory_shape). Kept for
+# readers of directories built before.
 SERVICE_AREA_SYSTEM = f"{t.CODESYSTEM_BASE}service-area-postal-code"
 
 
@@ -134,33 +137,25 @@ def healthcare_service(
     active: bool = True,
     version: FhirVersion = DEFAULT_VERSION,
 ) -> HealthcareService:
-    """A service a CBO offers. `domains` are Gravity SDOH domain codes (e.g. "food-insecurity"),
-    written as HealthcareService.category (SNOMED 410606002 social service) and type (the domain).
-    The postal codes served are `characteristic` codings in SERVICE_AREA_SYSTEM (a standard search
-    parameter: `characteristic=<system>|<postal code>`), since R4 coverageArea needs a Location
-    per area. Languages are BCP-47 codes (communication). Identifier: healthcare-service |
-    source : source_id."""
-    types = []
-    for d in domains:
-        try:
-            types.append(concept(t.SDOH_DOMAINS[d].category))
-        except KeyError:
-            raise ValueError(f"unknown SDOH domain {d!r}") from None
+    """A service a CBO offers, in the directory's one shape (carecoord.fhir.directory_shape,
+    the same as the HSDS importer writes and the referral ranking reads): `domains` (Gravity SDOH
+    domain codes, e.g. "food-insecurity") become `category` (US Core sdoh + the SDOHCC domain),
+    the postal codes served contained `coverageArea` Locations. Languages are BCP-47 codes
+    (communication). Identifier: healthcare-service | source : source_id."""
+    categories = service_categories(domains)
+    contained, coverage = coverage_area(list(service_area_postal_codes), version=version)
     telecom = _telecom(phone, None, url)
     data: dict[str, Any] = {
         "resourceType": "HealthcareService",
         "identifier": identifiers("healthcare-service", source, source_id),
+        "contained": contained,
         "active": active,
         "providedBy": ref(organization, expect="Organization"),
-        "category": [concept(t.SR_CATEGORY_SOCIAL_SERVICE)],
-        "type": types,
+        "category": categories,
         "name": name,
         "comment": description,
         "location": [ref(loc, expect="Location") for loc in locations],
-        "characteristic": [
-            concept(t.Code(SERVICE_AREA_SYSTEM, pc), text=f"serves {pc}")
-            for pc in service_area_postal_codes
-        ],
+        "coverageArea": coverage,
         "communication": [concept(t.Code(LANGUAGE_SYSTEM, lang), text=lang) for lang in languages],
     }
     if version == "R4":

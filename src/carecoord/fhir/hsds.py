@@ -7,12 +7,17 @@ a business identifier, so a re-import updates what exists and never duplicates.
 
 Mapping (what `carecoord.handlers.directory_ranking` reads back):
 - service.status "active" -> HealthcareService.active (anything else: active false);
-- taxonomy terms whose code is a Gravity SDOH domain (e.g. "food-insecurity") -> category
-  (SDOHCC temporary codes); every other taxonomy term -> type (system named after its taxonomy);
+- taxonomy terms that map to a Gravity SDOH domain (carecoord.fhir.hsds_taxonomy: 211/AIRS
+  defaults, a term that is a domain code, entries from configuration) -> category, in the one
+  directory shape (carecoord.fhir.directory_shape); the other taxonomy terms -> type (system
+  named after its taxonomy) and are reported as unmapped in the import summary;
 - service_areas -> coverageArea, each a *contained* Location (mode kind, physicalType area) whose
   address.postalCode is one covered postal code. A service area lists postal codes in `extent`
   (extent_type "postcode"/"postal_code"/"text", separated by commas or spaces) or is named by
-  one. Without service areas, the postal codes of the service's own locations are its coverage;
+  one; an area with none (extent_type geojson or topojson, or text naming a place) is kept as an
+  area with its name/description and no postal code, so the coverage is "not known" (never the
+  site's own ZIP code). Only a service without any service area takes the postal codes of its
+  own locations as its coverage;
 - languages (ISO 639 code, else name) -> communication (urn:ietf:bcp:47);
 - attributes with link_type "eligibility" -> eligibility[].code (carecoord hsds-eligibility
   codes, e.g. "seniors"), eligibility_description -> eligibility.comment, minimum_age/maximum_age
@@ -35,13 +40,14 @@ from pydantic import ValidationError
 
 from carecoord.core.effects import Create, FhirWrite, Update
 from carecoord.errors import CarecoordError, describe_validation
+from carecoord.fhir.directory_shape import coverage_area, service_categories
+from carecoord.fhir.hsds_forms import HsdsFormError, services_of
+from carecoord.fhir.hsds_taxonomy import domain_of, taxonomy_map, term_label
 from carecoord.fhir.identifiers import business_identifier_json, identifier_search
 from carecoord.fhir.models import to_json
 from carecoord.fhir.terminology import (
     CARECOORD_BASE,
     CODESYSTEM_BASE,
-    SDOH_DOMAINS,
-    SDOHCC_TEMPORARY_CODES,
     UCUM,
 )
 
@@ -93,6 +99,7 @@ class DirectoryRecord:
     service: HealthcareService
     organization: Organization
     locations: tuple[Location, ...] = ()
+    unmapped_terms: tuple[str, ...] = ()  # taxonomy terms that name no Gravity domain
 
 
 @dataclass
@@ -101,6 +108,13 @@ class ImportReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     problems: list[RecordProblem] = field(default_factory=list)
+    # Taxonomy terms ("taxonomy|code") that map to no Gravity domain -> services carrying them.
+    unmapped_terms: dict[str, int] = field(default_factory=dict)
+
+    def count_unmapped(self, records: Sequence[DirectoryRecord]) -> None:
+        for record in records:
+            for label in record.unmapped_terms:
+                self.unmapped_terms[label] = self.unmapped_terms.get(label, 0) + 1
 
     @property
     def imported(self) -> int:
@@ -117,34 +131,23 @@ class ImportReport:
 # Pure mapping
 
 
-def services_of(data: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-    """The service objects of an export plus top-level organizations/locations by id.
-
-    Accepts a list of services, {"services": [...], "organizations": [...], "locations": [...]},
-    or an HSDS API page {"contents": [...]}.
-    """
-    if isinstance(data, list):
-        return data, {}, {}
-    if not isinstance(data, dict):
-        raise HsdsRecordError("HSDS export must be a JSON list of services or an object")
-    services = data.get("services", data.get("contents"))
-    if not isinstance(services, list):
-        raise HsdsRecordError("HSDS export has no 'services' (or 'contents') list")
-    orgs = {o["id"]: o for o in data.get("organizations") or [] if _has_id(o)}
-    locs = {loc["id"]: loc for loc in data.get("locations") or [] if _has_id(loc)}
-    return services, orgs, locs
-
-
-def map_export(data: Any) -> tuple[list[DirectoryRecord], list[RecordProblem]]:
-    """Map every service of an HSDS export; bad records become problems, the rest records."""
-    services, orgs, locs = services_of(data)
+def map_export(
+    data: Any, taxonomy: Mapping[str, str] | None = None
+) -> tuple[list[DirectoryRecord], list[RecordProblem]]:
+    """Map every service of an HSDS export (any form carecoord.fhir.hsds_forms reads); bad
+    records become problems, the rest records. `taxonomy`: extra taxonomy map entries."""
+    try:
+        services, orgs, locs = services_of(data)
+    except HsdsFormError as exc:
+        raise HsdsRecordError(exc.message) from exc
+    mapping = taxonomy_map(taxonomy)
     records: list[DirectoryRecord] = []
     problems: list[RecordProblem] = []
     seen: set[str] = set()
     for index, raw in enumerate(services):
         label = str(raw["id"]) if _has_id(raw) else f"#{index}"
         try:
-            record = map_service(raw, orgs, locs)
+            record = map_service(raw, orgs, locs, mapping)
         except HsdsRecordError as exc:
             problems.append(RecordProblem(label, exc.message))
             continue
@@ -160,8 +163,10 @@ def map_service(
     raw: Any,
     organizations: Mapping[str, Any] | None = None,
     locations: Mapping[str, Any] | None = None,
+    taxonomy: Mapping[str, str] | None = None,
 ) -> DirectoryRecord:
     """One HSDS service -> DirectoryRecord, or HsdsRecordError saying what is wrong."""
+    mapping = taxonomy_map() if taxonomy is None else taxonomy
     if not isinstance(raw, dict):
         raise HsdsRecordError("service is not a JSON object")
     sid = _text(raw.get("id"))
@@ -192,12 +197,13 @@ def map_service(
         mapped_locations = tuple(
             Location.model_validate(_location_json(loc, org_ref)) for loc in location_raws
         )
-        service = HealthcareService.model_validate(
-            _service_json(raw, sid, name, status, org_ref, location_raws)
+        service_json, unmapped = _service_json(
+            raw, sid, name, status, org_ref, location_raws, mapping
         )
+        service = HealthcareService.model_validate(service_json)
     except ValidationError as exc:
         raise HsdsRecordError(f"invalid after mapping to FHIR: {describe_validation(exc)}") from exc
-    return DirectoryRecord(sid, service, organization, mapped_locations)
+    return DirectoryRecord(sid, service, organization, mapped_locations, tuple(unmapped))
 
 
 def hsds_reference(resource_type: str, hsds_id: str) -> str:
@@ -282,17 +288,24 @@ def _service_json(
     status: str,
     org_ref: str,
     location_raws: Sequence[Mapping[str, Any]],
-) -> dict[str, Any]:
+    mapping: Mapping[str, str],
+) -> tuple[dict[str, Any], list[str]]:
     terms = [t for t in _taxonomy_terms(raw)]
-    categories = [
-        {"coding": [{"system": SDOHCC_TEMPORARY_CODES, "code": c, "display": d.category.display}]}
-        for c, d in SDOH_DOMAINS.items()
-        if any(_text(t.get("code")) == c for t in terms)
-    ]
+    domains: list[str] = []
+    unmapped: list[str] = []
     types = []
     for t in terms:
+        if _is_eligibility(t):
+            continue
+        domain = domain_of(t, mapping)
+        if domain is not None:
+            domains.append(domain)
+            if _text(t.get("code")) == domain:
+                continue
+        elif term_label(t) not in unmapped:
+            unmapped.append(term_label(t))
         code = _text(t.get("code"))
-        if not code or code in SDOH_DOMAINS or _is_eligibility(t):
+        if not code:
             continue
         taxonomy = _slug(_text(t.get("taxonomy")) or "local")
         coding: dict[str, Any] = {"system": TAXONOMY_SYSTEM_BASE + taxonomy, "code": code}
@@ -300,25 +313,9 @@ def _service_json(
             coding["display"] = _text(t["name"])
         types.append({"coding": [coding]})
 
-    postal_codes = _coverage_postal_codes(raw, location_raws)
-    contained = [
-        {
-            "resourceType": "Location",
-            "id": f"area-{i}",
-            "mode": "kind",
-            "physicalType": {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/location-physical-type",
-                        "code": "area",
-                        "display": "Area",
-                    }
-                ]
-            },
-            "address": {"postalCode": pc},
-        }
-        for i, pc in enumerate(postal_codes)
-    ]
+    categories = service_categories(domains)
+    postal_codes, unspecified = _coverage(raw, location_raws)
+    contained, coverage = coverage_area(postal_codes, unspecified)
     out: dict[str, Any] = {
         "resourceType": "HealthcareService",
         "identifier": [business_identifier_json(HSDS_SERVICE, sid)],
@@ -328,7 +325,7 @@ def _service_json(
     }
     if contained:
         out["contained"] = contained
-        out["coverageArea"] = [{"reference": f"#{c['id']}"} for c in contained]
+        out["coverageArea"] = coverage
     if categories:
         out["category"] = categories
     if types:
@@ -348,7 +345,7 @@ def _service_json(
     eligibility = _eligibility(raw, terms)
     if eligibility:
         out["eligibility"] = eligibility
-    return out
+    return out, unmapped
 
 
 def _taxonomy_terms(raw: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
@@ -367,25 +364,37 @@ def _is_eligibility(term: Mapping[str, Any]) -> bool:
     )
 
 
-def _coverage_postal_codes(
+def _coverage(
     raw: Mapping[str, Any], location_raws: Sequence[Mapping[str, Any]]
-) -> list[str]:
+) -> tuple[list[str], list[tuple[str | None, str | None]]]:
+    """(postal codes served, areas without postal codes as (name, description))."""
     codes: list[str] = []
-    for area in raw.get("service_areas") or []:
-        if not isinstance(area, dict):
-            continue
+    unspecified: list[tuple[str | None, str | None]] = []
+    areas = [a for a in raw.get("service_areas") or [] if isinstance(a, dict)]
+    for area in areas:
+        found: list[str] = []
         extent = _text(area.get("extent"))
-        if extent and (_text(area.get("extent_type")) or "text").lower() in _POSTAL_EXTENT_TYPES:
-            codes.extend(p for p in re.split(r"[,;\s]+", extent) if _POSTAL.match(p))
+        extent_type = (_text(area.get("extent_type")) or "text").lower()
+        if extent and extent_type in _POSTAL_EXTENT_TYPES:
+            tokens = [p for p in re.split(r"[,;\s]+", extent) if p]
+            postal = [p for p in tokens if _POSTAL.match(p) and any(ch.isdigit() for ch in p)]
+            # Free text is a postal-code list only when it holds nothing else ("02139, 02141");
+            # "residents of MyCity, ages 12 and up" names a place: coverage not known.
+            if extent_type != "text" or len(postal) == len(tokens):
+                found.extend(postal)
         name = _text(area.get("name"))
         if name and _POSTAL.match(name) and any(ch.isdigit() for ch in name):
-            codes.append(name)
-    if not codes:
+            found.append(name)
+        if found:
+            codes.extend(found)
+        else:
+            unspecified.append((name, _text(area.get("description")) or extent))
+    if not areas:
         for loc in location_raws:
             for a in loc.get("addresses") or []:
                 if isinstance(a, dict) and _text(a.get("postal_code")):
                     codes.append(_text(a["postal_code"]) or "")
-    return sorted({normalize_postal_code(c) for c in codes if c})
+    return sorted({normalize_postal_code(c) for c in codes if c}), unspecified
 
 
 def normalize_postal_code(code: str) -> str:
@@ -493,7 +502,9 @@ class DirectoryWriter(Protocol):
     def apply(self, writes: Sequence[FhirWrite]) -> Any: ...
 
 
-def import_directory(client: DirectoryWriter, data: Any) -> ImportReport:
+def import_directory(
+    client: DirectoryWriter, data: Any, taxonomy: Mapping[str, str] | None = None
+) -> ImportReport:
     """Load an HSDS export: each service with its organization and locations in one transaction.
 
     Re-import updates changed resources in place (found by their HSDS business identifier) and
@@ -502,8 +513,9 @@ def import_directory(client: DirectoryWriter, data: Any) -> ImportReport:
     """
     from carecoord.fhir.errors import FhirError
 
-    records, problems = map_export(data)
+    records, problems = map_export(data, taxonomy)
     report = ImportReport(problems=list(problems))
+    report.count_unmapped(records)
     for record in records:
         try:
             _import_record(client, record, report)

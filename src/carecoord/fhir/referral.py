@@ -26,6 +26,7 @@ from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
+from carecoord.fhir import profiles as p
 from carecoord.fhir import terminology as t
 from carecoord.fhir._build import codeable_reference, concept, finish, identifiers, instant, ref
 from carecoord.fhir._build import ref_id as _rid
@@ -33,6 +34,9 @@ from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
 from carecoord.fhir.workflow import check_task_status
 
 REQUESTER = ("Practitioner", "PractitionerRole", "Organization")
+# SDOHCCTaskForReferralManagement.fsh: requester only Reference(SDOHCCPractitionerRole or
+# USCoreOrganizationProfile).
+TASK_REQUESTER = ("PractitionerRole", "Organization")
 PERFORMER = ("Organization", "HealthcareService", "PractitionerRole", "Practitioner")
 
 
@@ -64,6 +68,7 @@ def sdoh_condition(
     onset = instant(identified_at) if identified_at else None
     data: dict[str, Any] = {
         "resourceType": "Condition",
+        "meta": p.meta_profile(p.SDOHCC_CONDITION),
         "identifier": identifiers("sdoh-condition", _rid(patient), d.key, key),
         "clinicalStatus": concept(t.CONDITION_ACTIVE),
         "verificationStatus": concept(
@@ -108,6 +113,7 @@ def sdoh_goal(
     desc = concept(d.goal, text=d.goal_text) if d.goal else concept(text=d.goal_text)
     data: dict[str, Any] = {
         "resourceType": "Goal",
+        "meta": p.meta_profile(p.SDOHCC_GOAL),
         "identifier": identifiers("sdoh-goal", _rid(patient), d.key, key),
         "lifecycleStatus": "active",
         "achievementStatus": concept(t.GOAL_IN_PROGRESS),
@@ -132,16 +138,27 @@ def referral_service_request(
     goals: Sequence[str] = (),
     authored_on: datetime | None = None,
     status: Literal["draft", "active", "on-hold", "revoked", "completed"] = "active",
+    consents: Sequence[str] = (),
+    contact_prohibited: bool = False,
+    occurrence_start: date | datetime | None = None,
     version: FhirVersion = DEFAULT_VERSION,
 ) -> ServiceRequest:
-    """Referral to a community resource: ServiceRequest (status active, intent order, category
-    SNOMED 410606002 "Social service procedure" + the Gravity domain, code the domain's service,
-    reasonReference the SDOH Condition(s), performer the CBO Organization or HealthcareService,
-    Goals as supportingInfo). Identifier: referral | patient : domain : key."""
+    """Referral to a community resource (SDOHCC ServiceRequest): status active, intent order,
+    category SNOMED 410606002 "Social service procedure" + the Gravity domain, code the domain's
+    service, reasonReference the SDOH Condition(s), performer the CBO Organization or
+    HealthcareService, Goals in the pertainsToGoal extension, SDOHCC Consents as supportingInfo,
+    occurrencePeriod from `occurrence_start` (default authoredOn), orderDetail
+    contacting-subject-prohibited when `contact_prohibited` (input/fsh/profiles/
+    SDOHCCServiceRequest.fsh). Identifier: referral | patient : domain : key."""
     d = sdoh_domain(domain)
     code = concept(d.service)
+    start = occurrence_start or authored_on
     data: dict[str, Any] = {
         "resourceType": "ServiceRequest",
+        "meta": p.meta_profile(p.SDOHCC_SERVICE_REQUEST),
+        "extension": [
+            {"url": p.PERTAINS_TO_GOAL, "valueReference": ref(g, expect="Goal")} for g in goals
+        ],
         "identifier": identifiers("referral", _rid(patient), d.key, key),
         "status": status,
         "intent": "order",
@@ -152,15 +169,19 @@ def referral_service_request(
         "authoredOn": instant(authored_on) if authored_on else None,
         "requester": ref(requester, expect=REQUESTER),
         "performer": [ref(performer, expect=PERFORMER)] if performer else [],
+        "occurrencePeriod": {"start": instant(start)} if start else None,
+        "orderDetail": [concept(t.SDOHCC_CONTACTING_SUBJECT_PROHIBITED)]
+        if contact_prohibited
+        else [],
     }
     for r in reasons:
         ref(r, expect=("Condition", "Observation"))
     if version == "R4":
         data["reasonReference"] = [ref(r) for r in reasons]
-        data["supportingInfo"] = [ref(g, expect="Goal") for g in goals]
+        data["supportingInfo"] = [ref(c, expect="Consent") for c in consents]
     else:
         data["reason"] = [codeable_reference(r, version) for r in reasons]
-        data["supportingInfo"] = [codeable_reference(g, version) for g in goals]
+        data["supportingInfo"] = [codeable_reference(c, version) for c in consents]
     return finish(ServiceRequest, data, version)
 
 
@@ -178,13 +199,15 @@ def referral_task(
 ) -> Task:
     """The referral's fulfilment Task (Gravity SDOHCC Task for Referral Management): code fulfill,
     intent order, priority routine, focus the ServiceRequest, for the patient, owner the CBO
-    Organization, requester, authoredOn; status requested (or draft). Identifier:
-    referral-task | patient : domain : key."""
+    Organization, requester (a PractitionerRole or an Organization, as the profile requires),
+    authoredOn; status requested (or draft). Identifier: referral-task | patient : domain : key.
+    """
     d = sdoh_domain(domain)
     if check_task_status(status) not in ("draft", "requested"):
         raise ValueError("a referral Task starts as draft or requested (the requester's statuses)")
     data: dict[str, Any] = {
         "resourceType": "Task",
+        "meta": p.meta_profile(p.SDOHCC_TASK_FOR_REFERRAL),
         "identifier": identifiers("referral-task", _rid(patient), d.key, key),
         "status": status,
         "intent": "order",
@@ -194,7 +217,7 @@ def referral_task(
         "for": ref(patient, expect="Patient"),
         "authoredOn": instant(authored_on),
         "lastModified": instant(authored_on),
-        "requester": ref(requester, expect=REQUESTER),
+        "requester": ref(requester, expect=TASK_REQUESTER),
         "owner": ref(owner, expect=("Organization", "HealthcareService", "PractitionerRole")),
     }
     return finish(Task, data, version)

@@ -195,8 +195,10 @@ PROGRAMS: dict[str, Code] = {
 
 ROLE_CARE_COORDINATOR = Code(SNOMED, "768820003", "Care coordinator")
 ROLE_PRIMARY_CARE_PHYSICIAN = Code(SNOMED, "446050000", "Primary care physician")
+# LOINC LA28865-6 is the longitudinal care-coordination focused care team; LA27976-2 (which
+# carecoord wrote here before) is the encounter-focused care team.
 CARE_TEAM_LONGITUDINAL = Code(
-    LOINC, "LA27976-2", "Longitudinal care-coordination focused care team"
+    LOINC, "LA28865-6", "Longitudinal care-coordination focused care team"
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -503,3 +505,19 @@ PERFORMER_FUNCTION_SYSTEM = f"{CODESYSTEM_BASE}performer-function"
 PERFORMER_CLINICAL_STAFF = Code(PERFORMER_FUNCTION_SYSTEM, "clinical-staff", "Clinical staff")
 PERFORMER_PRACTITIONER = Code(PERFORMER_FUNCTION_SYSTEM, "practitioner", "Physician or QHP")
 PERFORMER_BILLING = Code(PERFORMER_FUNCTION_SYSTEM, "billing-practitioner", "Billing practitioner")
+
+# Gravity SDOH Clinical Care conformance (carecoord.fhir.profiles)
+
+CARE_TEAM_ENCOUNTER_FOCUSED = Code(LOINC, "LA27976-2", "Encounter-focused care team")
+# input/fsh/codesystems/SDOHCCCodeSystemTemporaryCodes.fsh (HL7/fhir-sdoh-clinicalcare)
+SDOHCC_RESULTING_ACTIVITY = Code(SDOHCC_TEMPORARY_CODES, "resulting-activity", "Resulting Activity")
+SDOHCC_CONTACTING_SUBJECT_PROHIBITED = Code(
+    SDOHCC_TEMPORARY_CODES, "contacting-subject-prohibited", "Contacting Subject Prohibited"
+)
+# US Core category code system: the SDOHCC ValueSet Service Category's only code
+# (input/fsh/valuesets/SDOHCCValueSetServiceCategory.fsh).
+SERVICE_CATEGORY_SDOH = Code(US_CORE_CATEGORY_SYSTEM, "sdoh", "SDOH")
+# The care manager reviews a completed referral's outcome (carecoord never marks the Goal).
+TASK_REVIEW_REFERRAL_OUTCOME = Code(
+    TASK_TYPE_SYSTEM, "review-referral-outcome", "Review the outcome of a community referral"
+)

@@ -8,9 +8,10 @@ InvalidTransition naming from/to and the task id. Rules:
   on-hold -> in-progress/failed. Any open status may be cancelled; any status may become
   entered-in-error. rejected, cancelled, completed and failed are final.
 - statusReason.text is required for rejected, cancelled, on-hold and failed.
-- Gravity SDOH referral roles (when `actor` is given): the requester sets draft, requested and
-  cancelled; the owner (recipient) sets received, accepted, rejected, in-progress, on-hold,
-  completed and failed.
+- Gravity SDOH referral roles (when `actor` is given), per the IG's status table: the requester
+  sets draft, requested and entered-in-error; the owner (recipient) sets accepted, rejected,
+  in-progress, on-hold, completed and failed; either may cancel. received and ready are not
+  referral Task statuses (SDOHCCValueSetReferralTaskStatus) and are refused.
 - Asking for the status a task already has is a no-op (a redelivered event is harmless).
 """
 
@@ -59,21 +60,27 @@ ALLOWED: dict[str, frozenset[str]] = {
 
 REASON_REQUIRED: frozenset[str] = frozenset({"rejected", "cancelled", "on-hold", "failed"})
 
-# Who may set each status in a Gravity referral (Task with code fulfill between organisations).
+# Who may set each status in a Gravity referral (Task with code fulfill between organisations):
+# the "Set By" column of the status table in HL7/fhir-sdoh-clinicalcare
+# input/pagecontent/StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md. received and
+# ready are outside SDOHCCValueSetReferralTaskStatus (input/fsh/valuesets/
+# SDOHCCValueSetReferralTaskStatus.fsh: TaskStatus minus ready and received): nobody sets them.
 SET_BY: dict[str, frozenset[Actor]] = {
     "draft": frozenset({"requester"}),
     "requested": frozenset({"requester"}),
-    "cancelled": frozenset({"requester"}),
-    "received": frozenset({"owner"}),
+    "cancelled": frozenset({"requester", "owner"}),
+    "received": frozenset(),
     "accepted": frozenset({"owner"}),
     "rejected": frozenset({"owner"}),
     "in-progress": frozenset({"owner"}),
     "on-hold": frozenset({"owner"}),
     "completed": frozenset({"owner"}),
     "failed": frozenset({"owner"}),
-    "ready": frozenset({"requester", "owner"}),
-    "entered-in-error": frozenset({"requester", "owner"}),
+    "ready": frozenset(),
+    "entered-in-error": frozenset({"requester"}),
 }
+# The statuses a referral Task may have (SDOHCCValueSetReferralTaskStatus).
+REFERRAL_TASK_STATUSES: frozenset[str] = frozenset(s for s, who in SET_BY.items() if who)
 
 
 def check_task_status(status: str, *, task_id: str | None = None) -> TaskStatus:
@@ -143,11 +150,19 @@ def transition(
     return type(task).model_validate(data)
 
 
+# The referral Task state diagram adds "Accepted -> Completed or Failed" to the FHIR table
+# (HL7/fhir-sdoh-clinicalcare "Images Source/ReferralTaskStateDiagram.drawio", the figure of
+# StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md); it applies when `actor` is
+# given (a Gravity referral).
+REFERRAL_EXTRA: dict[str, frozenset[str]] = {"accepted": frozenset({"completed", "failed"})}
+
+
 def _check(
     current: str, new: str, *, reason: str | None, actor: Actor | None, task_id: str | None
 ) -> None:
     check_task_status(new, task_id=task_id)
-    if new not in allowed_transitions(current):
+    extra = REFERRAL_EXTRA.get(current, frozenset()) if actor is not None else frozenset()
+    if new not in allowed_transitions(current) | extra:
         why = (
             "it is final" if current in FINAL else f"allowed: {', '.join(sorted(ALLOWED[current]))}"
         )
@@ -157,6 +172,12 @@ def _check(
     if new in REASON_REQUIRED and not (reason and reason.strip()):
         raise InvalidTransition(
             f"Task status {new} needs a reason (statusReason.text)", task=task_id, to=new
+        )
+    if actor is not None and not SET_BY[new]:
+        raise InvalidTransition(
+            f"a referral Task cannot be {new}: not in the SDOHCC referral Task status value set",
+            task=task_id,
+            to=new,
         )
     if actor is not None and actor not in SET_BY[new]:
         who = " or ".join(sorted(SET_BY[new]))

@@ -3,9 +3,10 @@
 Handler "enrolment": `carecoord.patient.enrolled` -> in ONE transaction
 - CarePlan (intent plan, category assess-plan + program, period from `start`, addresses the
   Conditions, activity.reference -> the month's outreach request and work Tasks; no inline detail)
-  with its CareTeam (care manager as care coordinator, provider as primary care physician)
-  *contained*: the reference FHIR server cannot search CareTeam by identifier, so a standalone
-  CareTeam could not be created conditionally (replay-safe);
+  with its CareTeam (care manager as care coordinator, provider as primary care physician), a
+  *standalone* US Core CareTeam with a business identifier, so `CareTeam?patient=` finds the
+  care manager (on servers that cannot search CareTeam by identifier the client writes it with
+  PUT to an id derived from the identifier: still replay-safe);
 - the outreach CommunicationRequest for the month of `start`, and the program's work Tasks;
 - without a named care manager, the one with most room is assigned (carecoord.handlers.caseload);
   when all are full, an "assign a care manager" Task goes to the pool / supervisor instead.
@@ -151,8 +152,8 @@ def build_enrolment(
         status="draft" if pending else "active",
     )
     plan_json = to_json(plan)
-    plan_json["contained"] = [_team_json(data, patient, manager)]
-    plan_json["careTeam"] = [{"reference": f"#{CONTAINED_TEAM_ID}"}]
+    team_ref = add_create(effects, build("CareTeam", _team_json(data, patient, manager)))
+    plan_json["careTeam"] = [{"reference": team_ref}]
     add_create(effects, build("CarePlan", plan_json))  # its urn is plan_urn (same identifier)
     if manager is None:
         add_create(effects, _assignment_task(config, data, patient_id, plan_urn))
@@ -180,7 +181,6 @@ def _team_json(data: PatientEnrolled, patient: str, manager: str | None) -> dict
             for p in team["participant"]
             if not any(t.ROLE_CARE_COORDINATOR.matches(c) for r in p["role"] for c in r["coding"])
         ]
-    team["id"] = CONTAINED_TEAM_ID
     return team
 
 

@@ -240,12 +240,20 @@ def _channel_of(cr: Any) -> str | None:
     return None
 
 
-def care_team_of(plan: Any) -> tuple[str | None, str | None]:
-    """(care manager, provider) from a CarePlan's contained CareTeam (author as fallback)."""
+def care_team_of(plan: Any, fhir: FhirReader | None = None) -> tuple[str | None, str | None]:
+    """(care manager, provider) from a CarePlan's care team (author as fallback): the standalone
+    US Core CareTeams its `careTeam` references (read through `fhir`), or a contained one (plans
+    written before carecoord wrote standalone CareTeams)."""
     manager = provider = None
-    for res in plan.contained or []:
-        if res.get_resource_type() != "CareTeam":
-            continue
+    teams = [res for res in plan.contained or [] if res.get_resource_type() == "CareTeam"]
+    if fhir is not None:
+        for link in getattr(plan, "careTeam", None) or []:
+            reference = reference_str(link)
+            if reference and reference.startswith("CareTeam/"):
+                team = _read(fhir, reference)
+                if team is not None:
+                    teams.append(team)
+    for res in teams:
         for part in res.participant or []:
             member = reference_str(part.member)
             roles = part.role or []
@@ -313,7 +321,7 @@ def escalate(
         return False
     plan = plan_of(fhir, cr)
     plan_ref = ref_of(plan) if plan is not None else None
-    _, provider = care_team_of(plan) if plan is not None else (None, None)
+    _, provider = care_team_of(plan, fhir) if plan is not None else (None, None)
     owner = _escalation_owner(config, provider)
     if owner is None:
         raise HandlerError("no escalation owner: set lead_care_manager or supervisor", task=cr_ref)
@@ -625,7 +633,7 @@ def _ensure_monthly(
         fhir, "CommunicationRequest", "outreach-request", patient_id, program, month.label
     ):
         return
-    manager, provider = care_team_of(plan)
+    manager, provider = care_team_of(plan, fhir)
     requester = manager or provider
     if requester is None:
         return

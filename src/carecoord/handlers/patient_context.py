@@ -32,21 +32,36 @@ def _sort_key(resource: Any) -> tuple[str, str]:
 
 
 def patient_team(fhir: FhirReader, patient_id: str) -> PatientTeam:
-    """The care manager and provider of the patient's active care teams: CareTeams contained in
-    active CarePlans (as the enrolment handler writes them) and standalone CareTeams; the latest
-    started first. A plan without a care coordinator gives its author as care manager."""
+    """The care manager and provider of the patient's active care teams: the standalone US Core
+    CareTeams (found by `CareTeam?subject=`, and read by the reference each active CarePlan
+    holds, for servers that cannot search CareTeam by patient), and CareTeams contained in plans
+    written before carecoord wrote standalone ones; the latest started first. A plan without a
+    care coordinator gives its author as care manager."""
     teams: list[tuple[tuple[str, str], Any]] = []
     plan_authors: list[tuple[tuple[str, str], str]] = []
+    seen: set[str] = set()
     for plan in _active_plans(fhir, patient_id):
         for res in getattr(plan, "contained", None) or []:
             if res.get_resource_type() == "CareTeam":
                 teams.append((_sort_key(plan), res))
+        for link in getattr(plan, "careTeam", None) or []:
+            reference = getattr(link, "reference", None) or ""
+            if not reference.startswith("CareTeam/") or reference in seen:
+                continue
+            try:
+                team = fhir.read("CareTeam", reference.removeprefix("CareTeam/"))
+            except (FhirNotFound, FhirGone):
+                continue
+            seen.add(reference)
+            if getattr(team, "status", None) in (None, "active"):
+                teams.append((_sort_key(team), team))
         author = getattr(getattr(plan, "author", None), "reference", None)
         if author:
             plan_authors.append((_sort_key(plan), author))
     for team in fhir.search("CareTeam", {"subject": f"Patient/{patient_id}"}):
         if (
             team.get_resource_type() == "CareTeam"
+            and f"CareTeam/{team.id}" not in seen
             and _references_patient(team, patient_id)
             and getattr(team, "status", None) in (None, "active")
         ):

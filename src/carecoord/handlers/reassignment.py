@@ -5,8 +5,9 @@ Handler "reassignment": `carecoord.care-manager.reassign` (data care_manager, re
 patient's work follows them to the care manager with the most room (carecoord.handlers.caseload,
 the departing one excluded; one who already looks after the patient in another program keeps
 them):
-- the contained CareTeam of every active CarePlan that names the departing care manager (and the
-  plan's author, if it is them);
+- the CareTeam (standalone, referenced by CarePlan.careTeam; contained in plans written before
+  carecoord wrote standalone CareTeams) of every active CarePlan that names the departing care
+  manager (and the plan's author, if it is them);
 - every open outreach CommunicationRequest (monthly and alternative channel) they requested, so
   the patient counts in the new care manager's caseload from now on;
 - every open Task of the patient they own (work items, escalations, contact checks).
@@ -38,6 +39,7 @@ from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
+from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care_model import (
@@ -77,6 +79,7 @@ class Holdings:
     plans: list[Any] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
     tasks: list[Any] = field(default_factory=list)
+    teams: list[Any] = field(default_factory=list)  # standalone CareTeams of `plans`
 
     def __bool__(self) -> bool:
         return bool(self.plans or self.requests or self.tasks)
@@ -89,8 +92,9 @@ def holdings(
     plans = [
         p
         for p in (active_plans(fhir, patient_id) if plans is None else plans)
-        if care_team_of(p)[0] == care_manager
+        if care_team_of(p, fhir)[0] == care_manager
     ]
+    teams = [team for p in plans for team in _standalone_teams(fhir, p)]
     requests = [
         cr
         for cr in patient_requests(fhir, patient_id)
@@ -104,7 +108,19 @@ def holdings(
         and task.status not in TERMINAL_TASK_STATUSES
         and reference_str(task.owner) == care_manager
     ]
-    return Holdings(plans, requests, tasks)
+    return Holdings(plans, requests, tasks, teams)
+
+
+def _standalone_teams(fhir: FhirReader, plan: Any) -> list[Any]:
+    out = []
+    for link in getattr(plan, "careTeam", None) or []:
+        reference = reference_str(link)
+        if reference and reference.startswith("CareTeam/"):
+            try:
+                out.append(fhir.read("CareTeam", reference.removeprefix("CareTeam/")))
+            except (FhirNotFound, FhirGone):
+                continue
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +144,7 @@ def handle_reassign(event: CloudEvent, ctx: HandlerContext) -> Effects:
     ):
         log.info("care manager no longer over capacity", extra={"event_id": event.id})
         return Effects()
-    others = [m for m in (care_team_of(p)[0] for p in plans) if m]
+    others = [m for m in (care_team_of(p, ctx.fhir)[0] for p in plans) if m]
     assignment = assign_care_manager(
         ctx.fhir, config, patient_id, month, current=others, exclude=[departing]
     )
@@ -180,6 +196,10 @@ def move(held: Holdings, departing: str, new: str, at: datetime) -> Effects:
     effects = Effects()
     for plan in held.plans:
         effects.update(_plan_with(plan, departing, new, at.date()), version_of(plan))
+    for team in held.teams:
+        data = to_json(team)
+        if _replace_coordinator(data, departing, new, at.date()):
+            effects.update(build("CareTeam", data), version_of(team))
     for cr in held.requests:
         data = to_json(cr)
         data["requester"] = {"reference": new}
@@ -197,20 +217,26 @@ def _plan_with(plan: Any, departing: str, new: str, since: date) -> Any:
     coordinator they find; the plan's version history keeps who it was."""
     data = to_json(plan)
     for res in data.get("contained", []):
-        if res.get("resourceType") != "CareTeam":
-            continue
-        for part in res.get("participant", []):
-            roles = part.get("role", [])
-            roles = roles if isinstance(roles, list) else [roles]
-            coordinator = any(
-                t.ROLE_CARE_COORDINATOR.matches(c) for r in roles for c in r.get("coding", [])
-            )
-            if coordinator and (part.get("member") or {}).get("reference") == departing:
-                part["member"] = {"reference": new}
-                part["period"] = {"start": since.isoformat()}
+        if res.get("resourceType") == "CareTeam":
+            _replace_coordinator(res, departing, new, since)
     if (data.get("author") or {}).get("reference") == departing:
         data["author"] = {"reference": new}
     return build("CarePlan", data)
+
+
+def _replace_coordinator(team: dict[str, Any], departing: str, new: str, since: date) -> bool:
+    changed = False
+    for part in team.get("participant", []):
+        roles = part.get("role", [])
+        roles = roles if isinstance(roles, list) else [roles]
+        coordinator = any(
+            t.ROLE_CARE_COORDINATOR.matches(c) for r in roles for c in r.get("coding", [])
+        )
+        if coordinator and (part.get("member") or {}).get("reference") == departing:
+            part["member"] = {"reference": new}
+            part["period"] = {"start": since.isoformat()}
+            changed = True
+    return changed
 
 
 def _needs_assignment(
@@ -226,6 +252,14 @@ def _needs_assignment(
     plan = min(held.plans, key=lambda p: str(p.id)) if held.plans else None
     plan_ref = ref_of(plan) if plan is not None else None
     provider = care_team_of(plan)[1] if plan is not None else None
+    for team in held.teams if provider is None else []:
+        for part in team.participant or []:
+            if any(
+                t.ROLE_PRIMARY_CARE_PHYSICIAN.matches(c)
+                for r in part.role or []
+                for c in r.coding or []
+            ):
+                provider = provider or reference_str(part.member)
     owner = config.pool or config.supervisor or provider
     if owner is None:
         raise HandlerError(

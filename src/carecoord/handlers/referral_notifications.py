@@ -18,10 +18,11 @@ Heartbeats, handshakes and status queries translate to nothing; so do resources 
 naming what is wrong in fixed words and ids, never echoing values (not even a resource type).
 
 The referral Task translator turns a carecoord referral Task (code `fulfill` and a carecoord
-`referral-task` identifier) whose status is one the recipient sets (received, accepted, rejected,
-in-progress, on-hold, completed, failed) into `carecoord.referral.status-changed`. Its id comes
-from the Task's version, so a repeated notification yields the same id. The statuses carecoord
-itself writes (draft, requested, cancelled) translate to nothing: they are not news to it.
+`referral-task` identifier) whose status is one the recipient sets (accepted, rejected,
+in-progress, on-hold, completed, failed, cancelled) into `carecoord.referral.status-changed`
+(`set_by: owner`). Its id comes
+from the Task's version, so a repeated notification yields the same id. The statuses only the
+requester sets (draft, requested, entered-in-error) translate to nothing.
 Any other carecoord Task (e.g. a provider's clinical-review Task) reports its status the same way
 as `carecoord.task.status-changed` (carecoord.handlers.task_notifications).
 """
@@ -57,9 +58,10 @@ EVENT_NOTIFICATIONS = frozenset({"event-notification", "query-event"})
 NOTHING_TO_TRANSLATE = frozenset({"heartbeat", "handshake", "query-status"})
 DELETES = frozenset({"delete", "DELETE"})
 
-# Statuses only the recipient (the Task's owner) sets in a Gravity referral.
+# Statuses the recipient (the Task's owner) may set in a Gravity referral, cancelled included
+# (the IG's status table: "Requester or Referral Target").
 RECIPIENT_STATUSES: frozenset[str] = frozenset(
-    status for status, who in SET_BY.items() if who == frozenset({"owner"})
+    status for status, who in SET_BY.items() if "owner" in who
 )
 
 _ID = r"[A-Za-z0-9\-.]{1,64}"
@@ -142,7 +144,10 @@ def referral_task_events(changed: Changed) -> list[CloudEvent]:
         )
         return []
     patient = _patient_of(task, changed.reference)
-    data: dict[str, Any] = {"task": changed.reference, "status": status}
+    # Only the recipient changes a referral Task on the server that carecoord does not write
+    # itself; a cancellation carecoord (the requester) wrote comes back here too and is told
+    # apart by the handler: carecoord revokes the ServiceRequest in the same transaction.
+    data: dict[str, Any] = {"task": changed.reference, "status": status, "set_by": "owner"}
     if changed.version:
         data["task_version"] = changed.version
     reason = task.get("statusReason")

@@ -11,12 +11,19 @@ carecoord.sdoh.need-identified -> Condition (SDOH health concern) + Goal, then:
 The Condition, Goal and ServiceRequest join the patient's active CarePlan (addresses, goal,
 activity).
 
-carecoord.referral.status-changed moves the Task through the FHIR workflow state machine, then:
-- rejected / failed (of the latest attempt): the next candidate not yet tried (the tried ones are
-  the HealthcareServices of the ServiceRequest's earlier Tasks) gets Task attempt n+1 and the
-  ServiceRequest's performer; none left -> manual-referral Task + carecoord.referral.unmatched;
-- completed: ServiceRequest completed, Goal completed/achieved, CarePlan activity outcome;
-- cancelled: ServiceRequest revoked.
+carecoord.referral.status-changed moves the Task through the FHIR workflow state machine, with
+the Gravity roles of the IG's status table (who may set each status; received and ready are not
+referral statuses), then:
+- rejected / failed / cancelled by the organisation (of the latest attempt): the next candidate
+  not yet tried (the tried ones are the HealthcareServices of the ServiceRequest's earlier Tasks)
+  gets Task attempt n+1 and the ServiceRequest's performer; none left -> manual-referral Task +
+  carecoord.referral.unmatched;
+- completed: ServiceRequest completed, the Task's resulting activities (Task.output) as the
+  CarePlan activity's outcome, and a review Task for the care manager (the Goal is theirs to
+  judge, never marked achieved here);
+- cancelled by the requester: ServiceRequest revoked.
+The requester is the care manager's PractitionerRole at the configured practice Organization
+(carecoord.handlers.referral_outcome.requester_for).
 
 Every create is conditional on a deterministic identifier (the need event id, the ServiceRequest
 key + attempt number), so replaying either event creates nothing new; emitted ids derive from the
@@ -63,10 +70,15 @@ from carecoord.fhir.referral import (
     sdoh_domain,
     sdoh_goal,
 )
-from carecoord.fhir.workflow import transition
+from carecoord.fhir.workflow import REFERRAL_TASK_STATUSES, SET_BY, Actor, transition
 from carecoord.handlers.directory_ranking import Candidate, ReferralCriteria, rank
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import active_care_plan, patient_age, patient_team
+from carecoord.handlers.referral_outcome import (
+    outcome_review_task,
+    requester_for,
+    resulting_activities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +106,37 @@ class ReferralConfig(HandlerConfig):
     )
     # How many organisations are tried before the referral becomes a manual one.
     max_attempts: int = Field(default=5, ge=1)
+    # The practice Organization the care managers work for: a referral is requested by the care
+    # manager's PractitionerRole there (found, or created idempotently), else by it.
+    organization: str | None = Field(default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$")
+    # How the care manager's PractitionerRole is reached (US Core pd-1 needs a telecom): this
+    # phone number, else the practice Organization's telecom; with neither, the Organization
+    # itself requests the referral.
+    practice_phone: str | None = Field(default=None, min_length=3, max_length=40)
 
 
 # ---------------------------------------------------------------------------------------------
 # Pure decisions
 
 
-def step_after(status: str) -> Step:
-    """What the loop does after the referral Task reached `status`."""
+def step_after(status: str, by: Actor | None = None) -> Step:
+    """What the loop does after the referral Task reached `status` (set `by` whom). A
+    cancellation by the receiving organisation closes like a rejection (Gravity: either side may
+    cancel); the requester's cancellation revokes the ServiceRequest."""
     if status in ("rejected", "failed"):
         return "next-candidate"
     if status == "completed":
         return "complete"
     if status == "cancelled":
-        return "revoke"
+        return "next-candidate" if by == "owner" else "revoke"
     return "none"
+
+
+def actor_of(status: str, by: Actor | None) -> Actor:
+    """Who set `status`: `by` when the event says so, else the side the IG lets set it."""
+    if by is not None:
+        return by
+    return "owner" if SET_BY.get(status) == frozenset({"owner"}) else "requester"
 
 
 DEFAULT_REASONS = {
@@ -209,11 +237,20 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
     now = event.time or ctx.now()
     patient = f"Patient/{pid}"
     team = patient_team(ctx.fhir, pid)
-    requester = team.care_manager or config.requester
+    fx = Effects()
+    requester = requester_for(
+        fx,
+        ctx.fhir,
+        team.care_manager,
+        config.organization,
+        config.requester,
+        config.practice_phone,
+    )
     if requester is None:
         raise HandlerError(
-            "no requester for the referral: the patient has no active care team with a care "
-            "coordinator and the referrals handler has no 'requester' configured",
+            "no requester for the referral: a referral Task is requested by a PractitionerRole "
+            "or an Organization; configure the referrals handler's 'organization' (the practice) "
+            "or a 'requester' PractitionerRole/Organization",
             event_id=event.id,
             patient=pid,
         )
@@ -224,7 +261,6 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
         eligibility=frozenset(_eligibility_of(data)),
         age=patient_age(ctx.fhir, pid, now.date()),
     )
-    fx = Effects()
     try:
         evidence = [data.evidence] if data.evidence else []
         condition = sdoh_condition(
@@ -266,6 +302,7 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
             now,
             criteria,
             status="draft",
+            contact_prohibited=True,
         )
         sr_ref = add_create(fx, sr)
         _manual_task(
@@ -376,6 +413,7 @@ def _service_request(
     now: datetime,
     criteria: ReferralCriteria,
     status: Literal["draft", "active"] = "active",
+    contact_prohibited: bool = False,
 ) -> Resource:
     sr = referral_service_request(
         key=key,
@@ -387,8 +425,10 @@ def _service_request(
         goals=[goal_ref],
         authored_on=now,
         status=status,
+        contact_prohibited=contact_prohibited,
     )
-    return _with(sr, extension=[criteria_extension(criteria)])
+    extensions = [*(to_json(sr).get("extension") or []), criteria_extension(criteria)]
+    return _with(sr, extension=extensions)
 
 
 def _referral_task(
@@ -564,6 +604,15 @@ def handle_status_changed(event: CloudEvent, ctx: HandlerContext) -> Effects:
         )
 
     fx = Effects()
+    if data.status not in REFERRAL_TASK_STATUSES:
+        raise HandlerError(
+            "status is not in the SDOHCC referral Task status value set (received and ready are "
+            "not referral statuses)",
+            event_id=event.id,
+            task=data.task,
+            to=data.status,
+        )
+    actor = actor_of(data.status, data.set_by)
     if data.task_version and task.status != data.status and _version(task) != data.task_version:
         # Reports a status of an older version (e.g. a late FHIR notification): the event of the
         # later change carries the current status, so this one changes nothing.
@@ -572,19 +621,19 @@ def handle_status_changed(event: CloudEvent, ctx: HandlerContext) -> Effects:
     reason = data.reason or DEFAULT_REASONS.get(data.status)
     if task.status != data.status:
         try:
-            updated = transition(task, data.status, reason=reason, at=now)
+            updated = transition(task, data.status, reason=reason, actor=actor, at=now)
         except InvalidTransition as exc:
             raise HandlerError(
                 exc.message, event_id=event.id, task=data.task, to=data.status
             ) from exc
         fx.update(updated, _version(task))
 
-    step = step_after(data.status)
+    step = step_after(data.status, actor)
     if step == "none":
         return fx
     sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
     if step == "complete":
-        _complete(fx, ctx, pid, sr, task, now)
+        _complete(fx, ctx, config, pid, sr, task, now)
     elif step == "revoke":
         _close_request(fx, sr, "revoked")
     else:
@@ -658,40 +707,77 @@ def _next_candidate(
 
 
 def _complete(
-    fx: Effects, ctx: HandlerContext, pid: str, sr: Resource, task: Resource, now: datetime
+    fx: Effects,
+    ctx: HandlerContext,
+    config: ReferralConfig,
+    pid: str,
+    sr: Resource,
+    task: Resource,
+    now: datetime,
 ) -> None:
+    """The organisation completed the referral: the ServiceRequest is completed, what it did
+    (Task.output resulting-activity: SDOHCC Procedure references or codes) becomes the CarePlan
+    activity's outcome, and the care manager gets a Task to review the Goal; carecoord does not
+    decide that the Goal is achieved."""
     _close_request(fx, sr, "completed")
-    for info in getattr(sr, "supportingInfo", None) or []:
-        ref = getattr(info, "reference", None)
-        if not ref or not ref.startswith("Goal/"):
-            continue
-        goal = ctx.fhir.read("Goal", ref.removeprefix("Goal/"))
-        if goal.lifecycleStatus == "completed":  # type: ignore[attr-defined]
-            continue
-        data = to_json(goal)
-        data["lifecycleStatus"] = "completed"
-        data["achievementStatus"] = t.GOAL_ACHIEVED.concept_json()
-        data["statusDate"] = now.date().isoformat()
-        fx.update(type(goal).model_validate(data), _version(goal))
+    procedures, codes = resulting_activities(task)
     plan = active_care_plan(ctx.fhir, pid)
-    if plan is None:
+    if plan is not None:
+        data = to_json(plan)
+        sr_ref, task_ref = f"ServiceRequest/{sr.id}", f"Task/{task.id}"
+        changed = False
+        for activity in data.get("activity", []):
+            if activity.get("reference", {}).get("reference") != sr_ref:
+                continue
+            outcomes = activity.setdefault("outcomeReference", [])
+            for target in [*procedures, task_ref]:
+                if not any(o.get("reference") == target for o in outcomes):
+                    outcomes.append({"reference": target})
+                    changed = True
+            concepts = activity.setdefault("outcomeCodeableConcept", [])
+            for code in codes or [{"text": "Community referral completed"}]:
+                if code not in concepts:
+                    concepts.append(code)
+                    changed = True
+        if changed:
+            fx.update(type(plan).model_validate(data), _version(plan))
+    sr_ident = carecoord_identifier(sr)
+    if sr_ident is None:
         return
-    data = to_json(plan)
-    sr_ref, task_ref = f"ServiceRequest/{sr.id}", f"Task/{task.id}"
-    changed = False
-    for activity in data.get("activity", []):
-        if activity.get("reference", {}).get("reference") != sr_ref:
-            continue
-        outcomes = activity.setdefault("outcomeReference", [])
-        if any(o.get("reference") == task_ref for o in outcomes):
-            continue
-        outcomes.append({"reference": task_ref})
-        activity.setdefault("outcomeCodeableConcept", []).append(
-            {"text": "Community referral completed"}
-        )
-        changed = True
-    if changed:
-        fx.update(type(plan).model_validate(data), _version(plan))
+    team = patient_team(ctx.fhir, pid)
+    requester = getattr(getattr(sr, "requester", None), "reference", None) or config.requester
+    owner = team.care_manager or requester
+    if owner is None:
+        return
+    review = outcome_review_task(
+        key=sr_ident[1],
+        patient=f"Patient/{pid}",
+        owner=owner,
+        service_request=f"ServiceRequest/{sr.id}",
+        goals=_goals_of(sr),
+        referral_task=f"Task/{task.id}",
+        procedures=procedures,
+        authored_on=now,
+    )
+    add_create(fx, review)
+
+
+def _goals_of(sr: Resource) -> list[str]:
+    """The Goals a referral pertains to (pertainsToGoal extension; supportingInfo for
+    ServiceRequests written before carecoord followed the SDOHCC profile)."""
+    from carecoord.fhir.profiles import PERTAINS_TO_GOAL
+
+    goals = [
+        ext.valueReference.reference
+        for ext in getattr(sr, "extension", None) or []
+        if str(ext.url).split("|")[0] == PERTAINS_TO_GOAL and ext.valueReference is not None
+    ]
+    goals += [
+        info.reference
+        for info in getattr(sr, "supportingInfo", None) or []
+        if (info.reference or "").startswith("Goal/")
+    ]
+    return [g for g in goals if g]
 
 
 def _close_request(fx: Effects, sr: Resource, status: str) -> None:

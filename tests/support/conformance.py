@@ -1,0 +1,36 @@
+"""The conformance suite run on what the integration tests leave on the FHIR server: every
+resource of the types carecoord writes under a profile is read back (paged) and checked with
+carecoord.fhir.profiles.check, whether it claims a profile (meta.profile) or is one carecoord
+wrote (a carecoord business identifier of a kind that must claim one)."""
+
+from __future__ import annotations
+
+from carecoord.fhir.client import FhirClient
+from carecoord.fhir.models import to_json
+from carecoord.fhir.profiles import RULES, check, claimed
+from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
+
+TYPES = sorted({rtype for rtype, _ in RULES.values()})
+
+
+def violations_on_server(base_url: str) -> list[str]:
+    out: list[str] = []
+    checked = 0
+    with FhirClient(base_url) as fhir:
+        for rtype in TYPES:
+            for resource in fhir.search(rtype, {"_count": "200"}):
+                if resource.get_resource_type() != rtype:
+                    continue
+                data = to_json(resource)
+                ours = any(
+                    str(i.get("system", "")).startswith(IDENTIFIER_SYSTEM_BASE)
+                    for i in data.get("identifier") or []
+                )
+                if not ours and not claimed(data):
+                    continue  # written by a test by hand, claiming nothing
+                checked += 1
+                out.extend(f"{rtype}/{resource.id}: {v}" for v in check(data))
+    print(
+        f"\nconformance: {checked} resource(s) on the FHIR server checked, {len(out)} violation(s)"
+    )
+    return out
