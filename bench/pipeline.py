@@ -40,6 +40,7 @@ from carecoord.handlers.care_model import Month
 from carecoord.handlers.outreach import monthly_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.enrolment import consented
 from support.fhir_proxy import FhirProxy
 from support.pipeline import Pipeline
 
@@ -60,8 +61,8 @@ def events_of(patient: str, with_referral: bool) -> list[tuple[str, CloudEvent]]
     """(type label, event) of one patient's measured month, in order."""
     day = MONTH.start.isoformat()[:8]
     out: list[tuple[str, CloudEvent]] = []
-    enrol = {"program": "CCM", "provider": "Practitioner/doc-bench", "care_manager": CM,
-             "start": f"{day}02"}  # fmt: skip
+    enrol = consented({"program": "CCM", "provider": "Practitioner/doc-bench", "care_manager": CM,
+                       "start": f"{day}02"})  # fmt: skip
     out.append(("patient.enrolled", new_event("carecoord.patient.enrolled", patient, enrol,
                                               id=f"{patient}-enrol")))  # fmt: skip
     for n, outcome in enumerate(("no-answer", "voicemail", "no-answer"), start=1):
