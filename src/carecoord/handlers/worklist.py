@@ -200,6 +200,8 @@ def patient_row(
         due = as_date(task.restriction.period.end) if _has_due(task) else None
         ref = f"Task/{task.id}"
         work = next((w for w in TCM_WORK if t.concept_has(task.code, w)), None)
+        if not (reference_str(task.focus) or "").startswith("EpisodeOfCare/"):
+            work = None  # e.g. a CCM plan's monthly medication reconciliation: not TCM
         if work is not None and due is not None and due <= day:
             kind = "tcm-overdue" if due < day else "tcm-due-today"
             reasons.append(Reason(kind, f"{work.display} due {due.isoformat()}", due, ref))
