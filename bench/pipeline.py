@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.communication import Communication
+from fhir.resources.R4B.condition import Condition
 
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent, new_event
@@ -40,6 +41,7 @@ from carecoord.handlers.care_model import Month
 from carecoord.handlers.outreach import monthly_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.enrolment import consented
 from support.fhir_proxy import FhirProxy
 from support.pipeline import Pipeline
 
@@ -49,6 +51,8 @@ CM = "Practitioner/cm-bench"
 CONFIG = {"referrals": {"requester": "Organization/clinic-bench"}}
 RAW_CLIENTS = 8
 ESCALATION = "outreach.attempted (escalates)"
+ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+CONDITION_CODES = ("E11.9", "I10")
 
 
 def _month_back(n: int) -> Month:
@@ -60,8 +64,8 @@ def events_of(patient: str, with_referral: bool) -> list[tuple[str, CloudEvent]]
     """(type label, event) of one patient's measured month, in order."""
     day = MONTH.start.isoformat()[:8]
     out: list[tuple[str, CloudEvent]] = []
-    enrol = {"program": "CCM", "provider": "Practitioner/doc-bench", "care_manager": CM,
-             "start": f"{day}02"}  # fmt: skip
+    enrol = consented({"program": "CCM", "provider": "Practitioner/doc-bench", "care_manager": CM,
+                       "start": f"{day}02", "conditions": conditions_of(patient)})  # fmt: skip
     out.append(("patient.enrolled", new_event("carecoord.patient.enrolled", patient, enrol,
                                               id=f"{patient}-enrol")))  # fmt: skip
     for n, outcome in enumerate(("no-answer", "voicemail", "no-answer"), start=1):
@@ -82,9 +86,20 @@ def events_of(patient: str, with_referral: bool) -> list[tuple[str, CloudEvent]]
     return out
 
 
+def conditions_of(patient: str) -> list[str]:
+    """The two chronic conditions CCM billing needs (created by `seed_history`)."""
+    return [f"Condition/{patient}-{code.replace('.', '')}" for code in CONDITION_CODES]
+
+
 def seed_history(fhir: FhirClient, patient: str, months: int) -> None:
     """`months` past months of outreach (request + 3 attempts) and time entries, one
-    transaction per month, as the handlers would have written them."""
+    transaction per month, as the handlers would have written them; and the patient's two
+    chronic conditions (stable ids)."""
+    for ref, code in zip(conditions_of(patient), CONDITION_CODES, strict=True):
+        condition = {"resourceType": "Condition", "id": ref.split("/", 1)[1],
+                     "subject": {"reference": f"Patient/{patient}"},
+                     "code": {"coding": [{"system": ICD10, "code": code}]}}  # fmt: skip
+        fhir.update(Condition.model_validate(condition))
     for back in range(1, months + 1):
         month = _month_back(back)
         fx = Effects()

@@ -56,7 +56,10 @@ def _enrolled(pid: str, care_manager: str | None) -> CloudEvent:
         "provider": "Practitioner/dr-okafor",
         "start": f"{MONTH}-02",
         "conditions": ["Condition/htn-" + pid, "Condition/t2d-" + pid],
-    }
+        # CCM needs the patient's consent: without it the enrolment would be pending (draft).
+        "consent": {"date": f"{MONTH}-02", "method": "verbal",
+                    "recorded_by": care_manager or "Practitioner/dr-okafor"},
+    }  # fmt: skip
     if care_manager:
         data["care_manager"] = care_manager
     return new_event("carecoord.patient.enrolled", pid, data, id=f"demo-enrol-{pid}")

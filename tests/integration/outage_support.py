@@ -14,11 +14,12 @@ import httpx
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
 from carecoord.fhir.client import FhirClient
+from support.enrolment import consented
 
 
 def enrolled(patient: str) -> CloudEvent:
-    body = {"program": "CCM", "provider": "Practitioner/doc", "start": "2024-05-03",
-            "care_manager": "Practitioner/cm-outage"}  # fmt: skip
+    body = consented({"program": "CCM", "provider": "Practitioner/doc", "start": "2024-05-03",
+                      "care_manager": "Practitioner/cm-outage"})  # fmt: skip
     return new_event("carecoord.patient.enrolled", patient, body, id=f"enrol-{patient}")
 
 

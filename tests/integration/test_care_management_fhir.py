@@ -16,6 +16,7 @@ from carecoord.fhir.client import FhirClient
 from carecoord.handlers import care_tasks, enrolment, outreach
 from carecoord.handlers.processing import HandlerProcessor
 from carecoord.handlers.sweeper import sweep
+from support.enrolment import consented
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +55,9 @@ def fhir(fhir_base_url: str) -> Iterator[FhirClient]:
 
 
 def _enrolled(patient: str, **data: Any) -> CloudEvent:
-    body = {"program": "CCM", "provider": "Practitioner/doc", "start": "2024-05-03", **data}
+    body = consented(
+        {"program": "CCM", "provider": "Practitioner/doc", "start": "2024-05-03", **data}
+    )
     return new_event("carecoord.patient.enrolled", patient, body, id=f"enrol-{patient}")
 
 

@@ -17,6 +17,7 @@ from carecoord.events.broker import KafkaBroker, KafkaConnection
 from carecoord.fhir.client import FhirClient
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
+from support.enrolment import consented
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -69,12 +70,14 @@ def _attempt(patient: str, n: int, outcome: str) -> CloudEvent:
 
 
 def _enrolled(patient: str, unique: str) -> CloudEvent:
-    body = {
-        "program": "CCM",
-        "provider": "Practitioner/doc",
-        "care_manager": f"Practitioner/cm-{unique}",
-        "start": "2024-05-03",
-    }
+    body = consented(
+        {
+            "program": "CCM",
+            "provider": "Practitioner/doc",
+            "care_manager": f"Practitioner/cm-{unique}",
+            "start": "2024-05-03",
+        }
+    )
     return new_event("carecoord.patient.enrolled", patient, body, id=f"enrol-{patient}")
 
 

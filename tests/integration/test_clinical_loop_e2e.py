@@ -23,6 +23,7 @@ from carecoord.handlers.clinical_loop import OVERDUE, open_clinical_items
 from carecoord.handlers.sweeper import sweep
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
+from support.enrolment import consented
 from support.pipeline import Pipeline
 from support.waiting import wait_for
 
@@ -45,12 +46,14 @@ def _enrol_and_ask(
     publish: Callable[[list[CloudEvent]], None], unique: str, asked: datetime
 ) -> str:
     patient = f"clin-{unique}"
-    enrolled = {
-        "program": "CCM",
-        "provider": f"Practitioner/dr-{unique}",
-        "care_manager": f"Practitioner/cm-{unique}",
-        "start": asked.date().isoformat(),
-    }
+    enrolled = consented(
+        {
+            "program": "CCM",
+            "provider": f"Practitioner/dr-{unique}",
+            "care_manager": f"Practitioner/cm-{unique}",
+            "start": asked.date().isoformat(),
+        }
+    )
     question = {
         "question": QUESTION,
         "urgency": "urgent",

@@ -17,6 +17,7 @@ from carecoord.handlers.caseload import caseload_patients
 from carecoord.handlers.outreach import care_team_of
 from carecoord.handlers.reassignment import REASSIGN, REASSIGNED
 from carecoord.handlers.sweeper import sweep, sweep_config
+from support.enrolment import consented
 from support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -26,12 +27,14 @@ RESOURCE_TYPES = ("CarePlan", "CommunicationRequest", "Task")
 
 
 def _enrolled(patient: str, care_manager: str) -> CloudEvent:
-    body = {
-        "program": "CCM",
-        "provider": "Practitioner/doc",
-        "care_manager": care_manager,
-        "start": "2024-05-03",
-    }
+    body = consented(
+        {
+            "program": "CCM",
+            "provider": "Practitioner/doc",
+            "care_manager": care_manager,
+            "start": "2024-05-03",
+        }
+    )
     return new_event("carecoord.patient.enrolled", patient, body, id=f"enrol-{patient}")
 
 

@@ -25,6 +25,7 @@ from carecoord.fhir.client import FhirClient
 from carecoord.handlers.care_model import OUTREACH_REQUEST_ID
 from carecoord.handlers.processing import HandlerProcessor
 from carecoord.local import free_port
+from support.enrolment import consented
 from support.fhir_proxy import FhirProxy
 from support.pipeline import Pipeline
 from support.waiting import wait_for
@@ -49,12 +50,14 @@ class Stream:
 
 
 def enrolled(patient: str, unique: str) -> CloudEvent:
-    data = {
-        "program": "CCM",
-        "provider": f"Practitioner/doc-{unique}",
-        "care_manager": f"Practitioner/cm-{unique}",
-        "start": "2024-05-03",
-    }
+    data = consented(
+        {
+            "program": "CCM",
+            "provider": f"Practitioner/doc-{unique}",
+            "care_manager": f"Practitioner/cm-{unique}",
+            "start": "2024-05-03",
+        }
+    )
     return new_event("carecoord.patient.enrolled", patient, data, id=f"enrol-{patient}")
 
 

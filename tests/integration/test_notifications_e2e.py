@@ -23,6 +23,7 @@ from carecoord.fhir.models import to_json
 from carecoord.handlers.referrals import attempt_of
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
+from support.enrolment import consented
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -130,12 +131,14 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
     unique: str,
 ) -> None:
     patient = f"notif-{unique}"
-    enrolled = {
-        "program": "CCM",
-        "provider": f"Practitioner/dr-{unique}",
-        "care_manager": f"Practitioner/cm-{unique}",
-        "start": "2026-03-02",
-    }
+    enrolled = consented(
+        {
+            "program": "CCM",
+            "provider": f"Practitioner/dr-{unique}",
+            "care_manager": f"Practitioner/cm-{unique}",
+            "start": "2026-03-02",
+        }
+    )
     need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
     service.publish(
         [
@@ -225,12 +228,14 @@ def test_a_forged_rejection_changes_no_referral_the_server_has_the_last_word(
     unique: str,
 ) -> None:
     patient = f"forged-{unique}"
-    enrolled = {
-        "program": "CCM",
-        "provider": f"Practitioner/dr-{unique}",
-        "care_manager": f"Practitioner/cm-{unique}",
-        "start": "2026-03-02",
-    }
+    enrolled = consented(
+        {
+            "program": "CCM",
+            "provider": f"Practitioner/dr-{unique}",
+            "care_manager": f"Practitioner/cm-{unique}",
+            "start": "2026-03-02",
+        }
+    )
     need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
     service.publish(
         [

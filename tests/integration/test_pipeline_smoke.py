@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carecoord.core.envelope import new_event
+from support.enrolment import consented
 from support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -19,8 +20,8 @@ def test_enrolment_reaches_fhir_and_poison_reaches_dead_letters(
         new_event(
             "carecoord.patient.enrolled",
             patient,
-            {"program": "CCM", "provider": "Practitioner/dr-1",
-             "care_manager": "Practitioner/cm-1", "start": "2026-11-03"},
+            consented({"program": "CCM", "provider": "Practitioner/dr-1",
+                       "care_manager": "Practitioner/cm-1", "start": "2026-11-03"}),
         )
     )  # fmt: skip
     pipeline.wait_idle()

@@ -17,6 +17,7 @@ from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import parse_resource, to_json
 from carecoord.handlers.referrals import attempt_of
+from support.enrolment import consented
 from support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -137,8 +138,8 @@ def test_completed_referral_closes_the_loop_on_the_care_plan(
         new_event(
             "carecoord.patient.enrolled",
             patient,
-            {"program": "CCM", "provider": f"Practitioner/dr-{unique}",
-             "care_manager": f"Practitioner/cm-{unique}", "start": "2026-03-02"},
+            consented({"program": "CCM", "provider": f"Practitioner/dr-{unique}",
+                       "care_manager": f"Practitioner/cm-{unique}", "start": "2026-03-02"}),
         ),
         need(patient, language="es"),
     )  # fmt: skip
@@ -294,8 +295,8 @@ def test_clinical_question_goes_to_the_provider_and_never_to_the_logs(
         new_event(
             "carecoord.patient.enrolled",
             patient,
-            {"program": "PCM", "provider": f"Practitioner/dr-{unique}",
-             "care_manager": f"Practitioner/cm-{unique}", "start": "2026-03-02"},
+            consented({"program": "PCM", "provider": f"Practitioner/dr-{unique}",
+                       "care_manager": f"Practitioner/cm-{unique}", "start": "2026-03-02"}),
         ),
         ask,
         ask,

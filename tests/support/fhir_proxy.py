@@ -6,13 +6,15 @@
 - `failing`: while True, answer 503 and 429 (Retry-After: 1) in turn instead of forwarding, as an
   overloaded server would; `refused` counts those answers.
 - counting: every forwarded request is recorded as (kind, label): kind "search" (GET Type?...),
-  "read" (GET Type/id[...]), "transaction" (POST to the base), "metadata", "write" (any other);
+  "read" (GET Type/id[...]), "transaction" (POST to the base), "batch" (POST to the base of a
+  batch Bundle: one round trip of several searches), "metadata", "write" (any other);
   label is the method and path (no query string). `snapshot()` / `since(n)` read them.
 """
 
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 from collections import Counter
@@ -24,7 +26,7 @@ import httpx
 _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
 
 
-def classify(method: str, path: str) -> tuple[str, str]:
+def classify(method: str, path: str, body: bytes = b"") -> tuple[str, str]:
     """(kind, label) of a FHIR request; `path` is relative to the base, query string included."""
     parts = urlsplit(path)
     segments = [s for s in parts.path.split("/") if s]
@@ -32,12 +34,20 @@ def classify(method: str, path: str) -> tuple[str, str]:
     if segments[:1] == ["metadata"]:
         return "metadata", label
     if method == "POST" and not segments:
-        return "transaction", label
+        return ("batch" if _bundle_type(body) == "batch" else "transaction"), label
     if method == "GET" and len(segments) == 1:
         return "search", label
     if method == "GET":
         return "read", label
     return "write", label
+
+
+def _bundle_type(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return str(data.get("type")) if isinstance(data, dict) else None
 
 
 class FhirProxy:
@@ -70,7 +80,7 @@ class FhirProxy:
                     return
                 time.sleep(proxy.delay)
                 relative = self.path.removeprefix("/fhir")
-                kind = classify(self.command, relative)
+                kind = classify(self.command, relative, body)
                 with proxy._lock:
                     proxy.requests.append(kind)
                     if proxy.captured is not None and kind[0] == "transaction":

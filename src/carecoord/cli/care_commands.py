@@ -1,8 +1,8 @@
-"""CLI: `carecoord sweep`, `carecoord directory import`, `carecoord directory sync`."""
+"""CLI: `carecoord sweep`, `carecoord directory import` / `sync`, `carecoord worklist`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     register_sweep(app)
     register_directory(app)
+    register_worklist(app)
 
 
 def register_sweep(app: typer.Typer) -> None:
@@ -257,3 +258,66 @@ def _fhir_only_overrides(config: Path | None) -> dict[str, str]:
     if config is not None or os.environ.get("CARECOORD_KAFKA_BOOTSTRAP"):
         return {}
     return {"kafka_bootstrap": "unused.invalid:9092"}
+
+
+def register_worklist(app: typer.Typer) -> None:
+    app.command("worklist")(worklist_command)
+
+
+def worklist_command(
+    care_manager: Annotated[
+        str,
+        typer.Option(
+            "--care-manager", help="The care manager, e.g. Practitioner/cm-1.", show_default=False
+        ),
+    ],
+    day: Annotated[
+        datetime | None,
+        typer.Option(
+            "--date",
+            formats=["%Y-%m-%d"],
+            help="The day of the list (YYYY-MM-DD); default: today (UTC).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML or JSON settings file (also CARECOORD_CONFIG_FILE); env vars override it.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """The care manager's call list for the day, most urgent first: overdue TCM deadlines,
+    overdue clinical questions, escalations, answers to relay, outreach not yet reached, and the
+    minutes still needed for the next billing code. Reads FHIR only; writes nothing."""
+    import json
+    import re
+
+    from carecoord.errors import ConfigError
+    from carecoord.fhir.errors import FhirError
+    from carecoord.handlers.worklist import table, worklist
+    from carecoord.service.app import build_fhir_client, handlers_from_settings
+    from carecoord.settings import load_settings
+
+    if not re.fullmatch(r"(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}", care_manager):
+        typer.echo("carecoord: --care-manager must be Practitioner/<id>", err=True)
+        raise typer.Exit(2)
+    try:
+        settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
+        billing = handlers_from_settings(settings).configs.get("billing", {})
+    except ConfigError as exc:
+        typer.echo(f"carecoord: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    on: date | None = day.date() if day is not None else None
+    fhir = build_fhir_client(settings)
+    try:
+        result = worklist(fhir, care_manager, on, config=billing)
+    except FhirError as exc:
+        typer.echo(f"carecoord: FHIR server failed: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        fhir.close()
+    typer.echo(json.dumps(result.to_json(), indent=2) if as_json else table(result))

@@ -100,6 +100,14 @@ class AsyncFhirClient(ClientBase):
             body, call = await self._run(ops.fetch_page(call, self.base_url))
             yield parse_resource(body, self.fhir_version)
 
+    async def search_batch(
+        self, searches: Sequence[tuple[str, Sequence[tuple[str, str]]]]
+    ) -> list[list[Resource] | None]:
+        """Several searches as ONE batch of GETs (see FhirClient.search_batch)."""
+        from carecoord.fhir.batch_reads import search_batch
+
+        return await self._run(search_batch(searches, self.fhir_version))
+
     async def capability_statement(self) -> dict[str, Any]:
         """The CapabilityStatement as JSON, fetched once per client (see FhirClient)."""
         async with self._statement_lock:

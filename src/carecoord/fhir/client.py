@@ -167,6 +167,15 @@ class FhirClient(ClientBase):
             body, call = self._run(ops.fetch_page(call, self.base_url))
             yield parse_resource(body, self.fhir_version)
 
+    def search_batch(
+        self, searches: Sequence[tuple[str, Sequence[tuple[str, str]]]]
+    ) -> list[list[Resource] | None]:
+        """Several searches as ONE batch of GETs (see carecoord.fhir.batch_reads): each one's
+        resources, or None where its entry failed or has more pages."""
+        from carecoord.fhir.batch_reads import search_batch
+
+        return self._run(search_batch(searches, self.fhir_version))
+
     def capability_statement(self) -> dict[str, Any]:
         """The server's CapabilityStatement as JSON, fetched once per client: concurrent first
         callers wait for one request instead of each sending their own."""

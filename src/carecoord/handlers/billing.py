@@ -43,7 +43,6 @@ from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.fhir import terminology as t
-from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
     add_create,
     business_identifier_json,
@@ -51,6 +50,7 @@ from carecoord.fhir.identifiers import (
     identifier_system,
     identifier_value,
 )
+from carecoord.handlers.billing_reads import MonthReads, month_bounds
 from carecoord.handlers.billing_rules import (
     CCM_STAFF,
     COMPLEX_CCM,
@@ -212,6 +212,34 @@ def _entry_of(item: Any) -> Entry | None:
     return Entry(item.id, found[1], str(program), month_label(day), float(qty), entry, crossed)
 
 
+@dataclass(frozen=True)
+class LoggedTime:
+    """A time entry as the worklist counts it: `billed` is False when it was recorded as not
+    billable (e.g. before consent)."""
+
+    program: str
+    month: str
+    role: str
+    minutes: float
+    billed: bool
+
+
+def charge_entries(items: Sequence[Any], patient: str) -> list[LoggedTime]:
+    """The patient's time entries among ChargeItems (re-filtered: type, subject)."""
+    out: list[LoggedTime] = []
+    for item in items:
+        if item.get_resource_type() != "ChargeItem":
+            continue
+        if getattr(getattr(item, "subject", None), "reference", None) != patient:
+            continue
+        entry = _entry_of(item)
+        if entry is None or entry.time is None:
+            continue
+        billed = _ext(item, "not-billed") is None
+        out.append(LoggedTime(entry.program, entry.month, entry.time.role, entry.minutes, billed))
+    return out
+
+
 def _billed(item: Any) -> tuple[str, str, str] | None:
     """(program, month, code) of a billing-code ChargeItem, or None."""
     found = carecoord_identifier(item)
@@ -256,7 +284,8 @@ def enrolments_of(fhir: FhirReader, pid: str) -> dict[str, Any]:
 
 def interaction_in_month(fhir: FhirReader, pid: str, month: Month) -> bool:
     """An answered outreach (completed Communication) with the patient in `month`."""
-    found: list[Any] = fhir.search("Communication", [("patient", f"Patient/{pid}")])
+    params = [("patient", f"Patient/{pid}"), *month_bounds("sent", month.start)]
+    found: list[Any] = fhir.search("Communication", params)
     for comm in found:
         if comm.get_resource_type() != "Communication" or comm.status != "completed":
             continue
@@ -283,7 +312,8 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
     month = month_label(day)
     entry_value = identifier_value(event.id)
 
-    items = patient_charge_items(ctx.fhir, patient, day)
+    reads = MonthReads(ctx.fhir, pid, day)  # one round trip where the server batches
+    items = reads.charge_items
     entries = [e for e in (_entry_of(i) for i in items) if e is not None]
     billed = {b: i for i in items if (b := _billed(i)) is not None}
     fx = Effects()
@@ -299,7 +329,7 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
         log.info("duplicate time entry ignored", extra={"event_id": event.id})
         return fx
 
-    states = enrolments_of(ctx.fhir, pid)
+    states = reads.states()
     enrolments = {
         program: Enrolment(
             program=program,
@@ -325,9 +355,7 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
     )
     month_entries = [e.time for e in entries if e.month == month and e.time is not None]
     month_entries.append(this)
-    if any(e.program == "RPM" for e in month_entries) and interaction_in_month(
-        ctx.fhir, pid, Month.of(day)
-    ):
+    if any(e.program == "RPM" for e in month_entries) and reads.interaction_in_month():
         month_entries = [
             replace(e, interactive=True) if e.program == "RPM" else e for e in month_entries
         ]
@@ -355,7 +383,7 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
         state = states.get(charge.program)
         conditions = state.conditions if state is not None else ()
         body = _charge_json(
-            pid, month, day, charge, month_entries, entry_refs, conditions, ctx, event
+            pid, month, day, charge, month_entries, entry_refs, conditions, ctx, event, reads
         )
         if item is None:
             resource = ChargeItem.model_validate(body)
@@ -391,15 +419,11 @@ def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
     return fx
 
 
-def _condition_codes(ctx: HandlerContext, conditions: Sequence[str]) -> list[dict[str, Any]]:
+def _condition_codes(reads: MonthReads, conditions: Sequence[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for ref in conditions:
-        rtype, _, rid = ref.partition("/")
-        if rtype != "Condition" or not rid:
-            continue
-        try:
-            condition: Any = ctx.fhir.read("Condition", rid)
-        except (FhirNotFound, FhirGone):
+        condition = reads.condition(ref)
+        if condition is None:
             continue
         code = getattr(condition, "code", None)
         if code is not None:
@@ -417,6 +441,7 @@ def _charge_json(
     conditions: Sequence[str],
     ctx: HandlerContext,
     event: CloudEvent,
+    reads: MonthReads,
 ) -> dict[str, Any]:
     first = Month.of(day)
     counted = [e for e in entries if e.event_id in set(charge.entries)]
@@ -454,7 +479,7 @@ def _charge_json(
         "performer": performers or None,
         "enterer": {"reference": enterer} if enterer else None,
         "enteredDate": (event.time or ctx.now()).isoformat(),
-        "reason": _condition_codes(ctx, conditions) or None,
+        "reason": _condition_codes(reads, conditions) or None,
         "supportingInformation": [
             *({"reference": entry_refs[i]} for i in charge.entries if i in entry_refs),
             *({"reference": c} for c in conditions),

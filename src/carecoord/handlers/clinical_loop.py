@@ -520,11 +520,20 @@ def open_clinical_items(fhir: FhirReader, care_manager: str, now: datetime) -> l
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     items: list[ClinicalItem] = []
     open_statuses = ",".join(OPEN_STATUSES)
-    codes = ",".join(
-        f"{c.system}|{c.code}"
-        for c in (t.TASK_CLINICAL_REVIEW, t.TASK_RELAY_ANSWER, t.TASK_SCHEDULE_VISIT)
+    review = f"{t.TASK_CLINICAL_REVIEW.system}|{t.TASK_CLINICAL_REVIEW.code}"
+    answers = ",".join(f"{c.system}|{c.code}" for c in (t.TASK_RELAY_ANSWER, t.TASK_SCHEDULE_VISIT))
+    # Bounded to the care manager: the questions they raised (their escalations carry the same
+    # requester) and the answers / visits they own; one batch where the server allows it.
+    from carecoord.fhir.batch_reads import search_together
+
+    raised, owned = search_together(
+        fhir,
+        [
+            ("Task", [("code", review), ("status", open_statuses), ("requester", care_manager)]),
+            ("Task", [("code", answers), ("status", open_statuses), ("owner", care_manager)]),
+        ],
     )
-    found: list[Any] = fhir.search("Task", [("code", codes), ("status", open_statuses)])
+    found: list[Any] = list({f"Task/{r.id}": r for r in [*raised, *owned]}.values())
     tasks = [r for r in found if r.get_resource_type() == "Task" and r.status in OPEN_STATUSES]
     by_question: dict[str, list[Any]] = {}
     for task in tasks:

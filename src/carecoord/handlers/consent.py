@@ -88,6 +88,11 @@ def program_of_consent(consent: Any) -> str | None:
 
 def patient_consents(fhir: FhirReader, patient_id: str) -> list[Any]:
     found: list[Any] = fhir.search("Consent", [("patient", f"Patient/{patient_id}")])
+    return carecoord_consents(found, patient_id)
+
+
+def carecoord_consents(found: Sequence[Any], patient_id: str) -> list[Any]:
+    """The patient's carecoord program Consents among search results (re-filtered here)."""
     return [
         c
         for c in found
@@ -121,6 +126,11 @@ class ProgramState:
 def patient_plans(fhir: FhirReader, patient_id: str) -> list[Any]:
     """Every carecoord CarePlan of a patient, whatever its status."""
     found: list[Any] = fhir.search("CarePlan", [("patient", f"Patient/{patient_id}")])
+    return carecoord_plans(found, patient_id)
+
+
+def carecoord_plans(found: Sequence[Any], patient_id: str) -> list[Any]:
+    """The patient's carecoord CarePlans among search results (re-filtered here)."""
     return [
         p
         for p in found
@@ -133,10 +143,17 @@ def patient_plans(fhir: FhirReader, patient_id: str) -> list[Any]:
 
 def enrolment_states(fhir: FhirReader, patient_id: str) -> dict[str, ProgramState]:
     """Per program: the latest-started CarePlan, its consent, end, conditions and care team."""
+    return states_of(patient_plans(fhir, patient_id), patient_consents(fhir, patient_id))
+
+
+def states_of(
+    patient_plans: Sequence[Any], consents_found: Sequence[Any]
+) -> dict[str, ProgramState]:
+    """`enrolment_states` from one patient's (already filtered) CarePlans and Consents."""
     from carecoord.handlers.outreach import care_team_of, program_of
 
     plans: dict[str, Any] = {}
-    for plan in patient_plans(fhir, patient_id):
+    for plan in patient_plans:
         program = program_of(plan)
         if program is None:
             continue
@@ -145,7 +162,7 @@ def enrolment_states(fhir: FhirReader, patient_id: str) -> dict[str, ProgramStat
         best_start = str(best.period.start) if best is not None and best.period else ""
         if best is None or start > best_start:
             plans[program] = plan
-    consents = {program_of_consent(c): c for c in patient_consents(fhir, patient_id)}
+    consents = {program_of_consent(c): c for c in consents_found}
     out: dict[str, ProgramState] = {}
     for program in set(plans) | {p for p in consents if p}:
         plan = plans.get(program)

@@ -1,0 +1,430 @@
+"""The daily call list: a care manager's patients for the day, ranked.
+
+    rows = worklist(fhir, "Practitioner/cm-1", date(2026, 3, 4)).rows
+
+`carecoord worklist --care-manager Practitioner/ID [--date D] [--json]` prints it. Each row is a
+patient with why they are on the list (most urgent first), their programs, this month's
+outreach attempts and their last contact. Reasons, in rank order:
+
+1. `tcm-overdue`: an open TCM Task (interactive contact, face-to-face, medication
+   reconciliation) past its due date;
+2. `overdue-question`: a clinical question the care manager raised, past its deadline
+   unanswered (carecoord.handlers.clinical_loop.open_clinical_items);
+3. `escalation`: an open escalation of the month's unanswered outreach;
+4. `tcm-due-today`: an open TCM Task due on the day;
+5. `relay-answer` / `schedule-visit`: an answered question to relay, a visit to schedule;
+6. `outreach-due`: the month's outreach request still open (the patient not reached yet);
+7. `obtain-consent`: the enrolment is pending the patient's consent;
+8. `minutes-to-threshold`: minutes of clinical staff time still needed this month for an
+   active (consented) program's next billing code (B1-B12 of docs/billing-rules.md; add-on
+   caps respected).
+
+Rows rank by their most urgent reason, then its due date, then the fewest minutes still
+needed, then the patient. Patients with nothing to do come last.
+
+Reads are bounded: the month's outreach requests naming the care manager and the care manager's
+open Tasks (one batch), the care manager's clinical items, then per patient on the list (batched
+where the server declares `batch`) their CarePlans, open Tasks, Communications since the start
+of the previous month and ChargeItems of the month. Never the whole server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from carecoord.core.handler import FhirReader
+from carecoord.fhir import terminology as t
+from carecoord.fhir.batch_reads import Search, search_together
+from carecoord.handlers.billing import BillingConfig, charge_entries
+from carecoord.handlers.billing_reads import charge_item_search
+from carecoord.handlers.billing_rules import BHI, next_threshold
+from carecoord.handlers.care_model import (
+    OUTREACH_ATTEMPT_ID,
+    OUTREACH_ESCALATION_ID,
+    OUTREACH_REQUEST_ID,
+    Month,
+    as_date,
+    as_instant,
+    identifier_value,
+    patient_of,
+    reference_str,
+)
+from carecoord.handlers.clinical_loop import OPEN_STATUSES, ClinicalItem, open_clinical_items
+from carecoord.handlers.consent import carecoord_plans
+
+KINDS = (
+    "tcm-overdue",
+    "overdue-question",
+    "escalation",
+    "tcm-due-today",
+    "relay-answer",
+    "schedule-visit",
+    "outreach-due",
+    "obtain-consent",
+    "minutes-to-threshold",
+)
+RANK = {kind: i for i, kind in enumerate(KINDS)}
+TCM_WORK = (
+    t.TASK_TCM_INTERACTIVE_CONTACT,
+    t.TASK_TCM_FACE_TO_FACE,
+    t.TASK_MEDICATION_RECONCILIATION,
+)
+PATIENTS_PER_BATCH = 25  # 4 searches each: 100 entries a batch
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: str
+    detail: str
+    due: date | None = None
+    reference: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "detail": self.detail,
+            "due": self.due.isoformat() if self.due else None,
+            "reference": self.reference,
+        }
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    patient: str  # "Patient/<id>"
+    programs: tuple[str, ...]
+    reasons: tuple[Reason, ...]
+    attempts: int  # outreach attempts this month
+    last_contact: datetime | None  # the last answered outreach (this or the previous month)
+    minutes_needed: int | None = None  # the fewest minutes to any program's next billing code
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "patient": self.patient,
+            "programs": list(self.programs),
+            "reasons": [r.to_json() for r in self.reasons],
+            "attempts": self.attempts,
+            "last_contact": self.last_contact.isoformat() if self.last_contact else None,
+            "minutes_needed": self.minutes_needed,
+        }
+
+
+@dataclass(frozen=True)
+class Worklist:
+    care_manager: str
+    day: date
+    rows: tuple[WorklistRow, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "care_manager": self.care_manager,
+            "date": self.day.isoformat(),
+            "month": Month.of(self.day).label,
+            "patients": [row.to_json() for row in self.rows],
+        }
+
+
+def rank(rows: Iterable[WorklistRow]) -> list[WorklistRow]:
+    """Most urgent first (see the module docstring); each row's reasons sorted the same way."""
+
+    def reason_key(r: Reason) -> tuple[int, date, str]:
+        return RANK.get(r.kind, len(RANK)), r.due or date.max, r.detail
+
+    ordered = [
+        WorklistRow(
+            row.patient,
+            row.programs,
+            tuple(sorted(row.reasons, key=reason_key)),
+            row.attempts,
+            row.last_contact,
+            row.minutes_needed,
+        )
+        for row in rows
+    ]
+
+    def row_key(row: WorklistRow) -> tuple[int, date, float, str]:
+        top = row.reasons[0] if row.reasons else None
+        return (
+            RANK.get(top.kind, len(RANK)) if top else len(RANK) + 1,
+            (top.due if top else None) or date.max,
+            row.minutes_needed if row.minutes_needed is not None else float("inf"),
+            row.patient,
+        )
+
+    return sorted(ordered, key=row_key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a patient's row from what was read (pure)
+
+
+@dataclass
+class PatientReads:
+    plans: list[Any] = field(default_factory=list)
+    tasks: list[Any] = field(default_factory=list)
+    communications: list[Any] = field(default_factory=list)
+    charge_items: list[Any] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)
+    clinical: list[ClinicalItem] = field(default_factory=list)
+
+
+def ladder_of(program: str, config: BillingConfig) -> Any | None:
+    if program == "BHI":
+        return BHI
+    return config.ladder(program)
+
+
+def patient_row(
+    patient_id: str,
+    care_manager: str,
+    day: date,
+    reads: PatientReads,
+    config: BillingConfig | None = None,
+) -> WorklistRow:
+    """One patient's row for `day` from their resources (re-filtered here)."""
+    config = config or BillingConfig()
+    month = Month.of(day)
+    patient = f"Patient/{patient_id}"
+    reasons: list[Reason] = []
+
+    plans = [
+        p
+        for p in carecoord_plans(reads.plans, patient_id)
+        if p.status in ("active", "draft") and _manager_of(p) in (care_manager, None)
+    ]
+    programs = sorted({prog for prog in map(_program_of, plans) if prog})
+
+    for task in _open_tasks(reads.tasks, patient_id):
+        due = as_date(task.restriction.period.end) if _has_due(task) else None
+        ref = f"Task/{task.id}"
+        work = next((w for w in TCM_WORK if t.concept_has(task.code, w)), None)
+        if not (reference_str(task.focus) or "").startswith("EpisodeOfCare/"):
+            work = None  # e.g. a CCM plan's monthly medication reconciliation: not TCM
+        if work is not None and due is not None and due <= day:
+            kind = "tcm-overdue" if due < day else "tcm-due-today"
+            reasons.append(Reason(kind, f"{work.display} due {due.isoformat()}", due, ref))
+        elif identifier_value(task, OUTREACH_ESCALATION_ID):
+            reasons.append(Reason("escalation", "unanswered outreach escalated", due, ref))
+        elif t.concept_has(task.code, t.TASK_OBTAIN_CONSENT):
+            reasons.append(Reason("obtain-consent", "obtain program consent", due, ref))
+
+    for item in reads.clinical:
+        if item.patient != patient:
+            continue
+        when = item.due.astimezone(UTC).date() if item.due else None
+        detail = {
+            "overdue-question": f"{item.priority} question unanswered",
+            "relay-answer": "relay the answer to the patient",
+            "schedule-visit": "schedule the visit",
+        }.get(item.kind, item.kind)
+        reasons.append(Reason(item.kind, detail, when, item.task))
+
+    for cr in reads.requests:
+        key = identifier_value(cr, OUTREACH_REQUEST_ID) or ""
+        if patient_of(cr) != patient_id or not key.endswith(f":{month.label}"):
+            continue
+        if reference_str(cr.requester) == care_manager and cr.status == "active":
+            program = key.split(":")[-2] if key.count(":") >= 2 else ""
+            reasons.append(
+                Reason("outreach-due", f"{program} outreach not reached", month.end,
+                       f"CommunicationRequest/{cr.id}")
+            )  # fmt: skip
+
+    attempts, last_contact = _contacts(reads.communications, patient, month)
+    minutes: dict[str, float] = {}
+    for entry in charge_entries(reads.charge_items, patient):
+        if entry.month == month.label and entry.role == "clinical-staff" and entry.billed:
+            minutes[entry.program] = minutes.get(entry.program, 0.0) + entry.minutes
+    needed: list[int] = []
+    limits = config.rules().addon_limits
+    billable = sorted({prog for p in plans if p.status == "active" and (prog := _program_of(p))})
+    for program in billable:  # a pending (draft) enrolment bills nothing yet
+        ladder = ladder_of(program, config)
+        if ladder is None:
+            continue
+        have = minutes.get(program, 0.0)
+        more = next_threshold(ladder, have, limits)
+        if more is None:
+            continue
+        code = ladder.first if have < ladder.first_at else ladder.addon
+        needed.append(more)
+        reasons.append(
+            Reason("minutes-to-threshold", f"{program}: {more} min to {code} ({have:g} logged)")
+        )
+    return WorklistRow(
+        patient=patient,
+        programs=tuple(programs),
+        reasons=tuple(reasons),
+        attempts=attempts,
+        last_contact=last_contact,
+        minutes_needed=min(needed) if needed else None,
+    )
+
+
+def _program_of(plan: Any) -> str | None:
+    from carecoord.handlers.outreach import program_of
+
+    return program_of(plan)
+
+
+def _manager_of(plan: Any) -> str | None:
+    from carecoord.handlers.outreach import care_team_of
+
+    return care_team_of(plan)[0]
+
+
+def _has_due(task: Any) -> bool:
+    r = task.restriction
+    return r is not None and r.period is not None and r.period.end is not None
+
+
+def _open_tasks(found: Sequence[Any], patient_id: str) -> list[Any]:
+    return [
+        task
+        for task in found
+        if task.get_resource_type() == "Task"
+        and patient_of(task) == patient_id
+        and task.status in OPEN_STATUSES
+    ]
+
+
+def _contacts(found: Sequence[Any], patient: str, month: Month) -> tuple[int, datetime | None]:
+    """(outreach attempts in `month`, the last answered one) among the patient's Communications."""
+    attempts = 0
+    last: datetime | None = None
+    for comm in found:
+        if comm.get_resource_type() != "Communication" or not identifier_value(
+            comm, OUTREACH_ATTEMPT_ID
+        ):
+            continue
+        if reference_str(comm.subject) != patient:
+            continue
+        sent = as_instant(comm.sent)
+        if sent is None:
+            continue
+        if Month.of(sent.astimezone(UTC).date()) == month:
+            attempts += 1
+        if comm.status == "completed" and (last is None or sent > last):
+            last = sent
+    return attempts, last
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def as_of(day: date | None, now: datetime | None = None) -> tuple[date, datetime]:
+    """The list's day and the instant clinical deadlines are checked at: `now` (default: the
+    current time) for today's list; the end of the day (UTC) for another day's."""
+    now = now or datetime.now(UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    if day is None or day == now.astimezone(UTC).date():
+        return now.astimezone(UTC).date(), now
+    return day, datetime.combine(day, time.max, UTC)
+
+
+def worklist(
+    fhir: FhirReader,
+    care_manager: str,
+    day: date | None = None,
+    *,
+    now: datetime | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Worklist:
+    """The care manager's call list for `day` (default: today, UTC). `config`: the billing
+    handler's configuration (add-on caps, complex CCM default)."""
+    day, at = as_of(day, now)
+    month = Month.of(day)
+    billing = BillingConfig.of(config)
+    open_statuses = ",".join(OPEN_STATUSES)
+    found: list[list[Any]] = search_together(
+        fhir,
+        [
+            (
+                "CommunicationRequest",
+                [
+                    ("requester", care_manager),
+                    ("authored", f"ge{month.start.isoformat()}"),
+                    ("authored", f"le{month.end.isoformat()}"),
+                ],
+            ),
+            ("Task", [("owner", care_manager), ("status", open_statuses)]),
+        ],
+    )
+    requests: list[Any] = [
+        cr
+        for cr in found[0]
+        if cr.get_resource_type() == "CommunicationRequest"
+        and reference_str(getattr(cr, "requester", None)) == care_manager
+        and (identifier_value(cr, OUTREACH_REQUEST_ID) or "").endswith(f":{month.label}")
+    ]
+    owned: list[Any] = [
+        task
+        for task in found[1]
+        if task.get_resource_type() == "Task"
+        and reference_str(task.owner) == care_manager
+        and task.status in OPEN_STATUSES
+    ]
+    clinical = open_clinical_items(fhir, care_manager, at)
+    patients = sorted(
+        {pid for pid in map(patient_of, [*requests, *owned]) if pid}
+        | {item.patient.removeprefix("Patient/") for item in clinical}
+    )
+    since = Month.of(month.start - timedelta(days=1)).start - timedelta(days=1)
+    after = month.end + timedelta(days=2)
+    rows: list[WorklistRow] = []
+    for chunk in _chunks(patients, PATIENTS_PER_BATCH):
+        searches: list[Search] = []
+        for pid in chunk:
+            ref = f"Patient/{pid}"
+            searches += [
+                ("CarePlan", [("patient", ref)]),
+                ("Task", [("patient", ref), ("status", open_statuses)]),
+                ("Communication", [("patient", ref), ("sent", f"ge{since.isoformat()}"),
+                                   ("sent", f"lt{after.isoformat()}")]),
+                charge_item_search(ref, day),
+            ]  # fmt: skip
+        answers = search_together(fhir, searches)
+        for i, pid in enumerate(chunk):
+            plans, tasks, comms, items = answers[4 * i : 4 * i + 4]
+            reads = PatientReads(
+                plans=plans,
+                tasks=tasks,
+                communications=comms,
+                charge_items=items,
+                requests=requests,
+                clinical=clinical,
+            )
+            rows.append(patient_row(pid, care_manager, day, reads, billing))
+    return Worklist(care_manager, day, tuple(rank(rows)))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def table(worklist: Worklist) -> str:
+    """The list as a text table, one line per patient (its most urgent reason first)."""
+    head = ("#", "patient", "program", "attempts", "last contact", "to do")
+    lines = [head]
+    for n, row in enumerate(worklist.rows, start=1):
+        todo = "; ".join(r.detail for r in row.reasons) or "-"
+        contact = row.last_contact.astimezone(UTC).strftime("%Y-%m-%d") if row.last_contact else "-"
+        program = ",".join(row.programs) or "-"
+        lines.append((str(n), row.patient, program, str(row.attempts), contact, todo))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
+    title = f"Call list for {worklist.care_manager}, {worklist.day.isoformat()}"
+    out = [title]
+    for line in lines:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
+        out.append("  ".join([*cells, line[-1]]).rstrip())
+    if not worklist.rows:
+        out.append("(no patients)")
+    return "\n".join(out)
