@@ -4,9 +4,12 @@ referral (and for whom), and what a replayed status event repeats."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
 from test_handlers_ii_support import NOW, FakeFhir, ctx, event
+from test_handlers_ii_support import care_team as put_care_team
 from test_handlers_referrals import (
     CM,
     SAMPLE,
@@ -20,9 +23,10 @@ from test_handlers_referrals import (
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import care_team
+from carecoord.fhir.errors import FhirPreconditionFailed
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.identifiers import carecoord_identifier
-from carecoord.fhir.models import to_json
+from carecoord.fhir.models import parse_resource, to_json
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.referrals import HANDLERS, attempt_of
 
@@ -35,6 +39,42 @@ ORDER = [
     "Weekly food pantry",
     "Senior grocery box (CSFP)",  # seniors only (60+): eligibility uncertain, offered last
 ]
+
+
+class NewestFirst(FakeFhir):
+    """A server returning search results newest first (FHIR leaves the order to the server)."""
+
+    def search(
+        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+    ) -> list[Any]:
+        items = list(params.items()) if isinstance(params, Mapping) else list(params)
+        return [
+            parse_resource(json.loads(json.dumps(data)))
+            for (rtype, _), data in reversed(self.store.items())
+            if rtype == resource_type and all(self._matches(data, k, v) for k, v in items)
+        ]
+
+
+class SearchesByCategory(FakeFhir):
+    """A server that supports HealthcareService's service-category search parameter."""
+
+    @staticmethod
+    def _matches(data: dict[str, Any], key: str, value: str) -> bool:
+        if key == "service-category":
+            system, _, code = value.partition("|")
+            return any(
+                c.get("system") == system and c.get("code") == code
+                for cat in data.get("category", [])
+                for c in cat.get("coding", [])
+            )
+        return FakeFhir._matches(data, key, value)
+
+
+def loaded(fake: FakeFhir, *, team: bool = True) -> FakeFhir:
+    assert import_directory(_Writer(fake), json.loads(SAMPLE.read_text())).problems == []
+    if team:
+        put_care_team(fake, "p1", CM, "Practitioner/dr-1")
+    return fake
 
 
 def ident(resource: Any) -> str:
@@ -87,9 +127,11 @@ def test_the_next_attempt_is_announced_with_its_task_service_and_organisation(
     assert emit.id == derived_id(ident(second), "carecoord.referral.created")
 
 
+@pytest.mark.parametrize("server", [FakeFhir, NewestFirst])
 def test_a_replayed_rejection_repeats_the_following_attempts_announcement(
-    fhir: FakeFhir,
+    server: type[FakeFhir],
 ) -> None:
+    fhir = loaded(server())
     run(fhir, need())
     first = referral_tasks(fhir)[0]
     announced = reject(fhir, first).emits
@@ -106,7 +148,7 @@ def test_a_replayed_rejection_repeats_the_following_attempts_announcement(
     (again,) = replay.emits
     (first_time,) = announced
     second = referral_tasks(fhir)[1]
-    assert (again.type, again.id) == (first_time.type, first_time.id)
+    assert (again.type, again.id, again.subject) == (first_time.type, first_time.id, "Patient/p1")
     # The same announcement, now also naming the Task the server created for attempt 2.
     assert again.data == {**first_time.data, "task": f"Task/{second.id}"}
     assert again.data["attempt"] == 2
@@ -123,7 +165,9 @@ def test_when_every_candidate_declined_the_care_manager_gets_a_manual_referral(
     (sr,) = fhir.all("ServiceRequest")
     (manual,) = manual_tasks(fhir)
     assert (manual.owner.reference, manual.requester.reference) == (CM, CM)
+    assert manual.for_fhir.reference == "Patient/p1"
     assert manual.focus.reference == f"ServiceRequest/{sr.id}"
+    assert manual.authoredOn == NOW
     assert manual.businessStatus.coding[0].code == t.BUSINESS_NO_MATCH.code
     (emit,) = fx.emits
     assert emit.type == "carecoord.referral.unmatched"
@@ -201,3 +245,35 @@ def test_a_patient_old_enough_is_still_offered_the_seniors_service(fhir: FakeFhi
         fx = reject(fhir, referral_tasks(fhir)[-1])
     assert [service_name(fhir, tk) for tk in referral_tasks(fhir)] == ORDER
     assert [e.type for e in fx.emits] == ["carecoord.referral.created"]
+
+
+def test_two_referrals_for_the_same_need_each_get_their_own_next_attempt(fhir: FakeFhir) -> None:
+    run(fhir, need())
+    run(fhir, need())  # a second food referral for p1, from another event
+    first, second = fhir.all("ServiceRequest")
+    for task in referral_tasks(fhir):
+        reject(fhir, task)
+    for sr in (first, second):
+        mine = [
+            tk for tk in referral_tasks(fhir) if tk.focus.reference == f"ServiceRequest/{sr.id}"
+        ]
+        assert [attempt_of(tk).number for tk in mine] == [1, 2]  # type: ignore[union-attr]
+        assert [service_name(fhir, tk) for tk in mine] == ORDER[:2]
+
+
+def test_the_referral_is_not_moved_over_a_concurrent_change_to_it(fhir: FakeFhir) -> None:
+    run(fhir, need())
+    (sr,) = fhir.all("ServiceRequest")
+    data = {"task": f"Task/{referral_tasks(fhir)[0].id}", "status": "rejected", "reason": "full"}
+    fx = HANDLERS[0].handle(event("carecoord.referral.status-changed", "p1", data), ctx(fhir))
+    fhir.store[("ServiceRequest", sr.id)]["meta"]["versionId"] = "9"  # someone else edited it
+    with pytest.raises(FhirPreconditionFailed):
+        fhir.apply(fx)  # the runtime retries the event on the current version
+
+
+def test_the_directory_is_searched_for_the_needs_domain() -> None:
+    fhir = loaded(SearchesByCategory())
+    run(fhir, need())
+    fx = reject(fhir, referral_tasks(fhir)[0])
+    assert [e.type for e in fx.emits] == ["carecoord.referral.created"]
+    assert [service_name(fhir, tk) for tk in referral_tasks(fhir)] == ORDER[:2]
