@@ -12,19 +12,17 @@ from test_handlers_ii_support import NOW, FakeFhir, ctx, event
 from test_handlers_ii_support import care_team as put_care_team
 from test_handlers_referrals import (
     CM,
-    SAMPLE,
-    _Writer,
     fhir,
     need,
     referral_tasks,
     run,
     service_name,
+    with_directory,
 )
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import care_team
 from carecoord.fhir.errors import FhirPreconditionFailed
-from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.identifiers import carecoord_identifier
 from carecoord.fhir.models import parse_resource, to_json
 from carecoord.handlers.event_ids import derived_id
@@ -71,7 +69,7 @@ class SearchesByCategory(FakeFhir):
 
 
 def loaded(fake: FakeFhir, *, team: bool = True) -> FakeFhir:
-    assert import_directory(_Writer(fake), json.loads(SAMPLE.read_text())).problems == []
+    with_directory(fake)
     if team:
         put_care_team(fake, "p1", CM, "Practitioner/dr-1")
     return fake
@@ -201,8 +199,7 @@ def test_the_manual_referral_goes_to_the_patients_current_care_manager(fhir: Fak
 
 
 def test_without_a_care_team_the_manual_referral_goes_back_to_the_requester() -> None:
-    fake = FakeFhir()
-    import_directory(_Writer(fake), json.loads(SAMPLE.read_text()))
+    fake = loaded(FakeFhir(), team=False)
     config = {"requester": "Organization/clinic", "max_attempts": 1}
     fake.apply(HANDLERS[0].handle(need(), ctx(fake, config)))
     (task,) = referral_tasks(fake)
