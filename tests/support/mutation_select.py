@@ -5,7 +5,8 @@ mutmut runs each mutant against every test that called the mutated function whil
 its stats; for the scheduler and `classify` that is every threaded runtime test (seconds each).
 mutation/core.txt names, per mutant pattern, the test files that test that code; a mutant matching
 a line with test files runs only those of its tests (any others are deselected). Outside a mutant
-run (MUTANT_UNDER_TEST unset, or mutmut's own "stats"/"fail" runs) this plugin does nothing.
+run this plugin does nothing, except in mutmut's stats run (MUTANT_UNDER_TEST "stats"), which it
+limits to the test files core.txt names at all, when every line names some.
 """
 
 from __future__ import annotations
@@ -28,11 +29,25 @@ def selection(core_txt: Path, mutant: str) -> list[str] | None:
     return None
 
 
+def all_selected(core_txt: Path) -> list[str] | None:
+    """Every test-file glob of core.txt, or None if some line runs every test."""
+    text = core_txt.read_text() if core_txt.exists() else ""
+    lines = [line.split() for line in text.splitlines()]
+    lines = [fields for fields in lines if fields and not fields[0].startswith("#")]
+    if not lines or any(len(fields) == 1 for fields in lines):
+        return None
+    return [glob for fields in lines for glob in fields[1:]]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    if "__mutmut_" not in mutant:
+    core_txt = config.rootpath / "mutation" / "core.txt"
+    if mutant == "stats":
+        globs = all_selected(core_txt)
+    elif "__mutmut_" in mutant:
+        globs = selection(core_txt, mutant)
+    else:
         return
-    globs = selection(config.rootpath / "mutation" / "core.txt", mutant)
     if not globs:
         return
     keep: list[pytest.Item] = []
