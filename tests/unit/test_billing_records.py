@@ -76,3 +76,12 @@ def test_foreign_and_incomplete_charge_items_are_ignored() -> None:
         fhir.put({k: v for k, v in data.items() if v is not None})
     assert log_time(fhir, 19) == []  # none of the 30-minute entries above counted
     assert [e["cpt"] for e in log_time(fhir, 30, "PCM")] == ["99426"]  # no CCM claim counted
+
+
+def test_a_time_entry_counts_toward_its_program_whatever_other_extensions_it_has() -> None:
+    fhir = FakeFhir()
+    program = {"url": PROGRAM_EXTENSION, "valueCoding": t.PROGRAMS["CCM"].json()}
+    other = {"url": "https://example.org/fhir/StructureDefinition/site",
+             "valueCoding": {"system": "https://example.org/sites", "code": "PCM"}}  # fmt: skip
+    fhir.put(time_entry(key="tagged", extension=[other, program], quantity={"value": 15}))
+    assert [e["cpt"] for e in log_time(fhir, 5)] == ["99490"]  # 15 + 5 CCM minutes
