@@ -33,8 +33,9 @@ unit: install
 	$(VENV)/bin/pytest -q tests/unit
 
 # Mutation testing of the core logic (not part of `make test`): mutmut 3 over the files listed in
-# pyproject's [tool.mutmut], running only the mutants named in mutation/core.txt against the unit
-# and in-memory contract tests, niced, on every core. Scores: mutation/results.json and a table.
+# pyproject's [tool.mutmut], running only the mutants named in mutation/core.txt, each against the
+# unit tests of its module listed there (tests/support/mutation_select.py), niced, on every core.
+# Scores and the run's wall-clock time: mutation/results.json and a table.
 MUTATION_STAMP := $(VENV)/.mutation-installed
 $(MUTATION_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,local,mutation]'
@@ -42,9 +43,10 @@ $(MUTATION_STAMP): $(STAMP) pyproject.toml
 
 mutation: $(MUTATION_STAMP)
 	rm -rf mutants
-	nice -n 19 $(VENV)/bin/mutmut run $$(grep -v '^#' mutation/core.txt | grep .) > mutation/run.log 2>&1 \
-		|| { tail -n 40 mutation/run.log; exit 1; }
-	$(PY) mutation/report.py
+	start=$$(date +%s); \
+	nice -n 19 $(VENV)/bin/mutmut run $$(grep -v '^#' mutation/core.txt | awk 'NF {print $$1}') \
+		> mutation/run.log 2>&1 || { tail -n 40 mutation/run.log; exit 1; }; \
+	MUTATION_SECONDS=$$(( $$(date +%s) - start )) $(PY) mutation/report.py
 
 mutation-report: $(MUTATION_STAMP)
 	$(PY) mutation/report.py

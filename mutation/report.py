@@ -1,7 +1,7 @@
 """Score per core module from mutmut's results (mutants/**/*.py.meta), for `make mutation`.
 
-Only mutants matching mutation/core.txt count. Killed and timed-out mutants count as killed; a
-mutant no test reaches ("no tests") counts as a survivor. Survivors judged equivalent are listed,
+Only mutants matching a pattern of mutation/core.txt (each line's first field) count. Killed and
+timed-out mutants count as killed; a mutant no test reaches ("no tests") counts as a survivor. Survivors judged equivalent are listed,
 with their reasons, in mutation/equivalent.txt (name, whitespace, reason) and docs/mutation.md;
 they are reported but do not lower the adjusted score. Writes mutation/results.json and prints a
 table; exits 1 if a module's adjusted score is below the target.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def _module(name: str) -> str:
 
 
 def main() -> int:
-    patterns = _lines(HERE / "core.txt")
+    patterns = [line.split()[0] for line in _lines(HERE / "core.txt")]
     equivalent = dict([*line.split(None, 1), ""][:2] for line in _lines(HERE / "equivalent.txt"))
     statuses: dict[str, str] = {}
     for meta in sorted((ROOT / "mutants" / "src").rglob("*.py.meta")):
@@ -83,9 +84,12 @@ def main() -> int:
     for row in modules.values():
         for s in row["survived"]:  # type: ignore[attr-defined]
             print(f"  survived: {s['mutant']} ({s['status']})  -> `mutmut show {s['mutant']}`")
-    (HERE / "results.json").write_text(
-        json.dumps({"target": TARGET, "modules": modules}, indent=2) + "\n"
-    )
+    result: dict[str, object] = {"target": TARGET, "modules": modules}
+    seconds = os.environ.get("MUTATION_SECONDS", "")
+    if seconds.isdigit():  # set by `make mutation`: wall-clock seconds of the mutmut run
+        result["run_seconds"] = int(seconds)
+        print(f"mutmut run took {int(seconds) // 60} min {int(seconds) % 60} s")
+    (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten {HERE.relative_to(ROOT) / 'results.json'}")
     if failing:
         print(f"below {TARGET:.0f}% (after equivalents) or not fully run: {', '.join(failing)}")

@@ -15,7 +15,8 @@ import pytest
 from carecoord.local import LocalFhir, LocalKafka, start_fhir, start_kafka
 
 # `pipeline` / `pipeline_factory`: the runtime + built-in handlers on the real servers.
-pytest_plugins = ["support.pipeline"]
+# `mutation_select`: under `make mutation` only, a mutant runs against its own module's tests.
+pytest_plugins = ["support.pipeline", "support.mutation_select"]
 
 
 @pytest.fixture(scope="session")

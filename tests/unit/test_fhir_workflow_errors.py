@@ -107,7 +107,7 @@ def test_the_result_carries_reason_and_time_and_drops_a_stale_reason() -> None:
     assert resumed.statusReason is None
     assert resumed.lastModified == held.lastModified  # no `at`: left as it was
     assert transition(held, "in-progress", reason="back").statusReason.text == "back"  # type: ignore[union-attr]
-    with pytest.raises(ValueError, match="timezone-aware"):
+    with pytest.raises(ValueError, match=r"^`at` must be timezone-aware$"):
         transition(_task("ready"), "in-progress", at=datetime(2025, 1, 1))
     same = transition(held, "on-hold")
     assert same is not held and same == held

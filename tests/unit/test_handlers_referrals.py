@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,11 +36,23 @@ class _Writer:
         self.fake.apply(Effects(writes=list(writes)))
 
 
-@pytest.fixture
-def fhir() -> FakeFhir:
+@functools.cache
+def _directory() -> dict[tuple[str, str], dict[str, Any]]:
     fake = FakeFhir()
     report = import_directory(_Writer(fake), json.loads(SAMPLE.read_text()))
     assert report.problems == []
+    return fake.store
+
+
+def with_directory(fake: FakeFhir) -> FakeFhir:
+    """`fake` holding the sample directory (imported once, copied per test)."""
+    fake.store.update(copy.deepcopy(_directory()))
+    return fake
+
+
+@pytest.fixture
+def fhir() -> FakeFhir:
+    fake = with_directory(FakeFhir())
     care_team(fake, "p1", CM, DR)
     return fake
 
