@@ -1,10 +1,11 @@
 """Score per core module from mutmut's results (mutants/**/*.py.meta), for `make mutation`.
 
 Only mutants matching a pattern of mutation/core.txt (each line's first field) count. Killed and
-timed-out mutants count as killed; a mutant no test reaches ("no tests") counts as a survivor. Survivors judged equivalent are listed,
-with their reasons, in mutation/equivalent.txt (name, whitespace, reason) and docs/mutation.md;
-they are reported but do not lower the adjusted score. Writes mutation/results.json and prints a
-table; exits 1 if a module's adjusted score is below the target.
+timed-out mutants count as killed; a mutant no test reaches ("no tests") counts as a survivor.
+Survivors judged equivalent are listed, with their reasons, in mutation/equivalent.txt (name,
+whitespace, reason) and docs/mutation.md; they are reported but do not lower the adjusted score.
+Writes mutation/results.json and prints a table; exits 1 if a module's adjusted score is below the
+target.
 """
 
 from __future__ import annotations
