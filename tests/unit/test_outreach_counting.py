@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from fhir.resources.R4B.resource import Resource
-from handlers_i_support import DATE_PARAMS, REFERENCE_PARAMS, FakeFhir, Runner, attempted, enrolled
+from handlers_i_support import FakeFhir, Runner, attempted, enrolled
 from test_handlers_outreach import CONFIG, SPECS, _enrolled, _request
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirInvalid
 from carecoord.fhir.models import parse_resource
+from carecoord.testing.fhir import DATE_PARAMS, REFERENCE_PARAMS
 
 KNOWN = {"identifier", "status", "code", *REFERENCE_PARAMS, *DATE_PARAMS}
 

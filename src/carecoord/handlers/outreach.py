@@ -40,6 +40,7 @@ from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
+from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_revinclude
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
@@ -273,10 +274,25 @@ def program_of(plan: Any) -> str | None:
 
 
 def plan_of(fhir: FhirReader, cr: Any) -> Any | None:
+    """The CarePlan a request is based on, fetched with the patient's CareTeams in one round
+    trip where the server declares batch (the escalation needs the plan's provider)."""
     for based in cr.basedOn or []:
         ref = reference_str(based)
         if ref and ref.startswith("CarePlan/"):
-            return _read(fhir, ref)
+            patient = patient_of(cr)
+            if patient is None or not declares_batch(fhir):
+                return _read(fhir, ref)
+            plans, _ = search_together(
+                fhir,
+                [
+                    ("CarePlan", [("_id", ref.removeprefix("CarePlan/"))]),
+                    ("CareTeam", [("patient", f"Patient/{patient}")]),
+                ],
+            )
+            for plan in plans:
+                if plan.get_resource_type() == "CarePlan" and ref_of(plan) == ref:
+                    return plan
+            return _read(fhir, ref)  # a server that ignored _id: read it
     return None
 
 
@@ -598,13 +614,20 @@ def handle_due(event: CloudEvent, ctx: HandlerContext) -> Effects:
 
 
 def active_plans(fhir: FhirReader, patient_id: str) -> list[Any]:
-    found: list[Any] = fhir.search(
-        "CarePlan", [("patient", f"Patient/{patient_id}"), ("status", "active")]
-    )
+    """The patient's active carecoord CarePlans. Their CareTeams come in the same round trip
+    (a batch with the CareTeam search, where the server declares batch), so reading a plan's
+    team afterwards costs nothing (carecoord.fhir.event_reads)."""
+    patient = f"Patient/{patient_id}"
+    plans: Search = ("CarePlan", [("patient", patient), ("status", "active")])
+    if declares_batch(fhir):
+        found, _ = search_together(fhir, [plans, ("CareTeam", [("patient", patient)])])
+    else:
+        found = fhir.search(*plans)
     return [
         p
         for p in found
-        if p.status == "active"
+        if p.get_resource_type() == "CarePlan"
+        and getattr(p, "status", None) == "active"
         and patient_of(p) == patient_id
         and identifier_value(p, CARE_PLAN_ID)
     ]

@@ -24,6 +24,7 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
 from carecoord.fhir.errors import FhirConflict
+from carecoord.fhir.event_reads import EventReads
 from carecoord.fhir.outbox import add_outbox, emits_after_apply, merge_emits, stored_emits
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,9 @@ class HandlerProcessor:
 
     def _run(self, specs: Sequence[HandlerSpec], event: CloudEvent) -> Effects:
         merged = Effects()
+        reads = EventReads(self._fhir)  # a resource one handler's search returned is not re-read
         for spec in specs:
-            ctx = HandlerContext(fhir=self._fhir, config=self._config[spec.name], clock=self._clock)
+            ctx = HandlerContext(fhir=reads, config=self._config[spec.name], clock=self._clock)
             started = time.perf_counter()
             try:
                 merged.extend(spec.handle(event, ctx))
