@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from carecoord.demo import report as report_mod
 from carecoord.demo.fhirdata import FhirData
@@ -74,8 +77,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    # SIGTERM stops like Ctrl-C: the embedded servers are stopped on the way out
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         scale = Scale(
             patients=args.patients, care_managers=args.care_managers, seed=args.seed,
@@ -86,13 +95,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from exc
     result = run(scale, report_path=args.report, progress=not args.no_progress)
     d = result.run
+    cpu = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in d.cpu.items())
     print(
         f"\nA month of a practice: {scale.patients} patients, {scale.care_managers} care managers, "
         f"{scale.days} days of November 2026 (seed {scale.seed}), "
         f"{sum(x.events + x.sweep_events for x in d.days)} events + "
         f"{sum(x.notifications for x in d.days)} FHIR notifications + "
         f"{sum(x.poison for x in d.days)} poison messages through the real service "
-        f"in {d.seconds:.0f} s.\n"
+        f"in {d.seconds:.0f} s"
+        + (
+            f" (CPU: {cpu}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+            if cpu
+            else ""
+        )
+        + ".\n"
     )
     if d.skipped_mix:
         print("Not simulated (not in this catalog yet): " + "; ".join(d.skipped_mix) + "\n")

@@ -21,7 +21,7 @@ COLOURS = {
     "in-progress": "#4dabf7",
     "completed": "#2f9e44",
     "rejected": "#f08c00",
-    "cancelled": "#868e96",
+    "cancelled": "#9775fa",
     "failed": "#e03131",
 }
 STYLE = """

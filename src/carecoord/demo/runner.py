@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,10 +139,17 @@ def handler_config(sim: Simulator) -> dict[str, dict[str, Any]]:
     }
 
 
+@dataclass
+class Servers:
+    bootstrap: str
+    fhir_url: str
+    pids: dict[str, int] = field(default_factory=dict)  # embedded ones: name -> pid
+
+
 @contextmanager
-def servers() -> Iterator[tuple[str, str, bool]]:
-    """(bootstrap, FHIR base URL, embedded?): the servers named by CARECOORD_KAFKA_BOOTSTRAP and
-    CARECOORD_FHIR_BASE_URL, or embedded ones started here."""
+def servers() -> Iterator[Servers]:
+    """The servers named by CARECOORD_KAFKA_BOOTSTRAP and CARECOORD_FHIR_BASE_URL, or embedded
+    ones started here (and stopped on the way out)."""
     import os
 
     from carecoord.local import start_fhir, start_kafka
@@ -149,16 +157,25 @@ def servers() -> Iterator[tuple[str, str, bool]]:
     with ExitStack() as stack:
         bootstrap = os.environ.get("CARECOORD_KAFKA_BOOTSTRAP")
         fhir_url = os.environ.get("CARECOORD_FHIR_BASE_URL")
-        embedded = not (bootstrap and fhir_url)
+        pids: dict[str, int] = {}
         if not bootstrap:
             kafka = start_kafka()
             stack.callback(kafka.close)
-            bootstrap = kafka.bootstrap
+            bootstrap, pids["Kafka broker"] = kafka.bootstrap, kafka.proc.pid
         if not fhir_url:
             fhir = start_fhir()
             stack.callback(fhir.close)
-            fhir_url = fhir.base_url
-        yield bootstrap, fhir_url.rstrip("/"), embedded
+            fhir_url, pids["FHIR server"] = fhir.base_url, fhir.proc.pid
+        yield Servers(bootstrap, fhir_url.rstrip("/"), pids)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process, from /proc (Linux); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @dataclass
@@ -186,6 +203,7 @@ class DemoRun:
     days: list[DayLog] = field(default_factory=list)
     directory_services: int = 0
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds
     snapshots: list[dict[str, int]] = field(default_factory=list)  # referral statuses per day
     skipped_mix: list[str] = field(default_factory=list)
 
@@ -289,9 +307,11 @@ def apply_org_updates(
 
 
 def sweep_day(day: int, days: int) -> bool:
-    """The sweeper runs on Mondays, every day of the last week, and on the last simulated day."""
-    weekday = (MONTH_START.toordinal() + day - 1) % 7  # date.weekday() of the day: Monday = 0
-    return day > 1 and (weekday == 0 or day >= 25 or day == days)
+    """The sweeper runs on Mondays, on the first day of the month's last five (outreach "nearly
+    overdue"), and on the last simulated day. (`carecoord run` sweeps every few minutes; daily
+    sweeps would find the same triggers and only cost time.)"""
+    weekday = (MONTH_START + timedelta(days=day - 1)).weekday()
+    return day > 1 and (weekday == 0 or day == 25 or day == days)
 
 
 def run_demo(
@@ -306,12 +326,15 @@ def run_demo(
     configure_logging("WARNING", "text")  # the service's JSON logs would drown the progress bar
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     logging.getLogger("carecoord.events.runtime").setLevel(logging.ERROR)  # the poison, on purpose
+    logging.getLogger("carecoord.fhir").setLevel(logging.ERROR)  # retries on a busy machine
     started = time.monotonic()
     sim = Simulator(scale)
     clock = SimClock(sim.at(1, 7))
     config = handler_config(sim)
     token = uuid.uuid4().hex
-    with servers() as (bootstrap, fhir_url, _embedded), ExitStack() as stack:
+    cpu_start = time.process_time()
+    with servers() as found, ExitStack() as stack:
+        bootstrap, fhir_url = found.bootstrap, found.fhir_url
         with FhirClient(fhir_url) as fhir:
             imported = import_directory(fhir, json.loads(DIRECTORY.read_text()))
         run = scale.run
@@ -396,4 +419,8 @@ def run_demo(
             if progress is not None:
                 progress(f"day {day}/{scale.days}", day, scale.days)
         result.seconds = time.monotonic() - started
+        result.cpu["carecoord (service, simulator, summary)"] = time.process_time() - cpu_start
+        for name, pid in found.pids.items():
+            if (used := cpu_seconds(pid)) is not None:
+                result.cpu[f"embedded {name}"] = used
         return finish(result, data, service)

@@ -84,7 +84,7 @@ class Rates:
     reachability: tuple[tuple[float, float], ...] = ((0.75, 0.3), (0.4, 0.4), (0.12, 0.3))
     voicemail: float = 0.35  # of unanswered calls, a voicemail was left
     max_calls: int = 5  # calls a care manager makes before giving up for the month
-    extra_contacts: tuple[int, int] = (0, 3)  # further care-management contacts once reached
+    extra_contacts: tuple[int, int] = (0, 2)  # further care-management contacts once reached
     clinical_question: float = 0.07  # reached patients who raise a clinical question
     urgent_question: float = 0.25
     disenrol: float = 0.01
