@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -162,11 +165,26 @@ def servers() -> Iterator[Servers]:
             kafka = start_kafka()
             stack.callback(kafka.close)
             bootstrap, pids["Kafka broker"] = kafka.bootstrap, kafka.proc.pid
+        workdir: Path | None = None
+        finished = False
         if not fhir_url:
-            fhir = start_fhir()
+            workdir = Path(tempfile.mkdtemp(prefix="carecoord-demo-fhir-"))
+            stack.callback(_remove_unless_failed, workdir, lambda: finished)
+            fhir = start_fhir(workdir=workdir)  # kept if the demo fails: its log is there
             stack.callback(fhir.close)
             fhir_url, pids["FHIR server"] = fhir.base_url, fhir.proc.pid
-        yield Servers(bootstrap, fhir_url.rstrip("/"), pids)
+        try:
+            yield Servers(bootstrap, fhir_url.rstrip("/"), pids)
+        except BaseException:
+            if workdir is not None:
+                print(f"demo: the embedded FHIR server's log is in {workdir}", file=sys.stderr)
+            raise
+        finished = True
+
+
+def _remove_unless_failed(workdir: Path, finished: Callable[[], bool]) -> None:
+    if finished():
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def cpu_seconds(pid: int) -> float | None:

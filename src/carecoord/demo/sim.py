@@ -77,7 +77,7 @@ class Rates:
     of patients on the first call, 60-75 % within the month)."""
 
     consent_pending: float = 0.08  # consent to care management not recorded yet
-    named_care_manager: float = 0.9  # the EHR names the care manager; else carecoord assigns one
+    named_care_manager: float = 0.97  # the EHR names the care manager; else carecoord assigns
     wrong_number: float = 0.05  # the number on file is wrong (first call)
     declines: float = 0.03  # the patient declines when reached
     # (probability one call is answered, share of patients)
@@ -218,7 +218,7 @@ class Simulator:
             program=program,
             provider=PROVIDERS[i % len(PROVIDERS)],
             care_manager=care_manager,
-            named=program != "TCM" and rng.random() < r.named_care_manager,
+            named=rng.random() < r.named_care_manager,
             consent="pending" if rng.random() < r.consent_pending else "given",
             postal_code=str(_pick(rng, POSTAL_CODES)),
             language=_pick(rng, LANGUAGES),
