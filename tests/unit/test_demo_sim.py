@@ -40,3 +40,29 @@ def test_mix_lines_for_types_not_in_the_catalog_are_skipped() -> None:
     sim = Simulator(Scale(patients=5, days=3, run="r"))
     assert {m.event_type for m in sim.skipped} == {m.event_type for m in EVENT_MIX} - set(INBOUND)
     assert all(e.type in INBOUND for d in (1, 2, 3) for e in sim.day(d).events)
+
+
+def test_the_summary_reader_follows_next_links_on_our_base_url() -> None:
+    """Servers put their own idea of their address in paging links (sekmet: localhost:8090)."""
+    import httpx
+
+    from carecoord.demo.fhirdata import FhirData
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if "_offset" not in str(request.url):
+            nxt = "http://localhost:8090/fhir/Task?_count=1&_offset=1"
+            body = {"resourceType": "Bundle", "link": [{"relation": "next", "url": nxt}],
+                    "entry": [{"resource": {"resourceType": "Task", "id": "a"}}]}  # fmt: skip
+        else:
+            body = {
+                "resourceType": "Bundle",
+                "entry": [{"resource": {"resourceType": "Task", "id": "b"}}],
+            }
+        return httpx.Response(200, json=body)
+
+    with FhirData("http://127.0.0.1:5555/fhir", transport=httpx.MockTransport(answer)) as data:
+        assert [t["id"] for t in data.search("Task")] == ["a", "b"]
+    assert all(url.startswith("http://127.0.0.1:5555/fhir/Task") for url in seen), seen

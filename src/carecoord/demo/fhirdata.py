@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from carecoord.fhir.identifiers import identifier_system
+from carecoord.fhir.transport import rebase_link
 
 Json = dict[str, Any]
 PAGE = 500
@@ -19,9 +20,13 @@ PAGE = 500
 class FhirData:
     """GET-only access to a FHIR server (searches follow `next` links)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float = 60.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(timeout=timeout, headers={"Accept": "application/fhir+json"})
+        self.http = httpx.Client(
+            timeout=timeout, headers={"Accept": "application/fhir+json"}, transport=transport
+        )
         self.searches = 0
 
     def close(self) -> None:
@@ -69,6 +74,8 @@ class FhirData:
                 ),
                 None,
             )
+            if url:  # servers name their own idea of their address in links; ours is the truth
+                url = rebase_link(str(url), self.base_url)
             query = None
 
     def read(self, resource_type: str, resource_id: str) -> Json:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,7 +94,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:
         print(f"carecoord demo: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    result = run(scale, report_path=args.report, progress=not args.no_progress)
+    try:
+        result = run(scale, report_path=args.report, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception:
+        traceback.print_exc()  # the service's hook would log the exception's type only
+        print("carecoord demo: failed (above: what went wrong)", file=sys.stderr)
+        raise SystemExit(1) from None
     d = result.run
     cpu = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in d.cpu.items())
     print(
