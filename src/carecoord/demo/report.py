@@ -123,7 +123,7 @@ def referrals_chart(snapshots: Sequence[dict[str, int]]) -> str:
 
 def caseload_chart(summary: Summary) -> str:
     """Patients per care manager against capacity."""
-    left, bar_w, row = 130, 480, 34
+    left, bar_w, row = 130, 440, 34
     top = max(
         [c.capacity for c in summary.caseloads] + [c.patients for c in summary.caseloads] + [1]
     )
@@ -140,7 +140,8 @@ def caseload_chart(summary: Summary) -> str:
         x = left + bar_w * c.capacity / top
         body.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 28}" stroke="#212529" '
                     f'stroke-dasharray="3 2"/>')  # fmt: skip
-        body.append(_text(x + 6, y + 18, f"{c.patients} / {c.capacity} ({c.load:.0%})"))
+        end = left + bar_w * max(c.patients, c.capacity) / top
+        body.append(_text(end + 6, y + 18, f"{c.patients} / {c.capacity} ({c.load:.0%})"))
         y += row
     return _svg("chart-caseload", 720, y + 10, body, "Caseload per care manager against capacity")
 

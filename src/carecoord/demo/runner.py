@@ -105,7 +105,9 @@ class DemoService(Service):
 
 
 def capacities(sim: Simulator) -> dict[str, int]:
-    """Full-time care managers, the last of three or more part-time."""
+    """Full-time care managers, the last of three or more part-time. The practice's EHR assigns
+    patients round-robin, whatever the capacity: the caseload chart shows the part-time care
+    manager over capacity (what the reassignment sweep, or a lead, would act on)."""
     cms = sim.care_managers
     return {
         cm: PART_TIME_CAPACITY if len(cms) >= 3 and i == len(cms) - 1 else FULL_TIME_CAPACITY
