@@ -66,3 +66,15 @@ def test_the_summary_reader_follows_next_links_on_our_base_url() -> None:
     with FhirData("http://127.0.0.1:5555/fhir", transport=httpx.MockTransport(answer)) as data:
         assert [t["id"] for t in data.search("Task")] == ["a", "b"]
     assert all(url.startswith("http://127.0.0.1:5555/fhir/Task") for url in seen), seen
+
+
+def test_carecoord_demo_is_a_cli_command_with_the_scale_options() -> None:
+    from typer.testing import CliRunner
+
+    from carecoord.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--help"])
+    assert result.exit_code == 0
+    for option in ("--patients", "--care-managers", "--seed", "--days", "--report"):
+        assert option in result.output
+    assert CliRunner().invoke(app, ["demo", "--days", "31"]).exit_code == 2  # one month at most

@@ -533,7 +533,11 @@ def clinical_answers(sim: Simulator, day: int) -> list[CloudEvent]:
 
 EVENT_MIX: tuple[Mix, ...] = (
     Mix("discharges", DISCHARGED, discharges),
-    Mix("enrolments (TCM patients on discharge)", "carecoord.patient.enrolled", enrolments),
+    Mix(
+        "enrolments (the panel on day 1, TCM on discharge)",
+        "carecoord.patient.enrolled",
+        enrolments,
+    ),
     Mix("consent recorded", CONSENT, consents),
     Mix("outreach calls", "carecoord.outreach.attempted", outreach_calls),
     Mix("logged care-management time", "carecoord.time.logged", logged_time),
