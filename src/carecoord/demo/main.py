@@ -16,7 +16,7 @@ from types import FrameType
 
 from carecoord.demo import report as report_mod
 from carecoord.demo.fhirdata import FhirData
-from carecoord.demo.runner import DemoRun, run_demo
+from carecoord.demo.runner import DIRECTORY, DemoRun, run_demo
 from carecoord.demo.sim import Scale
 from carecoord.demo.summary import Summary, compute, referral_snapshot, render_text
 from carecoord.service.app import Service
@@ -30,7 +30,13 @@ class DemoResult:
     seconds: float
 
 
-def run(scale: Scale, *, report_path: Path | None = None, progress: bool = True) -> DemoResult:
+def run(
+    scale: Scale,
+    *,
+    report_path: Path | None = None,
+    progress: bool = True,
+    directory: Path = DIRECTORY,
+) -> DemoResult:
     """Run the demo; returns the summary (read from FHIR and the topics) and the report path."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -58,7 +64,9 @@ def run(scale: Scale, *, report_path: Path | None = None, progress: bool = True)
         return demo, summary
 
     with bar:
-        demo, summary = run_demo(scale, progress=advance, snapshot=snapshot, finish=finish)
+        demo, summary = run_demo(
+            scale, progress=advance, snapshot=snapshot, finish=finish, directory=directory
+        )
     path = report_path or Path("carecoord-demo-report.html")
     report_mod.write(path, demo, summary)
     return DemoResult(demo, summary, path.resolve(), time.monotonic() - started)
@@ -74,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="the same seed gives the same month")
     p.add_argument("--days", type=int, default=30, help="days of November 2026 to simulate")
     p.add_argument("--report", type=Path, default=Path("carecoord-demo-report.html"))
+    p.add_argument("--directory", type=Path, default=DIRECTORY,
+                   help="community directory to import (Open Referral HSDS JSON)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -95,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"carecoord demo: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     try:
-        result = run(scale, report_path=args.report, progress=not args.no_progress)
+        result = run(
+            scale, report_path=args.report, progress=not args.no_progress, directory=args.directory
+        )
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception:

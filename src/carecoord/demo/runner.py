@@ -340,6 +340,7 @@ def run_demo(
     progress: Progress | None = None,
     snapshot: Callable[[FhirData, DemoRun, int], dict[str, int]] | None = None,
     finish: Callable[[DemoRun, FhirData, Service], R],
+    directory: Path = DIRECTORY,
 ) -> R:
     """Simulate the month through the real service, then `finish(run, data, service)` while the
     servers are still up (the summary reads them) and return what it returns."""
@@ -347,6 +348,11 @@ def run_demo(
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     logging.getLogger("carecoord.events.runtime").setLevel(logging.ERROR)  # the poison, on purpose
     logging.getLogger("carecoord.fhir").setLevel(logging.ERROR)  # retries on a busy machine
+    if not directory.is_file():
+        raise SystemExit(
+            f"demo: the community directory {directory} is not there (it ships with the source "
+            "tree, not the wheel): run from a clone, or pass --directory FILE (Open Referral HSDS)"
+        )
     started = time.monotonic()
     sim = Simulator(scale)
     clock = SimClock(sim.at(1, 7))
@@ -356,7 +362,7 @@ def run_demo(
     with servers() as found, ExitStack() as stack:
         bootstrap, fhir_url = found.bootstrap, found.fhir_url
         with FhirClient(fhir_url) as fhir:
-            imported = import_directory(fhir, json.loads(DIRECTORY.read_text()))
+            imported = import_directory(fhir, json.loads(directory.read_text()))
         run = scale.run
         settings = load_settings(
             kafka_bootstrap=bootstrap,
