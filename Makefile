@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench clean mutation mutation-report
+.PHONY: install test lint typecheck unit demo demo-check bench clean mutation mutation-report
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,20 @@ mutation: $(MUTATION_STAMP)
 mutation-report: $(MUTATION_STAMP)
 	$(PY) mutation/report.py
 
+# A month of a practice (600 patients, 3 care managers) on embedded servers, or on
+# CARECOORD_KAFKA_BOOTSTRAP / CARECOORD_FHIR_BASE_URL; e.g. make demo DEMO_ARGS="--patients 40 --days 5"
+DEMO_ARGS ?=
 demo: install
-	$(PY) -m carecoord.demo
+	$(PY) -m carecoord.demo $(DEMO_ARGS)
+
+# The demo at small scale, then its report rendered offline in headless Chromium (not in `make test`).
+DEMO_CHECK_REPORT ?= data/demo-check/report.html
+demo-check: install
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+		|| apt-get install -y chromium >/dev/null \
+		|| { echo "demo-check needs Chromium: apt-get install -y chromium"; exit 1; }
+	$(PY) -m carecoord.demo --patients 40 --days 5 --no-progress --report $(DEMO_CHECK_REPORT)
+	$(PY) -m carecoord.demo.browser $(DEMO_CHECK_REPORT)
 
 bench: install
 	$(PY) -m bench.run

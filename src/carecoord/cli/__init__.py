@@ -20,6 +20,17 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def demo(ctx: typer.Context) -> None:
+    """A month of a care-management practice through the real service (--help for options)."""
+    from carecoord.demo.main import main as demo_main
+
+    demo_main(ctx.args)
+
+
 def _register() -> None:
     from carecoord.cli import care_commands as handler_commands
     from carecoord.cli import service_commands as event_commands

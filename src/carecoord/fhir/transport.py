@@ -266,7 +266,11 @@ class Backoff:
     multiplier: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        ceiling = min(self.maximum, self.initial * self.multiplier ** max(0, attempt - 1))
+        exponent = max(0, attempt - 1)
+        try:
+            ceiling = min(self.maximum, self.initial * self.multiplier**exponent)
+        except OverflowError:  # e.g. 2.0 ** 1024, after many quick attempts within a budget
+            ceiling = self.maximum
         return random.uniform(ceiling / 2, ceiling)
 
 

@@ -70,7 +70,8 @@ def log_uncaught(
     frames = traceback.extract_tb(tb) if tb is not None else []
     where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else None
     logging.getLogger("carecoord.uncaught").error(
-        "uncaught exception", extra={"error": exc_type.__name__, "thread": thread, "where": where}
+        "uncaught exception",
+        extra={"error": exc_type.__name__, "in_thread": thread, "where": where},
     )
 
 

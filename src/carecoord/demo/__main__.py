@@ -1,0 +1,3 @@
+from carecoord.demo.main import main
+
+main()

@@ -1,0 +1,564 @@
+"""The demo's summary, read back from the FHIR server and the topics — never from the simulator.
+
+`compute(run, data, broker)` searches the FHIR server for what the handlers wrote for this run's
+patients (care plans, outreach requests and attempts, Tasks, referrals, charge items) and reads
+the outbound and dead-letter topics. `referral_snapshot` is taken after each simulated day.
+
+Plug-in points for features on other branches (each returns what FHIR can show today and says
+what is missing, never an invented number):
+- `tcm_deadlines`: the TCM handler's deadline Tasks (`carecoord.patient.discharged`);
+- `worklist`: the `carecoord worklist` library function;
+- `consent_status`: consent resources (`carecoord.patient.consent-changed`);
+- `disenrolments`: ended CarePlans (`carecoord.patient.disenrolled`);
+- `clinical_loop`: due times and answers of clinical questions (`carecoord.clinical.answered`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from carecoord.core.envelope import CloudEvent
+from carecoord.demo.fhirdata import FhirData, Json, code_values, ident, patient_id, ref, refs
+from carecoord.demo.sim import MONTH_START
+from carecoord.events.broker import Broker
+from carecoord.events.dlq import list_dead_letters
+from carecoord.fhir import terminology as t
+from carecoord.fhir.identifiers import identifier_system
+from carecoord.handlers.billing import LADDERS, PROGRAM_EXTENSION, Ladder
+
+REFERRAL_STATUSES = (
+    "requested", "accepted", "in-progress", "completed", "rejected", "cancelled", "failed",
+)  # fmt: skip
+TASK_CODES = {
+    "escalation": t.TASK_OUTREACH_ESCALATION,
+    "clinical-review": t.TASK_CLINICAL_REVIEW,
+    "verify-contact": t.TASK_VERIFY_CONTACT,
+    "manual-referral": t.TASK_MANUAL_REFERRAL,
+    "overdue-escalation": t.TASK_OVERDUE_ESCALATION,
+    "assign-care-manager": t.TASK_ASSIGN_CARE_MANAGER,
+    "medication-reconciliation": t.TASK_MEDICATION_RECONCILIATION,
+    "assessment": t.TASK_ASSESSMENT,
+    "care-plan-review": t.TASK_CARE_PLAN_REVIEW,
+    "referral": t.TASK_FULFILL,
+}
+OPEN = frozenset({"draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold"})
+
+
+@dataclass
+class Funnel:
+    due: int = 0
+    attempted: int = 0
+    reached: int = 0
+    escalated: int = 0
+    declined: int = 0
+    wrong_number: int = 0
+    attempts: int = 0
+
+
+@dataclass
+class Caseload:
+    care_manager: str
+    patients: int
+    capacity: int
+
+    @property
+    def load(self) -> float:
+        return self.patients / self.capacity if self.capacity else 0.0
+
+
+@dataclass
+class Billing:
+    program: str
+    units: dict[str, int]  # CPT -> units
+    patients_billed: int
+    patients_with_time: int
+    minutes: list[float]  # per patient with time
+    ladder: Ladder | None
+
+
+@dataclass
+class WorkItem:
+    kind: str
+    patient: str
+    detail: str
+    due: str | None
+    priority: str
+
+
+@dataclass
+class PlugIn:
+    """A summary item waiting for a feature on another branch."""
+
+    available: bool
+    note: str
+    figures: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    patients: int
+    care_plans: dict[str, int]  # program -> active plans
+    funnel: dict[str, Funnel]  # care manager -> funnel (and "all")
+    escalations: dict[str, int]
+    referrals_by_status: dict[str, int]
+    referrals_by_domain: dict[str, dict[str, int]]  # domain -> status -> referrals
+    referral_attempts: int
+    tcm: PlugIn
+    caseloads: list[Caseload]
+    billing: list[Billing]
+    dead_letters: list[tuple[str, str, str]]  # (error type, event type, message)
+    emitted: dict[str, int]
+    worklist_for: str
+    worklist: list[WorkItem]
+    worklist_source: str
+    snapshots: list[dict[str, int]]
+    consent: PlugIn
+    disenrolled: PlugIn
+    clinical: PlugIn
+    fhir_searches: int = 0
+    resources_read: int = 0
+
+
+def _mine(resources: Iterable[Json], prefix: str) -> list[Json]:
+    return [r for r in resources if (patient_id(r) or "").startswith(prefix)]
+
+
+def _program(resource: Json) -> str | None:
+    for concept in resource.get("category") or []:
+        for coding in concept.get("coding") or []:
+            if coding.get("system") == t.CARE_PROGRAM_SYSTEM:
+                return str(coding.get("code"))
+    return None
+
+
+def _care_manager(plan: Json) -> str | None:
+    for team in plan.get("contained") or []:
+        for member in team.get("participant") or []:
+            roles = set().union(*(code_values(r) for r in member.get("role") or [{}]))
+            if t.ROLE_CARE_COORDINATOR.code in roles:
+                return ref(member.get("member"))
+    return None
+
+
+def _task_kind(task: Json) -> str | None:
+    concept = task.get("code") or {}
+    for kind, code in TASK_CODES.items():
+        if t.concept_has(concept, code):
+            return kind
+    return None
+
+
+def referral_snapshot(data: FhirData, prefix: str) -> dict[str, int]:
+    """Referral Tasks (every attempt) of this run by status, now."""
+    tasks = _mine(
+        data.search("Task", {"code": f"{t.TASK_FULFILL.system}|{t.TASK_FULFILL.code}"}), prefix
+    )
+    counts = Counter(str(task.get("status")) for task in tasks if ident(task, "referral-task"))
+    return {s: counts.get(s, 0) for s in REFERRAL_STATUSES}
+
+
+def business_days_after(start: date, days: int) -> date:
+    day = start
+    while days > 0:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            days -= 1
+    return day
+
+
+def tcm_deadlines(
+    plans: Sequence[Json], requests: Mapping[str, Json], comms: Sequence[Json]
+) -> PlugIn:
+    """TCM deadlines. PLUG-IN POINT: the TCM handler (`carecoord.patient.discharged`, other
+    branch) writes deadline Tasks (interactive contact in 2 business days, face-to-face in 7/14);
+    count those met here when it lands. Today FHIR shows the first of them: a completed outreach
+    Communication on the TCM plan's request within 2 business days of the plan's start (the
+    discharge)."""
+    tcm = [p for p in plans if _program(p) == "TCM"]
+    contact_by: dict[str, list[str]] = defaultdict(list)
+    for comm in comms:
+        if comm.get("status") == "completed":
+            for based in refs(comm.get("basedOn")):
+                contact_by[based].append(str(comm.get("sent") or ""))
+    met = 0
+    for plan in tcm:
+        start = date.fromisoformat(str(plan.get("period", {}).get("start", ""))[:10])
+        deadline = business_days_after(start, 2)
+        reqs = [
+            f"CommunicationRequest/{cr['id']}"
+            for cr in requests.values()
+            if ref(cr.get("subject")) == ref(plan.get("subject"))
+        ]
+        if any(s and s[:10] <= deadline.isoformat() for r in reqs for s in contact_by[r]):
+            met += 1
+    return PlugIn(
+        available=False,
+        note="TCM deadline Tasks: not available until the TCM handler "
+        "(carecoord.patient.discharged) is merged; shown: interactive contact within 2 business "
+        "days of discharge, from the Communications on the FHIR server",
+        figures={"discharges": len(tcm), "contact within 2 business days": met},
+    )
+
+
+def worklist(
+    tasks: Sequence[Json], requests: Mapping[str, Json], care_manager: str
+) -> tuple[list[WorkItem], str]:
+    """One care manager's open work on the last day. PLUG-IN POINT: replace with the
+    `carecoord worklist` library function (other branch) when it lands; today: the open Tasks
+    they own and their patients' outreach not yet completed, from FHIR."""
+    items: list[WorkItem] = []
+    for task in tasks:
+        kind = _task_kind(task)
+        if kind is None or kind == "referral" or task.get("status") not in OPEN:
+            continue
+        if ref(task.get("owner")) != care_manager:
+            continue
+        due = (task.get("restriction") or {}).get("period", {}).get("end")
+        items.append(
+            WorkItem(
+                kind,
+                patient_id(task) or "-",
+                str(task.get("status")),
+                due,
+                str(task.get("priority") or "routine"),
+            )
+        )
+    for cr in requests.values():
+        if ref(cr.get("requester")) == care_manager and cr.get("status") == "active":
+            end = (cr.get("occurrencePeriod") or {}).get("end")
+            items.append(
+                WorkItem(
+                    "outreach due",
+                    patient_id(cr) or "-",
+                    "not reached yet",
+                    end,
+                    str(cr.get("priority") or "routine"),
+                )
+            )
+    order = {"stat": 0, "urgent": 1, "asap": 2, "routine": 3}
+    items.sort(key=lambda w: (order.get(w.priority, 4), w.due or "9999", w.kind, w.patient))
+    return (
+        items,
+        "computed from FHIR (open Tasks owned, outreach not completed); "
+        "plug-in point for `carecoord worklist`",
+    )
+
+
+def compute(
+    data: FhirData,
+    broker: Broker,
+    *,
+    prefix: str,
+    care_managers: Sequence[str],
+    capacities: Mapping[str, int],
+    topic_out: str,
+    topic_dlq: str,
+    snapshots: Sequence[dict[str, int]] = (),
+    now: datetime | None = None,
+) -> Summary:
+    month_end = (MONTH_START.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    start_searches = data.searches
+    plans = _mine(
+        data.search("CarePlan", {"identifier": f"{identifier_system('care-plan')}|"}), prefix
+    )
+    requests_all = _mine(
+        data.search(
+            "CommunicationRequest",
+            [("identifier", f"{identifier_system('outreach-request')}|"),
+             ("authored", f"ge{MONTH_START.isoformat()}"),
+             ("authored", f"le{month_end.isoformat()}")],
+        ),
+        prefix,
+    )  # fmt: skip
+    requests = {
+        f"CommunicationRequest/{cr['id']}": cr
+        for cr in requests_all
+        if (ident(cr, "outreach-request") or "").endswith(MONTH_START.strftime(":%Y-%m"))
+    }
+    comms = _mine(
+        data.search("Communication", {"identifier": f"{identifier_system('outreach-attempt')}|"}),
+        prefix,
+    )
+    codes = ",".join(f"{c.system}|{c.code}" for c in TASK_CODES.values())
+    tasks = _mine(data.search("Task", {"code": codes}), prefix)
+    srs = _mine(
+        data.search(
+            "ServiceRequest", {"category": f"{t.SNOMED}|{t.SR_CATEGORY_SOCIAL_SERVICE.code}"}
+        ),
+        prefix,
+    )
+    charges = _mine(
+        data.search(
+            "ChargeItem", {"code": f"{t.CARE_MANAGEMENT_TIME.system}|{t.CARE_MANAGEMENT_TIME.code}"}
+        ),
+        prefix,
+    )
+    billable = _mine(
+        data.search("ChargeItem", {"identifier": f"{identifier_system('charge-item')}|"}), prefix
+    )
+    read = sum(map(len, (plans, requests_all, comms, tasks, srs, charges, billable)))
+
+    # outreach funnel per care manager (the requester of the month's request)
+    by_request: dict[str, list[Json]] = defaultdict(list)
+    for comm in comms:
+        for based in refs(comm.get("basedOn")):
+            by_request[based].append(comm)
+    escalated = {ref(task.get("focus")) for task in tasks if _task_kind(task) == "escalation"}
+    funnel: dict[str, Funnel] = {cm: Funnel() for cm in care_managers}
+    total = Funnel()
+    for cr_ref, cr in requests.items():
+        f = funnel.setdefault(ref(cr.get("requester")) or "unassigned", Funnel())
+        attempts = by_request.get(cr_ref, [])
+        reasons = (
+            set().union(*(code_values(c.get("statusReason")) for c in attempts))
+            if attempts
+            else set()
+        )
+        for target in (f, total):
+            target.due += 1
+            target.attempts += len(attempts)
+            target.attempted += bool(attempts)
+            target.reached += any(c.get("status") == "completed" for c in attempts)
+            target.escalated += cr_ref in escalated
+            target.declined += cr.get("status") == "revoked"
+            target.wrong_number += t.NOT_DONE_INVALID_PHONE.code in reasons
+    funnel["all"] = total
+
+    kinds = Counter(_task_kind(task) for task in tasks)
+    urgent = sum(
+        1
+        for task in tasks
+        if _task_kind(task) == "clinical-review" and task.get("priority") == "stat"
+    )
+    escalations = {
+        "unanswered outreach (escalation Tasks)": kinds.get("escalation", 0),
+        "overdue work (overdue-escalation Tasks)": kinds.get("overdue-escalation", 0),
+        "clinical questions to the provider": kinds.get("clinical-review", 0),
+        "  of which urgent (stat)": urgent,
+        "wrong numbers to verify": kinds.get("verify-contact", 0),
+        "patients waiting for a care manager": kinds.get("assign-care-manager", 0),
+    }
+
+    # referrals: one per ServiceRequest, its status from the SR and its latest Task attempt
+    ref_tasks: dict[str, list[Json]] = defaultdict(list)
+    manual: dict[str, Json] = {}
+    for task in tasks:
+        kind = _task_kind(task)
+        focus = ref(task.get("focus"))
+        if focus and kind == "referral":
+            ref_tasks[focus].append(task)
+        elif focus and kind == "manual-referral":
+            manual[focus] = task
+    by_status: Counter[str] = Counter()
+    by_domain: dict[str, Counter[str]] = defaultdict(Counter)
+    for sr in srs:
+        sr_ref = f"ServiceRequest/{sr['id']}"
+        domains = code_values(sr.get("category")) - {t.SR_CATEGORY_SOCIAL_SERVICE.code}
+        domain = sorted(domains)[0] if domains else "unspecified"
+        attempts = sorted(ref_tasks.get(sr_ref, []), key=lambda x: str(x.get("authoredOn") or ""))
+        if sr.get("status") == "completed":
+            status = "completed"
+        elif sr.get("status") == "revoked":
+            status = "cancelled"
+        elif sr_ref in manual:
+            business = code_values(manual[sr_ref].get("businessStatus"))
+            status = (
+                "no consent: manual"
+                if t.BUSINESS_NO_CONSENT.code in business
+                else "unmatched: manual"
+            )
+        elif attempts:
+            status = str(attempts[-1].get("status"))
+        else:
+            status = str(sr.get("status"))
+        by_status[status] += 1
+        by_domain[domain][status] += 1
+
+    # caseload: distinct patients of the month's requests per requester (the handlers' rule)
+    patients_of: dict[str, set[str]] = defaultdict(set)
+    for cr in requests.values():
+        requester = ref(cr.get("requester"))
+        pid = patient_id(cr)
+        if requester and pid and cr.get("status") != "entered-in-error":
+            patients_of[requester].add(pid)
+    caseloads = [
+        Caseload(cm, len(patients_of.get(cm, set())), capacities.get(cm, 0)) for cm in care_managers
+    ]
+
+    # billing
+    minutes: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for item in charges:
+        if item.get("status") == "entered-in-error" or not ident(item, "time-entry"):
+            continue
+        program = next(
+            (str(e["valueCoding"]["code"]) for e in item.get("extension") or []
+             if e.get("url") == PROGRAM_EXTENSION and e.get("valueCoding")),
+            None,
+        )  # fmt: skip
+        pid = patient_id(item)
+        if program and pid:
+            minutes[program][pid] += float((item.get("quantity") or {}).get("value") or 0)
+    units: dict[str, Counter[str]] = defaultdict(Counter)
+    billed_patients: dict[str, set[str]] = defaultdict(set)
+    for item in billable:
+        value = ident(item, "charge-item")
+        if not value or item.get("status") != "billable":
+            continue
+        # one ChargeItem per patient, program, month and code; quantity = units
+        _pid, program, _month, cpt = value.rsplit(":", 3)
+        units[program][cpt] += int((item.get("quantity") or {}).get("value") or 1)
+        billed_patients[program].add(_pid)
+    programs = sorted(
+        set(minutes) | set(units),
+        key=lambda p: list(t.PROGRAMS).index(p) if p in t.PROGRAMS else 99,
+    )
+    billing = [
+        Billing(p, dict(sorted(units[p].items())), len(billed_patients[p]), len(minutes[p]),
+                sorted(minutes[p].values()), LADDERS.get(p))
+        for p in programs
+    ]  # fmt: skip
+
+    emitted = Counter(
+        CloudEvent.from_json_bytes(r.value).type for r in broker.read_topic(topic_out, timeout=5)
+    )
+    dead = [
+        (d.error_type or "-", d.event_type or "-", d.error_message or "")
+        for d in list_dead_letters(broker, topic_dlq, timeout=5)
+    ]
+    lead = max(caseloads, key=lambda c: c.patients).care_manager if caseloads else "-"
+    items, source = worklist(tasks, requests, lead)
+    active_by_program = Counter(_program(p) or "?" for p in plans if p.get("status") == "active")
+    return Summary(
+        patients=len({patient_id(p) for p in plans}),
+        care_plans=dict(sorted(active_by_program.items())),
+        funnel=funnel,
+        escalations=escalations,
+        referrals_by_status=dict(by_status.most_common()),
+        referrals_by_domain={d: dict(c.most_common()) for d, c in sorted(by_domain.items())},
+        referral_attempts=sum(len(v) for v in ref_tasks.values()),
+        tcm=tcm_deadlines(plans, requests, comms),
+        caseloads=caseloads,
+        billing=billing,
+        dead_letters=dead,
+        emitted=dict(sorted(emitted.items())),
+        worklist_for=lead,
+        worklist=items,
+        worklist_source=source,
+        snapshots=list(snapshots),
+        consent=consent_status(srs, manual),
+        disenrolled=disenrolments(plans),
+        clinical=clinical_loop(tasks),
+        fhir_searches=data.searches - start_searches,
+        resources_read=read,
+    )
+
+
+def consent_status(srs: Sequence[Json], manual: Mapping[str, Json]) -> PlugIn:
+    """PLUG-IN POINT: consent to care management (`carecoord.patient.consent-changed`, other
+    branch). Today FHIR shows only referrals held back for lack of consent to contact."""
+    held = sum(
+        1
+        for task in manual.values()
+        if t.BUSINESS_NO_CONSENT.code in code_values(task.get("businessStatus"))
+    )
+    note = (
+        "consent records: not available until the consent rules are merged; shown: referrals held"
+    )
+    return PlugIn(False, note, {"referrals held for consent to contact": held})
+
+
+def disenrolments(plans: Sequence[Json]) -> PlugIn:
+    """PLUG-IN POINT: `carecoord.patient.disenrolled` (other branch) ends CarePlans; count them."""
+    ended = sum(1 for p in plans if p.get("status") in ("completed", "revoked"))
+    return PlugIn(False, "disenrolments: not available until carecoord.patient.disenrolled is "
+                  "merged; shown: CarePlans ended", {"care plans ended": ended})  # fmt: skip
+
+
+def clinical_loop(tasks: Sequence[Json]) -> PlugIn:
+    """PLUG-IN POINT: due times and answers (`carecoord.clinical.answered`, other branch)."""
+    review = [task for task in tasks if _task_kind(task) == "clinical-review"]
+    done = sum(1 for task in review if task.get("status") == "completed")
+    return PlugIn(False, "answers and due times: not available until the clinical-question loop "
+                  "is merged; shown: review Tasks and how many are completed",
+                  {"questions routed": len(review), "answered": done})  # fmt: skip
+
+
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  "
+) -> list[str]:
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return [
+        indent
+        + "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
+
+
+def _short(reference: str) -> str:
+    return reference.split("/", 1)[-1]
+
+
+def render_text(s: Summary) -> str:
+    """The summary as plain text for the terminal."""
+    out: list[str] = []
+    add = out.append
+    plans = ", ".join(f"{p} {n}" for p, n in s.care_plans.items())
+    add(f"Patients: {s.patients} with care plans ({plans})")
+    add("")
+    add("Outreach this month, per care manager (monthly CommunicationRequests and their attempts)")
+    rows = []
+    for cm, f in s.funnel.items():
+        pct = f"{100 * f.reached / f.due:.0f}%" if f.due else "-"
+        rows.append((_short(cm), f.due, f.attempted, f.attempts, f.reached, pct, f.escalated,
+                     f.declined, f.wrong_number))  # fmt: skip
+    header = ("care manager", "due", "attempted", "calls", "reached", "%", "escalated",
+              "declined", "wrong no.")  # fmt: skip
+    out += _table(header, rows)
+    add("")
+    add("Escalations and routed work (Tasks on the FHIR server)")
+    out += _table(("", "Tasks"), list(s.escalations.items()))
+    add("")
+    needs = sum(s.referrals_by_status.values())
+    add(f"Community referrals: {needs} needs, {s.referral_attempts} organisation attempts")
+    add("  by status: " + (", ".join(f"{k} {v}" for k, v in s.referrals_by_status.items()) or "-"))
+    for domain, statuses in s.referrals_by_domain.items():
+        add(f"  {domain:<26} " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
+    add("")
+    add("TCM deadlines")
+    out += _table(("", ""), list(s.tcm.figures.items()))
+    add(f"  ({s.tcm.note})")
+    add("")
+    add("Caseload against capacity (distinct patients of the month's outreach requests)")
+    out += _table(
+        ("care manager", "patients", "capacity", "load"),
+        [(_short(c.care_manager), c.patients, c.capacity, f"{c.load:.0%}") for c in s.caseloads],
+    )
+    add("")
+    add("Billable this month (ChargeItems)")
+    bill_rows: list[tuple[object, ...]] = []
+    for b in s.billing:
+        none = "no billing ladder" if b.ladder is None else "none reached"
+        codes_ = ", ".join(f"{cpt} x{n}" for cpt, n in b.units.items()) or none
+        bill_rows.append((b.program, codes_, b.patients_billed, b.patients_with_time))
+    out += _table(("program", "codes x units", "patients billed", "with time"), bill_rows)
+    add("")
+    add(f"Dead letters: {len(s.dead_letters)}")
+    for error, etype, message in s.dead_letters:
+        add(f"  {error}: {etype}: {message[:70]}")
+    add("")
+    emitted = ", ".join(f"{k.removeprefix('carecoord.')} {v}" for k, v in s.emitted.items())
+    add(f"Emitted on the outbound topic: {emitted}")
+    kinds = Counter(w.kind for w in s.worklist).most_common()
+    add(f"Worklist of {_short(s.worklist_for)} on the last day: {len(s.worklist)} items ("
+        + ", ".join(f"{k} {v}" for k, v in kinds) + ")")  # fmt: skip
+    for plug in (s.consent, s.disenrolled, s.clinical):
+        add("  " + ", ".join(f"{k} {v}" for k, v in plug.figures.items()) + f"  ({plug.note})")
+    add(f"(read back from FHIR: {s.resources_read} resources in {s.fhir_searches} searches)")
+    return "\n".join(out)
