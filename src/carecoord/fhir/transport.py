@@ -266,7 +266,11 @@ class Backoff:
     multiplier: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        ceiling = min(self.maximum, self.initial * self.multiplier ** max(0, attempt - 1))
+        try:
+            grown = self.initial * self.multiplier ** max(0, attempt - 1)
+        except OverflowError:  # past ~1000 attempts (a tiny budget retried without sleeping)
+            grown = self.maximum
+        ceiling = min(self.maximum, grown)
         return random.uniform(ceiling / 2, ceiling)
 
 
