@@ -29,7 +29,7 @@ def enrol(
             fhir.put(
                 {
                     "resourceType": "Condition",
-                    "id": f"{patient}-c{n}",
+                    "id": f"{patient[:60]}-c{n}",  # a FHIR id has at most 64 characters
                     "subject": {"reference": f"Patient/{patient}"},
                     "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm",
                                          "code": f"E11.{n}"}]},

@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from billing_support import enrol
 from fhir.resources.R4B.resource import Resource
 from test_handlers_ii_support import NOW, FakeFhir, ctx, event
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirInvalid
 from carecoord.fhir.identifiers import carecoord_identifier
-from carecoord.handlers.billing import HANDLERS, THRESHOLD_REACHED
+from carecoord.handlers.billing import CHARGE_ITEM_ID, HANDLERS, THRESHOLD_REACHED, threshold_value
 from carecoord.handlers.event_ids import derived_id
 
 handle = HANDLERS[0].handle
@@ -61,6 +62,7 @@ def ident(resource: Any) -> tuple[str, str]:
 
 def test_the_threshold_is_recorded_and_announced_with_everything_a_biller_needs() -> None:
     fhir = FakeFhir()
+    enrol(fhir)
     run(fhir, time_logged(12, id_="t-1"))
     fx = run(fhir, time_logged(8.5, id_="t-2"))
     entries = items(fhir, "not-billable")
@@ -76,14 +78,21 @@ def test_the_threshold_is_recorded_and_announced_with_everything_a_biller_needs(
     assert claim.subject.reference == "Patient/p1"
     assert claim.performer[0].actor.reference == "Practitioner/cm-1"
     assert claim.enteredDate == NOW  # the event's time
-    (second,) = [e for e in entries if e.quantity.value == 8.5]
-    assert [s.reference for s in claim.supportingInformation] == [f"ChargeItem/{second.id}"]
+    # The time entries it counts, then the care plan's Conditions (billing-rules.md B21).
+    assert [s.reference for s in claim.supportingInformation] == [
+        *(
+            f"ChargeItem/{e.id}"
+            for e in sorted(entries, key=lambda e: e.quantity.value, reverse=True)
+        ),
+        "Condition/p1-c0",
+        "Condition/p1-c1",
+    ]
     system, value = ident(claim)
     (emit,) = fx.emits
     assert (emit.type, emit.subject, emit.id) == (
         THRESHOLD_REACHED,
         "Patient/p1",
-        derived_id(system, value),
+        derived_id(CHARGE_ITEM_ID, threshold_value("p1", "CCM", "2025-03", "99490", 1)),
     )
     assert emit.data == {
         "program": "CCM",
@@ -104,9 +113,14 @@ def test_the_threshold_is_recorded_and_announced_with_everything_a_biller_needs(
 
 def test_time_logged_by_an_organisation_names_no_performer_and_uses_the_clock() -> None:
     fhir = FakeFhir()
+    enrol(fhir)
     run(fhir, time_logged(25, by="Organization/clinic", at=None))
     (claim,) = items(fhir, "billable")
-    assert not claim.performer
+    # No one performed it by name: only the care plan's billing practitioner is named.
+    assert [(p.function.coding[0].code, p.actor.reference) for p in claim.performer] == [
+        ("billing-practitioner", "Practitioner/dr-1")
+    ]
+    assert not claim.enterer
     assert claim.enteredDate == LATER  # no event time: when it was processed
     (entry,) = items(fhir, "not-billable")
     assert not entry.performer
@@ -115,8 +129,9 @@ def test_time_logged_by_an_organisation_names_no_performer_and_uses_the_clock() 
 def test_a_patient_with_a_long_id_is_billed_too() -> None:
     fhir = FakeFhir()
     patient = "p" * 64  # the longest FHIR id: the identifier value is hashed
+    enrol(fhir, patient=patient)
     fx = run(fhir, time_logged(45, patient=patient))
-    assert [e.data["cpt"] for e in fx.emits] == ["99490", "99439"]
+    assert sorted(e.data["cpt"] for e in fx.emits) == ["99439", "99490"]  # in no set order
     assert {c.subject.reference for c in items(fhir, "billable")} == {f"Patient/{patient}"}
 
 
@@ -131,6 +146,20 @@ class BlindFhir(FakeFhir):
         return super().search(resource_type, params)
 
 
+# FHIR R4 search parameters: those common to every resource (and the result parameters), and
+# ChargeItem's own (https://hl7.org/fhir/R4/chargeitem.html#search).
+COMMON_PARAMS = frozenset(
+    {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_text", "_content",
+     "_list", "_has", "_type", "_query", "_filter", "_sort", "_count", "_include",
+     "_revinclude", "_summary", "_total", "_elements", "_contained", "_containedType"}
+)  # fmt: skip
+CHARGE_ITEM_PARAMS = COMMON_PARAMS | {
+    "account", "code", "context", "entered-date", "enterer", "factor-override", "identifier",
+    "occurrence", "patient", "performer-actor", "performer-function", "price-override",
+    "quantity", "requesting-organization", "service", "subject",
+}  # fmt: skip
+
+
 class StrictFhir(FakeFhir):
     """A server with strict search handling: 400 for a ChargeItem parameter it does not know."""
 
@@ -138,13 +167,15 @@ class StrictFhir(FakeFhir):
         self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
     ) -> list[Resource]:
         keys = set(params) if isinstance(params, Mapping) else {k for k, _ in params}
-        if resource_type == "ChargeItem" and keys - {"subject", "patient", "identifier"}:
+        if resource_type == "ChargeItem" and keys - CHARGE_ITEM_PARAMS:
             raise FhirInvalid("unknown search parameter", status=400)
         return super().search(resource_type, params)
 
 
 def test_another_patients_minutes_never_count_even_if_the_server_returns_them() -> None:
     fhir = BlindFhir()
+    enrol(fhir)
+    enrol(fhir, patient="p2")
     run(fhir, time_logged(15, patient="p2"))
     assert run(fhir, time_logged(10, patient="p1")).emits == []
     assert items(fhir, "billable") == []
@@ -152,5 +183,6 @@ def test_another_patients_minutes_never_count_even_if_the_server_returns_them() 
 
 def test_billing_works_on_a_server_with_strict_search_handling() -> None:
     fhir = StrictFhir()
+    enrol(fhir)
     run(fhir, time_logged(15))
     assert [e.data["cpt"] for e in run(fhir, time_logged(5)).emits] == ["99490"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from billing_support import enrol
 from test_handlers_billing import billed, log_time
 from test_handlers_ii_support import FakeFhir
 
@@ -47,21 +48,29 @@ def entered_in_error(fhir: FakeFhir, status: str) -> None:
 
 def test_time_entered_in_error_no_longer_counts() -> None:
     fhir = FakeFhir()
+    enrol(fhir)
     assert log_time(fhir, 15) == []
     entered_in_error(fhir, "not-billable")
     assert log_time(fhir, 10) == []  # 10 minutes, not 25
-    assert billed(fhir) == []
+    assert billed(fhir) == {}
 
 
 def test_a_threshold_entered_in_error_does_not_claim_the_month() -> None:
     fhir = FakeFhir()
+    enrol(fhir)
     assert [e["cpt"] for e in log_time(fhir, 20, "CCM")] == ["99490"]
     entered_in_error(fhir, "billable")  # the CCM claim was withdrawn
+    enrol(fhir, program="PCM", conditions=1)
     assert [e["cpt"] for e in log_time(fhir, 30, "PCM")] == ["99426"]
+    assert billed(fhir) == {"99426": 1}  # the withdrawn CCM claim is neither counted nor revived
+    assert [c.status for c in fhir.all("ChargeItem") if c.code.coding[0].code == "99490"] == [
+        "entered-in-error"
+    ]
 
 
 def test_foreign_and_incomplete_charge_items_are_ignored() -> None:
     fhir = FakeFhir()
+    enrol(fhir)
     period = {"occurrencePeriod": {"start": "2025-03-01", "end": "2025-03-31"}}
     threshold_id = {"identifier": [business_identifier_json("charge-item", "p1", "CCM", "t")]}
     for data in (
@@ -75,11 +84,13 @@ def test_foreign_and_incomplete_charge_items_are_ignored() -> None:
     ):
         fhir.put({k: v for k, v in data.items() if v is not None})
     assert log_time(fhir, 19) == []  # none of the 30-minute entries above counted
+    enrol(fhir, program="PCM", conditions=1)
     assert [e["cpt"] for e in log_time(fhir, 30, "PCM")] == ["99426"]  # no CCM claim counted
 
 
 def test_a_time_entry_counts_toward_its_program_whatever_other_extensions_it_has() -> None:
     fhir = FakeFhir()
+    enrol(fhir)
     program = {"url": PROGRAM_EXTENSION, "valueCoding": t.PROGRAMS["CCM"].json()}
     other = {"url": "https://example.org/fhir/StructureDefinition/site",
              "valueCoding": {"system": "https://example.org/sites", "code": "PCM"}}  # fmt: skip

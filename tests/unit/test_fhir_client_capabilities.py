@@ -99,6 +99,13 @@ def test_a_server_down_while_the_statement_is_fetched_is_not_taken_as_statement_
     assert server.metadata == 1  # learned once the server answered, not cached as "none"
 
 
+def test_the_backoff_stays_at_its_maximum_however_many_attempts_failed() -> None:
+    # The test client above retries without sleeping, so a down server is retried thousands of
+    # times within its budget: the delay must not overflow (2.0 ** 1024 does).
+    backoff = Backoff(0.001, 0.002)
+    assert all(0.001 <= backoff.delay(n) <= 0.002 for n in (2, 1025, 10**6))
+
+
 def test_5xx_and_429_are_unavailable_but_not_404() -> None:
     def answer(status: int) -> Any:
         return lambda request: httpx.Response(status)

@@ -3,15 +3,16 @@ referral (and for whom), and what a replayed status event repeats."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.resource import Resource
 from test_handlers_ii_support import NOW, FakeFhir, ctx, event
 from test_handlers_ii_support import care_team as put_care_team
 from test_handlers_referrals import (
     CM,
+    PRACTICE,
     fhir,
     need,
     referral_tasks,
@@ -24,7 +25,7 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.care import care_team
 from carecoord.fhir.errors import FhirPreconditionFailed
 from carecoord.fhir.identifiers import carecoord_identifier
-from carecoord.fhir.models import parse_resource, to_json
+from carecoord.fhir.models import to_json
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.referrals import HANDLERS, attempt_of
 
@@ -44,28 +45,39 @@ class NewestFirst(FakeFhir):
 
     def search(
         self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
-    ) -> list[Any]:
-        items = list(params.items()) if isinstance(params, Mapping) else list(params)
-        return [
-            parse_resource(json.loads(json.dumps(data)))
-            for (rtype, _), data in reversed(self.store.items())
-            if rtype == resource_type and all(self._matches(data, k, v) for k, v in items)
-        ]
+    ) -> list[Resource]:
+        return list(reversed(super().search(resource_type, params)))
 
 
 class SearchesByCategory(FakeFhir):
     """A server that supports HealthcareService's service-category search parameter."""
 
-    @staticmethod
-    def _matches(data: dict[str, Any], key: str, value: str) -> bool:
-        if key == "service-category":
-            system, _, code = value.partition("|")
-            return any(
-                c.get("system") == system and c.get("code") == code
-                for cat in data.get("category", [])
-                for c in cat.get("coding", [])
-            )
-        return FakeFhir._matches(data, key, value)
+    def search(
+        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+    ) -> list[Resource]:
+        pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+        wanted = [v.partition("|") for k, v in pairs if k == "service-category"]
+        found = super().search(resource_type, [(k, v) for k, v in pairs if k != "service-category"])
+        return [
+            r for r in found if all(_in_category(r, system, code) for system, _, code in wanted)
+        ]
+
+
+def _in_category(resource: Resource, system: str, code: str) -> bool:
+    return any(
+        c.system == system and c.code == code
+        for cat in getattr(resource, "category", None) or []
+        for c in cat.coding or []
+    )
+
+
+def requested_by_the_care_manager(fhir: FakeFhir, task: Any, care_manager: str = CM) -> None:
+    """The Task's requester is the care manager's PractitionerRole at the practice (Gravity
+    SDOHCC: a referral Task is requested by a PractitionerRole)."""
+    kind, _, role_id = task.requester.reference.partition("/")
+    assert kind == "PractitionerRole"
+    role = fhir.read("PractitionerRole", role_id)
+    assert (role.practitioner.reference, role.organization.reference) == (care_manager, PRACTICE)
 
 
 def loaded(fake: FakeFhir, *, team: bool = True) -> FakeFhir:
@@ -105,7 +117,7 @@ def test_the_next_attempt_is_announced_with_its_task_service_and_organisation(
     fx = reject(fhir, first)
     second = referral_tasks(fhir)[1]
     assert second.status == "requested"
-    assert second.requester.reference == CM
+    requested_by_the_care_manager(fhir, second)
     assert service_name(fhir, second) == ORDER[1]
     (sr,) = fhir.all("ServiceRequest")
     (emit,) = fx.emits
@@ -162,7 +174,9 @@ def test_when_every_candidate_declined_the_care_manager_gets_a_manual_referral(
     assert [service_name(fhir, tk) for tk in tasks] == ORDER
     (sr,) = fhir.all("ServiceRequest")
     (manual,) = manual_tasks(fhir)
-    assert (manual.owner.reference, manual.requester.reference) == (CM, CM)
+    assert manual.owner.reference == CM
+    assert manual.requester.reference == tasks[0].requester.reference
+    requested_by_the_care_manager(fhir, manual)
     assert manual.for_fhir.reference == "Patient/p1"
     assert manual.focus.reference == f"ServiceRequest/{sr.id}"
     assert manual.authoredOn == NOW
@@ -194,7 +208,9 @@ def test_the_manual_referral_goes_to_the_patients_current_care_manager(fhir: Fak
     fx = reject(fhir, referral_tasks(fhir)[0], {"max_attempts": 1})
     (manual,) = manual_tasks(fhir)
     assert manual.owner.reference == "Practitioner/cm-2"  # who looks after the patient now
-    assert manual.requester.reference == CM  # who asked for the referral
+    # who asked for the referral: cm-1, as the referral Tasks say
+    assert manual.requester.reference == referral_tasks(fhir)[0].requester.reference
+    requested_by_the_care_manager(fhir, manual)
     assert [e.type for e in fx.emits] == ["carecoord.referral.unmatched"]
 
 
