@@ -17,9 +17,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carecoord.events.broker import KafkaBroker, KafkaConnection
 from carecoord.core.catalog import INBOUND, parse_data
 from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.events.broker import KafkaBroker, KafkaConnection
 from carecoord.events.producer import EventProducer
 
 SOURCE = "urn:example:ehr"
@@ -34,7 +34,10 @@ def visit_events(
     events: list[tuple[str, str, dict[str, Any]]] = [
         ("carecoord.patient.enrolled", "enrolled",
          {"program": "CCM", "provider": provider, "care_manager": care_manager, "start": day,
-          "conditions": [f"Condition/htn-{patient_id}"]}),
+          # the EHR's problem list (CCM: two or more chronic conditions) and the consent the
+          # care manager documented (CMS: before CCM services start)
+          "conditions": [f"Condition/htn-{patient_id}", f"Condition/t2d-{patient_id}"],
+          "consent": {"date": day, "method": "verbal", "recorded_by": care_manager}}),
         ("carecoord.outreach.attempted", "call-1",
          {"channel": "phone", "outcome": "answered", "attempted_at": when.isoformat(),
           "by": care_manager, "duration_minutes": 18}),

@@ -4,9 +4,11 @@ handlers turn them into a care plan, an answered outreach, billable time and a r
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from support.pipeline import Pipeline
@@ -15,6 +17,15 @@ pytestmark = pytest.mark.integration
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from ehr_integration import publish, visit_events  # noqa: E402
+
+PRACTICE = {"referrals": {"organization": "Organization/practice", "practice_phone": "+1 555 0100"}}
+
+
+@pytest.fixture
+def pipeline(pipeline_factory: Callable[..., Pipeline]) -> Pipeline:
+    """The practice is configured: referral Tasks are requested by the care manager's
+    PractitionerRole there (SDOHCC)."""
+    return pipeline_factory(config=PRACTICE)
 
 
 def test_ehr_events_go_through_the_handlers(
@@ -27,6 +38,10 @@ def test_ehr_events_go_through_the_handlers(
 
     import_directory(pipeline.fhir, json.loads(sample.read_text()))
     patient = f"ehr-{unique}"
+    for code in ("htn", "t2d"):  # the EHR's problem list, which the enrolment references
+        condition = {"resourceType": "Condition", "id": f"{code}-{patient}",
+                     "subject": {"reference": f"Patient/{patient}"}}  # fmt: skip
+        httpx.put(f"{fhir_base_url}/Condition/{code}-{patient}", json=condition, timeout=10)
     when = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
     events = visit_events(
         patient, care_manager=f"Practitioner/cm-{unique}", provider="Practitioner/dr-okafor",

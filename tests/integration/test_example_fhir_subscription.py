@@ -50,6 +50,8 @@ def service(kafka_bootstrap: str, fhir_base_url: str, unique: str) -> Iterator[S
     settings = load_settings(
         kafka_bootstrap=kafka_bootstrap, fhir_base_url=fhir_base_url,
         handlers_enabled=["enrolment", "referrals"], health_port=0, health_host="127.0.0.1",
+        handlers={"referrals": {"organization": "Organization/practice",
+                                "practice_phone": "+1 555 0100"}},
         notifications_enabled=True, notifications_token=TOKEN, notifications_port=0,
         sweeper_interval=0, topic_in=f"sub-in-{unique}", topic_out=f"sub-out-{unique}",
         topic_dlq=f"sub-dlq-{unique}", group_id=f"sub-{unique}",
