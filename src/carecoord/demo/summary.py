@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from carecoord.core.envelope import CloudEvent
 from carecoord.demo.fhirdata import FhirData, Json, code_values, ident, patient_id, ref, refs
@@ -169,82 +169,61 @@ def business_days_after(start: date, days: int) -> date:
     return day
 
 
-def tcm_deadlines(
-    plans: Sequence[Json], requests: Mapping[str, Json], comms: Sequence[Json]
-) -> PlugIn:
-    """TCM deadlines. PLUG-IN POINT: the TCM handler (`carecoord.patient.discharged`, other
-    branch) writes deadline Tasks (interactive contact in 2 business days, face-to-face in 7/14);
-    count those met here when it lands. Today FHIR shows the first of them: a completed outreach
-    Communication on the TCM plan's request within 2 business days of the plan's start (the
-    discharge)."""
-    tcm = [p for p in plans if _program(p) == "TCM"]
-    contact_by: dict[str, list[str]] = defaultdict(list)
-    for comm in comms:
-        if comm.get("status") == "completed":
-            for based in refs(comm.get("basedOn")):
-                contact_by[based].append(str(comm.get("sent") or ""))
-    met = 0
-    for plan in tcm:
-        start = date.fromisoformat(str(plan.get("period", {}).get("start", ""))[:10])
-        deadline = business_days_after(start, 2)
-        reqs = [
-            f"CommunicationRequest/{cr['id']}"
-            for cr in requests.values()
-            if ref(cr.get("subject")) == ref(plan.get("subject"))
-        ]
-        if any(s and s[:10] <= deadline.isoformat() for r in reqs for s in contact_by[r]):
-            met += 1
-    return PlugIn(
-        available=False,
-        note="TCM deadline Tasks: not available until the TCM handler "
-        "(carecoord.patient.discharged) is merged; shown: interactive contact within 2 business "
-        "days of discharge, from the Communications on the FHIR server",
-        figures={"discharges": len(tcm), "contact within 2 business days": met},
-    )
+TCM_DEADLINES = {
+    t.TASK_TCM_INTERACTIVE_CONTACT.code: "interactive contact (2 business days)",
+    t.TASK_TCM_FACE_TO_FACE.code: "face-to-face visit (7/14 days)",
+}
 
 
-def worklist(
-    tasks: Sequence[Json], requests: Mapping[str, Json], care_manager: str
-) -> tuple[list[WorkItem], str]:
-    """One care manager's open work on the last day. PLUG-IN POINT: replace with the
-    `carecoord worklist` library function (other branch) when it lands; today: the open Tasks
-    they own and their patients' outreach not yet completed, from FHIR."""
-    items: list[WorkItem] = []
-    for task in tasks:
-        kind = _task_kind(task)
-        if kind is None or kind == "referral" or task.get("status") not in OPEN:
-            continue
-        if ref(task.get("owner")) != care_manager:
-            continue
-        due = (task.get("restriction") or {}).get("period", {}).get("end")
+def tcm_deadlines(tasks: Sequence[Json], now: datetime) -> PlugIn:
+    """TCM deadlines from the TCM handler's deadline Tasks (carecoord.patient.discharged): per
+    deadline, how many were due, met (completed by their restriction.period.end), missed
+    (completed late, or still open past it) and still open in time."""
+    figures: dict[str, int] = {}
+    today = now.date().isoformat()
+    for code, label in TCM_DEADLINES.items():
+        mine = [task for task in tasks if code in code_values(task.get("code"))]
+        met = missed = open_ = 0
+        for task in mine:
+            due = str((task.get("restriction") or {}).get("period", {}).get("end") or "")[:10]
+            done = str((task.get("executionPeriod") or {}).get("end") or
+                       task.get("lastModified") or "")[:10]  # fmt: skip
+            if task.get("status") == "completed":
+                met, missed = (met + 1, missed) if done <= due else (met, missed + 1)
+            elif task.get("status") in OPEN:
+                missed, open_ = (missed + 1, open_) if due < today else (missed, open_ + 1)
+        figures[f"{label}: due"] = len(mine)
+        figures[f"{label}: met"] = met
+        figures[f"{label}: missed"] = missed
+        figures[f"{label}: open"] = open_
+    return PlugIn(True, "from the TCM deadline Tasks on the FHIR server", figures)
+
+
+# The worklist's reasons in the order it ranks them; the first three are shown as urgent.
+URGENT_KINDS = ("tcm-overdue", "clinical-overdue", "escalation")
+
+
+def worklist(fhir_url: str, care_manager: str, day: date) -> tuple[list[WorkItem], str]:
+    """One care manager's call list for `day`: the `carecoord worklist` library function, run
+    against the FHIR server (one item per patient, with its most urgent reason first)."""
+    from carecoord.fhir.client import FhirClient
+    from carecoord.handlers.worklist import worklist as call_list
+
+    with FhirClient(fhir_url) as fhir:
+        found = call_list(fhir, care_manager, day)
+    items = []
+    for row in found.rows:
+        first = row.reasons[0] if row.reasons else None
         items.append(
             WorkItem(
-                kind,
-                patient_id(task) or "-",
-                str(task.get("status")),
-                due,
-                str(task.get("priority") or "routine"),
+                first.kind if first else "minutes",
+                row.patient.removeprefix("Patient/"),
+                "; ".join(r.detail for r in row.reasons) or "-",
+                first.due.isoformat() if first and first.due else None,
+                "urgent" if first and first.kind in URGENT_KINDS else "routine",
             )
         )
-    for cr in requests.values():
-        if ref(cr.get("requester")) == care_manager and cr.get("status") == "active":
-            end = (cr.get("occurrencePeriod") or {}).get("end")
-            items.append(
-                WorkItem(
-                    "outreach due",
-                    patient_id(cr) or "-",
-                    "not reached yet",
-                    end,
-                    str(cr.get("priority") or "routine"),
-                )
-            )
-    order = {"stat": 0, "urgent": 1, "asap": 2, "routine": 3}
-    items.sort(key=lambda w: (order.get(w.priority, 4), w.due or "9999", w.kind, w.patient))
-    return (
-        items,
-        "computed from FHIR (open Tasks owned, outreach not completed); "
-        "plug-in point for `carecoord worklist`",
-    )
+    return items, "`carecoord worklist` (carecoord.handlers.worklist.worklist)"
 
 
 def compute(
@@ -429,7 +408,9 @@ def compute(
         for d in list_dead_letters(broker, topic_dlq, timeout=5)
     ]
     lead = max(caseloads, key=lambda c: c.patients).care_manager if caseloads else "-"
-    items, source = worklist(tasks, requests, lead)
+    items, source = (
+        worklist(data.base_url, lead, (now or datetime.now(UTC)).date()) if caseloads else ([], "-")
+    )
     active_by_program = Counter(_program(p) or "?" for p in plans if p.get("status") == "active")
     return Summary(
         patients=len({patient_id(p) for p in plans}),
@@ -439,7 +420,7 @@ def compute(
         referrals_by_status=dict(by_status.most_common()),
         referrals_by_domain={d: dict(c.most_common()) for d, c in sorted(by_domain.items())},
         referral_attempts=sum(len(v) for v in ref_tasks.values()),
-        tcm=tcm_deadlines(plans, requests, comms),
+        tcm=tcm_deadlines(tasks, now or datetime.now(UTC)),
         caseloads=caseloads,
         billing=billing,
         dead_letters=dead,
@@ -448,7 +429,7 @@ def compute(
         worklist=items,
         worklist_source=source,
         snapshots=list(snapshots),
-        consent=consent_status(srs, manual),
+        consent=consent_status(plans, tasks, len(_mine(data.search("Consent"), prefix))),
         disenrolled=disenrolments(plans),
         clinical=clinical_loop(tasks),
         fhir_searches=data.searches - start_searches,
@@ -456,34 +437,46 @@ def compute(
     )
 
 
-def consent_status(srs: Sequence[Json], manual: Mapping[str, Json]) -> PlugIn:
-    """PLUG-IN POINT: consent to care management (`carecoord.patient.consent-changed`, other
-    branch). Today FHIR shows only referrals held back for lack of consent to contact."""
-    held = sum(
-        1
-        for task in manual.values()
-        if t.BUSINESS_NO_CONSENT.code in code_values(task.get("businessStatus"))
-    )
-    note = (
-        "consent records: not available until the consent rules are merged; shown: referrals held"
-    )
-    return PlugIn(False, note, {"referrals held for consent to contact": held})
+def consent_status(plans: Sequence[Json], tasks: Sequence[Json], consents: int) -> PlugIn:
+    """Consent to care management: Consent resources written, enrolments still pending (a draft
+    CarePlan with an open "obtain consent" Task), and referrals held for consent to contact."""
+    pending = sum(1 for p in plans if p.get("status") == "draft")
+    obtain = sum(
+        1 for task in tasks
+        if t.TASK_OBTAIN_CONSENT.code in code_values(task.get("code"))
+        and task.get("status") in OPEN
+    )  # fmt: skip
+    figures = {"Consents recorded": consents, "enrolments pending consent": pending,
+               "open obtain-consent Tasks": obtain}  # fmt: skip
+    return PlugIn(True, "from the Consents, CarePlans and Tasks on the FHIR server", figures)
 
 
 def disenrolments(plans: Sequence[Json]) -> PlugIn:
-    """PLUG-IN POINT: `carecoord.patient.disenrolled` (other branch) ends CarePlans; count them."""
-    ended = sum(1 for p in plans if p.get("status") in ("completed", "revoked"))
-    return PlugIn(False, "disenrolments: not available until carecoord.patient.disenrolled is "
-                  "merged; shown: CarePlans ended", {"care plans ended": ended})  # fmt: skip
+    """Disenrolments (carecoord.patient.disenrolled): CarePlans ended, by reason."""
+    reasons: Counter[str] = Counter()
+    for plan in plans:
+        if plan.get("status") not in ("completed", "revoked"):
+            continue
+        reason = next((str(e.get("valueCode")) for e in plan.get("extension") or []
+                       if e.get("url") == t.DISENROLMENT_REASON_EXTENSION), "ended")  # fmt: skip
+        reasons[reason] += 1
+    figures = {f"care plans ended ({r})": n for r, n in sorted(reasons.items())}
+    return PlugIn(True, "from the CarePlans on the FHIR server", figures or {"care plans ended": 0})
 
 
 def clinical_loop(tasks: Sequence[Json]) -> PlugIn:
-    """PLUG-IN POINT: due times and answers (`carecoord.clinical.answered`, other branch)."""
+    """Clinical questions: routed to the provider, answered (completed), escalated past their
+    due time, and answers waiting for the care manager to relay."""
     review = [task for task in tasks if _task_kind(task) == "clinical-review"]
-    done = sum(1 for task in review if task.get("status") == "completed")
-    return PlugIn(False, "answers and due times: not available until the clinical-question loop "
-                  "is merged; shown: review Tasks and how many are completed",
-                  {"questions routed": len(review), "answered": done})  # fmt: skip
+    relay = [task for task in tasks if t.TASK_RELAY_ANSWER.code in code_values(task.get("code"))]
+    escalated = sum(1 for task in review if task.get("focus"))
+    figures = {
+        "clinical-review Tasks": len(review),
+        "answered": sum(1 for task in review if task.get("status") == "completed"),
+        "escalations": escalated,
+        "answers to relay": sum(1 for task in relay if task.get("status") in OPEN),
+    }
+    return PlugIn(True, "from the Tasks on the FHIR server", figures)
 
 
 def _table(
