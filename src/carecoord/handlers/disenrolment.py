@@ -114,23 +114,11 @@ def handle_disenrolled(event: CloudEvent, ctx: HandlerContext) -> Effects:
 def confirm_disenrolment(effects: Effects, cr: Any, patient_id: str, at: datetime) -> None:
     """After a call in which the patient declines: a Task for the care manager to confirm the
     disenrolment (and then publish carecoord.patient.disenrolled)."""
-    owner = reference_str(cr.requester)
-    if owner is None:
-        return
-    plans = [reference_str(b) for b in cr.basedOn or []]
-    task = care.work_task(
-        key=ref_of(cr),
-        patient=f"Patient/{patient_id}",
-        work=t.TASK_CONFIRM_DISENROLMENT,
-        owner=owner,
-        due=at.date() + timedelta(days=7),
-        care_plan=next((p for p in plans if p and p.startswith("CarePlan/")), None),
-        authored_on=at,
+    from carecoord.handlers.outreach import request_work_task
+
+    request_work_task(
+        effects, cr, patient_id, at, t.TASK_CONFIRM_DISENROLMENT, 7, t.REASON_PATIENT_DECLINED
     )
-    body = to_json(task)
-    body["focus"] = {"reference": ref_of(cr)}
-    body["reasonCode"] = t.REASON_PATIENT_DECLINED.concept_json()
-    add_create(effects, build("Task", body))
 
 
 def unreachable_review(

@@ -558,7 +558,17 @@ def handle_attempted(event: CloudEvent, ctx: HandlerContext) -> Effects:
     return effects
 
 
-def _verify_contact(effects: Effects, cr: Any, patient_id: str, at: datetime) -> None:
+def request_work_task(
+    effects: Effects,
+    cr: Any,
+    patient_id: str,
+    at: datetime,
+    work: t.Code,
+    due_days: int,
+    reason: t.Code | None = None,
+) -> None:
+    """A work Task about an outreach request for its requester (the care manager), focus → the
+    request, due `due_days` after `at`; nothing when the request names no requester."""
     owner = reference_str(cr.requester)
     if owner is None:
         return
@@ -566,15 +576,21 @@ def _verify_contact(effects: Effects, cr: Any, patient_id: str, at: datetime) ->
     task = care.work_task(
         key=ref_of(cr),
         patient=f"Patient/{patient_id}",
-        work=t.TASK_VERIFY_CONTACT,
+        work=work,
         owner=owner,
-        due=at.date() + timedelta(days=2),
+        due=at.date() + timedelta(days=due_days),
         care_plan=next((p for p in plans if p and p.startswith("CarePlan/")), None),
         authored_on=at,
     )
-    task_json = to_json(task)
-    task_json["focus"] = {"reference": ref_of(cr)}
-    add_create(effects, build("Task", task_json))
+    body = to_json(task)
+    body["focus"] = {"reference": ref_of(cr)}
+    if reason is not None:
+        body["reasonCode"] = reason.concept_json()
+    add_create(effects, build("Task", body))
+
+
+def _verify_contact(effects: Effects, cr: Any, patient_id: str, at: datetime) -> None:
+    request_work_task(effects, cr, patient_id, at, t.TASK_VERIFY_CONTACT, 2)
 
 
 def handle_due(event: CloudEvent, ctx: HandlerContext) -> Effects:
