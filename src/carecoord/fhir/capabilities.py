@@ -40,3 +40,18 @@ def declares_revinclude(fhir: object, resource_type: str, *specs: str) -> bool:
                 declared = {str(s) for s in res.get("searchRevInclude") or []}
                 return all(spec in declared for spec in specs)
     return False
+
+
+def declares_search_param(fhir: object, resource_type: str, name: str) -> bool:
+    """Does the server declare search parameter `name` on `resource_type`? A server that does not
+    may ignore it and answer with every resource of the type (all pages of them), so a search
+    whose result size must not grow with the server is made only where this is True."""
+    statement = statement_of(fhir)
+    if statement is None:
+        return False
+    for rest in statement.get("rest") or []:
+        for res in rest.get("resource") or []:
+            if isinstance(res, Mapping) and res.get("type") == resource_type:
+                params = res.get("searchParam") or []
+                return any(isinstance(q, Mapping) and q.get("name") == name for q in params)
+    return False

@@ -41,7 +41,7 @@ from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import Search, declares_batch, search_together
-from carecoord.fhir.capabilities import declares_revinclude
+from carecoord.fhir.capabilities import declares_revinclude, declares_search_param
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
     add_create,
@@ -280,7 +280,11 @@ def plan_of(fhir: FhirReader, cr: Any) -> Any | None:
         ref = reference_str(based)
         if ref and ref.startswith("CarePlan/"):
             patient = patient_of(cr)
-            if patient is None or not declares_batch(fhir):
+            if (
+                patient is None
+                or not declares_batch(fhir)
+                or not declares_search_param(fhir, "CareTeam", "patient")
+            ):
                 return _read(fhir, ref)
             plans, _ = search_together(
                 fhir,
@@ -635,7 +639,7 @@ def active_plans(fhir: FhirReader, patient_id: str) -> list[Any]:
     team afterwards costs nothing (carecoord.fhir.event_reads)."""
     patient = f"Patient/{patient_id}"
     plans: Search = ("CarePlan", [("patient", patient), ("status", "active")])
-    if declares_batch(fhir):
+    if declares_batch(fhir) and declares_search_param(fhir, "CareTeam", "patient"):
         found, _ = search_together(fhir, [plans, ("CareTeam", [("patient", patient)])])
     else:
         found = fhir.search(*plans)

@@ -10,6 +10,7 @@ from typing import Any
 from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.handler import FhirReader
+from carecoord.fhir.capabilities import declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.terminology import ROLE_CARE_COORDINATOR, ROLE_PRIMARY_CARE_PHYSICIAN
 
@@ -58,7 +59,11 @@ def patient_team(fhir: FhirReader, patient_id: str) -> PatientTeam:
         author = getattr(getattr(plan, "author", None), "reference", None)
         if author:
             plan_authors.append((_sort_key(plan), author))
-    for team in fhir.search("CareTeam", {"subject": f"Patient/{patient_id}"}):
+    # Only where the server declares it: one that ignores the parameter would answer with every
+    # CareTeam it has (the read by the plans' references above covers those servers).
+    searchable = declares_search_param(fhir, "CareTeam", "subject") or statement_of(fhir) is None
+    found = fhir.search("CareTeam", {"subject": f"Patient/{patient_id}"}) if searchable else []
+    for team in found:
         if (
             team.get_resource_type() == "CareTeam"
             and f"CareTeam/{team.id}" not in seen
