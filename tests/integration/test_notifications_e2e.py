@@ -293,7 +293,7 @@ def test_a_cbo_cancellation_and_a_completion_notified_by_the_server_close_the_lo
     need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
     service.publish(
         [
-            new_event("carecoord.patient.enrolled", patient, enrolled),
+            new_event("carecoord.patient.enrolled", patient, consented(enrolled)),
             new_event("carecoord.sdoh.need-identified", patient, need),
         ]
     )
