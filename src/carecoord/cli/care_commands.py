@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from carecoord.cli.service_commands import ConfigOption
+
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
@@ -21,14 +23,7 @@ def register_sweep(app: typer.Typer) -> None:
 
 
 def sweep_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="TOML or JSON settings file (also CARECOORD_CONFIG_FILE); env vars override it.",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigOption = None,
     now: Annotated[
         datetime | None,
         typer.Option(
@@ -89,14 +84,7 @@ def directory_import_command(
             "list or an API page) or a tabular export folder (CSV datapackage)."
         ),
     ],
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="TOML or JSON settings file (also CARECOORD_CONFIG_FILE); env vars override it.",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Map and report problems; write nothing.")
     ] = False,
@@ -199,14 +187,7 @@ def _taxonomy_map(path: Path | None) -> dict[str, str] | None:
 
 def directory_sync_command(
     url: Annotated[str, typer.Argument(help="Base URL of an HSDS 3.0 API (serves /services).")],
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="TOML or JSON settings file (also CARECOORD_CONFIG_FILE); env vars override it.",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigOption = None,
     taxonomy_map: Annotated[
         Path | None,
         typer.Option(
@@ -281,14 +262,7 @@ def worklist_command(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="TOML or JSON settings file (also CARECOORD_CONFIG_FILE); env vars override it.",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """The care manager's call list for the day, most urgent first: overdue TCM deadlines,
     overdue clinical questions, escalations, answers to relay, outreach not yet reached, and the
