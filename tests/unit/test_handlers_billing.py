@@ -303,3 +303,20 @@ def test_the_month_is_the_entrys_own_calendar_month_not_utcs(fhir: FakeFhir) -> 
     assert (first["cpt"], first["month"], first["total_minutes"]) == ("99490", "2025-03", 25)
     # And 08:00 on 1 April in Sydney is still 31 March in UTC: it is April time.
     assert log_time(fhir, 20, when="2025-04-01T08:00:00+10:00")[0]["month"] == "2025-04"
+
+
+def test_a_partial_date_on_another_writers_charge_item_is_skipped_not_a_crash(
+    fhir: FakeFhir,
+) -> None:
+    """R4 allows "2025-03" as a dateTime. A time-entry ChargeItem whose date was rewritten to
+    one (by another system) used to crash every later time.logged of the patient with a
+    ValueError; now it is not counted (no day to bill it on) and the rest bills as before."""
+    log_time(fhir, 15, id_="first")
+    [item] = [c for c in fhir.all("ChargeItem")]
+    tampered = item.model_dump(mode="json", exclude_none=True)
+    tampered["occurrenceDateTime"] = "2025-03"
+    fhir.put(tampered)
+    log_time(fhir, 10, id_="second")
+    assert billed(fhir) == {}  # 10 countable minutes: under 99490's 20
+    log_time(fhir, 10, id_="third")
+    assert billed(fhir) == {"99490": 1}

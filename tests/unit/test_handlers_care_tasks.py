@@ -38,3 +38,23 @@ def test_a_finished_task_is_not_escalated() -> None:
     [med] = run.fhir.tasks("medication-reconciliation")
     run.fhir.store[("Task", med["id"])]["status"] = "completed"
     assert run.run(_overdue(med["id"])).writes == []  # type: ignore[arg-type]
+
+
+def test_a_work_task_whose_due_date_is_partial_is_left_alone_not_a_crash() -> None:
+    """A restriction.period.end of "2025-03" (R4 allows partial dates; another system wrote
+    it) has no due day: the sweep must not fail on it (it raised ValueError before)."""
+    from datetime import UTC, datetime
+
+    from fhir.resources.R4B.task import Task
+
+    task = Task.model_validate(
+        {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "restriction": {"period": {"end": "2025-03"}},
+        }
+    )
+    assert care_tasks.is_overdue(task, datetime(2025, 6, 1, tzinfo=UTC)) is False
+    task.restriction.period.end = "2025-03-31"  # type: ignore[union-attr]
+    assert care_tasks.is_overdue(task, datetime(2025, 6, 1, tzinfo=UTC)) is True

@@ -68,7 +68,7 @@ from carecoord.handlers.billing_rules import (
     month_charges,
     units_reached,
 )
-from carecoord.handlers.care_model import Month, version_of
+from carecoord.handlers.care_model import Month, as_date, version_of
 from carecoord.handlers.event_ids import derived_id
 
 __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
@@ -185,11 +185,9 @@ def _entry_of(item: Any) -> Entry | None:
     )
     when = item.occurrenceDateTime
     qty = item.quantity.value if item.quantity is not None else None
-    if not program or when is None or qty is None:
+    day = as_date(when)
+    if not program or day is None or qty is None:
         return None
-    day = when if isinstance(when, date) else date.fromisoformat(str(when)[:10])
-    if hasattr(day, "date"):
-        day = day.date()
     performer = next((p.actor.reference for p in item.performer or [] if p.actor is not None), None)
     role = _ext(item, "role") or "clinical-staff"
     entry = TimeEntry(
@@ -247,10 +245,9 @@ def _billed(item: Any) -> tuple[str, str, str] | None:
         return None
     cpt = next((c.code for c in (item.code.coding or []) if c.system in _CODE_SYSTEMS), None)
     period = item.occurrencePeriod
-    if cpt not in CODE_PROGRAM or period is None or period.start is None:
+    day = as_date(period.start) if period is not None else None
+    if cpt not in CODE_PROGRAM or day is None:
         return None
-    start = period.start
-    day = start if isinstance(start, date) else date.fromisoformat(str(start)[:10])
     return CODE_PROGRAM[str(cpt)], month_label(day), str(cpt)
 
 
@@ -291,9 +288,8 @@ def interaction_in_month(fhir: FhirReader, pid: str, month: Month) -> bool:
             continue
         if getattr(comm.subject, "reference", None) != f"Patient/{pid}" or comm.sent is None:
             continue
-        sent = comm.sent
-        day = sent.date() if hasattr(sent, "date") else date.fromisoformat(str(sent)[:10])
-        if Month.of(day) == month:
+        day = as_date(comm.sent)
+        if day is not None and Month.of(day) == month:
             return True
     return False
 

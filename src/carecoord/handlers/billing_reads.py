@@ -28,7 +28,7 @@ from typing import Any
 from carecoord.core.handler import FhirReader
 from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.handlers.care_model import Month, reference_str
+from carecoord.handlers.care_model import Month, as_date, reference_str
 
 
 def month_bounds(param: str, day: date) -> list[tuple[str, str]]:
@@ -116,9 +116,8 @@ class MonthReads:
         ):
             if comm.status != "completed" or comm.sent is None:
                 continue
-            sent = comm.sent
-            day = sent.date() if hasattr(sent, "date") else date.fromisoformat(str(sent)[:10])
-            if Month.of(day) == self.month:
+            day = as_date(comm.sent)
+            if day is not None and Month.of(day) == self.month:
                 return True
         return False
 

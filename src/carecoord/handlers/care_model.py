@@ -208,14 +208,23 @@ def has_code(concept: Any, system: str, code: str) -> bool:
 
 
 def as_date(value: Any) -> date | None:
-    """A FHIR date/dateTime (str, date or datetime) as a date."""
+    """A FHIR date/dateTime (str, date or datetime) as a date; None for a partial one ("2025",
+    "2025-03": R4 allows them, https://hl7.org/fhir/R4/datatypes.html#dateTime), which has no
+    day. carecoord writes full dates; a partial one comes from another writer, and callers skip
+    that resource rather than guess a day (or crash the event, as `fromisoformat` did)."""
     if value is None:
         return None
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
-    return date.fromisoformat(str(value)[:10])
+    text = str(value)
+    if len(text) < 10:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
 
 
 def as_instant(value: Any) -> datetime | None:

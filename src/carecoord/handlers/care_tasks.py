@@ -31,6 +31,7 @@ from carecoord.handlers.care_model import (
     TERMINAL_TASK_STATUSES,
     CareConfig,
     Month,
+    as_date,
     build,
     reference_str,
     version_of,
@@ -183,7 +184,10 @@ def is_overdue(task: Any, now: datetime) -> bool:
     if isinstance(end, datetime):
         due = end if end.tzinfo else end.replace(tzinfo=UTC)
     else:
-        due = _midnight(date.fromisoformat(str(end)[:10]) + timedelta(days=1))
+        day = as_date(end)
+        if day is None:  # a partial date ("2025-03") from another writer: no due day to act on
+            return False
+        due = _midnight(day + timedelta(days=1))
     return now >= due
 
 

@@ -62,6 +62,7 @@ from carecoord.handlers.care_model import (
     CareConfig,
     Channel,
     Month,
+    as_date,
     build,
     has_code,
     identifier_value,
@@ -666,10 +667,8 @@ def _ensure_monthly(
     start = plan.period.start if plan.period else None
     if plan.status != "active" or program is None or patient_of(plan) != patient_id:
         return
-    start_day = start if isinstance(start, date) else date.fromisoformat(str(start)[:10])
-    if isinstance(start_day, datetime):
-        start_day = start_day.date()
-    if Month.of(start_day) > month:
+    start_day = as_date(start)
+    if start_day is None or Month.of(start_day) > month:
         return
     key = outreach_key(patient_id, program, month)
     if _find_one(
