@@ -28,8 +28,12 @@ def test_identifier_is_readable_and_in_carecoords_namespace() -> None:
     assert ident.value == "pat-1:CCM:2024-05"
 
 
-def test_search_unsafe_characters_are_replaced() -> None:
-    assert identifier_value("a|b", "c,d", "e f") == "a_b:c_d:e_f"
+def test_search_unsafe_characters_are_replaced_and_the_value_stays_unique() -> None:
+    value = identifier_value("a|b", "c,d", "e f")
+    assert value.startswith("a_b:c_d:e_f~") and not set("|, ") & set(value)
+    # Two event ids that differ only in a replaced character are two time entries, not a replay.
+    assert identifier_value("evt|1") != identifier_value("evt,1") != identifier_value("evt_1")
+    assert identifier_value("evt_1") == "evt_1"  # clean keys are unchanged
 
 
 @given(st.lists(st.text(min_size=1, max_size=80).filter(str.strip), min_size=1, max_size=5))

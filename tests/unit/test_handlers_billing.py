@@ -320,3 +320,14 @@ def test_a_partial_date_on_another_writers_charge_item_is_skipped_not_a_crash(
     assert billed(fhir) == {}  # 10 countable minutes: under 99490's 20
     log_time(fhir, 10, id_="third")
     assert billed(fhir) == {"99490": 1}
+
+
+def test_two_time_entries_whose_event_ids_differ_only_in_a_search_character_both_count(
+    fhir: FakeFhir,
+) -> None:
+    """Event ids are free-form (CloudEvents): "visit|7" and "visit,7" are two entries. Their
+    identifiers used to be cleaned to the same "visit_7", so the second was dropped as a replay
+    and its minutes never billed."""
+    log_time(fhir, 10, id_="visit|7")
+    log_time(fhir, 10, id_="visit,7")
+    assert billed(fhir) == {"99490": 1}

@@ -4,8 +4,9 @@ Every resource carecoord creates carries one identifier in carecoord's namespace
 system = IDENTIFIER_SYSTEM_BASE + kind (e.g. ".../identifier/outreach-request"), value = the parts
 of its business key joined by ":" (e.g. "pat-1:CCM:2024-05"). The same key always gives the same
 identifier, so a replayed event's create matches the first one (If-None-Exist) instead of
-duplicating it. Values stay readable and at most 64 characters: longer keys keep a readable prefix
-and end in a hash of the whole key.
+duplicating it. Values stay readable and at most 64 characters: longer keys, and keys with
+characters that FHIR token search gives a meaning (`|`, `,`, `$`, `\\`, whitespace: replaced by
+`_`), keep a readable prefix and end in a hash of the whole key.
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ def identifier_value(*parts: str) -> str:
     """The stable value for a business key: parts joined by ":", hashed when too long."""
     if not parts or any(not str(p).strip() for p in parts):
         raise ValueError("a business identifier needs at least one non-empty part")
-    cleaned = [_UNSAFE.sub("_", str(p).strip()) for p in parts]
+    stripped = [str(p).strip() for p in parts]
+    cleaned = [_UNSAFE.sub("_", p) for p in stripped]
     value = ":".join(cleaned)
-    if len(value) <= MAX_VALUE_LENGTH:
+    # A cleaned key ends in the hash too: "a|b" and "a,b" are different keys (two events whose
+    # ids differ only there), and one identifier for both would drop the second as a replay.
+    if len(value) <= MAX_VALUE_LENGTH and cleaned == stripped:
         return value
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
     prefix = value[: MAX_VALUE_LENGTH - _HASH_LENGTH - 1].rstrip(":")
