@@ -30,7 +30,7 @@ def test_identifier_is_readable_and_in_carecoords_namespace() -> None:
 
 def test_search_unsafe_characters_are_replaced_and_the_value_stays_unique() -> None:
     value = identifier_value("a|b", "c,d", "e f")
-    assert value.startswith("a_b:c_d:e_f~") and not set("|, ") & set(value)
+    assert value.startswith("a_b~") and value.endswith(":c_d:e_f") and not set("|, ") & set(value)
     # Two event ids that differ only in a replaced character are two time entries, not a replay.
     assert identifier_value("evt|1") != identifier_value("evt,1") != identifier_value("evt_1")
     assert identifier_value("evt_1") == "evt_1"  # clean keys are unchanged
@@ -96,3 +96,13 @@ def test_terminology_helpers() -> None:
     assert set(t.CHANNEL_MEDIUM) == {"phone", "sms", "video", "letter", "portal"}
     assert set(t.PROGRAMS) == {"CCM", "PCM", "RPM", "TCM", "BHI", "APCM"}
     assert t.SDOH_DOMAINS["food-insecurity"].condition.code == "733423003"
+
+
+def test_a_long_first_part_is_shortened_and_the_parts_after_it_kept() -> None:
+    """Lookups match on a key's end (the month's requests end in ":CCM:2025-03")."""
+    for pid in ("p" * 64, "q" * 53):
+        value = identifier_value(pid, "CCM", "2025-03")
+        assert len(value) == MAX_VALUE_LENGTH and value.endswith(":CCM:2025-03")
+    assert identifier_value("p" * 64, "CCM", "2025-03") != identifier_value(
+        "p" * 63 + "q", "CCM", "2025-03"
+    )

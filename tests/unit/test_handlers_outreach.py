@@ -123,3 +123,21 @@ def test_an_attempt_naming_its_request_is_based_on_it() -> None:
     run.run(attempted("p1", 0, "no-answer", outreach=f"CommunicationRequest/{cr['id']}"))
     [comm] = run.fhir.all("Communication")
     assert comm["basedOn"] == [{"reference": f"CommunicationRequest/{cr['id']}"}]
+
+
+def test_a_patient_with_a_64_character_id_is_escalated_like_any_other() -> None:
+    """FHIR ids may be 64 characters; the business key "<patient>:CCM:<month>" then exceeds the
+    identifier's 64 and is hashed. The hash used to replace the key's end, which the month's
+    request lookup and the alternative channel read back, so such a patient was never found
+    or escalated."""
+    pid = "p" * 30 + "-" + "0123456789abcdef0123456789abcdef0"  # 64 characters
+    assert len(pid) == 64
+    run = Runner(SPECS, CONFIG)
+    run.run(enrolled(pid, care_manager="Practitioner/cm1"))
+    for n in range(3):
+        run.run(attempted(pid, n, "no-answer"))
+    assert len(run.fhir.tasks("outreach-escalation")) == 1
+    sms = _request(run, "sms")
+    assert sms["status"] == "active" and sms["subject"] == {"reference": f"Patient/{pid}"}
+    [escalated] = [e for e in run.emitted if e.type == "carecoord.outreach.escalated"]
+    assert escalated.data["alternative_channel"] == "sms"

@@ -6,7 +6,10 @@ of its business key joined by ":" (e.g. "pat-1:CCM:2024-05"). The same key alway
 identifier, so a replayed event's create matches the first one (If-None-Exist) instead of
 duplicating it. Values stay readable and at most 64 characters: longer keys, and keys with
 characters that FHIR token search gives a meaning (`|`, `,`, `$`, `\\`, whitespace: replaced by
-`_`), keep a readable prefix and end in a hash of the whole key.
+`_`), get a hash of the whole key after a shortened first part: the other parts stay as they
+are ("<patient…>~<hash>:CCM:2025-03"), so lookups by a key's end keep working. (Until 0.1.0 the
+hash replaced the key's end; resources written then for 50+ character patient ids were not
+found by those lookups anyway.)
 """
 
 from __future__ import annotations
@@ -49,8 +52,14 @@ def identifier_value(*parts: str) -> str:
     if len(value) <= MAX_VALUE_LENGTH and cleaned == stripped:
         return value
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
-    prefix = value[: MAX_VALUE_LENGTH - _HASH_LENGTH - 1].rstrip(":")
-    return f"{prefix}~{digest[:_HASH_LENGTH]}"
+    mark = f"~{digest[:_HASH_LENGTH]}"
+    # Keys lead with the long part (the patient id) and end in short ones (program, month,
+    # code) that lookups match on ("…:CCM:2025-03"): shorten the first part and keep the rest.
+    tail = "".join(f":{part}" for part in cleaned[1:])
+    room = MAX_VALUE_LENGTH - len(mark) - len(tail)
+    if room >= 1:
+        return f"{cleaned[0][:room]}{mark}{tail}"
+    return value[: MAX_VALUE_LENGTH - len(mark)].rstrip(":") + mark
 
 
 def business_identifier(
