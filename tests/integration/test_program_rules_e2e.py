@@ -202,3 +202,46 @@ def test_consent_discharge_tcm_and_disenrolment(
         ("99496", "2026-04-07")
     ]
     assert billable[0].subject == f"Patient/{patient}"
+
+
+def test_two_unanswered_calls_after_a_discharge_count_as_the_tcm_contact(
+    pipeline: Pipeline, unique: str
+) -> None:
+    """CMS TCM FAQ: two timely, documented, unsuccessful attempts (here carecoord's own outreach
+    attempts, through the broker) stand for the interactive contact; the visit and the
+    reconciliation on time, the episode bills 99496 on the real server."""
+    patient = f"tcm-tries-{unique}"
+    cm = f"Practitioner/cm-{unique}"
+    consent = {"date": "2026-03-02", "method": "verbal", "recorded_by": cm}
+    enrol = {"program": "CCM", "provider": f"Practitioner/dr-{unique}", "care_manager": cm,
+             "start": "2026-03-02", "conditions": _conditions(pipeline, patient),
+             "consent": consent}  # fmt: skip
+    _run(pipeline, new_event("carecoord.patient.enrolled", patient, enrol, id=f"{patient}-en"))
+    discharge = {"discharged_at": "2026-03-09T14:00:00+00:00", "facility": "General",
+                 "setting": "inpatient", "complexity": "high"}  # fmt: skip
+    _run(pipeline, new_event("carecoord.patient.discharged", patient, discharge,
+                             id=f"{patient}-dc"))  # fmt: skip
+    for n, at in enumerate(("2026-03-10T15:00:00+00:00", "2026-03-11T16:00:00+00:00")):
+        call = {"channel": "phone", "outcome": "no-answer", "attempted_at": at, "by": cm}
+        _run(pipeline, new_event("carecoord.outreach.attempted", patient, call,
+                                 id=f"{patient}-call-{n}"))  # fmt: skip
+    (episode,) = _of(pipeline, "EpisodeOfCare", patient)
+    tasks = {
+        k.code.coding[0].code: k
+        for k in _of(pipeline, "Task", patient)
+        if reference_str(k.focus) == f"EpisodeOfCare/{episode.id}"
+    }
+    for code in ("medication-reconciliation", "tcm-face-to-face"):
+        when = datetime(2026, 3, 13, 12, tzinfo=UTC)
+        task = pipeline.fhir.read("Task", tasks[code].id)
+        body = to_json(complete(task, reason="Done", at=when))
+        body["executionPeriod"] = {**body.get("executionPeriod", {}), "end": when.isoformat()}
+        pipeline.fhir.update(build("Task", body), if_match=version_of(task))
+    assert pipeline.fhir.read("Task", tasks["tcm-interactive-contact"].id).status != "completed"
+    ended = [
+        e
+        for e in sweep(pipeline.fhir, datetime(2026, 4, 8, 6, tzinfo=UTC))
+        if e.type == EPISODE_ENDED and e.data.get("episode") == f"EpisodeOfCare/{episode.id}"
+    ]
+    _run(pipeline, *ended)
+    assert _billed(pipeline, patient) == {"99496": 1}

@@ -129,3 +129,64 @@ def test_reconciliation_after_the_visit_misses_the_deadline() -> None:
     _complete(run, "medication-reconciliation", "2025-09-04")  # before its due, after the visit
     _end_episode(run)
     assert [c for c in run.fhir.all("ChargeItem") if c["status"] == "billable"] == []
+
+
+def _attempt(run: Runner, n: int, sent: str, status: str = "not-done") -> None:
+    run.fhir.put(
+        {"resourceType": "Communication", "id": f"tcm-call-{n}", "status": status,
+         "subject": {"reference": "Patient/p1"}, "sent": sent,
+         "statusReason": {"text": "no answer"}}
+    )  # fmt: skip
+
+
+def _visit_and_reconciliation_on_time(run: Runner) -> None:
+    _complete(run, "tcm-face-to-face", "2025-09-10")
+    _complete(run, "medication-reconciliation", "2025-09-10")
+
+
+def test_two_unsuccessful_contact_attempts_by_the_due_date_count_as_the_contact() -> None:
+    """CMS TCM FAQ: two or more separate, timely, documented but unsuccessful attempts, all
+    other criteria met, and the service may be reported (docs/billing-rules.md T5)."""
+    run = Runner(SPECS)
+    run.run(enrolled("p1", care_manager="Practitioner/cm1", start="2025-08-01"))
+    _discharge(run, "moderate")  # contact due Wednesday 3 September (Labor Day)
+    _attempt(run, 1, "2025-09-02T10:00:00-05:00")
+    _attempt(run, 2, "2025-09-03T15:00:00-05:00")
+    _visit_and_reconciliation_on_time(run)  # the contact Task itself stays open
+    _end_episode(run)
+    billed = [c for c in run.fhir.all("ChargeItem") if c["status"] == "billable"]
+    assert [c["code"]["coding"][0]["code"] for c in billed] == ["99495"]
+
+
+@pytest.mark.parametrize(
+    "attempts",
+    [
+        [("2025-09-02T10:00:00-05:00", "not-done")],  # one attempt only
+        [("2025-09-02T10:00:00-05:00", "not-done"), ("2025-09-05T10:00:00-05:00", "not-done")],
+        [("2025-09-02T10:00:00-05:00", "not-done"), ("2025-09-02T10:00:00-05:00", "not-done")],
+        [("2025-08-20T10:00:00-05:00", "not-done"), ("2025-09-02T10:00:00-05:00", "not-done")],
+    ],
+    ids=["one", "second-after-the-due-date", "same-attempt-twice", "first-before-discharge"],
+)
+def test_attempts_that_are_too_few_late_or_not_separate_bill_nothing(
+    attempts: list[tuple[str, str]],
+) -> None:
+    run = Runner(SPECS)
+    run.run(enrolled("p1", care_manager="Practitioner/cm1", start="2025-08-01"))
+    _discharge(run, "moderate")
+    for n, (sent, status) in enumerate(attempts):
+        _attempt(run, n, sent, status)
+    _visit_and_reconciliation_on_time(run)
+    _end_episode(run)
+    assert [c for c in run.fhir.all("ChargeItem") if c["status"] == "billable"] == []
+
+
+def test_the_number_of_attempts_is_configurable() -> None:
+    run = Runner(SPECS, {"contact_attempts": 3})
+    run.run(enrolled("p1", care_manager="Practitioner/cm1", start="2025-08-01"))
+    _discharge(run, "moderate")
+    _attempt(run, 1, "2025-09-02T10:00:00-05:00")
+    _attempt(run, 2, "2025-09-03T15:00:00-05:00")
+    _visit_and_reconciliation_on_time(run)
+    _end_episode(run)
+    assert [c for c in run.fhir.all("ChargeItem") if c["status"] == "billable"] == []

@@ -11,7 +11,9 @@ Handler "tcm":
   reconciliation due no later than the visit. A patient in CCM/PCM has the reconciliation on
   that care plan too (basedOn).
 - `carecoord.tcm.episode-ended` (the sweeper, once the period is over) -> if every Task was
-  completed by its due date (completion = executionPeriod.end, else lastModified), a billable
+  completed by its due date (completion = executionPeriod.end, else lastModified; the contact
+  also counts as made after 2 (`contact_attempts`) unsuccessful attempts by its due date: not-done
+  Communications of the patient, e.g. carecoord's outreach attempts), a billable
   ChargeItem 99495 (moderate) or 99496 (high), occurrence the 30th day, and
   `carecoord.tcm.billable`; the episode is finished either way (a missed deadline is recorded on
   it and nothing is billed).
@@ -67,6 +69,7 @@ PERIOD_DAYS = 30  # the discharge day and the next 29
 VISIT_DAYS = {"moderate": 14, "high": 7}
 CPT = {"moderate": "99495", "high": "99496"}
 CONTACT_BUSINESS_DAYS = 2
+CONTACT_ATTEMPTS = 2
 
 
 class TcmConfig(HandlerConfig):
@@ -75,6 +78,9 @@ class TcmConfig(HandlerConfig):
     holidays: list[date] = Field(default_factory=list)  # practice holidays besides federal ones
     federal_holidays: bool = True
     owner: str | None = None  # owner of the Tasks when the patient has no care manager
+    # TCM-FAQ: "If two or more separate attempts are made in a timely manner and documented ...
+    # but are unsuccessful, and if all other TCM criteria are met, the service may be reported."
+    contact_attempts: int = Field(default=2, ge=1)
 
     def calendar(self) -> BusinessCalendar:
         return BusinessCalendar(self.holidays, federal=self.federal_holidays)
@@ -167,8 +173,28 @@ def _due(task: Any) -> date | None:
     return as_date(restriction.period.end) if restriction and restriction.period else None
 
 
-def deadlines_met(tasks: list[Any]) -> bool:
-    """Every TCM Task completed by its due date; reconciliation no later than the visit."""
+def unsuccessful_attempts(communications: list[Any], patient: str, start: date, due: date) -> int:
+    """Separate documented attempts to reach the patient that did not reach them: not-done
+    Communications of the patient (carecoord's outreach attempts, or the EHR's) sent from the
+    discharge day to the contact's due date, one per distinct time."""
+    times = {
+        comm.sent
+        for comm in communications
+        if comm.get_resource_type() == "Communication"
+        and comm.status == "not-done"
+        and reference_str(comm.subject) == patient
+        and (day := as_date(comm.sent)) is not None
+        and start <= day <= due
+    }
+    return len(times)
+
+
+def deadlines_met(
+    tasks: list[Any], attempts: int = 0, required_attempts: int = CONTACT_ATTEMPTS
+) -> bool:
+    """Every TCM Task completed by its due date (the interactive contact also counts as met
+    after `required_attempts` unsuccessful attempts by then: TCM-FAQ); reconciliation no later
+    than the visit."""
     by_code: dict[str, Any] = {}
     for task in tasks:
         for work in (
@@ -183,6 +209,8 @@ def deadlines_met(tasks: list[Any]) -> bool:
     done = {code: _completed_on(task) for code, task in by_code.items()}
     for code, task in by_code.items():
         due, when = _due(task), done[code]
+        if code == t.TASK_TCM_INTERACTIVE_CONTACT.code and attempts >= required_attempts:
+            continue
         if when is None or due is None or when > due:
             return False
     visit = done[t.TASK_TCM_FACE_TO_FACE.code]
@@ -215,7 +243,19 @@ def handle_episode_ended(event: CloudEvent, ctx: HandlerContext) -> Effects:
     start = as_date(episode.period.start)
     end = as_date(episode.period.end)
     assert start is not None and end is not None
-    met = deadlines_met(tasks)
+    config = TcmConfig.of(ctx.config)
+    contact = next(
+        (task for task in tasks if t.concept_has(task.code, t.TASK_TCM_INTERACTIVE_CONTACT)), None
+    )  # its due date as set at the discharge (holidays configured then)
+    contact_due = (_due(contact) if contact is not None else None) or deadlines(
+        start, "moderate", config
+    )[t.TASK_TCM_INTERACTIVE_CONTACT.code]
+    sent = [("sent", f"ge{start.isoformat()}"), ("sent", f"le{contact_due.isoformat()}")]
+    communications: list[Any] = ctx.fhir.search(
+        "Communication", [("subject", f"Patient/{pid}"), *sent]
+    )  # re-filtered: a server ignoring `sent` costs bytes, not correctness
+    attempts = unsuccessful_attempts(communications, f"Patient/{pid}", start, contact_due)
+    met = deadlines_met(tasks, attempts, config.contact_attempts)
     body = to_json(episode)
     body["status"] = "finished"
     body.setdefault("extension", []).append(_ext("deadlines-met", valueBoolean=met))
