@@ -2,7 +2,7 @@
 
 Source: the Open Eligibility taxonomy v2.0 published by its authors, Aunt Bertha (now findhelp),
 at github.com/auntbertha/openeligibility, file `taxonomy` (commit 972004b, "Updates for v.2.0.0"
-and the fix "Incorrect IDs for Food category"; CC BY-SA 3.0). Each id below is that file's
+after the fix "Fix incorrect IDs for Food category"; CC BY-SA 3.0). Each id below is that file's
 `id` attribute with the title it carries there. Only terms whose service plainly addresses one
 Gravity domain are mapped; the rest (health care, goods, legal, care, education, work, and e.g.
 Maintenance & Repairs, Nursing Home, Safe Housing) stay unmapped and are reported as such in
