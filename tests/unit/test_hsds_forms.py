@@ -148,6 +148,19 @@ def test_open_eligibility_terms_map_to_gravity_domains(
     assert domain_of({"code": code, "taxonomy": taxonomy}, DEFAULT_TAXONOMY_MAP) == domain
 
 
+def test_the_sample_directorys_open_eligibility_terms_are_real_and_agree_with_its_domains() -> None:
+    from carecoord.fhir.open_eligibility import TERMS
+
+    sample = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
+    for svc in json.loads(sample.read_text())["services"]:
+        terms = [a["taxonomy_term"] for a in svc.get("attributes", [])]
+        gravity = {tt["code"] for tt in terms if tt["taxonomy"] == "sdohcc"}
+        oe = [tt for tt in terms if tt["taxonomy"] == "open-eligibility"]
+        assert oe, svc["name"]
+        assert [TERMS[tt["code"]][0] for tt in oe] == [tt["name"] for tt in oe], svc["name"]
+        assert {domain_of(tt, DEFAULT_TAXONOMY_MAP) for tt in oe} == gravity, svc["name"]
+
+
 def test_an_hsds_import_with_open_eligibility_terms_makes_the_service_matchable() -> None:
     svc = copy.deepcopy(load("service_full.json"))
     term = svc["attributes"][0]["taxonomy_term"]
