@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from carecoord.fhir import care, profiles, referral, roles
+from carecoord.fhir import care, profiles, referral, roles, sdoh_consent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.models import to_json
 
@@ -85,10 +85,60 @@ def test_every_builder_of_a_claimed_profile_conforms() -> None:
                 care_team="CareTeam/t1",
             )
         ),
+        consent(),
+        consent(document="QuestionnaireResponse/signed"),
     ]
     for resource in built:
         assert profiles.claimed(resource), resource["resourceType"]
         assert profiles.check(resource) == [], resource["resourceType"]
+
+
+def consent(**over: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "key": "k",
+        "patient": "Patient/p1",
+        "domain": "food-insecurity",
+        "organization": "Organization/practice",
+        "day": date(2026, 11, 2),
+        "method": "verbal",
+        "recorded_by": "Practitioner/cm",
+        **over,
+    }
+    return to_json(sdoh_consent.sdoh_consent(**args))
+
+
+@pytest.mark.parametrize(
+    ("element", "path"),
+    [
+        ("organization", "organization"),
+        ("dateTime", "dateTime"),
+        ("patient", "patient"),
+        ("category", "category:IDSCL"),
+        ("sourceAttachment", "source[x]"),
+        ("policyRule", "policy|policyRule (ppc-1)"),
+    ],
+)
+def test_an_sdohcc_consent_without_a_required_element_fails(element: str, path: str) -> None:
+    incomplete = consent()
+    del incomplete[element]
+    assert path in paths(incomplete)
+
+
+def test_an_sdohcc_consent_with_the_wrong_targets_or_category_fails() -> None:
+    assert "organization" in paths(consent() | {"organization": [{"reference": "Practitioner/x"}]})
+    assert "source[x]" in paths(
+        {k: v for k, v in consent().items() if k != "sourceAttachment"}
+        | {"sourceReference": {"reference": "Observation/x"}}
+    )
+    loinc = [t.CONSENT_PATIENT_CONSENT.concept_json()]  # the program consent's category
+    assert "category:IDSCL" in paths(consent() | {"category": loinc})
+    assert "status" in paths(consent() | {"status": "signed"})
+
+
+def test_a_referral_consent_that_claims_no_profile_fails() -> None:
+    unclaimed = consent()
+    del unclaimed["meta"]
+    assert "meta.profile" in paths(unclaimed)
 
 
 def test_the_practitioner_requester_carecoord_wrote_before_fails() -> None:
@@ -174,4 +224,7 @@ def test_every_claimed_profile_has_rules_from_a_named_ig_file() -> None:
     for profile, (_, rules) in profiles.RULES.items():
         assert rules, profile
         for rule in rules:
-            assert rule.source.startswith(("HL7/fhir-sdoh-clinicalcare ", "HL7/US-Core ")), rule
+            # the IG's files, or the base R4 resource a profile inherits a rule from
+            assert rule.source.startswith(
+                ("HL7/fhir-sdoh-clinicalcare ", "HL7/US-Core ", "HL7 FHIR R4 ")
+            ), rule

@@ -68,16 +68,18 @@ def run(fhir: FakeFhir, ev: Any) -> Effects:
     return fx
 
 
+WRITTEN_TYPES = (
+    "Condition", "Goal", "ServiceRequest", "Task", "PractitionerRole", "CarePlan", "Consent",
+)  # fmt: skip
+
+
 def conformance(fhir: FakeFhir) -> list[str]:
     """Violations of the profiles carecoord claims, over everything the handler wrote."""
     from carecoord.fhir.models import to_json
     from carecoord.fhir.profiles import check
 
     return [
-        f"{rt}/{r.id}: {v}"
-        for rt in ("Condition", "Goal", "ServiceRequest", "Task", "PractitionerRole", "CarePlan")
-        for r in fhir.all(rt)
-        for v in check(to_json(r))
+        f"{rt}/{r.id}: {v}" for rt in WRITTEN_TYPES for r in fhir.all(rt) for v in check(to_json(r))
     ]
 
 
@@ -209,6 +211,85 @@ def test_no_consent_sends_nothing_to_an_organisation(fhir: FakeFhir) -> None:
     assert manual.businessStatus.coding[0].code == t.BUSINESS_NO_CONSENT.code
     assert t.concept_has(sr.orderDetail[0], t.SDOHCC_CONTACTING_SUBJECT_PROHIBITED)
     assert conformance(fhir) == []
+
+
+SHARE = {"date": "2026-11-02", "method": "verbal", "recorded_by": CM}
+
+
+def test_the_patients_consent_to_share_is_an_sdohcc_consent_the_referral_points_at(
+    fhir: FakeFhir,
+) -> None:
+    from carecoord.fhir.profiles import SDOHCC_CONSENT
+
+    ev = need(consent_to_share=SHARE)
+    run(fhir, ev)
+    (consent,) = fhir.all("Consent")
+    assert [str(p) for p in consent.meta.profile] == [SDOHCC_CONSENT]
+    assert consent.status == "active"
+    assert t.concept_has(consent.scope, t.CONSENT_SCOPE_PRIVACY)
+    assert [c.coding[0].code for c in consent.category] == ["IDSCL"]
+    assert consent.patient.reference == "Patient/p1"
+    assert str(consent.dateTime) == "2026-11-02"
+    assert [o.reference for o in consent.organization] == [PRACTICE]
+    assert consent.sourceAttachment.title.startswith("Verbal consent to share")
+    assert consent.provision.type == "permit"
+    (sr,) = fhir.all("ServiceRequest")
+    assert [i.reference for i in sr.supportingInfo] == [f"Consent/{consent.id}"]
+    assert referral_tasks(fhir)[0].focus.reference == f"ServiceRequest/{sr.id}"
+    assert conformance(fhir) == []
+
+    run(fhir, ev)  # a replay finds the Consent it wrote
+    assert len(fhir.all("Consent")) == 1 and len(fhir.all("ServiceRequest")) == 1
+
+
+def test_a_signed_consent_form_is_the_consents_source(fhir: FakeFhir) -> None:
+    form = "DocumentReference/signed-form-1"
+    run(fhir, need(consent_to_share={**SHARE, "method": "written", "document": form}))
+    (consent,) = fhir.all("Consent")
+    assert consent.sourceReference.reference == form and consent.sourceAttachment is None
+    assert conformance(fhir) == []
+
+
+def test_without_consent_to_share_no_consent_is_invented(fhir: FakeFhir) -> None:
+    run(fhir, need())
+    assert fhir.all("Consent") == []
+    (sr,) = fhir.all("ServiceRequest")
+    assert not sr.supportingInfo and sr.status == "active"
+
+
+def test_the_consent_is_kept_even_when_contact_is_not_allowed(fhir: FakeFhir) -> None:
+    run(fhir, need(consent_to_contact=False, consent_to_share=SHARE))
+    (consent,) = fhir.all("Consent")
+    (sr,) = fhir.all("ServiceRequest")
+    assert sr.status == "draft" and [i.reference for i in sr.supportingInfo] == [
+        f"Consent/{consent.id}"
+    ]
+    assert referral_tasks(fhir) == []
+
+
+def test_a_consent_needs_an_organization_to_manage_it(fhir: FakeFhir) -> None:
+    config = {"requester": "PractitionerRole/cm-role"}  # no practice, no Organization
+    with pytest.raises(HandlerError, match="consent to share needs the Organization"):
+        handle(need(consent_to_share=SHARE), ctx(fhir, config))
+    fx = handle(need(consent_to_share=SHARE), ctx(fhir, {"requester": "Organization/clinic"}))
+    fhir.apply(fx)
+    (consent,) = fhir.all("Consent")
+    assert consent.organization[0].reference == "Organization/clinic"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"method": "nodded"},
+        {"document": "Observation/x"},
+        {"recorded_by": "Patient/p1"},
+    ],
+)
+def test_a_malformed_consent_to_share_is_refused(fhir: FakeFhir, bad: dict[str, str]) -> None:
+    from carecoord.errors import MalformedEvent
+
+    with pytest.raises(MalformedEvent, match="consent_to_share"):
+        handle(need(consent_to_share={**SHARE, **bad}), ctx(fhir, CONFIG))
 
 
 def test_completed_closes_the_loop(fhir: FakeFhir) -> None:

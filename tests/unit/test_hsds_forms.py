@@ -124,6 +124,65 @@ def test_211_airs_codes_map_to_gravity_domains(code: str, domain: str | None) ->
     assert domain_of({"code": code, "taxonomy": "AIRS"}, DEFAULT_TAXONOMY_MAP) == domain
 
 
+@pytest.mark.parametrize(
+    ("code", "taxonomy", "domain"),
+    [
+        # ids and titles from auntbertha/openeligibility `taxonomy` v2.0
+        ("1102", "Open Eligibility", "food-insecurity"),  # Food
+        ("1130", "open_eligibility", "food-insecurity"),  # Food Pantry
+        ("1120", "OpenEligibility", "food-insecurity"),  # Emergency > Emergency Food
+        ("1136", "Open Eligibility", "housing-instability"),  # Help Find Housing
+        ("1135", "Open Eligibility", "homelessness"),  # Emergency Shelter
+        ("1138", "Open Eligibility", "utility-insecurity"),  # Help Pay for Utilities
+        ("1173", "Open Eligibility", "transportation-insecurity"),  # Bus Passes
+        ("1232", "Open Eligibility", "financial-insecurity"),  # Financial Assistance
+        ("1184", "Open Eligibility", None),  # Dental Care: no Gravity domain
+        ("1149", "Open Eligibility", None),  # Nursing Home: housing, but not instability
+        ("1102", "AIRS", None),  # a bare number of another taxonomy is not Open Eligibility
+        ("1102", "", None),
+    ],
+)
+def test_open_eligibility_terms_map_to_gravity_domains(
+    code: str, taxonomy: str, domain: str | None
+) -> None:
+    assert domain_of({"code": code, "taxonomy": taxonomy}, DEFAULT_TAXONOMY_MAP) == domain
+
+
+def test_the_sample_directorys_open_eligibility_terms_are_real_and_agree_with_its_domains() -> None:
+    from carecoord.fhir.open_eligibility import TERMS
+
+    sample = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
+    for svc in json.loads(sample.read_text())["services"]:
+        terms = [a["taxonomy_term"] for a in svc.get("attributes", [])]
+        gravity = {tt["code"] for tt in terms if tt["taxonomy"] == "sdohcc"}
+        oe = [tt for tt in terms if tt["taxonomy"] == "open-eligibility"]
+        assert oe, svc["name"]
+        assert [TERMS[tt["code"]][0] for tt in oe] == [tt["name"] for tt in oe], svc["name"]
+        assert {domain_of(tt, DEFAULT_TAXONOMY_MAP) for tt in oe} == gravity, svc["name"]
+
+
+def test_an_hsds_import_with_open_eligibility_terms_makes_the_service_matchable() -> None:
+    svc = copy.deepcopy(load("service_full.json"))
+    term = svc["attributes"][0]["taxonomy_term"]
+    svc["attributes"] = [
+        {"id": "a1", "taxonomy_term": {**term, "code": "1130", "name": "Food Pantry",
+                                       "taxonomy": "Open Eligibility"}},
+        {"id": "a2", "taxonomy_term": {**term, "code": "1184", "name": "Dental Care",
+                                       "taxonomy": "Open Eligibility"}},
+    ]  # fmt: skip
+    svc["service_areas"] = [{"id": "z", "name": "62701", "extent": "62701",
+                             "extent_type": "postcode"}]  # fmt: skip
+    writer = Writer()
+    report = import_directory(writer, svc)
+    assert report.problems == []
+    assert report.unmapped_terms == {"Open Eligibility|1184": 1}
+    (service,) = writer.fake.all("HealthcareService")
+    (match,) = rank([service], ReferralCriteria(domain="food-insecurity", postal_code="62701"))
+    assert match.service == f"HealthcareService/{service.id}"
+    housing = ReferralCriteria(domain="housing-instability", postal_code="62701")
+    assert rank([service], housing) == []
+
+
 def test_the_taxonomy_map_is_extended_in_configuration_and_unmapped_terms_are_reported() -> None:
     svc = copy.deepcopy(load("service_full.json"))
     records, _ = map_export(svc)

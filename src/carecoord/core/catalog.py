@@ -121,12 +121,28 @@ class OutreachAttempted(EventData):
     duration_minutes: float | None = Field(default=None, ge=0)
 
 
+class ConsentToShare(EventData):
+    """The patient's authorisation to disclose their SDOH information to the organisations a
+    referral goes to (recorded as an SDOHCC Consent)."""
+
+    date: date
+    method: ConsentMethod
+    recorded_by: str = Field(pattern=_PRACTITIONER_OR_ROLE_REF)
+    # The signed form, when there is one.
+    document: str | None = Field(
+        default=None,
+        pattern=r"^(DocumentReference|QuestionnaireResponse|Consent|Contract)/[A-Za-z0-9\-.]{1,64}$",
+    )
+
+
 class SdohNeedIdentified(EventData):
     domain: Token = Field(min_length=1)
     evidence: Note | None = None
     postal_code: Token = Field(min_length=1)
     language: Token | None = None
     consent_to_contact: bool
+    # Added in v1 (optional): without it the referral carries no Consent, as before.
+    consent_to_share: ConsentToShare | None = None
 
 
 class ReferralStatusChanged(EventData):

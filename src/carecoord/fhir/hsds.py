@@ -8,9 +8,10 @@ a business identifier, so a re-import updates what exists and never duplicates.
 Mapping (what `carecoord.handlers.directory_ranking` reads back):
 - service.status "active" -> HealthcareService.active (anything else: active false);
 - taxonomy terms that map to a Gravity SDOH domain (carecoord.fhir.hsds_taxonomy: 211/AIRS
-  defaults, a term that is a domain code, entries from configuration) -> category, in the one
-  directory shape (carecoord.fhir.directory_shape); the other taxonomy terms -> type (system
-  named after its taxonomy) and are reported as unmapped in the import summary;
+  and Open Eligibility defaults, a term that is a domain code, entries from configuration) ->
+  category, in the one directory shape (carecoord.fhir.directory_shape); the other taxonomy
+  terms -> type (system named after its taxonomy) and are reported as unmapped in the import
+  summary;
 - service_areas -> coverageArea, each a *contained* Location (mode kind, physicalType area) whose
   address.postalCode is one covered postal code. A service area lists postal codes in `extent`
   (extent_type "postcode"/"postal_code"/"text", separated by commas or spaces) or is named by

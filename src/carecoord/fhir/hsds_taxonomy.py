@@ -4,15 +4,18 @@ A service is matchable for a need when one of its taxonomy terms maps to the nee
 domain. Defaults (211 / AIRS Taxonomy codes, as named in carecoord's conformance issue):
 BD-1800 food pantries -> food-insecurity, BH housing/shelter -> housing-instability,
 BT transportation -> transportation-insecurity, BV-8900 utility assistance ->
-utility-insecurity; a term that is itself a Gravity domain code maps to itself.
+utility-insecurity; Open Eligibility terms by id, from the taxonomy file its authors publish
+(carecoord.fhir.open_eligibility: e.g. 1102 Food, 1130 Food Pantry -> food-insecurity, 1135
+Emergency Shelter -> homelessness, 1138 Help Pay for Utilities -> utility-insecurity, 1105
+Transit -> transportation-insecurity); a term that is itself a Gravity domain code maps to itself.
 
 A key matches a term's code exactly or as the root of a more specific AIRS code ("BD-1800"
 matches "BD-1800.2000"; "BH" matches "BH-1800.8500"). A key "taxonomy|code" applies only to terms
-of that taxonomy (compared case-insensitively), and a key "name:<term name>" matches a term's
-name (e.g. Open Eligibility terms exported by name only). Users add or override entries in
+of that taxonomy (names compared without case, spaces or punctuation: "Open Eligibility" and
+"open_eligibility" are the same taxonomy), and a key "name:<term name>" matches a term's name
+(e.g. Open Eligibility terms exported by name only). Users add or override entries in
 configuration: `[directory.taxonomy_map]` in the settings file, or `--taxonomy-map FILE` (JSON or
-TOML object key -> domain). No Open Eligibility codes are built in: carecoord could not check
-them against a published source, so map them in configuration.
+TOML object key -> domain).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from carecoord.errors import ConfigError
+from carecoord.fhir import open_eligibility
 from carecoord.fhir.terminology import SDOH_DOMAINS
 
 DEFAULT_TAXONOMY_MAP: dict[str, str] = {
@@ -29,6 +33,7 @@ DEFAULT_TAXONOMY_MAP: dict[str, str] = {
     "BH": "housing-instability",
     "BT": "transportation-insecurity",
     "BV-8900": "utility-insecurity",
+    **open_eligibility.taxonomy_map_entries(),
 }
 
 
@@ -72,11 +77,16 @@ def _root_match(key: str, code: str) -> bool:
     return code.startswith(key + "-")  # "BH" -> "BH-1800"
 
 
+def _taxonomy_name(value: Any) -> str:
+    """A taxonomy's name for comparison: lower case, letters and digits only."""
+    return "".join(ch for ch in str(value or "").lower() if ch.isalnum())
+
+
 def domain_of(term: Mapping[str, Any], mapping: Mapping[str, str]) -> str | None:
     """The Gravity domain of one HSDS taxonomy term, or None."""
     code = str(term.get("code") or "").strip()
     name = str(term.get("name") or "").strip().lower()
-    taxonomy = str(term.get("taxonomy") or "").strip().lower()
+    taxonomy = _taxonomy_name(term.get("taxonomy"))
     if code in SDOH_DOMAINS:
         return code
     best: tuple[int, str] | None = None
@@ -88,7 +98,7 @@ def domain_of(term: Mapping[str, Any], mapping: Mapping[str, str]) -> str | None
                 continue
         elif "|" in key:
             tax, _, kcode = key.partition("|")
-            if tax.strip().lower() != taxonomy or not code or not _root_match(kcode, code):
+            if _taxonomy_name(tax) != taxonomy or not code or not _root_match(kcode, code):
                 continue
             rank = 500 + len(kcode)
         elif code and _root_match(key, code):

@@ -28,6 +28,7 @@ SDOHCC_SERVICE_REQUEST = SDOHCC_BASE + "SDOHCC-ServiceRequest"
 SDOHCC_GOAL = SDOHCC_BASE + "SDOHCC-Goal"
 SDOHCC_CONDITION = SDOHCC_BASE + "SDOHCC-Condition"
 SDOHCC_PRACTITIONER_ROLE = SDOHCC_BASE + "SDOHCC-practitionerrole"
+SDOHCC_CONSENT = SDOHCC_BASE + "SDOHCC-Consent"
 US_CORE_CARE_TEAM = US_CORE_BASE + "us-core-careteam"
 US_CORE_CARE_PLAN = US_CORE_BASE + "us-core-careplan"
 
@@ -43,6 +44,9 @@ SRC_SR = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCServiceRequest.fsh"
 SRC_GOAL = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCGoal.fsh"
 SRC_CONDITION = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCCondition.fsh"
 SRC_PRACTITIONER_ROLE = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCPractitionerRole.fsh"
+SRC_CONSENT = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCConsent.fsh"
+# Consent.policy / policyRule (ppc-1) and the status value set are the base resource's.
+SRC_R4_CONSENT = "HL7 FHIR R4 consent.html (ppc-1, ConsentState)"
 SRC_US_CORE_ROLE = (
     f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-practitionerrole.yml"
 )
@@ -74,6 +78,9 @@ SR_INTENTS = frozenset(
     }
 )  # fmt: skip
 NARRATIVE_STATUSES = frozenset({"generated", "additional"})  # us-core-narrative-status
+CONSENT_STATES = frozenset(
+    {"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}
+)
 
 
 @dataclass(frozen=True)
@@ -266,6 +273,24 @@ def _telecom_or_endpoint(res: Mapping[str, Any]) -> str | None:
     return None if res.get("telecom") or res.get("endpoint") else "needs telecom or endpoint"
 
 
+def _consent_source(res: Mapping[str, Any]) -> str | None:
+    # source[x] 1..: only Attachment or Reference(Consent, Contract, DocumentReference,
+    # QuestionnaireResponse)
+    found = [k for k in res if k.startswith("source")]
+    if not found:
+        return "needs sourceAttachment or sourceReference (the consent form)"
+    if any(k not in ("sourceAttachment", "sourceReference") for k in found):
+        return f"{found[0]}: source[x] only Attachment or Reference"
+    return _targets(
+        "sourceReference", ("Consent", "Contract", "DocumentReference", "QuestionnaireResponse")
+    )(res)
+
+
+def _policy_or_rule(res: Mapping[str, Any]) -> str | None:
+    # R4 Consent ppc-1: policy.exists() or policyRule.exists()
+    return None if res.get("policy") or res.get("policyRule") else "needs policy or policyRule"
+
+
 def _careplan_assess_plan(res: Mapping[str, Any]) -> str | None:
     return _contains("category", t.CAREPLAN_ASSESS_PLAN)(res)
 
@@ -407,6 +432,37 @@ RULES: dict[str, tuple[str, list[Rule]]] = {
             Rule("telecom|endpoint (pd-1)", _telecom_or_endpoint, SRC_US_CORE_ROLE),
         ],
     ),
+    SDOHCC_CONSENT: (
+        "Consent",
+        [
+            Rule("status", _card("status", 1, 1), SRC_CONSENT),
+            Rule("status", _binding("status", CONSENT_STATES), SRC_R4_CONSENT),
+            Rule("scope", _card("scope", 1, 1), SRC_CONSENT),
+            Rule("category", _card("category", 1), SRC_CONSENT),
+            Rule("category:IDSCL", _contains("category", t.CONSENT_CATEGORY_IDSCL), SRC_CONSENT),
+            Rule("patient", _card("patient", 1, 1), SRC_CONSENT),
+            Rule("patient", _targets("patient", PATIENT), SRC_CONSENT),
+            Rule("dateTime", _card("dateTime", 1, 1), SRC_CONSENT),
+            Rule(
+                "performer",
+                _targets(
+                    "performer",
+                    (
+                        "Organization",
+                        "RelatedPerson",
+                        "Practitioner",
+                        "PractitionerRole",
+                        "Patient",
+                    ),
+                ),
+                SRC_CONSENT,
+            ),
+            Rule("organization", _card("organization", 1, 1), SRC_CONSENT),
+            Rule("organization", _targets("organization", ("Organization",)), SRC_CONSENT),
+            Rule("source[x]", _consent_source, SRC_CONSENT),
+            Rule("policy|policyRule (ppc-1)", _policy_or_rule, SRC_R4_CONSENT),
+        ],
+    ),
     US_CORE_CARE_TEAM: (
         "CareTeam",
         [
@@ -459,6 +515,7 @@ PROFILE_OF_KIND: dict[str, str] = {
     "sdoh-goal": SDOHCC_GOAL,
     "sdoh-condition": SDOHCC_CONDITION,
     "practitioner-role": SDOHCC_PRACTITIONER_ROLE,
+    "sdoh-consent": SDOHCC_CONSENT,
     "care-team": US_CORE_CARE_TEAM,
     "care-plan": US_CORE_CARE_PLAN,
 }

@@ -497,6 +497,18 @@ CONSENT_SCOPE_TREATMENT = Code(CONSENT_SCOPE_SYSTEM, "treatment", "Treatment")
 CONSENT_PATIENT_CONSENT = Code(LOINC, "59284-0", "Patient Consent")
 CONSENT_METHOD_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/consent-method"
 CONSENT_RECORDED_BY_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/consent-recorded-by"
+# SDOHCC Consent (HL7/fhir-sdoh-clinicalcare input/fsh/profiles/SDOHCCConsent.fsh and its example
+# input/fsh/instances/SDOHCC-ConsentInformationDisclosureExample.fsh; systems from aliases.fsh).
+CONSENT_SCOPE_PRIVACY = Code(CONSENT_SCOPE_SYSTEM, "patient-privacy", "Privacy Consent")
+CONSENT_CATEGORY_IDSCL = Code(
+    "http://terminology.hl7.org/CodeSystem/v3-ActCode", "IDSCL", "information disclosure"
+)
+CONSENT_POLICY_HIPAA_AUTH = Code(
+    "http://terminology.hl7.org/CodeSystem/consentpolicycodes", "hipaa-auth", "HIPAA Authorization"
+)
+CONSENT_ACTION_DISCLOSE = Code(
+    "http://terminology.hl7.org/CodeSystem/consentaction", "disclose", "Disclose"
+)
 DISENROLMENT_REASON_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/disenrolment-reason"
 EPISODE_TYPE_TCM = Code(CARE_PROGRAM_SYSTEM, "TCM", "Transitional Care Management")
 TCM_EXTENSION_BASE = f"{CARECOORD_BASE}/StructureDefinition/tcm-"

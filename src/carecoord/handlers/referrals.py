@@ -74,6 +74,7 @@ from carecoord.fhir.workflow import REFERRAL_TASK_STATUSES, SET_BY, Actor, trans
 from carecoord.handlers.directory_ranking import Candidate, ReferralCriteria, rank
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import active_care_plan, patient_age, patient_team
+from carecoord.handlers.referral_consent import consent_organization, referral_consents
 from carecoord.handlers.referral_outcome import (
     outcome_review_task,
     requester_for,
@@ -283,6 +284,15 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
             event_id=event.id,
             event_type=event.type,
         ) from exc
+    # The patient's consent to share (SDOHCC Consent), for the ServiceRequest's supportingInfo.
+    consents = referral_consents(
+        fx,
+        data,
+        key=event.id,
+        patient_id=pid,
+        domain=domain.key,
+        organization=consent_organization(config.organization, requester, config.requester),
+    )
 
     sr_value = identifier_value(pid, domain.key, event.id)
     existing_sr = _one(
@@ -303,6 +313,7 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
             criteria,
             status="draft",
             contact_prohibited=True,
+            consents=consents,
         )
         sr_ref = add_create(fx, sr)
         _manual_task(
@@ -331,6 +342,7 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
             goal_ref,
             now,
             criteria,
+            consents=consents,
         )
         add_create(fx, sr)
         _emit_created(fx, event, pid, domain.key, existing_sr, sr, first, None)
@@ -367,6 +379,7 @@ def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
         goal_ref,
         now,
         criteria,
+        consents=consents,
     )
     sr_ref = add_create(fx, sr)
     _join_care_plan(fx, ctx, pid, existing_sr, condition_ref, goal_ref, sr_ref)
@@ -414,6 +427,7 @@ def _service_request(
     criteria: ReferralCriteria,
     status: Literal["draft", "active"] = "active",
     contact_prohibited: bool = False,
+    consents: Sequence[str] = (),
 ) -> Resource:
     sr = referral_service_request(
         key=key,
@@ -426,6 +440,7 @@ def _service_request(
         authored_on=now,
         status=status,
         contact_prohibited=contact_prohibited,
+        consents=consents,
     )
     extensions = [*(to_json(sr).get("extension") or []), criteria_extension(criteria)]
     return _with(sr, extension=extensions)
