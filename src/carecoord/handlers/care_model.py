@@ -88,8 +88,8 @@ def outreach_key(patient_id: str, program: str, month: Month) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Configuration (one model for all of these handlers; each HandlerSpec's default_config is the
-# subset it reads).
+# Configuration (one model for all of these handlers; each names the settings it reads with the
+# router's `settings=`, which become its default_config).
 
 
 class CareManager(BaseModel):

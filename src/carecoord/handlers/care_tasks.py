@@ -17,10 +17,11 @@ from typing import Any
 
 from fhir.resources.R4B.task import Task
 
-from carecoord.core.catalog import TaskOverdue, parse_data, require_patient
+from carecoord.core.catalog import TaskOverdue, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import ConfigError, HandlerError
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
@@ -119,10 +120,22 @@ def _event_time(event: CloudEvent, ctx: HandlerContext) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def handle_task_overdue(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    data = parse_data(event, TaskOverdue)
+handlers = Handlers(
+    "care-tasks",
+    config=CareConfig,
+    settings=(
+        "supervisor",
+        "pool",
+    ),
+    description="Escalates an overdue care-management Task once to the supervisor.",
+)
+
+
+@handlers.on("carecoord.task.overdue", data=TaskOverdue)
+def handle_task_overdue(
+    event: CloudEvent, data: TaskOverdue, ctx: HandlerContext, config: CareConfig
+) -> Effects:
     patient_id = require_patient(event)
-    config = CareConfig.from_mapping(ctx.config)
     task_ref = data.task
     if not task_ref.startswith("Task/"):
         raise HandlerError("task must be 'Task/<id>'", event_id=event.id, event_type=event.type)
@@ -187,13 +200,4 @@ def is_overdue(task: Any, now: datetime) -> bool:
     return now >= due
 
 
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="care-tasks",
-        event_types=("carecoord.task.overdue",),
-        handle=handle_task_overdue,
-        default_config={"supervisor": None, "pool": None},
-        description="Escalates an overdue care-management Task once to the supervisor.",
-        config_model=CareConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

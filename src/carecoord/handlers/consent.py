@@ -24,10 +24,12 @@ from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
-from carecoord.core.catalog import ConsentRecorded, parse_data, require_patient
+from carecoord.core.catalog import ConsentRecorded, require_patient
+from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create, business_identifier_json, identifier_system
 from carecoord.fhir.models import to_json
@@ -195,9 +197,17 @@ def open_tasks(fhir: FhirReader, patient_id: str, codes: Sequence[t.Code]) -> li
     ]
 
 
-def handle_consent_recorded(event: CloudEvent, ctx: HandlerContext) -> Effects:
+handlers = Handlers(
+    "consent",
+    description="Records program consent (FHIR Consent); activates a pending enrolment.",
+)
+
+
+@handlers.on(CONSENT_RECORDED, data=ConsentRecorded)
+def handle_consent_recorded(
+    event: CloudEvent, data: ConsentRecorded, ctx: HandlerContext, config: HandlerConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, ConsentRecorded)
     effects = Effects()
     existing = [
         c
@@ -233,11 +243,4 @@ def handle_consent_recorded(event: CloudEvent, ctx: HandlerContext) -> Effects:
     return effects
 
 
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="consent",
-        event_types=(CONSENT_RECORDED,),
-        handle=handle_consent_recorded,
-        description="Records program consent (FHIR Consent); activates a pending enrolment.",
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]
