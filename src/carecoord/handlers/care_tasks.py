@@ -28,8 +28,8 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care_model import (
-    TERMINAL_TASK_STATUSES,
     CareConfig,
     Month,
     build,
@@ -145,7 +145,7 @@ def handle_task_overdue(
         log.warning("overdue task no longer exists", extra={"event_id": event.id})
         return Effects()
     effects = Effects()
-    if task.status in TERMINAL_TASK_STATUSES or _escalated(task):
+    if task.status in FINAL or _escalated(task):
         return effects
     owner = (
         config.supervisor
@@ -187,7 +187,7 @@ def _escalated(task: Any) -> bool:
 
 def is_overdue(task: Any, now: datetime) -> bool:
     """Open work Task whose restriction.period.end has passed and was not escalated yet."""
-    if task.status in TERMINAL_TASK_STATUSES or task.status == "draft" or _escalated(task):
+    if task.status in FINAL or task.status == "draft" or _escalated(task):
         return False
     restriction = task.restriction
     end = restriction.period.end if restriction and restriction.period else None

@@ -33,9 +33,9 @@ from carecoord.core.router import Handlers
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create, business_identifier_json, identifier_system
 from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
-    TERMINAL_TASK_STATUSES,
     as_date,
     build,
     has_code,
@@ -51,9 +51,6 @@ log = logging.getLogger(__name__)
 
 CONSENT_RECORDED = "carecoord.consent.recorded"
 CONSENT_ID = identifier_system("consent")  # <patient>:<program>
-
-# Programs that need consent before their services (and billing) start: CMS default.
-DEFAULT_CONSENT_REQUIRED = ("CCM", "PCM", "BHI", "APCM", "RPM")
 
 
 def consent_resource(
@@ -192,7 +189,7 @@ def open_tasks(fhir: FhirReader, patient_id: str, codes: Sequence[t.Code]) -> li
         for task in found
         if task.get_resource_type() == "Task"
         and patient_of(task) == patient_id
-        and task.status not in TERMINAL_TASK_STATUSES
+        and task.status not in FINAL
         and any(has_code(task.code, c.system, c.code) for c in codes)
     ]
 

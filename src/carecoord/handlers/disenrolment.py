@@ -29,9 +29,9 @@ from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care_model import (
     OUTREACH_REQUEST_ID,
-    TERMINAL_TASK_STATUSES,
     CareConfig,
     Month,
     build,
@@ -102,7 +102,7 @@ def handle_disenrolled(
     for task in found:
         if task.get_resource_type() != "Task" or patient_of(task) != pid:
             continue
-        if task.status in TERMINAL_TASK_STATUSES:
+        if task.status in FINAL:
             continue
         if plan_ref not in {reference_str(b) for b in task.basedOn or []}:
             continue

@@ -37,6 +37,7 @@ from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
+from carecoord.core.vocabulary import Channel
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
@@ -50,7 +51,7 @@ from carecoord.fhir.identifiers import (
 )
 from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import transition
+from carecoord.fhir.workflow import FINAL, transition
 from carecoord.handlers import care_tasks
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
@@ -58,9 +59,7 @@ from carecoord.handlers.care_model import (
     OUTREACH_ATTEMPT_ID,
     OUTREACH_ESCALATION_ID,
     OUTREACH_REQUEST_ID,
-    TERMINAL_TASK_STATUSES,
     CareConfig,
-    Channel,
     Month,
     build,
     has_code,
@@ -469,7 +468,7 @@ def _close_escalation(
     tasks: Sequence[Any] | None = None,
 ) -> None:
     task = escalation_for(fhir, cr_ref, tasks)
-    if task is None or task.status in TERMINAL_TASK_STATUSES:
+    if task is None or task.status in FINAL:
         return
     target = "completed" if task.status == "in-progress" else "cancelled"
     closed = to_json(transition(task, target, reason="Patient reached by outreach", at=at))

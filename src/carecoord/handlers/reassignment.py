@@ -43,9 +43,9 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
-    TERMINAL_TASK_STATUSES,
     CareConfig,
     Month,
     as_date,
@@ -106,7 +106,7 @@ def holdings(
         task
         for task in found
         if patient_of(task) == patient_id
-        and task.status not in TERMINAL_TASK_STATUSES
+        and task.status not in FINAL
         and reference_str(task.owner) == care_manager
     ]
     return Holdings(plans, requests, tasks, teams)
