@@ -76,7 +76,6 @@ TASK_STATUS_CHANGED = "carecoord.task.status-changed"
 ESCALATED = "carecoord.clinical.escalated"
 ANSWERED = "carecoord.clinical.answered"
 VISIT_REQUESTED = "carecoord.clinical.visit-requested"
-LOOP_EVENT_TYPES = (OVERDUE, TASK_STATUS_CHANGED)
 
 MAX_LEVEL = 2
 SWEEP_SOURCE = "urn:carecoord:sweep"
@@ -587,7 +586,6 @@ def _item(kind: Any, task: Any, question: str, due: datetime | None) -> Clinical
 __all__ = [
     "ANSWERED",
     "ESCALATED",
-    "LOOP_EVENT_TYPES",
     "OVERDUE",
     "TASK_STATUS_CHANGED",
     "VISIT_REQUESTED",
