@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.handlers.care_model import TERMINAL_TASK_STATUSES, Month, reference_str
+from carecoord.fhir.workflow import FINAL
+from carecoord.handlers.care_model import Month, reference_str
 from carecoord.handlers.caseload import caseload_patients
 from carecoord.handlers.outreach import care_team_of
 from carecoord.handlers.reassignment import REASSIGN, REASSIGNED
@@ -105,9 +106,7 @@ def test_patients_of_a_care_manager_who_left_move_to_the_other_one(
         assert care_team_of(plan)[0] == cm_b
         requests = _resources(after, "CommunicationRequest", patient)
         assert requests and {reference_str(cr.requester) for cr in requests} == {cm_b}
-        open_tasks = [
-            t for t in _resources(after, "Task", patient) if t.status not in TERMINAL_TASK_STATUSES
-        ]
+        open_tasks = [t for t in _resources(after, "Task", patient) if t.status not in FINAL]
         assert open_tasks and {reference_str(t.owner) for t in open_tasks} == {cm_b}
     assert len(_resources(after, "CommunicationRequest", patients[0])) == 2  # + alternative
     escalated = {_task_code(t) for t in _resources(after, "Task", patients[0])}

@@ -16,7 +16,7 @@ import pytest
 from fhir.resources.R4B.task import Task
 
 from carecoord.errors import InvalidTransition
-from carecoord.fhir.workflow import can_transition, transition
+from carecoord.fhir.workflow import FINAL, can_transition, transition
 
 STATUSES = (
     "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
@@ -97,3 +97,9 @@ def test_every_transition_is_allowed_exactly_when_the_spec_allows_it(
 def test_shortcuts_the_spec_does_not_draw_are_refused(current: str, new: str) -> None:
     assert (current, new) not in SPEC
     assert not can_transition(current, new)
+
+
+def test_the_final_statuses_are_the_specs_terminal_ones() -> None:
+    # Every handler asks FINAL whether a Task needs more work (there is no second list).
+    assert set(FINAL) == TERMINAL
+    assert all(not can_transition(s, n) for s in FINAL for n in STATUSES if n != "entered-in-error")

@@ -15,16 +15,8 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from carecoord.core.envelope import CloudEvent
+from carecoord.core.vocabulary import Channel, Outcome, Program, TaskStatus
 from carecoord.errors import MalformedEvent, describe_validation
-
-Program = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]
-Channel = Literal["phone", "sms", "video", "letter", "portal"]
-Outcome = Literal["answered", "no-answer", "voicemail", "wrong-number", "declined"]
-TaskStatus = Literal[
-    "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
-    "in-progress", "on-hold", "failed", "completed", "entered-in-error",
-]  # fmt: skip
-
 
 # Size limits of free text, in characters: far above real use, far below FHIR's 1 MB guidance
 # for a string (http://hl7.org/fhir/R4/datatypes.html#string).

@@ -4,7 +4,7 @@ A handler is `Handler = Callable[[CloudEvent, HandlerContext], Effects]`; it rea
 the context's `FhirReader` and does no I/O of its own. A `HandlerSpec` names it, the event types
 it takes and its configuration (`default_config`, validated by `config_model` when the handlers
 load, at start-up). Discovery (built-in modules, entry points, `CARECOORD_HANDLER_MODULES`) is
-`carecoord.handlers.loader`'s; declaring specs with a decorator is `carecoord.handlers.router`'s.
+`carecoord.handlers.loader`'s; declaring specs with a decorator is `carecoord.core.router`'s.
 """
 
 from __future__ import annotations

@@ -11,13 +11,20 @@
 The router dispatches on the event type (no handler does it by hand), requires a `Patient/<id>`
 subject, validates `data` against the declared model (else MalformedEvent, a dead letter) and
 passes the configuration as the `config` model: it is validated when the handlers load
-(`HandlerSpec.config_model`) and built once per merged configuration, not on every event.
+(`HandlerSpec.config_model`) and built again only when the merged configuration changes.
+
+Two options serve handlers that share things: `settings=` names the part of a shared config
+model a handler reads (its `default_config`, so only those keys are settable), and `include()`
+adds the routes of another router of the same name (one handler written in several modules,
+each route getting its own module's config model, built from the same merged configuration).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+import copy
+from collections.abc import Callable, Collection, Mapping
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar, cast, overload
 
 from carecoord.core.catalog import EventData, parse_data, require_patient
 from carecoord.core.config import HandlerConfig
@@ -28,16 +35,47 @@ from carecoord.core.handler import HandlerContext, HandlerSpec
 C = TypeVar("C", bound=HandlerConfig)
 D = TypeVar("D", bound=EventData)
 Route = Callable[[CloudEvent, D, HandlerContext, C], Effects]
+_Bound = Callable[[CloudEvent, HandlerContext], Effects]
 
 
 class Handlers(Generic[C]):
     """One named handler (one HandlerSpec) whose event types are routed to functions."""
 
-    def __init__(self, name: str, *, config: type[C], description: str = "") -> None:
+    @overload
+    def __init__(self: Handlers[HandlerConfig], name: str, *, description: str = "") -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: type[C],
+        description: str = "",
+        settings: Collection[str] | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: type[Any] | None = None,
+        description: str = "",
+        settings: Collection[str] | None = None,
+    ) -> None:
+        """`config`: the configuration model (none: the handler takes no settings); `settings`:
+        the model's fields this handler reads, when several handlers share one model (default:
+        all of them)."""
         self.name = name
-        self.config_model = config
+        # Without a model the routes get a HandlerConfig: no settings, so nothing to validate.
+        self.config_model: type[C] = cast("type[C]", HandlerConfig if config is None else config)
         self.description = description
-        self._routes: dict[str, Callable[[CloudEvent, HandlerContext, C], Effects]] = {}
+        self._configurable = config is not None
+        unknown = set(settings or ()) - set(self.config_model.model_fields)
+        if unknown:
+            raise ValueError(f"{name}: {self.config_model.__name__} has no {sorted(unknown)}")
+        self._settings = frozenset(settings) if settings is not None else None
+        self._routes: dict[str, _Bound] = {}
+        self._models: dict[str, type[EventData]] = {}
         self._config: tuple[Mapping[str, Any], C] | None = None
 
     def on(self, *event_types: str, data: type[D]) -> Callable[[Route[D, C]], Route[D, C]]:
@@ -46,39 +84,66 @@ class Handlers(Generic[C]):
             raise ValueError("name at least one event type")
 
         def register(fn: Route[D, C]) -> Route[D, C]:
+            def route(event: CloudEvent, ctx: HandlerContext) -> Effects:
+                require_patient(event)  # no Patient subject: MalformedEvent
+                return fn(event, parse_data(event, data), ctx, self._config_of(ctx.config))
+
             for event_type in event_types:
-                if event_type in self._routes:
-                    raise ValueError(f"{self.name}: {event_type!r} is routed twice")
-
-                def route(event: CloudEvent, ctx: HandlerContext, config: C) -> Effects:
-                    require_patient(event)  # no Patient subject: MalformedEvent
-                    return fn(event, parse_data(event, data), ctx, config)
-
-                self._routes[event_type] = route
+                self._add(event_type, route, data)
             return fn
 
         return register
+
+    def include(self, group: Handlers[Any]) -> None:
+        """Add `group`'s routes (after this router's own, in their order). It must carry this
+        handler's name, and this handler's config model must contain its model, so validating
+        the configuration at load also validates what the group's routes read."""
+        if group.name != self.name:
+            raise ValueError(f"{self.name}: cannot include the routes of {group.name!r}")
+        if not issubclass(self.config_model, group.config_model):
+            raise ValueError(
+                f"{self.name}: {self.config_model.__name__} must extend "
+                f"{group.config_model.__name__} to include its routes"
+            )
+        for event_type, route in group._routes.items():
+            self._add(event_type, route, group._models[event_type])
+
+    def _add(self, event_type: str, route: _Bound, data: type[EventData]) -> None:
+        if event_type in self._routes:
+            raise ValueError(f"{self.name}: {event_type!r} is routed twice")
+        self._routes[event_type] = route
+        self._models[event_type] = data
+
+    @property
+    def routes(self) -> Mapping[str, type[EventData]]:
+        """The routed event types (in registration order), each with its data model."""
+        return MappingProxyType(self._models)
 
     def handle(self, event: CloudEvent, ctx: HandlerContext) -> Effects:
         route = self._routes.get(event.type)
         if route is None:
             return Effects()
-        return route(event, ctx, self._config_of(ctx.config))
+        return route(event, ctx)
 
     def _config_of(self, config: Mapping[str, Any]) -> C:
+        # Compared by value, not identity: a caller may change its configuration mapping in
+        # place between events, and must not get the model of the old values.
         cached = self._config
-        if cached is None or cached[0] is not config:
-            cached = (config, self.config_model.of(config))
+        if cached is None or cached[0] != config:
+            cached = (copy.deepcopy(dict(config)), self.config_model.of(config))
             self._config = cached
         return cached[1]
 
     @property
     def spec(self) -> HandlerSpec:
+        defaults = self.config_model().model_dump() if self._configurable else {}
+        if self._settings is not None:
+            defaults = {k: v for k, v in defaults.items() if k in self._settings}
         return HandlerSpec(
             name=self.name,
             event_types=tuple(self._routes),
             handle=self.handle,
-            default_config=self.config_model().model_dump(),
+            default_config=defaults,
             description=self.description,
-            config_model=self.config_model,
+            config_model=self.config_model if self._configurable else None,
         )

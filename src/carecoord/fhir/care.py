@@ -30,6 +30,7 @@ from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.task import Task
 
+from carecoord.core.vocabulary import Channel, Outcome, Program
 from carecoord.fhir import profiles as profiles
 from carecoord.fhir import terminology as t
 from carecoord.fhir._build import (
@@ -46,9 +47,6 @@ from carecoord.fhir._build import (
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
 from carecoord.fhir.workflow import check_task_status
 
-Program = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]
-Channel = Literal["phone", "sms", "video", "letter", "portal"]
-Outcome = Literal["answered", "no-answer", "voicemail", "wrong-number", "declined"]
 WorkType = Literal["medication-reconciliation", "assessment", "care-plan-review"]
 TaskPriority = Literal["routine", "urgent", "asap", "stat"]
 

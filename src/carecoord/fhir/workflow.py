@@ -18,19 +18,15 @@ InvalidTransition naming from/to and the task id. Rules:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal
 
 from fhir.resources.R4B.task import Task
 
+from carecoord.core.vocabulary import TASK_STATUSES, TaskStatus
 from carecoord.errors import InvalidTransition
 
-TaskStatus = Literal[
-    "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
-    "in-progress", "on-hold", "failed", "completed", "entered-in-error",
-]  # fmt: skip
 Actor = Literal["requester", "owner"]
 
-TASK_STATUSES: frozenset[str] = frozenset(get_args(TaskStatus))
 TASK_INTENTS: frozenset[str] = frozenset(
     {
         "unknown", "proposal", "plan", "order", "original-order", "reflex-order",
@@ -87,7 +83,7 @@ def check_task_status(status: str, *, task_id: str | None = None) -> TaskStatus:
     """`status` if it is a FHIR Task status code, else InvalidTransition."""
     if status not in TASK_STATUSES:
         raise InvalidTransition(f"unknown Task status {status!r}", task=task_id)
-    return cast(TaskStatus, status)
+    return status  # narrowed to TaskStatus by the membership test
 
 
 def validate_task_codes(task: Any) -> None:

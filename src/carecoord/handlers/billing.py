@@ -37,11 +37,12 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
-from carecoord.core.catalog import TimeLogged, parse_data, require_patient
+from carecoord.core.catalog import TimeLogged, require_patient
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import (
     add_create,
@@ -298,10 +299,18 @@ def interaction_in_month(fhir: FhirReader, pid: str, month: Month) -> bool:
 # The handler
 
 
-def handle_time_logged(event: CloudEvent, ctx: HandlerContext) -> Effects:
+handlers = Handlers(
+    "billing",
+    config=BillingConfig,
+    description="Accumulate care-management time; bill the month's codes under CMS rules",
+)
+
+
+@handlers.on(TIME_LOGGED, data=TimeLogged)
+def handle_time_logged(
+    event: CloudEvent, data: TimeLogged, ctx: HandlerContext, config: BillingConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, TimeLogged)
-    config = BillingConfig.of(ctx.config)
     rules = config.rules()
     patient = f"Patient/{pid}"
     day = data.performed_at.date()
@@ -563,13 +572,4 @@ def _emit(
     fx.emit(THRESHOLD_REACHED, f"Patient/{pid}", data, derived_id(CHARGE_ITEM_ID, key))
 
 
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="billing",
-        event_types=(TIME_LOGGED,),
-        handle=handle_time_logged,
-        default_config=BillingConfig().model_dump(mode="json"),
-        description="Accumulate care-management time; bill the month's codes under CMS rules",
-        config_model=BillingConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

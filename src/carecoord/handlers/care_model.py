@@ -18,9 +18,11 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ConfigDict, Field
 
 from carecoord.core.config import HandlerConfig
+from carecoord.core.vocabulary import PROGRAMS, Channel
 from carecoord.fhir.identifiers import identifier_system
 from carecoord.fhir.identifiers import identifier_value as business_value
 from carecoord.fhir.models import model_class
+from carecoord.handlers.billing_rules import DEFAULT_CONSENT_REQUIRED
 
 # ---------------------------------------------------------------------------------------------
 # Identifier systems of the resources these handlers create (carecoord.fhir.identifiers kinds).
@@ -32,14 +34,6 @@ OUTREACH_ALTERNATIVE_ID = identifier_system("outreach-alternative")  # <request 
 OUTREACH_ATTEMPT_ID = identifier_system("outreach-attempt")  # the attempt event id
 OUTREACH_ESCALATION_ID = identifier_system("outreach-escalation")  # CommunicationRequest/<id>
 CARE_TASK_ID = identifier_system("care-task")  # <patient>:<task code>:<key>
-
-Channel = Literal["phone", "sms", "video", "letter", "portal"]
-PROGRAMS = ("CCM", "PCM", "RPM", "TCM", "BHI", "APCM")
-
-# Task statuses after which a Task needs no more work.
-TERMINAL_TASK_STATUSES = frozenset(
-    {"completed", "cancelled", "failed", "rejected", "entered-in-error"}
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,8 +82,8 @@ def outreach_key(patient_id: str, program: str, month: Month) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Configuration (one model for all of these handlers; each HandlerSpec's default_config is the
-# subset it reads).
+# Configuration (one model for all of these handlers; each names the settings it reads with the
+# router's `settings=`, which become its default_config).
 
 
 class CareManager(BaseModel):
@@ -140,9 +134,7 @@ class CareConfig(HandlerConfig):
     task_due_days: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TASK_DUE_DAYS))
     # program rules (docs/billing-rules.md): programs enrolled as pending until consent is
     # recorded, and the due date of the "obtain consent" Task
-    consent_required: list[str] = Field(
-        default_factory=lambda: ["CCM", "PCM", "BHI", "APCM", "RPM"]
-    )
+    consent_required: list[str] = Field(default_factory=lambda: list(DEFAULT_CONSENT_REQUIRED))
     consent_due_days: int = Field(default=14, ge=0)
     # an unreachable patient: months without an answered outreach before a review Task
     unreachable_months: int = Field(default=3, ge=1)

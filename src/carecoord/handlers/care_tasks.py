@@ -17,18 +17,19 @@ from typing import Any
 
 from fhir.resources.R4B.task import Task
 
-from carecoord.core.catalog import TaskOverdue, parse_data, require_patient
+from carecoord.core.catalog import TaskOverdue, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import ConfigError, HandlerError
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care_model import (
-    TERMINAL_TASK_STATUSES,
     CareConfig,
     Month,
     as_date,
@@ -120,10 +121,22 @@ def _event_time(event: CloudEvent, ctx: HandlerContext) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def handle_task_overdue(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    data = parse_data(event, TaskOverdue)
+handlers = Handlers(
+    "care-tasks",
+    config=CareConfig,
+    settings=(
+        "supervisor",
+        "pool",
+    ),
+    description="Escalates an overdue care-management Task once to the supervisor.",
+)
+
+
+@handlers.on("carecoord.task.overdue", data=TaskOverdue)
+def handle_task_overdue(
+    event: CloudEvent, data: TaskOverdue, ctx: HandlerContext, config: CareConfig
+) -> Effects:
     patient_id = require_patient(event)
-    config = CareConfig.from_mapping(ctx.config)
     task_ref = data.task
     if not task_ref.startswith("Task/"):
         raise HandlerError("task must be 'Task/<id>'", event_id=event.id, event_type=event.type)
@@ -133,7 +146,7 @@ def handle_task_overdue(event: CloudEvent, ctx: HandlerContext) -> Effects:
         log.warning("overdue task no longer exists", extra={"event_id": event.id})
         return Effects()
     effects = Effects()
-    if task.status in TERMINAL_TASK_STATUSES or _escalated(task):
+    if task.status in FINAL or _escalated(task):
         return effects
     owner = (
         config.supervisor
@@ -175,7 +188,7 @@ def _escalated(task: Any) -> bool:
 
 def is_overdue(task: Any, now: datetime) -> bool:
     """Open work Task whose restriction.period.end has passed and was not escalated yet."""
-    if task.status in TERMINAL_TASK_STATUSES or task.status == "draft" or _escalated(task):
+    if task.status in FINAL or task.status == "draft" or _escalated(task):
         return False
     restriction = task.restriction
     end = restriction.period.end if restriction and restriction.period else None
@@ -191,13 +204,4 @@ def is_overdue(task: Any, now: datetime) -> bool:
     return now >= due
 
 
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="care-tasks",
-        event_types=("carecoord.task.overdue",),
-        handle=handle_task_overdue,
-        default_config={"supervisor": None, "pool": None},
-        description="Escalates an overdue care-management Task once to the supervisor.",
-        config_model=CareConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

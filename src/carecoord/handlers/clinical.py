@@ -20,19 +20,16 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from carecoord.core.catalog import ClinicalQuestion, parse_data, require_patient
+from carecoord.core.catalog import ClinicalQuestion, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError
 from carecoord.fhir.care import clinical_review_task
 from carecoord.fhir.identifiers import add_create, carecoord_identifier
-from carecoord.handlers.clinical_loop import (
-    LOOP_EVENT_TYPES,
-    ClinicalLoopConfig,
-    handle_loop_event,
-    response_due,
-)
+from carecoord.handlers import clinical_loop
+from carecoord.handlers.clinical_loop import ClinicalLoopConfig, response_due
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import active_care_plan, patient_team
 
@@ -53,10 +50,19 @@ class ClinicalConfig(ClinicalLoopConfig):
     provider: str | None = Field(default=None, pattern=_PRACTITIONER)
 
 
-def handle_question(event: CloudEvent, ctx: HandlerContext) -> Effects:
+handlers = Handlers(
+    "clinical-routing",
+    config=ClinicalConfig,
+    description="Route clinical questions to the provider as a clinical-review Task with a "
+    "response deadline; escalate unanswered ones; bring the answer back to the care manager",
+)
+
+
+@handlers.on(QUESTION, data=ClinicalQuestion)
+def handle_question(
+    event: CloudEvent, data: ClinicalQuestion, ctx: HandlerContext, config: ClinicalConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, ClinicalQuestion)
-    config = ClinicalConfig.of(ctx.config)
     team = patient_team(ctx.fhir, pid)
     provider = team.provider or config.provider
     if provider is None:
@@ -104,20 +110,7 @@ def handle_question(event: CloudEvent, ctx: HandlerContext) -> Effects:
     return fx
 
 
-def handle(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    if event.type == QUESTION:
-        return handle_question(event, ctx)
-    return handle_loop_event(event, ctx)
+# The rest of the loop (overdue, the provider's reply), one configuration for all of it.
+handlers.include(clinical_loop.handlers)
 
-
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="clinical-routing",
-        event_types=(QUESTION, *LOOP_EVENT_TYPES),
-        handle=handle,
-        default_config=ClinicalConfig().model_dump(mode="json"),
-        description="Route clinical questions to the provider as a clinical-review Task with a "
-        "response deadline; escalate unanswered ones; bring the answer back to the care manager",
-        config_model=ClinicalConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

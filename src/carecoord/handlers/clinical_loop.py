@@ -42,13 +42,13 @@ from carecoord.business_hours import DEFAULT_HOURS, PracticeCalendar
 from carecoord.core.catalog import (
     ClinicalOverdue,
     TaskStatusChanged,
-    parse_data,
     require_patient,
 )
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext
+from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import TaskPriority
@@ -76,7 +76,6 @@ TASK_STATUS_CHANGED = "carecoord.task.status-changed"
 ESCALATED = "carecoord.clinical.escalated"
 ANSWERED = "carecoord.clinical.answered"
 VISIT_REQUESTED = "carecoord.clinical.visit-requested"
-LOOP_EVENT_TYPES = (OVERDUE, TASK_STATUS_CHANGED)
 
 MAX_LEVEL = 2
 SWEEP_SOURCE = "urn:carecoord:sweep"
@@ -272,10 +271,16 @@ def _for_patient(task: Any, pid: str, event: CloudEvent) -> None:
 # carecoord.clinical.overdue
 
 
-def handle_overdue(event: CloudEvent, ctx: HandlerContext) -> Effects:
+# The loop's routes: part of the clinical-routing handler, whose router
+# (carecoord.handlers.clinical) includes them after its question route.
+handlers = Handlers("clinical-routing", config=ClinicalLoopConfig)
+
+
+@handlers.on(OVERDUE, data=ClinicalOverdue)
+def handle_overdue(
+    event: CloudEvent, data: ClinicalOverdue, ctx: HandlerContext, config: ClinicalLoopConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, ClinicalOverdue)
-    config = ClinicalLoopConfig.of(ctx.config)
     fx = Effects()
     question = _read_task(ctx.fhir, data.task)
     if question is None:
@@ -351,10 +356,11 @@ def handle_overdue(event: CloudEvent, ctx: HandlerContext) -> Effects:
 # carecoord.task.status-changed
 
 
-def handle_task_status(event: CloudEvent, ctx: HandlerContext) -> Effects:
+@handlers.on(TASK_STATUS_CHANGED, data=TaskStatusChanged)
+def handle_task_status(
+    event: CloudEvent, data: TaskStatusChanged, ctx: HandlerContext, config: ClinicalLoopConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, TaskStatusChanged)
-    config = ClinicalLoopConfig.of(ctx.config)
     fx = Effects()
     task = _read_task(ctx.fhir, data.task)
     if task is None or not is_clinical(task):
@@ -577,26 +583,18 @@ def _item(kind: Any, task: Any, question: str, due: datetime | None) -> Clinical
     )
 
 
-def handle_loop_event(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    """The clinical-routing handler's entry for the loop's event types."""
-    if event.type == OVERDUE:
-        return handle_overdue(event, ctx)
-    return handle_task_status(event, ctx)
-
-
 __all__ = [
     "ANSWERED",
     "ESCALATED",
-    "LOOP_EVENT_TYPES",
     "OVERDUE",
     "TASK_STATUS_CHANGED",
     "VISIT_REQUESTED",
     "ClinicalItem",
     "ClinicalLoopConfig",
     "clinical_overdue",
-    "handle_loop_event",
     "handle_overdue",
     "handle_task_status",
+    "handlers",
     "open_clinical_items",
     "response_due",
 ]

@@ -24,16 +24,18 @@ from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
-from carecoord.core.catalog import ConsentRecorded, parse_data, require_patient
+from carecoord.core.catalog import ConsentRecorded, require_patient
+from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create, business_identifier_json, identifier_system
 from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
-    TERMINAL_TASK_STATUSES,
     as_date,
     build,
     has_code,
@@ -49,9 +51,6 @@ log = logging.getLogger(__name__)
 
 CONSENT_RECORDED = "carecoord.consent.recorded"
 CONSENT_ID = identifier_system("consent")  # <patient>:<program>
-
-# Programs that need consent before their services (and billing) start: CMS default.
-DEFAULT_CONSENT_REQUIRED = ("CCM", "PCM", "BHI", "APCM", "RPM")
 
 
 def consent_resource(
@@ -190,14 +189,22 @@ def open_tasks(fhir: FhirReader, patient_id: str, codes: Sequence[t.Code]) -> li
         for task in found
         if task.get_resource_type() == "Task"
         and patient_of(task) == patient_id
-        and task.status not in TERMINAL_TASK_STATUSES
+        and task.status not in FINAL
         and any(has_code(task.code, c.system, c.code) for c in codes)
     ]
 
 
-def handle_consent_recorded(event: CloudEvent, ctx: HandlerContext) -> Effects:
+handlers = Handlers(
+    "consent",
+    description="Records program consent (FHIR Consent); activates a pending enrolment.",
+)
+
+
+@handlers.on(CONSENT_RECORDED, data=ConsentRecorded)
+def handle_consent_recorded(
+    event: CloudEvent, data: ConsentRecorded, ctx: HandlerContext, config: HandlerConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, ConsentRecorded)
     effects = Effects()
     existing = [
         c
@@ -233,11 +240,4 @@ def handle_consent_recorded(event: CloudEvent, ctx: HandlerContext) -> Effects:
     return effects
 
 
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="consent",
-        event_types=(CONSENT_RECORDED,),
-        handle=handle_consent_recorded,
-        description="Records program consent (FHIR Consent); activates a pending enrolment.",
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

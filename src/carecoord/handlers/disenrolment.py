@@ -19,17 +19,19 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carecoord.core.catalog import PatientDisenrolled, parse_data, require_patient
+from carecoord.core.catalog import PatientDisenrolled, require_patient
+from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care_model import (
     OUTREACH_REQUEST_ID,
-    TERMINAL_TASK_STATUSES,
     CareConfig,
     Month,
     build,
@@ -48,9 +50,18 @@ DISENROLLED = "carecoord.patient.disenrolled"
 _OPEN_REQUEST = ("draft", "active", "on-hold")
 
 
-def handle_disenrolled(event: CloudEvent, ctx: HandlerContext) -> Effects:
+handlers = Handlers(
+    "disenrolment",
+    description="Ends a program: CarePlan revoked, consent inactive, outreach revoked, "
+    "open care-management Tasks cancelled; billing stops after the effective date.",
+)
+
+
+@handlers.on(DISENROLLED, data=PatientDisenrolled)
+def handle_disenrolled(
+    event: CloudEvent, data: PatientDisenrolled, ctx: HandlerContext, config: HandlerConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, PatientDisenrolled)
     at = event.time or ctx.now()
     at = at if at.tzinfo else at.replace(tzinfo=UTC)
     effective = data.effective_date or Month.of(at).end
@@ -91,7 +102,7 @@ def handle_disenrolled(event: CloudEvent, ctx: HandlerContext) -> Effects:
     for task in found:
         if task.get_resource_type() != "Task" or patient_of(task) != pid:
             continue
-        if task.status in TERMINAL_TASK_STATUSES:
+        if task.status in FINAL:
             continue
         if plan_ref not in {reference_str(b) for b in task.basedOn or []}:
             continue
@@ -170,12 +181,4 @@ def unreachable_review(
     return True
 
 
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="disenrolment",
-        event_types=(DISENROLLED,),
-        handle=handle_disenrolled,
-        description="Ends a program: CarePlan revoked, consent inactive, outreach revoked, "
-        "open care-management Tasks cancelled; billing stops after the effective date.",
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

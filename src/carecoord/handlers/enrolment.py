@@ -19,10 +19,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carecoord.core.catalog import PatientEnrolled, parse_data, require_patient
+from carecoord.core.catalog import PatientEnrolled, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
@@ -38,11 +39,31 @@ log = logging.getLogger(__name__)
 
 CONTAINED_TEAM_ID = "care-team"
 
+handlers = Handlers(
+    "enrolment",
+    config=CareConfig,
+    settings=(
+        "capacity",
+        "care_managers",
+        "supervisor",
+        "pool",
+        "outreach_channel",
+        "enrolment_tasks",
+        "monthly_tasks",
+        "task_due_days",
+        "consent_required",
+        "consent_due_days",
+    ),
+    description="CarePlan + CareTeam per program enrolment, caseload assignment, first "
+    "month's outreach request and work Tasks.",
+)
 
-def handle_enrolled(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    data = parse_data(event, PatientEnrolled)
+
+@handlers.on("carecoord.patient.enrolled", data=PatientEnrolled)
+def handle_enrolled(
+    event: CloudEvent, data: PatientEnrolled, ctx: HandlerContext, config: CareConfig
+) -> Effects:
     patient_id = require_patient(event)
-    config = CareConfig.from_mapping(ctx.config)
     bad = [i for i, c in enumerate(data.conditions) if not _is_condition_ref(c)]
     if bad:
         raise MalformedEvent(
@@ -223,32 +244,4 @@ def _consent_task(
     )
 
 
-_ENROLMENT_CONFIG = {
-    k: v
-    for k, v in CareConfig().default_config().items()
-    if k
-    in {
-        "capacity",
-        "care_managers",
-        "supervisor",
-        "pool",
-        "outreach_channel",
-        "enrolment_tasks",
-        "monthly_tasks",
-        "task_due_days",
-        "consent_required",
-        "consent_due_days",
-    }
-}
-
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="enrolment",
-        event_types=("carecoord.patient.enrolled",),
-        handle=handle_enrolled,
-        default_config=_ENROLMENT_CONFIG,
-        description="CarePlan + CareTeam per program enrolment, caseload assignment, first "
-        "month's outreach request and work Tasks.",
-        config_model=CareConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

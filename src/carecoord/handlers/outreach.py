@@ -31,12 +31,13 @@ from pydantic import Field
 from carecoord.core.catalog import (
     OutreachAttempted,
     OutreachDue,
-    parse_data,
     require_patient,
 )
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
+from carecoord.core.vocabulary import Channel
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
@@ -50,7 +51,7 @@ from carecoord.fhir.identifiers import (
 )
 from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import transition
+from carecoord.fhir.workflow import FINAL, transition
 from carecoord.handlers import care_tasks
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
@@ -58,9 +59,7 @@ from carecoord.handlers.care_model import (
     OUTREACH_ATTEMPT_ID,
     OUTREACH_ESCALATION_ID,
     OUTREACH_REQUEST_ID,
-    TERMINAL_TASK_STATUSES,
     CareConfig,
-    Channel,
     Month,
     as_date,
     build,
@@ -87,6 +86,25 @@ class SweepOutreachDue(OutreachDue):
     outreach: str | None = Field(
         default=None, pattern=r"^CommunicationRequest/[A-Za-z0-9\-.]{1,64}$"
     )
+
+
+handlers = Handlers(
+    "outreach",
+    config=CareConfig,
+    settings=(
+        "outreach_channel",
+        "max_unanswered",
+        "escalation_owner",
+        "lead_care_manager",
+        "supervisor",
+        "pool",
+        "alternative_channels",
+        "monthly_tasks",
+        "days_before_period_end",
+        "unreachable_months",
+    ),
+    description="Monthly outreach requests, attempts, and escalation of unanswered outreach.",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +469,7 @@ def _close_escalation(
     tasks: Sequence[Any] | None = None,
 ) -> None:
     task = escalation_for(fhir, cr_ref, tasks)
-    if task is None or task.status in TERMINAL_TASK_STATUSES:
+    if task is None or task.status in FINAL:
         return
     target = "completed" if task.status == "in-progress" else "cancelled"
     closed = to_json(transition(task, target, reason="Patient reached by outreach", at=at))
@@ -463,10 +481,11 @@ def _aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def handle_attempted(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    data = parse_data(event, OutreachAttempted)
+@handlers.on("carecoord.outreach.attempted", data=OutreachAttempted)
+def handle_attempted(
+    event: CloudEvent, data: OutreachAttempted, ctx: HandlerContext, config: CareConfig
+) -> Effects:
     patient_id = require_patient(event)
-    config = CareConfig.from_mapping(ctx.config)
     at = _aware(data.attempted_at)
     month = Month.of(at)
     named = _read(ctx.fhir, data.outreach) if data.outreach else None
@@ -598,10 +617,11 @@ def _verify_contact(effects: Effects, cr: Any, patient_id: str, at: datetime) ->
     request_work_task(effects, cr, patient_id, at, t.TASK_VERIFY_CONTACT, 2)
 
 
-def handle_due(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    data = parse_data(event, SweepOutreachDue)
+@handlers.on("carecoord.outreach.due", data=SweepOutreachDue)
+def handle_due(
+    event: CloudEvent, data: SweepOutreachDue, ctx: HandlerContext, config: CareConfig
+) -> Effects:
     patient_id = require_patient(event)
-    config = CareConfig.from_mapping(ctx.config)
     month = Month.of(data.period_start)
     effects = Effects()
     if data.stage == "nearly-overdue":
@@ -711,37 +731,4 @@ def _ensure_monthly(
     log.info("monthly outreach created", extra={"care_plan": plan_ref, "request_key": key})
 
 
-def handle(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    if event.type == "carecoord.outreach.attempted":
-        return handle_attempted(event, ctx)
-    return handle_due(event, ctx)
-
-
-_OUTREACH_CONFIG = {
-    k: v
-    for k, v in CareConfig().default_config().items()
-    if k
-    in {
-        "outreach_channel",
-        "max_unanswered",
-        "escalation_owner",
-        "lead_care_manager",
-        "supervisor",
-        "pool",
-        "alternative_channels",
-        "monthly_tasks",
-        "days_before_period_end",
-        "unreachable_months",
-    }
-}
-
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="outreach",
-        event_types=("carecoord.outreach.attempted", "carecoord.outreach.due"),
-        handle=handle,
-        default_config=_OUTREACH_CONFIG,
-        description="Monthly outreach requests, attempts, and escalation of unanswered outreach.",
-        config_model=CareConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

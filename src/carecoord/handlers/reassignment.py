@@ -32,19 +32,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from carecoord.core.catalog import CareManagerReassign, parse_data, require_patient
+from carecoord.core.catalog import CareManagerReassign, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
+from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
-    TERMINAL_TASK_STATUSES,
     CareConfig,
     Month,
     as_date,
@@ -105,7 +106,7 @@ def holdings(
         task
         for task in found
         if patient_of(task) == patient_id
-        and task.status not in TERMINAL_TASK_STATUSES
+        and task.status not in FINAL
         and reference_str(task.owner) == care_manager
     ]
     return Holdings(plans, requests, tasks, teams)
@@ -127,10 +128,25 @@ def _standalone_teams(fhir: FhirReader, plan: Any) -> list[Any]:
 # Handler
 
 
-def handle_reassign(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    data = parse_data(event, CareManagerReassign)
+handlers = Handlers(
+    "reassignment",
+    config=CareConfig,
+    settings=(
+        "capacity",
+        "care_managers",
+        "supervisor",
+        "pool",
+    ),
+    description="Moves a patient's care team, outreach and Tasks away from a care manager "
+    "who left or is over capacity.",
+)
+
+
+@handlers.on(REASSIGN, data=CareManagerReassign)
+def handle_reassign(
+    event: CloudEvent, data: CareManagerReassign, ctx: HandlerContext, config: CareConfig
+) -> Effects:
     patient_id = require_patient(event)
-    config = CareConfig.from_mapping(ctx.config)
     at = _event_time(event, ctx)
     month = Month.parse(data.month) if data.month else Month.of(at)
     departing = data.care_manager
@@ -348,20 +364,4 @@ def _enrolled_with(plans: list[Any], care_manager: str) -> dict[str, date]:
     return out
 
 
-_REASSIGNMENT_CONFIG = {
-    k: v
-    for k, v in CareConfig().default_config().items()
-    if k in {"capacity", "care_managers", "supervisor", "pool"}
-}
-
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="reassignment",
-        event_types=(REASSIGN,),
-        handle=handle_reassign,
-        default_config=_REASSIGNMENT_CONFIG,
-        description="Moves a patient's care team, outreach and Tasks away from a care manager "
-        "who left or is over capacity.",
-        config_model=CareConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

@@ -44,13 +44,13 @@ from pydantic import Field
 from carecoord.core.catalog import (
     ReferralStatusChanged,
     SdohNeedIdentified,
-    parse_data,
     require_patient,
 )
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir import terminology as t
 from carecoord.fhir.care import work_task
@@ -222,10 +222,19 @@ def criteria_of(service_request: Resource, age: int | None) -> ReferralCriteria 
 # carecoord.sdoh.need-identified
 
 
-def handle_need_identified(event: CloudEvent, ctx: HandlerContext) -> Effects:
+handlers = Handlers(
+    "referrals",
+    config=ReferralConfig,
+    description="Closed-loop community referrals (Gravity SDOH): rank the directory, refer, "
+    "follow the Task to completion or to the next organisation",
+)
+
+
+@handlers.on(NEED_IDENTIFIED, data=SdohNeedIdentified)
+def handle_need_identified(
+    event: CloudEvent, data: SdohNeedIdentified, ctx: HandlerContext, config: ReferralConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, SdohNeedIdentified)
-    config = ReferralConfig.of(ctx.config)
     try:
         domain = sdoh_domain(data.domain)
     except ValueError as exc:  # its text echoes the domain given: free text, never in a message
@@ -595,10 +604,11 @@ def _join_care_plan(
 # carecoord.referral.status-changed
 
 
-def handle_status_changed(event: CloudEvent, ctx: HandlerContext) -> Effects:
+@handlers.on(STATUS_CHANGED, data=ReferralStatusChanged)
+def handle_status_changed(
+    event: CloudEvent, data: ReferralStatusChanged, ctx: HandlerContext, config: ReferralConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, ReferralStatusChanged)
-    config = ReferralConfig.of(ctx.config)
     now = event.time or ctx.now()
     task_id = data.task.removeprefix("Task/")
     try:
@@ -866,23 +876,7 @@ def _with(resource: Resource, **fields: Any) -> Resource:
     return type(resource).model_validate(data)
 
 
-def handle(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    if event.type == NEED_IDENTIFIED:
-        return handle_need_identified(event, ctx)
-    return handle_status_changed(event, ctx)
-
-
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="referrals",
-        event_types=(NEED_IDENTIFIED, STATUS_CHANGED),
-        handle=handle,
-        default_config=ReferralConfig().model_dump(mode="json"),
-        description="Closed-loop community referrals (Gravity SDOH): rank the directory, refer, "
-        "follow the Task to completion or to the next organisation",
-        config_model=ReferralConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]
 
 __all__ = [
     "HANDLERS",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from carecoord.fhir.workflow import transition
+from carecoord.fhir.workflow import FINAL, transition
 
 _TO_COMPLETED: dict[str, tuple[str, ...]] = {
     "draft": ("ready", "in-progress", "completed"),
@@ -28,6 +28,6 @@ def complete(task: Any, *, reason: str, at: datetime) -> Any:
 
 def cancel(task: Any, *, reason: str, at: datetime) -> Any:
     """`task` cancelled (every open status may be cancelled; statusReason is set)."""
-    if task.status in ("completed", "cancelled", "failed", "rejected", "entered-in-error"):
+    if task.status in FINAL:
         return task
     return transition(task, "cancelled", reason=reason, at=at)

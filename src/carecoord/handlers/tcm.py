@@ -31,13 +31,13 @@ from carecoord.calendar import BusinessCalendar
 from carecoord.core.catalog import (
     PatientDischarged,
     TcmEpisodeEnded,
-    parse_data,
     require_patient,
 )
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
@@ -102,10 +102,18 @@ def _ext(name: str, **value: Any) -> dict[str, Any]:
     return {"url": t.TCM_EXTENSION_BASE + name, **value}
 
 
-def handle_discharged(event: CloudEvent, ctx: HandlerContext) -> Effects:
+handlers = Handlers(
+    "tcm",
+    config=TcmConfig,
+    description="TCM episodes: deadlines after a discharge; 99495/99496 when they were met.",
+)
+
+
+@handlers.on(DISCHARGED, data=PatientDischarged)
+def handle_discharged(
+    event: CloudEvent, data: PatientDischarged, ctx: HandlerContext, config: TcmConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, PatientDischarged)
-    config = TcmConfig.of(ctx.config)
     day = data.discharged_at.date()
     states = enrolment_states(ctx.fhir, pid)
     active = [s for s in states.values() if s.plan is not None and s.plan.status == "active"]
@@ -218,9 +226,11 @@ def deadlines_met(
     return visit is not None and reconciled is not None and reconciled <= visit
 
 
-def handle_episode_ended(event: CloudEvent, ctx: HandlerContext) -> Effects:
+@handlers.on(EPISODE_ENDED, data=TcmEpisodeEnded)
+def handle_episode_ended(
+    event: CloudEvent, data: TcmEpisodeEnded, ctx: HandlerContext, config: TcmConfig
+) -> Effects:
     pid = require_patient(event)
-    data = parse_data(event, TcmEpisodeEnded)
     fx = Effects()
     try:
         episode: Any = ctx.fhir.read("EpisodeOfCare", data.episode.split("/", 1)[1])
@@ -291,12 +301,6 @@ def handle_episode_ended(event: CloudEvent, ctx: HandlerContext) -> Effects:
     return fx
 
 
-def handle(event: CloudEvent, ctx: HandlerContext) -> Effects:
-    if event.type == DISCHARGED:
-        return handle_discharged(event, ctx)
-    return handle_episode_ended(event, ctx)
-
-
 def episodes_ended(fhir: Any, now: datetime) -> list[tuple[str, str]]:
     """(patient id, EpisodeOfCare/id) of active TCM episodes whose 30 days are over."""
     found: list[Any] = fhir.search(
@@ -311,13 +315,4 @@ def episodes_ended(fhir: Any, now: datetime) -> list[tuple[str, str]]:
     return out
 
 
-HANDLERS: list[HandlerSpec] = [
-    HandlerSpec(
-        name="tcm",
-        event_types=(DISCHARGED, EPISODE_ENDED),
-        handle=handle,
-        default_config=TcmConfig().model_dump(mode="json"),
-        description="TCM episodes: deadlines after a discharge; 99495/99496 when they were met.",
-        config_model=TcmConfig,
-    )
-]
+HANDLERS: list[HandlerSpec] = [handlers.spec]

@@ -1,0 +1,99 @@
+"""Each shared code set is written once: the programs, outreach channels and outcomes and the
+Task statuses in carecoord.core.vocabulary, the final Task statuses in carecoord.fhir.workflow,
+the programs needing consent in carecoord.handlers.billing_rules. A copy elsewhere (a Literal, a
+tuple, a set) fails here, so the copies cannot drift apart."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import get_args
+
+from carecoord.core import catalog, vocabulary
+from carecoord.fhir import care, workflow
+from carecoord.fhir import terminology as t
+from carecoord.handlers import billing_rules, care_model
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "carecoord"
+
+# code set -> the one module allowed to spell it out
+HOMES: dict[frozenset[str], str] = {
+    frozenset(get_args(vocabulary.Program)): "core/vocabulary.py",
+    frozenset(get_args(vocabulary.Channel)): "core/vocabulary.py",
+    frozenset(get_args(vocabulary.Outcome)): "core/vocabulary.py",
+    frozenset(get_args(vocabulary.TaskStatus)): "core/vocabulary.py",
+    frozenset(workflow.FINAL): "fhir/workflow.py",
+    frozenset(billing_rules.DEFAULT_CONSENT_REQUIRED): "handlers/billing_rules.py",
+}
+# Names whose value is a different concept over the same codes: an order, not the set.
+ORDERINGS = {"PROGRAM_PRIORITY"}  # billing_rules: which exclusive program is billed on a tie
+
+
+def _strings(node: ast.AST) -> frozenset[str] | None:
+    """The strings of a tuple/list/set display of string constants (a Literal[...]'s too)."""
+    if not isinstance(node, ast.Tuple | ast.List | ast.Set) or len(node.elts) < 3:
+        return None
+    values = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+    if len(values) != len(node.elts) or not all(isinstance(v, str) for v in values):
+        return None
+    return frozenset(values)
+
+
+def copies(source: str, where: str) -> list[str]:
+    tree = ast.parse(source)
+    orderings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(getattr(target, "id", None) in ORDERINGS for target in node.targets)
+    }
+    found = []
+    for node in ast.walk(tree):
+        values = _strings(node) if id(node) not in orderings else None
+        home = HOMES.get(values) if values is not None else None
+        if home is not None and home != where:
+            found.append(f"{where}:{node.lineno} copies {home}")
+    return found
+
+
+def test_the_check_finds_a_copy() -> None:
+    assert copies('P = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]\n', "fhir/care.py")
+    final = '"completed", "cancelled", "failed", "rejected", "entered-in-error"'
+    assert copies(f"if s in ({final}):\n    pass\n", "handlers/task_paths.py")
+    assert copies(f"F = frozenset({{{final}}})\n", "handlers/care_model.py")
+    assert not copies(f"F = frozenset({{{final}}})\n", "fhir/workflow.py")
+    assert not copies('x = ("CCM", "PCM")\n', "handlers/billing.py")
+    ranked = 'PROGRAM_PRIORITY = ("APCM", "CCM", "PCM", "BHI", "RPM", "TCM")\n'
+    assert not copies(ranked, "handlers/billing_rules.py")
+
+
+def test_no_module_spells_out_a_shared_code_set_outside_its_home() -> None:
+    found = [
+        c
+        for path in sorted(SRC.rglob("*.py"))
+        for c in copies(path.read_text(), path.relative_to(SRC).as_posix())
+    ]
+    assert found == []
+
+
+def test_every_layer_uses_the_same_types() -> None:
+    for module in (catalog, care):
+        assert module.Program is vocabulary.Program
+        assert module.Channel is vocabulary.Channel
+        assert module.Outcome is vocabulary.Outcome
+    assert catalog.TaskStatus is workflow.TaskStatus is vocabulary.TaskStatus
+    assert care_model.PROGRAMS == vocabulary.PROGRAMS
+
+
+def test_every_program_and_channel_has_its_fhir_coding() -> None:
+    assert set(t.PROGRAMS) == set(vocabulary.PROGRAMS)
+    assert set(t.CHANNEL_MEDIUM) == set(vocabulary.CHANNELS)
+    assert set(care_model.DEFAULT_MONTHLY_TASKS) == set(vocabulary.PROGRAMS)
+    assert set(billing_rules.PROGRAM_PRIORITY) == set(vocabulary.PROGRAMS)  # every one ranked
+
+
+def test_the_care_config_asks_consent_for_the_programs_billing_requires_it_for() -> None:
+    from carecoord.handlers.billing import BillingConfig
+
+    assert care_model.CareConfig().consent_required == list(billing_rules.DEFAULT_CONSENT_REQUIRED)
+    assert BillingConfig().consent_required == list(billing_rules.DEFAULT_CONSENT_REQUIRED)

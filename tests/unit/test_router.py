@@ -1,0 +1,116 @@
+"""`Handlers` options the built-in handlers need: a handler without settings, a subset of a shared
+config model, one handler's routes written in two modules, and a configuration changed in place."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pytest
+
+from carecoord import CloudEvent, Effects, EventData, HandlerConfig, HandlerContext, Handlers
+from carecoord.errors import ConfigError
+from carecoord.testing import InMemoryFhir, events, run_handler
+
+
+class Shared(HandlerConfig):
+    config_name: ClassVar[str] = "shared"
+
+    owner: str = "Organization/pool"
+    days: int = 2
+    unused: bool = False
+
+
+class Wider(Shared):
+    lead: str | None = None
+
+
+class Ping(EventData):
+    n: int
+
+
+def _ctx(config: dict[str, Any]) -> HandlerContext:
+    return HandlerContext(fhir=InMemoryFhir(), config=config, clock=lambda: datetime.now(UTC))
+
+
+def _echo(seen: list[Any]) -> Any:
+    def route(event: CloudEvent, data: Ping, ctx: HandlerContext, config: Any) -> Effects:
+        seen.append((event.type, data.n, config))
+        return Effects()
+
+    return route
+
+
+def test_a_handler_without_settings_declares_none() -> None:
+    handlers = Handlers("plain", description="no settings")
+    handlers.on("t.ping", data=Ping)(_echo([]))
+    spec = handlers.spec
+    assert (spec.default_config, spec.config_model) == ({}, None)
+    with pytest.raises(ConfigError, match="has no setting 'days'"):
+        run_handler(spec, events.event("t.ping", "p1", {"n": 1}), config={"days": 3})
+
+
+def test_settings_limit_the_defaults_to_what_the_handler_reads() -> None:
+    handlers = Handlers("part", config=Shared, settings=("days", "owner"))
+    handlers.on("t.ping", data=Ping)(_echo([]))
+    assert handlers.spec.default_config == {"owner": "Organization/pool", "days": 2}
+    with pytest.raises(ConfigError, match="has no setting 'unused'"):
+        run_handler(handlers.spec, events.event("t.ping", "p1", {"n": 1}), config={"unused": True})
+    with pytest.raises(ValueError, match="no \\['dayz'\\]"):
+        Handlers("typo", config=Shared, settings=("dayz",))
+
+
+def test_included_routes_follow_the_own_ones_and_get_their_own_config_model() -> None:
+    seen: list[Any] = []
+    main = Handlers("two-modules", config=Wider)
+    part = Handlers("two-modules", config=Shared)
+    part.on("t.later", "t.last", data=Ping)(_echo(seen))
+    main.on("t.first", data=Ping)(_echo(seen))
+    main.include(part)
+    spec = main.spec
+    assert spec.event_types == ("t.first", "t.later", "t.last")
+    assert set(spec.default_config) == {"owner", "days", "unused", "lead"}
+    config = {**spec.default_config, "days": 5, "lead": "Practitioner/l"}
+    for event_type in spec.event_types:
+        spec.handle(events.event(event_type, "p1", {"n": 1}), _ctx(config))
+    assert [(t, type(c).__name__, c.days) for t, _, c in seen] == [
+        ("t.first", "Wider", 5),
+        ("t.later", "Shared", 5),
+        ("t.last", "Shared", 5),
+    ]
+    assert spec.handle(events.event("t.other", "p1", {"n": 1}), _ctx(config)) == Effects()
+
+
+def test_include_refuses_another_name_an_unvalidated_model_or_a_type_twice() -> None:
+    part = Handlers("a", config=Wider)
+    part.on("t.x", data=Ping)(_echo([]))
+    with pytest.raises(ValueError, match="cannot include"):
+        Handlers("b", config=Wider).include(part)
+    with pytest.raises(ValueError, match="must extend Wider"):
+        Handlers("a", config=Shared).include(part)
+    twice = Handlers("a", config=Wider)
+    twice.on("t.x", data=Ping)(_echo([]))
+    with pytest.raises(ValueError, match="routed twice"):
+        twice.include(part)
+
+
+def test_a_bad_value_for_an_included_route_fails_at_load() -> None:
+    main = Handlers("loaded", config=Wider)
+    part = Handlers("loaded", config=Shared)
+    part.on("t.x", data=Ping)(_echo([]))
+    main.include(part)
+    # run_handler validates the merged configuration as the loader does at start-up
+    with pytest.raises(ConfigError, match="CARECOORD_HANDLERS__loaded__days is invalid"):
+        run_handler(main.spec, events.event("t.x", "p1", {"n": 1}), config={"days": [1]})
+
+
+def test_a_configuration_changed_in_place_reaches_the_next_event() -> None:
+    seen: list[Any] = []
+    handlers = Handlers("live", config=Shared)
+    handlers.on("t.ping", data=Ping)(_echo(seen))
+    config: dict[str, Any] = dict(handlers.spec.default_config)
+    ctx = _ctx(config)
+    handlers.spec.handle(events.event("t.ping", "p1", {"n": 1}), ctx)
+    config["days"] = 9
+    handlers.spec.handle(events.event("t.ping", "p1", {"n": 2}), ctx)
+    assert [c.days for _, _, c in seen] == [2, 9]
