@@ -81,7 +81,7 @@ SETTINGS_BEFORE: dict[str, tuple[str | None, set[str]]] = {
     "reassignment": (CARE, {"capacity", "care_managers", "supervisor", "pool"}),
     "consent": (None, set()),
     "disenrolment": (None, set()),
-    "tcm": ("TcmConfig", {"federal_holidays", "holidays", "owner"}),
+    "tcm": ("TcmConfig", {"contact_attempts", "federal_holidays", "holidays", "owner"}),
 }  # fmt: skip
 
 
