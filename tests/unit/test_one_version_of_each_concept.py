@@ -1,5 +1,5 @@
 """Each shared code set is written once: the programs, outreach channels and outcomes and the
-Task statuses in carecoord.core.vocabulary, the final Task statuses in carecoord.fhir.workflow,
+Task statuses in carecoord.core.vocabulary, the final and the open Task statuses in carecoord.fhir.workflow,
 the programs needing consent in carecoord.handlers.billing_rules. A copy elsewhere (a Literal, a
 tuple, a set) fails here, so the copies cannot drift apart."""
 
@@ -23,6 +23,7 @@ HOMES: dict[frozenset[str], str] = {
     frozenset(get_args(vocabulary.Outcome)): "core/vocabulary.py",
     frozenset(get_args(vocabulary.TaskStatus)): "core/vocabulary.py",
     frozenset(workflow.FINAL): "fhir/workflow.py",
+    frozenset(workflow.OPEN): "fhir/workflow.py",
     frozenset(billing_rules.DEFAULT_CONSENT_REQUIRED): "handlers/billing_rules.py",
 }
 # Names whose value is a different concept over the same codes: an order, not the set.
@@ -97,3 +98,9 @@ def test_the_care_config_asks_consent_for_the_programs_billing_requires_it_for()
 
     assert care_model.CareConfig().consent_required == list(billing_rules.DEFAULT_CONSENT_REQUIRED)
     assert BillingConfig().consent_required == list(billing_rules.DEFAULT_CONSENT_REQUIRED)
+
+
+def test_open_final_and_draft_partition_the_task_statuses() -> None:
+    open_, final = set(workflow.OPEN), set(workflow.FINAL)
+    assert not open_ & final and "draft" not in open_ | final
+    assert open_ | final | {"draft"} == set(vocabulary.TASK_STATUSES)

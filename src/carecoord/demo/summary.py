@@ -26,6 +26,7 @@ from carecoord.demo.sim import MONTH_START
 from carecoord.events.broker import Broker
 from carecoord.events.dlq import list_dead_letters
 from carecoord.fhir import terminology as t
+from carecoord.fhir import workflow
 from carecoord.fhir.identifiers import identifier_system
 from carecoord.handlers.billing import LADDERS, PROGRAM_EXTENSION, Ladder
 
@@ -44,7 +45,7 @@ TASK_CODES = {
     "care-plan-review": t.TASK_CARE_PLAN_REVIEW,
     "referral": t.TASK_FULFILL,
 }
-OPEN = frozenset({"draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold"})
+OPEN = frozenset({"draft", *workflow.OPEN})  # a draft is work not started yet, for the report
 
 
 @dataclass

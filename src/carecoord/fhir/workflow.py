@@ -38,6 +38,9 @@ TASK_PRIORITIES: frozenset[str] = frozenset({"routine", "urgent", "asap", "stat"
 FINAL: frozenset[str] = frozenset(
     {"rejected", "cancelled", "completed", "failed", "entered-in-error"}
 )
+# Work somebody still has to do: neither final nor a draft not yet requested. A tuple in the
+# state machine's order, since it goes into `status=` search parameters as given.
+OPEN: tuple[str, ...] = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
 
 ALLOWED: dict[str, frozenset[str]] = {
     "draft": frozenset({"requested", "ready", "cancelled"}),

@@ -64,7 +64,7 @@ from carecoord.fhir.identifiers import (
     identifier_search,
 )
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import FINAL, transition
+from carecoord.fhir.workflow import FINAL, OPEN, transition
 from carecoord.handlers.care_model import as_instant, build, patient_of, reference_str
 from carecoord.handlers.event_ids import derived_id
 from carecoord.handlers.patient_context import patient_team
@@ -79,7 +79,6 @@ VISIT_REQUESTED = "carecoord.clinical.visit-requested"
 
 MAX_LEVEL = 2
 SWEEP_SOURCE = "urn:carecoord:sweep"
-OPEN_STATUSES = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
 PRIORITIES: tuple[TaskPriority, ...] = ("routine", "urgent", "asap", "stat")
 ESCALATED_TAG = t.BUSINESS_CLINICAL_ESCALATED
 Urgency = Literal["routine", "urgent"]
@@ -475,8 +474,8 @@ def clinical_overdue(fhir: FhirReader, now: datetime) -> list[CloudEvent]:
     `sweep:clinical-overdue:Task/<question>:<level>`."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     code = f"{t.TASK_CLINICAL_REVIEW.system}|{t.TASK_CLINICAL_REVIEW.code}"
-    found: list[Any] = fhir.search("Task", [("code", code), ("status", ",".join(OPEN_STATUSES))])
-    open_tasks = [x for x in found if is_clinical(x) and x.status in OPEN_STATUSES]
+    found: list[Any] = fhir.search("Task", [("code", code), ("status", ",".join(OPEN))])
+    open_tasks = [x for x in found if is_clinical(x) and x.status in OPEN]
     # An open escalation at a level marks the lower level escalated as well (a server that drops
     # meta.tag on update does not make the sweeper report it again).
     levels = {(question_of(x), level_of(x)) for x in open_tasks if level_of(x)}
@@ -525,7 +524,7 @@ def open_clinical_items(fhir: FhirReader, care_manager: str, now: datetime) -> l
     by priority, then due)."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     items: list[ClinicalItem] = []
-    open_statuses = ",".join(OPEN_STATUSES)
+    open_statuses = ",".join(OPEN)
     review = f"{t.TASK_CLINICAL_REVIEW.system}|{t.TASK_CLINICAL_REVIEW.code}"
     answers = ",".join(f"{c.system}|{c.code}" for c in (t.TASK_RELAY_ANSWER, t.TASK_SCHEDULE_VISIT))
     # Bounded to the care manager: the questions they raised (their escalations carry the same
@@ -540,7 +539,7 @@ def open_clinical_items(fhir: FhirReader, care_manager: str, now: datetime) -> l
         ],
     )
     found: list[Any] = list({f"Task/{r.id}": r for r in [*raised, *owned]}.values())
-    tasks = [r for r in found if r.get_resource_type() == "Task" and r.status in OPEN_STATUSES]
+    tasks = [r for r in found if r.get_resource_type() == "Task" and r.status in OPEN]
     by_question: dict[str, list[Any]] = {}
     for task in tasks:
         if is_clinical(task):

@@ -33,6 +33,7 @@ from typing import Any
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
 from carecoord.fhir import terminology as t
+from carecoord.fhir.workflow import OPEN
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
     OUTREACH_REQUEST_ID,
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 SOURCE = "urn:carecoord:sweep"
 # The handlers whose configuration the sweeper reads (merged in this order).
 SWEEP_HANDLERS = ("care-tasks", "enrolment", "outreach")
-OPEN_TASK_STATUSES = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
 # Key of the reassignment handler's configuration inside the sweeper's (see sweep_config).
 REASSIGNMENT_CONFIG_KEY = "reassignment"
 
@@ -190,9 +190,7 @@ def _nearly_overdue(
 def _tasks_overdue(fhir: FhirReader, now: datetime, cfg: CareConfig) -> list[CloudEvent]:
     del cfg  # every configured work type is a WORK_TASK_TYPES code
     codes = ",".join(f"{c.system}|{c.code}" for c in t.WORK_TASK_TYPES.values())
-    tasks: list[Any] = fhir.search(
-        "Task", [("code", codes), ("status", ",".join(OPEN_TASK_STATUSES))]
-    )
+    tasks: list[Any] = fhir.search("Task", [("code", codes), ("status", ",".join(OPEN))])
     events = []
     for task in tasks:
         if not any(t.concept_has(task.code, c) for c in t.WORK_TASK_TYPES.values()):

@@ -37,6 +37,7 @@ from typing import Any
 
 from carecoord.core.handler import FhirReader
 from carecoord.fhir import terminology as t
+from carecoord.fhir import workflow
 from carecoord.fhir.batch_reads import Search, search_together
 from carecoord.handlers.billing import BillingConfig, charge_entries
 from carecoord.handlers.billing_reads import charge_item_search
@@ -52,7 +53,7 @@ from carecoord.handlers.care_model import (
     patient_of,
     reference_str,
 )
-from carecoord.handlers.clinical_loop import OPEN_STATUSES, ClinicalItem, open_clinical_items
+from carecoord.handlers.clinical_loop import ClinicalItem, open_clinical_items
 from carecoord.handlers.consent import carecoord_plans
 
 KINDS = (
@@ -286,7 +287,7 @@ def _open_tasks(found: Sequence[Any], patient_id: str) -> list[Any]:
         for task in found
         if task.get_resource_type() == "Task"
         and patient_of(task) == patient_id
-        and task.status in OPEN_STATUSES
+        and task.status in workflow.OPEN
     ]
 
 
@@ -338,7 +339,7 @@ def worklist(
     day, at = as_of(day, now)
     month = Month.of(day)
     billing = BillingConfig.of(config)
-    open_statuses = ",".join(OPEN_STATUSES)
+    open_statuses = ",".join(workflow.OPEN)
     found: list[list[Any]] = search_together(
         fhir,
         [
@@ -365,7 +366,7 @@ def worklist(
         for task in found[1]
         if task.get_resource_type() == "Task"
         and reference_str(task.owner) == care_manager
-        and task.status in OPEN_STATUSES
+        and task.status in workflow.OPEN
     ]
     clinical = open_clinical_items(fhir, care_manager, at)
     patients = sorted(
