@@ -167,7 +167,13 @@ class Broker(Protocol):
 
 @dataclass(frozen=True)
 class KafkaConnection:
-    """Connection settings passed through to kafka-python. Secrets are SecretStr: never logged."""
+    """Every Kafka client setting carecoord uses, in one place: the runtime, the CLI and the
+    service build their consumers, producers and admin clients from it (`consumer_config`,
+    `producer_config`, `common`). Field names are kafka-python's, except `bootstrap`.
+
+    Secrets are SecretStr (a str given is wrapped): never in a repr or a log. `extra` is passed
+    to kafka-python as is and may hold credentials, so it stays out of the repr too.
+    """
 
     bootstrap: str = "localhost:9092"
     client_id: str = "carecoord"
@@ -188,9 +194,38 @@ class KafkaConnection:
     max_request_size: int = 8 * 1024 * 1024
     fetch_max_bytes: int = 64 * 1024 * 1024
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("sasl_plain_password", "ssl_password"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, SecretStr(value))
+
+    def consumer_config(self) -> dict[str, Any]:
+        """kafka-python KafkaConsumer options: group membership and fetch sizes, then `common`."""
+        return {
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "max_poll_interval_ms": self.max_poll_interval_ms,
+            **self.fetch_config(),
+            **self.common(),
+        }
+
+    def fetch_config(self) -> dict[str, Any]:
+        """Fetch sizes, for any consumer (a group member or the dead-letter reader)."""
+        return {
+            "fetch_max_bytes": self.fetch_max_bytes,
+            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+        }
+
+    def producer_config(self) -> dict[str, Any]:
+        """kafka-python KafkaProducer options (besides acks and linger, which carecoord fixes)."""
+        return {"max_request_size": self.max_request_size, **self.common()}
 
     def common(self) -> dict[str, Any]:
+        """Options every kafka-python client takes (connection, security); `extra` last, so
+        an option given there wins."""
         cfg: dict[str, Any] = {
             "bootstrap_servers": [s.strip() for s in self.bootstrap.split(",") if s.strip()],
             "client_id": self.client_id,
@@ -287,12 +322,7 @@ class KafkaConsumerAdapter:
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=conn.session_timeout_ms,
-            heartbeat_interval_ms=conn.heartbeat_interval_ms,
-            max_poll_interval_ms=conn.max_poll_interval_ms,
-            fetch_max_bytes=conn.fetch_max_bytes,
-            max_partition_fetch_bytes=conn.max_partition_fetch_bytes,
-            **conn.common(),
+            **conn.consumer_config(),
         )
 
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
@@ -387,12 +417,7 @@ class KafkaProducerAdapter:
     def __init__(self, conn: KafkaConnection) -> None:
         from kafka import KafkaProducer
 
-        self._producer = KafkaProducer(
-            acks="all",
-            linger_ms=5,
-            max_request_size=conn.max_request_size,
-            **conn.common(),
-        )
+        self._producer = KafkaProducer(acks="all", linger_ms=5, **conn.producer_config())
 
     def send_all(self, messages: Sequence[Message], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -454,9 +479,7 @@ class KafkaBroker:
 
         consumer = KafkaConsumer(
             enable_auto_commit=False,
-            fetch_max_bytes=self.connection.fetch_max_bytes,
-            max_partition_fetch_bytes=self.connection.max_partition_fetch_bytes,
-            **self.connection.common(),
+            **{**self.connection.fetch_config(), **self.connection.common()},
         )
         try:
             partitions = consumer.partitions_for_topic(topic) or set()
