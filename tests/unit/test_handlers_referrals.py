@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_handlers_ii_support import FakeFhir, care_team, ctx, event
+from handler_context_support import FakeFhir, care_team, ctx, event
 
 from carecoord.core.effects import Effects, FhirWrite
 from carecoord.errors import HandlerError
@@ -212,7 +212,7 @@ def test_no_consent_sends_nothing_to_an_organisation(fhir: FakeFhir) -> None:
 
 
 def test_completed_closes_the_loop(fhir: FakeFhir) -> None:
-    from test_handlers_ii_support import NOW
+    from handler_context_support import NOW
 
     from carecoord.fhir.care import care_plan
     from carecoord.fhir.models import to_json

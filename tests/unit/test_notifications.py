@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from handler_context_support import FakeFhir, care_team, ctx, event
 from notification_support import BASE, backport_bundle, full_entry
-from test_handlers_ii_support import FakeFhir, care_team, ctx, event
 
 from carecoord.core.catalog import ReferralStatusChanged, parse_data
 from carecoord.core.effects import Effects

@@ -26,7 +26,7 @@ def test_secrets_are_hidden_but_passed_through() -> None:
     assert cfg["security_protocol"] == "SASL_SSL"
 
 
-def test_defaults_match_the_design() -> None:
+def test_defaults_are_the_ones_the_readme_documents() -> None:
     opts = RuntimeOptions()
     assert (opts.topic_in, opts.topic_out, opts.topic_dlq, opts.group_id) == (
         "carecoord.events",
