@@ -27,7 +27,8 @@ Kafka
                                           (64 MiB), max_partition_fetch_bytes (8 MiB), client_id;
                                           keys naming a RuntimeOptions field set it
                                           (max_poll_records, create_topics_partitions, ...); any
-                                          other key is passed to kafka-python as is
+                                          other key is passed to the kafka-python clients that
+                                          take it (a name none takes is a ConfigError)
 FHIR
     CARECOORD_FHIR_BASE_URL (required)    e.g. http://127.0.0.1:8080/fhir
     CARECOORD_FHIR_VERSION                R4 (default) | R5

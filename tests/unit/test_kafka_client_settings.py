@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import kafka
+import kafka.admin
 import pytest
 
 from carecoord.core.effects import Emit
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import ConfigError
+from carecoord.events.broker import KafkaBroker, KafkaConnection
 from carecoord.events.runtime import EventRuntime
 from carecoord.service.app import kafka_connection, runtime_options
 from carecoord.settings import load_settings
@@ -46,12 +48,28 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+class _Admin:
+    def __init__(self, calls: list[dict[str, Any]]) -> None:
+        self.calls = calls
+
+    def __call__(self, **configs: Any) -> _Admin:
+        self.calls.append(configs)
+        return self
+
+    def list_topics(self) -> list[str]:
+        return ["carecoord.events"]
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.fixture
 def built(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict[str, Any]]]:
     """The options each kafka-python client was constructed with, by client."""
-    calls: dict[str, list[dict[str, Any]]] = {"consumer": [], "producer": []}
+    calls: dict[str, list[dict[str, Any]]] = {"consumer": [], "producer": [], "admin": []}
     monkeypatch.setattr(kafka, "KafkaConsumer", _Recorder(calls["consumer"]))
     monkeypatch.setattr(kafka, "KafkaProducer", _Recorder(calls["producer"]))
+    monkeypatch.setattr(kafka.admin, "KafkaAdminClient", _Admin(calls["admin"]))
     return calls
 
 
@@ -98,6 +116,49 @@ def test_settings_that_only_the_connection_had_reach_the_runtimes_clients(
     assert set(consumer) <= set(kafka.consumer.group.KafkaConsumer.DEFAULT_CONFIG)
     assert set(producer) <= set(kafka.producer.kafka.KafkaProducer.DEFAULT_CONFIG)
     assert "env-sasl-pw" not in repr(runtime_opts)
+
+
+def test_a_kafka_python_option_reaches_only_the_clients_that_take_it(
+    env: pytest.MonkeyPatch, built: dict[str, list[dict[str, Any]]]
+) -> None:
+    options = {"fetch_min_bytes": 10, "linger_ms": 20, "connections_max_idle_ms": 60_000}
+    env.setenv("CARECOORD_KAFKA_OPTIONS", json.dumps(options))
+    broker = EventRuntime(_NoProcessor(), runtime_options(load_settings(need_fhir=False))).broker
+    broker.consumer("g")
+    broker.producer()
+    broker.ensure_topics({"carecoord.events": 1})
+
+    [consumer], [producer], [admin] = built["consumer"], built["producer"], built["admin"]
+    assert consumer["fetch_min_bytes"] == 10 and "linger_ms" not in consumer
+    assert producer["linger_ms"] == 20 and "fetch_min_bytes" not in producer
+    assert admin["connections_max_idle_ms"] == 60_000
+    assert {"fetch_min_bytes", "linger_ms"}.isdisjoint(admin)
+    for cfg in (consumer, producer, admin):
+        assert cfg["connections_max_idle_ms"] == 60_000
+
+
+def test_what_the_delivery_guarantee_needs_cannot_be_overridden(
+    env: pytest.MonkeyPatch, built: dict[str, list[dict[str, Any]]]
+) -> None:
+    options = {"acks": 1, "enable_auto_commit": True, "group_id": "other"}
+    env.setenv("CARECOORD_KAFKA_OPTIONS", json.dumps(options))
+    broker = EventRuntime(_NoProcessor(), runtime_options(load_settings(need_fhir=False))).broker
+    broker.consumer("carecoord")
+    broker.producer()
+    [consumer], [producer] = built["consumer"], built["producer"]
+    assert (consumer["enable_auto_commit"], consumer["group_id"]) == (False, "carecoord")
+    assert producer["acks"] == "all"
+
+
+@pytest.mark.parametrize("client", ["consumer", "producer"])
+def test_an_option_no_kafka_client_takes_is_a_config_error_naming_it_not_its_value(
+    client: str,
+) -> None:
+    connection = KafkaConnection(bootstrap="127.0.0.1:9", extra={"sasl_plain_pasword": "pw-77"})
+    broker = KafkaBroker(connection)
+    with pytest.raises(ConfigError, match=r"'sasl_plain_pasword'.*CARECOORD_KAFKA_OPTIONS") as err:
+        broker.consumer("g") if client == "consumer" else broker.producer()
+    assert "pw-77" not in str(err.value)
 
 
 def test_the_cli_broker_uses_the_same_connection_as_the_runtime(env: pytest.MonkeyPatch) -> None:
