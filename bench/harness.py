@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from carecoord.core.effects import Emit
 from carecoord.core.envelope import CloudEvent
-from carecoord.events.broker import TP
+from carecoord.events.broker import TP, KafkaConnection
 from carecoord.events.runtime import EventProcessor, EventRuntime, NoopObserver, RuntimeOptions
 
 SESSION_TIMEOUT_MS = 4000  # tansu joins take about session_timeout/2
@@ -79,11 +79,13 @@ def runtime_options(
         topic_out=f"{topic}.out",
         topic_dlq=f"{topic}.dlq",
         group_id=unique("bench"),
-        client_id="carecoord-bench",
-        bootstrap=bootstrap,
         max_in_flight=max_in_flight,
-        session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=HEARTBEAT_MS,
+        kafka=KafkaConnection(
+            bootstrap=bootstrap,
+            client_id="carecoord-bench",
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_MS,
+        ),
     )
     if poll_timeout is not None:
         options.poll_timeout_seconds = poll_timeout

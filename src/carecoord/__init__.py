@@ -23,6 +23,7 @@ from carecoord.errors import (
     MalformedEvent,
 )
 from carecoord.events.availability import Availability
+from carecoord.events.broker import KafkaConnection
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventProcessor, EventRuntime, RuntimeOptions, TransientError
 from carecoord.fhir.async_client import AsyncFhirClient
@@ -82,6 +83,7 @@ __all__ = [
     "Handlers",
     "InMemoryBroker",
     "InvalidTransition",
+    "KafkaConnection",
     "MalformedEvent",
     "RuntimeOptions",
     "TransientError",

@@ -8,6 +8,7 @@ message, and never PHI: ids only.
     ├── InvalidTransition            a workflow state machine refused a transition
     ├── EventError                   the event cannot be processed (permanent)
     │   ├── MalformedEvent           not JSON / not a CloudEvent / unknown type / bad data
+    │   │   └── MalformedNotification (fhir/notification_bundles)  not a FHIR notification
     │   └── HandlerError             a handler cannot act on a valid event
     ├── FhirError (fhir/errors.py)   dependency "fhir"; 5xx, 429 and transport errors: unavailable
     │   └── FhirConflict ...         409/412: rerun (the handlers read again)

@@ -19,8 +19,16 @@ Kafka
     CARECOORD_KAFKA_SASL_MECHANISM        PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     CARECOORD_KAFKA_SASL_USERNAME / CARECOORD_KAFKA_SASL_PASSWORD (secret)
     CARECOORD_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE (PEM paths), CARECOORD_KAFKA_SSL_PASSWORD
-    CARECOORD_KAFKA_OPTIONS               JSON object passed to kafka-python as is,
-                                          e.g. {"session_timeout_ms": 6000}
+    CARECOORD_KAFKA_OPTIONS               JSON object, e.g. {"session_timeout_ms": 6000}. Keys
+                                          naming a KafkaConnection field set it: session_timeout_ms
+                                          (45000), heartbeat_interval_ms (3000),
+                                          max_poll_interval_ms (300000), request_timeout_ms
+                                          (30000), max_request_size (8 MiB), fetch_max_bytes
+                                          (64 MiB), max_partition_fetch_bytes (8 MiB), client_id;
+                                          keys naming a RuntimeOptions field set it
+                                          (max_poll_records, create_topics_partitions, ...); any
+                                          other key is passed to the kafka-python clients that
+                                          take it (a name none takes is a ConfigError)
 FHIR
     CARECOORD_FHIR_BASE_URL (required)    e.g. http://127.0.0.1:8080/fhir
     CARECOORD_FHIR_VERSION                R4 (default) | R5

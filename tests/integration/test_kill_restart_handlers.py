@@ -1,6 +1,7 @@
-"""Handlers I acceptance: `carecoord run` SIGKILLed twice in the middle of a stream of enrolments,
-outreach attempts and poison messages, restarted each time, leaves exactly the expected FHIR
-resources, dead letters and outbound events (at-least-once delivery + idempotent effects)."""
+"""Care management survives SIGKILL: `carecoord run` killed twice in the middle of a stream of
+enrolments, outreach attempts and poison messages, restarted each time, leaves exactly the
+expected FHIR resources, dead letters and outbound events (at-least-once delivery + idempotent
+effects)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Handlers II end to end: events through the real broker, the runtime running every built-in
-handler, resources on the real FHIR server (community referrals, clinical routing, billing)."""
+"""Community referrals, clinical routing and billing end to end: events through the real broker,
+the runtime running every built-in handler, resources on the real FHIR server."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from carecoord.core.envelope import CloudEvent
-from carecoord.events.broker import TP, KafkaBroker, Message, Record
+from carecoord.events.broker import TP, KafkaBroker, KafkaConnection, Message, Record
 from carecoord.events.dlq import DeadLetter, list_dead_letters
 from carecoord.events.producer import event_message
 from carecoord.events.runtime import EventRuntime, NoopObserver, RuntimeOptions
@@ -73,16 +73,16 @@ class Pipeline:
             topic_out=f"e2e-out-{token}",
             topic_dlq=f"e2e-dlq-{token}",
             group_id=f"e2e-{token}",
-            bootstrap=bootstrap,
-            session_timeout_ms=4000,
-            heartbeat_interval_ms=1000,
+            kafka=KafkaConnection(
+                bootstrap=bootstrap, session_timeout_ms=4000, heartbeat_interval_ms=1000
+            ),
             create_topics_partitions=partitions,
             retry_budget_seconds=20.0,
             backoff_base_seconds=0.05,
             backoff_max_seconds=1.0,
             shutdown_drain_seconds=10.0,
         )
-        self.broker = KafkaBroker(self.options.connection)
+        self.broker = KafkaBroker(self.options.kafka)
         self.broker.ensure_topics(
             {
                 self.options.topic_in: partitions,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from test_handlers_ii_support import FakeFhir
+from handler_context_support import FakeFhir
 
 from carecoord.fhir import care
 from carecoord.fhir.models import to_json

@@ -9,7 +9,7 @@ from typing import Any
 
 from billing_support import enrol
 from fhir.resources.R4B.resource import Resource
-from test_handlers_ii_support import NOW, FakeFhir, ctx, event
+from handler_context_support import NOW, FakeFhir, ctx, event
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirInvalid

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from handlers_i_support import FakeFhir, Runner, enrolled
+from care_management_support import FakeFhir, Runner, enrolled
 
 from carecoord.core.envelope import new_event
 from carecoord.handlers import billing, enrolment

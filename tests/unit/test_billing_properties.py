@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from billing_support import enrol
+from handler_context_support import FakeFhir, ctx, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_handlers_ii_support import FakeFhir, ctx, event
 
 from carecoord.handlers.billing import COMPLEX_CCM, HANDLERS, LADDERS, Ladder, units_reached
 from carecoord.handlers.billing_rules import DEFAULT_ADDON_LIMITS

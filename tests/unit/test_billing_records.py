@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from billing_support import enrol
+from handler_context_support import FakeFhir
 from test_handlers_billing import billed, log_time
-from test_handlers_ii_support import FakeFhir
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import business_identifier_json

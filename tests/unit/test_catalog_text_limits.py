@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_handlers_ii_support import FakeFhir, care_team, ctx, event
+from handler_context_support import FakeFhir, care_team, ctx, event
 
 from carecoord.core import catalog
 from carecoord.errors import MalformedEvent

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from handler_context_support import FakeFhir, care_team, ctx, event
 from runtime_support import headers_of, options, produce
-from test_handlers_ii_support import FakeFhir, care_team, ctx, event
 
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import new_event

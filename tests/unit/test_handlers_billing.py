@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from billing_support import enrol
-from test_handlers_ii_support import FakeFhir, ctx, event
+from handler_context_support import FakeFhir, ctx, event
 
 from carecoord.handlers.billing import HANDLERS, LADDERS, units_reached
 

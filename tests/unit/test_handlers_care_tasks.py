@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers_i_support import Runner, enrolled
+from care_management_support import Runner, enrolled
 
 from carecoord.core.envelope import new_event
 from carecoord.handlers import care_tasks, enrolment, outreach

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from test_handlers_ii_support import FakeFhir, care_team, ctx, event
+from handler_context_support import FakeFhir, care_team, ctx, event
 
 from carecoord.errors import HandlerError
 from carecoord.fhir import terminology as t

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from test_handlers_ii_support import NOW, FakeFhir, care_team, ctx, event
+from handler_context_support import NOW, FakeFhir, care_team, ctx, event
 
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from handlers_i_support import Runner, attempted, enrolled
+from care_management_support import Runner, attempted, enrolled
 
 from carecoord.core.envelope import new_event
 from carecoord.handlers import (

@@ -4,7 +4,7 @@ Tasks, caseload assignment without overloading anyone, replays that change nothi
 from __future__ import annotations
 
 import pytest
-from handlers_i_support import Runner, enrolled
+from care_management_support import Runner, enrolled
 
 from carecoord.errors import MalformedEvent
 from carecoord.handlers import care_tasks, enrolment, outreach

@@ -4,7 +4,7 @@ per request after N unanswered attempts, none for answered or declined outreach.
 from __future__ import annotations
 
 import pytest
-from handlers_i_support import Runner, attempted, enrolled
+from care_management_support import Runner, attempted, enrolled
 
 from carecoord.errors import HandlerError
 from carecoord.handlers import care_tasks, enrolment, outreach

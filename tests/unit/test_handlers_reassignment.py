@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from handlers_i_support import Runner, attempted, enrolled
+from care_management_support import Runner, attempted, enrolled
 
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.errors import MalformedEvent

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_handlers_ii_support import FakeFhir, care_team, ctx, event
+from handler_context_support import FakeFhir, care_team, ctx, event
 
 from carecoord.core.effects import Effects, FhirWrite
 from carecoord.errors import HandlerError
@@ -293,7 +293,7 @@ def test_a_malformed_consent_to_share_is_refused(fhir: FakeFhir, bad: dict[str, 
 
 
 def test_completed_closes_the_loop(fhir: FakeFhir) -> None:
-    from test_handlers_ii_support import NOW
+    from handler_context_support import NOW
 
     from carecoord.fhir.care import care_plan
     from carecoord.fhir.models import to_json

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from handlers_i_support import Runner, attempted, enrolled
+from care_management_support import Runner, attempted, enrolled
 
 from carecoord.handlers import care_tasks, enrolment, outreach
 from carecoord.handlers.sweeper import sweep

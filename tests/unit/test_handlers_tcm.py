@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from handlers_i_support import Runner, enrolled
+from care_management_support import Runner, enrolled
 
 from carecoord.calendar import BusinessCalendar, federal_holidays
 from carecoord.core.envelope import new_event

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from test_handlers_ii_support import FakeFhir
+from handler_context_support import FakeFhir
 
 from carecoord.core.effects import Effects, FhirWrite
 from carecoord.fhir.hsds import import_directory, map_export

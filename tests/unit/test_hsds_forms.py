@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from test_handlers_ii_support import FakeFhir
+from handler_context_support import FakeFhir
 
 from carecoord.core.effects import Effects, FhirWrite
 from carecoord.fhir import directory

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_handlers_ii_support import FakeFhir, care_team, ctx, event
+from handler_context_support import FakeFhir, care_team, ctx, event
+from notification_support import BASE, backport_bundle, full_entry
 
 from carecoord.core.catalog import ReferralStatusChanged, parse_data
 from carecoord.core.effects import Effects
@@ -26,7 +27,6 @@ from carecoord.handlers.referral_notifications import SOURCE, translate
 from carecoord.handlers.referrals import HANDLERS, attempt_of
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
-BASE = "http://fhir.example.org/fhir"
 SECRET = "Patient told us she sleeps in her car"  # stands in for PHI: never in an error
 
 
@@ -47,44 +47,6 @@ def task_json(status: str = "rejected", version: str = "3", **extra: Any) -> dic
         data["statusReason"] = {"text": "waiting list full"}
     data.update(extra)
     return data
-
-
-def backport_bundle(*entries: dict[str, Any], kind: str = "event-notification") -> dict[str, Any]:
-    """An R4 Subscriptions Backport notification: a Parameters status, then the entries."""
-    status = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "subscription", "valueReference": {"reference": "Subscription/s1"}},
-            {"name": "topic", "valueCanonical": "http://example.org/topic/task-changes"},
-            {"name": "status", "valueCode": "active"},
-            {"name": "type", "valueCode": kind},
-            {"name": "events-since-subscription-start", "valueString": "7"},
-        ],
-    }
-    return {
-        "resourceType": "Bundle",
-        "type": "history",
-        "timestamp": "2025-03-10T15:00:01Z",
-        "entry": [
-            {
-                "fullUrl": "urn:uuid:5a2b9e7c-0000-4000-8000-000000000001",
-                "resource": status,
-                "request": {"method": "GET", "url": f"{BASE}/Subscription/s1/$status"},
-                "response": {"status": "200"},
-            },
-            *entries,
-        ],
-    }
-
-
-def full_entry(resource: dict[str, Any]) -> dict[str, Any]:
-    ref = f"{resource['resourceType']}/{resource['id']}"
-    return {
-        "fullUrl": f"{BASE}/{ref}",
-        "resource": resource,
-        "request": {"method": "PUT", "url": ref},
-        "response": {"status": "200"},
-    }
 
 
 class Reader:
@@ -273,35 +235,13 @@ def test_a_cbo_cancellation_is_translated() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Malformed payloads
+# Malformed payloads (the notification shapes: test_notification_bundles.py)
 
 
-@pytest.mark.parametrize(
-    ("payload", "message"),
-    [
-        ("just text", "not a FHIR notification"),
-        ({"resourceType": "Patient", "id": "p1", "note": SECRET}, "not a FHIR notification"),
-        ({**backport_bundle(), "type": "searchset"}, "Bundle.type"),
-        ({"resourceType": "Bundle", "type": "history", "entry": []}, "no entry"),
-        (
-            {"resourceType": "Bundle", "type": "history", "entry": [full_entry(task_json())]},
-            "first entry",
-        ),
-        (backport_bundle(kind=SECRET), "no known type"),
-        (backport_bundle({"request": {"method": "PUT"}}), "neither a resource"),
-        (backport_bundle({"fullUrl": f"urn:uuid:{SECRET}"}), "not a Type/id reference"),
-        (backport_bundle(full_entry(task_json()) | {"resource": SECRET}), "not an object"),
-        (backport_bundle({"resource": {"resourceType": "Task", "id": SECRET}}), "no valid id"),
-        (backport_bundle(full_entry(task_json(**{"for": None}))), "Task.for"),
-        ({"operationType": "update", "resource": task_json()}, "no location"),
-        ([{"location": "Task/t1", "note": SECRET}], "no operationType"),
-    ],
-)
-def test_malformed_payloads_say_what_is_wrong_without_echoing_values(
-    payload: Any, message: str
-) -> None:
-    with pytest.raises(MalformedEvent, match=message) as raised:
-        translate(payload, fhir=Reader(task_json(**{"for": None})))
+def test_a_referral_task_without_a_patient_is_malformed_without_echoing_values() -> None:
+    task = task_json(**{"for": {"reference": "Group/g1", "display": SECRET}})
+    with pytest.raises(MalformedEvent, match=r"Task\.for") as raised:
+        translate(backport_bundle(full_entry(task)), fhir=Reader(task))
     assert SECRET not in str(raised.value)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from care_management_support import FakeFhir, Runner, attempted, enrolled
 from fhir.resources.R4B.resource import Resource
-from handlers_i_support import FakeFhir, Runner, attempted, enrolled
 from test_handlers_outreach import CONFIG, SPECS, _enrolled, _request
 
 from carecoord.fhir import terminology as t

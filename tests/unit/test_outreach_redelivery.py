@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers_i_support import Runner, enrolled
+from care_management_support import Runner, enrolled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

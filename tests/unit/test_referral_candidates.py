@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.resource import Resource
-from test_handlers_ii_support import NOW, FakeFhir, ctx, event
-from test_handlers_ii_support import care_team as put_care_team
+from handler_context_support import NOW, FakeFhir, ctx, event
+from handler_context_support import care_team as put_care_team
 from test_handlers_referrals import (
     CM,
     PRACTICE,

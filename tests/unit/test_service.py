@@ -151,8 +151,12 @@ def test_kafka_options_reach_runtime_and_kafka() -> None:
         need_fhir=False,
     )
     opts = runtime_options(s)
-    assert (opts.session_timeout_ms, opts.max_in_flight, opts.retry_budget_seconds) == (6000, 3, 12)
-    common = opts.connection.common()
+    assert (opts.kafka.session_timeout_ms, opts.max_in_flight, opts.retry_budget_seconds) == (
+        6000,
+        3,
+        12,
+    )
+    common = opts.kafka.common()
     assert common["fetch_min_bytes"] == 10
     assert common["sasl_plain_password"] == "pw"
     assert "pw" not in repr(opts)

@@ -33,7 +33,7 @@ def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         monkeypatch.setenv(k, v)
 
 
-def test_defaults_follow_the_design(clean_env: pytest.MonkeyPatch) -> None:
+def test_defaults_are_the_ones_the_readme_documents(clean_env: pytest.MonkeyPatch) -> None:
     setenv(clean_env)
     s = load_settings()
     assert (s.topic_in, s.topic_out, s.topic_dlq) == (

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from handlers_i_support import Runner, attempted, enrolled
+from care_management_support import Runner, attempted, enrolled
 from typer.testing import CliRunner
 
 from carecoord.cli import app

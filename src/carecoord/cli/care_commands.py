@@ -40,7 +40,7 @@ def sweep_command(
     from carecoord.events.broker import KafkaBroker
     from carecoord.events.producer import EventProducer
     from carecoord.handlers.sweeper import sweep, sweep_config
-    from carecoord.service.app import build_fhir_client, handlers_from_settings, runtime_options
+    from carecoord.service.app import build_fhir_client, handlers_from_settings, kafka_connection
     from carecoord.settings import load_settings
 
     try:
@@ -61,7 +61,7 @@ def sweep_command(
     if dry_run or not events:
         typer.echo(f"{len(events)} event(s) due", err=True)
         return
-    producer = KafkaBroker(runtime_options(settings).connection).producer()
+    producer = KafkaBroker(kafka_connection(settings)).producer()
     try:
         EventProducer(producer, settings.topic_in).publish(events)
     finally:

@@ -129,9 +129,9 @@ def _class_names(exc: BaseException) -> set[str]:
 
 def _broker(settings: Settings) -> Broker:
     from carecoord.events.broker import KafkaBroker
-    from carecoord.service.app import runtime_options
+    from carecoord.service.app import kafka_connection
 
-    return KafkaBroker(runtime_options(settings).connection)
+    return KafkaBroker(kafka_connection(settings))
 
 
 @dlq_app.command("list")

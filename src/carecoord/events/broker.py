@@ -9,11 +9,12 @@ same protocols in memory for fast unit tests; tests/contract runs one suite agai
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import SecretStr
 
@@ -165,9 +166,32 @@ class Broker(Protocol):
 # kafka-python
 
 
+KafkaClient = Literal["consumer", "producer", "admin"]
+
+
+@functools.cache
+def _client_options() -> dict[str, frozenset[str]]:
+    """The option names each kafka-python client accepts (it refuses any other)."""
+    from kafka.admin.client import KafkaAdminClient
+    from kafka.consumer.group import KafkaConsumer
+    from kafka.producer.kafka import KafkaProducer
+
+    return {
+        "consumer": frozenset(KafkaConsumer.DEFAULT_CONFIG),
+        "producer": frozenset(KafkaProducer.DEFAULT_CONFIG),
+        "admin": frozenset(KafkaAdminClient.DEFAULT_CONFIG),
+    }
+
+
 @dataclass(frozen=True)
 class KafkaConnection:
-    """Connection settings passed through to kafka-python. Secrets are SecretStr: never logged."""
+    """Every Kafka client setting carecoord uses, in one place: the runtime, the CLI and the
+    service build their consumers, producers and admin clients from it (`consumer_config`,
+    `producer_config`, `common`). Field names are kafka-python's, except `bootstrap`.
+
+    Secrets are SecretStr (a str given is wrapped): never in a repr or a log. `extra` is passed
+    to kafka-python as is and may hold credentials, so it stays out of the repr too.
+    """
 
     bootstrap: str = "localhost:9092"
     client_id: str = "carecoord"
@@ -188,9 +212,40 @@ class KafkaConnection:
     max_request_size: int = 8 * 1024 * 1024
     fetch_max_bytes: int = 64 * 1024 * 1024
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
-    def common(self) -> dict[str, Any]:
+    def __post_init__(self) -> None:
+        for name in ("sasl_plain_password", "ssl_password"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, SecretStr(value))
+
+    def consumer_config(self) -> dict[str, Any]:
+        """kafka-python KafkaConsumer options: group membership and fetch sizes, then `common`."""
+        return {
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "max_poll_interval_ms": self.max_poll_interval_ms,
+            **self.fetch_config(),
+            **self.common("consumer"),
+        }
+
+    def fetch_config(self) -> dict[str, Any]:
+        """Fetch sizes, for any consumer (a group member or the dead-letter reader)."""
+        return {
+            "fetch_max_bytes": self.fetch_max_bytes,
+            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+        }
+
+    def producer_config(self) -> dict[str, Any]:
+        """kafka-python KafkaProducer options (the adapter adds acks=all: never overridden)."""
+        return {"max_request_size": self.max_request_size, **self.common("producer")}
+
+    def common(self, client: KafkaClient | None = None) -> dict[str, Any]:
+        """Options every kafka-python client takes (connection, security), then `extra`, so an
+        option given there wins. For a `client`, only the `extra` options it takes: a consumer
+        option (fetch_min_bytes) would make the producer refuse to start, and vice versa; an
+        option no client takes is a ConfigError naming it (never its value)."""
         cfg: dict[str, Any] = {
             "bootstrap_servers": [s.strip() for s in self.bootstrap.split(",") if s.strip()],
             "client_id": self.client_id,
@@ -208,7 +263,17 @@ class KafkaConnection:
                 cfg[name] = getattr(self, name)
         if self.ssl_password is not None:
             cfg["ssl_password"] = self.ssl_password.get_secret_value()
-        cfg.update(self.extra)
+        if client is None:
+            cfg.update(self.extra)
+            return cfg
+        known = _client_options()
+        unknown = sorted(n for n in self.extra if not any(n in o for o in known.values()))
+        if unknown:
+            raise ConfigError(
+                f"kafka-python has no option {', '.join(map(repr, unknown))}: "
+                "check the names in CARECOORD_KAFKA_OPTIONS"
+            )
+        cfg.update((k, v) for k, v in self.extra.items() if k in known[client])
         return cfg
 
 
@@ -235,6 +300,10 @@ def _connecting() -> Iterator[None]:
     except AssertionError as exc:  # kafka-python asserts on unknown option names
         raise ConfigError(
             f"kafka-python refused an option: check the names in CARECOORD_KAFKA_OPTIONS ({exc})"
+        ) from exc
+    except ValueError as exc:  # the producer's refusal echoes the values: they may be secrets
+        raise ConfigError(
+            "kafka-python refused an option value: check CARECOORD_KAFKA_OPTIONS"
         ) from exc
     except kerr.KafkaError as exc:
         raise BrokerError(f"the broker is unreachable ({type(exc).__name__})") from exc
@@ -283,16 +352,14 @@ class KafkaConsumerAdapter:
 
         # A commit must not hold the poll loop for long: it is retried at the next interval.
         self._commit_timeout_ms = min(conn.request_timeout_ms, 10_000)
+        # Offsets are committed by the runtime only (delivery), so auto-commit stays off.
         self._consumer = KafkaConsumer(
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=conn.session_timeout_ms,
-            heartbeat_interval_ms=conn.heartbeat_interval_ms,
-            max_poll_interval_ms=conn.max_poll_interval_ms,
-            fetch_max_bytes=conn.fetch_max_bytes,
-            max_partition_fetch_bytes=conn.max_partition_fetch_bytes,
-            **conn.common(),
+            **{
+                "auto_offset_reset": "earliest",
+                **conn.consumer_config(),
+                "group_id": group_id,
+                "enable_auto_commit": False,
+            }
         )
 
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
@@ -387,12 +454,8 @@ class KafkaProducerAdapter:
     def __init__(self, conn: KafkaConnection) -> None:
         from kafka import KafkaProducer
 
-        self._producer = KafkaProducer(
-            acks="all",
-            linger_ms=5,
-            max_request_size=conn.max_request_size,
-            **conn.common(),
-        )
+        # acks=all is the delivery guarantee (an offset is done once its emits are acknowledged).
+        self._producer = KafkaProducer(**{"linger_ms": 5, **conn.producer_config(), "acks": "all"})
 
     def send_all(self, messages: Sequence[Message], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -433,7 +496,7 @@ class KafkaBroker:
         from kafka.admin import KafkaAdminClient, NewTopic
 
         with _connecting():
-            admin = KafkaAdminClient(**self.connection.common())
+            admin = KafkaAdminClient(**self.connection.common("admin"))
         try:
             existing = set(admin.list_topics())
             new = [
@@ -454,9 +517,7 @@ class KafkaBroker:
 
         consumer = KafkaConsumer(
             enable_auto_commit=False,
-            fetch_max_bytes=self.connection.fetch_max_bytes,
-            max_partition_fetch_bytes=self.connection.max_partition_fetch_bytes,
-            **self.connection.common(),
+            **{**self.connection.fetch_config(), **self.connection.common("consumer")},
         )
         try:
             partitions = consumer.partitions_for_topic(topic) or set()

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
-from pydantic import SecretStr
-
 from carecoord.core.effects import Emit
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import CarecoordError, EventError, MalformedEvent
@@ -127,6 +125,9 @@ class TransientError(CarecoordError):
 
 @dataclass
 class RuntimeOptions:
+    """How the runtime consumes: topics, group, concurrency, retries, timings. The Kafka client
+    settings are `kafka`, a `KafkaConnection` (not copied here: one setting, one place)."""
+
     topic_in: str = "carecoord.events"
     topic_out: str = "carecoord.outbound"
     topic_dlq: str = "carecoord.dlq"
@@ -145,52 +146,14 @@ class RuntimeOptions:
     # Create missing topics with this many partitions at start (None: leave it to the cluster).
     create_topics_partitions: int | None = None
     produce_timeout_seconds: float = 30.0
-    # kafka passthrough
-    bootstrap: str = "localhost:9092"
-    client_id: str = "carecoord"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_password: SecretStr | None = None
-    session_timeout_ms: int = 45_000
-    heartbeat_interval_ms: int = 3_000
-    max_poll_interval_ms: int = 300_000
-    max_request_size: int = 8 * 1024 * 1024
-    kafka_extra: dict[str, Any] = field(default_factory=dict)
+    # The Kafka clients' settings: connection, security, group timeouts, request and fetch sizes.
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
 
     def __post_init__(self) -> None:
-        if isinstance(self.sasl_plain_password, str):
-            self.sasl_plain_password = SecretStr(self.sasl_plain_password)
-        if isinstance(self.ssl_password, str):
-            self.ssl_password = SecretStr(self.ssl_password)
-        if self.retry_budget_seconds * 1000 >= self.max_poll_interval_ms:
+        if self.retry_budget_seconds * 1000 >= self.kafka.max_poll_interval_ms:
             # We keep polling while retrying, but a budget this long means a single event can
             # hold its partition's commit back for longer than the group expects progress.
             log.warning("retry budget is not well under max_poll_interval_ms")
-
-    @property
-    def connection(self) -> KafkaConnection:
-        return KafkaConnection(
-            bootstrap=self.bootstrap,
-            client_id=self.client_id,
-            security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism,
-            sasl_plain_username=self.sasl_plain_username,
-            sasl_plain_password=self.sasl_plain_password,
-            ssl_cafile=self.ssl_cafile,
-            ssl_certfile=self.ssl_certfile,
-            ssl_keyfile=self.ssl_keyfile,
-            ssl_password=self.ssl_password,
-            session_timeout_ms=self.session_timeout_ms,
-            heartbeat_interval_ms=self.heartbeat_interval_ms,
-            max_poll_interval_ms=self.max_poll_interval_ms,
-            max_request_size=self.max_request_size,
-            extra=self.kafka_extra,
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +264,7 @@ class EventRuntime:
         self.options = options or RuntimeOptions()
         self.dependencies = {d.name: d for d in dependencies}
         self._outage_paused = False
-        self.broker: Broker = broker or KafkaBroker(self.options.connection)
+        self.broker: Broker = broker or KafkaBroker(self.options.kafka)
         self.observer: RuntimeObserver = observer or NoopObserver()
         self._stop = threading.Event()
         self._lock = threading.RLock()
@@ -351,7 +314,7 @@ class EventRuntime:
     @property
     def ready(self) -> bool:
         """Joined the group (has had an assignment, possibly empty) and the poll loop is alive."""
-        stale = self.options.max_poll_interval_ms / 1000 / 2
+        stale = self.options.kafka.max_poll_interval_ms / 1000 / 2
         return self._running and self._joined and (time.monotonic() - self._last_poll) < stale
 
     def request_stop(self) -> None:

@@ -1,21 +1,10 @@
 """FHIR server change notifications -> carecoord domain events.
 
-A notification is a hint, never the truth: whoever can post to the endpoint could claim anything.
-Every changed resource it names (full-resource or id-only) is read again from the FHIR server,
-and the events are made only from what the server has (status, statusReason, version). A
-full-resource entry's content is used for its identity (type, id) only.
-
-Accepted payloads:
-- a Subscriptions R4 Backport notification Bundle (type `history`; R5 `subscription-notification`)
-  whose first entry is the notification's status (a `Parameters` resource in the R4 backport, a
-  `SubscriptionStatus` in R4B/R5) followed by the changed resources: full-resource entries, or
-  id-only entries (fullUrl / request.url only; the focus of the notification events when there are
-  no entries);
-- a `{operationType, location, resource?}` feed item, or a list of them.
-
-Heartbeats, handshakes and status queries translate to nothing; so do resources no translator in
-`TRANSLATORS` claims (not read). A payload that is not a notification raises `MalformedEvent`
-naming what is wrong in fixed words and ids, never echoing values (not even a resource type).
+A notification is a hint, never the truth: `carecoord.fhir.notification_bundles` takes only the
+identity of each resource it names (which payloads are accepted, and the `MalformedNotification`
+for those that are not, are described there), and every resource a translator in `TRANSLATORS`
+claims is read again from the FHIR server; the events are made only from what the server has
+(status, statusReason, version). Resources no translator claims are not read.
 
 The referral Task translator turns a carecoord referral Task (code `fulfill` and a carecoord
 `referral-task` identifier) whose status is one the recipient sets (accepted, rejected,
@@ -30,20 +19,22 @@ as `carecoord.task.status-changed` (carecoord.handlers.task_notifications).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
 from carecoord.errors import MalformedEvent
 from carecoord.fhir import terminology as t
-from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import identifier_system
-from carecoord.fhir.models import to_json
+from carecoord.fhir.notification_bundles import (
+    Changed,
+    Hint,
+    notified_resources,
+    parse_reference,
+    read_current,
+)
 from carecoord.fhir.workflow import SET_BY
 
 log = logging.getLogger(__name__)
@@ -53,50 +44,11 @@ ID_PREFIX = "fhir-notification:"
 REFERRAL_STATUS_CHANGED = "carecoord.referral.status-changed"
 REFERRAL_TASK_ID = identifier_system("referral-task")
 
-NOTIFICATION_BUNDLE_TYPES = frozenset({"history", "subscription-notification"})
-EVENT_NOTIFICATIONS = frozenset({"event-notification", "query-event"})
-NOTHING_TO_TRANSLATE = frozenset({"heartbeat", "handshake", "query-status"})
-DELETES = frozenset({"delete", "DELETE"})
-
 # Statuses the recipient (the Task's owner) may set in a Gravity referral, cancelled included
 # (the IG's status table: "Requester or Referral Target").
 RECIPIENT_STATUSES: frozenset[str] = frozenset(
     status for status, who in SET_BY.items() if "owner" in who
 )
-
-_ID = r"[A-Za-z0-9\-.]{1,64}"
-_REFERENCE = re.compile(
-    rf"(?:^|/)(?P<type>[A-Z][A-Za-z]{{1,63}})/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?/?$"
-)
-_RESOURCE_ID = re.compile(rf"^{_ID}$")
-_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-
-
-@dataclass(frozen=True)
-class Hint:
-    """A resource a notification says changed: its identity only (the content is not trusted)."""
-
-    resource_type: str
-    id: str
-
-    @property
-    def reference(self) -> str:
-        return f"{self.resource_type}/{self.id}"
-
-
-@dataclass(frozen=True)
-class Changed:
-    """One changed resource as the FHIR server has it (its JSON, identity and version)."""
-
-    resource: Mapping[str, Any]
-    resource_type: str
-    id: str
-    version: str | None
-
-    @property
-    def reference(self) -> str:
-        return f"{self.resource_type}/{self.id}"
-
 
 ResourceTranslator = Callable[[Changed], list[CloudEvent]]
 
@@ -105,12 +57,13 @@ def translate(payload: Mapping[str, Any] | Sequence[Any], *, fhir: FhirReader) -
     """The domain events a FHIR change notification stands for (possibly none).
 
     `fhir` (the configured FHIR server) is where every notified resource a translator wants is
-    read; the events come from what it returns. Raises MalformedEvent for a payload that is not a
-    notification; FhirErrors of the reads propagate (a resource deleted since is skipped).
+    read; the events come from what it returns. Raises MalformedNotification (a MalformedEvent)
+    for a payload that is not a notification; FhirErrors of the reads propagate (a resource
+    deleted since is skipped).
     """
     events: list[CloudEvent] = []
     seen: set[tuple[str, str]] = set()
-    for hint in _hints(payload):
+    for hint in notified_resources(payload):
         if (hint.resource_type, hint.id) in seen:  # one read per resource per notification
             continue
         seen.add((hint.resource_type, hint.id))
@@ -118,7 +71,7 @@ def translate(payload: Mapping[str, Any] | Sequence[Any], *, fhir: FhirReader) -
         if translator is None:  # not worth a read; the type may be free text: not logged
             log.debug("notification ignored: resource type not translated")
             continue
-        changed = _read(hint, fhir)
+        changed = read_current(hint, fhir)
         if changed is not None:
             events.extend(translator(changed))
     return events
@@ -207,7 +160,7 @@ def _is_referral_task(task: Mapping[str, Any]) -> bool:
 def _patient_of(task: Mapping[str, Any], where: str) -> str:
     subject = task.get("for")
     ref = subject.get("reference") if isinstance(subject, Mapping) else None
-    parsed = _parse_reference(ref) if isinstance(ref, str) else None
+    parsed = parse_reference(ref) if isinstance(ref, str) else None
     if parsed is None or parsed[0] != "Patient":
         raise MalformedEvent("referral Task has no Patient reference in Task.for", resource=where)
     return parsed[1]
@@ -225,163 +178,6 @@ def _time(resource: Mapping[str, Any]) -> datetime | None:
             except ValueError:
                 continue
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Payload shapes -> changed resources
-
-
-def _hints(payload: Any) -> list[Hint]:
-    if isinstance(payload, list):
-        return [h for i, item in enumerate(payload) for h in _feed_item(item, f"item {i}")]
-    if not isinstance(payload, Mapping):
-        raise MalformedEvent(
-            f"not a FHIR notification: JSON {type(payload).__name__}, expected an object or a list"
-        )
-    if payload.get("resourceType") == "Bundle":
-        return _bundle(payload)
-    if "operationType" in payload:
-        return _feed_item(payload, "item")
-    raise MalformedEvent(
-        "not a FHIR notification: expected a notification Bundle or "
-        "{operationType, location, resource} feed item(s)"
-    )
-
-
-def _bundle(bundle: Mapping[str, Any]) -> list[Hint]:
-    if bundle.get("type") not in NOTIFICATION_BUNDLE_TYPES:
-        raise MalformedEvent(
-            "notification Bundle.type must be history (R4 backport) or subscription-notification"
-        )
-    entries = bundle.get("entry")
-    if not isinstance(entries, list) or not entries:
-        raise MalformedEvent("notification Bundle has no entry (the first must be its status)")
-    status = entries[0].get("resource") if isinstance(entries[0], Mapping) else None
-    if not isinstance(status, Mapping) or status.get("resourceType") not in (
-        "Parameters",
-        "SubscriptionStatus",
-    ):
-        raise MalformedEvent(
-            "notification Bundle's first entry must be a Parameters or SubscriptionStatus resource"
-        )
-    kind = _notification_type(status)
-    if kind in NOTHING_TO_TRANSLATE:
-        return []
-    if kind not in EVENT_NOTIFICATIONS:
-        raise MalformedEvent(
-            "notification status has no known type (event-notification, heartbeat, handshake, "
-            "query-status, query-event)"
-        )
-    hints: list[Hint] = []
-    for n, entry in enumerate(entries[1:], start=1):
-        where = f"Bundle.entry[{n}]"
-        if not isinstance(entry, Mapping):
-            raise MalformedEvent(f"{where} is not an object")
-        request = entry.get("request")
-        request = request if isinstance(request, Mapping) else {}
-        method, url = request.get("method"), request.get("url")
-        locations = [u for u in (entry.get("fullUrl"), url) if isinstance(u, str)]
-        resource = entry.get("resource")
-        if resource is not None:
-            hints.append(_full(resource, where))
-        elif method in DELETES:
-            continue
-        elif not locations:
-            raise MalformedEvent(f"{where} has neither a resource nor fullUrl / request.url")
-        else:
-            hints.append(_located(locations, where))
-    if len(entries) == 1:  # id-only may name the changed resources only as focus
-        for n, focus in enumerate(_focus_references(status)):
-            hints.append(_located([focus], f"notification event {n} focus"))
-    return hints
-
-
-def _notification_type(status: Mapping[str, Any]) -> str | None:
-    if status.get("resourceType") == "SubscriptionStatus":
-        kind = status.get("type")
-        return kind if isinstance(kind, str) else None
-    for param in status.get("parameter") or []:
-        if isinstance(param, Mapping) and param.get("name") == "type":
-            kind = param.get("valueCode")
-            return kind if isinstance(kind, str) else None
-    return None
-
-
-def _focus_references(status: Mapping[str, Any]) -> list[str]:
-    refs: list[Any] = []
-    if status.get("resourceType") == "SubscriptionStatus":
-        for event in status.get("notificationEvent") or []:
-            if isinstance(event, Mapping) and isinstance(event.get("focus"), Mapping):
-                refs.append(event["focus"].get("reference"))
-    else:
-        for param in status.get("parameter") or []:
-            if not isinstance(param, Mapping) or param.get("name") != "notification-event":
-                continue
-            for part in param.get("part") or []:
-                if isinstance(part, Mapping) and part.get("name") == "focus":
-                    value = part.get("valueReference")
-                    refs.append(value.get("reference") if isinstance(value, Mapping) else None)
-    return [r for r in refs if isinstance(r, str)]
-
-
-def _feed_item(item: Any, where: str) -> list[Hint]:
-    if not isinstance(item, Mapping):
-        raise MalformedEvent(f"feed {where} is not an object")
-    operation, location = item.get("operationType"), item.get("location")
-    if not isinstance(operation, str) or not operation:
-        raise MalformedEvent(f"feed {where} has no operationType")
-    if not isinstance(location, str) or not location:
-        raise MalformedEvent(f"feed {where} has no location")
-    if operation in DELETES:
-        return []
-    resource = item.get("resource")
-    if resource is not None:
-        return [_full(resource, f"feed {where}")]
-    return [_located([location], f"feed {where}")]
-
-
-def _full(resource: Any, where: str) -> Hint:
-    """A full-resource entry: only its identity is taken; its content is the sender's claim."""
-    if not isinstance(resource, Mapping):
-        raise MalformedEvent(f"{where}: resource is not an object")
-    rtype, rid = resource.get("resourceType"), resource.get("id")
-    if not isinstance(rtype, str) or not _RESOURCE_TYPE.match(rtype):
-        raise MalformedEvent(f"{where}: resource has no valid resourceType")
-    if not isinstance(rid, str) or not _RESOURCE_ID.match(rid):
-        raise MalformedEvent(f"{where}: resource has no valid id")
-    return Hint(rtype, rid)
-
-
-def _located(locations: Sequence[str], where: str) -> Hint:
-    parsed = next((p for p in map(_parse_reference, locations) if p), None)
-    if parsed is None:
-        raise MalformedEvent(f"{where}: location is not a Type/id reference")
-    return Hint(parsed[0], parsed[1])
-
-
-def _read(hint: Hint, fhir: FhirReader) -> Changed | None:
-    """The notified resource as the server has it now (its current version), None if gone."""
-    try:
-        data = to_json(fhir.read(hint.resource_type, hint.id))
-    except (FhirNotFound, FhirGone):
-        log.debug("notified resource is not on the server", extra={"resource": hint.reference})
-        return None
-    return Changed(data, hint.resource_type, hint.id, _version(data))
-
-
-def _version(resource: Mapping[str, Any]) -> str | None:
-    meta = resource.get("meta")
-    vid = meta.get("versionId") if isinstance(meta, Mapping) else None
-    return str(vid) if isinstance(vid, str | int) and _RESOURCE_ID.match(str(vid)) else None
-
-
-def _parse_reference(url: str) -> tuple[str, str, str | None] | None:
-    """(type, id, version) from a relative or absolute reference, e.g. .../Task/7/_history/2."""
-    path = urlsplit(url).path if "://" in url else url.split("?", 1)[0].split("#", 1)[0]
-    match = _REFERENCE.search(path)
-    if match is None:
-        return None
-    return match["type"], match["id"], match["vid"]
 
 
 __all__ = [

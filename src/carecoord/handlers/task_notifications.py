@@ -21,15 +21,9 @@ from typing import Any
 
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent
+from carecoord.fhir.notification_bundles import Changed, parse_reference
 from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
-from carecoord.handlers.referral_notifications import (
-    ID_PREFIX,
-    RECIPIENT_STATUSES,
-    SOURCE,
-    Changed,
-    _parse_reference,
-    _time,
-)
+from carecoord.handlers.referral_notifications import ID_PREFIX, RECIPIENT_STATUSES, SOURCE, _time
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +58,7 @@ def carecoord_task_events(changed: Changed) -> list[CloudEvent]:
         return []
     subject = task.get("for")
     ref = subject.get("reference") if isinstance(subject, Mapping) else None
-    parsed = _parse_reference(ref) if isinstance(ref, str) else None
+    parsed = parse_reference(ref) if isinstance(ref, str) else None
     if parsed is None or parsed[0] != "Patient":
         raise MalformedEvent(
             "carecoord Task has no Patient reference in Task.for", resource=changed.reference

@@ -25,7 +25,7 @@ import httpx
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import ConfigError
 from carecoord.events.availability import Availability
-from carecoord.events.broker import Broker, Producer
+from carecoord.events.broker import Broker, KafkaConnection, Producer
 from carecoord.events.producer import EventProducer
 from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
@@ -102,24 +102,18 @@ def build_fhir_client(settings: Settings) -> FhirClient:
     )
 
 
-_RUNTIME_FIELDS = {f.name for f in dataclasses.fields(RuntimeOptions)}
+# CARECOORD_KAFKA_OPTIONS keys that name one of these fields set it; the rest go to kafka-python.
+_CONNECTION_FIELDS = {f.name for f in dataclasses.fields(KafkaConnection)} - {"extra"}
+_RUNTIME_FIELDS = {f.name for f in dataclasses.fields(RuntimeOptions)} - {"kafka"}
 
 
-def runtime_options(settings: Settings) -> RuntimeOptions:
-    """RuntimeOptions from settings. Keys of `kafka_options` that name a RuntimeOptions field
-    (session_timeout_ms, max_poll_records, create_topics_partitions, ...) set it; the rest are
-    passed to kafka-python as is."""
+def kafka_connection(settings: Settings) -> KafkaConnection:
+    """The Kafka client settings: CARECOORD_KAFKA_* variables, then the `kafka_options` keys
+    that name a KafkaConnection field (session_timeout_ms, request_timeout_ms, fetch_max_bytes,
+    ...); keys that name neither it nor a RuntimeOptions field are passed to kafka-python as is."""
     s = settings
-    direct = {k: v for k, v in s.kafka_options.items() if k in _RUNTIME_FIELDS}
-    extra = {k: v for k, v in s.kafka_options.items() if k not in _RUNTIME_FIELDS}
+    options = s.kafka_options
     values: dict[str, Any] = {
-        "topic_in": s.topic_in,
-        "topic_out": s.topic_out,
-        "topic_dlq": s.topic_dlq,
-        "group_id": s.group_id,
-        "max_in_flight": s.concurrency,
-        "retry_budget_seconds": s.retry_budget,
-        "shutdown_drain_seconds": s.drain_timeout,
         "bootstrap": s.kafka_bootstrap,
         "security_protocol": s.kafka_security_protocol,
         "sasl_mechanism": s.kafka_sasl_mechanism,
@@ -129,11 +123,43 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
         "ssl_certfile": str(s.kafka_ssl_certfile) if s.kafka_ssl_certfile else None,
         "ssl_keyfile": str(s.kafka_ssl_keyfile) if s.kafka_ssl_keyfile else None,
         "ssl_password": s.kafka_ssl_password,
-        "kafka_extra": extra,
     }
-    values.update(direct)
+    values.update({k: v for k, v in options.items() if k in _CONNECTION_FIELDS})
+    _check_whole_numbers(values)
+    values["extra"] = {
+        k: v for k, v in options.items() if k not in _CONNECTION_FIELDS | _RUNTIME_FIELDS
+    }
+    return KafkaConnection(**values)
+
+
+def _check_whole_numbers(values: dict[str, Any]) -> None:
+    # The dataclass does not check types: a timeout of "6000" would only fail inside kafka-python.
+    defaults = KafkaConnection()
+    for name, value in values.items():
+        wants_int = isinstance(getattr(defaults, name), int)
+        if wants_int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(
+                f"CARECOORD_KAFKA_OPTIONS has {name} of the wrong type: use a whole number"
+            )
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    """RuntimeOptions from settings, with `kafka_connection(settings)` as its `kafka`. Keys of
+    `kafka_options` that name a RuntimeOptions field (max_poll_records, create_topics_partitions,
+    ...) set it."""
+    s = settings
+    values: dict[str, Any] = {
+        "topic_in": s.topic_in,
+        "topic_out": s.topic_out,
+        "topic_dlq": s.topic_dlq,
+        "group_id": s.group_id,
+        "max_in_flight": s.concurrency,
+        "retry_budget_seconds": s.retry_budget,
+        "shutdown_drain_seconds": s.drain_timeout,
+    }
+    values.update({k: v for k, v in s.kafka_options.items() if k in _RUNTIME_FIELDS})
     try:
-        return RuntimeOptions(**values)
+        return RuntimeOptions(**values, kafka=kafka_connection(s))
     except TypeError as exc:
         raise ConfigError(f"CARECOORD_KAFKA_OPTIONS has a value of the wrong type ({exc})") from exc
 
