@@ -1,7 +1,7 @@
 """Each shared code set is written once: the programs, outreach channels and outcomes and the
-Task statuses in carecoord.core.vocabulary, the final and the open Task statuses in carecoord.fhir.workflow,
-the programs needing consent in carecoord.handlers.billing_rules. A copy elsewhere (a Literal, a
-tuple, a set) fails here, so the copies cannot drift apart."""
+Task statuses in carecoord.core.vocabulary, the final and the open Task statuses in
+carecoord.fhir.workflow, the programs needing consent in carecoord.handlers.billing_rules. A
+copy elsewhere (a Literal, a tuple, a set) fails here, so the copies cannot drift apart."""
 
 from __future__ import annotations
 
