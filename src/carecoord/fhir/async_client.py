@@ -155,14 +155,19 @@ class AsyncFhirClient(ClientBase):
     async def batch(self, bundle: Resource | Mapping[str, Any]) -> BatchResult:
         return await self._run(ops.batch(bundle, self.fhir_version))
 
-    async def apply(self, writes: Sequence[FhirWrite]) -> TransactionResult:
+    async def apply(
+        self,
+        writes: Sequence[FhirWrite],
+        *,
+        known: Mapping[str, Mapping[str, Any] | None] | None = None,
+    ) -> TransactionResult:
         if self._put_types is None:
             try:
                 statement: dict[str, Any] | FhirError = await self.capability_statement()
             except FhirError as exc:
                 statement = exc
             self._put_types = self.put_types_of(statement)
-        return await self._run(ops.apply(writes, self.fhir_version, self._put_types))
+        return await self._run(ops.apply(writes, self.fhir_version, self._put_types, known))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -232,7 +232,12 @@ class FhirClient(ClientBase):
         """Entries succeed or fail independently; failed entries carry `error`."""
         return self._run(ops.batch(bundle, self.fhir_version))
 
-    def apply(self, writes: Sequence[FhirWrite]) -> TransactionResult:
+    def apply(
+        self,
+        writes: Sequence[FhirWrite],
+        *,
+        known: Mapping[str, Mapping[str, Any] | None] | None = None,
+    ) -> TransactionResult:
         """A handler's effects (Create/Update) as ONE transaction; nothing is sent for none."""
         if self._put_types is None:
             try:
@@ -240,7 +245,7 @@ class FhirClient(ClientBase):
             except FhirError as exc:
                 statement = exc
             self._put_types = self.put_types_of(statement)
-        return self._run(ops.apply(writes, self.fhir_version, self._put_types))
+        return self._run(ops.apply(writes, self.fhir_version, self._put_types, known))
 
     # --- lifecycle ---
 

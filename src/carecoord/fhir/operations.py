@@ -280,16 +280,26 @@ def batch(bundle: Resource | Mapping[str, Any], version: FhirVersion) -> Op[Batc
 
 
 def apply(
-    writes: Sequence[FhirWrite], version: FhirVersion, put_types: Collection[str] = frozenset()
+    writes: Sequence[FhirWrite],
+    version: FhirVersion,
+    put_types: Collection[str] = frozenset(),
+    known: Mapping[str, Mapping[str, Any] | None] | None = None,
 ) -> Op[TransactionResult]:
-    """A handler's writes as ONE transaction (nothing is sent for no writes)."""
+    """A handler's writes as ONE transaction (nothing is sent for no writes). A create that goes
+    out as PUT (see `writes_to_bundle`) first reads what is stored under its id, unless `known`
+    ("Type/id" -> stored JSON, or None for absent: what the event's reads already learnt) says."""
     if not writes:
         return TransactionResult()
-    existing: dict[str, dict[str, Any]] = {}
+    existing: dict[str, Mapping[str, Any]] = {}
     for write in writes:  # creates that go out as PUT: is the resource there already?
         rtype = write.resource.get_resource_type()
         if isinstance(write, Create) and rtype in put_types:
             rid = write.full_url.removeprefix("urn:uuid:")
+            if known is not None and f"{rtype}/{rid}" in known:
+                stored = known[f"{rtype}/{rid}"]
+                if stored is not None:
+                    existing[write.full_url] = stored
+                continue
             try:
                 reply = yield Call("GET", _path(rtype, rid))
             except (FhirNotFound, FhirGone):

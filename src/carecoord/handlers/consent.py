@@ -149,7 +149,8 @@ def states_of(
     patient_plans: Sequence[Any], consents_found: Sequence[Any]
 ) -> dict[str, ProgramState]:
     """`enrolment_states` from one patient's (already filtered) CarePlans and Consents."""
-    from carecoord.handlers.outreach import care_team_of, program_of
+    from carecoord.handlers.outreach import program_of
+    from carecoord.handlers.patient_context import care_team_of
 
     plans: dict[str, Any] = {}
     for plan in patient_plans:

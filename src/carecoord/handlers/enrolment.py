@@ -33,7 +33,8 @@ from carecoord.handlers import care_tasks
 from carecoord.handlers.care_model import CareConfig, Month, build
 from carecoord.handlers.caseload import Assignment, assign_care_manager
 from carecoord.handlers.consent import consent_resource
-from carecoord.handlers.outreach import active_plans, care_team_of, monthly_request, program_of
+from carecoord.handlers.outreach import active_plans, monthly_request, program_of
+from carecoord.handlers.patient_context import care_team_of
 
 log = logging.getLogger(__name__)
 

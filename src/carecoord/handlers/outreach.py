@@ -41,8 +41,8 @@ from carecoord.core.vocabulary import Channel
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
-from carecoord.fhir.batch_reads import Search, declares_batch, search_together
-from carecoord.fhir.capabilities import declares_revinclude, declares_search_param
+from carecoord.fhir.batch_reads import declares_batch, search_together
+from carecoord.fhir.capabilities import declares_revinclude
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
     add_create,
@@ -52,9 +52,8 @@ from carecoord.fhir.identifiers import (
 from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL, transition
-from carecoord.handlers import care_tasks
+from carecoord.handlers import care_tasks, patient_context
 from carecoord.handlers.care_model import (
-    CARE_PLAN_ID,
     OUTREACH_ALTERNATIVE_ID,
     OUTREACH_ATTEMPT_ID,
     OUTREACH_ESCALATION_ID,
@@ -71,6 +70,7 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
+from carecoord.handlers.patient_context import care_team_of, team_search
 
 log = logging.getLogger(__name__)
 
@@ -260,30 +260,6 @@ def _channel_of(cr: Any) -> str | None:
     return None
 
 
-def care_team_of(plan: Any, fhir: FhirReader | None = None) -> tuple[str | None, str | None]:
-    """(care manager, provider) from a CarePlan's care team (author as fallback): the standalone
-    US Core CareTeams its `careTeam` references (read through `fhir`), or a contained one (plans
-    written before carecoord wrote standalone CareTeams)."""
-    manager = provider = None
-    teams = [res for res in plan.contained or [] if res.get_resource_type() == "CareTeam"]
-    if fhir is not None:
-        for link in getattr(plan, "careTeam", None) or []:
-            reference = reference_str(link)
-            if reference and reference.startswith("CareTeam/"):
-                team = _read(fhir, reference)
-                if team is not None:
-                    teams.append(team)
-    for res in teams:
-        for part in res.participant or []:
-            member = reference_str(part.member)
-            roles = part.role or []
-            if any(has_code(r, t.SNOMED, t.ROLE_CARE_COORDINATOR.code) for r in roles):
-                manager = manager or member
-            elif any(has_code(r, t.SNOMED, t.ROLE_PRIMARY_CARE_PHYSICIAN.code) for r in roles):
-                provider = provider or member
-    return manager or reference_str(plan.author), provider
-
-
 def program_of(plan: Any) -> str | None:
     for category in plan.category or []:
         for coding in category.coding or []:
@@ -294,23 +270,17 @@ def program_of(plan: Any) -> str | None:
 
 def plan_of(fhir: FhirReader, cr: Any) -> Any | None:
     """The CarePlan a request is based on, fetched with the patient's CareTeams in one round
-    trip where the server declares batch (the escalation needs the plan's provider)."""
+    trip where the server declares batch and CareTeam search (the escalation needs the plan's
+    provider); else read (its team then takes another read)."""
     for based in cr.basedOn or []:
         ref = reference_str(based)
         if ref and ref.startswith("CarePlan/"):
             patient = patient_of(cr)
-            if (
-                patient is None
-                or not declares_batch(fhir)
-                or not declares_search_param(fhir, "CareTeam", "patient")
-            ):
+            teams = team_search(fhir, patient) if patient is not None else None
+            if teams is None or not declares_batch(fhir):
                 return _read(fhir, ref)
             plans, _ = search_together(
-                fhir,
-                [
-                    ("CarePlan", [("_id", ref.removeprefix("CarePlan/"))]),
-                    ("CareTeam", [("patient", f"Patient/{patient}")]),
-                ],
+                fhir, [("CarePlan", [("_id", ref.removeprefix("CarePlan/"))]), teams]
             )
             for plan in plans:
                 if plan.get_resource_type() == "CarePlan" and ref_of(plan) == ref:
@@ -655,23 +625,8 @@ def handle_due(
 
 
 def active_plans(fhir: FhirReader, patient_id: str) -> list[Any]:
-    """The patient's active carecoord CarePlans. Their CareTeams come in the same round trip
-    (a batch with the CareTeam search, where the server declares batch), so reading a plan's
-    team afterwards costs nothing (carecoord.fhir.event_reads)."""
-    patient = f"Patient/{patient_id}"
-    plans: Search = ("CarePlan", [("patient", patient), ("status", "active")])
-    if declares_batch(fhir) and declares_search_param(fhir, "CareTeam", "patient"):
-        found, _ = search_together(fhir, [plans, ("CareTeam", [("patient", patient)])])
-    else:
-        found = fhir.search(*plans)
-    return [
-        p
-        for p in found
-        if p.get_resource_type() == "CarePlan"
-        and getattr(p, "status", None) == "active"
-        and patient_of(p) == patient_id
-        and identifier_value(p, CARE_PLAN_ID)
-    ]
+    """The patient's active carecoord CarePlans (carecoord.handlers.patient_context)."""
+    return patient_context.active_plans(fhir, patient_id, managed=True)
 
 
 def _ensure_monthly(

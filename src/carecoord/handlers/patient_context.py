@@ -1,108 +1,147 @@
-"""Read-only lookups the referral and clinical-routing handlers share: who looks after a patient
-(from the active CareTeams the enrolment handler writes), the patient's active CarePlan, age."""
+"""Who looks after a patient, and under which plan: the one lookup every handler uses.
+
+- `active_plans`: the patient's active CarePlans, ONE search (`CarePlan?patient&status=active`);
+  where the server declares batch and CareTeam search by patient, the patient's CareTeams come
+  in the same round trip. Asked again within an event, the same search is answered from the
+  first answer (carecoord.fhir.event_reads), so handlers of one event share it.
+- `care_team_of(plan)`: the care manager and provider of one plan's team.
+- `patient_team`: the same over all the patient's active plans (the latest started first).
+
+A team is the standalone US Core CareTeam a plan references (enrolment writes one), or a team
+contained in the plan (plans written before carecoord wrote standalone ones); an inactive team
+is skipped; a participant coded care coordinator is the care manager, one coded primary care
+physician the provider (SNOMED, carecoord.fhir.terminology). A plan whose team names no care
+coordinator gives its author as care manager.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.handler import FhirReader
+from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.terminology import ROLE_CARE_COORDINATOR, ROLE_PRIMARY_CARE_PHYSICIAN
+from carecoord.handlers.care_model import CARE_PLAN_ID, identifier_value, patient_of, reference_str
 
 
-@dataclass(frozen=True)
-class PatientTeam:
+class PatientTeam(NamedTuple):
     care_manager: str | None  # "Practitioner/<id>"
     provider: str | None
 
 
-def _references_patient(resource: Any, patient_id: str) -> bool:
-    subject = getattr(resource, "subject", None)
-    return getattr(subject, "reference", None) == f"Patient/{patient_id}"
+def plans_search(patient_id: str) -> Search:
+    """The active-plans search, for a handler that prefetches it in a batch of its own."""
+    return ("CarePlan", [("patient", f"Patient/{patient_id}"), ("status", "active")])
 
 
-def _sort_key(resource: Any) -> tuple[str, str]:
-    period = getattr(resource, "period", None)
-    start = getattr(period, "start", None) if period is not None else None
-    return (str(start or ""), str(resource.id or ""))
+def team_search(fhir: FhirReader, patient_id: str) -> Search | None:
+    """`CareTeam?patient=`, only where the server declares it: one that ignores the parameter
+    would answer with every CareTeam it holds (the plans' references are read instead). A
+    reader without a CapabilityStatement (a test double) is taken at its word."""
+    if declares_search_param(fhir, "CareTeam", "patient") or statement_of(fhir) is None:
+        return ("CareTeam", [("patient", f"Patient/{patient_id}")])
+    return None
 
 
-def patient_team(fhir: FhirReader, patient_id: str) -> PatientTeam:
-    """The care manager and provider of the patient's active care teams: the standalone US Core
-    CareTeams (found by `CareTeam?subject=`, and read by the reference each active CarePlan
-    holds, for servers that cannot search CareTeam by patient), and CareTeams contained in plans
-    written before carecoord wrote standalone ones; the latest started first. A plan without a
-    care coordinator gives its author as care manager."""
-    teams: list[tuple[tuple[str, str], Any]] = []
-    plan_authors: list[tuple[tuple[str, str], str]] = []
-    seen: set[str] = set()
-    for plan in _active_plans(fhir, patient_id):
-        for res in getattr(plan, "contained", None) or []:
-            if res.get_resource_type() == "CareTeam":
-                teams.append((_sort_key(plan), res))
-        for link in getattr(plan, "careTeam", None) or []:
-            reference = getattr(link, "reference", None) or ""
-            if not reference.startswith("CareTeam/") or reference in seen:
-                continue
-            try:
-                team = fhir.read("CareTeam", reference.removeprefix("CareTeam/"))
-            except (FhirNotFound, FhirGone):
-                continue
-            seen.add(reference)
-            if getattr(team, "status", None) in (None, "active"):
-                teams.append((_sort_key(team), team))
-        author = getattr(getattr(plan, "author", None), "reference", None)
-        if author:
-            plan_authors.append((_sort_key(plan), author))
-    # Only where the server declares it: one that ignores the parameter would answer with every
-    # CareTeam it has (the read by the plans' references above covers those servers).
-    searchable = declares_search_param(fhir, "CareTeam", "subject") or statement_of(fhir) is None
-    found = fhir.search("CareTeam", {"subject": f"Patient/{patient_id}"}) if searchable else []
-    for team in found:
-        if (
-            team.get_resource_type() == "CareTeam"
-            and f"CareTeam/{team.id}" not in seen
-            and _references_patient(team, patient_id)
-            and getattr(team, "status", None) in (None, "active")
-        ):
-            teams.append((_sort_key(team), team))
-    care_manager: str | None = None
-    provider: str | None = None
-    for _, team in sorted(teams, key=lambda kt: kt[0], reverse=True):
-        for p in getattr(team, "participant", None) or []:
-            member = getattr(getattr(p, "member", None), "reference", None)
-            if not member:
-                continue
-            roles = p.role if isinstance(p.role, list) else [p.role]
-            codes = [c for r in roles if r for c in r.coding or []]
-            if care_manager is None and any(ROLE_CARE_COORDINATOR.matches(c) for c in codes):
-                care_manager = member
-            if provider is None and any(ROLE_PRIMARY_CARE_PHYSICIAN.matches(c) for c in codes):
-                provider = member
-    if care_manager is None and plan_authors:
-        care_manager = max(plan_authors)[1]
-    return PatientTeam(care_manager, provider)
-
-
-def _active_plans(fhir: FhirReader, patient_id: str) -> list[Resource]:
-    return [
-        p
-        for p in fhir.search("CarePlan", {"subject": f"Patient/{patient_id}"})
-        if p.get_resource_type() == "CarePlan"
-        and _references_patient(p, patient_id)
-        and getattr(p, "status", None) == "active"
-    ]
+def active_plans(fhir: FhirReader, patient_id: str, *, managed: bool = False) -> list[Resource]:
+    """The patient's active CarePlans (only carecoord's own, by business identifier, with
+    `managed`), the earliest started first."""
+    plans = plans_search(patient_id)
+    teams = team_search(fhir, patient_id)
+    if teams is not None and declares_batch(fhir):
+        found = search_together(fhir, [plans, teams])[0]
+    else:
+        found = fhir.search(*plans)
+    return sorted(
+        (
+            p
+            for p in found
+            if p.get_resource_type() == "CarePlan"
+            and getattr(p, "status", None) == "active"
+            and patient_of(p) == patient_id
+            and (not managed or identifier_value(p, CARE_PLAN_ID))
+        ),
+        key=_started,
+    )
 
 
 def active_care_plan(fhir: FhirReader, patient_id: str) -> Resource | None:
     """The patient's earliest-started active CarePlan (stable choice when there are several)."""
-    plans = _active_plans(fhir, patient_id)
-    return min(plans, key=_sort_key) if plans else None
+    plans = active_plans(fhir, patient_id)
+    return plans[0] if plans else None
+
+
+def _started(resource: Any) -> tuple[str, str]:
+    period = getattr(resource, "period", None)
+    start = getattr(period, "start", None) if period is not None else None
+    return (str(start or ""), str(getattr(resource, "id", None) or ""))
+
+
+def _teams(plan: Any, fhir: FhirReader | None) -> list[Any]:
+    contained = getattr(plan, "contained", None) or []
+    teams = [r for r in contained if r.get_resource_type() == "CareTeam"]
+    links = getattr(plan, "careTeam", None) or []
+    for link in links if fhir is not None else []:
+        reference = reference_str(link) or ""
+        if fhir is not None and reference.startswith("CareTeam/"):
+            try:
+                teams.append(fhir.read("CareTeam", reference.removeprefix("CareTeam/")))
+            except (FhirNotFound, FhirGone):
+                continue
+    return [team for team in teams if getattr(team, "status", None) in (None, "active")]
+
+
+def _members(teams: Iterable[Any]) -> PatientTeam:
+    manager: str | None = None
+    provider: str | None = None
+    for team in teams:
+        for part in getattr(team, "participant", None) or []:
+            member = reference_str(getattr(part, "member", None))
+            if not member:
+                continue
+            roles = part.role if isinstance(part.role, list) else [part.role]
+            codes = [c for r in roles if r for c in r.coding or []]
+            if manager is None and any(ROLE_CARE_COORDINATOR.matches(c) for c in codes):
+                manager = member
+            if provider is None and any(ROLE_PRIMARY_CARE_PHYSICIAN.matches(c) for c in codes):
+                provider = member
+    return PatientTeam(manager, provider)
+
+
+def care_team_of(plan: Any, fhir: FhirReader | None = None) -> PatientTeam:
+    """The care manager and provider of one plan's team; its standalone CareTeams are read
+    through `fhir` (answered from the event's earlier searches where they returned them), only
+    the contained ones without it."""
+    team = _members(_teams(plan, fhir))
+    return PatientTeam(team.care_manager or reference_str(plan.author), team.provider)
+
+
+def patient_team(fhir: FhirReader, patient_id: str) -> PatientTeam:
+    """The care manager and provider over the patient's active plans: their teams, the latest
+    started first (with the patient's other active CareTeams where the server can search them);
+    failing a care coordinator, the latest plan's author."""
+    plans: Sequence[Any] = active_plans(fhir, patient_id)
+    teams = [team for plan in plans for team in _teams(plan, fhir)]
+    search = team_search(fhir, patient_id)
+    if search is not None:
+        have = {getattr(team, "id", None) for team in teams}
+        teams += [
+            team
+            for team in fhir.search(*search)
+            if team.get_resource_type() == "CareTeam"
+            and team.id not in have
+            and patient_of(team) == patient_id
+            and getattr(team, "status", None) in (None, "active")
+        ]
+    found = _members(sorted(teams, key=_started, reverse=True))
+    authors = [a for a in (reference_str(p.author) for p in reversed(plans)) if a]
+    return PatientTeam(found.care_manager or (authors[0] if authors else None), found.provider)
 
 
 def patient_age(fhir: FhirReader, patient_id: str, on: date) -> int | None:

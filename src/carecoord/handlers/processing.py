@@ -12,6 +12,7 @@ times, then give up with a transient error so the runtime retries later.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +34,17 @@ log = logging.getLogger(__name__)
 class TransactionalFhir(FhirReader, Protocol):
     """What the processor needs from a FHIR client: reads plus one-transaction writes."""
 
-    def apply(self, writes: Sequence[FhirWrite]) -> object: ...
+    def apply(self, writes: Sequence[FhirWrite]) -> object:
+        """A client may also take `known=` (what the event's reads learnt; see FhirClient.apply):
+        the processor passes it where the signature has it."""
+        ...
+
+
+def _takes_known(fhir: object) -> bool:
+    try:
+        return "known" in inspect.signature(getattr(fhir, "apply")).parameters  # noqa: B009
+    except (TypeError, ValueError):
+        return False
 
 
 class ConflictRetriesExhausted(FhirConflict):
@@ -66,6 +77,7 @@ class HandlerProcessor:
             for event_type in spec.event_types:
                 self._by_type.setdefault(event_type, []).append(spec)
         self._fhir = fhir
+        self._takes_known = _takes_known(fhir)
         self._config = {s.name: (config or {}).get(s.name, s.default_config) for s in handlers}
         self._clock = clock
         self._max_conflict_retries = max_conflict_retries
@@ -85,7 +97,7 @@ class HandlerProcessor:
             )
         attempt = 0
         while True:
-            effects = self._run(specs, event)
+            effects, reads = self._run(specs, event)
             if not effects.writes:
                 # Nothing (left) to write: perhaps applied before and never announced.
                 stored = stored_emits(self._fhir, event)
@@ -94,7 +106,11 @@ class HandlerProcessor:
                 return merge_emits(stored, effects.emits)
             add_outbox(effects, event, self._clock())
             try:
-                result = self._fhir.apply(effects.writes)
+                result = (
+                    self._fhir.apply(effects.writes, known=reads.known())  # type: ignore[call-arg]
+                    if self._takes_known
+                    else self._fhir.apply(effects.writes)
+                )
             except FhirConflict as exc:
                 attempt += 1
                 if attempt > self._max_conflict_retries:
@@ -111,7 +127,7 @@ class HandlerProcessor:
                 continue
             return emits_after_apply(self._fhir, event, effects, result)
 
-    def _run(self, specs: Sequence[HandlerSpec], event: CloudEvent) -> Effects:
+    def _run(self, specs: Sequence[HandlerSpec], event: CloudEvent) -> tuple[Effects, EventReads]:
         merged = Effects()
         reads = EventReads(self._fhir)  # a resource one handler's search returned is not re-read
         for spec in specs:
@@ -133,4 +149,4 @@ class HandlerProcessor:
             finally:
                 if self._observe is not None:
                     self._observe(spec.name, time.perf_counter() - started)
-        return merged
+        return merged, reads

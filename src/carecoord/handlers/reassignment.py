@@ -57,7 +57,8 @@ from carecoord.handlers.care_model import (
     version_of,
 )
 from carecoord.handlers.caseload import assign_care_manager, caseload_patients
-from carecoord.handlers.outreach import active_plans, care_team_of, patient_requests
+from carecoord.handlers.outreach import active_plans, patient_requests
+from carecoord.handlers.patient_context import care_team_of
 
 log = logging.getLogger(__name__)
 

@@ -271,7 +271,7 @@ def _program_of(plan: Any) -> str | None:
 
 
 def _manager_of(plan: Any) -> str | None:
-    from carecoord.handlers.outreach import care_team_of
+    from carecoord.handlers.patient_context import care_team_of
 
     return care_team_of(plan)[0]
 
