@@ -2,7 +2,7 @@
 
 A care-management event does little computing; its cost is FHIR requests. The common path is
 one read round trip (a search with includes, or one batch of searches) plus one transaction; an
-escalation may add the CarePlan read. Not a timing: a request count, so a regression in round
+escalation, and a new referral, add the read of the plan's CareTeam. Not a timing: a request count, so a regression in round
 trips fails `make test`.
 """
 
@@ -126,23 +126,23 @@ def test_requests_per_event_type(counted: tuple[Pipeline, FhirProxy], unique: st
     )
 
     expected = {
-        # the active plans, then the plan's standalone CareTeam: the embedded server does not
-        # declare CareTeam search by patient (on one that does, both come in one batch)
-        "enrolled": kinds(search=1, read=1, transaction=1),
-        "attempt 1": kinds(search=1, transaction=1),
-        "attempt 2": kinds(search=1, transaction=1),
-        # the plan (for its provider) and its CareTeam: one batch on a server that declares
-        # CareTeam search by patient, two reads on the embedded one
-        "attempt 3 (escalates)": kinds(search=1, read=2, transaction=1),
-        "attempt 4 (escalated already)": kinds(search=1, transaction=1),
-        "answered": kinds(search=1, transaction=1),
+        # the active plans and whether the new CareTeam's id is free (the embedded server cannot
+        # search CareTeam by identifier, so it goes out as PUT): one batch
+        "enrolled": kinds(batch=1, transaction=1),
+        # the month's requests with their attempts and escalation Tasks, and the active plans
+        "attempt 1": kinds(batch=1, transaction=1),
+        "attempt 2": kinds(batch=1, transaction=1),
+        # the plan's standalone CareTeam (for the provider): its id is known only from the plan
+        # and the embedded server cannot search CareTeam by patient
+        "attempt 3 (escalates)": kinds(batch=1, read=1, transaction=1),
+        "attempt 4 (escalated already)": kinds(batch=1, transaction=1),
+        "answered": kinds(batch=1, transaction=1),
         # its ChargeItems of the month, CarePlans, Consents, Communications of the month and
         # Conditions: one batch of searches (the server declares batch)
         "time.logged": kinds(batch=1, transaction=1),
-        # Not yet on the common path (see README, Benchmark results): the care team (CarePlan
-        # and CareTeam searches), the Patient's age, the ServiceRequest and directory searches,
-        # the CarePlan to join and its Organization are separate round trips.
-        "need-identified": kinds(search=4, read=3, transaction=1),
+        # plans, Patient, existing referral, directory and the Goal's id in one batch; then the
+        # plan's CareTeam, as for the escalation
+        "need-identified": kinds(batch=1, read=1, transaction=1),
     }
     assert seen == expected
     outbound = [e.type for e in pipeline.outbound()]

@@ -18,10 +18,12 @@ from urllib.parse import urlencode
 
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.core.effects import Create
 from carecoord.core.handler import FhirReader
-from carecoord.fhir.bundles import response_entries, status_code
+from carecoord.fhir.bundles import identifier_blind_types, response_entries, status_code
 from carecoord.fhir.capabilities import statement_of
 from carecoord.fhir.errors import FhirResponseInvalid
+from carecoord.fhir.identifiers import stable_id
 from carecoord.fhir.models import FhirVersion
 from carecoord.fhir.operations import Op, page_resources
 from carecoord.fhir.transport import Call
@@ -101,3 +103,15 @@ def search_together(fhir: FhirReader, searches: Sequence[Search]) -> list[list[R
         found if found is not None else list(fhir.search(rtype, list(params)))
         for found, (rtype, params) in zip(answers, searches, strict=True)
     ]
+
+
+def existence_probe(fhir: object, create: Create) -> Search | None:
+    """`Type?_id=<stable id>` for a create the client will write as `PUT Type/<stable id>` (its
+    server cannot search the type by identifier; see `FhirClient.apply`), else None. Searched
+    in a handler's batch, its answer spares the transaction its own existence read: the event's
+    reads remember what that search found absent (carecoord.fhir.event_reads)."""
+    statement = statement_of(fhir)
+    rtype = create.resource.get_resource_type()
+    if statement is None or rtype not in identifier_blind_types(statement):
+        return None
+    return (rtype, [("_id", stable_id(create))])

@@ -27,6 +27,7 @@ from carecoord.core.router import Handlers
 from carecoord.errors import MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
+from carecoord.fhir.batch_reads import existence_probe, search_together
 from carecoord.fhir.identifiers import add_create, create_for
 from carecoord.fhir.models import to_json
 from carecoord.handlers import care_tasks
@@ -34,7 +35,7 @@ from carecoord.handlers.care_model import CareConfig, Month, build
 from carecoord.handlers.caseload import Assignment, assign_care_manager
 from carecoord.handlers.consent import consent_resource
 from carecoord.handlers.outreach import active_plans, monthly_request, program_of
-from carecoord.handlers.patient_context import care_team_of
+from carecoord.handlers.patient_context import care_team_of, plan_searches
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ def handle_enrolled(
             event_id=event.id,
             event_type=event.type,
         )
+    # One round trip for the reads: the plans, and (where the server cannot search CareTeam by
+    # identifier, so the team goes out as PUT) whether the team's id is free.
+    team = create_for(build("CareTeam", _team_json(data, f"Patient/{patient_id}", None)))
+    probe = existence_probe(ctx.fhir, team)
+    search_together(ctx.fhir, plan_searches(ctx.fhir, patient_id) + ([probe] if probe else []))
     plans = active_plans(ctx.fhir, patient_id)
     if any(program_of(p) == data.program for p in plans):
         log.info("already enrolled; nothing to do", extra={"event_id": event.id})

@@ -41,7 +41,7 @@ from carecoord.core.vocabulary import Channel
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
-from carecoord.fhir.batch_reads import declares_batch, search_together
+from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_revinclude
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
@@ -70,7 +70,7 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.patient_context import care_team_of, team_search
+from carecoord.handlers.patient_context import care_team_of
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,17 @@ def monthly_request(
     )
 
 
+def requests_search(
+    patient_id: str, month: Month | None = None, revinclude: Sequence[str] = ()
+) -> Search:
+    """The search `patient_requests` makes (see there)."""
+    params = [("patient", f"Patient/{patient_id}")]
+    if month is not None:
+        params.append(("authored", f"ge{(month.start - timedelta(days=1)).isoformat()}"))
+    params += [("_revinclude", spec) for spec in revinclude]
+    return ("CommunicationRequest", params)
+
+
 def patient_requests(
     fhir: FhirReader,
     patient_id: str,
@@ -148,11 +159,7 @@ def patient_requests(
     search does not grow with the patient's history. Callers pick the month's requests by key;
     a server ignoring `authored` returns more, never less. With `revinclude` the resources the
     server includes come back after the requests (the caller asked for them)."""
-    params = [("patient", f"Patient/{patient_id}")]
-    if month is not None:
-        params.append(("authored", f"ge{(month.start - timedelta(days=1)).isoformat()}"))
-    params += [("_revinclude", spec) for spec in revinclude]
-    found = fhir.search("CommunicationRequest", params)
+    found = fhir.search(*requests_search(patient_id, month, revinclude))
     return [
         cr
         for cr in found
@@ -170,10 +177,21 @@ def outreach_view(
     fhir: FhirReader, patient_id: str, month: Month
 ) -> tuple[list[Any], list[Any] | None, list[Any] | None]:
     """(requests, their Communications, the Tasks focused on them) in ONE search where the
-    server declares both `_revinclude`s for CommunicationRequest; else (requests, None, None)
-    and the callers search for the others themselves."""
+    server declares both `_revinclude`s for CommunicationRequest (batched with the patient's
+    active plans where it declares batch); else (requests, None, None) and the callers search
+    for the others themselves."""
     if not declares_revinclude(fhir, "CommunicationRequest", *_ATTEMPT_REVINCLUDES):
         return patient_requests(fhir, patient_id, month), None, None
+    if declares_batch(fhir):
+        # The patient's active plans in the same round trip: an escalation needs the plan (and
+        # its team: see patient_context.plan_searches), and a batch costs no more round trips.
+        search_together(
+            fhir,
+            [
+                requests_search(patient_id, month, _ATTEMPT_REVINCLUDES),
+                *patient_context.plan_searches(fhir, patient_id),
+            ],
+        )
     found = patient_requests(fhir, patient_id, month, revinclude=_ATTEMPT_REVINCLUDES)
     requests = [r for r in found if r.get_resource_type() == "CommunicationRequest"]
     comms = [r for r in found if r.get_resource_type() == "Communication"]
@@ -269,23 +287,12 @@ def program_of(plan: Any) -> str | None:
 
 
 def plan_of(fhir: FhirReader, cr: Any) -> Any | None:
-    """The CarePlan a request is based on, fetched with the patient's CareTeams in one round
-    trip where the server declares batch and CareTeam search (the escalation needs the plan's
-    provider); else read (its team then takes another read)."""
+    """The CarePlan a request is based on (from the event's earlier plan search where
+    `outreach_view` batched one, else read)."""
     for based in cr.basedOn or []:
         ref = reference_str(based)
         if ref and ref.startswith("CarePlan/"):
-            patient = patient_of(cr)
-            teams = team_search(fhir, patient) if patient is not None else None
-            if teams is None or not declares_batch(fhir):
-                return _read(fhir, ref)
-            plans, _ = search_together(
-                fhir, [("CarePlan", [("_id", ref.removeprefix("CarePlan/"))]), teams]
-            )
-            for plan in plans:
-                if plan.get_resource_type() == "CarePlan" and ref_of(plan) == ref:
-                    return plan
-            return _read(fhir, ref)  # a server that ignored _id: read it
+            return _read(fhir, ref)
     return None
 
 

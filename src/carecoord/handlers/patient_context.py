@@ -49,15 +49,21 @@ def team_search(fhir: FhirReader, patient_id: str) -> Search | None:
     return None
 
 
+def plan_searches(fhir: FhirReader, patient_id: str) -> list[Search]:
+    """The searches `active_plans` makes: the plans, and the patient's CareTeams where they come
+    in the same batch. A handler that batches other searches of its own prefetches these with
+    them (`search_together(fhir, plan_searches(...) + mine)`): asked again in the same event,
+    a search is answered from the batch (carecoord.fhir.event_reads)."""
+    teams = team_search(fhir, patient_id)
+    if teams is not None and declares_batch(fhir):
+        return [plans_search(patient_id), teams]
+    return [plans_search(patient_id)]
+
+
 def active_plans(fhir: FhirReader, patient_id: str, *, managed: bool = False) -> list[Resource]:
     """The patient's active CarePlans (only carecoord's own, by business identifier, with
     `managed`), the earliest started first."""
-    plans = plans_search(patient_id)
-    teams = team_search(fhir, patient_id)
-    if teams is not None and declares_batch(fhir):
-        found = search_together(fhir, [plans, teams])[0]
-    else:
-        found = fhir.search(*plans)
+    found = search_together(fhir, plan_searches(fhir, patient_id))[0]
     return sorted(
         (
             p

@@ -53,11 +53,13 @@ from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir import terminology as t
+from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe, search_together
 from carecoord.fhir.care import work_task
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
     add_create,
     carecoord_identifier,
+    create_for,
     identifier_search,
     identifier_system,
     identifier_value,
@@ -73,7 +75,12 @@ from carecoord.fhir.referral import (
 from carecoord.fhir.workflow import REFERRAL_TASK_STATUSES, SET_BY, Actor, transition
 from carecoord.handlers.directory_ranking import Candidate, ReferralCriteria, rank
 from carecoord.handlers.event_ids import derived_id
-from carecoord.handlers.patient_context import active_care_plan, patient_age, patient_team
+from carecoord.handlers.patient_context import (
+    active_care_plan,
+    patient_age,
+    patient_team,
+    plan_searches,
+)
 from carecoord.handlers.referral_consent import consent_organization, referral_consents
 from carecoord.handlers.referral_outcome import (
     outcome_review_task,
@@ -246,6 +253,26 @@ def handle_need_identified(
         ) from exc
     now = event.time or ctx.now()
     patient = f"Patient/{pid}"
+    try:
+        evidence = [data.evidence] if data.evidence else []
+        condition = sdoh_condition(
+            key=event.id, patient=patient, domain=domain.key, identified_at=now, evidence=evidence
+        )
+        goal = sdoh_goal(
+            key=event.id,
+            patient=patient,
+            domain=domain.key,
+            condition=create_for(condition).full_url,
+            start=now.date(),
+        )
+    except ValueError as exc:  # the builders' text may echo the evidence given
+        raise MalformedEvent(
+            "invalid data: evidence must be a 'Type/id' reference and time must have a timezone",
+            event_id=event.id,
+            event_type=event.type,
+        ) from exc
+    sr_value = identifier_value(pid, domain.key, event.id)
+    _prefetch(ctx, pid, domain.key, sr_value, goal)
     team = patient_team(ctx.fhir, pid)
     fx = Effects()
     requester = requester_for(
@@ -271,28 +298,8 @@ def handle_need_identified(
         eligibility=frozenset(_eligibility_of(data)),
         age=patient_age(ctx.fhir, pid, now.date()),
     )
-    try:
-        evidence = [data.evidence] if data.evidence else []
-        condition = sdoh_condition(
-            key=event.id, patient=patient, domain=domain.key, identified_at=now, evidence=evidence
-        )
-        condition_ref = add_create(fx, condition)
-        goal_ref = add_create(
-            fx,
-            sdoh_goal(
-                key=event.id,
-                patient=patient,
-                domain=domain.key,
-                condition=condition_ref,
-                start=now.date(),
-            ),
-        )
-    except ValueError as exc:  # the builders' text may echo the evidence given
-        raise MalformedEvent(
-            "invalid data: evidence must be a 'Type/id' reference and time must have a timezone",
-            event_id=event.id,
-            event_type=event.type,
-        ) from exc
+    condition_ref = add_create(fx, condition)
+    goal_ref = add_create(fx, goal)
     # The patient's consent to share (SDOHCC Consent), for the ServiceRequest's supportingInfo.
     consents = referral_consents(
         fx,
@@ -303,10 +310,7 @@ def handle_need_identified(
         organization=consent_organization(config.organization, requester, config.requester),
     )
 
-    sr_value = identifier_value(pid, domain.key, event.id)
-    existing_sr = _one(
-        ctx.fhir.search("ServiceRequest", {"identifier": f"{REFERRAL_ID}|{sr_value}"})
-    )
+    existing_sr = _one(ctx.fhir.search(*_referral_search(sr_value)))
     attempts = _attempts(ctx, pid, existing_sr) if existing_sr is not None else []
 
     if not data.consent_to_contact:
@@ -817,13 +821,43 @@ def _close_request(fx: Effects, sr: Resource, status: str) -> None:
 # Reading back
 
 
-def _directory(ctx: HandlerContext, domain: str) -> list[Resource]:
-    """Active HealthcareServices of the domain (ranking filters again: servers may ignore the
-    search parameters)."""
-    return ctx.fhir.search(
+def _prefetch(ctx: HandlerContext, pid: str, domain: str, sr_value: str, goal: Resource) -> None:
+    """The reads of a new need in ONE batch where the server declares batch: the patient's plans
+    (and CareTeams where searchable), the Patient (for age criteria), the referral if it exists
+    (a replay), the directory, and whether the Goal's id is free where the Goal goes out as PUT.
+    The handler then asks for each as before; the event's reads answer from the batch
+    (carecoord.fhir.event_reads). Without batch nothing is prefetched: each is asked for only
+    where the handler needs it."""
+    if not declares_batch(ctx.fhir):
+        return
+    probe = existence_probe(ctx.fhir, create_for(goal))
+    search_together(
+        ctx.fhir,
+        [
+            *plan_searches(ctx.fhir, pid),
+            ("Patient", [("_id", pid)]),
+            _referral_search(sr_value),
+            _directory_search(domain),
+            *([probe] if probe else []),
+        ],
+    )
+
+
+def _referral_search(sr_value: str) -> Search:
+    return ("ServiceRequest", [("identifier", f"{REFERRAL_ID}|{sr_value}")])
+
+
+def _directory_search(domain: str) -> Search:
+    return (
         "HealthcareService",
         [("service-category", f"{t.SDOHCC_TEMPORARY_CODES}|{domain}"), ("active", "true")],
     )
+
+
+def _directory(ctx: HandlerContext, domain: str) -> list[Resource]:
+    """Active HealthcareServices of the domain (ranking filters again: servers may ignore the
+    search parameters)."""
+    return ctx.fhir.search(*_directory_search(domain))
 
 
 def _attempts(ctx: HandlerContext, pid: str, sr: Resource) -> list[Attempt]:
