@@ -2,8 +2,8 @@
 
 A care-management event does little computing; its cost is FHIR requests. The common path is
 one read round trip (a search with includes, or one batch of searches) plus one transaction; an
-escalation, and a new referral, add the read of the plan's CareTeam. Not a timing: a request count, so a regression in round
-trips fails `make test`.
+escalation, and a new referral, add the read of the plan's CareTeam. Not a timing: a request
+count, so a regression in round trips fails `make test`.
 """
 
 from __future__ import annotations
