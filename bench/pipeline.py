@@ -9,6 +9,11 @@ server, so searches that are not bounded to their period would grow with it.
 
 - Requests per event type: a few patients' events one at a time, each event's requests counted.
 - events/s end to end: the other patients' events published at once, publish -> last processed.
+- Each history level runs on a fresh embedded server (the same one where
+  CARECOORD_FHIR_BASE_URL names an external server), so the only thing that grows is the
+  history per patient, not the database the earlier levels left behind.
+- CPU per event: this process (the runtime, its Kafka clients and the proxy; one GIL) and the
+  server's process, over the timed drain and over the raw replay, from /proc (Linux).
 - The server's raw transactions/s: the very transaction bundles the pipeline sent (captured by
   the proxy, patient ids renamed so the creates are new), 8 clients at a time, through the same
   proxy. server_ratio = carecoord events/s / raw transactions/s (one transaction per event).
@@ -17,6 +22,7 @@ server, so searches that are not bounded to their period would grow with it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -168,8 +174,42 @@ def raw_transactions(base_url: str, bodies: list[bytes], rename: tuple[str, str]
     return len(payloads) / (time.perf_counter() - started)
 
 
+def _cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of a process so far; None where /proc cannot tell."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """CPU milliseconds per item spent by this process and by the server between two marks."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self.own = time.process_time()
+        self.server = _cpu(server_pid)
+
+    def per_item(self, items: int) -> dict[str, float | None]:
+        server_now = _cpu(self.server_pid)
+        server = None
+        if server_now is not None and self.server is not None:
+            server = round(1000 * (server_now - self.server) / items, 1)
+        own = round(1000 * (time.process_time() - self.own) / items, 1)
+        return {"this_process": own, "server": server}
+
+
 def run_level(
-    bootstrap: str, fhir_url: str, history: int, patients: int, calibrate: int, tag: str
+    bootstrap: str,
+    fhir_url: str,
+    history: int,
+    patients: int,
+    calibrate: int,
+    tag: str,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     proxy = FhirProxy(fhir_url)
     direct = FhirClient(fhir_url)
@@ -194,16 +234,21 @@ def run_level(
         batch = [e for i, n in enumerate(rest) for _, e in events_of(n, with_referral=i % 4 == 0)]
         proxy.captured = []
         start = proxy.count()
+        meter = _CpuMeter(server_pid)
         started = time.perf_counter()
         pipeline.publish(*batch)
         pipeline.wait_idle(timeout=600)
         seconds = time.perf_counter() - started
+        cpu_per_event = meter.per_item(len(batch))
         requests = sum(proxy.since(start).values())
+        server_ms = proxy.mean_ms_since(start)
         bodies, proxy.captured = proxy.captured, None
         dead = pipeline.counter.dead
     finally:
         pipeline.close()
+    meter = _CpuMeter(server_pid)
     raw = raw_transactions(proxy.base_url, bodies, (f"{prefix}-p", f"{prefix}-raw-p"))
+    cpu_per_raw = meter.per_item(len(bodies))
     proxy.close()
     direct.close()
     events_per_s = len(batch) / seconds
@@ -218,6 +263,9 @@ def run_level(
         "seconds": round(seconds, 2),
         "events_per_s": round(events_per_s, 1),
         "requests_per_event_mean": round(requests / len(batch), 2),
+        "server_ms_by_kind": server_ms,
+        "cpu_ms_per_event": cpu_per_event,
+        "cpu_ms_per_raw_transaction": cpu_per_raw,
         "raw_transactions": len(bodies),
         "raw_transactions_per_s": round(raw, 1),
         "server_ratio": round(events_per_s / raw, 3),
@@ -227,37 +275,46 @@ def run_level(
 
 def _summary(level: dict[str, Any]) -> dict[str, Any]:
     keys = ("history_months", "events_per_s", "requests_per_event_mean")
-    out = {k: level[k] for k in (*keys, "raw_transactions_per_s", "server_ratio")}
+    more = ("raw_transactions_per_s", "server_ratio", "cpu_ms_per_event", "server_ms_by_kind")
+    out = {k: level[k] for k in (*keys, *more)}
     out["requests_max_by_type"] = {k: v["max"] for k, v in level["by_type"].items()}
     return out
 
 
-def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]:
-    import os
-    import uuid
-
+def _level_on_server(
+    bootstrap: str, history: int, patients: int, calibrate: int, tag: str
+) -> dict[str, Any]:
     from carecoord.local import start_fhir
 
     external = os.environ.get("CARECOORD_FHIR_BASE_URL")
     server = None if external else start_fhir()
     fhir_url = external.rstrip("/") if external else server.base_url  # type: ignore[union-attr]
-    tag = uuid.uuid4().hex[:6]
-    patients, calibrate = (24, 4) if quick else (100, 8)
     try:
         with FhirClient(fhir_url) as client:
             import_directory(client, json.loads(SAMPLE.read_text()))
-        levels = []
-        for history in (1, 6, 12):
-            level = run_level(bootstrap, fhir_url, history, patients, calibrate, tag)
-            step(
-                f"(e) {history:>2} months of history: {level['events_per_s']} events/s, "
-                f"{level['requests_per_event_mean']} requests/event, server "
-                f"{level['raw_transactions_per_s']} tx/s -> ratio {level['server_ratio']}"
-            )
-            levels.append(level)
+        pid = server.proc.pid if server is not None else None
+        return run_level(bootstrap, fhir_url, history, patients, calibrate, tag, pid)
     finally:
         if server is not None:
             server.close()
+
+
+def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]:
+    import uuid
+
+    tag = uuid.uuid4().hex[:6]
+    patients, calibrate = (24, 4) if quick else (100, 8)
+    levels = []
+    for history in (1, 6, 12):
+        level = _level_on_server(bootstrap, history, patients, calibrate, tag)
+        cpu = level["cpu_ms_per_event"]
+        step(
+            f"(e) {history:>2} months of history: {level['events_per_s']} events/s, "
+            f"{level['requests_per_event_mean']} requests/event, server "
+            f"{level['raw_transactions_per_s']} tx/s -> ratio {level['server_ratio']}; "
+            f"CPU ms/event here {cpu['this_process']}, server {cpu['server']}"
+        )
+        levels.append(level)
     main = levels[0]
     by_type = main["by_type"]
     common = [v["max"] for k, v in by_type.items() if k != ESCALATION]

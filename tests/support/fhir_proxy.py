@@ -9,6 +9,8 @@
   "read" (GET Type/id[...]), "transaction" (POST to the base), "batch" (POST to the base of a
   batch Bundle: one round trip of several searches), "metadata", "write" (any other);
   label is the method and path (no query string). `snapshot()` / `since(n)` read them.
+- timing: `seconds[i]` is how long the server took to answer `requests[i]` (the upstream call
+  only, the proxy's own work excluded); `mean_ms_since(n)` averages them by kind.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class FhirProxy:
         self.failing = False
         self.refused = 0
         self.requests: list[tuple[str, str]] = []
+        self.seconds: list[float] = []
         self.captured: list[bytes] | None = None  # set to [] to keep transaction bodies
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=30)
@@ -81,17 +84,20 @@ class FhirProxy:
                 time.sleep(proxy.delay)
                 relative = self.path.removeprefix("/fhir")
                 kind = classify(self.command, relative, body)
-                with proxy._lock:
-                    proxy.requests.append(kind)
-                    if proxy.captured is not None and kind[0] == "transaction":
-                        proxy.captured.append(body)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                began = time.perf_counter()
                 r = proxy._client.request(
                     self.command,
                     proxy.upstream + relative,
                     headers=headers,
                     content=body,
                 )
+                took = time.perf_counter() - began
+                with proxy._lock:
+                    proxy.requests.append(kind)
+                    proxy.seconds.append(took)
+                    if proxy.captured is not None and kind[0] == "transaction":
+                        proxy.captured.append(body)
                 self.send_response(r.status_code)
                 for k, v in r.headers.items():
                     if k.lower() not in _HOP_BY_HOP:
@@ -119,6 +125,15 @@ class FhirProxy:
         """Requests by kind since `count()` was `start`."""
         with self._lock:
             return Counter(kind for kind, _ in self.requests[start:])
+
+    def mean_ms_since(self, start: int) -> dict[str, float]:
+        """Mean server time per request, by kind, since `count()` was `start`."""
+        with self._lock:
+            pairs = list(zip(self.requests[start:], self.seconds[start:], strict=True))
+        total: dict[str, list[float]] = {}
+        for (kind, _), took in pairs:
+            total.setdefault(kind, []).append(took)
+        return {k: round(1000 * sum(v) / len(v), 1) for k, v in sorted(total.items())}
 
     def labels_since(self, start: int) -> list[str]:
         with self._lock:

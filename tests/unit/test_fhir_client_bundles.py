@@ -351,6 +351,33 @@ def test_transaction_response_with_missing_entries_is_invalid() -> None:
         fhir.apply(_effects().writes)
 
 
+def test_transaction_result_parses_a_returned_resource_only_when_read() -> None:
+    """The write is committed once the server answers: a representation that does not validate
+    must not fail the event (a retry would send the transaction again); reading it raises."""
+    bad = {"resourceType": "Patient", "id": "p9", "meta": {"versionId": "3"}, "birthDate": "banana"}
+    good = {"resourceType": "Task", "id": "t1", "status": "in-progress", "intent": "order"}
+    reply = {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [
+            {"resource": bad, "response": {"status": "201 Created"}},
+            {"resource": good, "response": {"status": "200 OK", "etag": 'W/"8"'}},
+            {"response": {"status": "200 OK", "location": "Task/t2/_history/2"}},
+        ],
+    }
+    with make(lambda r: fhir_json(200, reply)) as fhir:
+        result = fhir.apply(_effects().writes)
+    created, updated, minimal = result.entries
+    assert (created.reference, created.version_id) == ("Patient/p9", "3")
+    assert (updated.reference, updated.version_id) == ("Task/t1", "8")
+    assert minimal.resource is None and minimal.reference == "Task/t2"
+    assert isinstance(updated.resource, Task) and updated.resource.status == "in-progress"
+    with pytest.raises(FhirResponseInvalid) as raised:
+        _ = created.resource
+    assert raised.value.context["resource"] == "Patient/p9" and "banana" not in str(raised.value)
+    assert "banana" not in repr(created)
+
+
 def test_batch_reports_each_entry() -> None:
     reply = {
         "resourceType": "Bundle",

@@ -154,6 +154,7 @@ class AnsweringFhir(StoreFhir):
 
     def apply(self, writes: Sequence[FhirWrite]) -> object:
         from carecoord.fhir.bundles import EntryResult, result_from
+        from carecoord.fhir.models import to_json
 
         self.transactions.append(list(writes))
         entries = []
@@ -162,7 +163,7 @@ class AnsweringFhir(StoreFhir):
             key = (w.identifier_system, w.identifier_value)
             status = 200 if key in self.stored else 201
             stored = self.stored.setdefault(key, w.resource)
-            entries.append(EntryResult(i, status, full_url=w.full_url, resource=stored))
+            entries.append(EntryResult(i, status, w.full_url, resource_json=to_json(stored)))
         return result_from(entries)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.effects import Create, FhirWrite, Update
 from carecoord.fhir.errors import FhirError, FhirResponseInvalid
-from carecoord.fhir.models import FhirVersion, parse_resource, to_json
+from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion, parse_resource, to_json
 
 _TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -213,7 +214,13 @@ def retry_safe(bundle: Mapping[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class EntryResult:
-    """The outcome of one request entry, in request order."""
+    """The outcome of one request entry, in request order.
+
+    `resource` is parsed from the response's JSON on first access: the runtime needs only the
+    reference and version, and validating every returned resource cost an eighth of a worker's
+    CPU (bench (e)). An invalid resource raises FhirResponseInvalid where it is read, not after
+    the server has already committed the transaction.
+    """
 
     index: int
     status: int
@@ -221,8 +228,16 @@ class EntryResult:
     reference: str | None = None  # "Type/id" of the resulting resource
     version_id: str | None = None
     # Left out of repr: results get logged, resources may hold PHI.
-    resource: Resource | None = field(default=None, repr=False)
+    resource_json: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     error: FhirError | None = None  # batch only: why this entry failed
+    fhir_version: FhirVersion = field(default=DEFAULT_VERSION, repr=False, compare=False)
+
+    @cached_property
+    def resource(self) -> Resource | None:
+        """The resource the server returned (Prefer: return=representation), or None."""
+        if self.resource_json is None:
+            return None
+        return parse_resource(dict(self.resource_json), self.fhir_version)
 
     @property
     def created(self) -> bool:
@@ -301,15 +316,17 @@ def entry_outcome(
     raw = response_entry.get("resource")
     resource = None
     if isinstance(raw, Mapping) and raw.get("resourceType") != "OperationOutcome":
-        resource = parse_resource(dict(raw), version)
+        resource = raw
     reference = version_id = None
     location = response.get("location")
     if isinstance(location, str) and location:
         loc = parse_location(location)
         reference, version_id = loc.reference, loc.version_id
-    if resource is not None and resource.id:
-        reference = reference or reference_of(resource)
-        version_id = version_id or version_of(resource)
+    if resource is not None and isinstance(resource.get("id"), str) and resource["id"]:
+        reference = reference or f"{resource.get('resourceType')}/{resource['id']}"
+        meta = resource.get("meta")
+        vid = meta.get("versionId") if isinstance(meta, Mapping) else None
+        version_id = version_id or (str(vid) if vid else None)
     if reference is None and status < 300:
         reference = _request_reference(request_entry)
     version_id = version_id or parse_etag(response.get("etag"))
@@ -320,8 +337,9 @@ def entry_outcome(
         full_url=full_url if isinstance(full_url, str) else None,
         reference=reference,
         version_id=version_id,
-        resource=resource,
+        resource_json=resource,
         error=error,
+        fhir_version=version,
     )
 
 
