@@ -6,16 +6,21 @@ state), the month's Communications (RPM's interactive-communication rule) and th
 the care plans address (the ChargeItem's `reason`). Where the server declares the `batch`
 interaction these are ONE batch of searches (carecoord.fhir.batch_reads):
 
-    ChargeItem?subject=Patient/p&occurrence=ge<month start - 1 day>&occurrence=lt<next month + 1>
+    ChargeItem?subject=Patient/p&occurrence=ge<month start - 1 day>
     CarePlan?patient=Patient/p
     Consent?patient=Patient/p
-    Communication?patient=Patient/p&sent=ge<...>&sent=lt<...>
+    Communication?patient=Patient/p&sent=ge<month start - 1 day>
     Condition?patient=Patient/p
 
 Elsewhere each is searched on first use only (a duplicate entry reads its ChargeItems and
 nothing else), and Conditions are read one by one, as before. Either way every result is
 re-filtered here (patient, month), so a server ignoring `occurrence` or `sent` costs bytes, not
 correctness; a day either side of the month absorbs UTC offsets.
+
+Only the lower bound goes to the server. On a date index a two-sided range is a scan from one
+end: `lt` reads every older entry of the type (every patient's history), while `ge` from a
+recent day reads little. The month's own end is applied here; entries later than the month
+exist only when an event arrives for an earlier month, and are bounded by that delay.
 """
 
 from __future__ import annotations
@@ -32,13 +37,8 @@ from carecoord.handlers.care_model import Month, as_date, reference_str
 
 
 def month_bounds(param: str, day: date) -> list[tuple[str, str]]:
-    """`param` from the day before the month of `day` to the day after it (exclusive)."""
-    month = Month.of(day)
-    after = month.end + timedelta(days=1)
-    return [
-        (param, f"ge{(month.start - timedelta(days=1)).isoformat()}"),
-        (param, f"lt{(after + timedelta(days=1)).isoformat()}"),
-    ]
+    """`param` from the day before the month of `day`; no upper bound (see above)."""
+    return [(param, f"ge{(Month.of(day).start - timedelta(days=1)).isoformat()}")]
 
 
 def charge_item_search(patient: str, day: date | None) -> Search:
