@@ -209,3 +209,56 @@ def test_no_probe_where_the_server_searches_the_type_by_identifier() -> None:
     effects.create(CarePlan.model_validate(PLAN), "urn:s", "plan-p1")
     with client(Server({})) as fhir:
         assert existence_probe(fhir, effects.writes[0]) is None  # type: ignore[arg-type]
+
+
+def _team_server(declares_include: bool) -> tuple[list[str], httpx.MockTransport]:
+    """A server holding one active plan whose standalone CareTeam names the care manager."""
+    from carecoord.fhir import terminology as t
+
+    role = {"coding": [{"system": t.ROLE_CARE_COORDINATOR.system,
+                        "code": t.ROLE_CARE_COORDINATOR.code}]}  # fmt: skip
+    member = {"role": [role], "member": {"reference": "Practitioner/cm-1"}}
+    team = {"resourceType": "CareTeam", "id": "team-1", "status": "active",
+            "subject": {"reference": "Patient/p1"}, "participant": [member]}  # fmt: skip
+    plan = {**PLAN, "careTeam": [{"reference": "CareTeam/team-1"}]}
+    resource: dict[str, Any] = {"type": "CarePlan", "searchParam": [{"name": "patient"}]}
+    if declares_include:
+        resource["searchInclude"] = ["CarePlan:subject", "CarePlan:care-team"]
+    statement = {"resourceType": "CapabilityStatement",
+                 "rest": [{"mode": "server", "resource": [resource]}]}  # fmt: skip
+    requests: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/r4").strip("/")
+        body: dict[str, Any]
+        if path == "metadata":
+            body = statement
+        else:
+            requests.append(f"{request.method} {path}?{request.url.query.decode()}".rstrip("?"))
+            if path == "CareTeam/team-1":
+                body = team
+            else:
+                included = "_include" in request.url.params
+                entries = [{"resource": plan, "search": {"mode": "match"}}]
+                entries += [{"resource": team, "search": {"mode": "include"}}] if included else []
+                body = bundle("searchset", entries)
+        return httpx.Response(200, json=body, headers={"Content-Type": "application/fhir+json"})
+
+    return requests, httpx.MockTransport(answer)
+
+
+@pytest.mark.parametrize("declares_include", [True, False])
+def test_the_plans_care_team_comes_with_the_plans_where_the_server_declares_the_include(
+    declares_include: bool,
+) -> None:
+    from carecoord.handlers.patient_context import patient_team
+
+    requests, transport = _team_server(declares_include)
+    with FhirClient(BASE, transport=transport, sleep=lambda s: None) as fhir:
+        team = patient_team(EventReads(fhir), "p1")
+    assert team.care_manager == "Practitioner/cm-1"
+    search = "GET CarePlan?patient=Patient%2Fp1&status=active"
+    if declares_include:  # one round trip: the team came with the plan
+        assert requests == [search + "&_include=CarePlan%3Acare-team"]
+    else:  # no parameter the server did not declare; the team is read by its reference
+        assert requests == [search, "GET CareTeam/team-1"]

@@ -31,13 +31,23 @@ def statement_of(fhir: object) -> Mapping[str, Any] | None:
 def declares_revinclude(fhir: object, resource_type: str, *specs: str) -> bool:
     """Does the server declare every `_revinclude` in `specs` (e.g. "Communication:based-on") on
     searches of `resource_type`? Only then may an absent included resource mean "none"."""
+    return _declares(fhir, resource_type, "searchRevInclude", specs)
+
+
+def declares_include(fhir: object, resource_type: str, *specs: str) -> bool:
+    """Does the server declare every `_include` in `specs` (e.g. "CarePlan:care-team") on
+    searches of `resource_type`?"""
+    return _declares(fhir, resource_type, "searchInclude", specs)
+
+
+def _declares(fhir: object, resource_type: str, element: str, specs: tuple[str, ...]) -> bool:
     statement = statement_of(fhir)
     if statement is None:
         return False
     for rest in statement.get("rest") or []:
         for res in rest.get("resource") or []:
             if isinstance(res, Mapping) and res.get("type") == resource_type:
-                declared = {str(s) for s in res.get("searchRevInclude") or []}
+                declared = {str(s) for s in res.get(element) or []}
                 return all(spec in declared for spec in specs)
     return False
 

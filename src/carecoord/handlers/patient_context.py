@@ -24,7 +24,7 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.handler import FhirReader
 from carecoord.fhir.batch_reads import Search, declares_batch, search_together
-from carecoord.fhir.capabilities import declares_search_param, statement_of
+from carecoord.fhir.capabilities import declares_include, declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.terminology import ROLE_CARE_COORDINATOR, ROLE_PRIMARY_CARE_PHYSICIAN
 from carecoord.handlers.care_model import CARE_PLAN_ID, identifier_value, patient_of, reference_str
@@ -35,9 +35,19 @@ class PatientTeam(NamedTuple):
     provider: str | None
 
 
-def plans_search(patient_id: str) -> Search:
-    """The active-plans search, for a handler that prefetches it in a batch of its own."""
-    return ("CarePlan", [("patient", f"Patient/{patient_id}"), ("status", "active")])
+# The plans' standalone CareTeams in the same answer, where the server declares the include
+# (HAPI does; the embedded sekmet has no CarePlan care-team parameter): the team's id is known
+# only from the plan, so without it an escalation or a referral reads the team separately.
+PLAN_TEAM_INCLUDE = "CarePlan:care-team"
+
+
+def plans_search(patient_id: str, fhir: object | None = None) -> Search:
+    """The active-plans search, with the plans' CareTeams where `fhir`'s server declares
+    `_include=CarePlan:care-team`; for a handler that prefetches it in a batch of its own."""
+    params = [("patient", f"Patient/{patient_id}"), ("status", "active")]
+    if fhir is not None and declares_include(fhir, "CarePlan", PLAN_TEAM_INCLUDE):
+        params.append(("_include", PLAN_TEAM_INCLUDE))
+    return ("CarePlan", params)
 
 
 def team_search(fhir: FhirReader, patient_id: str) -> Search | None:
@@ -56,8 +66,8 @@ def plan_searches(fhir: FhirReader, patient_id: str) -> list[Search]:
     a search is answered from the batch (carecoord.fhir.event_reads)."""
     teams = team_search(fhir, patient_id)
     if teams is not None and declares_batch(fhir):
-        return [plans_search(patient_id), teams]
-    return [plans_search(patient_id)]
+        return [plans_search(patient_id, fhir), teams]
+    return [plans_search(patient_id, fhir)]
 
 
 def active_plans(fhir: FhirReader, patient_id: str, *, managed: bool = False) -> list[Resource]:
