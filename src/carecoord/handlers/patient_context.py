@@ -36,7 +36,7 @@ class PatientTeam(NamedTuple):
 
 
 # The plans' standalone CareTeams in the same answer, where the server declares the include
-# (HAPI does; the embedded sekmet has no CarePlan care-team parameter): the team's id is known
+# (R4 defines CarePlan's care-team parameter; sekmet does not index it): the team's id is known
 # only from the plan, so without it an escalation or a referral reads the team separately.
 PLAN_TEAM_INCLUDE = "CarePlan:care-team"
 
