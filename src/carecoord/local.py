@@ -9,6 +9,7 @@ Both bind loopback on free ports and are stopped by `close()` / the context mana
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -24,6 +25,8 @@ from pathlib import Path
 import httpx
 
 from carecoord.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -140,10 +143,14 @@ _SEKMET_INDEXES = (
 
 
 def _index_sekmet(database: Path) -> None:
-    with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
-        for statement in _SEKMET_INDEXES:
-            conn.execute(statement)
-        conn.commit()
+    """Add the indexes; a sekmet whose schema differs still serves, only slower."""
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
+            for statement in _SEKMET_INDEXES:
+                conn.execute(statement)
+            conn.commit()
+    except sqlite3.Error as exc:
+        log.warning("could not add search indexes to the embedded FHIR server: %s", exc)
 
 
 def start_fhir(

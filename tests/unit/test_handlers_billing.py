@@ -296,6 +296,17 @@ def test_minutes_count_only_for_their_own_program_and_month(fhir: FakeFhir) -> N
     assert billed(fhir) == {}
 
 
+def test_a_late_entry_for_a_past_month_ignores_the_later_months_time(fhir: FakeFhir) -> None:
+    """Only the month's lower date bound goes to the server (billing_reads), so a late March
+    entry reads April's too: March must still total its own minutes only (10, under 99490)."""
+    enrol(fhir)
+    log_time(fhir, 15, when="2025-04-02T09:00:00+00:00")
+    log_time(fhir, 10, when="2025-03-28T09:00:00+00:00")
+    assert billed(fhir) == {}
+    log_time(fhir, 10, when="2025-03-29T09:00:00+00:00")  # March reaches 20
+    assert billed(fhir) == {"99490": 1}
+
+
 def test_the_month_is_the_entrys_own_calendar_month_not_utcs(fhir: FakeFhir) -> None:
     # 21:00 on 31 March in Chicago is already 1 April in UTC: it is March time.
     assert log_time(fhir, 15, when="2025-03-05T10:00:00-05:00") == []

@@ -40,6 +40,13 @@ def version_of(resource: Resource) -> str | None:
     return str(vid) if vid else None
 
 
+def json_version(data: Mapping[str, Any]) -> str | None:
+    """meta.versionId of a resource's JSON, or None."""
+    meta = data.get("meta")
+    vid = meta.get("versionId") if isinstance(meta, Mapping) else None
+    return str(vid) if vid else None
+
+
 def reference_of(resource: Resource) -> str:
     """ "Type/id" of a resource that has an id."""
     rid = getattr(resource, "id", None)
@@ -120,9 +127,9 @@ def writes_to_bundle(
             stored = (existing or {}).get(write.full_url)
             if stored is not None:
                 body = dict(stored)
-                vid = (stored.get("meta") or {}).get("versionId")
+                vid = json_version(stored)
                 if vid:
-                    put["ifMatch"] = if_match(str(vid))
+                    put["ifMatch"] = if_match(vid)
             entries.append({"resource": body, "request": put})
         elif isinstance(write, Create):
             entries.append(
@@ -324,9 +331,7 @@ def entry_outcome(
         reference, version_id = loc.reference, loc.version_id
     if resource is not None and isinstance(resource.get("id"), str) and resource["id"]:
         reference = reference or f"{resource.get('resourceType')}/{resource['id']}"
-        meta = resource.get("meta")
-        vid = meta.get("versionId") if isinstance(meta, Mapping) else None
-        version_id = version_id or (str(vid) if vid else None)
+        version_id = version_id or json_version(resource)
     if reference is None and status < 300:
         reference = _request_reference(request_entry)
     version_id = version_id or parse_etag(response.get("etag"))
