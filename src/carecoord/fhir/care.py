@@ -1,4 +1,4 @@
-"""Builders for care-management concepts (README, "Care concepts on FHIR").
+"""Builders for care-management concepts (docs/fhir-mapping.md).
 
 Builds, each with its deterministic business identifier (carecoord.fhir.identifiers):
 - care_plan: CarePlan of a program enrolment (CCM, PCM, RPM, TCM, BHI, APCM)
