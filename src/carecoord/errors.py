@@ -5,14 +5,32 @@ message, and never PHI: ids only.
 
     CarecoordError                   transient / rerun / unavailable decide what the runtime does
     ├── ConfigError                  a setting is wrong: fails at start-up; permanent at run time
+    ├── StartupError                 the service cannot start (a port in use, a broker unreachable)
     ├── InvalidTransition            a workflow state machine refused a transition
+    ├── TransientError (events/runtime)  a processor's "worth retrying": retried in the budget
     ├── EventError                   the event cannot be processed (permanent)
     │   ├── MalformedEvent           not JSON / not a CloudEvent / unknown type / bad data
     │   │   └── MalformedNotification (fhir/notification_bundles)  not a FHIR notification
     │   └── HandlerError             a handler cannot act on a valid event
     ├── FhirError (fhir/errors.py)   dependency "fhir"; 5xx, 429 and transport errors: unavailable
-    │   └── FhirConflict ...         409/412: rerun (the handlers read again)
-    └── BrokerError (events/broker)  dependency "kafka"; unavailable unless MessageTooLarge
+    │   ├── FhirNotFound             404
+    │   ├── FhirGone                 410
+    │   ├── FhirConflict             409/412: rerun (the handlers read again)
+    │   │   ├── FhirPreconditionFailed   412: If-Match stale, or a conditional matched several
+    │   │   └── ConflictRetriesExhausted (handlers/processing)  still conflicting after reruns
+    │   ├── FhirInvalid              400/422 with the OperationOutcome's issues
+    │   ├── FhirUnauthorized         401
+    │   ├── FhirForbidden            403
+    │   ├── FhirServerError          5xx: unavailable
+    │   │   └── FhirRateLimited      429, with its Retry-After
+    │   ├── FhirTransportError       connection refused, reset, timed out: unavailable
+    │   └── FhirResponseInvalid      a 2xx whose body is not the FHIR the request asked for
+    ├── BrokerError (events/broker)  dependency "kafka"; unavailable unless MessageTooLarge
+    │   └── MessageTooLarge          a record over the broker's size limit (permanent)
+    ├── HsdsFormError (fhir/hsds_forms)      a payload in none of the HSDS forms carecoord reads
+    ├── HsdsRecordError (fhir/hsds)          one HSDS record cannot be mapped (names the field)
+    ├── HsdsTabularError (fhir/hsds_tabular) a folder that is not an HSDS tabular export
+    └── HsdsApiError (fhir/hsds_sync)        an HSDS API cannot be read (path and status)
 
 The runtime's contract (events/runtime.py `classify`): an error that is `unavailable` pauses
 consumption until its dependency answers again and never dead-letters the event; `transient` or
