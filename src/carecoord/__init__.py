@@ -3,11 +3,13 @@
 The public API is curated here; everything else is importable but may change between minor
 versions. The test kit is `carecoord.testing`; the layers are drawn in docs/architecture.md.
 Builders live in `carecoord.fhir.care`, `.referral` and `.directory`; codes in
-`carecoord.fhir.terminology`.
+`carecoord.fhir.terminology`; the event catalog's models, inbound and outbound, in
+`carecoord.catalog` (`catalog.INBOUND`, `catalog.OUTBOUND`: type -> model).
 """
 
 from __future__ import annotations
 
+from carecoord import catalog
 from carecoord.core.catalog import EventData
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Create, Effects, Emit, Update
@@ -90,6 +92,7 @@ __all__ = [
     "Update",
     "__version__",
     "add_create",
+    "catalog",
     "new_event",
     "work_task",
 ]

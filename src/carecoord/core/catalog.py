@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from carecoord.core.envelope import CloudEvent
+from carecoord.core.references import (
+    CarePlanRef,
+    CommunicationRequestRef,
+    ConsentDocumentRef,
+    EpisodeOfCareRef,
+    PractitionerOrRoleRef,
+    PractitionerRef,
+    TaskRef,
+)
 from carecoord.core.vocabulary import Channel, Outcome, Program, TaskStatus
 from carecoord.errors import MalformedEvent, describe_validation
 
@@ -44,11 +53,16 @@ Token = Annotated[str, Field(max_length=MAX_TOKEN_CHARS), AfterValidator(_fhir_t
 
 
 class EventData(BaseModel):
+    """An event's `data`. A catalog model names its CloudEvents `type` in `event_type`, so a
+    handler routes on the model (`@handlers.on(SdohNeedIdentified)`) and emits one
+    (`effects.emit(ReferralCreated(...), subject, id=...)`) without spelling the type."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
 
+    event_type: ClassVar[str] = ""
+    """The CloudEvents `type` this model is the data of ("" for a part of one)."""
 
-_PRACTITIONER_REF = r"^Practitioner/[A-Za-z0-9\-.]{1,64}$"
-_PRACTITIONER_OR_ROLE_REF = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$"
+
 ConsentMethod = Literal["verbal", "written"]
 DisenrolmentReason = Literal["patient-request", "deceased", "moved", "ineligible", "unreachable"]
 DischargeSetting = Literal[
@@ -64,32 +78,40 @@ class Consent(EventData):
 
     date: date
     method: ConsentMethod
-    recorded_by: str = Field(pattern=_PRACTITIONER_OR_ROLE_REF)
+    recorded_by: PractitionerOrRoleRef
 
 
 class PatientEnrolled(EventData):
+    event_type: ClassVar[str] = "carecoord.patient.enrolled"
+
     program: Program
-    provider: str = Field(pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
-    care_manager: str | None = Field(default=None, pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
+    provider: PractitionerRef
+    care_manager: PractitionerRef | None = None
     conditions: list[Token] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     start: date
     consent: Consent | None = None  # without it a program that requires consent is pending
 
 
 class ConsentRecorded(EventData):
+    event_type: ClassVar[str] = "carecoord.consent.recorded"
+
     program: Program
     date: date
     method: ConsentMethod
-    recorded_by: str = Field(pattern=_PRACTITIONER_OR_ROLE_REF)
+    recorded_by: PractitionerOrRoleRef
 
 
 class PatientDisenrolled(EventData):
+    event_type: ClassVar[str] = "carecoord.patient.disenrolled"
+
     program: Program
     reason: DisenrolmentReason
     effective_date: date | None = None  # default: the last day of the event's month
 
 
 class PatientDischarged(EventData):
+    event_type: ClassVar[str] = "carecoord.patient.discharged"
+
     discharged_at: datetime
     facility: Token = Field(min_length=1)
     setting: DischargeSetting
@@ -99,17 +121,19 @@ class PatientDischarged(EventData):
 class TcmEpisodeEnded(EventData):
     """Produced by the sweeper once a TCM episode's 30 days are over."""
 
-    episode: str = Field(pattern=r"^EpisodeOfCare/[A-Za-z0-9\-.]{1,64}$")
+    event_type: ClassVar[str] = "carecoord.tcm.episode-ended"
+
+    episode: EpisodeOfCareRef
 
 
 class OutreachAttempted(EventData):
+    event_type: ClassVar[str] = "carecoord.outreach.attempted"
+
     channel: Channel
     outcome: Outcome
     attempted_at: datetime
     by: Token
-    outreach: str | None = Field(
-        default=None, pattern=r"^CommunicationRequest/[A-Za-z0-9\-.]{1,64}$"
-    )
+    outreach: CommunicationRequestRef | None = None
     duration_minutes: float | None = Field(default=None, ge=0)
 
 
@@ -119,15 +143,14 @@ class ConsentToShare(EventData):
 
     date: date
     method: ConsentMethod
-    recorded_by: str = Field(pattern=_PRACTITIONER_OR_ROLE_REF)
+    recorded_by: PractitionerOrRoleRef
     # The signed form, when there is one.
-    document: str | None = Field(
-        default=None,
-        pattern=r"^(DocumentReference|QuestionnaireResponse|Consent|Contract)/[A-Za-z0-9\-.]{1,64}$",
-    )
+    document: ConsentDocumentRef | None = None
 
 
 class SdohNeedIdentified(EventData):
+    event_type: ClassVar[str] = "carecoord.sdoh.need-identified"
+
     domain: Token = Field(min_length=1)
     evidence: Note | None = None
     postal_code: Token = Field(min_length=1)
@@ -138,7 +161,9 @@ class SdohNeedIdentified(EventData):
 
 
 class ReferralStatusChanged(EventData):
-    task: str = Field(pattern=r"^Task/[A-Za-z0-9\-.]{1,64}$")
+    event_type: ClassVar[str] = "carecoord.referral.status-changed"
+
+    task: TaskRef
     status: TaskStatus
     reason: Note | None = None
     # The Task version that had `status` (e.g. from a FHIR notification): if the Task has moved
@@ -151,6 +176,8 @@ class ReferralStatusChanged(EventData):
 
 
 class ClinicalQuestion(EventData):
+    event_type: ClassVar[str] = "carecoord.clinical.question"
+
     question: Question = Field(min_length=1)  # PHI: never logged
     urgency: Literal["routine", "urgent"]
     raised_by: Token
@@ -161,7 +188,9 @@ class ClinicalOverdue(EventData):
     deadline unanswered at escalation `level` (1: covering provider / on-call, 2: clinical lead);
     produced by the sweeper."""
 
-    task: str = Field(pattern=r"^Task/[A-Za-z0-9\-.]{1,64}$")
+    event_type: ClassVar[str] = "carecoord.clinical.overdue"
+
+    task: TaskRef
     level: int = Field(ge=1, le=2)
     due: datetime | None = None  # the deadline that was missed
 
@@ -171,12 +200,16 @@ class TaskStatusChanged(EventData):
     handlers re-read the Task and act on what the server has. No free text: a provider's reason
     may be clinical, it stays in the Task's statusReason."""
 
-    task: str = Field(pattern=r"^Task/[A-Za-z0-9\-.]{1,64}$")
+    event_type: ClassVar[str] = "carecoord.task.status-changed"
+
+    task: TaskRef
     status: TaskStatus
     task_version: Token | None = None
 
 
 class TimeLogged(EventData):
+    event_type: ClassVar[str] = "carecoord.time.logged"
+
     program: Program
     minutes: float = Field(gt=0, le=24 * 60)
     activity: Note
@@ -188,18 +221,28 @@ class TimeLogged(EventData):
     # revised); None: the billing handler's `complex_ccm` default.
     complex: bool | None = None
     # The practitioner who bills the month (default: the care plan's provider).
-    billing_practitioner: str | None = Field(default=None, pattern=_PRACTITIONER_OR_ROLE_REF)
+    billing_practitioner: PractitionerOrRoleRef | None = None
     # RPM: the entry includes a real-time interactive communication with the patient/caregiver.
     interactive: bool = False
     qmb: bool = False  # APCM: the patient is a Qualified Medicare Beneficiary (G0558)
 
 
 class OutreachDue(EventData):
+    """A month's outreach is due (produced by the sweeper: `stage` nearly-overdue when the
+    period's end is near and the patient is not reached yet)."""
+
+    event_type: ClassVar[str] = "carecoord.outreach.due"
+
     period_start: date
     period_end: date
+    stage: Literal["due", "nearly-overdue"] = "due"
+    care_plan: CarePlanRef | None = None
+    outreach: CommunicationRequestRef | None = None
 
 
 class TaskOverdue(EventData):
+    event_type: ClassVar[str] = "carecoord.task.overdue"
+
     task: Token
 
 
@@ -207,43 +250,177 @@ class CareManagerReassign(EventData):
     """Move one patient away from `care_manager` (emitted by the sweeper, or by an HR/EHR
     integration when a care manager leaves)."""
 
-    care_manager: str = Field(pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
+    event_type: ClassVar[str] = "carecoord.care-manager.reassign"
+
+    care_manager: PractitionerRef
     reason: Literal["left", "over-capacity"]
     month: str | None = Field(default=None, pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")  # YYYY-MM
 
 
 T = TypeVar("T", bound="EventData")
 
-INBOUND: dict[str, type[EventData]] = {
-    "carecoord.patient.enrolled": PatientEnrolled,
-    "carecoord.outreach.attempted": OutreachAttempted,
-    "carecoord.sdoh.need-identified": SdohNeedIdentified,
-    "carecoord.referral.status-changed": ReferralStatusChanged,
-    "carecoord.clinical.question": ClinicalQuestion,
-    "carecoord.clinical.overdue": ClinicalOverdue,
-    "carecoord.task.status-changed": TaskStatusChanged,
-    "carecoord.time.logged": TimeLogged,
-    "carecoord.outreach.due": OutreachDue,
-    "carecoord.task.overdue": TaskOverdue,
-    "carecoord.care-manager.reassign": CareManagerReassign,
-    "carecoord.consent.recorded": ConsentRecorded,
-    "carecoord.patient.disenrolled": PatientDisenrolled,
-    "carecoord.patient.discharged": PatientDischarged,
-    "carecoord.tcm.episode-ended": TcmEpisodeEnded,
-}
+INBOUND_MODELS: tuple[type[EventData], ...] = (
+    PatientEnrolled, OutreachAttempted, SdohNeedIdentified, ReferralStatusChanged,
+    ClinicalQuestion, ClinicalOverdue, TaskStatusChanged, TimeLogged, OutreachDue, TaskOverdue,
+    CareManagerReassign, ConsentRecorded, PatientDisenrolled, PatientDischarged, TcmEpisodeEnded,
+)  # fmt: skip
+INBOUND: dict[str, type[EventData]] = {m.event_type: m for m in INBOUND_MODELS}
 
-OUTBOUND_TYPES = (
-    "carecoord.outreach.escalated",
-    "carecoord.referral.created",
-    "carecoord.referral.unmatched",
-    "carecoord.clinical.routed",
-    "carecoord.clinical.escalated",
-    "carecoord.clinical.answered",
-    "carecoord.clinical.visit-requested",
-    "carecoord.billing.threshold-reached",
-    "carecoord.care-manager.reassigned",
-    "carecoord.tcm.billable",
-)
+
+# Outbound: what carecoord emits on its outbound topic. Values are as they go on the wire (times
+# and dates as ISO 8601 strings); a field a handler leaves unset is not sent.
+
+_DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+_Date = Annotated[str, Field(json_schema_extra={"format": "date"})]
+_Month = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+_Identifier = Annotated[str, Field(description="a business identifier, `system|value`")]
+
+
+class OutreachEscalated(EventData):
+    """A month's outreach went unanswered: an escalation Task was created for `owner`."""
+
+    event_type: ClassVar[str] = "carecoord.outreach.escalated"
+
+    outreach: CommunicationRequestRef
+    care_plan: CarePlanRef | None
+    owner: str
+    reason: str
+    unanswered_attempts: int
+    period_end: _Date | None
+    escalation: dict[str, str] = Field(description="the escalation Task's identifier (FHIR JSON)")
+    alternative_channel: str | None
+
+
+class ReferralCreated(EventData):
+    """A referral attempt went to a community organisation (or, replayed, is still there)."""
+
+    event_type: ClassVar[str] = "carecoord.referral.created"
+
+    domain: str
+    service_request_identifier: _Identifier
+    service_request: str | None = None
+    task: TaskRef | None = None
+    task_identifier: _Identifier | None = None
+    healthcare_service: str | None = None
+    organization: str | None = None
+    attempt: int | None = None
+
+
+class ReferralUnmatched(EventData):
+    """No organisation could take the referral: a manual-referral Task for the care manager."""
+
+    event_type: ClassVar[str] = "carecoord.referral.unmatched"
+
+    domain: str
+    service_request_identifier: _Identifier
+    manual_task_identifier: _Identifier
+    tried: list[str]
+    reason: Literal["all-candidates-declined", "no-candidates"]
+    service_request: str | None = None
+
+
+class ClinicalRouted(EventData):
+    """A clinical question went to the provider as a clinical-review Task."""
+
+    event_type: ClassVar[str] = "carecoord.clinical.routed"
+
+    task_identifier: _Identifier
+    provider: str
+    priority: Literal["stat", "routine"]
+    urgency: Literal["routine", "urgent"]
+    due: _DateTime
+
+
+class ClinicalEscalated(EventData):
+    """An unanswered clinical question went to the next level (covering provider, lead)."""
+
+    event_type: ClassVar[str] = "carecoord.clinical.escalated"
+
+    task: TaskRef
+    level: int
+    escalated_to: str
+    escalation_task_identifier: _Identifier
+    priority: str
+    urgency: str
+    missed_due: _DateTime
+    due: _DateTime
+
+
+class ClinicalAnswered(EventData):
+    """The provider answered: the care manager has a relay Task and the patient a request."""
+
+    event_type: ClassVar[str] = "carecoord.clinical.answered"
+
+    task: TaskRef
+    replied_task: TaskRef
+    provider: str
+    answer: str = Field(description="where the answer is: communication, task or none")
+    relay_task_identifier: _Identifier
+    communication_request_identifier: _Identifier
+
+
+class ClinicalVisitRequested(EventData):
+    """The provider asked for a visit: the care manager has a Task to schedule it."""
+
+    event_type: ClassVar[str] = "carecoord.clinical.visit-requested"
+
+    task: TaskRef
+    replied_task: TaskRef
+    provider: str
+    visit_task_identifier: _Identifier
+
+
+class BillingThresholdReached(EventData):
+    """A month's time crossed a billing code's threshold (one more unit)."""
+
+    event_type: ClassVar[str] = "carecoord.billing.threshold-reached"
+
+    program: str
+    month: _Month
+    cpt: str
+    unit: int
+    charge_item_identifier: _Identifier
+    charge_item: str | None = None
+    total_minutes: float | None = None
+
+
+class CareManagerReassigned(EventData):
+    """A patient's care moved from `previous` to `care_manager`."""
+
+    event_type: ClassVar[str] = "carecoord.care-manager.reassigned"
+
+    care_manager: str
+    previous: str
+    reason: str
+    assignment: str
+    month: _Month
+    care_plans: list[str]
+    outreach: list[str]
+    tasks: list[str]
+
+
+class TcmBillable(EventData):
+    """A TCM episode met its deadlines and was billed."""
+
+    event_type: ClassVar[str] = "carecoord.tcm.billable"
+
+    episode: EpisodeOfCareRef
+    cpt: str
+    date_of_service: _Date
+
+
+OUTBOUND_MODELS: tuple[type[EventData], ...] = (
+    OutreachEscalated, ReferralCreated, ReferralUnmatched, ClinicalRouted, ClinicalEscalated,
+    ClinicalAnswered, ClinicalVisitRequested, BillingThresholdReached, CareManagerReassigned,
+    TcmBillable,
+)  # fmt: skip
+OUTBOUND: dict[str, type[EventData]] = {m.event_type: m for m in OUTBOUND_MODELS}
+OUTBOUND_TYPES = tuple(OUTBOUND)
+
+
+def wire_data(data: EventData) -> dict[str, Any]:
+    """`data` as it goes on the wire: JSON values, the fields that were set (None included)."""
+    return data.model_dump(mode="json", exclude_unset=True)
 
 
 def known_type(event_type: str) -> str | None:

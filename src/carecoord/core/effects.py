@@ -10,9 +10,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from fhir.resources.R4B.resource import Resource
+
+from carecoord.core.catalog import EventData, wire_data
 
 # Namespace for deterministic urn:uuid fullUrls inside a transaction bundle.
 _URN_NAMESPACE = uuid.UUID("5f0c1f9e-6b7a-4c1e-9a55-0c2f7c6d2a10")
@@ -83,8 +85,29 @@ class Effects:
     def update(self, resource: Resource, version_id: str | None) -> None:
         self.writes.append(Update(resource, version_id))
 
-    def emit(self, type: str, subject: str, data: Mapping[str, Any], id: str) -> None:
-        self.emits.append(Emit(type, subject, dict(data), id))
+    @overload
+    def emit(self, event: EventData, subject: str, *, id: str) -> None: ...
+
+    @overload
+    def emit(self, event: str, subject: str, data: Mapping[str, Any], id: str) -> None: ...
+
+    def emit(
+        self,
+        event: EventData | str,
+        subject: str,
+        data: Mapping[str, Any] | None = None,
+        id: str = "",
+    ) -> None:
+        """Emit a catalog model (its type is the model's `event_type`), or a type and its data
+        (a handler's own event type). `id` must be deterministic (see `Emit`)."""
+        if not id:
+            raise ValueError("an emitted event needs a deterministic id")
+        if isinstance(event, EventData):
+            if not event.event_type or data is not None:
+                raise ValueError(f"emit {type(event).__name__}: a catalog model, without data")
+            self.emits.append(Emit(event.event_type, subject, wire_data(event), id))
+        else:
+            self.emits.append(Emit(event, subject, dict(data or {}), id))
 
     def extend(self, other: Effects) -> None:
         self.writes.extend(other.writes)

@@ -2,7 +2,7 @@
 
     handlers = Handlers("acme-tcm", config=AcmeConfig)
 
-    @handlers.on("acme.patient.discharged", data=Discharged)
+    @handlers.on("acme.patient.discharged", data=Discharged)   # or @handlers.on(PatientEnrolled)
     def on_discharge(event: CloudEvent, data: Discharged, ctx: HandlerContext,
                      config: AcmeConfig) -> Effects: ...
 
@@ -78,18 +78,33 @@ class Handlers(Generic[C]):
         self._models: dict[str, type[EventData]] = {}
         self._config: tuple[Mapping[str, Any], C] | None = None
 
-    def on(self, *event_types: str, data: type[D]) -> Callable[[Route[D, C]], Route[D, C]]:
-        """Route `event_types` to the decorated function, with `data` parsed as that model."""
-        if not event_types:
-            raise ValueError("name at least one event type")
+    @overload
+    def on(self, model: type[D], /) -> Callable[[Route[D, C]], Route[D, C]]: ...
+
+    @overload
+    def on(self, *event_types: str, data: type[D]) -> Callable[[Route[D, C]], Route[D, C]]: ...
+
+    def on(
+        self, *event_types: str | type[D], data: type[D] | None = None
+    ) -> Callable[[Route[D, C]], Route[D, C]]:
+        """Route a catalog model's type (`on(SdohNeedIdentified)`), or `event_types` with `data`
+        parsed as that model, to the decorated function."""
+        if data is None:
+            model = event_types[0] if len(event_types) == 1 else None
+            if not isinstance(model, type) or not model.event_type:
+                raise ValueError("on(Model) takes one catalog model; else on(*types, data=Model)")
+            data, event_types = model, (model.event_type,)
+        if not event_types or not all(isinstance(t, str) for t in event_types):
+            raise ValueError("name at least one event type (strings), with data=Model")
+        parsed: type[D] = data
 
         def register(fn: Route[D, C]) -> Route[D, C]:
             def route(event: CloudEvent, ctx: HandlerContext) -> Effects:
                 require_patient(event)  # no Patient subject: MalformedEvent
-                return fn(event, parse_data(event, data), ctx, self._config_of(ctx.config))
+                return fn(event, parse_data(event, parsed), ctx, self._config_of(ctx.config))
 
             for event_type in event_types:
-                self._add(event_type, route, data)
+                self._add(str(event_type), route, parsed)
             return fn
 
         return register

@@ -37,7 +37,7 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
-from carecoord.core.catalog import TimeLogged, require_patient
+from carecoord.core.catalog import BillingThresholdReached, TimeLogged, require_patient
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
@@ -76,8 +76,8 @@ __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "uni
 
 log = logging.getLogger(__name__)
 
-TIME_LOGGED = "carecoord.time.logged"
-THRESHOLD_REACHED = "carecoord.billing.threshold-reached"
+TIME_LOGGED = TimeLogged.event_type
+THRESHOLD_REACHED = BillingThresholdReached.event_type
 TIME_ENTRY_ID = identifier_system("time-entry")
 CHARGE_ITEM_ID = identifier_system("charge-item")
 PROGRAM_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-program"
@@ -306,7 +306,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on(TIME_LOGGED, data=TimeLogged)
+@handlers.on(TimeLogged)
 def handle_time_logged(
     event: CloudEvent, data: TimeLogged, ctx: HandlerContext, config: BillingConfig
 ) -> Effects:
@@ -569,7 +569,7 @@ def _emit(
     if total is not None:
         data["total_minutes"] = float(total)
     key = threshold_value(pid, program, month, cpt, unit)
-    fx.emit(THRESHOLD_REACHED, f"Patient/{pid}", data, derived_id(CHARGE_ITEM_ID, key))
+    fx.emit(BillingThresholdReached(**data), f"Patient/{pid}", id=derived_id(CHARGE_ITEM_ID, key))
 
 
 HANDLERS: list[HandlerSpec] = [handlers.spec]

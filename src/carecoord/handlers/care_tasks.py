@@ -132,7 +132,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on("carecoord.task.overdue", data=TaskOverdue)
+@handlers.on(TaskOverdue)
 def handle_task_overdue(
     event: CloudEvent, data: TaskOverdue, ctx: HandlerContext, config: CareConfig
 ) -> Effects:

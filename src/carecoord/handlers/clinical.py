@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from carecoord.core.catalog import ClinicalQuestion, require_patient
+from carecoord.core.catalog import ClinicalQuestion, ClinicalRouted, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
@@ -35,8 +35,8 @@ from carecoord.handlers.patient_context import active_care_plan, patient_team
 
 log = logging.getLogger(__name__)
 
-QUESTION = "carecoord.clinical.question"
-ROUTED = "carecoord.clinical.routed"
+QUESTION = ClinicalQuestion.event_type
+ROUTED = ClinicalRouted.event_type
 _PRACTITIONER = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$"
 
 
@@ -58,7 +58,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on(QUESTION, data=ClinicalQuestion)
+@handlers.on(ClinicalQuestion)
 def handle_question(
     event: CloudEvent, data: ClinicalQuestion, ctx: HandlerContext, config: ClinicalConfig
 ) -> Effects:
@@ -92,16 +92,15 @@ def handle_question(
     add_create(fx, task)
     ident = carecoord_identifier(task)
     fx.emit(
-        ROUTED,
+        ClinicalRouted(
+            task_identifier=f"{ident[0]}|{ident[1]}" if ident else "",
+            provider=provider,
+            priority="stat" if urgent else "routine",
+            urgency=data.urgency,
+            due=due.isoformat(),
+        ),
         f"Patient/{pid}",
-        {
-            "task_identifier": f"{ident[0]}|{ident[1]}" if ident else "",
-            "provider": provider,
-            "priority": "stat" if urgent else "routine",
-            "urgency": data.urgency,
-            "due": due.isoformat(),
-        },
-        derived_id(event.id, ROUTED),
+        id=derived_id(event.id, ROUTED),
     )
     log.info(
         "clinical question routed to provider",

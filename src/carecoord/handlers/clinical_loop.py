@@ -40,7 +40,10 @@ from pydantic import Field, field_validator, model_validator
 
 from carecoord.business_hours import DEFAULT_HOURS, PracticeCalendar
 from carecoord.core.catalog import (
+    ClinicalAnswered,
+    ClinicalEscalated,
     ClinicalOverdue,
+    ClinicalVisitRequested,
     TaskStatusChanged,
     require_patient,
 )
@@ -71,11 +74,11 @@ from carecoord.handlers.patient_context import patient_team
 
 log = logging.getLogger(__name__)
 
-OVERDUE = "carecoord.clinical.overdue"
-TASK_STATUS_CHANGED = "carecoord.task.status-changed"
-ESCALATED = "carecoord.clinical.escalated"
-ANSWERED = "carecoord.clinical.answered"
-VISIT_REQUESTED = "carecoord.clinical.visit-requested"
+OVERDUE = ClinicalOverdue.event_type
+TASK_STATUS_CHANGED = TaskStatusChanged.event_type
+ESCALATED = ClinicalEscalated.event_type
+ANSWERED = ClinicalAnswered.event_type
+VISIT_REQUESTED = ClinicalVisitRequested.event_type
 
 MAX_LEVEL = 2
 SWEEP_SOURCE = "urn:carecoord:sweep"
@@ -275,7 +278,7 @@ def _for_patient(task: Any, pid: str, event: CloudEvent) -> None:
 handlers = Handlers("clinical-routing", config=ClinicalLoopConfig)
 
 
-@handlers.on(OVERDUE, data=ClinicalOverdue)
+@handlers.on(ClinicalOverdue)
 def handle_overdue(
     event: CloudEvent, data: ClinicalOverdue, ctx: HandlerContext, config: ClinicalLoopConfig
 ) -> Effects:
@@ -330,19 +333,18 @@ def handle_overdue(
         fx.update(_tagged(missed), _version(missed))
         fx.update(build("Task", {**to_json(question), "priority": priority}), _version(question))
     fx.emit(
-        ESCALATED,
+        ClinicalEscalated(
+            task=data.task,
+            level=data.level,
+            escalated_to=owner,
+            escalation_task_identifier=_ident(escalation),
+            priority=priority,
+            urgency=urgency,
+            missed_due=missed_due.isoformat(),
+            due=due.isoformat(),
+        ),
         f"Patient/{pid}",
-        {
-            "task": data.task,
-            "level": data.level,
-            "escalated_to": owner,
-            "escalation_task_identifier": _ident(escalation),
-            "priority": priority,
-            "urgency": urgency,
-            "missed_due": missed_due.isoformat(),
-            "due": due.isoformat(),
-        },
-        derived_id(data.task, f"level-{data.level}", ESCALATED),
+        id=derived_id(data.task, f"level-{data.level}", ESCALATED),
     )
     log.info(
         "overdue clinical question escalated",
@@ -355,7 +357,7 @@ def handle_overdue(
 # carecoord.task.status-changed
 
 
-@handlers.on(TASK_STATUS_CHANGED, data=TaskStatusChanged)
+@handlers.on(TaskStatusChanged)
 def handle_task_status(
     event: CloudEvent, data: TaskStatusChanged, ctx: HandlerContext, config: ClinicalLoopConfig
 ) -> Effects:
@@ -399,7 +401,10 @@ def handle_task_status(
             kind="visit", source=data.task, due=due, requester=provider, **common
         )
         add_create(fx, todo)
-        kind, payload = VISIT_REQUESTED, {"visit_task_identifier": _ident(todo)}
+        reply: ClinicalAnswered | ClinicalVisitRequested = ClinicalVisitRequested(
+            task=q_ref, replied_task=data.task, provider=provider or "",
+            visit_task_identifier=_ident(todo),
+        )  # fmt: skip
     else:
         answer, answer_kind = _answer(task, data.task)
         todo = care_manager_task(
@@ -408,19 +413,12 @@ def handle_task_status(
         add_create(fx, todo)
         request = answer_relay_request(answer=answer, **common)
         add_create(fx, request)
-        kind = ANSWERED
-        payload = {
-            "answer": answer_kind,
-            "relay_task_identifier": _ident(todo),
-            "communication_request_identifier": _ident(request),
-        }
+        reply = ClinicalAnswered(
+            task=q_ref, replied_task=data.task, provider=provider or "", answer=answer_kind,
+            relay_task_identifier=_ident(todo), communication_request_identifier=_ident(request),
+        )  # fmt: skip
     _close_others(fx, ctx.fhir, q_ref, question, data.task, at)
-    fx.emit(
-        kind,
-        f"Patient/{pid}",
-        {"task": q_ref, "replied_task": data.task, "provider": provider or "", **payload},
-        derived_id(q_ref, kind),
-    )
+    fx.emit(reply, f"Patient/{pid}", id=derived_id(q_ref, reply.event_type))
     log.info("clinical reply brought to the care manager", extra={"event_id": event.id})
     return fx
 

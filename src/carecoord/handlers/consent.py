@@ -49,7 +49,7 @@ from carecoord.handlers.task_paths import complete
 
 log = logging.getLogger(__name__)
 
-CONSENT_RECORDED = "carecoord.consent.recorded"
+CONSENT_RECORDED = ConsentRecorded.event_type
 CONSENT_ID = identifier_system("consent")  # <patient>:<program>
 
 
@@ -201,7 +201,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on(CONSENT_RECORDED, data=ConsentRecorded)
+@handlers.on(ConsentRecorded)
 def handle_consent_recorded(
     event: CloudEvent, data: ConsentRecorded, ctx: HandlerContext, config: HandlerConfig
 ) -> Effects:

@@ -46,7 +46,7 @@ from carecoord.handlers.task_paths import cancel
 
 log = logging.getLogger(__name__)
 
-DISENROLLED = "carecoord.patient.disenrolled"
+DISENROLLED = PatientDisenrolled.event_type
 _OPEN_REQUEST = ("draft", "active", "on-hold")
 
 
@@ -57,7 +57,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on(DISENROLLED, data=PatientDisenrolled)
+@handlers.on(PatientDisenrolled)
 def handle_disenrolled(
     event: CloudEvent, data: PatientDisenrolled, ctx: HandlerContext, config: HandlerConfig
 ) -> Effects:

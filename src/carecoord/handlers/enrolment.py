@@ -61,7 +61,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on("carecoord.patient.enrolled", data=PatientEnrolled)
+@handlers.on(PatientEnrolled)
 def handle_enrolled(
     event: CloudEvent, data: PatientEnrolled, ctx: HandlerContext, config: CareConfig
 ) -> Effects:

@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.resource import Resource
-from pydantic import Field
 
 from carecoord.core.catalog import (
     OutreachAttempted,
     OutreachDue,
+    OutreachEscalated,
     require_patient,
 )
 from carecoord.core.effects import Effects
@@ -74,18 +74,8 @@ from carecoord.handlers.patient_context import care_team_of
 
 log = logging.getLogger(__name__)
 
-ESCALATED = "carecoord.outreach.escalated"
+ESCALATED = OutreachEscalated.event_type
 MEDIUM_CHANNEL = {code.code: channel for channel, code in t.CHANNEL_MEDIUM.items()}
-
-
-class SweepOutreachDue(OutreachDue):
-    """`carecoord.outreach.due` as the sweeper emits it (extra fields of the v1 event)."""
-
-    stage: Literal["due", "nearly-overdue"] = "due"
-    care_plan: str | None = Field(default=None, pattern=r"^CarePlan/[A-Za-z0-9\-.]{1,64}$")
-    outreach: str | None = Field(
-        default=None, pattern=r"^CommunicationRequest/[A-Za-z0-9\-.]{1,64}$"
-    )
 
 
 handlers = Handlers(
@@ -358,18 +348,17 @@ def escalate(
     if alternative is not None:
         add_create(effects, alternative)
     effects.emit(
-        ESCALATED,
+        OutreachEscalated(
+            outreach=cr_ref,
+            care_plan=plan_ref,
+            owner=owner,
+            reason=reason,
+            unanswered_attempts=unanswered,
+            period_end=str(period_end) if period_end else None,
+            escalation=business_identifier_json("outreach-escalation", cr_ref),
+            alternative_channel=_channel_of(alternative) if alternative is not None else None,
+        ),
         f"Patient/{patient_id}",
-        {
-            "outreach": cr_ref,
-            "care_plan": plan_ref,
-            "owner": owner,
-            "reason": reason,
-            "unanswered_attempts": unanswered,
-            "period_end": str(period_end) if period_end else None,
-            "escalation": business_identifier_json("outreach-escalation", cr_ref),
-            "alternative_channel": _channel_of(alternative) if alternative is not None else None,
-        },
         id=f"carecoord:outreach-escalated:{cr_ref}",
     )
     log.info(
@@ -458,7 +447,7 @@ def _aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-@handlers.on("carecoord.outreach.attempted", data=OutreachAttempted)
+@handlers.on(OutreachAttempted)
 def handle_attempted(
     event: CloudEvent, data: OutreachAttempted, ctx: HandlerContext, config: CareConfig
 ) -> Effects:
@@ -594,9 +583,9 @@ def _verify_contact(effects: Effects, cr: Any, patient_id: str, at: datetime) ->
     request_work_task(effects, cr, patient_id, at, t.TASK_VERIFY_CONTACT, 2)
 
 
-@handlers.on("carecoord.outreach.due", data=SweepOutreachDue)
+@handlers.on(OutreachDue)
 def handle_due(
-    event: CloudEvent, data: SweepOutreachDue, ctx: HandlerContext, config: CareConfig
+    event: CloudEvent, data: OutreachDue, ctx: HandlerContext, config: CareConfig
 ) -> Effects:
     patient_id = require_patient(event)
     month = Month.of(data.period_start)

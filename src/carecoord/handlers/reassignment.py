@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from carecoord.core.catalog import CareManagerReassign, require_patient
+from carecoord.core.catalog import CareManagerReassign, CareManagerReassigned, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
@@ -62,8 +62,8 @@ from carecoord.handlers.patient_context import care_team_of
 
 log = logging.getLogger(__name__)
 
-REASSIGN = "carecoord.care-manager.reassign"
-REASSIGNED = "carecoord.care-manager.reassigned"
+REASSIGN = CareManagerReassign.event_type
+REASSIGNED = CareManagerReassigned.event_type
 Reason = Literal["left", "over-capacity"]
 
 OPEN_REQUEST_STATUSES = frozenset({"draft", "active", "on-hold"})
@@ -143,7 +143,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on(REASSIGN, data=CareManagerReassign)
+@handlers.on(CareManagerReassign)
 def handle_reassign(
     event: CloudEvent, data: CareManagerReassign, ctx: HandlerContext, config: CareConfig
 ) -> Effects:
@@ -179,18 +179,17 @@ def handle_reassign(
         return _needs_assignment(config, held, patient_id, departing, month, at)
     effects = move(held, departing, assignment.care_manager, at)
     effects.emit(
-        REASSIGNED,
+        CareManagerReassigned(
+            care_manager=assignment.care_manager,
+            previous=departing,
+            reason=data.reason,
+            assignment=assignment.reason,
+            month=month.label,
+            care_plans=[ref_of(p) for p in held.plans],
+            outreach=[ref_of(cr) for cr in held.requests],
+            tasks=[ref_of(task) for task in held.tasks],
+        ),
         f"Patient/{patient_id}",
-        {
-            "care_manager": assignment.care_manager,
-            "previous": departing,
-            "reason": data.reason,
-            "assignment": assignment.reason,
-            "month": month.label,
-            "care_plans": [ref_of(p) for p in held.plans],
-            "outreach": [ref_of(cr) for cr in held.requests],
-            "tasks": [ref_of(task) for task in held.tasks],
-        },
         id=f"carecoord:care-manager-reassigned:Patient/{patient_id}:{departing}:{month.label}",
     )
     return effects

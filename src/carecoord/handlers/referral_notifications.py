@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from carecoord.core.catalog import ReferralStatusChanged
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
 from carecoord.errors import MalformedEvent
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "urn:carecoord:fhir-notifications"
 ID_PREFIX = "fhir-notification:"
-REFERRAL_STATUS_CHANGED = "carecoord.referral.status-changed"
+REFERRAL_STATUS_CHANGED = ReferralStatusChanged.event_type
 REFERRAL_TASK_ID = identifier_system("referral-task")
 
 # Statuses the recipient (the Task's owner) may set in a Gravity referral, cancelled included

@@ -42,7 +42,9 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
 from carecoord.core.catalog import (
+    ReferralCreated,
     ReferralStatusChanged,
+    ReferralUnmatched,
     SdohNeedIdentified,
     require_patient,
 )
@@ -90,10 +92,10 @@ from carecoord.handlers.referral_outcome import (
 
 log = logging.getLogger(__name__)
 
-CREATED = "carecoord.referral.created"
-UNMATCHED = "carecoord.referral.unmatched"
-NEED_IDENTIFIED = "carecoord.sdoh.need-identified"
-STATUS_CHANGED = "carecoord.referral.status-changed"
+CREATED = ReferralCreated.event_type
+UNMATCHED = ReferralUnmatched.event_type
+NEED_IDENTIFIED = SdohNeedIdentified.event_type
+STATUS_CHANGED = ReferralStatusChanged.event_type
 
 REFERRAL_ID = identifier_system("referral")
 REFERRAL_TASK_ID = identifier_system("referral-task")
@@ -237,7 +239,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on(NEED_IDENTIFIED, data=SdohNeedIdentified)
+@handlers.on(SdohNeedIdentified)
 def handle_need_identified(
     event: CloudEvent, data: SdohNeedIdentified, ctx: HandlerContext, config: ReferralConfig
 ) -> Effects:
@@ -540,7 +542,7 @@ def _unmatched(
         data["service_request"] = f"ServiceRequest/{existing_sr.id}"
     # Keyed on the referral, not the trigger: whatever event (or notification) finds the
     # candidates exhausted announces it under the same id.
-    fx.emit(UNMATCHED, f"Patient/{pid}", data, derived_id(_ident(sr), UNMATCHED))
+    fx.emit(ReferralUnmatched(**data), f"Patient/{pid}", id=derived_id(_ident(sr), UNMATCHED))
     log.info("referral unmatched", extra={"event_id": event.id, "tried": len(tried)})
 
 
@@ -576,7 +578,7 @@ def _emit_created(
     # Keyed on the referral attempt, not the trigger: a replay, or a FHIR notification of a
     # status carecoord itself wrote, re-announces the same attempt under the same id.
     attempt_key = data.get("task_identifier") or _ident(sr)
-    fx.emit(CREATED, f"Patient/{pid}", data, derived_id(str(attempt_key), CREATED))
+    fx.emit(ReferralCreated(**data), f"Patient/{pid}", id=derived_id(str(attempt_key), CREATED))
 
 
 def _join_care_plan(
@@ -608,7 +610,7 @@ def _join_care_plan(
 # carecoord.referral.status-changed
 
 
-@handlers.on(STATUS_CHANGED, data=ReferralStatusChanged)
+@handlers.on(ReferralStatusChanged)
 def handle_status_changed(
     event: CloudEvent, data: ReferralStatusChanged, ctx: HandlerContext, config: ReferralConfig
 ) -> Effects:

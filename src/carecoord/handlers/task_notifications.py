@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from carecoord.core.catalog import TaskStatusChanged
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent
 from carecoord.fhir.notification_bundles import Changed, parse_reference
@@ -27,7 +28,7 @@ from carecoord.handlers.referral_notifications import ID_PREFIX, RECIPIENT_STATU
 
 log = logging.getLogger(__name__)
 
-TASK_STATUS_CHANGED = "carecoord.task.status-changed"
+TASK_STATUS_CHANGED = TaskStatusChanged.event_type
 
 
 def is_carecoord_task(task: Mapping[str, Any]) -> bool:

@@ -30,6 +30,7 @@ from pydantic import Field
 from carecoord.calendar import BusinessCalendar
 from carecoord.core.catalog import (
     PatientDischarged,
+    TcmBillable,
     TcmEpisodeEnded,
     require_patient,
 )
@@ -61,9 +62,9 @@ from carecoord.handlers.event_ids import derived_id
 
 log = logging.getLogger(__name__)
 
-DISCHARGED = "carecoord.patient.discharged"
-EPISODE_ENDED = "carecoord.tcm.episode-ended"
-TCM_BILLABLE = "carecoord.tcm.billable"
+DISCHARGED = PatientDischarged.event_type
+EPISODE_ENDED = TcmEpisodeEnded.event_type
+TCM_BILLABLE = TcmBillable.event_type
 EPISODE_ID = identifier_system("tcm-episode")
 PERIOD_DAYS = 30  # the discharge day and the next 29
 VISIT_DAYS = {"moderate": 14, "high": 7}
@@ -109,7 +110,7 @@ handlers = Handlers(
 )
 
 
-@handlers.on(DISCHARGED, data=PatientDischarged)
+@handlers.on(PatientDischarged)
 def handle_discharged(
     event: CloudEvent, data: PatientDischarged, ctx: HandlerContext, config: TcmConfig
 ) -> Effects:
@@ -226,7 +227,7 @@ def deadlines_met(
     return visit is not None and reconciled is not None and reconciled <= visit
 
 
-@handlers.on(EPISODE_ENDED, data=TcmEpisodeEnded)
+@handlers.on(TcmEpisodeEnded)
 def handle_episode_ended(
     event: CloudEvent, data: TcmEpisodeEnded, ctx: HandlerContext, config: TcmConfig
 ) -> Effects:
@@ -293,10 +294,9 @@ def handle_episode_ended(
     )
     add_create(fx, item)
     fx.emit(
-        TCM_BILLABLE,
+        TcmBillable(episode=data.episode, cpt=cpt, date_of_service=end.isoformat()),
         f"Patient/{pid}",
-        {"episode": data.episode, "cpt": cpt, "date_of_service": end.isoformat()},
-        derived_id(EPISODE_ID, key),
+        id=derived_id(EPISODE_ID, key),
     )
     return fx
 
