@@ -43,8 +43,8 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.identifiers import add_create, business_identifier_json
-from carecoord.handlers.care_model import Month
-from carecoord.handlers.outreach import monthly_request
+from carecoord.handlers.care.model import Month
+from carecoord.handlers.programs.outreach import monthly_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.enrolment import consented

@@ -13,9 +13,9 @@ import pytest
 from carecoord.core.effects import Emit
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir.client import FhirClient
-from carecoord.handlers import care_tasks, enrolment, outreach
+from carecoord.handlers.jobs.sweeper import sweep
 from carecoord.handlers.processing import HandlerProcessor
-from carecoord.handlers.sweeper import sweep
+from carecoord.handlers.programs import care_tasks, enrolment, outreach
 from support.enrolment import consented
 
 pytestmark = pytest.mark.integration

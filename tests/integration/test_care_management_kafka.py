@@ -125,8 +125,8 @@ def test_sweep_command_produces_due_events_to_the_input_topic(
 ) -> None:
     patient = f"sweep-{unique}"
     fhir = FhirClient(fhir_base_url)
-    from carecoord.handlers import care_tasks, enrolment, outreach
     from carecoord.handlers.processing import HandlerProcessor
+    from carecoord.handlers.programs import care_tasks, enrolment, outreach
 
     specs = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]
     HandlerProcessor(specs, fhir).process(_enrolled(patient, unique))

@@ -19,8 +19,8 @@ from carecoord.events.dlq import list_dead_letters
 from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.models import to_json
-from carecoord.handlers.clinical_loop import OVERDUE, open_clinical_items
-from carecoord.handlers.sweeper import sweep
+from carecoord.handlers.clinical.loop import OVERDUE, open_clinical_items
+from carecoord.handlers.jobs.sweeper import sweep
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
 from support.enrolment import consented

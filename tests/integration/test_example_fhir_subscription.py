@@ -19,7 +19,7 @@ from carecoord.core.envelope import new_event
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import to_json
-from carecoord.handlers.referrals import attempt_of
+from carecoord.handlers.referrals.handler import attempt_of
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
 from support.waiting import wait_for

@@ -13,11 +13,11 @@ import pytest
 
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir.workflow import FINAL
-from carecoord.handlers.care_model import Month, reference_str
-from carecoord.handlers.caseload import caseload_patients
-from carecoord.handlers.outreach import care_team_of
-from carecoord.handlers.reassignment import REASSIGN, REASSIGNED
-from carecoord.handlers.sweeper import sweep, sweep_config
+from carecoord.handlers.care.model import Month, reference_str
+from carecoord.handlers.jobs.sweeper import sweep, sweep_config
+from carecoord.handlers.programs.caseload import caseload_patients
+from carecoord.handlers.programs.outreach import care_team_of
+from carecoord.handlers.programs.reassignment import REASSIGN, REASSIGNED
 from support.enrolment import consented
 from support.pipeline import Pipeline
 

@@ -23,7 +23,7 @@ from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
 from carecoord.events.dlq import list_dead_letters
 from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
-from carecoord.handlers.care_model import OUTREACH_REQUEST_ID
+from carecoord.handlers.care.model import OUTREACH_REQUEST_ID
 from carecoord.handlers.processing import HandlerProcessor
 from carecoord.local import free_port
 from support.enrolment import consented

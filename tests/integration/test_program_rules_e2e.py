@@ -18,11 +18,11 @@ from carecoord.cli import app
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir import terminology as t
 from carecoord.fhir.models import to_json
-from carecoord.handlers.care_model import as_date, build, reference_str, version_of
-from carecoord.handlers.sweeper import sweep
-from carecoord.handlers.task_paths import complete
-from carecoord.handlers.tcm import EPISODE_ENDED
-from carecoord.handlers.worklist import worklist
+from carecoord.handlers.care.model import as_date, build, reference_str, version_of
+from carecoord.handlers.care.task_paths import complete
+from carecoord.handlers.jobs.sweeper import sweep
+from carecoord.handlers.jobs.worklist import worklist
+from carecoord.handlers.programs.tcm import EPISODE_ENDED
 from support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import to_json
 from carecoord.fhir.profiles import SDOHCC_CONSENT, check
-from carecoord.handlers.referrals import attempt_of
+from carecoord.handlers.referrals.handler import attempt_of
 from support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration

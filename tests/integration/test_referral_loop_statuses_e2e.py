@@ -36,7 +36,7 @@ from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import SET_BY
-from carecoord.handlers.referrals import attempt_of
+from carecoord.handlers.referrals.handler import attempt_of
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
 from support.enrolment import consented

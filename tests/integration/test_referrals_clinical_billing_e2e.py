@@ -16,7 +16,7 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import parse_resource, to_json
-from carecoord.handlers.referrals import attempt_of
+from carecoord.handlers.referrals.handler import attempt_of
 from support.enrolment import consented
 from support.pipeline import Pipeline
 
@@ -314,7 +314,7 @@ def test_clinical_question_goes_to_the_provider_and_never_to_the_logs(
     assert routed and {e.id for e in routed} == {routed[0].id}
     assert question not in str(routed[0].data)
     ours = [r for r in caplog.records if r.name.startswith("carecoord")]
-    assert any(r.name == "carecoord.handlers.clinical" for r in ours)
+    assert any(r.name == "carecoord.handlers.clinical.routing" for r in ours)
     assert not any("warfarin" in r.getMessage() or "warfarin" in str(r.__dict__) for r in ours)
 
 

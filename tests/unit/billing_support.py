@@ -9,7 +9,7 @@ from handler_context_support import FakeFhir
 
 from carecoord.fhir import care
 from carecoord.fhir.models import to_json
-from carecoord.handlers.consent import consent_resource
+from carecoord.handlers.programs.consent import consent_resource
 
 
 def enrol(

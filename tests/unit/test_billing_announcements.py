@@ -14,8 +14,13 @@ from handler_context_support import NOW, FakeFhir, ctx, event
 from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirInvalid
 from carecoord.fhir.identifiers import carecoord_identifier
-from carecoord.handlers.billing import CHARGE_ITEM_ID, HANDLERS, THRESHOLD_REACHED, threshold_value
-from carecoord.handlers.event_ids import derived_id
+from carecoord.handlers.billing.handler import (
+    CHARGE_ITEM_ID,
+    HANDLERS,
+    THRESHOLD_REACHED,
+    threshold_value,
+)
+from carecoord.handlers.care.event_ids import derived_id
 
 handle = HANDLERS[0].handle
 LATER = datetime(2025, 3, 12, 9, 30, tzinfo=UTC)  # the clock when the event has no time

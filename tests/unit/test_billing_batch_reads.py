@@ -9,7 +9,8 @@ from typing import Any
 from care_management_support import FakeFhir, Runner, enrolled
 
 from carecoord.core.envelope import new_event
-from carecoord.handlers import billing, enrolment
+from carecoord.handlers.billing import handler as billing
+from carecoord.handlers.programs import enrolment
 
 
 class BatchingFhir(FakeFhir):

@@ -3,7 +3,7 @@ month however long the care, and an add-on may come every minute."""
 
 from __future__ import annotations
 
-from carecoord.handlers.billing import Ladder, units_reached
+from carecoord.handlers.billing.handler import Ladder, units_reached
 
 
 def test_a_ladder_without_an_add_on_bills_its_base_code_once() -> None:

@@ -11,8 +11,8 @@ from handler_context_support import FakeFhir, ctx, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carecoord.handlers.billing import COMPLEX_CCM, HANDLERS, LADDERS, Ladder, units_reached
-from carecoord.handlers.billing_rules import DEFAULT_ADDON_LIMITS
+from carecoord.handlers.billing.handler import COMPLEX_CCM, HANDLERS, LADDERS, Ladder, units_reached
+from carecoord.handlers.billing.rules import DEFAULT_ADDON_LIMITS
 
 handle = HANDLERS[0].handle
 ALL_LADDERS = [*LADDERS.values(), COMPLEX_CCM]

@@ -11,7 +11,7 @@ from test_handlers_billing import billed, log_time
 
 from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import business_identifier_json
-from carecoord.handlers.billing import PROGRAM_EXTENSION
+from carecoord.handlers.billing.handler import PROGRAM_EXTENSION
 
 MARCH = "2025-03-05T10:00:00+00:00"
 

@@ -10,7 +10,7 @@ import pytest
 
 from carecoord.business_hours import PracticeCalendar
 from carecoord.errors import ConfigError
-from carecoord.handlers.clinical_loop import ClinicalLoopConfig, response_due
+from carecoord.handlers.clinical.loop import ClinicalLoopConfig, response_due
 
 CHICAGO = ZoneInfo("America/Chicago")
 WEEKDAYS_8_TO_5 = {d: "08:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")}

@@ -10,7 +10,7 @@ from handler_context_support import FakeFhir, care_team, ctx, event
 from carecoord.core import catalog
 from carecoord.errors import MalformedEvent
 from carecoord.events.runtime import classify
-from carecoord.handlers.clinical import HANDLERS
+from carecoord.handlers.clinical.routing import HANDLERS
 
 handle = HANDLERS[0].handle
 SECRET = "metoprolol"

@@ -11,7 +11,7 @@ from fhir.resources.R4B.patient import Patient
 
 from carecoord.fhir.hsds import AGE_RANGE_EXTENSION, ELIGIBILITY_SYSTEM, LANGUAGE_SYSTEM
 from carecoord.fhir.terminology import SDOHCC_TEMPORARY_CODES
-from carecoord.handlers.directory_ranking import (
+from carecoord.handlers.referrals.ranking import (
     Candidate,
     ReferralCriteria,
     ServiceFacts,

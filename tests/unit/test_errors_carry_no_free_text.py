@@ -16,7 +16,7 @@ from carecoord.events import dlq
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventRuntime
 from carecoord.handlers.processing import HandlerProcessor
-from carecoord.handlers.referrals import HANDLERS as REFERRALS
+from carecoord.handlers.referrals.handler import HANDLERS as REFERRALS
 
 FREE_TEXT = "Jane Doe 555-1234"
 

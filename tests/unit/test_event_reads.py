@@ -251,7 +251,7 @@ def _team_server(declares_include: bool) -> tuple[list[str], httpx.MockTransport
 def test_the_plans_care_team_comes_with_the_plans_where_the_server_declares_the_include(
     declares_include: bool,
 ) -> None:
-    from carecoord.handlers.patient_context import patient_team
+    from carecoord.handlers.care.patient_context import patient_team
 
     requests, transport = _team_server(declares_include)
     with FhirClient(BASE, transport=transport, sleep=lambda s: None) as fhir:

@@ -11,7 +11,7 @@ import pytest
 from billing_support import enrol
 from handler_context_support import FakeFhir, ctx, event
 
-from carecoord.handlers.billing import HANDLERS, LADDERS, units_reached
+from carecoord.handlers.billing.handler import HANDLERS, LADDERS, units_reached
 
 handle = HANDLERS[0].handle
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from care_management_support import Runner, enrolled
 
 from carecoord.core.envelope import new_event
-from carecoord.handlers import care_tasks, enrolment, outreach
+from carecoord.handlers.programs import care_tasks, enrolment, outreach
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]
 

@@ -9,7 +9,7 @@ from handler_context_support import FakeFhir, care_team, ctx, event
 
 from carecoord.errors import HandlerError
 from carecoord.fhir import terminology as t
-from carecoord.handlers.clinical import HANDLERS
+from carecoord.handlers.clinical.routing import HANDLERS
 
 handle = HANDLERS[0].handle
 QUESTION = "Should she double her metoprolol since her BP is 170/100?"

@@ -15,9 +15,9 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.errors import HandlerError
 from carecoord.fhir import terminology as t
 from carecoord.fhir.models import to_json
-from carecoord.handlers.clinical import HANDLERS
-from carecoord.handlers.clinical_loop import clinical_overdue, open_clinical_items
-from carecoord.handlers.sweeper import sweep
+from carecoord.handlers.clinical.loop import clinical_overdue, open_clinical_items
+from carecoord.handlers.clinical.routing import HANDLERS
+from carecoord.handlers.jobs.sweeper import sweep
 
 handle = HANDLERS[0].handle
 QUESTION = "Can he take ibuprofen with his warfarin for the knee pain?"

@@ -9,14 +9,8 @@ from datetime import UTC, datetime
 from care_management_support import Runner, attempted, enrolled
 
 from carecoord.core.envelope import new_event
-from carecoord.handlers import (
-    care_tasks,
-    consent,
-    disenrolment,
-    enrolment,
-    outreach,
-    sweeper,
-)
+from carecoord.handlers.jobs import sweeper
+from carecoord.handlers.programs import care_tasks, consent, disenrolment, enrolment, outreach
 
 SPECS = [
     *enrolment.HANDLERS,

@@ -7,9 +7,9 @@ import pytest
 from care_management_support import Runner, enrolled
 
 from carecoord.errors import MalformedEvent
-from carecoord.handlers import care_tasks, enrolment, outreach
-from carecoord.handlers.care_model import CareConfig, Month
-from carecoord.handlers.caseload import choose_care_manager
+from carecoord.handlers.care.model import CareConfig, Month
+from carecoord.handlers.programs import care_tasks, enrolment, outreach
+from carecoord.handlers.programs.caseload import choose_care_manager
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]
 TWO_MANAGERS = {

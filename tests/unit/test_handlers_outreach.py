@@ -7,7 +7,7 @@ import pytest
 from care_management_support import Runner, attempted, enrolled
 
 from carecoord.errors import HandlerError
-from carecoord.handlers import care_tasks, enrolment, outreach
+from carecoord.handlers.programs import care_tasks, enrolment, outreach
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]
 CONFIG = {"lead_care_manager": "Practitioner/lead"}

@@ -12,11 +12,11 @@ from care_management_support import Runner, attempted, enrolled
 
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.errors import MalformedEvent
-from carecoord.handlers import care_tasks, enrolment, outreach, reassignment
-from carecoord.handlers.care_model import Month
-from carecoord.handlers.caseload import caseload_patients
+from carecoord.handlers.care.model import Month
+from carecoord.handlers.jobs.sweeper import sweep, sweep_config
 from carecoord.handlers.loader import load_handlers
-from carecoord.handlers.sweeper import sweep, sweep_config
+from carecoord.handlers.programs import care_tasks, enrolment, outreach, reassignment
+from carecoord.handlers.programs.caseload import caseload_patients
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS, *reassignment.HANDLERS]
 A, B, C = "Practitioner/cm-a", "Practitioner/cm-b", "Practitioner/cm-c"

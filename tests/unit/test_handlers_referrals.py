@@ -16,7 +16,7 @@ from carecoord.core.effects import Effects, FhirWrite
 from carecoord.errors import HandlerError
 from carecoord.fhir import terminology as t
 from carecoord.fhir.hsds import import_directory
-from carecoord.handlers.referrals import HANDLERS, attempt_of, step_after
+from carecoord.handlers.referrals.handler import HANDLERS, attempt_of, step_after
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
 handle = HANDLERS[0].handle

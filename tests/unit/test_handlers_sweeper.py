@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from care_management_support import Runner, attempted, enrolled
 
-from carecoord.handlers import care_tasks, enrolment, outreach
-from carecoord.handlers.sweeper import sweep
+from carecoord.handlers.jobs.sweeper import sweep
+from carecoord.handlers.programs import care_tasks, enrolment, outreach
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]
 CONFIG = {"lead_care_manager": "Practitioner/lead", "supervisor": "Practitioner/sup"}
@@ -69,7 +69,7 @@ def test_overdue_tasks_are_reported_until_escalated() -> None:
 
 
 def test_sweep_config_keeps_a_setting_another_handler_leaves_unset() -> None:
-    from carecoord.handlers.sweeper import sweep_config
+    from carecoord.handlers.jobs.sweeper import sweep_config
 
     merged = sweep_config(
         {"care-tasks": {"supervisor": "Practitioner/sup-1"}, "enrolment": {"supervisor": None}}
@@ -82,7 +82,7 @@ def test_the_in_service_sweeper_runs_for_clinical_routing_alone() -> None:
     clinical-routing handler still gets it, at the default interval."""
     from types import SimpleNamespace
 
-    from carecoord.handlers.sweeper import periodic_jobs
+    from carecoord.handlers.jobs.sweeper import periodic_jobs
 
     def service(*names: str) -> SimpleNamespace:
         handlers = SimpleNamespace(names=names, configs={n: {} for n in names})

@@ -11,8 +11,9 @@ from care_management_support import Runner, enrolled
 
 from carecoord.calendar import BusinessCalendar, federal_holidays
 from carecoord.core.envelope import new_event
-from carecoord.handlers import enrolment, sweeper, tcm
-from carecoord.handlers.tcm import TcmConfig, deadlines
+from carecoord.handlers.jobs import sweeper
+from carecoord.handlers.programs import enrolment, tcm
+from carecoord.handlers.programs.tcm import TcmConfig, deadlines
 
 SPECS = [*enrolment.HANDLERS, *tcm.HANDLERS]
 

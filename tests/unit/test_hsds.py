@@ -12,7 +12,7 @@ from handler_context_support import FakeFhir
 
 from carecoord.core.effects import Effects, FhirWrite
 from carecoord.fhir.hsds import import_directory, map_export
-from carecoord.handlers.directory_ranking import ReferralCriteria, facts_of, rank
+from carecoord.handlers.referrals.ranking import ReferralCriteria, facts_of, rank
 
 SAMPLE = json.loads(
     (Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json").read_text()

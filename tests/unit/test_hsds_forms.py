@@ -25,7 +25,7 @@ from carecoord.fhir.hsds_sync import sync_directory
 from carecoord.fhir.hsds_tabular import read_datapackage
 from carecoord.fhir.hsds_taxonomy import DEFAULT_TAXONOMY_MAP, domain_of, taxonomy_map
 from carecoord.fhir.models import parse_resource, to_json
-from carecoord.handlers.directory_ranking import ReferralCriteria, facts_of, rank
+from carecoord.handlers.referrals.ranking import ReferralCriteria, facts_of, rank
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "hsds"
 SERVICE_ID = "ac148810-d857-441c-9679-408f346de14b"

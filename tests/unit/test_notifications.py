@@ -1,5 +1,5 @@
 """FHIR change notifications -> domain events
-(carecoord.handlers.referral_notifications.translate), and the referrals handler driven by what
+(carecoord.handlers.notifications.referrals.translate), and the referrals handler driven by what
 they translate to."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from carecoord.fhir.errors import FhirNotFound, FhirServerError
 from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import parse_resource, to_json
 from carecoord.fhir.referral import referral_task
-from carecoord.handlers.referral_notifications import SOURCE, translate
-from carecoord.handlers.referrals import HANDLERS, attempt_of
+from carecoord.handlers.notifications.referrals import SOURCE, translate
+from carecoord.handlers.referrals.handler import HANDLERS, attempt_of
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
 SECRET = "Patient told us she sleeps in her car"  # stands in for PHI: never in an error
@@ -504,7 +504,7 @@ def test_a_resource_type_of_any_length_is_never_echoed(
 
 
 # ---------------------------------------------------------------------------------------------
-# Any other carecoord Task reports its status too (carecoord.handlers.task_notifications)
+# Any other carecoord Task reports its status too (carecoord.handlers.notifications.tasks)
 
 
 def _clinical_task_json(status: str, version: str = "4", **extra: Any) -> dict[str, Any]:

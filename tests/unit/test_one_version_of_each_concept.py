@@ -1,6 +1,6 @@
 """Each shared code set is written once: the programs, outreach channels and outcomes and the
 Task statuses in carecoord.core.vocabulary, the final and the open Task statuses in
-carecoord.fhir.workflow, the programs needing consent in carecoord.handlers.billing_rules. A
+carecoord.fhir.workflow, the programs needing consent in carecoord.handlers.billing.rules. A
 copy elsewhere (a Literal, a tuple, a set) fails here, so the copies cannot drift apart."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import get_args
 from carecoord.core import catalog, vocabulary
 from carecoord.fhir import care, workflow
 from carecoord.fhir import terminology as t
-from carecoord.handlers import billing_rules, care_model
+from carecoord.handlers.billing import rules as billing_rules
+from carecoord.handlers.care import model as care_model
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "carecoord"
 
@@ -24,7 +25,7 @@ HOMES: dict[frozenset[str], str] = {
     frozenset(get_args(vocabulary.TaskStatus)): "core/vocabulary.py",
     frozenset(workflow.FINAL): "fhir/workflow.py",
     frozenset(workflow.OPEN): "fhir/workflow.py",
-    frozenset(billing_rules.DEFAULT_CONSENT_REQUIRED): "handlers/billing_rules.py",
+    frozenset(billing_rules.DEFAULT_CONSENT_REQUIRED): "handlers/billing/rules.py",
 }
 # Names whose value is a different concept over the same codes: an order, not the set.
 ORDERINGS = {"PROGRAM_PRIORITY"}  # billing_rules: which exclusive program is billed on a tie
@@ -60,12 +61,12 @@ def copies(source: str, where: str) -> list[str]:
 def test_the_check_finds_a_copy() -> None:
     assert copies('P = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]\n', "fhir/care.py")
     final = '"completed", "cancelled", "failed", "rejected", "entered-in-error"'
-    assert copies(f"if s in ({final}):\n    pass\n", "handlers/task_paths.py")
-    assert copies(f"F = frozenset({{{final}}})\n", "handlers/care_model.py")
+    assert copies(f"if s in ({final}):\n    pass\n", "handlers/care/task_paths.py")
+    assert copies(f"F = frozenset({{{final}}})\n", "handlers/care/model.py")
     assert not copies(f"F = frozenset({{{final}}})\n", "fhir/workflow.py")
-    assert not copies('x = ("CCM", "PCM")\n', "handlers/billing.py")
+    assert not copies('x = ("CCM", "PCM")\n', "handlers/billing/handler.py")
     ranked = 'PROGRAM_PRIORITY = ("APCM", "CCM", "PCM", "BHI", "RPM", "TCM")\n'
-    assert not copies(ranked, "handlers/billing_rules.py")
+    assert not copies(ranked, "handlers/billing/rules.py")
 
 
 def test_no_module_spells_out_a_shared_code_set_outside_its_home() -> None:
@@ -94,7 +95,7 @@ def test_every_program_and_channel_has_its_fhir_coding() -> None:
 
 
 def test_the_care_config_asks_consent_for_the_programs_billing_requires_it_for() -> None:
-    from carecoord.handlers.billing import BillingConfig
+    from carecoord.handlers.billing.handler import BillingConfig
 
     assert care_model.CareConfig().consent_required == list(billing_rules.DEFAULT_CONSENT_REQUIRED)
     assert BillingConfig().consent_required == list(billing_rules.DEFAULT_CONSENT_REQUIRED)

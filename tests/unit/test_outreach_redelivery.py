@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir.identifiers import identifier_value as key_value
-from carecoord.handlers import care_tasks, enrolment, outreach
+from carecoord.handlers.programs import care_tasks, enrolment, outreach
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]
 CONFIG = {"lead_care_manager": "Practitioner/lead"}  # max_unanswered: the default, 3

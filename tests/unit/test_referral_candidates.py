@@ -26,8 +26,8 @@ from carecoord.fhir.care import care_team
 from carecoord.fhir.errors import FhirPreconditionFailed
 from carecoord.fhir.identifiers import carecoord_identifier
 from carecoord.fhir.models import to_json
-from carecoord.handlers.event_ids import derived_id
-from carecoord.handlers.referrals import HANDLERS, attempt_of
+from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.referrals.handler import HANDLERS, attempt_of
 
 __all__ = ["fhir"]  # the fixture: a FakeFhir with the sample directory and p1's care team
 

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from carecoord.cli import app
 from carecoord.core.envelope import new_event
-from carecoord.handlers import billing, enrolment, outreach, tcm
-from carecoord.handlers.worklist import Reason, WorklistRow, as_of, rank, table, worklist
+from carecoord.handlers.billing import handler as billing
+from carecoord.handlers.jobs.worklist import Reason, WorklistRow, as_of, rank, table, worklist
+from carecoord.handlers.programs import enrolment, outreach, tcm
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *tcm.HANDLERS, *billing.HANDLERS]
 CM = "Practitioner/cm1"

@@ -39,7 +39,7 @@ def sweep_command(
     from carecoord.errors import ConfigError
     from carecoord.events.broker import KafkaBroker
     from carecoord.events.producer import EventProducer
-    from carecoord.handlers.sweeper import sweep, sweep_config
+    from carecoord.handlers.jobs.sweeper import sweep, sweep_config
     from carecoord.service.app import build_fhir_client, handlers_from_settings, kafka_connection
     from carecoord.settings import load_settings
 
@@ -272,7 +272,7 @@ def worklist_command(
 
     from carecoord.errors import ConfigError
     from carecoord.fhir.errors import FhirError
-    from carecoord.handlers.worklist import table, worklist
+    from carecoord.handlers.jobs.worklist import table, worklist
     from carecoord.service.app import build_fhir_client, handlers_from_settings
     from carecoord.settings import load_settings
 

@@ -42,8 +42,8 @@ from carecoord.events.broker import TP, Message
 from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
+from carecoord.handlers.jobs.sweeper import sweep, sweep_config
 from carecoord.handlers.loader import discover
-from carecoord.handlers.sweeper import sweep, sweep_config
 from carecoord.service.app import Service
 from carecoord.service.logging import configure_logging
 from carecoord.service.metrics import ServiceMetrics

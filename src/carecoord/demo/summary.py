@@ -28,7 +28,7 @@ from carecoord.events.dlq import list_dead_letters
 from carecoord.fhir import terminology as t
 from carecoord.fhir import workflow
 from carecoord.fhir.identifiers import identifier_system
-from carecoord.handlers.billing import LADDERS, PROGRAM_EXTENSION, Ladder
+from carecoord.handlers.billing.handler import LADDERS, PROGRAM_EXTENSION, Ladder
 
 REFERRAL_STATUSES = (
     "requested", "accepted", "in-progress", "completed", "rejected", "cancelled", "failed",
@@ -208,7 +208,7 @@ def worklist(fhir_url: str, care_manager: str, day: date) -> tuple[list[WorkItem
     """One care manager's call list for `day`: the `carecoord worklist` library function, run
     against the FHIR server (one item per patient, with its most urgent reason first)."""
     from carecoord.fhir.client import FhirClient
-    from carecoord.handlers.worklist import worklist as call_list
+    from carecoord.handlers.jobs.worklist import worklist as call_list
 
     with FhirClient(fhir_url) as fhir:
         found = call_list(fhir, care_manager, day)
@@ -224,7 +224,7 @@ def worklist(fhir_url: str, care_manager: str, day: date) -> tuple[list[WorkItem
                 "urgent" if first and first.kind in URGENT_KINDS else "routine",
             )
         )
-    return items, "`carecoord worklist` (carecoord.handlers.worklist.worklist)"
+    return items, "`carecoord worklist` (carecoord.handlers.jobs.worklist.worklist)"
 
 
 def compute(

@@ -5,7 +5,7 @@ with its Organization and Locations) and a `RecordProblem` for each record it ca
 `import_directory(client, data)` writes them idempotently: every resource carries the HSDS id as
 a business identifier, so a re-import updates what exists and never duplicates.
 
-Mapping (what `carecoord.handlers.directory_ranking` reads back):
+Mapping (what `carecoord.handlers.referrals.ranking` reads back):
 - service.status "active" -> HealthcareService.active (anything else: active false);
 - taxonomy terms that map to a Gravity SDOH domain (carecoord.fhir.hsds_taxonomy: 211/AIRS
   and Open Eligibility defaults, a term that is a domain code, entries from configuration) ->

@@ -377,7 +377,7 @@ TASK_OUTREACH_ESCALATION = Code(
     TASK_TYPE_SYSTEM, "outreach-escalation", "Escalation of unanswered outreach"
 )
 TASK_CLINICAL_REVIEW = Code(TASK_TYPE_SYSTEM, "clinical-review", "Clinical review by provider")
-# Program rules (consent, disenrolment, transitional care): carecoord.handlers.consent,
+# Program rules (consent, disenrolment, transitional care): carecoord.handlers.programs.consent,
 # .disenrolment, .tcm.
 TASK_OBTAIN_CONSENT = Code(TASK_TYPE_SYSTEM, "obtain-consent", "Obtain program consent")
 TASK_CONFIRM_DISENROLMENT = Code(
@@ -413,7 +413,7 @@ REASON_DISENROLLED = Code(TASK_STATUS_REASON_SYSTEM, "disenrolled", "Patient dis
 # Task input/output types for carecoord tasks (the clinical question text rides in Task.input).
 TASK_INPUT_QUESTION = Code(TASK_TYPE_SYSTEM, "question", "Question for the provider")
 
-# The clinical loop (handler clinical-routing, carecoord.handlers.clinical_loop): the question's
+# The clinical loop (handler clinical-routing, carecoord.handlers.clinical.loop): the question's
 # urgency and escalation level ride in Task.input; the provider's answer in Task.output (text, or
 # a reference to a Communication); "visit-needed" (statusReason or businessStatus) asks for a visit.
 TASK_INPUT_URGENCY = Code(TASK_TYPE_SYSTEM, "urgency", "Urgency of the clinical question")
@@ -490,7 +490,7 @@ OUTBOX_RECORD = Code(f"{CODESYSTEM_BASE}record-type", "event-outbox", "Events em
 OUTBOX_EMITS_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/outbox-emits"
 
 # ---------------------------------------------------------------------------------------------
-# Consent (carecoord.handlers.consent) and transitional care episodes (carecoord.handlers.tcm)
+# Consent (handlers/programs/consent.py) and transitional care episodes (handlers/programs/tcm.py)
 
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 CONSENT_SCOPE_TREATMENT = Code(CONSENT_SCOPE_SYSTEM, "treatment", "Treatment")

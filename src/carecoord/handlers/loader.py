@@ -27,23 +27,25 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "carecoord.handlers"
 
 BUILTIN_MODULES: tuple[str, ...] = (
-    "carecoord.handlers.enrolment",
-    "carecoord.handlers.outreach",
-    "carecoord.handlers.care_tasks",
-    "carecoord.handlers.referrals",
-    "carecoord.handlers.clinical",
-    "carecoord.handlers.billing",
-    "carecoord.handlers.reassignment",
-    "carecoord.handlers.consent",
-    "carecoord.handlers.disenrolment",
-    "carecoord.handlers.tcm",
+    "carecoord.handlers.programs.enrolment",
+    "carecoord.handlers.programs.outreach",
+    "carecoord.handlers.programs.care_tasks",
+    "carecoord.handlers.referrals.handler",
+    "carecoord.handlers.clinical.routing",
+    "carecoord.handlers.billing.handler",
+    "carecoord.handlers.programs.reassignment",
+    "carecoord.handlers.programs.consent",
+    "carecoord.handlers.programs.disenrolment",
+    "carecoord.handlers.programs.tcm",
 )
 
 
 @dataclass(frozen=True)
 class Discovered:
     spec: HandlerSpec
-    origin: str  # "module carecoord.handlers.outreach" or "entry point acme = acme.handlers"
+    origin: (
+        str  # "module carecoord.handlers.programs.outreach" or "entry point acme = acme.handlers"
+    )
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from carecoord.events.producer import EventProducer
 from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
 from carecoord.fhir.client import FhirClient
-from carecoord.handlers import sweeper
+from carecoord.handlers.jobs import sweeper
 from carecoord.handlers.loader import HandlerTable, load_handlers
 from carecoord.handlers.processing import HandlerProcessor, TransactionalFhir
 from carecoord.service.health import HealthServer

@@ -2,7 +2,7 @@
 
 A FHIR server's Subscription (rest-hook channel) posts its notifications here; each is a hint:
 the notified resources are re-read from the configured FHIR server and translated
-(carecoord.handlers.referral_notifications.translate), and the events published to the input
+(carecoord.handlers.notifications.referrals.translate), and the events published to the input
 topic. Answers:
 200 once the broker acknowledged them (or there was nothing to publish), 400 with an
 OperationOutcome for a payload that is not a notification, 401 when the request's
@@ -21,7 +21,7 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
 from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
 from carecoord.fhir.errors import FhirError
-from carecoord.handlers.referral_notifications import translate
+from carecoord.handlers.notifications.referrals import translate
 from carecoord.service.http import HttpResponse
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ The question text (PHI) is kept only in Task.input on the FHIR server: never in 
 emitted event. carecoord produces no clinical advice.
 
 The Task's restriction.period.end is the response deadline (urgent: business hours, routine:
-business days, carecoord.handlers.clinical_loop.response_due). The rest of the loop — escalation
+business days, carecoord.handlers.clinical.loop.response_due). The rest of the loop — escalation
 when the deadline passes, the provider's answer or request for a visit — is
-carecoord.handlers.clinical_loop, run by this same handler (one configuration).
+carecoord.handlers.clinical.loop, run by this same handler (one configuration).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError
 from carecoord.fhir.care import clinical_review_task
 from carecoord.fhir.identifiers import add_create, carecoord_identifier
-from carecoord.handlers import clinical_loop
-from carecoord.handlers.clinical_loop import ClinicalLoopConfig, response_due
-from carecoord.handlers.event_ids import derived_id
-from carecoord.handlers.patient_context import active_care_plan, patient_team
+from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.patient_context import active_care_plan, patient_team
+from carecoord.handlers.clinical import loop as clinical_loop
+from carecoord.handlers.clinical.loop import ClinicalLoopConfig, response_due
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 carecoord.sdoh.need-identified -> Condition (SDOH health concern) + Goal, then:
 - no consent to contact: nothing goes to an organisation; a draft ServiceRequest and a Task for
   the care manager (manual-referral, businessStatus no-consent-to-contact);
-- else the directory is ranked (carecoord.handlers.directory_ranking) and the best match gets a
+- else the directory is ranked (carecoord.handlers.referrals.ranking) and the best match gets a
   ServiceRequest (performer its Organization) + Task(fulfill, owner the Organization, input the
   HealthcareService and attempt number 1); emits carecoord.referral.created;
 - no match: a manual-referral Task (businessStatus no-directory-match); emits
@@ -23,7 +23,7 @@ referral statuses), then:
   judge, never marked achieved here);
 - cancelled by the requester: ServiceRequest revoked.
 The requester is the care manager's PractitionerRole at the configured practice Organization
-(carecoord.handlers.referral_outcome.requester_for).
+(carecoord.handlers.referrals.outcome.requester_for).
 
 Every create is conditional on a deterministic identifier (the need event id, the ServiceRequest
 key + attempt number), so replaying either event creates nothing new; emitted ids derive from the
@@ -75,20 +75,20 @@ from carecoord.fhir.referral import (
     sdoh_goal,
 )
 from carecoord.fhir.workflow import REFERRAL_TASK_STATUSES, SET_BY, Actor, transition
-from carecoord.handlers.directory_ranking import Candidate, ReferralCriteria, rank
-from carecoord.handlers.event_ids import derived_id
-from carecoord.handlers.patient_context import (
+from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.patient_context import (
     active_care_plan,
     patient_age,
     patient_team,
     plan_searches,
 )
-from carecoord.handlers.referral_consent import consent_organization, referral_consents
-from carecoord.handlers.referral_outcome import (
+from carecoord.handlers.referrals.consent import consent_organization, referral_consents
+from carecoord.handlers.referrals.outcome import (
     outcome_review_task,
     requester_for,
     resulting_activities,
 )
+from carecoord.handlers.referrals.ranking import Candidate, ReferralCriteria, rank
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ Consent"); PCM, BHI, APCM and RPM carry the same requirement (docs/billing-rules
   59284-0 "Patient Consent" + the program, dateTime = the consent date, the method and who
   recorded it in extensions; identifier consent | patient:program).
 - Handler "consent": `carecoord.consent.recorded` -> the Consent, the pending CarePlan (status
-  draft, see carecoord.handlers.enrolment) becomes active, and the open "obtain consent" Task is
+  draft, see programs/enrolment.py) becomes active, and the open "obtain consent" Task is
   completed. Time logged before the consent date stays recorded but is never billed.
 - `enrolment_states` reads back what billing needs per program: consent date, end, conditions.
 """
@@ -34,7 +34,7 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create, business_identifier_json, identifier_system
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL
-from carecoord.handlers.care_model import (
+from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
     as_date,
     build,
@@ -45,7 +45,7 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.task_paths import complete
+from carecoord.handlers.care.task_paths import complete
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ def states_of(
     patient_plans: Sequence[Any], consents_found: Sequence[Any]
 ) -> dict[str, ProgramState]:
     """`enrolment_states` from one patient's (already filtered) CarePlans and Consents."""
-    from carecoord.handlers.outreach import program_of
-    from carecoord.handlers.patient_context import care_team_of
+    from carecoord.handlers.care.patient_context import care_team_of
+    from carecoord.handlers.programs.outreach import program_of
 
     plans: dict[str, Any] = {}
     for plan in patient_plans:

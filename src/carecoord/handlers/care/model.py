@@ -22,7 +22,7 @@ from carecoord.core.vocabulary import PROGRAMS, Channel
 from carecoord.fhir.identifiers import identifier_system
 from carecoord.fhir.identifiers import identifier_value as business_value
 from carecoord.fhir.models import model_class
-from carecoord.handlers.billing_rules import DEFAULT_CONSENT_REQUIRED
+from carecoord.handlers.billing.rules import DEFAULT_CONSENT_REQUIRED
 
 # ---------------------------------------------------------------------------------------------
 # Identifier systems of the resources these handlers create (carecoord.fhir.identifiers kinds).

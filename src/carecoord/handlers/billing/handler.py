@@ -6,7 +6,7 @@ the event id) and, for the patient's calendar month, ONE ChargeItem per billing 
 billable, identifier patient:program:YYYY-MM:code, `quantity` = units, updated as units accrue)
 plus carecoord.billing.threshold-reached for each unit newly reached.
 
-What the month bills is decided by carecoord.handlers.billing_rules (sources there and in
+What the month bills is decided by carecoord.handlers.billing.rules (sources there and in
 docs/billing-rules.md), from all the month's entries:
 - clinical staff time and practitioner time climb their own codes (CCM 99490/99439 vs
   99491/99437, PCM 99426/99427 vs 99424/99425); complex CCM (99487/99489) is decided per patient
@@ -51,8 +51,8 @@ from carecoord.fhir.identifiers import (
     identifier_system,
     identifier_value,
 )
-from carecoord.handlers.billing_reads import MonthReads, month_bounds
-from carecoord.handlers.billing_rules import (
+from carecoord.handlers.billing.reads import MonthReads, month_bounds
+from carecoord.handlers.billing.rules import (
     CCM_STAFF,
     COMPLEX_CCM,
     DEFAULT_ADDON_LIMITS,
@@ -69,8 +69,8 @@ from carecoord.handlers.billing_rules import (
     month_charges,
     units_reached,
 )
-from carecoord.handlers.care_model import Month, as_date, version_of
-from carecoord.handlers.event_ids import derived_id
+from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.model import Month, as_date, version_of
 
 __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
 
@@ -275,7 +275,7 @@ def patient_charge_items(fhir: FhirReader, patient: str, day: date | None = None
 
 def enrolments_of(fhir: FhirReader, pid: str) -> dict[str, Any]:
     """Per program, the rules' view of the enrolment (consent, end, conditions, provider)."""
-    from carecoord.handlers.consent import enrolment_states
+    from carecoord.handlers.programs.consent import enrolment_states
 
     return enrolment_states(fhir, pid)
 

@@ -52,8 +52,8 @@ from carecoord.fhir.identifiers import (
 from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL, transition
-from carecoord.handlers import care_tasks, patient_context
-from carecoord.handlers.care_model import (
+from carecoord.handlers.care import patient_context
+from carecoord.handlers.care.model import (
     OUTREACH_ALTERNATIVE_ID,
     OUTREACH_ATTEMPT_ID,
     OUTREACH_ESCALATION_ID,
@@ -70,7 +70,8 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.patient_context import care_team_of
+from carecoord.handlers.care.patient_context import care_team_of
+from carecoord.handlers.programs import care_tasks
 
 log = logging.getLogger(__name__)
 
@@ -520,7 +521,7 @@ def handle_attempted(
                     _set_status(cr, "revoked", t.NOT_DONE_PATIENT_OBJECTION), version_of(cr)
                 )
         if data.outcome == "declined":  # program rules: not just this month
-            from carecoord.handlers.disenrolment import confirm_disenrolment
+            from carecoord.handlers.programs.disenrolment import confirm_disenrolment
 
             confirm_disenrolment(effects, main, patient_id, at)
     elif data.outcome == "wrong-number":
@@ -621,7 +622,7 @@ def handle_due(
 
 
 def active_plans(fhir: FhirReader, patient_id: str) -> list[Any]:
-    """The patient's active carecoord CarePlans (carecoord.handlers.patient_context)."""
+    """The patient's active carecoord CarePlans (carecoord.handlers.care.patient_context)."""
     return patient_context.active_plans(fhir, patient_id, managed=True)
 
 
@@ -665,7 +666,7 @@ def _ensure_monthly(
     )
     owner = manager or config.pool or config.supervisor or provider
     if owner is not None:
-        from carecoord.handlers.disenrolment import unreachable_review
+        from carecoord.handlers.programs.disenrolment import unreachable_review
 
         unreachable_review(effects, fhir, config, plan, patient_id, program, month, owner)
         for task in care_tasks.monthly_tasks(

@@ -50,15 +50,15 @@ from carecoord.fhir.identifiers import (
     identifier_value,
 )
 from carecoord.fhir.models import to_json
-from carecoord.handlers.care_model import (
+from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.model import (
     as_date,
     build,
     patient_of,
     reference_str,
     version_of,
 )
-from carecoord.handlers.consent import enrolment_states
-from carecoord.handlers.event_ids import derived_id
+from carecoord.handlers.programs.consent import enrolment_states
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ Handler "enrolment": `carecoord.patient.enrolled` -> in ONE transaction
   care manager (on servers that cannot search CareTeam by identifier the client writes it with
   PUT to an id derived from the identifier: still replay-safe);
 - the outreach CommunicationRequest for the month of `start`, and the program's work Tasks;
-- without a named care manager, the one with most room is assigned (carecoord.handlers.caseload);
+- without a named care manager, the one with most room is assigned (programs/caseload.py);
   when all are full, an "assign a care manager" Task goes to the pool / supervisor instead.
 A replay (the patient already has an active CarePlan for the program) changes nothing.
 """
@@ -30,12 +30,12 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import existence_probe, search_together
 from carecoord.fhir.identifiers import add_create, create_for
 from carecoord.fhir.models import to_json
-from carecoord.handlers import care_tasks
-from carecoord.handlers.care_model import CareConfig, Month, build
-from carecoord.handlers.caseload import Assignment, assign_care_manager
-from carecoord.handlers.consent import consent_resource
-from carecoord.handlers.outreach import active_plans, monthly_request, program_of
-from carecoord.handlers.patient_context import care_team_of, plan_searches
+from carecoord.handlers.care.model import CareConfig, Month, build
+from carecoord.handlers.care.patient_context import care_team_of, plan_searches
+from carecoord.handlers.programs import care_tasks
+from carecoord.handlers.programs.caseload import Assignment, assign_care_manager
+from carecoord.handlers.programs.consent import consent_resource
+from carecoord.handlers.programs.outreach import active_plans, monthly_request, program_of
 
 log = logging.getLogger(__name__)
 

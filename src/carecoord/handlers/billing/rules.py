@@ -1,5 +1,5 @@
 """Medicare program rules for care-management time: which codes a patient's month bills, and how
-many units. Pure: no FHIR, no I/O. The billing handler (carecoord.handlers.billing) reads the
+many units. Pure: no FHIR, no I/O. The billing handler (billing/handler.py) reads the
 month's time entries and the patient's programs from FHIR, asks `month_charges` what the month
 bills, and reconciles its ChargeItems (one per code and month, quantity = units) with the answer.
 
@@ -223,7 +223,7 @@ def _program_charges(
         # Not time-based: one code a month by level (G0558 for a QMB, G0557 for two or more
         # chronic conditions, else G0556) [AAFP-APCM]; the level is decided by the caller.
         return []
-    return []  # TCM time is billed by the episode (carecoord.handlers.tcm), not by minutes
+    return []  # TCM time is billed by the episode (carecoord.handlers.programs.tcm), not by minutes
 
 
 def apcm_code(conditions: int, qmb: bool) -> str:

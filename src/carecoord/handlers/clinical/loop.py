@@ -1,5 +1,5 @@
 """The clinical loop after a question reaches the provider (handler "clinical-routing", whose
-routing part is carecoord.handlers.clinical): a response deadline, escalation when it passes,
+routing part is clinical/routing.py): a response deadline, escalation when it passes,
 and bringing the provider's answer (or request for a visit) back to the care manager.
 
 - Deadline: `response_due` — urgent questions `urgent_response_business_hours` (4) practice hours
@@ -68,9 +68,9 @@ from carecoord.fhir.identifiers import (
 )
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL, OPEN, transition
-from carecoord.handlers.care_model import as_instant, build, patient_of, reference_str
-from carecoord.handlers.event_ids import derived_id
-from carecoord.handlers.patient_context import patient_team
+from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.model import as_instant, build, patient_of, reference_str
+from carecoord.handlers.care.patient_context import patient_team
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def _for_patient(task: Any, pid: str, event: CloudEvent) -> None:
 
 
 # The loop's routes: part of the clinical-routing handler, whose router
-# (carecoord.handlers.clinical) includes them after its question route.
+# (carecoord.handlers.clinical.routing) includes them after its question route.
 handlers = Handlers("clinical-routing", config=ClinicalLoopConfig)
 
 

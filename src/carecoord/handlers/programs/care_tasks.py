@@ -29,7 +29,7 @@ from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL
-from carecoord.handlers.care_model import (
+from carecoord.handlers.care.model import (
     CareConfig,
     Month,
     as_date,

@@ -2,7 +2,7 @@
 
 Handler "reassignment": `carecoord.care-manager.reassign` (data care_manager, reason "left" or
 "over-capacity", month "YYYY-MM"; subject the one patient to move) -> in ONE transaction, the
-patient's work follows them to the care manager with the most room (carecoord.handlers.caseload,
+patient's work follows them to the care manager with the most room (programs/caseload.py,
 the departing one excluded; one who already looks after the patient in another program keeps
 them):
 - the CareTeam (standalone, referenced by CarePlan.careTeam; contained in plans written before
@@ -44,7 +44,7 @@ from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL
-from carecoord.handlers.care_model import (
+from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
     CareConfig,
     Month,
@@ -56,9 +56,9 @@ from carecoord.handlers.care_model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.caseload import assign_care_manager, caseload_patients
-from carecoord.handlers.outreach import active_plans, patient_requests
-from carecoord.handlers.patient_context import care_team_of
+from carecoord.handlers.care.patient_context import care_team_of
+from carecoord.handlers.programs.caseload import assign_care_manager, caseload_patients
+from carecoord.handlers.programs.outreach import active_plans, patient_requests
 
 log = logging.getLogger(__name__)
 

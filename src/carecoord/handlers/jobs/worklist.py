@@ -9,7 +9,7 @@ outreach attempts and their last contact. Reasons, in rank order:
 1. `tcm-overdue`: an open TCM Task (interactive contact, face-to-face, medication
    reconciliation) past its due date;
 2. `overdue-question`: a clinical question the care manager raised, past its deadline
-   unanswered (carecoord.handlers.clinical_loop.open_clinical_items);
+   unanswered (carecoord.handlers.clinical.loop.open_clinical_items);
 3. `escalation`: an open escalation of the month's unanswered outreach;
 4. `tcm-due-today`: an open TCM Task due on the day;
 5. `relay-answer` / `schedule-visit`: an answered question to relay, a visit to schedule;
@@ -39,10 +39,10 @@ from carecoord.core.handler import FhirReader
 from carecoord.fhir import terminology as t
 from carecoord.fhir import workflow
 from carecoord.fhir.batch_reads import Search, search_together
-from carecoord.handlers.billing import BillingConfig, charge_entries
-from carecoord.handlers.billing_reads import charge_item_search
-from carecoord.handlers.billing_rules import BHI, next_threshold
-from carecoord.handlers.care_model import (
+from carecoord.handlers.billing.handler import BillingConfig, charge_entries
+from carecoord.handlers.billing.reads import charge_item_search
+from carecoord.handlers.billing.rules import BHI, next_threshold
+from carecoord.handlers.care.model import (
     OUTREACH_ATTEMPT_ID,
     OUTREACH_ESCALATION_ID,
     OUTREACH_REQUEST_ID,
@@ -53,8 +53,8 @@ from carecoord.handlers.care_model import (
     patient_of,
     reference_str,
 )
-from carecoord.handlers.clinical_loop import ClinicalItem, open_clinical_items
-from carecoord.handlers.consent import carecoord_plans
+from carecoord.handlers.clinical.loop import ClinicalItem, open_clinical_items
+from carecoord.handlers.programs.consent import carecoord_plans
 
 KINDS = (
     "tcm-overdue",
@@ -265,13 +265,13 @@ def patient_row(
 
 
 def _program_of(plan: Any) -> str | None:
-    from carecoord.handlers.outreach import program_of
+    from carecoord.handlers.programs.outreach import program_of
 
     return program_of(plan)
 
 
 def _manager_of(plan: Any) -> str | None:
-    from carecoord.handlers.patient_context import care_team_of
+    from carecoord.handlers.care.patient_context import care_team_of
 
     return care_team_of(plan)[0]
 

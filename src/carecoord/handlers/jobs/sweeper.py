@@ -10,7 +10,7 @@ handlers do the work idempotently.
 - `carecoord.task.overdue`: an open care-management Task's restriction.period.end has passed and
   it was not escalated yet (id `sweep:task-overdue:Task/<id>`).
 - `carecoord.clinical.overdue`: a clinical question, or its first escalation, is past its
-  response deadline unanswered (carecoord.handlers.clinical_loop.clinical_overdue; id
+  response deadline unanswered (carecoord.handlers.clinical.loop.clinical_overdue; id
   `sweep:clinical-overdue:Task/<question>:<level>`).
 - `carecoord.care-manager.reassign`: only with the reassignment handler's configuration under key
   "reassignment" (as `sweep_config` puts it): per patient of a care manager marked `active: false`
@@ -34,7 +34,7 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
 from carecoord.fhir import terminology as t
 from carecoord.fhir.workflow import OPEN
-from carecoord.handlers.care_model import (
+from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
     OUTREACH_REQUEST_ID,
     CareConfig,
@@ -46,10 +46,10 @@ from carecoord.handlers.care_model import (
     ref_of,
     reference_str,
 )
-from carecoord.handlers.care_tasks import is_overdue
-from carecoord.handlers.clinical_loop import clinical_overdue
-from carecoord.handlers.outreach import program_of
-from carecoord.handlers.reassignment import REASSIGN, due_reassignments
+from carecoord.handlers.clinical.loop import clinical_overdue
+from carecoord.handlers.programs.care_tasks import is_overdue
+from carecoord.handlers.programs.outreach import program_of
+from carecoord.handlers.programs.reassignment import REASSIGN, due_reassignments
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def _tasks_overdue(fhir: FhirReader, now: datetime, cfg: CareConfig) -> list[Clo
 
 
 def _tcm_episodes_ended(fhir: FhirReader, now: datetime) -> list[CloudEvent]:
-    from carecoord.handlers.tcm import EPISODE_ENDED, episodes_ended
+    from carecoord.handlers.programs.tcm import EPISODE_ENDED, episodes_ended
 
     return [
         _event(f"sweep:tcm-episode-ended:{ref}", EPISODE_ENDED, pid, now, {"episode": ref})

@@ -13,7 +13,7 @@ in-progress, on-hold, completed, failed, cancelled) into `carecoord.referral.sta
 from the Task's version, so a repeated notification yields the same id. The statuses only the
 requester sets (draft, requested, entered-in-error) translate to nothing.
 Any other carecoord Task (e.g. a provider's clinical-review Task) reports its status the same way
-as `carecoord.task.status-changed` (carecoord.handlers.task_notifications).
+as `carecoord.task.status-changed` (carecoord.handlers.notifications.tasks).
 """
 
 from __future__ import annotations
@@ -128,10 +128,10 @@ def referral_task_events(changed: Changed) -> list[CloudEvent]:
 def task_events(changed: Changed) -> list[CloudEvent]:
     """Any carecoord Task reports its status: a referral Task as
     carecoord.referral.status-changed, any other as carecoord.task.status-changed
-    (carecoord.handlers.task_notifications)."""
+    (carecoord.handlers.notifications.tasks)."""
     if _is_referral_task(changed.resource):
         return referral_task_events(changed)
-    from carecoord.handlers.task_notifications import carecoord_task_events  # imports this module
+    from carecoord.handlers.notifications.tasks import carecoord_task_events  # imports this module
 
     return carecoord_task_events(changed)
 

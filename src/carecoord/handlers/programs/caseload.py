@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from carecoord.core.handler import FhirReader
-from carecoord.handlers.care_model import (
+from carecoord.handlers.care.model import (
     OUTREACH_REQUEST_ID,
     CareConfig,
     Month,

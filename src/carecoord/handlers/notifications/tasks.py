@@ -1,5 +1,5 @@
 """FHIR notifications about any carecoord Task other than a referral Task ->
-`carecoord.task.status-changed` (carecoord.handlers.referral_notifications' Task translator
+`carecoord.task.status-changed` (carecoord.handlers.notifications.referrals' Task translator
 hands them here; referral Tasks keep their own event, `carecoord.referral.status-changed`).
 
 A carecoord Task is one with a carecoord business identifier (https://carecoord.dev/fhir/
@@ -24,7 +24,7 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent
 from carecoord.fhir.notification_bundles import Changed, parse_reference
 from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
-from carecoord.handlers.referral_notifications import ID_PREFIX, RECIPIENT_STATUSES, SOURCE, _time
+from carecoord.handlers.notifications.referrals import ID_PREFIX, RECIPIENT_STATUSES, SOURCE, _time
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_include, declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.terminology import ROLE_CARE_COORDINATOR, ROLE_PRIMARY_CARE_PHYSICIAN
-from carecoord.handlers.care_model import CARE_PLAN_ID, identifier_value, patient_of, reference_str
+from carecoord.handlers.care.model import CARE_PLAN_ID, identifier_value, patient_of, reference_str
 
 
 class PatientTeam(NamedTuple):
