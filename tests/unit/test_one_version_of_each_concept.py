@@ -25,7 +25,7 @@ HOMES: dict[frozenset[str], str] = {
     frozenset(get_args(vocabulary.TaskStatus)): "core/vocabulary.py",
     frozenset(workflow.FINAL): "fhir/workflow.py",
     frozenset(workflow.OPEN): "fhir/workflow.py",
-    frozenset(billing_rules.DEFAULT_CONSENT_REQUIRED): "handlers/billing/rules.py",
+    frozenset(billing_rules.DEFAULT_CONSENT_REQUIRED): "handlers/care/model.py",
 }
 # Names whose value is a different concept over the same codes: an order, not the set.
 ORDERINGS = {"PROGRAM_PRIORITY"}  # billing_rules: which exclusive program is billed on a tie

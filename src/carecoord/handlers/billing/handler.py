@@ -56,7 +56,6 @@ from carecoord.handlers.billing.rules import (
     CCM_STAFF,
     COMPLEX_CCM,
     DEFAULT_ADDON_LIMITS,
-    DEFAULT_CONSENT_REQUIRED,
     DEFAULT_MIN_CONDITIONS,
     PCM_STAFF,
     RPM,
@@ -69,8 +68,9 @@ from carecoord.handlers.billing.rules import (
     month_charges,
     units_reached,
 )
+from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.event_ids import derived_id
-from carecoord.handlers.care.model import Month, as_date, version_of
+from carecoord.handlers.care.model import DEFAULT_CONSENT_REQUIRED, Month, as_date, version_of
 
 __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
 
@@ -275,7 +275,6 @@ def patient_charge_items(fhir: FhirReader, patient: str, day: date | None = None
 
 def enrolments_of(fhir: FhirReader, pid: str) -> dict[str, Any]:
     """Per program, the rules' view of the enrolment (consent, end, conditions, provider)."""
-    from carecoord.handlers.programs.consent import enrolment_states
 
     return enrolment_states(fhir, pid)
 

@@ -33,6 +33,7 @@ from typing import Any
 from carecoord.core.handler import FhirReader
 from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.errors import FhirGone, FhirNotFound
+from carecoord.handlers.care.enrolment_state import carecoord_consents, carecoord_plans, states_of
 from carecoord.handlers.care.model import Month, as_date, reference_str
 
 
@@ -93,19 +94,16 @@ class MonthReads:
 
     @cached_property
     def plans(self) -> list[Any]:
-        from carecoord.handlers.programs.consent import carecoord_plans
 
         return carecoord_plans(self._search("CarePlan"), self.patient_id)
 
     @cached_property
     def consents(self) -> list[Any]:
-        from carecoord.handlers.programs.consent import carecoord_consents
 
         return carecoord_consents(self._search("Consent"), self.patient_id)
 
     def states(self) -> dict[str, Any]:
         """Per program, the enrolment state (carecoord.handlers.programs.consent.ProgramState)."""
-        from carecoord.handlers.programs.consent import states_of
 
         return states_of(self.plans, self.consents)
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from carecoord.handlers.care.model import DEFAULT_CONSENT_REQUIRED
+
 Role = Literal["clinical-staff", "practitioner"]
 
 
@@ -70,10 +72,6 @@ APCM_BUNDLED = frozenset(
     }
 )  # fmt: skip
 
-# Programs that need the patient's consent before they are billed [MLN-CCM] (CCM; PCM, BHI and
-# APCM share the CCM consent requirement; RPM: CMS requires consent at the time services are
-# furnished). TCM needs none.
-DEFAULT_CONSENT_REQUIRED = ("CCM", "PCM", "BHI", "APCM", "RPM")
 # Chronic conditions the care plan must address: CCM two or more, PCM one (single high-risk
 # condition) [MLN-CCM]; BHI a behavioral health condition.
 DEFAULT_MIN_CONDITIONS: dict[str, int] = {"CCM": 2, "PCM": 1, "BHI": 1}

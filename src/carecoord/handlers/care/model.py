@@ -22,7 +22,11 @@ from carecoord.core.vocabulary import PROGRAMS, Channel
 from carecoord.fhir.identifiers import identifier_system
 from carecoord.fhir.identifiers import identifier_value as business_value
 from carecoord.fhir.models import model_class
-from carecoord.handlers.billing.rules import DEFAULT_CONSENT_REQUIRED
+
+# Programs that need the patient's consent before they are billed (CCM; PCM, BHI and APCM share
+# the CCM consent requirement; RPM: CMS requires consent at the time services are furnished).
+# TCM needs none. Sources: billing/rules.py [MLN-CCM].
+DEFAULT_CONSENT_REQUIRED = ("CCM", "PCM", "BHI", "APCM", "RPM")
 
 # ---------------------------------------------------------------------------------------------
 # Identifier systems of the resources these handlers create (carecoord.fhir.identifiers kinds).

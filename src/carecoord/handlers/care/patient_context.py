@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.handler import FhirReader
+from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_include, declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
@@ -170,3 +171,11 @@ def patient_age(fhir: FhirReader, patient_id: str, on: date) -> int | None:
     if not isinstance(born, date):
         return None
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def program_of(plan: Any) -> str | None:
+    for category in plan.category or []:
+        for coding in category.coding or []:
+            if coding.system == t.CARE_PROGRAM_SYSTEM:
+                return str(coding.code)
+    return None

@@ -54,6 +54,7 @@ from carecoord.core.handler import FhirReader, HandlerContext
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition
 from carecoord.fhir import terminology as t
+from carecoord.fhir.batch_reads import search_together
 from carecoord.fhir.care import TaskPriority
 from carecoord.fhir.clinical_loop import (
     answer_relay_request,
@@ -527,7 +528,6 @@ def open_clinical_items(fhir: FhirReader, care_manager: str, now: datetime) -> l
     answers = ",".join(f"{c.system}|{c.code}" for c in (t.TASK_RELAY_ANSWER, t.TASK_SCHEDULE_VISIT))
     # Bounded to the care manager: the questions they raised (their escalations carry the same
     # requester) and the answers / visits they own; one batch where the server allows it.
-    from carecoord.fhir.batch_reads import search_together
 
     raised, owned = search_together(
         fhir,

@@ -46,10 +46,11 @@ from carecoord.handlers.care.model import (
     ref_of,
     reference_str,
 )
+from carecoord.handlers.care.patient_context import program_of
 from carecoord.handlers.clinical.loop import clinical_overdue
 from carecoord.handlers.programs.care_tasks import is_overdue
-from carecoord.handlers.programs.outreach import program_of
 from carecoord.handlers.programs.reassignment import REASSIGN, due_reassignments
+from carecoord.handlers.programs.tcm import EPISODE_ENDED, episodes_ended
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,6 @@ def _tasks_overdue(fhir: FhirReader, now: datetime, cfg: CareConfig) -> list[Clo
 
 
 def _tcm_episodes_ended(fhir: FhirReader, now: datetime) -> list[CloudEvent]:
-    from carecoord.handlers.programs.tcm import EPISODE_ENDED, episodes_ended
 
     return [
         _event(f"sweep:tcm-episode-ended:{ref}", EPISODE_ENDED, pid, now, {"episode": ref})

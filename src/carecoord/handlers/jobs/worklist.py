@@ -42,6 +42,7 @@ from carecoord.fhir.batch_reads import Search, search_together
 from carecoord.handlers.billing.handler import BillingConfig, charge_entries
 from carecoord.handlers.billing.reads import charge_item_search
 from carecoord.handlers.billing.rules import BHI, next_threshold
+from carecoord.handlers.care.enrolment_state import carecoord_plans
 from carecoord.handlers.care.model import (
     OUTREACH_ATTEMPT_ID,
     OUTREACH_ESCALATION_ID,
@@ -53,8 +54,8 @@ from carecoord.handlers.care.model import (
     patient_of,
     reference_str,
 )
+from carecoord.handlers.care.patient_context import care_team_of, program_of
 from carecoord.handlers.clinical.loop import ClinicalItem, open_clinical_items
-from carecoord.handlers.programs.consent import carecoord_plans
 
 KINDS = (
     "tcm-overdue",
@@ -265,13 +266,11 @@ def patient_row(
 
 
 def _program_of(plan: Any) -> str | None:
-    from carecoord.handlers.programs.outreach import program_of
 
     return program_of(plan)
 
 
 def _manager_of(plan: Any) -> str | None:
-    from carecoord.handlers.care.patient_context import care_team_of
 
     return care_team_of(plan)[0]
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from carecoord.core.catalog import ReferralStatusChanged
@@ -36,20 +35,19 @@ from carecoord.fhir.notification_bundles import (
     parse_reference,
     read_current,
 )
-from carecoord.fhir.workflow import SET_BY
+from carecoord.handlers.notifications.common import (
+    ID_PREFIX,
+    RECIPIENT_STATUSES,
+    SOURCE,
+    changed_at,
+)
+from carecoord.handlers.notifications.tasks import carecoord_task_events
 
 log = logging.getLogger(__name__)
 
-SOURCE = "urn:carecoord:fhir-notifications"
-ID_PREFIX = "fhir-notification:"
 REFERRAL_STATUS_CHANGED = ReferralStatusChanged.event_type
 REFERRAL_TASK_ID = identifier_system("referral-task")
 
-# Statuses the recipient (the Task's owner) may set in a Gravity referral, cancelled included
-# (the IG's status table: "Requester or Referral Target").
-RECIPIENT_STATUSES: frozenset[str] = frozenset(
-    status for status, who in SET_BY.items() if "owner" in who
-)
 
 ResourceTranslator = Callable[[Changed], list[CloudEvent]]
 
@@ -107,18 +105,18 @@ def referral_task_events(changed: Changed) -> list[CloudEvent]:
     reason = task.get("statusReason")
     if isinstance(reason, Mapping) and isinstance(reason.get("text"), str) and reason["text"]:
         data["reason"] = reason["text"]
-    changed_at = _time(task)
+    when = changed_at(task)
     if changed.version:
         event_id = f"{ID_PREFIX}{changed.reference}/_history/{changed.version}"
     else:  # no version known: the status and when it was set identify the change
-        stamp = f"@{changed_at.isoformat()}" if changed_at else ""
+        stamp = f"@{when.isoformat()}" if when else ""
         event_id = f"{ID_PREFIX}{changed.reference}/status/{status}{stamp}"
     return [
         CloudEvent(
             id=event_id,
             source=SOURCE,
             type=REFERRAL_STATUS_CHANGED,
-            time=changed_at,
+            time=when,
             subject=f"Patient/{patient}",
             data=data,
         )
@@ -131,8 +129,6 @@ def task_events(changed: Changed) -> list[CloudEvent]:
     (carecoord.handlers.notifications.tasks)."""
     if _is_referral_task(changed.resource):
         return referral_task_events(changed)
-    from carecoord.handlers.notifications.tasks import carecoord_task_events  # imports this module
-
     return carecoord_task_events(changed)
 
 
@@ -165,20 +161,6 @@ def _patient_of(task: Mapping[str, Any], where: str) -> str:
     if parsed is None or parsed[0] != "Patient":
         raise MalformedEvent("referral Task has no Patient reference in Task.for", resource=where)
     return parsed[1]
-
-
-def _time(resource: Mapping[str, Any]) -> datetime | None:
-    meta = resource.get("meta")
-    for value in (
-        resource.get("lastModified"),
-        meta.get("lastUpdated") if isinstance(meta, Mapping) else None,
-    ):
-        if isinstance(value, str):
-            try:
-                return datetime.fromisoformat(value)
-            except ValueError:
-                continue
-    return None
 
 
 __all__ = [

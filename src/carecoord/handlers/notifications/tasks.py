@@ -24,7 +24,12 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent
 from carecoord.fhir.notification_bundles import Changed, parse_reference
 from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
-from carecoord.handlers.notifications.referrals import ID_PREFIX, RECIPIENT_STATUSES, SOURCE, _time
+from carecoord.handlers.notifications.common import (
+    ID_PREFIX,
+    RECIPIENT_STATUSES,
+    SOURCE,
+    changed_at,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +72,18 @@ def carecoord_task_events(changed: Changed) -> list[CloudEvent]:
     data: dict[str, Any] = {"task": changed.reference, "status": status}
     if changed.version:
         data["task_version"] = changed.version
-    changed_at = _time(task)
+    when = changed_at(task)
     if changed.version:
         event_id = f"{ID_PREFIX}{changed.reference}/_history/{changed.version}"
     else:
-        stamp = f"@{changed_at.isoformat()}" if changed_at else ""
+        stamp = f"@{when.isoformat()}" if when else ""
         event_id = f"{ID_PREFIX}{changed.reference}/status/{status}{stamp}"
     return [
         CloudEvent(
             id=event_id,
             source=SOURCE,
             type=TASK_STATUS_CHANGED,
-            time=changed_at,
+            time=when,
             subject=f"Patient/{parsed[1]}",
             data=data,
         )

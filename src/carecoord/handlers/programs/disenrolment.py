@@ -30,6 +30,7 @@ from carecoord.fhir import terminology as t
 from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL
+from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.model import (
     OUTREACH_REQUEST_ID,
     CareConfig,
@@ -41,8 +42,12 @@ from carecoord.handlers.care.model import (
     reference_str,
     version_of,
 )
+from carecoord.handlers.care.outreach_requests import (
+    monthly_for,
+    patient_requests,
+    request_work_task,
+)
 from carecoord.handlers.care.task_paths import cancel
-from carecoord.handlers.programs.consent import enrolment_states
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +90,6 @@ def handle_disenrolled(
         body["status"] = "inactive"
         body.setdefault("provision", {}).setdefault("period", {})["end"] = effective.isoformat()
         effects.update(build("Consent", body), version_of(consent))
-    from carecoord.handlers.programs.outreach import patient_requests
 
     for cr in patient_requests(ctx.fhir, pid):
         key = identifier_value(cr, OUTREACH_REQUEST_ID) or (
@@ -125,7 +129,6 @@ def handle_disenrolled(
 def confirm_disenrolment(effects: Effects, cr: Any, patient_id: str, at: datetime) -> None:
     """After a call in which the patient declines: a Task for the care manager to confirm the
     disenrolment (and then publish carecoord.patient.disenrolled)."""
-    from carecoord.handlers.programs.outreach import request_work_task
 
     request_work_task(
         effects, cr, patient_id, at, t.TASK_CONFIRM_DISENROLMENT, 7, t.REASON_PATIENT_DECLINED
@@ -144,7 +147,6 @@ def unreachable_review(
 ) -> bool:
     """At the start of `month`: if the previous `unreachable_months` months' outreach requests
     of the plan all exist and none was answered (completed), a review Task for the care manager."""
-    from carecoord.handlers.programs.outreach import monthly_for, patient_requests
 
     requests = [
         cr

@@ -31,11 +31,11 @@ from carecoord.fhir.batch_reads import existence_probe, search_together
 from carecoord.fhir.identifiers import add_create, create_for
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.model import CareConfig, Month, build
-from carecoord.handlers.care.patient_context import care_team_of, plan_searches
+from carecoord.handlers.care.patient_context import care_team_of, plan_searches, program_of
 from carecoord.handlers.programs import care_tasks
 from carecoord.handlers.programs.caseload import Assignment, assign_care_manager
 from carecoord.handlers.programs.consent import consent_resource
-from carecoord.handlers.programs.outreach import active_plans, monthly_request, program_of
+from carecoord.handlers.programs.outreach import active_plans, monthly_request
 
 log = logging.getLogger(__name__)
 

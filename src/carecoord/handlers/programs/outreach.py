@@ -41,7 +41,7 @@ from carecoord.core.vocabulary import Channel
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir import care
 from carecoord.fhir import terminology as t
-from carecoord.fhir.batch_reads import Search, declares_batch, search_together
+from carecoord.fhir.batch_reads import declares_batch, search_together
 from carecoord.fhir.capabilities import declares_revinclude
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.identifiers import (
@@ -54,7 +54,6 @@ from carecoord.fhir.models import to_json
 from carecoord.fhir.workflow import FINAL, transition
 from carecoord.handlers.care import patient_context
 from carecoord.handlers.care.model import (
-    OUTREACH_ALTERNATIVE_ID,
     OUTREACH_ATTEMPT_ID,
     OUTREACH_ESCALATION_ID,
     OUTREACH_REQUEST_ID,
@@ -70,8 +69,17 @@ from carecoord.handlers.care.model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.care.patient_context import care_team_of
+from carecoord.handlers.care.outreach_requests import (
+    alternatives_of,
+    group_key,
+    monthly_for,
+    patient_requests,
+    request_work_task,
+    requests_search,
+)
+from carecoord.handlers.care.patient_context import care_team_of, program_of
 from carecoord.handlers.programs import care_tasks
+from carecoord.handlers.programs.disenrolment import confirm_disenrolment, unreachable_review
 
 log = logging.getLogger(__name__)
 
@@ -126,40 +134,6 @@ def monthly_request(
     )
 
 
-def requests_search(
-    patient_id: str, month: Month | None = None, revinclude: Sequence[str] = ()
-) -> Search:
-    """The search `patient_requests` makes (see there)."""
-    params = [("patient", f"Patient/{patient_id}")]
-    if month is not None:
-        params.append(("authored", f"ge{(month.start - timedelta(days=1)).isoformat()}"))
-    params += [("_revinclude", spec) for spec in revinclude]
-    return ("CommunicationRequest", params)
-
-
-def patient_requests(
-    fhir: FhirReader,
-    patient_id: str,
-    month: Month | None = None,
-    *,
-    revinclude: Sequence[str] = (),
-) -> list[Any]:
-    """The carecoord outreach requests (monthly and alternative) of a patient: all of them, or
-    with `month` those authored since the day before it starts (a monthly request's authoredOn
-    lies in its month, an alternative's is its escalation; the day absorbs UTC offsets) — so the
-    search does not grow with the patient's history. Callers pick the month's requests by key;
-    a server ignoring `authored` returns more, never less. With `revinclude` the resources the
-    server includes come back after the requests (the caller asked for them)."""
-    found = fhir.search(*requests_search(patient_id, month, revinclude))
-    return [
-        cr
-        for cr in found
-        if cr.get_resource_type() == "CommunicationRequest"
-        and patient_of(cr) == patient_id
-        and (identifier_value(cr, OUTREACH_REQUEST_ID) or _group_key(cr))
-    ] + [r for r in found if r.get_resource_type() != "CommunicationRequest"]
-
-
 # One search for an attempt: the requests, their attempts and their escalation Tasks.
 _ATTEMPT_REVINCLUDES = ("Communication:based-on", "Task:focus")
 
@@ -196,31 +170,6 @@ def _month_of_key(key: str | None) -> Month | None:
         return Month.parse((key or "").rsplit(":", 1)[-1])
     except ValueError:
         return None
-
-
-def _group_key(cr: Any) -> str | None:
-    """The monthly request key an alternative-channel request belongs to."""
-    if identifier_value(cr, OUTREACH_ALTERNATIVE_ID) is None or cr.groupIdentifier is None:
-        return None
-    return str(cr.groupIdentifier.value) if cr.groupIdentifier.value else None
-
-
-def monthly_for(requests: Sequence[Any], month: Month) -> list[Any]:
-    """The monthly requests of `month`, active ones first, then by key (deterministic)."""
-    mine = [
-        cr
-        for cr in requests
-        if (identifier_value(cr, OUTREACH_REQUEST_ID) or "").endswith(f":{month.label}")
-    ]
-    return sorted(
-        mine,
-        key=lambda cr: (cr.status != "active", identifier_value(cr, OUTREACH_REQUEST_ID) or ""),
-    )
-
-
-def alternatives_of(requests: Sequence[Any], main: Any) -> list[Any]:
-    key = identifier_value(main, OUTREACH_REQUEST_ID)
-    return [cr for cr in requests if key and _group_key(cr) == key]
 
 
 def _read(fhir: FhirReader, reference: str) -> Any | None:
@@ -266,14 +215,6 @@ def _channel_of(cr: Any) -> str | None:
         for coding in medium.coding or []:
             if coding.code in MEDIUM_CHANNEL:
                 return MEDIUM_CHANNEL[coding.code]
-    return None
-
-
-def program_of(plan: Any) -> str | None:
-    for category in plan.category or []:
-        for coding in category.coding or []:
-            if coding.system == t.CARE_PROGRAM_SYSTEM:
-                return str(coding.code)
     return None
 
 
@@ -460,17 +401,16 @@ def handle_attempted(
         raise HandlerError("named outreach request not found", event_id=event.id)
     if named is not None:  # its requests are those of its own month (the key says which)
         month = (
-            _month_of_key(_group_key(named) or identifier_value(named, OUTREACH_REQUEST_ID))
-            or month
+            _month_of_key(group_key(named) or identifier_value(named, OUTREACH_REQUEST_ID)) or month
         )
     requests, comms, tasks = outreach_view(ctx.fhir, patient_id, month)
     main: Any | None
-    if named is not None and _group_key(named):
+    if named is not None and group_key(named):
         main = next(
             (
                 cr
                 for cr in requests
-                if identifier_value(cr, OUTREACH_REQUEST_ID) == _group_key(named)
+                if identifier_value(cr, OUTREACH_REQUEST_ID) == group_key(named)
             ),
             None,
         )
@@ -521,8 +461,6 @@ def handle_attempted(
                     _set_status(cr, "revoked", t.NOT_DONE_PATIENT_OBJECTION), version_of(cr)
                 )
         if data.outcome == "declined":  # program rules: not just this month
-            from carecoord.handlers.programs.disenrolment import confirm_disenrolment
-
             confirm_disenrolment(effects, main, patient_id, at)
     elif data.outcome == "wrong-number":
         _verify_contact(effects, main, patient_id, at)
@@ -547,37 +485,6 @@ def handle_attempted(
         extra={"event_id": event.id, "outreach": main_ref, "outcome": data.outcome},
     )
     return effects
-
-
-def request_work_task(
-    effects: Effects,
-    cr: Any,
-    patient_id: str,
-    at: datetime,
-    work: t.Code,
-    due_days: int,
-    reason: t.Code | None = None,
-) -> None:
-    """A work Task about an outreach request for its requester (the care manager), focus → the
-    request, due `due_days` after `at`; nothing when the request names no requester."""
-    owner = reference_str(cr.requester)
-    if owner is None:
-        return
-    plans = [reference_str(b) for b in cr.basedOn or []]
-    task = care.work_task(
-        key=ref_of(cr),
-        patient=f"Patient/{patient_id}",
-        work=work,
-        owner=owner,
-        due=at.date() + timedelta(days=due_days),
-        care_plan=next((p for p in plans if p and p.startswith("CarePlan/")), None),
-        authored_on=at,
-    )
-    body = to_json(task)
-    body["focus"] = {"reference": ref_of(cr)}
-    if reason is not None:
-        body["reasonCode"] = reason.concept_json()
-    add_create(effects, build("Task", body))
 
 
 def _verify_contact(effects: Effects, cr: Any, patient_id: str, at: datetime) -> None:
@@ -666,8 +573,6 @@ def _ensure_monthly(
     )
     owner = manager or config.pool or config.supervisor or provider
     if owner is not None:
-        from carecoord.handlers.programs.disenrolment import unreachable_review
-
         unreachable_review(effects, fhir, config, plan, patient_id, program, month, owner)
         for task in care_tasks.monthly_tasks(
             config,

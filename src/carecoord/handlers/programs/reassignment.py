@@ -56,9 +56,10 @@ from carecoord.handlers.care.model import (
     reference_str,
     version_of,
 )
+from carecoord.handlers.care.outreach_requests import patient_requests
 from carecoord.handlers.care.patient_context import care_team_of
 from carecoord.handlers.programs.caseload import assign_care_manager, caseload_patients
-from carecoord.handlers.programs.outreach import active_plans, patient_requests
+from carecoord.handlers.programs.outreach import active_plans
 
 log = logging.getLogger(__name__)
 

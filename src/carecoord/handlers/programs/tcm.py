@@ -50,6 +50,7 @@ from carecoord.fhir.identifiers import (
     identifier_value,
 )
 from carecoord.fhir.models import to_json
+from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.model import (
     as_date,
@@ -58,7 +59,6 @@ from carecoord.handlers.care.model import (
     reference_str,
     version_of,
 )
-from carecoord.handlers.programs.consent import enrolment_states
 
 log = logging.getLogger(__name__)
 

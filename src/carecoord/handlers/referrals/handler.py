@@ -67,6 +67,7 @@ from carecoord.fhir.identifiers import (
     identifier_value,
 )
 from carecoord.fhir.models import to_json
+from carecoord.fhir.profiles import PERTAINS_TO_GOAL
 from carecoord.fhir.referral import (
     referral_service_request,
     referral_task,
@@ -796,7 +797,6 @@ def _complete(
 def _goals_of(sr: Resource) -> list[str]:
     """The Goals a referral pertains to (pertainsToGoal extension; supportingInfo for
     ServiceRequests written before carecoord followed the SDOHCC profile)."""
-    from carecoord.fhir.profiles import PERTAINS_TO_GOAL
 
     goals = [
         ext.valueReference.reference

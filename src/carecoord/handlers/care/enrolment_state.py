@@ -1,0 +1,128 @@
+"""A patient's enrolment in each program, read from carecoord's CarePlans and Consents: the
+latest-started plan, its consent and when it ends, the conditions it addresses and its team.
+Billing, TCM, disenrolment, consent and the worklist all decide on this one view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from carecoord.core.handler import FhirReader
+from carecoord.fhir import terminology as t
+from carecoord.fhir.identifiers import identifier_system
+from carecoord.handlers.care.model import (
+    CARE_PLAN_ID,
+    as_date,
+    identifier_value,
+    patient_of,
+    reference_str,
+)
+from carecoord.handlers.care.patient_context import care_team_of, program_of
+
+CONSENT_ID = identifier_system("consent")  # <patient>:<program>
+
+
+def program_of_consent(consent: Any) -> str | None:
+    for category in consent.category or []:
+        for coding in category.coding or []:
+            if coding.system == t.CARE_PROGRAM_SYSTEM:
+                return str(coding.code)
+    return None
+
+
+def patient_consents(fhir: FhirReader, patient_id: str) -> list[Any]:
+    found: list[Any] = fhir.search("Consent", [("patient", f"Patient/{patient_id}")])
+    return carecoord_consents(found, patient_id)
+
+
+def carecoord_consents(found: Sequence[Any], patient_id: str) -> list[Any]:
+    """The patient's carecoord program Consents among search results (re-filtered here)."""
+    return [
+        c
+        for c in found
+        if c.get_resource_type() == "Consent"
+        and reference_str(c.patient) == f"Patient/{patient_id}"
+        and identifier_value(c, CONSENT_ID)
+        and c.status in ("active", "inactive")
+    ]
+
+
+def consent_span(consent: Any) -> tuple[date | None, date | None]:
+    """(from, until) of a Consent: its dateTime, and provision.period.end once revoked."""
+    start = as_date(consent.dateTime)
+    period = consent.provision.period if consent.provision else None
+    end = as_date(period.end) if period is not None and period.end is not None else None
+    return start, end
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    program: str
+    plan: Any | None
+    consent: Any | None
+    consent_from: date | None
+    ends: date | None
+    conditions: tuple[str, ...]
+    provider: str | None
+    care_manager: str | None
+
+
+def patient_plans(fhir: FhirReader, patient_id: str) -> list[Any]:
+    """Every carecoord CarePlan of a patient, whatever its status."""
+    found: list[Any] = fhir.search("CarePlan", [("patient", f"Patient/{patient_id}")])
+    return carecoord_plans(found, patient_id)
+
+
+def carecoord_plans(found: Sequence[Any], patient_id: str) -> list[Any]:
+    """The patient's carecoord CarePlans among search results (re-filtered here)."""
+    return [
+        p
+        for p in found
+        if p.get_resource_type() == "CarePlan"
+        and patient_of(p) == patient_id
+        and identifier_value(p, CARE_PLAN_ID)
+        and p.status != "entered-in-error"
+    ]
+
+
+def enrolment_states(fhir: FhirReader, patient_id: str) -> dict[str, ProgramState]:
+    """Per program: the latest-started CarePlan, its consent, end, conditions and care team."""
+    return states_of(patient_plans(fhir, patient_id), patient_consents(fhir, patient_id))
+
+
+def states_of(
+    patient_plans: Sequence[Any], consents_found: Sequence[Any]
+) -> dict[str, ProgramState]:
+    """`enrolment_states` from one patient's (already filtered) CarePlans and Consents."""
+
+    plans: dict[str, Any] = {}
+    for plan in patient_plans:
+        program = program_of(plan)
+        if program is None:
+            continue
+        start = str(plan.period.start) if plan.period and plan.period.start else ""
+        best = plans.get(program)
+        best_start = str(best.period.start) if best is not None and best.period else ""
+        if best is None or start > best_start:
+            plans[program] = plan
+    consents = {program_of_consent(c): c for c in consents_found}
+    out: dict[str, ProgramState] = {}
+    for program in set(plans) | {p for p in consents if p}:
+        plan = plans.get(program)
+        consent = consents.get(program)
+        consent_from, consent_end = consent_span(consent) if consent is not None else (None, None)
+        ends = as_date(plan.period.end) if plan is not None and plan.period else None
+        if consent_end is not None:
+            ends = min(ends, consent_end) if ends else consent_end
+        conditions = tuple(
+            r
+            for r in (reference_str(a) for a in (plan.addresses if plan is not None else []) or [])
+            if r
+        )
+        manager, provider = care_team_of(plan) if plan is not None else (None, None)
+        out[program] = ProgramState(
+            program, plan, consent, consent_from, ends, conditions, provider, manager
+        )
+    return out
