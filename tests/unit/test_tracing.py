@@ -169,6 +169,16 @@ def test_an_event_without_trace_context_starts_a_trace(spans: InMemorySpanExport
     assert emitted.traceparent.split("-")[1] == f"{consumer.context.trace_id:032x}"
 
 
+def test_without_a_tracer_provider_the_inbound_context_is_forwarded() -> None:
+    # opentelemetry-api installed but no SDK configured: nothing is recorded, the context goes on.
+    event = new_event("test.traced", "p-9", {}, id="evt-12").model_copy(
+        update={"traceparent": INBOUND, "tracestate": "vendor=abc"}
+    )
+    (out,) = run_one(event).records("out")
+    emitted = CloudEvent.from_json_bytes(out.value)
+    assert (emitted.traceparent, emitted.tracestate) == (INBOUND, "vendor=abc")
+
+
 def test_a_failed_event_span_names_the_error_type(spans: InMemorySpanExporter) -> None:
     # No handler for the type: MalformedEvent, dead-lettered; the span says so by type only.
     run_one(new_event("test.untraced", "p-9", {}, id="evt-11"))
@@ -183,15 +193,30 @@ def test_a_failed_event_span_names_the_error_type(spans: InMemorySpanExporter) -
 def test_each_fhir_attempt_is_a_span_and_an_error_status_fails_it(
     spans: InMemorySpanExporter,
 ) -> None:
-    answers = iter([httpx.Response(503), httpx.Response(200, json={"resourceType": "Patient"})])
-    transport = httpx.MockTransport(lambda request: next(answers))
+    answers: list[httpx.Response | Exception] = [
+        httpx.ConnectError("refused"),
+        httpx.Response(503),
+        httpx.Response(200, json={"resourceType": "Patient"}),
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        step = answers.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    transport = httpx.MockTransport(answer)
     with FhirClient(BASE, transport=transport, backoff=Backoff(0.001, 0.002)) as fhir:
         fhir.read("Patient", "p-1")
-    first, second = by_kind(spans.get_finished_spans(), SpanKind.CLIENT)
-    assert first.status.status_code == StatusCode.ERROR
-    assert (first.attributes or {})["error.type"] == "503"
-    assert second.status.status_code == StatusCode.UNSET
-    assert (second.attributes or {})["http.response.status_code"] == 200
+    unreachable, unavailable, ok = by_kind(spans.get_finished_spans(), SpanKind.CLIENT)
+    assert [s.status.status_code for s in (unreachable, unavailable, ok)] == [
+        StatusCode.ERROR,
+        StatusCode.ERROR,
+        StatusCode.UNSET,
+    ]
+    assert (unreachable.attributes or {})["error.type"] == "ConnectError"
+    assert (unavailable.attributes or {})["error.type"] == "503"
+    assert (ok.attributes or {})["http.response.status_code"] == 200
 
 
 def test_trace_context_attributes_are_optional_and_checked() -> None:

@@ -15,12 +15,12 @@ carries PHI: ids, types, topics, offsets, status codes, templated paths.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Literal
 
 try:
+    from opentelemetry import context as _otel_context
     from opentelemetry import trace as _trace
     from opentelemetry.context import Context as _Context
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -49,6 +49,7 @@ MAX_TRACESTATE = 512
 _INBOUND: ContextVar[tuple[str, str | None] | None] = ContextVar("carecoord_inbound", default=None)
 
 _tracer: Any = _trace.get_tracer("carecoord") if ENABLED else None
+_own_provider = False  # use_tracer_provider was given one
 
 
 def valid_traceparent(value: object) -> bool:
@@ -67,10 +68,10 @@ def valid_traceparent(value: object) -> bool:
 def use_tracer_provider(provider: Any | None) -> None:
     """Record carecoord's spans with `provider` (an SDK TracerProvider) instead of the global one;
     None goes back to the global provider. A no-op without opentelemetry."""
-    global _tracer
+    global _tracer, _own_provider
     if ENABLED:
-        source = provider if provider is not None else _trace.get_tracer_provider()
-        _tracer = source.get_tracer("carecoord")
+        _own_provider = provider is not None
+        _tracer = (provider or _trace).get_tracer("carecoord")
 
 
 class Span:
@@ -103,53 +104,75 @@ _KINDS: dict[str, Any] = (
     if ENABLED
     else {}
 )
+_NO_SDK: tuple[type, ...] = (
+    (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider) if ENABLED else ()
+)
 
 
-@contextmanager
-def span(
-    name: str,
-    kind: Kind = "internal",
-    attributes: Mapping[str, AttributeValue | None] | None = None,
-    *,
-    inbound: tuple[str | None, str | None] | None = None,
-) -> Iterator[Span]:
+def _recording() -> bool:
+    """Whether spans are recorded: opentelemetry is installed and a tracer provider (an SDK) is
+    configured. Without one the API's spans would record nothing and cost time per event."""
+    return ENABLED and (_own_provider or not isinstance(_trace.get_tracer_provider(), _NO_SDK))
+
+
+class span:  # lower case: used like a function, `with span("send topic") as s:`
     """A span, current inside the block; an exception leaving the block marks it failed (its type).
 
     `inbound` (traceparent, tracestate) makes the span the start of handling one event: its parent
     is that context (a new trace when traceparent is None or invalid), never the thread's current
-    span, and without opentelemetry the context is still remembered for `outgoing` and `log_ids`.
+    span, and the context is remembered for `outgoing` and `log_ids` even when no span is recorded.
+    A class rather than a generator context manager: it runs on the per-event hot path.
     """
-    token = None
-    parent: Any = None
-    if inbound is not None:
-        traceparent, tracestate = inbound
-        if not valid_traceparent(traceparent):
-            traceparent = tracestate = None
-        token = _INBOUND.set((traceparent, tracestate) if traceparent is not None else None)
-        if ENABLED:
-            parent = _parent_context(traceparent, tracestate)
-    try:
-        if not ENABLED:
-            yield _NO_SPAN
-            return
-        attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
-        with _tracer.start_as_current_span(
-            name,
+
+    __slots__ = ("_attributes", "_inbound", "_inbound_token", "_kind", "_name", "_span", "_token")
+
+    def __init__(
+        self,
+        name: str,
+        kind: Kind = "internal",
+        attributes: Mapping[str, AttributeValue | None] | None = None,
+        *,
+        inbound: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        self._name = name
+        self._kind = kind
+        self._attributes = attributes
+        self._inbound = inbound
+        self._inbound_token: Any = None
+        self._span: Any = None
+        self._token: Any = None
+
+    def __enter__(self) -> Span:
+        traceparent = tracestate = None
+        if self._inbound is not None:
+            traceparent, tracestate = self._inbound
+            if not valid_traceparent(traceparent):
+                traceparent = tracestate = None
+            remembered = (traceparent, tracestate) if traceparent is not None else None
+            self._inbound_token = _INBOUND.set(remembered)
+        if not _recording():
+            return _NO_SPAN
+        parent = None if self._inbound is None else _parent_context(traceparent, tracestate)
+        attributes = {k: v for k, v in (self._attributes or {}).items() if v is not None}
+        self._span = _tracer.start_span(
+            self._name,
             context=parent,
-            kind=_KINDS[kind],
-            attributes=attrs,
+            kind=_KINDS[self._kind],
+            attributes=attributes,
             record_exception=False,  # an exception's text may quote payload values
             set_status_on_exception=False,
-        ) as otel_span:
-            handle = Span(otel_span)
-            try:
-                yield handle
-            except BaseException as exc:
-                handle.fail(type(exc).__name__)
-                raise
-    finally:
-        if token is not None:
-            _INBOUND.reset(token)
+        )
+        self._token = _otel_context.attach(_trace.set_span_in_context(self._span))
+        return Span(self._span)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if self._span is not None:
+            if exc_type is not None:
+                Span(self._span).fail(exc_type.__name__)
+            _otel_context.detach(self._token)
+            self._span.end()
+        if self._inbound_token is not None:
+            _INBOUND.reset(self._inbound_token)
 
 
 def _parent_context(traceparent: str | None, tracestate: str | None) -> Any:
