@@ -6,6 +6,7 @@ carecoord still working, and forwarding the context, without opentelemetry insta
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -30,6 +31,7 @@ from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventRuntime
+from carecoord.fhir.async_client import AsyncFhirClient
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.transport import Backoff
 from carecoord.handlers.processing import HandlerProcessor
@@ -219,13 +221,29 @@ def test_each_fhir_attempt_is_a_span_and_an_error_status_fails_it(
     assert (ok.attributes or {})["http.response.status_code"] == 200
 
 
+def test_the_async_client_traces_its_requests_too(spans: InMemorySpanExporter) -> None:
+    async def search() -> None:
+        transport = httpx.MockTransport(fhir_server)
+        async with AsyncFhirClient(BASE, transport=transport) as fhir:
+            await fhir.search("Basic", {"identifier": "urn:x|p-9"})
+
+    asyncio.run(search())
+    (request,) = by_kind(spans.get_finished_spans(), SpanKind.CLIENT)
+    assert request.name == "GET /r4/Basic"
+    assert (request.attributes or {})["http.response.status_code"] == 200
+    assert "p-9" not in json.dumps(dict(request.attributes or {}))
+
+
 def test_trace_context_attributes_are_optional_and_checked() -> None:
     plain = new_event("test.traced", "p-9", {}, id="e")
     assert b"traceparent" not in plain.to_json_bytes()  # the v1 wire format as before
     raw = json.loads(plain.to_json_bytes())
-    parsed = CloudEvent.from_json_bytes(json.dumps({**raw, "traceparent": INBOUND}).encode())
-    assert parsed.traceparent == INBOUND
-    for bad in ["00-" + "0" * 32 + "-00f067aa0ba902b7-01", "ff" + INBOUND[2:], INBOUND.upper(), 7]:
+    later = "01" + INBOUND[2:] + "-what-a-later-version-adds"  # W3C: parse the known part
+    for good in [INBOUND, later]:
+        parsed = CloudEvent.from_json_bytes(json.dumps({**raw, "traceparent": good}).encode())
+        assert parsed.traceparent == good
+    zero_trace = "00-" + "0" * 32 + "-00f067aa0ba902b7-01"
+    for bad in [zero_trace, "ff" + INBOUND[2:], INBOUND + "-x", INBOUND.upper(), INBOUND[:-1], 7]:
         event = CloudEvent.from_json_bytes(
             json.dumps({**raw, "traceparent": bad, "tracestate": "a=b"}).encode()
         )
