@@ -109,7 +109,7 @@ _NO_SDK: tuple[type, ...] = (
 )
 
 
-def _recording() -> bool:
+def recording() -> bool:
     """Whether spans are recorded: opentelemetry is installed and a tracer provider (an SDK) is
     configured. Without one the API's spans would record nothing and cost time per event."""
     return ENABLED and (_own_provider or not isinstance(_trace.get_tracer_provider(), _NO_SDK))
@@ -150,7 +150,7 @@ class span:  # lower case: used like a function, `with span("send topic") as s:`
                 traceparent = tracestate = None
             remembered = (traceparent, tracestate) if traceparent is not None else None
             self._inbound_token = _INBOUND.set(remembered)
-        if not _recording():
+        if not recording():
             return _NO_SPAN
         parent = None if self._inbound is None else _parent_context(traceparent, tracestate)
         attributes = {k: v for k, v in (self._attributes or {}).items() if v is not None}

@@ -914,12 +914,12 @@ class EventRuntime:
                 inbound=(event.traceparent, event.tracestate) if event else (None, None),
             ) as span,
         ):
+            if malformed is not None:
+                span.fail(malformed.error_type)
+                self._failed(item, malformed)
+                return False
+            assert event is not None
             try:
-                if malformed is not None:
-                    span.fail(malformed.error_type)
-                    self._failed(item, malformed)
-                    return False
-                assert event is not None
                 _check_key(record, event)
                 emits = self.processor.process(event)
                 if emits:

@@ -150,6 +150,10 @@ def path_template(path: str, base_path: str) -> str:
     return "/".join(out)
 
 
+def _no_status(code: int) -> None:
+    pass
+
+
 @contextmanager
 def request_span(request: httpx.Request, base_url: str) -> Iterator[Callable[[int], None]]:
     """A client span around sending `request`; call the yielded function with the status code.
@@ -160,6 +164,9 @@ def request_span(request: httpx.Request, base_url: str) -> Iterator[Callable[[in
     carecoord.fhir.resource_type; a status >= 400 or a transport error marks it failed
     (error.type: the status code or the exception's type).
     """
+    if not tracing.recording():  # the template costs a little on every request
+        yield _no_status
+        return
     url = request.url
     base_path = urlsplit(base_url).path.rstrip("/")
     relative = path_template(url.path, base_path)
