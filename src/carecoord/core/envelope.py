@@ -9,8 +9,16 @@ from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from carecoord.core.tracing import MAX_TRACESTATE, valid_traceparent
 from carecoord.errors import MalformedEvent, describe_validation
 
 SPEC_VERSION = "1.0"
@@ -41,6 +49,23 @@ class CloudEvent(BaseModel):
     datacontenttype: str | None = "application/json"
     dataschema: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    # The CloudEvents distributed-tracing extension (optional: events without it are as before):
+    # W3C Trace Context values. An invalid traceparent is dropped, not refused, and tracestate
+    # with it (W3C Trace Context: a traceparent that cannot be parsed restarts the trace).
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @field_validator("traceparent", mode="before")
+    @classmethod
+    def _traceparent(cls, v: object) -> str | None:
+        return v if isinstance(v, str) and valid_traceparent(v) else None
+
+    @field_validator("tracestate", mode="before")
+    @classmethod
+    def _tracestate(cls, v: object, info: ValidationInfo) -> str | None:
+        if info.data.get("traceparent") is None:
+            return None
+        return v if isinstance(v, str) and len(v) <= MAX_TRACESTATE else None
 
     @field_validator("specversion")
     @classmethod

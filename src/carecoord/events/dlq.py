@@ -115,10 +115,7 @@ def write_dead_letter(
         producer.send_all([build(None)], timeout)
         return False
     except MessageTooLarge:
-        log.warning(
-            "dead letter too large for the broker; truncating",
-            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
-        )
+        log.warning("dead letter too large for the broker; truncating")  # ids: the log context
     for limit in (TRUNCATED_VALUE_BYTES, 0):
         try:
             producer.send_all([build(limit)], timeout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from carecoord.core import tracing
 from carecoord.core.effects import Emit
 from carecoord.core.envelope import DEFAULT_SOURCE, CloudEvent
 from carecoord.events.broker import Message, Producer
@@ -32,6 +33,15 @@ def event_message(event: CloudEvent, topic: str) -> Message:
     )
 
 
+def with_trace_context(event: CloudEvent) -> CloudEvent:
+    """`event` carrying the current trace context (the CloudEvents distributed-tracing extension),
+    unless it already carries its own."""
+    if event.traceparent is not None:
+        return event
+    context = tracing.outgoing()
+    return event.model_copy(update=context) if context else event
+
+
 class EventProducer:
     """Produces CloudEvents to one topic and waits until the broker acknowledged all of them."""
 
@@ -41,8 +51,21 @@ class EventProducer:
         self.source = source
 
     def publish(self, events: Sequence[CloudEvent], timeout: float = 30.0) -> None:
-        if events:
-            self._producer.send_all([event_message(e, self.topic) for e in events], timeout)
+        """One producer span ("send <topic>") per call; each event carries its trace context."""
+        if not events:
+            return
+        single = events[0] if len(events) == 1 else None
+        attributes: dict[str, tracing.AttributeValue | None] = {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "send",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": self.topic,
+            "messaging.batch.message_count": len(events) if single is None else None,
+            "messaging.message.id": single.id if single is not None else None,
+        }
+        with tracing.span(f"send {self.topic}", "producer", attributes):
+            messages = [event_message(with_trace_context(e), self.topic) for e in events]
+            self._producer.send_all(messages, timeout)
 
     def publish_emits(self, emits: Sequence[Emit], timeout: float = 30.0) -> None:
         self.publish([emit_to_event(e, source=self.source) for e in emits], timeout)

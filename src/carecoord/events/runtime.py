@@ -29,8 +29,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
+from carecoord.core import log_context, tracing
+from carecoord.core.catalog import known_type
 from carecoord.core.effects import Emit
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import CarecoordError, EventError, MalformedEvent
@@ -261,6 +263,8 @@ class EventRuntime:
         """`dependencies`: what the processor and the producer need ("fhir", "kafka"). While one
         is down no new work starts and every partition is paused (see availability.py)."""
         self.processor = processor
+        # Event types the processor handles are not free text: they may be logged and traced.
+        self._handled_types = frozenset(getattr(processor, "event_types", ()))
         self.options = options or RuntimeOptions()
         self.dependencies = {d.name: d for d in dependencies}
         self._outage_paused = False
@@ -870,12 +874,19 @@ class EventRuntime:
         self._idle.notify_all()
 
     def _work(self, item: WorkItem, done: deque[WorkItem]) -> None:
-        try:
-            if self._attempt(item):
-                done.append(item)
-        except BaseException:  # never lose track of an item, whatever happened
-            log.exception("worker failed unexpectedly; retrying", extra=_ids(item.record))
-            self._schedule_retry(item, self._backoff(item))
+        record = item.record
+        with log_context.bind(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            patient_id=log_context.patient_key(record.key),
+        ):
+            try:
+                if self._attempt(item):
+                    done.append(item)
+            except BaseException:  # never lose track of an item, whatever happened
+                log.exception("worker failed unexpectedly; retrying")
+                self._schedule_retry(item, self._backoff(item))
 
     def _attempt(self, item: WorkItem) -> bool:
         """Process one item; True if it succeeded and is to be finished with its batch (failures
@@ -885,23 +896,65 @@ class EventRuntime:
             self._dead_letter(item, item.dead_letter)
             return False
         started = time.monotonic()
-        event_type = "?"
+        event: CloudEvent | None = None
         try:
             event = CloudEvent.from_json_bytes(record.value)
-            event_type = event.type
-            _check_key(record, event)
-            emits = self.processor.process(event)
-            if emits:
-                assert self._events_out is not None
-                self._events_out.publish_emits(emits, self.options.produce_timeout_seconds)
         except Exception as exc:
-            failure = classify(exc)
-            self._failed(item, failure)
-            return False
-        self.observer.on_processed(record.tp, event_type, time.monotonic() - started)
-        if log.isEnabledFor(logging.DEBUG):  # this is the per-event hot path
-            log.debug("processed", extra={**_ids(record), "event_id": event.id, "type": event.type})
+            malformed: Failure | None = classify(exc)
+        else:
+            malformed = None
+        event_type = self._loggable_type(event.type) if event is not None else None
+        event_id = event.id if event is not None else None
+        with (
+            log_context.bind(event_id=event_id, event_type=event_type),
+            tracing.span(
+                f"process {record.topic}",
+                "consumer",
+                self._span_attributes(record, event_id, event_type),
+                inbound=(event.traceparent, event.tracestate) if event else (None, None),
+            ) as span,
+        ):
+            if malformed is not None:
+                span.fail(malformed.error_type)
+                self._failed(item, malformed)
+                return False
+            assert event is not None
+            try:
+                _check_key(record, event)
+                emits = self.processor.process(event)
+                if emits:
+                    assert self._events_out is not None
+                    self._events_out.publish_emits(emits, self.options.produce_timeout_seconds)
+            except Exception as exc:
+                failure = classify(exc)
+                span.fail(failure.error_type)
+                self._failed(item, failure)
+                return False
+            self.observer.on_processed(record.tp, event.type, time.monotonic() - started)
+            if log.isEnabledFor(logging.DEBUG):  # this is the per-event hot path
+                log.debug("processed")
         return True
+
+    def _loggable_type(self, event_type: str) -> str | None:
+        # An event type outside the catalog and the processor's table may be free text (PHI).
+        return event_type if event_type in self._handled_types else known_type(event_type)
+
+    def _span_attributes(
+        self, record: Record, event_id: str | None, event_type: str | None
+    ) -> dict[str, tracing.AttributeValue | None]:
+        # OpenTelemetry semantic conventions: messaging (Kafka) and CloudEvents attributes.
+        return {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.consumer.group.name": self.options.group_id,
+            "messaging.kafka.offset": record.offset,
+            "messaging.message.id": event_id,
+            "cloudevents.event_id": event_id,
+            "cloudevents.event_type": event_type,
+        }
 
     def _failed(self, item: WorkItem, failure: Failure) -> None:
         now, mono = time.time(), time.monotonic()
@@ -930,13 +983,13 @@ class EventRuntime:
         if not confirmed and elapsed + delay > self.options.retry_budget_seconds:
             log.warning(
                 "retry budget exhausted; dead-lettering",
-                extra={**_ids(item.record), "error": failure.error_type, "attempts": item.attempts},
+                extra={"error": failure.error_type, "attempts": item.attempts},
             )
             self._dead_letter(item, failure)
             return
         log.info(
             "transient failure; will retry",
-            extra={**_ids(item.record), "error": failure.error_type, "attempt": item.attempts},
+            extra={"error": failure.error_type, "attempt": item.attempts},
         )
         self._schedule_retry(item, delay)
 
@@ -970,7 +1023,7 @@ class EventRuntime:
             # The dead letter is not written: the offset must not be done. Retry, forever.
             log.error(
                 "dead-letter write failed; will retry",
-                extra={**_ids(record), "error": type(exc).__name__},
+                extra={"error": type(exc).__name__},
             )
             kafka = self.dependencies.get("kafka")
             if kafka is not None and exc.unavailable:
@@ -979,8 +1032,9 @@ class EventRuntime:
             return
         log.warning(
             "dead-lettered",
-            extra={**_ids(record), "error": failure.error_type, "truncated": truncated},
+            extra={"error": failure.error_type, "truncated": truncated},
         )
+        tracing.set_attribute("carecoord.dead_lettered", True)
         self.observer.on_dead_lettered(record.tp, failure.error_type)
         self._finish(item)
 
@@ -1014,7 +1068,3 @@ def _check_key(record: Record, event: CloudEvent) -> None:
             "the Kafka key is not the subject's patient id (the catalog keys events by patient)",
             event_id=event.id,
         )
-
-
-def _ids(record: Record) -> dict[str, Any]:
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}

@@ -24,6 +24,7 @@ from carecoord.fhir.transport import (
     build_request,
     interpret,
     label_of,
+    request_span,
     transport_error,
 )
 
@@ -63,7 +64,9 @@ class AsyncFhirClient(ClientBase):
 
         async def attempt() -> Reply:
             try:
-                response = await self._http.send(request)
+                with request_span(request, self.base_url) as status:
+                    response = await self._http.send(request)
+                    status(response.status_code)
             except httpx.TransportError as exc:
                 raise transport_error(exc, label) from exc
             return interpret(response, label)

@@ -37,6 +37,7 @@ from carecoord.fhir.transport import (
     error_for,
     interpret,
     label_of,
+    request_span,
     transport_error,
 )
 
@@ -127,7 +128,9 @@ class FhirClient(ClientBase):
 
         def attempt() -> Reply:
             try:
-                response = self._http.send(request)
+                with request_span(request, self.base_url) as status:
+                    response = self._http.send(request)
+                    status(response.status_code)
             except httpx.TransportError as exc:
                 raise transport_error(exc, label) from exc
             return interpret(response, label)

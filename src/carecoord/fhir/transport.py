@@ -6,7 +6,8 @@ Retries: connect errors, timeouts, 429 (Retry-After honoured), 502/503/504, with
 backoff and jitter inside a total budget. A request that is not safe to repeat (a plain POST
 create) is retried only when it certainly never reached the server, or on 429 (the server says it
 refused to process it). Logs carry the method, the path (ids only, never the query string, which
-may hold PHI) and the status.
+may hold PHI) and the status. Each request sent (each retry too) is an OpenTelemetry client span
+(`request_span`) whose path keeps only resource types and keywords: ids become {id}.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -26,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import tenacity
 
+from carecoord.core import tracing
 from carecoord.fhir.errors import (
     FhirConflict,
     FhirError,
@@ -119,6 +123,71 @@ def rebase_link(link: str, base_url: str) -> str:
     if not target.netloc or (target.scheme, target.netloc) == (base.scheme, base.netloc):
         return urlunsplit((base.scheme, base.netloc, path, target.query, ""))
     raise FhirResponseInvalid("paging link points outside the FHIR server's base URL")
+
+
+# --- spans -----------------------------------------------------------------------------------
+
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
+
+
+def path_template(path: str, base_path: str) -> str:
+    """`path` relative to the FHIR base with every id replaced: "Patient/{id}/_history/{vid}",
+    "Basic", "metadata", "" (the base: transactions, batches). Resource types, `_history`,
+    `_search`, `$operation` names and `metadata` are kept; any other segment becomes {id}."""
+    base = base_path.rstrip("/")
+    if path == base or path.startswith(base + "/"):
+        path = path[len(base) :]
+    out: list[str] = []
+    for segment in (s for s in path.split("/") if s):
+        if segment.startswith(("_", "$")) or segment == "metadata":
+            out.append(segment)
+        elif out and out[-1] == "_history":
+            out.append("{vid}")
+        elif _RESOURCE_TYPE.fullmatch(segment) and (not out or out[-1] == "{id}"):
+            out.append(segment)
+        else:
+            out.append("{id}")
+    return "/".join(out)
+
+
+def _no_status(code: int) -> None:
+    pass
+
+
+@contextmanager
+def request_span(request: httpx.Request, base_url: str) -> Iterator[Callable[[int], None]]:
+    """A client span around sending `request`; call the yielded function with the status code.
+
+    Attributes (OpenTelemetry HTTP semantic conventions): http.request.method, server.address,
+    server.port, url.scheme, url.template (the templated absolute path; never the query string:
+    search parameters hold identifiers) and http.response.status_code, plus
+    carecoord.fhir.resource_type; a status >= 400 or a transport error marks it failed
+    (error.type: the status code or the exception's type).
+    """
+    if not tracing.recording():  # the template costs a little on every request
+        yield _no_status
+        return
+    url = request.url
+    base_path = urlsplit(base_url).path.rstrip("/")
+    relative = path_template(url.path, base_path)
+    template = f"{base_path}/{relative}" if relative else base_path or "/"
+    first = relative.split("/", 1)[0]
+    attributes: dict[str, tracing.AttributeValue | None] = {
+        "http.request.method": request.method,
+        "server.address": url.host,
+        "server.port": url.port or (443 if url.scheme == "https" else 80),
+        "url.scheme": url.scheme,
+        "url.template": template,
+        "carecoord.fhir.resource_type": first if _RESOURCE_TYPE.fullmatch(first) else None,
+    }
+    with tracing.span(f"{request.method} {template}", "client", attributes) as span:
+
+        def status(code: int) -> None:
+            span.set("http.response.status_code", code)
+            if code >= 400:
+                span.fail(str(code))
+
+        yield status
 
 
 # --- responses -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from carecoord.core import log_context, tracing
 from carecoord.core.catalog import known_type
 from carecoord.core.effects import Effects, Emit, FhirWrite
 from carecoord.core.envelope import CloudEvent
@@ -95,6 +96,7 @@ class HandlerProcessor:
                 event_id=event.id,
                 event_type=known_type(event.type),
             )
+        tracing.set_attribute("carecoord.handlers", [s.name for s in specs])
         attempt = 0
         while True:
             effects, reads = self._run(specs, event)
@@ -102,7 +104,7 @@ class HandlerProcessor:
                 # Nothing (left) to write: perhaps applied before and never announced.
                 stored = stored_emits(self._fhir, event)
                 if stored is not None:
-                    log.info("event already applied; re-emitting", extra={"event_id": event.id})
+                    log.info("event already applied; re-emitting")
                 return merge_emits(stored, effects.emits)
             add_outbox(effects, event, self._clock())
             try:
@@ -120,10 +122,7 @@ class HandlerProcessor:
                         status=exc.status,
                         request=exc.request,
                     ) from exc
-                log.info(
-                    "version conflict; re-running handlers",
-                    extra={"event_id": event.id, "event_type": event.type, "attempt": attempt},
-                )
+                log.info("version conflict; re-running handlers", extra={"attempt": attempt})
                 continue
             return emits_after_apply(self._fhir, event, effects, result)
 
@@ -134,7 +133,8 @@ class HandlerProcessor:
             ctx = HandlerContext(fhir=reads, config=self._config[spec.name], clock=self._clock)
             started = time.perf_counter()
             try:
-                merged.extend(spec.handle(event, ctx))
+                with log_context.bind(handler=spec.name):  # on the handler's own log lines
+                    merged.extend(spec.handle(event, ctx))
             except CarecoordError:
                 raise
             except Exception as exc:

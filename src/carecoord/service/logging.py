@@ -1,5 +1,6 @@
 """JSON log lines for the service. Records carry ids only (event id, resource ids), never PHI:
-the formatter writes the message and the `extra` fields a caller passed, nothing from the event."""
+the formatter writes the message, the `extra` fields a caller passed and the log context of the
+event being handled (`LogContextFilter`: carecoord.core.log_context), nothing from the event."""
 
 from __future__ import annotations
 
@@ -13,12 +14,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from carecoord.core import log_context
+
 # Attributes every LogRecord has; anything else came from `extra=` and is emitted as a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
     "taskName",
 }
+
+
+class LogContextFilter(logging.Filter):
+    """Adds the log context (event id, type, handler, patient id, topic/partition/offset, trace
+    and span ids) to each record; a field the call passed in `extra=` is kept as passed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        attrs = record.__dict__
+        for key, value in log_context.fields().items():
+            attrs.setdefault(key, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,6 +58,7 @@ def configure_logging(
 ) -> logging.Handler:
     """Route the root logger to `stream` (stderr) as JSON (or plain text); return the handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(LogContextFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -330,7 +330,7 @@ def handle_time_logged(
             item = billed.get((program, mine.month, cpt))
             if item is not None and unit.isdigit():
                 _emit(fx, pid, item, program, mine.month, cpt, int(unit), None)
-        log.info("duplicate time entry ignored", extra={"event_id": event.id})
+        log.info("duplicate time entry ignored")
         return fx
 
     states = reads.states()
@@ -419,7 +419,7 @@ def handle_time_logged(
             ]
             fx.update(ChargeItem.model_validate(body), version_of(item))
     if reason is not None:
-        log.info("time recorded, not billable", extra={"event_id": event.id, "reason": reason})
+        log.info("time recorded, not billable", extra={"reason": reason})
     return fx
 
 

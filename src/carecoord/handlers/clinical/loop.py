@@ -287,7 +287,7 @@ def handle_overdue(
     fx = Effects()
     question = _read_task(ctx.fhir, data.task)
     if question is None:
-        log.warning("overdue clinical question no longer exists", extra={"event_id": event.id})
+        log.warning("overdue clinical question no longer exists")
         return fx
     if not is_clinical(question) or level_of(question):
         raise HandlerError("not a clinical question Task", event_id=event.id, task=data.task)
@@ -295,13 +295,13 @@ def handle_overdue(
     if question.status in FINAL or question.status == "draft":
         return fx  # answered (or withdrawn) meanwhile
     if _escalation(ctx.fhir, data.task, data.level) is not None:
-        log.info("clinical question already escalated", extra={"event_id": event.id})
+        log.info("clinical question already escalated")
         return fx  # one escalation per level
     missed = question if data.level == 1 else _escalation(ctx.fhir, data.task, data.level - 1)
     at = _when(event, ctx)
     missed_due = due_of(missed) if missed is not None else None
     if missed is None or missed.status in FINAL or missed_due is None or at < missed_due:
-        log.info("clinical question not overdue at this level", extra={"event_id": event.id})
+        log.info("clinical question not overdue at this level")
         return fx
     owner = config.escalation_target(data.level)
     if owner is None:
@@ -349,7 +349,7 @@ def handle_overdue(
     )
     log.info(
         "overdue clinical question escalated",
-        extra={"event_id": event.id, "level": data.level, "owner": owner},
+        extra={"level": data.level, "owner": owner},
     )
     return fx
 
@@ -366,11 +366,11 @@ def handle_task_status(
     fx = Effects()
     task = _read_task(ctx.fhir, data.task)
     if task is None or not is_clinical(task):
-        log.debug("task status not for the clinical loop", extra={"event_id": event.id})
+        log.debug("task status not for the clinical loop")
         return fx
     _for_patient(task, pid, event)
     if task.status != data.status:  # the server is the truth: act on what it has
-        log.info("acting on the clinical Task's status on the server", extra={"event_id": event.id})
+        log.info("acting on the clinical Task's status on the server")
     visit = visit_requested(task)
     if task.status != "completed" and not visit:
         return fx
@@ -420,7 +420,7 @@ def handle_task_status(
         )  # fmt: skip
     _close_others(fx, ctx.fhir, q_ref, question, data.task, at)
     fx.emit(reply, f"Patient/{pid}", id=derived_id(q_ref, reply.event_type))
-    log.info("clinical reply brought to the care manager", extra={"event_id": event.id})
+    log.info("clinical reply brought to the care manager")
     return fx
 
 

@@ -104,7 +104,7 @@ def handle_question(
     )
     log.info(
         "clinical question routed to provider",
-        extra={"event_id": event.id, "provider": provider, "urgent": urgent},
+        extra={"provider": provider, "urgent": urgent},
     )
     return fx
 

@@ -143,7 +143,7 @@ def handle_task_overdue(
     try:
         task: Any = ctx.fhir.read("Task", task_ref.removeprefix("Task/"))
     except (FhirNotFound, FhirGone):
-        log.warning("overdue task no longer exists", extra={"event_id": event.id})
+        log.warning("overdue task no longer exists")
         return Effects()
     effects = Effects()
     if task.status in FINAL or _escalated(task):
@@ -177,7 +177,7 @@ def handle_task_overdue(
     tagged = to_json(task)
     tagged.setdefault("meta", {}).setdefault("tag", []).append(OVERDUE_TAG.json())
     effects.update(build("Task", tagged), version_of(task))
-    log.info("overdue task escalated", extra={"event_id": event.id, "task": task_ref})
+    log.info("overdue task escalated", extra={"task": task_ref})
     return effects
 
 

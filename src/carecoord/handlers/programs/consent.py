@@ -131,7 +131,7 @@ def handle_consent_recorded(
             continue
         done = to_json(complete(task, reason="Consent recorded", at=at))
         effects.update(build("Task", done), version_of(task))
-    log.info("consent recorded", extra={"event_id": event.id, "program": data.program})
+    log.info("consent recorded", extra={"program": data.program})
     return effects
 
 

@@ -73,7 +73,7 @@ def handle_disenrolled(
     effects = Effects()
     state = enrolment_states(ctx.fhir, pid).get(data.program)
     if state is None or state.plan is None:
-        log.info("disenrolment of a program the patient is not in", extra={"event_id": event.id})
+        log.info("disenrolment of a program the patient is not in")
         return effects
     plan = state.plan
     if plan.status in ("active", "draft", "on-hold"):
@@ -121,7 +121,7 @@ def handle_disenrolled(
         effects.update(build("Task", body), version_of(task))
     log.info(
         "patient disenrolled",
-        extra={"event_id": event.id, "program": data.program, "reason": data.reason},
+        extra={"program": data.program, "reason": data.reason},
     )
     return effects
 

@@ -80,7 +80,7 @@ def handle_enrolled(
     search_together(ctx.fhir, plan_searches(ctx.fhir, patient_id) + ([probe] if probe else []))
     plans = active_plans(ctx.fhir, patient_id)
     if any(program_of(p) == data.program for p in plans):
-        log.info("already enrolled; nothing to do", extra={"event_id": event.id})
+        log.info("already enrolled; nothing to do")
         return Effects()
     month = Month.of(data.start)
     current = [m for m in (care_team_of(p)[0] for p in plans) if m]
@@ -91,7 +91,6 @@ def handle_enrolled(
     log.info(
         "patient enrolled",
         extra={
-            "event_id": event.id,
             "program": data.program,
             "care_manager": assignment.care_manager,
             "assignment": assignment.reason,

@@ -482,7 +482,7 @@ def handle_attempted(
             )
     log.info(
         "outreach attempt recorded",
-        extra={"event_id": event.id, "outreach": main_ref, "outcome": data.outcome},
+        extra={"outreach": main_ref, "outcome": data.outcome},
     )
     return effects
 

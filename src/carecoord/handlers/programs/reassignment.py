@@ -155,12 +155,12 @@ def handle_reassign(
     plans = active_plans(ctx.fhir, patient_id)
     held = holdings(ctx.fhir, patient_id, departing, plans)
     if not held:
-        log.info("nothing left with that care manager", extra={"event_id": event.id})
+        log.info("nothing left with that care manager")
         return Effects()
     if data.reason == "over-capacity" and not _still_over_capacity(
         ctx.fhir, config, departing, patient_id, month
     ):
-        log.info("care manager no longer over capacity", extra={"event_id": event.id})
+        log.info("care manager no longer over capacity")
         return Effects()
     others = [m for m in (care_team_of(p, ctx.fhir)[0] for p in plans) if m]
     assignment = assign_care_manager(
@@ -169,7 +169,6 @@ def handle_reassign(
     log.info(
         "reassigning patient",
         extra={
-            "event_id": event.id,
             "reason": data.reason,
             "from": departing,
             "to": assignment.care_manager,

@@ -164,7 +164,7 @@ def handle_discharged(
         body = to_json(task)
         body["focus"] = {"reference": episode_ref}
         add_create(fx, build("Task", body))
-    log.info("tcm episode opened", extra={"event_id": event.id, "complexity": data.complexity})
+    log.info("tcm episode opened", extra={"complexity": data.complexity})
     return fx
 
 

@@ -343,7 +343,7 @@ def handle_need_identified(
             t.BUSINESS_NO_CONSENT,
         )
         _join_care_plan(fx, ctx, pid, existing_sr, condition_ref, goal_ref, sr_ref)
-        log.info("referral held: no consent to contact", extra={"event_id": event.id})
+        log.info("referral held: no consent to contact")
         return fx
 
     if attempts:  # a replay: the referral was already sent; say so again with the same id
@@ -418,7 +418,7 @@ def handle_need_identified(
     task = _referral_task(pid, domain.key, sr_value, 1, sr_ref, best, requester, now)
     add_create(fx, task)
     _emit_created(fx, event, pid, domain.key, existing_sr, sr, None, (task, best, 1))
-    log.info("referral created", extra={"event_id": event.id, "service": best.service})
+    log.info("referral created", extra={"service": best.service})
     return fx
 
 
@@ -544,7 +544,7 @@ def _unmatched(
     # Keyed on the referral, not the trigger: whatever event (or notification) finds the
     # candidates exhausted announces it under the same id.
     fx.emit(ReferralUnmatched(**data), f"Patient/{pid}", id=derived_id(_ident(sr), UNMATCHED))
-    log.info("referral unmatched", extra={"event_id": event.id, "tried": len(tried)})
+    log.info("referral unmatched", extra={"tried": len(tried)})
 
 
 def _emit_created(
@@ -648,7 +648,7 @@ def handle_status_changed(
     if data.task_version and task.status != data.status and _version(task) != data.task_version:
         # Reports a status of an older version (e.g. a late FHIR notification): the event of the
         # later change carries the current status, so this one changes nothing.
-        log.info("stale referral status ignored", extra={"event_id": event.id})
+        log.info("stale referral status ignored")
         return fx
     reason = data.reason or DEFAULT_REASONS.get(data.status)
     if task.status != data.status:
@@ -734,7 +734,7 @@ def _next_candidate(
     _emit_created(fx, event, pid, _domain_of(sr), sr, sr, None, (task, best, number))
     log.info(
         "referral moved to the next candidate",
-        extra={"event_id": event.id, "attempt": number, "service": best.service},
+        extra={"attempt": number, "service": best.service},
     )
 
 
