@@ -265,7 +265,7 @@ class Listener:
                 return  # the client left mid-request: nobody to answer
             why = b"request header fields too large\n" if exc.error_status_hint == 431 else None
             reply = HttpResponse(exc.error_status_hint, why or b"bad request framing\n")
-            await self._send(conn, reader, writer, None, reply)
+            await self._send(conn, reader, writer, None, reply, body_unread=True)
             return
         if not isinstance(event, h11.Request):
             return  # closed before a request
@@ -275,6 +275,12 @@ class Listener:
             event.target.decode("ascii", "replace"),
             tuple((k.decode("ascii"), v.decode("latin-1")) for k, v in event.headers),
         )
+        end = _HEAD_END.search(head)
+        if end is None or end.start() > limits.max_header_bytes:
+            # h11 counts only while the head is incomplete; one read may finish a larger one
+            reply = HttpResponse(431, b"request header fields too large\n")
+            await self._send(conn, reader, writer, request, reply, body_unread=True)
+            return
         problem = framing_problem(bytes(head), request)
         answer: HttpResponse | int = (
             HttpResponse(400, f"{problem}\n".encode()) if problem else self._handler.head(request)
