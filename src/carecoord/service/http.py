@@ -86,7 +86,8 @@ class Request:
     @property
     def has_body(self) -> bool:
         return any(k == "transfer-encoding" for k, _ in self.headers) or any(
-            v != "0" for v in self.values("content-length")
+            int(v) != 0
+            for v in self.values("content-length")  # h11 checked: 1*DIGIT
         )
 
 
