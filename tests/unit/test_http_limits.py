@@ -174,3 +174,17 @@ def test_a_failing_route_is_a_500_and_one_log_line_without_the_payload(
     assert [getattr(r, "error", None) for r in failures] == ["ValueError"]
     assert all(r.exc_info is None for r in caplog.records)
     assert not any(SECRET in r.getMessage() or SECRET in str(r.__dict__) for r in caplog.records)
+
+
+def test_a_closed_listener_frees_its_port_and_closing_again_is_harmless() -> None:
+    first = HealthServer(ready=lambda: True, metrics=lambda: b"", host="127.0.0.1", port=0)
+    with first:
+        port = first.port
+        slow = slow_client(port)  # an open connection does not keep the port
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    first.close()
+    slow.close()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz")
+    with HealthServer(ready=lambda: True, metrics=lambda: b"", host="127.0.0.1", port=port) as h:
+        assert httpx.get(f"http://127.0.0.1:{h.port}/healthz").status_code == 200

@@ -23,6 +23,7 @@ One request per connection (`Connection: close`), which is what probes and FHIR 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import re
@@ -171,10 +172,13 @@ class Listener:
         started.wait(5)
 
     def close(self) -> None:
-        loop, stopped = self._loop, self._stopped
-        if loop is not None and stopped is not None and self._thread is not None:
-            loop.call_soon_threadsafe(stopped.set)
-            self._thread.join(5)
+        """Stop serving (open connections are dropped) and release the port; idempotent."""
+        loop, stopped, thread = self._loop, self._stopped, self._thread
+        self._loop = self._stopped = self._thread = None
+        if loop is not None and stopped is not None and thread is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(stopped.set)
+            thread.join(5)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._sock.close()
@@ -205,8 +209,12 @@ class Listener:
                 await asyncio.wait(tasks, timeout=2)
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio's errors outside a connection (e.g. accept() out of file descriptors: it
+        pauses accepting for a second) as one line, never its traceback."""
         exc = context.get("exception")
-        log.debug(
+        serious = isinstance(exc, OSError) and not isinstance(exc, ConnectionError)
+        log.log(
+            logging.WARNING if serious else logging.DEBUG,
             "HTTP listener loop error",
             extra={"listener": self.name, "error": type(exc).__name__ if exc else "none"},
         )
