@@ -113,8 +113,10 @@ _LINGER_BYTES = 64 * 1024
 
 
 def framing_problem(head: bytes, request: Request) -> str | None:
-    """What RFC 9112 lets a server refuse and h11 accepts (h11 itself refuses an invalid or a
-    conflicting Content-Length, a space before the colon, a missing or repeated Host)."""
+    """What RFC 9112 lets a server refuse and h11 accepts. h11 itself refuses, as RFC 9112
+    requires of a server (all 400): an invalid Content-Length (`+161`, `1_61`: RFC 9110 §8.6
+    is 1*DIGIT) or differing ones (RFC 9112 §6.3 (5)), whitespace between a field name and its
+    colon (§5.1), a missing or repeated Host in HTTP/1.1 (§3.2)."""
     end = _HEAD_END.search(head)
     if _OBS_FOLD.search(head, 0, end.start() + 1 if end else len(head)):
         # RFC 9112 §5.2: a server receiving obs-fold MUST either reject it with 400 or unfold it
