@@ -194,3 +194,11 @@ def test_a_payload_that_is_not_a_notification_says_what_is_wrong_without_echoing
         notified_resources(payload)
     assert SECRET not in str(raised.value)
     assert isinstance(raised.value, MalformedEvent)  # refused like any malformed event
+
+
+@pytest.mark.parametrize("url", ["Task/t1\n", "Task/t1\n/_history/2", "Task/t 1"])
+def test_a_reference_with_whitespace_names_no_resource(url: str) -> None:
+    """`$` matches before a final newline: the id pattern must hold to the very end, or a Task
+    id 't1\\n' reaches a request URL (InvalidURL, a 500 the server then retries)."""
+    assert parse_reference(url) is None
+    assert parse_reference(url.replace("\n", "").replace(" ", "")) is not None

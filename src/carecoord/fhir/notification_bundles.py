@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from carecoord.core.handler import FhirReader
+from carecoord.core.references import FHIR_ID
 from carecoord.errors import MalformedEvent
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
@@ -46,12 +47,11 @@ EVENT_NOTIFICATIONS = frozenset({"event-notification", "query-event"})
 NOTHING_NOTIFIED = frozenset({"heartbeat", "handshake", "query-status"})
 DELETES = frozenset({"delete", "DELETE"})
 
-_ID = r"[A-Za-z0-9\-.]{1,64}"
 _REFERENCE = re.compile(
-    rf"(?:^|/)(?P<type>[A-Z][A-Za-z]{{1,63}})/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?/?$"
+    rf"(?:^|/)(?P<type>[A-Z][A-Za-z]{{1,63}})/(?P<id>{FHIR_ID})(?:/_history/(?P<vid>{FHIR_ID}))?/?\Z"
 )
-_RESOURCE_ID = re.compile(rf"^{_ID}$")
-_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+_RESOURCE_ID = re.compile(FHIR_ID)  # used with fullmatch: `$` would let "t1\n" through
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 
 
 class MalformedNotification(MalformedEvent):
@@ -223,9 +223,9 @@ def _full(resource: Any, where: str) -> Hint:
     if not isinstance(resource, Mapping):
         raise MalformedNotification(f"{where}: resource is not an object")
     rtype, rid = resource.get("resourceType"), resource.get("id")
-    if not isinstance(rtype, str) or not _RESOURCE_TYPE.match(rtype):
+    if not isinstance(rtype, str) or not _RESOURCE_TYPE.fullmatch(rtype):
         raise MalformedNotification(f"{where}: resource has no valid resourceType")
-    if not isinstance(rid, str) or not _RESOURCE_ID.match(rid):
+    if not isinstance(rid, str) or not _RESOURCE_ID.fullmatch(rid):
         raise MalformedNotification(f"{where}: resource has no valid id")
     return Hint(rtype, rid)
 
@@ -240,7 +240,7 @@ def _located(locations: Sequence[str], where: str) -> Hint:
 def _version(resource: Mapping[str, Any]) -> str | None:
     meta = resource.get("meta")
     vid = meta.get("versionId") if isinstance(meta, Mapping) else None
-    return str(vid) if isinstance(vid, str | int) and _RESOURCE_ID.match(str(vid)) else None
+    return str(vid) if isinstance(vid, str | int) and _RESOURCE_ID.fullmatch(str(vid)) else None
 
 
 __all__ = [

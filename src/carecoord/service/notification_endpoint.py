@@ -5,9 +5,11 @@ the notified resources are re-read from the configured FHIR server and translate
 (carecoord.handlers.notifications.referrals.translate), and the events published to the input
 topic. Answers:
 200 once the broker acknowledged them (or there was nothing to publish), 400 with an
-OperationOutcome for a payload that is not a notification, 401 when the request's
+OperationOutcome for a payload that is not a notification (not JSON, nested too deeply, a
+resource type or id that is not FHIR's, checked before any URL is built), 401 when the request's
 `Authorization: Bearer <token>` does not match (checked before the body is read, see
-`authorize`), 503 when a read or the publish failed (the FHIR server retries).
+`authorize`), 413 when it names more than `max_resources` resources (each costs a FHIR read),
+503 when a read or the publish failed (the FHIR server retries). See docs/listeners.md.
 """
 
 from __future__ import annotations
@@ -15,18 +17,29 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
 from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
 from carecoord.fhir.errors import FhirError
+from carecoord.fhir.notification_bundles import MalformedNotification, notified_resources
 from carecoord.handlers.notifications.referrals import translate
 from carecoord.service.http import HttpResponse
 
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
+# One notification normally names one resource (a batch a few); each one named costs a read.
+DEFAULT_MAX_RESOURCES = 100
+# FHIR R4 id and resource type (https://hl7.org/fhir/R4/datatypes.html#id): matched whole with
+# fullmatch, since `$` would let a trailing newline through into the read's URL.
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 
 
 def operation_outcome(status: int, severity: str, code: str, diagnostics: str) -> HttpResponse:
@@ -46,12 +59,19 @@ class NotificationEndpoint:
         fhir: FhirReader,
         *,
         token: str,
+        max_resources: int = DEFAULT_MAX_RESOURCES,
     ) -> None:
         if not token.strip():  # an empty token must never mean "open"
             raise ConfigError("the FHIR notification endpoint needs a non-empty bearer token")
+        if max_resources < 1:
+            raise ConfigError(
+                "the FHIR notification endpoint's max_resources must be at least 1",
+                max_resources=max_resources,
+            )
         self._publish = publish
-        self._fhir = fhir
+        self._fhir = _CheckedReader(fhir)
         self._token = token.strip().encode()
+        self._max_resources = max_resources
 
     def authorize(self, headers: Mapping[str, str]) -> HttpResponse | None:
         """None when `Authorization: Bearer <token>` matches, else the 401 to send (the server
@@ -72,8 +92,13 @@ class NotificationEndpoint:
             return refused
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError:  # deeply nested arrays or objects
+            return operation_outcome(400, "error", "structure", "JSON nested too deeply")
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             return operation_outcome(400, "error", "structure", f"not JSON ({type(exc).__name__})")
+        refused = self._check_named(payload)
+        if refused is not None:
+            return refused
         try:
             events = translate(payload, fhir=self._fhir)
         except MalformedEvent as exc:
@@ -94,6 +119,28 @@ class NotificationEndpoint:
             log.info("FHIR notification published", extra={"event_ids": [e.id for e in events]})
         return operation_outcome(200, "information", "informational", f"{len(events)} event(s)")
 
+    def _check_named(self, payload: Any) -> HttpResponse | None:
+        """400 for a resource type or id that is not FHIR's, 413 above `max_resources` distinct
+        resources; None when the reads may go ahead."""
+        try:
+            hints = notified_resources(payload)
+        except MalformedNotification as exc:
+            log.info("FHIR notification refused", extra={"error": str(exc)})
+            return operation_outcome(400, "error", "invalid", str(exc))
+        except (RecursionError, ValueError, TypeError) as exc:  # a shape no one foresaw
+            log.info("FHIR notification refused", extra={"error": type(exc).__name__})
+            return operation_outcome(400, "error", "invalid", "not a FHIR notification")
+        for n, hint in enumerate(hints):
+            if not (_TYPE.fullmatch(hint.resource_type) and _ID.fullmatch(hint.id)):
+                why = f"notified resource {n}: not a FHIR resource type and id"
+                return operation_outcome(400, "error", "invalid", why)
+        named = len({(h.resource_type, h.id) for h in hints})
+        if named > self._max_resources:
+            why = f"names {named} resources, more than {self._max_resources}: split it"
+            log.info("FHIR notification refused", extra={"resources": named})
+            return operation_outcome(413, "error", "too-costly", why)
+        return None
+
     def _authorized(self, header: str | None) -> bool:
         scheme, _, given = (header or "").partition(" ")
         if scheme.lower() != "bearer":
@@ -106,3 +153,21 @@ def _unavailable(why: str) -> HttpResponse:
     return HttpResponse(
         response.status, response.body, response.content_type, (("Retry-After", "5"),)
     )
+
+
+class _CheckedReader:
+    """The FHIR reader, refusing a type or id that is not FHIR's before a URL is built from it
+    (the notification was checked; this keeps a translator's own reads honest too)."""
+
+    def __init__(self, fhir: FhirReader) -> None:
+        self._fhir = fhir
+
+    def read(self, resource_type: str, resource_id: str) -> Resource:
+        if not (_TYPE.fullmatch(resource_type) and _ID.fullmatch(resource_id)):
+            raise MalformedNotification("a notified resource has no valid FHIR type and id")
+        return self._fhir.read(resource_type, resource_id)
+
+    def search(
+        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+    ) -> list[Resource]:
+        return self._fhir.search(resource_type, params)
