@@ -37,12 +37,12 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.condition import Condition
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import add_create, business_identifier_json
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.fhir import terminology as t
+from carecoord.directory.hsds import import_directory
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import import_directory
-from carecoord.fhir.identifiers import add_create, business_identifier_json
 from carecoord.handlers.care.model import Month
 from carecoord.handlers.programs.outreach import monthly_request
 

@@ -9,8 +9,8 @@ from datetime import date
 from fhir.resources.R4B.communicationrequest import CommunicationRequest
 
 from carecoord import Effects, FhirClient
-from carecoord.fhir.care import care_plan, outreach_request
-from carecoord.fhir.identifiers import add_create
+from carecoord.caremodel.builders import care_plan, outreach_request
+from carecoord.caremodel.identifiers import add_create
 
 
 def enrol(fhir: FhirClient, patient: str) -> list[str]:

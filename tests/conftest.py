@@ -35,7 +35,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def fhir_base_url() -> Iterator[str]:
     """The FHIR server of the session. When the session ends, every resource the tests left on
-    it is checked against the profiles carecoord claims (carecoord.fhir.profiles): a violation
+    it is checked against the profiles carecoord claims (carecoord.caremodel.profiles): a violation
     fails the run (an error at the teardown of the last test that used the server)."""
     external = os.environ.get("CARECOORD_FHIR_BASE_URL")
     if external:

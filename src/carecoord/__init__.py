@@ -2,14 +2,19 @@
 
 The public API is curated here; everything else is importable but may change between minor
 versions. The test kit is `carecoord.testing`; the layers are drawn in docs/architecture.md.
-Builders live in `carecoord.fhir.care`, `.referral` and `.directory`; codes in
-`carecoord.fhir.terminology`; the event catalog's models, inbound and outbound, in
+Builders live in `carecoord.caremodel.builders`, `.referral` and `.directory`; codes in
+`carecoord.caremodel.terminology`; the event catalog's models, inbound and outbound, in
 `carecoord.catalog` (`catalog.INBOUND`, `catalog.OUTBOUND`: type -> model).
 """
 
 from __future__ import annotations
 
-from carecoord import catalog
+from carecoord import (
+    _moved,  # noqa: F401  (0.1's module paths still import: docs/moved.md)
+    catalog,
+)
+from carecoord.caremodel.builders import work_task
+from carecoord.caremodel.identifiers import add_create
 from carecoord.core.catalog import EventData
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Create, Effects, Emit, Update
@@ -29,7 +34,6 @@ from carecoord.events.broker import KafkaConnection
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventProcessor, EventRuntime, RuntimeOptions, TransientError
 from carecoord.fhir.async_client import AsyncFhirClient
-from carecoord.fhir.care import work_task
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.errors import (
     FhirConflict,
@@ -45,7 +49,6 @@ from carecoord.fhir.errors import (
     FhirTransportError,
     FhirUnauthorized,
 )
-from carecoord.fhir.identifiers import add_create
 from carecoord.handlers.processing import HandlerProcessor
 
 __version__ = "0.1.0"

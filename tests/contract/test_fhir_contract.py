@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from carecoord.caremodel.builders import care_plan, outreach_request
+from carecoord.caremodel.identifiers import add_create, identifier_system
 from carecoord.core.effects import Effects, Update
-from carecoord.fhir.care import care_plan, outreach_request
 from carecoord.fhir.errors import FhirNotFound, FhirPreconditionFailed
-from carecoord.fhir.identifiers import add_create, identifier_system
 
 
 def _enrol(patient: str) -> Effects:

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from carecoord.caremodel import terminology as t
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection
 from carecoord.events.dlq import list_dead_letters
-from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.models import to_json
 from carecoord.handlers.clinical.loop import OVERDUE, open_clinical_items

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from carecoord.caremodel.identifiers import identifier_system
 from carecoord.demo.main import run
 from carecoord.demo.sim import Scale
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.identifiers import identifier_system
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ def pipeline(pipeline_factory: Callable[..., Pipeline]) -> Pipeline:
 def test_ehr_events_go_through_the_handlers(
     pipeline: Pipeline, kafka_bootstrap: str, fhir_base_url: str, unique: str
 ) -> None:
-    from carecoord.fhir.hsds import import_directory
+    from carecoord.directory.hsds import import_directory
 
     sample = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
     import json

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from carecoord.core.envelope import new_event
+from carecoord.directory.hsds import import_directory
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import to_json
 from carecoord.handlers.referrals.handler import attempt_of
 from carecoord.service.app import Service

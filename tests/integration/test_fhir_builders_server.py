@@ -15,10 +15,13 @@ import httpx
 import pytest
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.caremodel import builders as care
+from carecoord.caremodel.identifiers import business_identifier_json, create_for, stable_id
 from carecoord.core.effects import Create
-from carecoord.fhir import care, directory, referral, roles
-from carecoord.fhir.identifiers import business_identifier_json, create_for, stable_id
+from carecoord.directory import builders as directory
 from carecoord.fhir.models import to_json
+from carecoord.handlers.care import roles
+from carecoord.handlers.referrals import builders as referral
 
 pytestmark = pytest.mark.integration
 

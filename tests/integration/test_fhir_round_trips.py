@@ -18,8 +18,8 @@ import pytest
 from fhir.resources.R4B.condition import Condition
 
 from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.directory.hsds import import_directory
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import import_directory
 from support.enrolment import consented
 from support.fhir_proxy import FhirProxy
 from support.pipeline import Pipeline

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from carecoord.caremodel.workflow import FINAL
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care.model import Month, reference_str
 from carecoord.handlers.jobs.sweeper import sweep, sweep_config
 from carecoord.handlers.programs.caseload import caseload_patients

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from carecoord.caremodel import terminology as t
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection, Message
 from carecoord.events.dlq import list_dead_letters
-from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.care.model import OUTREACH_REQUEST_ID
 from carecoord.handlers.processing import HandlerProcessor

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.directory.hsds import import_directory
 from carecoord.events.broker import KafkaBroker, KafkaConnection
 from carecoord.events.dlq import list_dead_letters
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import to_json
 from carecoord.handlers.referrals.handler import attempt_of
 from carecoord.service.app import Service
@@ -281,7 +281,7 @@ def _cbo_sets(fhir_base_url: str, fhir: FhirClient, task: Any, **changes: Any) -
 def test_a_cbo_cancellation_and_a_completion_notified_by_the_server_close_the_loop(
     service: Service, fhir_base_url: str, unique: str
 ) -> None:
-    from carecoord.fhir import terminology as t
+    from carecoord.caremodel import terminology as t
 
     patient = f"ncancel-{unique}"
     enrolled = {

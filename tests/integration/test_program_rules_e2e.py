@@ -14,9 +14,9 @@ import pytest
 from fhir.resources.R4B.condition import Condition
 from typer.testing import CliRunner
 
+from carecoord.caremodel import terminology as t
 from carecoord.cli import app
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.fhir import terminology as t
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.model import as_date, build, reference_str, version_of
 from carecoord.handlers.care.task_paths import complete

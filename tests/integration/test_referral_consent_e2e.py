@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.profiles import SDOHCC_CONSENT, check
 from carecoord.core.envelope import new_event
-from carecoord.fhir import terminology as t
+from carecoord.directory.hsds import import_directory
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import to_json
-from carecoord.fhir.profiles import SDOHCC_CONSENT, check
 from carecoord.handlers.referrals.handler import attempt_of
 from support.pipeline import Pipeline
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from carecoord.caremodel.identifiers import identifier_search
 from carecoord.cli import app
+from carecoord.directory.hsds import HSDS_SERVICE
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import HSDS_SERVICE
-from carecoord.fhir.identifiers import identifier_search
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 The Gravity SDOH IG's status table ("Set By", HL7/fhir-sdoh-clinicalcare input/pagecontent/
 StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md, encoded in
-carecoord.fhir.workflow.SET_BY) lets the referral target (the Task's owner) set accepted,
+carecoord.caremodel.workflow.SET_BY) lets the referral target (the Task's owner) set accepted,
 rejected, in-progress, on-hold, completed, failed and cancelled. Each one runs here through the
 running service, the real broker and the real FHIR server, by both ways a CBO's change reaches
 carecoord:
@@ -29,13 +29,13 @@ from typing import Any
 import httpx
 import pytest
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.workflow import SET_BY
 from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.directory.hsds import import_directory
 from carecoord.events.broker import KafkaBroker, KafkaConnection
-from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import SET_BY
 from carecoord.handlers.referrals.handler import attempt_of
 from carecoord.service.app import Service
 from carecoord.settings import load_settings

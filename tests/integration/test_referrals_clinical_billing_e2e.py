@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from carecoord.caremodel import terminology as t
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.fhir import terminology as t
+from carecoord.directory.hsds import import_directory
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import parse_resource, to_json
 from carecoord.handlers.referrals.handler import attempt_of
 from support.enrolment import consented
@@ -219,9 +219,9 @@ def test_a_cbos_cancellation_or_failure_moves_the_referral_on(
 def test_directories_from_the_builders_and_from_open_referrals_example_are_both_matched(
     pipeline_factory: Callable[..., Pipeline], fhir_base_url: str, unique: str
 ) -> None:
+    from carecoord.caremodel.identifiers import add_create
     from carecoord.core.effects import Effects
-    from carecoord.fhir import directory as builders
-    from carecoord.fhir.identifiers import add_create
+    from carecoord.directory import builders
 
     pipeline = pipeline_factory(config=REQUESTER)
     # 1. A directory built with the README's fhir.directory builders.

@@ -1,14 +1,14 @@
 """The conformance suite run on what the integration tests leave on the FHIR server: every
 resource of the types carecoord writes under a profile is read back (paged) and checked with
-carecoord.fhir.profiles.check, whether it claims a profile (meta.profile) or is one carecoord
+carecoord.caremodel.profiles.check, whether it claims a profile (meta.profile) or is one carecoord
 wrote (a carecoord business identifier of a kind that must claim one)."""
 
 from __future__ import annotations
 
+from carecoord.caremodel.profiles import RULES, check, claimed
+from carecoord.caremodel.terminology import IDENTIFIER_SYSTEM_BASE
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.models import to_json
-from carecoord.fhir.profiles import RULES, check, claimed
-from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
 
 TYPES = sorted({rtype for rtype, _ in RULES.values()})
 

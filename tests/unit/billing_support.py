@@ -7,7 +7,7 @@ from datetime import date
 
 from handler_context_support import FakeFhir
 
-from carecoord.fhir import care
+from carecoord.caremodel import builders as care
 from carecoord.fhir.models import to_json
 from carecoord.handlers.programs.consent import consent_resource
 

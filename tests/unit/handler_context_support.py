@@ -39,7 +39,7 @@ def event(type_: str, patient: str, data: dict[str, Any], id_: str | None = None
 
 
 def care_team(fhir: FakeFhir, patient: str, care_manager: str, provider: str) -> None:
-    from carecoord.fhir.care import care_team as build
+    from carecoord.caremodel.builders import care_team as build
 
     team = build(
         patient=f"Patient/{patient}",

@@ -11,9 +11,9 @@ from billing_support import enrol
 from fhir.resources.R4B.resource import Resource
 from handler_context_support import NOW, FakeFhir, ctx, event
 
-from carecoord.fhir import terminology as t
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import carecoord_identifier
 from carecoord.fhir.errors import FhirInvalid
-from carecoord.fhir.identifiers import carecoord_identifier
 from carecoord.handlers.billing.handler import (
     CHARGE_ITEM_ID,
     HANDLERS,

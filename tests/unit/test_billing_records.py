@@ -9,8 +9,8 @@ from billing_support import enrol
 from handler_context_support import FakeFhir
 from test_handlers_billing import billed, log_time
 
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import business_identifier_json
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import business_identifier_json
 from carecoord.handlers.billing.handler import PROGRAM_EXTENSION
 
 MARCH = "2025-03-05T10:00:00+00:00"

@@ -1,4 +1,4 @@
-"""The conformance suite (carecoord.fhir.profiles) on builder output, and on the shapes carecoord
+"""The conformance suite (caremodel.profiles) on builder output, and on the shapes carecoord
 wrote before it followed the profiles: those must fail (a Practitioner requester, a contained
 CareTeam, a Goal in supportingInfo, received/ready statuses, no meta.profile).
 
@@ -13,9 +13,13 @@ from typing import Any
 
 import pytest
 
-from carecoord.fhir import care, profiles, referral, roles, sdoh_consent
-from carecoord.fhir import terminology as t
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import profiles
+from carecoord.caremodel import terminology as t
 from carecoord.fhir.models import to_json
+from carecoord.handlers.care import roles
+from carecoord.handlers.referrals import builders as referral
+from carecoord.handlers.referrals import sdoh_consent
 
 NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
 

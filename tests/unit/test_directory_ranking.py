@@ -9,8 +9,8 @@ import pytest
 from fhir.resources.R4B.healthcareservice import HealthcareService
 from fhir.resources.R4B.patient import Patient
 
-from carecoord.fhir.hsds import AGE_RANGE_EXTENSION, ELIGIBILITY_SYSTEM, LANGUAGE_SYSTEM
-from carecoord.fhir.terminology import SDOHCC_TEMPORARY_CODES
+from carecoord.caremodel.terminology import SDOHCC_TEMPORARY_CODES
+from carecoord.directory.hsds import AGE_RANGE_EXTENSION, ELIGIBILITY_SYSTEM, LANGUAGE_SYSTEM
 from carecoord.handlers.referrals.ranking import (
     Candidate,
     ReferralCriteria,

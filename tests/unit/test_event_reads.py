@@ -213,7 +213,7 @@ def test_no_probe_where_the_server_searches_the_type_by_identifier() -> None:
 
 def _team_server(declares_include: bool) -> tuple[list[str], httpx.MockTransport]:
     """A server holding one active plan whose standalone CareTeam names the care manager."""
-    from carecoord.fhir import terminology as t
+    from carecoord.caremodel import terminology as t
 
     role = {"coding": [{"system": t.ROLE_CARE_COORDINATOR.system,
                         "code": t.ROLE_CARE_COORDINATOR.code}]}  # fmt: skip

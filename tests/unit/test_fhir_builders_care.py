@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import identifier_system
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import identifier_system
 from carecoord.fhir.models import to_json
 
 NOW = datetime(2024, 5, 14, 15, 30, tzinfo=UTC)

@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from carecoord.core.effects import Effects
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import (
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import (
     MAX_VALUE_LENGTH,
     add_create,
     business_identifier,
@@ -20,6 +19,7 @@ from carecoord.fhir.identifiers import (
     identifier_system,
     identifier_value,
 )
+from carecoord.core.effects import Effects
 
 
 def test_identifier_is_readable_and_in_carecoords_namespace() -> None:

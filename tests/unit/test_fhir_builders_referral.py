@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from carecoord.fhir import directory, referral
-from carecoord.fhir import terminology as t
+from carecoord.caremodel import terminology as t
+from carecoord.directory import builders as directory
 from carecoord.fhir.models import to_json
+from carecoord.handlers.referrals import builders as referral
 
 NOW = datetime(2024, 5, 14, 15, 30, tzinfo=UTC)
 
@@ -156,7 +157,7 @@ def test_directory_builders_link_service_organization_location() -> None:
         )
     )
     assert svc["providedBy"] == {"reference": "Organization/o1"}
-    # One directory shape (carecoord.fhir.directory_shape), as the HSDS importer writes it and
+    # One directory shape (carecoord.directory.shape), as the HSDS importer writes it and
     # the ranking reads it: the domain in category, the postal codes in contained coverageArea.
     assert (t.SDOHCC_TEMPORARY_CODES, "food-insecurity") in codes(svc["category"])
     assert (t.US_CORE_CATEGORY_SYSTEM, "sdoh") in codes(svc["category"])

@@ -10,10 +10,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carecoord.fhir import care, directory, referral
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import carecoord_identifier
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import carecoord_identifier
+from carecoord.directory import builders as directory
 from carecoord.fhir.models import parse_resource, to_json
+from carecoord.handlers.referrals import builders as referral
 
 ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1, max_size=64)
 keys = st.text(min_size=1, max_size=120).filter(str.strip)

@@ -1,5 +1,5 @@
 """The Task state machine checked against the FHIR R4 specification, written out here literally
-(never read from carecoord.fhir.workflow, so a wrong table in the code cannot agree with itself).
+(never read from caremodel.workflow, so a wrong table in the code cannot agree with itself).
 
 Source: FHIR R4 Task, "Task state machine" (http://hl7.org/fhir/R4/task.html#statemachine): the
 typical transitions of its diagram, plus the rules stated with it: any non-terminal task may be
@@ -15,8 +15,8 @@ import itertools
 import pytest
 from fhir.resources.R4B.task import Task
 
+from carecoord.caremodel.workflow import FINAL, can_transition, transition
 from carecoord.errors import InvalidTransition
-from carecoord.fhir.workflow import FINAL, can_transition, transition
 
 STATUSES = (
     "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",

@@ -9,9 +9,14 @@ from fhir.resources.R4B.task import Task
 from hypothesis import given
 from hypothesis import strategies as st
 
+from carecoord.caremodel import workflow
+from carecoord.caremodel.workflow import (
+    TASK_STATUSES,
+    can_transition,
+    transition,
+    validate_task_codes,
+)
 from carecoord.errors import InvalidTransition
-from carecoord.fhir import workflow
-from carecoord.fhir.workflow import TASK_STATUSES, can_transition, transition, validate_task_codes
 
 
 def task(status: str = "ready", version: str = "R4") -> Task:

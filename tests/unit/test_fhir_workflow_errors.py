@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from fhir.resources.R4B.task import Task
 
-from carecoord.errors import InvalidTransition
-from carecoord.fhir.workflow import (
+from carecoord.caremodel.workflow import (
     allowed_transitions,
     can_transition,
     check_task_status,
     transition,
     validate_task_codes,
 )
+from carecoord.errors import InvalidTransition
 
 
 def _task(status: str = "ready", tid: str | None = "t1", **extra: object) -> Task:

@@ -7,8 +7,8 @@ import logging
 import pytest
 from handler_context_support import FakeFhir, care_team, ctx, event
 
+from carecoord.caremodel import terminology as t
 from carecoord.errors import HandlerError
-from carecoord.fhir import terminology as t
 from carecoord.handlers.clinical.routing import HANDLERS
 
 handle = HANDLERS[0].handle

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from handler_context_support import NOW, FakeFhir, care_team, ctx, event
 
+from carecoord.caremodel import terminology as t
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import HandlerError
-from carecoord.fhir import terminology as t
 from carecoord.fhir.models import to_json
 from carecoord.handlers.clinical.loop import clinical_overdue, open_clinical_items
 from carecoord.handlers.clinical.routing import HANDLERS

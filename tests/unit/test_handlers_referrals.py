@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from handler_context_support import FakeFhir, care_team, ctx, event
 
+from carecoord.caremodel import terminology as t
 from carecoord.core.effects import Effects, FhirWrite
+from carecoord.directory.hsds import import_directory
 from carecoord.errors import HandlerError
-from carecoord.fhir import terminology as t
-from carecoord.fhir.hsds import import_directory
 from carecoord.handlers.referrals.handler import HANDLERS, attempt_of, step_after
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
@@ -75,8 +75,8 @@ WRITTEN_TYPES = (
 
 def conformance(fhir: FakeFhir) -> list[str]:
     """Violations of the profiles carecoord claims, over everything the handler wrote."""
+    from carecoord.caremodel.profiles import check
     from carecoord.fhir.models import to_json
-    from carecoord.fhir.profiles import check
 
     return [
         f"{rt}/{r.id}: {v}" for rt in WRITTEN_TYPES for r in fhir.all(rt) for v in check(to_json(r))
@@ -129,7 +129,7 @@ def test_need_creates_gravity_resources_and_refers_to_the_best_match(fhir: FakeF
     assert (role.practitioner.reference, role.organization.reference) == (CM, PRACTICE)
     assert task.authoredOn is not None
     # SDOHCCServiceRequest: the Goal in pertainsToGoal, never supportingInfo; occurrence set.
-    from carecoord.fhir.profiles import PERTAINS_TO_GOAL
+    from carecoord.caremodel.profiles import PERTAINS_TO_GOAL
 
     assert [e.valueReference.reference for e in sr.extension if e.url == PERTAINS_TO_GOAL] == [
         f"Goal/{goal.id}"
@@ -219,7 +219,7 @@ SHARE = {"date": "2026-11-02", "method": "verbal", "recorded_by": CM}
 def test_the_patients_consent_to_share_is_an_sdohcc_consent_the_referral_points_at(
     fhir: FakeFhir,
 ) -> None:
-    from carecoord.fhir.profiles import SDOHCC_CONSENT
+    from carecoord.caremodel.profiles import SDOHCC_CONSENT
 
     ev = need(consent_to_share=SHARE)
     run(fhir, ev)
@@ -295,7 +295,7 @@ def test_a_malformed_consent_to_share_is_refused(fhir: FakeFhir, bad: dict[str, 
 def test_completed_closes_the_loop(fhir: FakeFhir) -> None:
     from handler_context_support import NOW
 
-    from carecoord.fhir.care import care_plan
+    from carecoord.caremodel.builders import care_plan
     from carecoord.fhir.models import to_json
 
     fhir.put(to_json(care_plan(patient="Patient/p1", program="CCM", start=NOW.date())))

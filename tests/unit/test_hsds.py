@@ -11,7 +11,7 @@ from typing import Any
 from handler_context_support import FakeFhir
 
 from carecoord.core.effects import Effects, FhirWrite
-from carecoord.fhir.hsds import import_directory, map_export
+from carecoord.directory.hsds import import_directory, map_export
 from carecoord.handlers.referrals.ranking import ReferralCriteria, facts_of, rank
 
 SAMPLE = json.loads(

@@ -19,11 +19,11 @@ import pytest
 from handler_context_support import FakeFhir
 
 from carecoord.core.effects import Effects, FhirWrite
-from carecoord.fhir import directory
-from carecoord.fhir.hsds import import_directory, map_export
-from carecoord.fhir.hsds_sync import sync_directory
-from carecoord.fhir.hsds_tabular import read_datapackage
-from carecoord.fhir.hsds_taxonomy import DEFAULT_TAXONOMY_MAP, domain_of, taxonomy_map
+from carecoord.directory import builders as directory
+from carecoord.directory.hsds import import_directory, map_export
+from carecoord.directory.sync import sync_directory
+from carecoord.directory.tabular import read_datapackage
+from carecoord.directory.taxonomy import DEFAULT_TAXONOMY_MAP, domain_of, taxonomy_map
 from carecoord.fhir.models import parse_resource, to_json
 from carecoord.handlers.referrals.ranking import ReferralCriteria, facts_of, rank
 
@@ -149,7 +149,7 @@ def test_open_eligibility_terms_map_to_gravity_domains(
 
 
 def test_the_sample_directorys_open_eligibility_terms_are_real_and_agree_with_its_domains() -> None:
-    from carecoord.fhir.open_eligibility import TERMS
+    from carecoord.directory.open_eligibility import TERMS
 
     sample = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
     for svc in json.loads(sample.read_text())["services"]:

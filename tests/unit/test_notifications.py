@@ -15,15 +15,15 @@ import pytest
 from handler_context_support import FakeFhir, care_team, ctx, event
 from notification_support import BASE, backport_bundle, full_entry
 
+from carecoord.caremodel import terminology as t
 from carecoord.core.catalog import ReferralStatusChanged, parse_data
 from carecoord.core.effects import Effects
+from carecoord.directory.hsds import import_directory
 from carecoord.errors import ConfigError, MalformedEvent
-from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirNotFound, FhirServerError
-from carecoord.fhir.hsds import import_directory
 from carecoord.fhir.models import parse_resource, to_json
-from carecoord.fhir.referral import referral_task
 from carecoord.handlers.notifications.referrals import SOURCE, translate
+from carecoord.handlers.referrals.builders import referral_task
 from carecoord.handlers.referrals.handler import HANDLERS, attempt_of
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "directory" / "springfield-hsds.json"
@@ -508,7 +508,7 @@ def test_a_resource_type_of_any_length_is_never_echoed(
 
 
 def _clinical_task_json(status: str, version: str = "4", **extra: Any) -> dict[str, Any]:
-    from carecoord.fhir.care import clinical_review_task
+    from carecoord.caremodel.builders import clinical_review_task
 
     task = clinical_review_task(
         key="q-1",

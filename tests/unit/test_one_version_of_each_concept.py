@@ -1,6 +1,6 @@
 """Each shared code set is written once: the programs, outreach channels and outcomes and the
 Task statuses in carecoord.core.vocabulary, the final and the open Task statuses in
-carecoord.fhir.workflow, the programs needing consent in carecoord.handlers.billing.rules. A
+carecoord.caremodel.workflow, the programs needing consent in carecoord.handlers.billing.rules. A
 copy elsewhere (a Literal, a tuple, a set) fails here, so the copies cannot drift apart."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import ast
 from pathlib import Path
 from typing import get_args
 
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel import workflow
 from carecoord.core import catalog, vocabulary
-from carecoord.fhir import care, workflow
-from carecoord.fhir import terminology as t
 from carecoord.handlers.billing import rules as billing_rules
 from carecoord.handlers.care import model as care_model
 
@@ -23,8 +24,8 @@ HOMES: dict[frozenset[str], str] = {
     frozenset(get_args(vocabulary.Channel)): "core/vocabulary.py",
     frozenset(get_args(vocabulary.Outcome)): "core/vocabulary.py",
     frozenset(get_args(vocabulary.TaskStatus)): "core/vocabulary.py",
-    frozenset(workflow.FINAL): "fhir/workflow.py",
-    frozenset(workflow.OPEN): "fhir/workflow.py",
+    frozenset(workflow.FINAL): "caremodel/workflow.py",
+    frozenset(workflow.OPEN): "caremodel/workflow.py",
     frozenset(billing_rules.DEFAULT_CONSENT_REQUIRED): "handlers/care/model.py",
 }
 # Names whose value is a different concept over the same codes: an order, not the set.
@@ -59,11 +60,12 @@ def copies(source: str, where: str) -> list[str]:
 
 
 def test_the_check_finds_a_copy() -> None:
-    assert copies('P = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]\n', "fhir/care.py")
+    literal = 'P = Literal["CCM", "PCM", "RPM", "TCM", "BHI", "APCM"]\n'
+    assert copies(literal, "caremodel/builders.py")
     final = '"completed", "cancelled", "failed", "rejected", "entered-in-error"'
     assert copies(f"if s in ({final}):\n    pass\n", "handlers/care/task_paths.py")
     assert copies(f"F = frozenset({{{final}}})\n", "handlers/care/model.py")
-    assert not copies(f"F = frozenset({{{final}}})\n", "fhir/workflow.py")
+    assert not copies(f"F = frozenset({{{final}}})\n", "caremodel/workflow.py")
     assert not copies('x = ("CCM", "PCM")\n', "handlers/billing/handler.py")
     ranked = 'PROGRAM_PRIORITY = ("APCM", "CCM", "PCM", "BHI", "RPM", "TCM")\n'
     assert not copies(ranked, "handlers/billing/rules.py")

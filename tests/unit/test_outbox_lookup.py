@@ -12,10 +12,10 @@ from fhir.resources.R4B.task import Task
 from test_outbox import StoreFhir
 
 from carecoord import Effects, HandlerContext, HandlerSpec, new_event
+from carecoord.caremodel.identifiers import identifier_system, identifier_value
+from carecoord.caremodel.outbox import KIND
 from carecoord.fhir.errors import FhirInvalid
-from carecoord.fhir.identifiers import identifier_system, identifier_value
 from carecoord.fhir.models import to_json
-from carecoord.fhir.outbox import KIND
 from carecoord.handlers.processing import HandlerProcessor
 
 SYSTEM = "https://carecoord.dev/fhir/identifier/test-task"

@@ -10,7 +10,7 @@ from care_management_support import FakeFhir, Runner, attempted, enrolled
 from fhir.resources.R4B.resource import Resource
 from test_handlers_outreach import CONFIG, SPECS, _enrolled, _request
 
-from carecoord.fhir import terminology as t
+from carecoord.caremodel import terminology as t
 from carecoord.fhir.errors import FhirInvalid
 from carecoord.fhir.models import parse_resource
 from carecoord.testing.fhir import DATE_PARAMS, REFERENCE_PARAMS

@@ -9,8 +9,8 @@ from care_management_support import Runner, enrolled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from carecoord.caremodel.identifiers import identifier_value as key_value
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.handlers.programs import care_tasks, enrolment, outreach
 
 SPECS = [*enrolment.HANDLERS, *outreach.HANDLERS, *care_tasks.HANDLERS]
@@ -62,7 +62,7 @@ event_ids = st.one_of(
 @settings(max_examples=30, deadline=None)
 @given(
     # Distinct after cleaning: ids that clean to one identifier value ("a|b", "a,b") are one
-    # attempt to FHIR (a limitation of carecoord.fhir.identifiers, not of the counting).
+    # attempt to FHIR (a limitation of carecoord.caremodel.identifiers, not of the counting).
     ids=st.lists(event_ids, min_size=1, max_size=5, unique_by=key_value),
     pattern=st.lists(st.integers(0, 4), min_size=0, max_size=10),
 )

@@ -21,10 +21,10 @@ from test_handlers_referrals import (
     with_directory,
 )
 
-from carecoord.fhir import terminology as t
-from carecoord.fhir.care import care_team
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.builders import care_team
+from carecoord.caremodel.identifiers import carecoord_identifier
 from carecoord.fhir.errors import FhirPreconditionFailed
-from carecoord.fhir.identifiers import carecoord_identifier
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.referrals.handler import HANDLERS, attempt_of

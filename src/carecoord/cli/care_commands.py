@@ -103,10 +103,10 @@ def directory_import_command(
     listed with the reason and skipped; the exit status is 1 when any was skipped."""
     import json
 
+    from carecoord.directory.hsds import HsdsRecordError, ImportReport, import_directory, map_export
+    from carecoord.directory.tabular import HsdsTabularError, is_datapackage, read_datapackage
     from carecoord.errors import ConfigError
     from carecoord.fhir.errors import FhirError
-    from carecoord.fhir.hsds import HsdsRecordError, ImportReport, import_directory, map_export
-    from carecoord.fhir.hsds_tabular import HsdsTabularError, is_datapackage, read_datapackage
     from carecoord.service.app import build_fhir_client
     from carecoord.settings import load_settings
 
@@ -175,7 +175,7 @@ def _print_report(report: Any, *, dry_run: bool = False) -> None:
 def _taxonomy_map(path: Path | None) -> dict[str, str] | None:
     import os
 
-    from carecoord.fhir.hsds_taxonomy import load_taxonomy_map
+    from carecoord.directory.taxonomy import load_taxonomy_map
 
     chosen = path or (
         Path(os.environ["CARECOORD_DIRECTORY_TAXONOMY_MAP"])
@@ -201,10 +201,10 @@ def directory_sync_command(
 ) -> None:
     """Read every service of a live HSDS 3.0 API (paged) into the directory, as `directory
     import` does. Idempotent: run it as often as the API changes."""
+    from carecoord.directory.hsds import HsdsRecordError
+    from carecoord.directory.sync import HsdsApiError, sync_directory
     from carecoord.errors import ConfigError
     from carecoord.fhir.errors import FhirError
-    from carecoord.fhir.hsds import HsdsRecordError
-    from carecoord.fhir.hsds_sync import HsdsApiError, sync_directory
     from carecoord.service.app import build_fhir_client
     from carecoord.settings import load_settings
 

@@ -3,12 +3,12 @@ them, the FHIR builders and the handlers take them as types.
 
 - `Program`: the care-management programs carecoord enrols into (CMS care management services:
   chronic, principal, remote monitoring, transitional, behavioural health integration, advanced
-  primary care); their FHIR codings are `carecoord.fhir.terminology.PROGRAMS`.
+  primary care); their FHIR codings are `carecoord.caremodel.terminology.PROGRAMS`.
 - `Channel`: how an outreach reaches the patient; the FHIR medium of each is
-  `carecoord.fhir.terminology.CHANNEL_MEDIUM` (v3 ParticipationMode).
+  `carecoord.caremodel.terminology.CHANNEL_MEDIUM` (v3 ParticipationMode).
 - `Outcome`: what an outreach attempt achieved.
 - `TaskStatus`: FHIR R4 Task.status (http://hl7.org/fhir/R4/valueset-task-status.html); which of
-  them are final is the state machine's (`carecoord.fhir.workflow.FINAL`).
+  them are final is the state machine's (`carecoord.caremodel.workflow.FINAL`).
 """
 
 from __future__ import annotations

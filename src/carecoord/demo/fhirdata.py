@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from carecoord.fhir.identifiers import identifier_system
+from carecoord.caremodel.identifiers import identifier_system
 from carecoord.fhir.transport import rebase_link
 
 Json = dict[str, Any]

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from carecoord.caremodel import terminology as t
 from carecoord.core.envelope import CloudEvent
 from carecoord.demo.fhirdata import FhirData, ident, patient_id
 from carecoord.demo.sim import (
@@ -38,10 +39,9 @@ from carecoord.demo.sim import (
     Simulator,
     condition_resources,
 )
+from carecoord.directory.hsds import import_directory
 from carecoord.events.broker import TP, Message
-from carecoord.fhir import terminology as t
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.hsds import import_directory
 from carecoord.handlers.jobs.sweeper import sweep, sweep_config
 from carecoord.handlers.loader import discover
 from carecoord.service.app import Service

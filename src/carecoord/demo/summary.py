@@ -20,14 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel import workflow
+from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.envelope import CloudEvent
 from carecoord.demo.fhirdata import FhirData, Json, code_values, ident, patient_id, ref, refs
 from carecoord.demo.sim import MONTH_START
 from carecoord.events.broker import Broker
 from carecoord.events.dlq import list_dead_letters
-from carecoord.fhir import terminology as t
-from carecoord.fhir import workflow
-from carecoord.fhir.identifiers import identifier_system
 from carecoord.handlers.billing.handler import LADDERS, PROGRAM_EXTENSION, Ladder
 
 REFERRAL_STATUSES = (

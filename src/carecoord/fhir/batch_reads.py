@@ -20,10 +20,9 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.core.effects import Create
 from carecoord.core.handler import FhirReader
-from carecoord.fhir.bundles import identifier_blind_types, response_entries, status_code
+from carecoord.fhir.bundles import identifier_blind_types, response_entries, stable_id, status_code
 from carecoord.fhir.capabilities import statement_of
 from carecoord.fhir.errors import FhirResponseInvalid
-from carecoord.fhir.identifiers import stable_id
 from carecoord.fhir.models import FhirVersion
 from carecoord.fhir.operations import Op, page_resources
 from carecoord.fhir.transport import Call

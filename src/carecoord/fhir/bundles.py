@@ -380,3 +380,11 @@ def result_from(
 ) -> TransactionResult:
     refs = {e.full_url: e.reference for e in entries if e.full_url and e.reference}
     return cls(entries=tuple(entries), references=refs)
+
+
+def stable_id(create: Create) -> str:
+    """A deterministic FHIR id (the uuid of `create.full_url`) for servers that cannot search a
+    type by identifier (so If-None-Exist fails there; sekmet: CareTeam, Goal): write the resource
+    with `PUT Type/<stable_id>` instead; a replay then rewrites the same resource, never a second
+    one. Prefer the conditional create where the server supports it: PUT overwrites later edits."""
+    return create.full_url.removeprefix("urn:uuid:")

@@ -2,7 +2,7 @@
 
 `HandlerProcessor` runs every enabled handler for the event's type against a read-only FHIR view,
 merges their effects, applies all writes as one transaction and returns the emits for the runtime
-to produce; the emits are recorded in the same transaction (carecoord.fhir.outbox) so that a
+to produce; the emits are recorded in the same transaction (carecoord.caremodel.outbox) so that a
 redelivery after a crash re-emits them. The outbox is looked up only when the event may have been
 applied before (see `outbox.emits_after_apply`): not on the common path, where the
 transaction's conditional creates report that they created everything. A version conflict
@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from carecoord.caremodel.outbox import add_outbox, emits_after_apply, merge_emits, stored_emits
 from carecoord.core import log_context, tracing
 from carecoord.core.catalog import known_type
 from carecoord.core.effects import Effects, Emit, FhirWrite
@@ -27,7 +28,6 @@ from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
 from carecoord.fhir.errors import FhirConflict
 from carecoord.fhir.event_reads import EventReads
-from carecoord.fhir.outbox import add_outbox, emits_after_apply, merge_emits, stored_emits
 
 log = logging.getLogger(__name__)
 

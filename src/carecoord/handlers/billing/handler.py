@@ -37,20 +37,20 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
-from carecoord.core.catalog import BillingThresholdReached, TimeLogged, require_patient
-from carecoord.core.config import HandlerConfig
-from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import (
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import (
     add_create,
     business_identifier_json,
     carecoord_identifier,
     identifier_system,
     identifier_value,
 )
+from carecoord.core.catalog import BillingThresholdReached, TimeLogged, require_patient
+from carecoord.core.config import HandlerConfig
+from carecoord.core.effects import Effects
+from carecoord.core.envelope import CloudEvent
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.router import Handlers
 from carecoord.handlers.billing.reads import MonthReads, month_bounds
 from carecoord.handlers.billing.rules import (
     CCM_STAFF,

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.handler import FhirReader
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import identifier_system
 from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
     as_date,

@@ -17,10 +17,10 @@ from typing import Any, ClassVar, Literal
 from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ConfigDict, Field
 
+from carecoord.caremodel.identifiers import identifier_system
+from carecoord.caremodel.identifiers import identifier_value as business_value
 from carecoord.core.config import HandlerConfig
 from carecoord.core.vocabulary import PROGRAMS, Channel
-from carecoord.fhir.identifiers import identifier_system
-from carecoord.fhir.identifiers import identifier_value as business_value
 from carecoord.fhir.models import model_class
 
 # Programs that need the patient's consent before they are billed (CCM; PCM, BHI and APCM share
@@ -29,7 +29,7 @@ from carecoord.fhir.models import model_class
 DEFAULT_CONSENT_REQUIRED = ("CCM", "PCM", "BHI", "APCM", "RPM")
 
 # ---------------------------------------------------------------------------------------------
-# Identifier systems of the resources these handlers create (carecoord.fhir.identifiers kinds).
+# Identifier systems of the resources these handlers create (carecoord.caremodel.identifiers kinds).
 
 CARE_PLAN_ID = identifier_system("care-plan")  # <patient>:<program>:<start>
 CARE_TEAM_ID = identifier_system("care-team")  # <patient>:<program>:<start>

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import add_create
 from carecoord.core.effects import Effects
 from carecoord.core.handler import FhirReader
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import Search
-from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.model import (
     OUTREACH_ALTERNATIVE_ID,

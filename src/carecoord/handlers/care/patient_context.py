@@ -10,7 +10,7 @@
 A team is the standalone US Core CareTeam a plan references (enrolment writes one), or a team
 contained in the plan (plans written before carecoord wrote standalone ones); an inactive team
 is skipped; a participant coded care coordinator is the care manager, one coded primary care
-physician the provider (SNOMED, carecoord.fhir.terminology). A plan whose team names no care
+physician the provider (SNOMED, carecoord.caremodel.terminology). A plan whose team names no care
 coordinator gives its author as care manager.
 """
 
@@ -22,12 +22,12 @@ from typing import Any, NamedTuple
 
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.terminology import ROLE_CARE_COORDINATOR, ROLE_PRIMARY_CARE_PHYSICIAN
 from carecoord.core.handler import FhirReader
-from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_include, declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.terminology import ROLE_CARE_COORDINATOR, ROLE_PRIMARY_CARE_PHYSICIAN
 from carecoord.handlers.care.model import CARE_PLAN_ID, identifier_value, patient_of, reference_str
 
 

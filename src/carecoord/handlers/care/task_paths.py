@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from carecoord.fhir.workflow import FINAL, transition
+from carecoord.caremodel.workflow import FINAL, transition
 
 _TO_COMPLETED: dict[str, tuple[str, ...]] = {
     "draft": ("ready", "in-progress", "completed"),

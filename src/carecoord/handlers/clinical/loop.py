@@ -39,6 +39,14 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import Field, field_validator, model_validator
 
 from carecoord.business_hours import DEFAULT_HOURS, PracticeCalendar
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.builders import TaskPriority
+from carecoord.caremodel.identifiers import (
+    add_create,
+    carecoord_identifier,
+    identifier_search,
+)
+from carecoord.caremodel.workflow import FINAL, OPEN, transition
 from carecoord.core.catalog import (
     ClinicalAnswered,
     ClinicalEscalated,
@@ -53,25 +61,17 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition
-from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import search_together
-from carecoord.fhir.care import TaskPriority
-from carecoord.fhir.clinical_loop import (
+from carecoord.fhir.errors import FhirGone, FhirNotFound
+from carecoord.fhir.models import to_json
+from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.model import as_instant, build, patient_of, reference_str
+from carecoord.handlers.care.patient_context import patient_team
+from carecoord.handlers.clinical.builders import (
     answer_relay_request,
     care_manager_task,
     clinical_escalation_task,
 )
-from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.identifiers import (
-    add_create,
-    carecoord_identifier,
-    identifier_search,
-)
-from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import FINAL, OPEN, transition
-from carecoord.handlers.care.event_ids import derived_id
-from carecoord.handlers.care.model import as_instant, build, patient_of, reference_str
-from carecoord.handlers.care.patient_context import patient_team
 
 log = logging.getLogger(__name__)
 

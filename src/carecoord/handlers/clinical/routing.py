@@ -20,14 +20,14 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from carecoord.caremodel.builders import clinical_review_task
+from carecoord.caremodel.identifiers import add_create, carecoord_identifier
 from carecoord.core.catalog import ClinicalQuestion, ClinicalRouted, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError
-from carecoord.fhir.care import clinical_review_task
-from carecoord.fhir.identifiers import add_create, carecoord_identifier
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.patient_context import active_care_plan, patient_team
 from carecoord.handlers.clinical import loop as clinical_loop

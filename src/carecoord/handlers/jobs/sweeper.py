@@ -30,10 +30,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.workflow import OPEN
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
-from carecoord.fhir import terminology as t
-from carecoord.fhir.workflow import OPEN
 from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
     OUTREACH_REQUEST_ID,

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel import workflow
 from carecoord.core.handler import FhirReader
-from carecoord.fhir import terminology as t
-from carecoord.fhir import workflow
 from carecoord.fhir.batch_reads import Search, search_together
 from carecoord.handlers.billing.handler import BillingConfig, charge_entries
 from carecoord.handlers.billing.reads import charge_item_search

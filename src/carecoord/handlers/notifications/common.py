@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from carecoord.fhir.workflow import SET_BY
+from carecoord.caremodel.workflow import SET_BY
 
 SOURCE = "urn:carecoord:fhir-notifications"
 ID_PREFIX = "fhir-notification:"

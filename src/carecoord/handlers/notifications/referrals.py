@@ -22,12 +22,12 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.catalog import ReferralStatusChanged
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
 from carecoord.errors import MalformedEvent
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import identifier_system
 from carecoord.fhir.notification_bundles import (
     Changed,
     Hint,

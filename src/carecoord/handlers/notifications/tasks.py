@@ -19,11 +19,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from carecoord.caremodel.terminology import IDENTIFIER_SYSTEM_BASE
 from carecoord.core.catalog import TaskStatusChanged
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent
 from carecoord.fhir.notification_bundles import Changed, parse_reference
-from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
 from carecoord.handlers.notifications.common import (
     ID_PREFIX,
     RECIPIENT_STATUSES,

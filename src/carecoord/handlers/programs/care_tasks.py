@@ -6,7 +6,7 @@ restriction.period.end has passed) -> one urgent Task to the supervisor (or pool
 overdue Task, and the overdue Task is tagged so the sweeper stops reporting it. The work items
 themselves are created by the enrolment handler (enrolment_tasks) and by the monthly outreach-due
 handler (monthly_tasks), in the same transaction as the CarePlan / monthly request they belong to.
-Status changes of these Tasks go through carecoord.fhir.workflow.transition.
+Status changes of these Tasks go through carecoord.caremodel.workflow.transition.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from typing import Any
 
 from fhir.resources.R4B.task import Task
 
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import add_create
+from carecoord.caremodel.workflow import FINAL
 from carecoord.core.catalog import TaskOverdue, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import ConfigError, HandlerError
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care.model import (
     CareConfig,
     Month,

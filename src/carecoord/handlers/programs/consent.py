@@ -23,16 +23,16 @@ from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import add_create, business_identifier_json
+from carecoord.caremodel.workflow import FINAL
 from carecoord.core.catalog import ConsentRecorded, require_patient
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import add_create, business_identifier_json
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care.enrolment_state import (
     enrolment_states,
     patient_consents,

@@ -19,17 +19,17 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import add_create
+from carecoord.caremodel.workflow import FINAL
 from carecoord.core.catalog import PatientDisenrolled, require_patient
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.model import (
     OUTREACH_REQUEST_ID,

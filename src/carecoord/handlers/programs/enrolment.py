@@ -19,16 +19,16 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import add_create, create_for
 from carecoord.core.catalog import PatientEnrolled, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import MalformedEvent
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import existence_probe, search_together
-from carecoord.fhir.identifiers import add_create, create_for
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.model import CareConfig, Month, build
 from carecoord.handlers.care.patient_context import care_team_of, plan_searches, program_of

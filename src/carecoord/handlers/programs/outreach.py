@@ -27,6 +27,15 @@ from typing import Any, Literal
 from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import (
+    add_create,
+    business_identifier_json,
+    identifier_search,
+)
+from carecoord.caremodel.identifiers import identifier_value as key_value
+from carecoord.caremodel.workflow import FINAL, transition
 from carecoord.core.catalog import (
     OutreachAttempted,
     OutreachDue,
@@ -39,19 +48,10 @@ from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.core.vocabulary import Channel
 from carecoord.errors import HandlerError, MalformedEvent
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import declares_batch, search_together
 from carecoord.fhir.capabilities import declares_revinclude
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.identifiers import (
-    add_create,
-    business_identifier_json,
-    identifier_search,
-)
-from carecoord.fhir.identifiers import identifier_value as key_value
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import FINAL, transition
 from carecoord.handlers.care import patient_context
 from carecoord.handlers.care.model import (
     OUTREACH_ATTEMPT_ID,

@@ -32,18 +32,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import add_create
+from carecoord.caremodel.workflow import FINAL
 from carecoord.core.catalog import CareManagerReassign, CareManagerReassigned, require_patient
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
-from carecoord.fhir.workflow import FINAL
 from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
     CareConfig,

@@ -28,6 +28,14 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from carecoord.calendar import BusinessCalendar
+from carecoord.caremodel import builders as care
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import (
+    add_create,
+    business_identifier_json,
+    identifier_system,
+    identifier_value,
+)
 from carecoord.core.catalog import (
     PatientDischarged,
     TcmBillable,
@@ -40,15 +48,7 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError
-from carecoord.fhir import care
-from carecoord.fhir import terminology as t
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.identifiers import (
-    add_create,
-    business_identifier_json,
-    identifier_system,
-    identifier_value,
-)
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.event_ids import derived_id

@@ -1,5 +1,5 @@
 """The patient's consent to share, on a referral (Gravity SDOH: an SDOHCC Consent the
-ServiceRequest's supportingInfo points at; carecoord.fhir.sdoh_consent builds it).
+ServiceRequest's supportingInfo points at; carecoord.handlers.referrals.sdoh_consent builds it).
 
 The IG treats exchanging the consent as "a convenience, not a requirement"
 (HL7/fhir-sdoh-clinicalcare input/pagecontent/privacy_and_security.md, "Patient Privacy and
@@ -10,11 +10,11 @@ Consent is written in the referral's transaction, conditional on its business id
 
 from __future__ import annotations
 
+from carecoord.caremodel.identifiers import add_create
 from carecoord.core.catalog import SdohNeedIdentified
 from carecoord.core.effects import Effects
 from carecoord.errors import HandlerError
-from carecoord.fhir.identifiers import add_create
-from carecoord.fhir.sdoh_consent import sdoh_consent
+from carecoord.handlers.referrals.sdoh_consent import sdoh_consent
 
 
 def consent_organization(*candidates: str | None) -> str | None:

@@ -41,6 +41,18 @@ from typing import Any, ClassVar, Literal
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.builders import work_task
+from carecoord.caremodel.identifiers import (
+    add_create,
+    carecoord_identifier,
+    create_for,
+    identifier_search,
+    identifier_system,
+    identifier_value,
+)
+from carecoord.caremodel.profiles import PERTAINS_TO_GOAL
+from carecoord.caremodel.workflow import REFERRAL_TASK_STATUSES, SET_BY, Actor, transition
 from carecoord.core.catalog import (
     ReferralCreated,
     ReferralStatusChanged,
@@ -54,34 +66,22 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
-from carecoord.fhir import terminology as t
 from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe, search_together
-from carecoord.fhir.care import work_task
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.identifiers import (
-    add_create,
-    carecoord_identifier,
-    create_for,
-    identifier_search,
-    identifier_system,
-    identifier_value,
-)
 from carecoord.fhir.models import to_json
-from carecoord.fhir.profiles import PERTAINS_TO_GOAL
-from carecoord.fhir.referral import (
-    referral_service_request,
-    referral_task,
-    sdoh_condition,
-    sdoh_domain,
-    sdoh_goal,
-)
-from carecoord.fhir.workflow import REFERRAL_TASK_STATUSES, SET_BY, Actor, transition
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.patient_context import (
     active_care_plan,
     patient_age,
     patient_team,
     plan_searches,
+)
+from carecoord.handlers.referrals.builders import (
+    referral_service_request,
+    referral_task,
+    sdoh_condition,
+    sdoh_domain,
+    sdoh_goal,
 )
 from carecoord.handlers.referrals.consent import consent_organization, referral_consents
 from carecoord.handlers.referrals.outcome import (

@@ -23,14 +23,14 @@ from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.builders import work_task
+from carecoord.caremodel.identifiers import add_create
 from carecoord.core.effects import Effects
 from carecoord.core.handler import FhirReader
-from carecoord.fhir import terminology as t
-from carecoord.fhir.care import work_task
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.identifiers import add_create
 from carecoord.fhir.models import to_json
-from carecoord.fhir.roles import care_manager_role
+from carecoord.handlers.care.roles import care_manager_role
 
 
 def requester_for(

@@ -11,7 +11,7 @@ the patient is known to meet. Candidates are ordered by, in turn:
 4. name, then id, so the order is stable.
 
 Free-text eligibility (comment) cannot be evaluated and does not restrict. See
-carecoord.fhir.hsds for how the directory stores these facts.
+carecoord.directory.hsds for how the directory stores these facts.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from carecoord.fhir.hsds import (
+from carecoord.caremodel.terminology import SDOHCC_TEMPORARY_CODES
+from carecoord.directory.hsds import (
     AGE_RANGE_EXTENSION,
     ELIGIBILITY_SYSTEM,
     LANGUAGE_SYSTEM,
     normalize_language,
     normalize_postal_code,
 )
-from carecoord.fhir.terminology import SDOHCC_TEMPORARY_CODES
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ Builds, each with its deterministic business identifier:
 - referral_service_request: ServiceRequest (category SNOMED 410606002 + domain; code per domain;
   reason the Condition; performer the CBO)
 - referral_task: Task (code fulfill, intent order, focus the ServiceRequest, owner the CBO
-  Organization, requester, authoredOn) — change its status with carecoord.fhir.workflow.transition
+  Organization, requester, authoredOn) — change its status with
+  carecoord.caremodel.workflow.transition
   (actor="requester"/"owner")
 - sdoh_domain: look up a Gravity domain code (e.g. "food-insecurity") in the terminology
 
@@ -26,12 +27,19 @@ from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
-from carecoord.fhir import profiles as p
-from carecoord.fhir import terminology as t
-from carecoord.fhir._build import codeable_reference, concept, finish, identifiers, instant, ref
-from carecoord.fhir._build import ref_id as _rid
+from carecoord.caremodel import profiles as p
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel._build import (
+    codeable_reference,
+    concept,
+    finish,
+    identifiers,
+    instant,
+    ref,
+)
+from carecoord.caremodel._build import ref_id as _rid
+from carecoord.caremodel.workflow import check_task_status
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
-from carecoord.fhir.workflow import check_task_status
 
 REQUESTER = ("Practitioner", "PractitionerRole", "Organization")
 # SDOHCCTaskForReferralManagement.fsh: requester only Reference(SDOHCCPractitionerRole or

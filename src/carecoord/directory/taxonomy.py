@@ -5,7 +5,7 @@ domain. Defaults (211 / AIRS Taxonomy codes, as named in carecoord's conformance
 BD-1800 food pantries -> food-insecurity, BH housing/shelter -> housing-instability,
 BT transportation -> transportation-insecurity, BV-8900 utility assistance ->
 utility-insecurity; Open Eligibility terms by id, from the taxonomy file its authors publish
-(carecoord.fhir.open_eligibility: e.g. 1102 Food, 1130 Food Pantry -> food-insecurity, 1135
+(carecoord.directory.open_eligibility: e.g. 1102 Food, 1130 Food Pantry -> food-insecurity, 1135
 Emergency Shelter -> homelessness, 1138 Help Pay for Utilities -> utility-insecurity, 1105
 Transit -> transportation-insecurity); a term that is itself a Gravity domain code maps to itself.
 
@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from carecoord.caremodel.terminology import SDOH_DOMAINS
+from carecoord.directory import open_eligibility
 from carecoord.errors import ConfigError
-from carecoord.fhir import open_eligibility
-from carecoord.fhir.terminology import SDOH_DOMAINS
 
 DEFAULT_TAXONOMY_MAP: dict[str, str] = {
     "BD-1800": "food-insecurity",

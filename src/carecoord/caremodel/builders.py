@@ -1,6 +1,6 @@
 """Builders for care-management concepts (docs/fhir-mapping.md).
 
-Builds, each with its deterministic business identifier (carecoord.fhir.identifiers):
+Builds, each with its deterministic business identifier (carecoord.caremodel.identifiers):
 - care_plan: CarePlan of a program enrolment (CCM, PCM, RPM, TCM, BHI, APCM)
 - care_team: CareTeam of the enrolment (care manager as care coordinator, provider)
 - care_goal: Goal of a care plan
@@ -30,10 +30,9 @@ from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.task import Task
 
-from carecoord.core.vocabulary import Channel, Outcome, Program
-from carecoord.fhir import profiles as profiles
-from carecoord.fhir import terminology as t
-from carecoord.fhir._build import (
+from carecoord.caremodel import profiles
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel._build import (
     codeable_reference,
     concept,
     finish,
@@ -44,8 +43,9 @@ from carecoord.fhir._build import (
     ref,
     ref_id,
 )
+from carecoord.caremodel.workflow import check_task_status
+from carecoord.core.vocabulary import Channel, Outcome, Program
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
-from carecoord.fhir.workflow import check_task_status
 
 WorkType = Literal["medication-reconciliation", "assessment", "care-plan-review"]
 TaskPriority = Literal["routine", "urgent", "asap", "stat"]
@@ -370,7 +370,7 @@ def work_task(
     """A care-management work item (medication reconciliation, assessment, care-plan review, or
     any Code): Task (intent order, default status ready) with restriction.period.end = `due` and
     `business_status` (a local stage, e.g. "awaiting-pharmacy-list") as businessStatus. Change its
-    status only through carecoord.fhir.workflow.transition. Identifier: care-task | patient :
+    status only through carecoord.caremodel.workflow.transition. Identifier: care-task | patient :
     work code : key."""
     code = work if isinstance(work, t.Code) else t.WORK_TASK_TYPES[work]
     data = _task(

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
+from carecoord.directory.hsds import DirectoryWriter, ImportReport, import_directory
+from carecoord.directory.hsds_forms import page_info
 from carecoord.errors import CarecoordError
-from carecoord.fhir.hsds import DirectoryWriter, ImportReport, import_directory
-from carecoord.fhir.hsds_forms import page_info
 
 
 class HsdsApiError(CarecoordError):

@@ -11,7 +11,7 @@ the import summary: map them in configuration where a directory uses them for a 
 The ids are bare numbers, so they apply only to terms of the Open Eligibility taxonomy: the
 keys are "open-eligibility|<id>", which match a term whose `taxonomy` is "Open Eligibility",
 "open_eligibility", "openeligibility" ... (taxonomy names compare without case and punctuation,
-carecoord.fhir.hsds_taxonomy).
+carecoord.directory.taxonomy).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Builders for the clinical loop after a question is routed (carecoord.fhir.care's
+"""Builders for the clinical loop after a question is routed (carecoord.caremodel.builders's
 clinical_review_task): escalation of an unanswered question, and what the care manager gets when
 the provider answers (a relay Task and a CommunicationRequest to the patient) or asks for a visit.
 
@@ -15,9 +15,9 @@ from typing import Any, Literal
 from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.task import Task
 
-from carecoord.fhir import terminology as t
-from carecoord.fhir._build import concept, finish, identifiers, instant, ref
-from carecoord.fhir.care import PRACTITIONER, TaskPriority, _task
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel._build import concept, finish, identifiers, instant, ref
+from carecoord.caremodel.builders import PRACTITIONER, TaskPriority, _task
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
 
 Urgency = Literal["routine", "urgent"]

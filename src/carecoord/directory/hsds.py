@@ -7,9 +7,9 @@ a business identifier, so a re-import updates what exists and never duplicates.
 
 Mapping (what `carecoord.handlers.referrals.ranking` reads back):
 - service.status "active" -> HealthcareService.active (anything else: active false);
-- taxonomy terms that map to a Gravity SDOH domain (carecoord.fhir.hsds_taxonomy: 211/AIRS
+- taxonomy terms that map to a Gravity SDOH domain (carecoord.directory.taxonomy: 211/AIRS
   and Open Eligibility defaults, a term that is a domain code, entries from configuration) ->
-  category, in the one directory shape (carecoord.fhir.directory_shape); the other taxonomy
+  category, in the one directory shape (carecoord.directory.shape); the other taxonomy
   terms -> type (system named after its taxonomy) and are reported as unmapped in the import
   summary;
 - service_areas -> coverageArea, each a *contained* Location (mode kind, physicalType area) whose
@@ -39,18 +39,18 @@ from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-from carecoord.core.effects import Create, FhirWrite, Update
-from carecoord.errors import CarecoordError, describe_validation
-from carecoord.fhir.directory_shape import coverage_area, service_categories
-from carecoord.fhir.hsds_forms import HsdsFormError, services_of
-from carecoord.fhir.hsds_taxonomy import domain_of, taxonomy_map, term_label
-from carecoord.fhir.identifiers import business_identifier_json, identifier_search
-from carecoord.fhir.models import to_json
-from carecoord.fhir.terminology import (
+from carecoord.caremodel.identifiers import business_identifier_json, identifier_search
+from carecoord.caremodel.terminology import (
     CARECOORD_BASE,
     CODESYSTEM_BASE,
     UCUM,
 )
+from carecoord.core.effects import Create, FhirWrite, Update
+from carecoord.directory.hsds_forms import HsdsFormError, services_of
+from carecoord.directory.shape import coverage_area, service_categories
+from carecoord.directory.taxonomy import domain_of, taxonomy_map, term_label
+from carecoord.errors import CarecoordError, describe_validation
+from carecoord.fhir.models import to_json
 
 HSDS_SERVICE = "hsds-service"
 HSDS_ORGANIZATION = "hsds-organization"
@@ -135,7 +135,7 @@ class ImportReport:
 def map_export(
     data: Any, taxonomy: Mapping[str, str] | None = None
 ) -> tuple[list[DirectoryRecord], list[RecordProblem]]:
-    """Map every service of an HSDS export (any form carecoord.fhir.hsds_forms reads); bad
+    """Map every service of an HSDS export (any form carecoord.directory.hsds_forms reads); bad
     records become problems, the rest records. `taxonomy`: extra taxonomy map entries."""
     try:
         services, orgs, locs = services_of(data)

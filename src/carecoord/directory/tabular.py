@@ -4,7 +4,7 @@ A datapackage is a folder with `datapackage.json` (Frictionless Data; its `resou
 table's `path`) and one CSV per table, as in openreferral/specification `examples/csv/` and the
 spec's `datapackage.json`. Without a `datapackage.json`, the spec's file names are used
 (services.csv, organizations.csv, ...). The tables are joined by their `*_id` columns into the
-nested service objects of `schema/compiled/service.json`, which carecoord.fhir.hsds maps:
+nested service objects of `schema/compiled/service.json`, which carecoord.directory.hsds maps:
 organizations (organization_id), service_at_location + locations + addresses + phones,
 service_areas, languages, phones, and attributes (link_id = the service id) with their
 taxonomy_terms (+ taxonomies). Empty cells are absent values; ages are numbers.

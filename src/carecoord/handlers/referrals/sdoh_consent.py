@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 from fhir.resources.R4B.consent import Consent
 
-from carecoord.fhir import profiles as p
-from carecoord.fhir import terminology as t
-from carecoord.fhir._build import concept, finish, identifiers, ref
-from carecoord.fhir._build import ref_id as _rid
+from carecoord.caremodel import profiles as p
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel._build import concept, finish, identifiers, ref
+from carecoord.caremodel._build import ref_id as _rid
 from carecoord.fhir.models import DEFAULT_VERSION
 
 # source[x] only Attachment or Reference(Consent or Contract or USCoreDocumentReferenceProfile or

@@ -18,9 +18,9 @@ from typing import Any
 
 from fhir.resources.R4B.practitionerrole import PractitionerRole
 
-from carecoord.fhir import profiles
-from carecoord.fhir import terminology as t
-from carecoord.fhir._build import concept, finish, identifiers, ref, ref_id
+from carecoord.caremodel import profiles
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel._build import concept, finish, identifiers, ref, ref_id
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
 
 

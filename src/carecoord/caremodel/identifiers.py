@@ -21,9 +21,10 @@ from typing import Any, cast
 from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.resource import Resource
 
+from carecoord.caremodel.terminology import IDENTIFIER_SYSTEM_BASE
 from carecoord.core.effects import Create, Effects
+from carecoord.fhir.bundles import stable_id  # noqa: F401  (re-exported)
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
-from carecoord.fhir.terminology import IDENTIFIER_SYSTEM_BASE
 
 MAX_VALUE_LENGTH = 64
 _HASH_LENGTH = 24  # hex chars of sha256 kept for long keys (96 bits: no practical collisions)
@@ -118,11 +119,3 @@ def add_create(effects: Effects, resource: Resource) -> str:
 def identifier_search(kind: str, *parts: str) -> dict[str, str]:
     """Search parameters that find the resource with this business key: {"identifier": "s|v"}."""
     return {"identifier": f"{identifier_system(kind)}|{identifier_value(*parts)}"}
-
-
-def stable_id(create: Create) -> str:
-    """A deterministic FHIR id (the uuid of `create.full_url`) for servers that cannot search a
-    type by identifier (so If-None-Exist fails there; sekmet: CareTeam, Goal): write the resource
-    with `PUT Type/<stable_id>` instead; a replay then rewrites the same resource, never a second
-    one. Prefer the conditional create where the server supports it: PUT overwrites later edits."""
-    return create.full_url.removeprefix("urn:uuid:")

@@ -104,7 +104,7 @@ CHARGEITEM_BILLINGCODES_SYSTEM = CPT
 ORGANIZATION_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/organization-type"
 
 # carecoord's own namespace. Identifier systems are IDENTIFIER_SYSTEM_BASE + kind (see
-# carecoord.fhir.identifiers); code systems CODESYSTEM_BASE + name.
+# carecoord.caremodel.identifiers); code systems CODESYSTEM_BASE + name.
 CARECOORD_BASE = "https://carecoord.dev/fhir"
 IDENTIFIER_SYSTEM_BASE = f"{CARECOORD_BASE}/identifier/"
 CODESYSTEM_BASE = f"{CARECOORD_BASE}/CodeSystem/"
@@ -482,7 +482,7 @@ CARE_MANAGEMENT_TIME = Code(
 )
 
 # ---------------------------------------------------------------------------------------------
-# Transactional outbox (carecoord.fhir.outbox)
+# Transactional outbox (carecoord.caremodel.outbox)
 
 # A Basic resource written in the same transaction as an event's effects, holding the events to
 # emit, so a redelivered event re-emits exactly what its first processing decided.
@@ -518,7 +518,7 @@ PERFORMER_CLINICAL_STAFF = Code(PERFORMER_FUNCTION_SYSTEM, "clinical-staff", "Cl
 PERFORMER_PRACTITIONER = Code(PERFORMER_FUNCTION_SYSTEM, "practitioner", "Physician or QHP")
 PERFORMER_BILLING = Code(PERFORMER_FUNCTION_SYSTEM, "billing-practitioner", "Billing practitioner")
 
-# Gravity SDOH Clinical Care conformance (carecoord.fhir.profiles)
+# Gravity SDOH Clinical Care conformance (carecoord.caremodel.profiles)
 
 CARE_TEAM_ENCOUNTER_FOCUSED = Code(LOINC, "LA27976-2", "Encounter-focused care team")
 # input/fsh/codesystems/SDOHCCCodeSystemTemporaryCodes.fsh (HL7/fhir-sdoh-clinicalcare)

@@ -31,11 +31,11 @@ from datetime import datetime
 
 from fhir.resources.R4B.basic import Basic
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import identifier_system, identifier_value
 from carecoord.core.effects import Create, Effects, Emit, urn_for
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
-from carecoord.fhir import terminology as t
-from carecoord.fhir.identifiers import identifier_system, identifier_value
 
 KIND = "event-outbox"
 

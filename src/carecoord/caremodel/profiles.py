@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from carecoord.fhir import terminology as t
+from carecoord.caremodel import terminology as t
 
 SDOHCC_BASE = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
 US_CORE_BASE = "http://hl7.org/fhir/us/core/StructureDefinition/"

@@ -1,7 +1,7 @@
 """Builders for the community resource directory: Organization (the community-based
 organisation, CBO), Location (where it serves) and HealthcareService (what it offers: SDOH
 domains, languages, service area by postal code), in the one directory shape of
-carecoord.fhir.directory_shape that the HSDS importer writes too and the ranking reads.
+carecoord.directory.shape that the HSDS importer writes too and the ranking reads.
 
 Identifiers come from the directory source: kind organization/location/healthcare-service, value
 `source : source_id` (e.g. "hsds-211:org-42"), so re-importing the same directory updates nothing
@@ -18,14 +18,14 @@ from fhir.resources.R4B.healthcareservice import HealthcareService
 from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.organization import Organization
 
-from carecoord.fhir import terminology as t
-from carecoord.fhir._build import concept, finish, identifiers, ref
-from carecoord.fhir.directory_shape import coverage_area, service_categories
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel._build import concept, finish, identifiers, ref
+from carecoord.directory.shape import coverage_area, service_categories
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
 
 LANGUAGE_SYSTEM = "urn:ietf:bcp:47"
 # Formerly the system of the postal codes a HealthcareService served (in `characteristic`); the
-# builders now write contained coverageArea Locations (carecoord.fhir.directory_shape). Kept for
+# builders now write contained coverageArea Locations (carecoord.directory.shape). Kept for
 # readers of directories built before.
 SERVICE_AREA_SYSTEM = f"{t.CODESYSTEM_BASE}service-area-postal-code"
 
@@ -137,7 +137,7 @@ def healthcare_service(
     active: bool = True,
     version: FhirVersion = DEFAULT_VERSION,
 ) -> HealthcareService:
-    """A service a CBO offers, in the directory's one shape (carecoord.fhir.directory_shape,
+    """A service a CBO offers, in the directory's one shape (carecoord.directory.shape,
     the same as the HSDS importer writes and the referral ranking reads): `domains` (Gravity SDOH
     domain codes, e.g. "food-insecurity") become `category` (US Core sdoh + the SDOHCC domain),
     the postal codes served contained `coverageArea` Locations. Languages are BCP-47 codes

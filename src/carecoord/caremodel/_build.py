@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from fhir.resources.R4B.resource import Resource
 
-from carecoord.fhir.identifiers import business_identifier_json
+from carecoord.caremodel.identifiers import business_identifier_json
+from carecoord.caremodel.terminology import Code
 from carecoord.fhir.models import FhirVersion, model_class
-from carecoord.fhir.terminology import Code
 
 R = TypeVar("R", bound=Resource)
 

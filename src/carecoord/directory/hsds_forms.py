@@ -8,7 +8,7 @@ Read (openreferral/specification `schema/compiled/*.json`, examples in `examples
 - a single organization with its nested `services` (`GET /organizations/{id}`,
   `organization.json`): each service gets that organization;
 - the tabular form (`tabular.json`; the CSV datapackage of `examples/csv/` is read into it by
-  carecoord.fhir.hsds_tabular).
+  carecoord.directory.tabular).
 """
 
 from __future__ import annotations
