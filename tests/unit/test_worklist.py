@@ -169,3 +169,19 @@ def test_json_shape_and_table() -> None:
 def test_cli_rejects_a_care_manager_that_is_no_reference() -> None:
     result = CliRunner().invoke(app, ["worklist", "--care-manager", "cm1"])
     assert result.exit_code == 2
+
+
+def test_a_past_month_s_list_ignores_contacts_made_after_it() -> None:
+    """The Communication search has no upper bound (docs/architecture.md: an `lt` scans every
+    older entry): a call answered in April must not become March's last contact."""
+    run = _pipeline()
+    run.run(enrolled("p-late", start="2026-03-02", care_manager=CM, conditions=CONDITIONS))
+    due = {"period_start": "2026-04-01", "period_end": "2026-04-30"}
+    run.run(new_event("carecoord.outreach.due", "p-late", due, id="due-p-late-april"))
+    run.run(attempted("p-late", 1, "answered", at="2026-04-20T10:00:00Z"))
+    march = worklist(run.fhir, CM, date(2026, 3, 31), now=datetime(2026, 4, 21, tzinfo=UTC))
+    late = {r.patient: r for r in march.rows}["Patient/p-late"]
+    assert late.last_contact is None and late.attempts == 0
+    april = worklist(run.fhir, CM, date(2026, 4, 21), now=datetime(2026, 4, 21, tzinfo=UTC))
+    late_april = {r.patient: r for r in april.rows}.get("Patient/p-late")
+    assert late_april is None or late_april.last_contact == datetime(2026, 4, 20, 10, tzinfo=UTC)

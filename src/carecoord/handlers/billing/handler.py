@@ -259,12 +259,10 @@ def patient_charge_items(fhir: FhirReader, patient: str, day: date | None = None
     costs bytes, not correctness."""
     params: list[tuple[str, str]] = [("subject", patient)]
     if day is not None:
+        # Lower bound only (an upper `lt` scans every older entry on a date index): the
+        # callers keep the entries of the month they bill.
         first = date(day.year, day.month, 1)
-        after = date(day.year + day.month // 12, day.month % 12 + 1, 1)
-        params += [
-            ("occurrence", f"ge{(first - timedelta(days=1)).isoformat()}"),
-            ("occurrence", f"lt{(after + timedelta(days=1)).isoformat()}"),
-        ]
+        params.append(("occurrence", f"ge{(first - timedelta(days=1)).isoformat()}"))
     return [
         r
         for r in fhir.search("ChargeItem", params)

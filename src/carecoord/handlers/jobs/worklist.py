@@ -302,8 +302,8 @@ def _contacts(found: Sequence[Any], patient: str, month: Month) -> tuple[int, da
         if reference_str(comm.subject) != patient:
             continue
         sent = as_instant(comm.sent)
-        if sent is None:
-            continue
+        if sent is None or sent.astimezone(UTC).date() >= month.end + timedelta(days=2):
+            continue  # after the worklist's month: not yet known on its day
         if Month.of(sent.astimezone(UTC).date()) == month:
             attempts += 1
         if comm.status == "completed" and (last is None or sent > last):
@@ -373,7 +373,6 @@ def worklist(
         | {item.patient.removeprefix("Patient/") for item in clinical}
     )
     since = Month.of(month.start - timedelta(days=1)).start - timedelta(days=1)
-    after = month.end + timedelta(days=2)
     rows: list[WorklistRow] = []
     for chunk in _chunks(patients, PATIENTS_PER_BATCH):
         searches: list[Search] = []
@@ -382,8 +381,9 @@ def worklist(
             searches += [
                 ("CarePlan", [("patient", ref)]),
                 ("Task", [("patient", ref), ("status", open_statuses)]),
-                ("Communication", [("patient", ref), ("sent", f"ge{since.isoformat()}"),
-                                   ("sent", f"lt{after.isoformat()}")]),
+                # Lower bound only: an upper `lt` is a scan of every older entry on a date
+                # index (docs/architecture.md); `_contacts` drops the later ones.
+                ("Communication", [("patient", ref), ("sent", f"ge{since.isoformat()}")]),
                 charge_item_search(ref, day),
             ]  # fmt: skip
         answers = search_together(fhir, searches)
