@@ -15,6 +15,8 @@ from types import ModuleType
 from typing import Any
 
 MOVED: dict[str, str] = {
+    "carecoord.business_hours": "carecoord.handlers.care.business_hours",
+    "carecoord.calendar": "carecoord.handlers.care.business_days",
     "carecoord.fhir._build": "carecoord.caremodel._build",
     "carecoord.fhir.care": "carecoord.caremodel.builders",
     "carecoord.fhir.clinical_loop": "carecoord.handlers.clinical.builders",

@@ -1,4 +1,4 @@
-"""Business-hours arithmetic (carecoord.business_hours): the examples are worked out by hand from
+"""Business-hours arithmetic (care/business_hours.py): the examples are worked out by hand from
 the practice's calendar, not from the code."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from carecoord.business_hours import PracticeCalendar
 from carecoord.errors import ConfigError
+from carecoord.handlers.care.business_hours import PracticeCalendar
 from carecoord.handlers.clinical.loop import ClinicalLoopConfig, response_due
 
 CHICAGO = ZoneInfo("America/Chicago")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from care_management_support import Runner, enrolled
 
-from carecoord.calendar import BusinessCalendar, federal_holidays
 from carecoord.core.envelope import new_event
+from carecoord.handlers.care.business_days import BusinessCalendar, federal_holidays
 from carecoord.handlers.jobs import sweeper
 from carecoord.handlers.programs import enrolment, tcm
 from carecoord.handlers.programs.tcm import TcmConfig, deadlines

@@ -4,7 +4,7 @@ and bringing the provider's answer (or request for a visit) back to the care man
 
 - Deadline: `response_due` — urgent questions `urgent_response_business_hours` (4) practice hours
   after they are asked, routine ones `routine_response_business_days` (2) business days; practice
-  hours, holidays and time zone from the configuration (carecoord.business_hours). Written as the
+  hours, holidays and time zone from the configuration (care/business_hours.py). Written as the
   question Task's restriction.period.end.
 - `carecoord.clinical.overdue` (the sweeper, `clinical_overdue`): the question (level 1) or its
   level-1 escalation (level 2) passed its deadline unanswered -> a clinical-review Task of its own
@@ -38,7 +38,6 @@ from typing import Any, ClassVar, Literal
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field, field_validator, model_validator
 
-from carecoord.business_hours import DEFAULT_HOURS, PracticeCalendar
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.builders import TaskPriority
 from carecoord.caremodel.identifiers import (
@@ -64,6 +63,7 @@ from carecoord.errors import HandlerError, InvalidTransition
 from carecoord.fhir.batch_reads import search_together
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
+from carecoord.handlers.care.business_hours import DEFAULT_HOURS, PracticeCalendar
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.model import as_instant, build, patient_of, reference_str
 from carecoord.handlers.care.patient_context import patient_team

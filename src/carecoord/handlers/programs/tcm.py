@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from carecoord.calendar import BusinessCalendar
 from carecoord.caremodel import builders as care
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import (
@@ -50,6 +49,7 @@ from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
+from carecoord.handlers.care.business_days import BusinessCalendar
 from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.model import (
