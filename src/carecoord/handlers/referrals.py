@@ -23,7 +23,10 @@ referral statuses), then:
   judge, never marked achieved here);
 - cancelled by the requester: ServiceRequest revoked.
 The requester is the care manager's PractitionerRole at the configured practice Organization
-(carecoord.handlers.referral_outcome.requester_for).
+(carecoord.handlers.referral_outcome.requester_for); without one configured, the care manager's
+only active PractitionerRole on the server, else the configured `requester`. The service refuses
+to start when neither `organization` nor a PractitionerRole/Organization `requester` is set
+(`requester_problem`): that is a setting, not something to find out per event.
 
 Every create is conditional on a deterministic identifier (the need event id, the ServiceRequest
 key + attempt number), so replaying either event creates nothing new; emitted ids derive from the
@@ -33,7 +36,7 @@ triggering event id. Logs carry ids only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -278,7 +281,7 @@ def handle_need_identified(
     requester = requester_for(
         fx,
         ctx.fhir,
-        team.care_manager,
+        _own_role(ctx, team.care_manager) if config.organization is None else team.care_manager,
         config.organization,
         config.requester,
         config.practice_phone,
@@ -417,6 +420,53 @@ def handle_need_identified(
     _emit_created(fx, event, pid, domain.key, existing_sr, sr, None, (task, best, 1))
     log.info("referral created", extra={"event_id": event.id, "service": best.service})
     return fx
+
+
+def _own_role(ctx: HandlerContext, care_manager: str | None) -> str | None:
+    """Without a configured practice: the care manager's own PractitionerRole when the server
+    holds exactly one active one at an Organization (SDOHCC PractitionerRole: practitioner and
+    organization 1..), so the care manager requests the referral rather than the fallback
+    `requester`; otherwise the care manager as given."""
+    if not care_manager or not care_manager.startswith("Practitioner/"):
+        return care_manager
+    roles = [
+        role
+        for role in ctx.fhir.search(
+            "PractitionerRole", [("practitioner", care_manager), ("active", "true")]
+        )
+        if role.get_resource_type() == "PractitionerRole"
+        and getattr(getattr(role, "practitioner", None), "reference", None) == care_manager
+        and getattr(getattr(role, "organization", None), "reference", None)
+        and getattr(role, "active", True) is not False
+    ]
+    return f"PractitionerRole/{roles[0].id}" if len(roles) == 1 else care_manager
+
+
+def requester_problem(config: Mapping[str, Any]) -> str | None:
+    """Why the handler cannot request a referral with this configuration, checked when the service
+    starts (never per event). A Gravity referral Task's requester must be a PractitionerRole or an
+    Organization (SDOHCCTaskForReferralManagement.fsh: requester only Reference(
+    SDOHCCPractitionerRole or USCoreOrganizationProfile)); carecoord's enrolment names the care
+    manager as a Practitioner, and a PractitionerRole needs the Organization it is held at
+    (SDOHCCPractitionerRole.fsh: organization 1..). So the practice `organization`, or a
+    `requester` PractitionerRole/Organization, must be configured."""
+    if config.get("organization"):
+        return None
+    requester = str(config.get("requester") or "")
+    if requester.startswith(("PractitionerRole/", "Organization/")):
+        return None
+    prefix = "CARECOORD_HANDLERS__referrals__"
+    why = (
+        f"{prefix}requester is a Practitioner, which cannot request a referral Task"
+        if requester
+        else f"{prefix}organization is not set"
+    )
+    return (
+        f"{why}: a Gravity SDOH referral is requested by a PractitionerRole or an Organization; "
+        f"set {prefix}organization=Organization/<practice id> (the care managers' practice), or "
+        f"{prefix}requester=Organization/<id> or PractitionerRole/<id>, or switch the handler "
+        "off with CARECOORD_HANDLERS_DISABLED=referrals"
+    )
 
 
 def _eligibility_of(data: SdohNeedIdentified) -> list[str]:
@@ -920,5 +970,6 @@ __all__ = [
     "criteria_of",
     "handle_need_identified",
     "handle_status_changed",
+    "requester_problem",
     "step_after",
 ]

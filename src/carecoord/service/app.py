@@ -29,15 +29,17 @@ from carecoord.events.broker import Broker, KafkaConnection, Producer
 from carecoord.events.producer import EventProducer
 from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
+from carecoord.fhir.capabilities import statement_of
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers import sweeper
 from carecoord.handlers.loader import HandlerTable, load_handlers
 from carecoord.handlers.processing import HandlerProcessor, TransactionalFhir
+from carecoord.handlers.referrals import requester_problem
 from carecoord.service.health import HealthServer
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.service.notification_endpoint import NotificationEndpoint
 from carecoord.service.notification_server import NotificationServer
-from carecoord.settings import Settings
+from carecoord.settings import Settings, check_bootstrap, host_port
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +92,30 @@ def handlers_from_settings(settings: Settings) -> HandlerTable:
     )
 
 
-def build_fhir_client(settings: Settings) -> FhirClient:
+def startup_checks(settings: Settings, handlers: HandlerTable, *, real_broker: bool) -> None:
+    """The configuration checks that need the loaded handlers or a real broker, run before
+    anything connects: ONE ConfigError line naming the setting and the fix (docs/
+    configuration-errors.md lists every check). Settings and handler values were checked when
+    they loaded."""
+    if real_broker:
+        check_bootstrap(settings)
+    if "referrals" in handlers.names:
+        problem = requester_problem(handlers.configs["referrals"])
+        if problem is not None:
+            raise ConfigError(problem)
+
+
+def build_fhir_client(settings: Settings, *, retry_budget: float | None = None) -> FhirClient:
+    """The FHIR client of the settings; `retry_budget` caps CARECOORD_FHIR_RETRY_BUDGET (an
+    interactive command gives up sooner than the service)."""
     if settings.fhir_base_url is None:
         raise ConfigError("CARECOORD_FHIR_BASE_URL is not set")
+    budget = settings.fhir_retry_budget
     return FhirClient(
         settings.fhir_base_url,
         auth=build_auth(settings),
         timeout=settings.fhir_timeout,
-        retry_budget=settings.fhir_retry_budget,
+        retry_budget=budget if retry_budget is None else min(budget, retry_budget),
         fhir_version=settings.fhir_version,
     )
 
@@ -228,6 +246,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self.handlers = handlers if handlers is not None else handlers_from_settings(settings)
+        startup_checks(settings, self.handlers, real_broker=broker is None)
         self._owned_fhir = fhir is None
         self.fhir: TransactionalFhir = fhir if fhir is not None else build_fhir_client(settings)
         self.metrics = metrics or ServiceMetrics()
@@ -351,21 +370,22 @@ class Service:
         return server
 
     def _probe_fhir(self) -> None:
-        """The FHIR server answers: a cheap ping, and the CapabilityStatement the first time
-        (the client keeps it, so the writes never fetch it again)."""
+        """The FHIR server answers: a cheap ping (any HTTP answer but 5xx/429 is "up"), then the
+        CapabilityStatement the first time (the client keeps it, so the writes never fetch it
+        again). A statement that is missing or not a CapabilityStatement does not make the
+        server down: its capabilities are unknown (one warning, carecoord.fhir.capabilities) and
+        requests take the conservative plan; only an unavailable server fails the probe."""
         ping = getattr(self.fhir, "ping", None)
         if callable(ping):
             ping()
-        statement = getattr(self.fhir, "capability_statement", None)
-        if callable(statement):
-            statement()
+        statement_of(self.fhir)
 
     def _probe_kafka(self) -> None:
         """A bootstrap server accepts a TCP connection (cheap, and safe from any thread; the
         consumer itself is not)."""
         failure: OSError | None = None
         for server in self.settings.bootstrap_servers():
-            host, _, port = server.rpartition(":")
+            host, _, port = host_port(server)
             try:
                 with socket.create_connection((host.strip("[]") or server, int(port)), 3.0):
                     return
