@@ -63,6 +63,23 @@ def test_kafka_options_that_are_not_json_name_the_setting_and_the_position(
 
 
 @pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ('{"no_such_option": 1}', "kafka-python has no option 'no_such_option'"),
+        ('{"retry_backoff_ms": "soon"}', "has retry_backoff_ms of the wrong type: use a number"),
+        ('{"max_poll_records": "many"}', "has max_poll_records of the wrong type: use a number"),
+    ],
+    ids=["unknown-name", "kafka-python-type", "runtime-type"],
+)
+def test_kafka_options_are_checked_before_anything_connects(
+    tmp_path: Path, options: str, says: str
+) -> None:
+    run = run_service(tmp_path, CARECOORD_KAFKA_OPTIONS=options)
+    assert run.returncode == 2
+    assert says in one_line(run)  # the only line: the service did not start
+
+
+@pytest.mark.parametrize(
     ("bootstrap", "says"),
     [
         ("127.0.0.1:notaport", "CARECOORD_KAFKA_BOOTSTRAP has no valid port"),

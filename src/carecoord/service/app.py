@@ -99,6 +99,7 @@ def startup_checks(settings: Settings, handlers: HandlerTable, *, real_broker: b
     they loaded."""
     if real_broker:
         check_bootstrap(settings)
+        check_kafka_options(settings)
     if "referrals" in handlers.names:
         problem = requester_problem(handlers.configs["referrals"])
         if problem is not None:
@@ -161,6 +162,45 @@ def _check_whole_numbers(values: dict[str, Any]) -> None:
             )
 
 
+def _check_option_types(options: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Each option of the type of its default (bool, number or text; None and other defaults
+    are not checked): a wrong one is a ConfigError naming it at start-up, never its value, not
+    a failure of the first client that reads it."""
+    for name, value in options.items():
+        default = defaults.get(name)
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            ok, want = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, want = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"CARECOORD_KAFKA_OPTIONS has {name} of the wrong type: use {want}")
+
+
+def _kafka_python_defaults() -> dict[str, Any]:
+    """The defaults of every kafka-python client's options (imported only for a real broker)."""
+    from kafka.admin.client import KafkaAdminClient
+    from kafka.consumer.group import KafkaConsumer
+    from kafka.producer.kafka import KafkaProducer
+
+    merged: dict[str, Any] = {}
+    for client in (KafkaAdminClient, KafkaProducer, KafkaConsumer):
+        merged.update(client.DEFAULT_CONFIG)
+    merged.pop("acks", None)  # a number or "all" (the adapter sets all and never yields it)
+    return merged
+
+
+def check_kafka_options(settings: Settings) -> None:
+    """CARECOORD_KAFKA_OPTIONS as kafka-python will take them: every name one of its clients
+    takes, every value of its default's type (checked before anything connects)."""
+    connection = kafka_connection(settings)
+    connection.common("consumer")  # a name no kafka-python client takes: ConfigError naming it
+    _check_option_types(dict(connection.extra), _kafka_python_defaults())
+
+
 def runtime_options(settings: Settings) -> RuntimeOptions:
     """RuntimeOptions from settings, with `kafka_connection(settings)` as its `kafka`. Keys of
     `kafka_options` that name a RuntimeOptions field (max_poll_records, create_topics_partitions,
@@ -175,7 +215,9 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
         "retry_budget_seconds": s.retry_budget,
         "shutdown_drain_seconds": s.drain_timeout,
     }
-    values.update({k: v for k, v in s.kafka_options.items() if k in _RUNTIME_FIELDS})
+    options = {k: v for k, v in s.kafka_options.items() if k in _RUNTIME_FIELDS}
+    _check_option_types(options, {f.name: f.default for f in dataclasses.fields(RuntimeOptions)})
+    values.update(options)
     try:
         return RuntimeOptions(**values, kafka=kafka_connection(s))
     except TypeError as exc:
