@@ -187,3 +187,15 @@ def test_worklist_against_an_unreachable_server_exits_3_soon_with_one_line(
     # The task asks an interactive command to give up within about 10 s (5 s of retries here,
     # plus the interpreter's start); generous for a loaded machine.
     assert elapsed < 20, elapsed
+
+
+def test_dlq_list_against_an_unreachable_broker_exits_3_soon_with_one_line(
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    run = carecoord("dlq", "list", cwd=tmp_path, CARECOORD_KAFKA_BOOTSTRAP=NOWHERE_KAFKA)
+    elapsed = time.monotonic() - started
+    assert run.returncode == 3
+    line = one_line(run)  # no traceback, no kafka-python lines
+    assert "no Kafka broker of CARECOORD_KAFKA_BOOTSTRAP (127.0.0.1:9) accepts a connection" in line
+    assert elapsed < 20, elapsed  # kafka-python alone would wait out its 30 s bootstrap

@@ -207,15 +207,56 @@ def _class_names(exc: BaseException) -> set[str]:
 
 
 def _broker(settings: Settings) -> Broker:
+    """The Kafka broker of the settings, its bootstrap checked (exit 2) and reachable (exit 3,
+    after CLI_RETRY_BUDGET seconds, not kafka-python's 30 s bootstrap timeout)."""
     from carecoord.events.broker import KafkaBroker
-    from carecoord.service.app import kafka_connection
+    from carecoord.service.app import check_kafka_options, kafka_connection
     from carecoord.settings import check_bootstrap
 
     try:
         check_bootstrap(settings)
-        return KafkaBroker(kafka_connection(settings))
+        check_kafka_options(settings)
+        broker = KafkaBroker(kafka_connection(settings))
     except ConfigError as exc:
         config_failure(exc)
+    _wait_for_broker(settings)
+    return broker
+
+
+def _wait_for_broker(settings: Settings) -> None:
+    """Return once a bootstrap server accepts a TCP connection; else ONE line and exit 3."""
+    import socket
+    import time
+
+    from carecoord.settings import host_port
+
+    deadline = time.monotonic() + CLI_RETRY_BUDGET
+    while True:
+        for server in settings.bootstrap_servers():
+            host, _, port = host_port(server)
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), 2.0):
+                    return
+            except OSError:
+                continue
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    shown = settings.redacted()["kafka_bootstrap"]
+    typer.echo(
+        f"carecoord: no Kafka broker of CARECOORD_KAFKA_BOOTSTRAP ({shown}) accepts a "
+        "connection: check that the broker is up and the host:port",
+        err=True,
+    )
+    raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+def _kafka_failure(exc: Exception) -> NoReturn:
+    """A kafka-python error (by class name: it is imported lazily) or a BrokerError: one line,
+    exit 3; anything else is re-raised."""
+    if _FIXES.keys() & _class_names(exc) or "KafkaError" in _class_names(exc):
+        broker_failure(exc)
+    raise exc
 
 
 @dlq_app.command("list")
@@ -284,7 +325,6 @@ def dlq_replay(
     timeout: Annotated[float, typer.Option(help="Seconds to read and produce.")] = 30.0,
 ) -> None:
     """Re-produce dead letters (original key, bytes, headers) to their source topic."""
-    from carecoord.events.broker import BrokerError
     from carecoord.events.dlq import replay
 
     settings = _settings(config, need_fhir=False)
@@ -300,8 +340,8 @@ def dlq_replay(
             dry_run=dry_run,
             timeout=timeout,
         )
-    except BrokerError as exc:
-        broker_failure(exc)
+    except Exception as exc:
+        _kafka_failure(exc)
     verb = "would replay" if dry_run else "replayed"
     typer.echo(f"{verb} {len(result.replayed)} dead letter(s)")
     for dl in result.replayed:
