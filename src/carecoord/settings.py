@@ -7,8 +7,12 @@ keys are the setting names below in lower case without the prefix, e.g. ``kafka_
 
 Environment variables (all optional unless marked required):
 
+A mistake is a ConfigError of ONE line naming the variable and the fix, never the value; a file
+or JSON variable that does not parse gives the line and column. docs/configuration-errors.md lists
+every check `carecoord run` makes at start-up and the commands' exit codes (2: configuration).
+
 Kafka
-    CARECOORD_KAFKA_BOOTSTRAP (required)  host:port[,host:port...]
+    CARECOORD_KAFKA_BOOTSTRAP (required)  host:port[,host:port...], each entry with its port
     CARECOORD_TOPIC_IN / CARECOORD_TOPIC_OUT / CARECOORD_TOPIC_DLQ
                                           carecoord.events / carecoord.outbound / carecoord.dlq
     CARECOORD_GROUP_ID                    consumer group, default carecoord
@@ -62,7 +66,11 @@ Handlers
     CARECOORD_HANDLERS_DISABLED           comma-separated names to switch off
     CARECOORD_HANDLER_MODULES             comma-separated extra modules exposing HANDLERS
     CARECOORD_HANDLERS__<name>__<key>     per-handler configuration, e.g.
-                                          CARECOORD_HANDLERS__outreach__max_unanswered=3
+                                          CARECOORD_HANDLERS__outreach__max_unanswered=3; while
+                                          the referrals handler is on, `carecoord run` needs
+                                          CARECOORD_HANDLERS__referrals__organization (the
+                                          practice) or a PractitionerRole/Organization
+                                          CARECOORD_HANDLERS__referrals__requester
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from carecoord.cli.service_commands import (
     config_failure,
     fhir_failure,
     quiet_retries,
+    wait_for_broker,
 )
 
 
@@ -50,7 +51,12 @@ def sweep_command(
     from carecoord.events.producer import EventProducer
     from carecoord.fhir.errors import FhirError
     from carecoord.handlers.sweeper import sweep, sweep_config
-    from carecoord.service.app import build_fhir_client, handlers_from_settings, kafka_connection
+    from carecoord.service.app import (
+        build_fhir_client,
+        check_kafka_options,
+        handlers_from_settings,
+        kafka_connection,
+    )
     from carecoord.settings import check_bootstrap, load_settings
 
     quiet_retries()
@@ -59,6 +65,7 @@ def sweep_command(
         handler_config = sweep_config(handlers_from_settings(settings).configs)
         if not dry_run:
             check_bootstrap(settings)
+            check_kafka_options(settings)
     except ConfigError as exc:
         config_failure(exc)
     when = now or datetime.now(UTC)
@@ -75,6 +82,7 @@ def sweep_command(
     if dry_run or not events:
         typer.echo(f"{len(events)} event(s) due", err=True)
         return
+    wait_for_broker(settings)
     try:
         producer = KafkaBroker(kafka_connection(settings)).producer()
         try:

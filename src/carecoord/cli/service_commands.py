@@ -219,11 +219,11 @@ def _broker(settings: Settings) -> Broker:
         broker = KafkaBroker(kafka_connection(settings))
     except ConfigError as exc:
         config_failure(exc)
-    _wait_for_broker(settings)
+    wait_for_broker(settings)
     return broker
 
 
-def _wait_for_broker(settings: Settings) -> None:
+def wait_for_broker(settings: Settings) -> None:
     """Return once a bootstrap server accepts a TCP connection; else ONE line and exit 3."""
     import socket
     import time
