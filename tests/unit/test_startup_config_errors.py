@@ -18,6 +18,7 @@ import pytest
 NOWHERE_KAFKA = "127.0.0.1:9"
 NOWHERE_FHIR = "http://127.0.0.1:9/fhir"
 PRACTICE = {"CARECOORD_HANDLERS__referrals__organization": "Organization/practice"}
+SAMPLE_DIRECTORY = Path(__file__).resolve().parents[2] / "examples/directory/springfield-hsds.json"
 
 
 def carecoord(
@@ -199,3 +200,20 @@ def test_dlq_list_against_an_unreachable_broker_exits_3_soon_with_one_line(
     line = one_line(run)  # no traceback, no kafka-python lines
     assert "no Kafka broker of CARECOORD_KAFKA_BOOTSTRAP (127.0.0.1:9) accepts a connection" in line
     assert elapsed < 20, elapsed  # kafka-python alone would wait out its 30 s bootstrap
+
+
+def test_directory_import_to_an_unreachable_server_exits_3_and_a_bad_map_gives_its_position(
+    tmp_path: Path,
+) -> None:
+    export = SAMPLE_DIRECTORY
+    run = carecoord("directory", "import", str(export), cwd=tmp_path,
+                    CARECOORD_FHIR_BASE_URL=NOWHERE_FHIR)  # fmt: skip
+    assert run.returncode == 3
+    assert "the FHIR server at http://127.0.0.1:9/fhir is unreachable" in one_line(run)
+
+    mapping = tmp_path / "map.json"
+    mapping.write_text('{"Food Pantries": "food-insecurity",\n "Housing": }')
+    run = carecoord("directory", "import", str(export), "--dry-run", "--taxonomy-map",
+                    str(mapping), cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 2
+    assert f"the taxonomy map {mapping} does not parse (line 2 column 13:" in one_line(run)
