@@ -49,9 +49,6 @@ def config_failure(exc: ConfigError) -> NoReturn:
     raise typer.Exit(EXIT_CONFIG)
 
 
-_config_failure = config_failure
-
-
 def fhir_failure(exc: BaseException, settings: Settings | None = None) -> NoReturn:
     """ONE line saying the FHIR server (its URL without credentials) could not be used, the
     error's type and HTTP status, never its text (a request URL may carry search values); exit 3."""
@@ -267,19 +264,19 @@ def dlq_list(
     timeout: Annotated[float, typer.Option(help="Seconds to read the topic.")] = 10.0,
 ) -> None:
     """List dead letters: where they came from, why, how many attempts (ids only, no payload)."""
-    from carecoord.events.broker import BrokerError
     from carecoord.events.dlq import list_dead_letters
 
     settings = _settings(config, need_fhir=False)
+    broker = _broker(settings)
     letters: list[DeadLetter] = []
     total = 0
     try:
-        for dl in list_dead_letters(_broker(settings), settings.topic_dlq, timeout=timeout):
+        for dl in list_dead_letters(broker, settings.topic_dlq, timeout=timeout):
             total += 1
             if len(letters) < limit:
                 letters.append(dl)
-    except BrokerError as exc:
-        broker_failure(exc)
+    except Exception as exc:
+        _kafka_failure(exc)
     if as_json:
         for dl in letters:
             typer.echo(json.dumps(dl.as_dict()))
@@ -328,9 +325,10 @@ def dlq_replay(
     from carecoord.events.dlq import replay
 
     settings = _settings(config, need_fhir=False)
+    broker = _broker(settings)
     try:
         result = replay(
-            _broker(settings),
+            broker,
             dlq_topic=settings.topic_dlq,
             target_topic=to_topic,
             start_offset=from_offset,
