@@ -4,7 +4,7 @@
   DeprecationWarning in the user's own test run: kafka-python 3's legacy importlib.resources
   calls are silenced around its import, nothing else;
 - the referrals handler's requester: checked at start-up (a setting, not a per-event dead
-  letter), and the care manager's own PractitionerRole is used where the server holds one.
+  letter).
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handler_context_support import FakeFhir, care_team, ctx, event
 
 from carecoord.errors import ConfigError
 from carecoord.handlers.loader import load_handlers
-from carecoord.handlers.referrals import HANDLERS, requester_problem
+from carecoord.handlers.referrals import requester_problem
 from carecoord.service.app import startup_checks
 from carecoord.settings import load_settings
 
@@ -105,43 +104,3 @@ def test_the_service_start_checks_the_requester_only_when_referrals_is_on(
     startup_checks(settings, load_handlers(disabled=["referrals"], group="none"), real_broker=True)
     configured = {"referrals": {"organization": "Organization/practice"}}
     startup_checks(settings, load_handlers(config=configured, group="none"), real_broker=True)
-
-
-CM, DR = "Practitioner/cm-1", "Practitioner/dr-1"
-
-
-def _need() -> Any:
-    body = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
-    return event("carecoord.sdoh.need-identified", "p1", body, id_="need-1")
-
-
-def _role(fhir: FakeFhir, rid: str, organization: str, practitioner: str = CM) -> None:
-    fhir.put({"resourceType": "PractitionerRole", "id": rid, "active": True,
-              "practitioner": {"reference": practitioner},
-              "organization": {"reference": organization},
-              "telecom": [{"system": "phone", "value": "+1 217 555 0100"}]})  # fmt: skip
-
-
-def _requester(fhir: FakeFhir, config: dict[str, Any]) -> str:
-    fx = HANDLERS[0].handle(_need(), ctx(fhir, config))
-    fhir.apply(fx)
-    (sr,) = fhir.all("ServiceRequest")
-    return str(sr.requester.reference)
-
-
-def test_the_care_managers_own_role_requests_without_a_configured_practice() -> None:
-    fhir = FakeFhir()
-    care_team(fhir, "p1", CM, DR)
-    _role(fhir, "cm-1-at-clinic", "Organization/clinic")
-    _role(fhir, "someone-else", "Organization/clinic", practitioner="Practitioner/other")
-    assert _requester(fhir, {"requester": "Organization/fallback"}) == (
-        "PractitionerRole/cm-1-at-clinic"
-    )
-
-
-def test_two_roles_of_the_care_manager_are_ambiguous_so_the_fallback_requests() -> None:
-    fhir = FakeFhir()
-    care_team(fhir, "p1", CM, DR)
-    _role(fhir, "cm-1-at-clinic", "Organization/clinic")
-    _role(fhir, "cm-1-at-hospital", "Organization/hospital")
-    assert _requester(fhir, {"requester": "Organization/fallback"}) == "Organization/fallback"

@@ -23,10 +23,9 @@ referral statuses), then:
   judge, never marked achieved here);
 - cancelled by the requester: ServiceRequest revoked.
 The requester is the care manager's PractitionerRole at the configured practice Organization
-(carecoord.handlers.referral_outcome.requester_for); without one configured, the care manager's
-only active PractitionerRole on the server, else the configured `requester`. The service refuses
-to start when neither `organization` nor a PractitionerRole/Organization `requester` is set
-(`requester_problem`): that is a setting, not something to find out per event.
+(carecoord.handlers.referral_outcome.requester_for), else the configured `requester`. The service
+refuses to start when neither `organization` nor a PractitionerRole/Organization `requester` is
+set (`requester_problem`): that is a setting, not something to find out per event.
 
 Every create is conditional on a deterministic identifier (the need event id, the ServiceRequest
 key + attempt number), so replaying either event creates nothing new; emitted ids derive from the
@@ -281,7 +280,7 @@ def handle_need_identified(
     requester = requester_for(
         fx,
         ctx.fhir,
-        _own_role(ctx, team.care_manager) if config.organization is None else team.care_manager,
+        team.care_manager,
         config.organization,
         config.requester,
         config.practice_phone,
@@ -420,26 +419,6 @@ def handle_need_identified(
     _emit_created(fx, event, pid, domain.key, existing_sr, sr, None, (task, best, 1))
     log.info("referral created", extra={"event_id": event.id, "service": best.service})
     return fx
-
-
-def _own_role(ctx: HandlerContext, care_manager: str | None) -> str | None:
-    """Without a configured practice: the care manager's own PractitionerRole when the server
-    holds exactly one active one at an Organization (SDOHCC PractitionerRole: practitioner and
-    organization 1..), so the care manager requests the referral rather than the fallback
-    `requester`; otherwise the care manager as given."""
-    if not care_manager or not care_manager.startswith("Practitioner/"):
-        return care_manager
-    roles = [
-        role
-        for role in ctx.fhir.search(
-            "PractitionerRole", [("practitioner", care_manager), ("active", "true")]
-        )
-        if role.get_resource_type() == "PractitionerRole"
-        and getattr(getattr(role, "practitioner", None), "reference", None) == care_manager
-        and getattr(getattr(role, "organization", None), "reference", None)
-        and getattr(role, "active", True) is not False
-    ]
-    return f"PractitionerRole/{roles[0].id}" if len(roles) == 1 else care_manager
 
 
 def requester_problem(config: Mapping[str, Any]) -> str | None:
