@@ -165,3 +165,19 @@ def test_a_server_answering_503_is_down(
     failed = [r for r in caplog.records if r.getMessage() == "dependency probe failed"]
     assert failed and failed[0].levelno == logging.WARNING  # the first says why, at WARNING
     assert all(r.levelno == logging.INFO for r in failed[1:])
+
+
+def test_refused_credentials_are_not_unknown_capabilities(
+    service_with: Callable[[Server], tuple[Service, InMemoryBroker]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The ping counts any answer as "up"; a 401 on the statement is a setting to fix, so the
+    # service waits (not ready, nothing consumed, nothing dead-lettered) instead of going on.
+    caplog.set_level(logging.INFO)
+    server = Server(lambda r: httpx.Response(401, json={"resourceType": "OperationOutcome"}))
+    service, _ = service_with(server)
+    wait_for(lambda: server.statements >= 3, 20, "probes of the refusing server", interval=0.02)
+    assert not service.ready()
+    assert not [r for r in caplog.records if r.getMessage().startswith(WARNING)]
+    failed = [r for r in caplog.records if r.getMessage() == "dependency probe failed"]
+    assert failed and getattr(failed[0], "error", None) == "FhirUnauthorized"

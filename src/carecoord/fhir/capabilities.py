@@ -8,7 +8,8 @@ A server whose `/metadata` answers, but not with a CapabilityStatement (a 404, a
 other JSON), has unknown capabilities: that is logged ONCE per client as a WARNING, the client is
 not asked again, and every caller takes the conservative plan (no batch, no `_include`/
 `_revinclude`, writes by the spec's conditional create). The server is not down for it (R4
-makes the statement a SHALL, http.html#capabilities, but proxies and gateways break it).
+makes the statement a SHALL, http.html#capabilities, but proxies and gateways break it). A 401
+or 403 is not "unknown": the credentials are refused, and that is raised like an outage is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from carecoord.fhir.errors import FhirError
+from carecoord.fhir.errors import FhirError, FhirForbidden, FhirUnauthorized
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ def statement_of(fhir: object) -> Mapping[str, Any] | None:
     try:
         statement = get()
     except FhirError as exc:
-        if exc.unavailable:
+        # Down, or refusing our credentials (a setting to fix, not a server to work around):
+        # the caller fails as any request would; the readiness probe keeps the service waiting.
+        if exc.unavailable or isinstance(exc, FhirUnauthorized | FhirForbidden):
             raise
         _mark_unknown(owner, type(exc).__name__)
         return None
