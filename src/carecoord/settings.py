@@ -7,8 +7,12 @@ keys are the setting names below in lower case without the prefix, e.g. ``kafka_
 
 Environment variables (all optional unless marked required):
 
+A mistake is a ConfigError of ONE line naming the variable and the fix, never the value; a file
+or JSON variable that does not parse gives the line and column. docs/configuration-errors.md lists
+every check `carecoord run` makes at start-up and the commands' exit codes (2: configuration).
+
 Kafka
-    CARECOORD_KAFKA_BOOTSTRAP (required)  host:port[,host:port...]
+    CARECOORD_KAFKA_BOOTSTRAP (required)  host:port[,host:port...], each entry with its port
     CARECOORD_TOPIC_IN / CARECOORD_TOPIC_OUT / CARECOORD_TOPIC_DLQ
                                           carecoord.events / carecoord.outbound / carecoord.dlq
     CARECOORD_GROUP_ID                    consumer group, default carecoord
@@ -62,7 +66,11 @@ Handlers
     CARECOORD_HANDLERS_DISABLED           comma-separated names to switch off
     CARECOORD_HANDLER_MODULES             comma-separated extra modules exposing HANDLERS
     CARECOORD_HANDLERS__<name>__<key>     per-handler configuration, e.g.
-                                          CARECOORD_HANDLERS__outreach__max_unanswered=3
+                                          CARECOORD_HANDLERS__outreach__max_unanswered=3; while
+                                          the referrals handler is on, `carecoord run` needs
+                                          CARECOORD_HANDLERS__referrals__organization (the
+                                          practice) or a PractitionerRole/Organization
+                                          CARECOORD_HANDLERS__referrals__requester
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from carecoord.errors import ConfigError
@@ -307,17 +316,44 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file cannot be read ({exc.strerror}): {fix}", path=str(path)
         ) from exc
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
     try:
-        is_json = path.suffix.lower() == ".json"
-        data = json.loads(raw) if is_json else tomllib.loads(raw.decode())
+        data = json.loads(raw) if kind == "JSON" else tomllib.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
         raise ConfigError(
-            f"config file is not valid {kind} ({type(exc).__name__}): {fix}", path=str(path)
+            f"config file is not valid {kind} ({parse_position(exc, raw)}): fix the file there",
+            path=str(path),
         ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file must hold an object/table: {fix}", path=str(path))
     return {str(k).lower(): v for k, v in data.items()}
+
+
+_TOML_POSITION = re.compile(r"at line (\d+), column (\d+)")
+
+
+def parse_position(exc: BaseException, source: bytes | str | None = None) -> str:
+    """Where a JSON or TOML parse failed, as "line L column C: <what>" (the parser's own words,
+    which describe the syntax, never quote the text). TOMLDecodeError has no attributes for it
+    before Python 3.14; its message ends "(at line L, column C)" or "(at end of document)",
+    whose position is the end of `source`."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.start}: not UTF-8"
+    text = str(exc)
+    found = _TOML_POSITION.search(text)
+    if found is not None:
+        what = text[: found.start()].rstrip(" (")
+        return f"line {found.group(1)} column {found.group(2)}: {what}"
+    if text.endswith("(at end of document)"):
+        what = text.removesuffix("(at end of document)").rstrip(" ")
+        if source is None:
+            return f"at the end of the file: {what}"
+        body = source.decode(errors="replace") if isinstance(source, bytes) else source
+        line, column = body.count("\n") + 1, len(body.rsplit("\n", 1)[-1]) + 1
+        return f"line {line} column {column} (the end of the file): {what}"
+    return type(exc).__name__
 
 
 def load_settings(
@@ -334,13 +370,68 @@ def load_settings(
         problems = _describe(exc)
         if need_fhir and not _fhir_url_given(overrides) and "fhir_base_url" not in str(exc):
             problems.append(_missing("fhir_base_url"))
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from exc
+        raise ConfigError(_one_line(problems)) from exc
+    except SettingsError as exc:  # an environment variable holding JSON that does not parse
+        raise ConfigError(_undecodable(exc)) from None
     problems = check_consistency(settings)
     if need_fhir and settings.fhir_base_url is None:
         problems.insert(0, _missing("fhir_base_url"))
     if problems:
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+        raise ConfigError(_one_line(problems))
     return settings
+
+
+def _one_line(problems: list[str]) -> str:
+    """Every problem on ONE line (a log line each; a reader of the terminal sees them all)."""
+    return "invalid settings: " + "; ".join(problems)
+
+
+_FIELD_OF = re.compile(r'field "([a-z_]+)"')
+
+
+def _undecodable(exc: SettingsError) -> str:
+    """pydantic-settings decodes dict/list variables (CARECOORD_KAFKA_OPTIONS, CARECOORD_HANDLERS)
+    as JSON and raises SettingsError naming the field, the JSONDecodeError as its cause."""
+    found = _FIELD_OF.search(str(exc))
+    field = found.group(1) if found else ""
+    where = parse_position(exc.__cause__) if exc.__cause__ is not None else "not JSON"
+    hint = _HINTS.get(field, "give it a JSON value")
+    return f"invalid settings: {env_name(field)} is not valid JSON ({where}): {hint}"
+
+
+def bootstrap_problems(bootstrap: str) -> list[str]:
+    """Each CARECOORD_KAFKA_BOOTSTRAP entry must be host:port with a port of 1 to 65535
+    ([v6-address]:port for IPv6); kafka-python would otherwise guess a port for a bare host or
+    fail on a bad one only when it first connects, naming no setting. A leading
+    "PROTOCOL://" is ignored, as kafka-python ignores it (kafka.cluster.collect_hosts)."""
+    name = env_name("kafka_bootstrap")
+    entries = [b.strip() for b in bootstrap.split(",")]
+    if not any(entries):
+        return [f"{name} is empty: {_HINTS['kafka_bootstrap']}"]
+    problems: list[str] = []
+    for n, entry in enumerate(entries, 1):
+        host, colon, port = host_port(entry)
+        which = f"{name} entry {n}" if len(entries) > 1 else name
+        if not entry:
+            problems.append(f"{which} is empty: remove the stray comma")
+        elif not colon or not host.strip("[]"):
+            problems.append(f"{which} is not host:port: give the port too, e.g. kafka:9092")
+        elif not port.isdigit() or not 1 <= int(port) <= 65535:
+            problems.append(f"{which} has no valid port: use a port from 1 to 65535, e.g. 9092")
+    return problems
+
+
+def host_port(entry: str) -> tuple[str, str, str]:
+    """(host, ":", port) of one bootstrap entry, any "PROTOCOL://" prefix dropped."""
+    return re.sub(r"^.*://", "", entry.strip()).rpartition(":")
+
+
+def check_bootstrap(settings: Settings) -> None:
+    """ConfigError (one line) unless every bootstrap entry is host:port; called where a real
+    Kafka client is built from settings (tests may name an in-memory broker instead)."""
+    problems = bootstrap_problems(settings.kafka_bootstrap)
+    if problems:
+        raise ConfigError(_one_line(problems))
 
 
 def _missing(field: str) -> str:
@@ -477,6 +568,11 @@ def _redact(value: Any, *, top: bool = True) -> Any:
     if isinstance(value, str) and "@" in value and "://" in value:
         return _strip_userinfo(value)
     return value
+
+
+def strip_userinfo(url: str) -> str:
+    """`url` without user:password@ (what may be shown of a URL setting)."""
+    return _strip_userinfo(url)
 
 
 def _strip_userinfo(url: str) -> str:

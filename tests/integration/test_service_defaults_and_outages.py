@@ -51,6 +51,9 @@ def test_run_with_only_the_required_settings_escalates_three_unanswered_attempts
         CARECOORD_KAFKA_BOOTSTRAP=kafka_bootstrap,
         CARECOORD_FHIR_BASE_URL=fhir_base_url,
         CARECOORD_HEALTH_PORT=str(port),
+        # Required while the referrals handler is on (checked at start-up; a Gravity referral
+        # is requested by a PractitionerRole or an Organization): docs/configuration-errors.md
+        CARECOORD_HANDLERS__referrals__organization="Organization/practice-dflt",
     )
     log = tmp_path / "run.log"
     proc = carecoord_run(env, log)
@@ -131,6 +134,7 @@ def service_for(kafka_bootstrap: str, fhir_url: str, unique: str) -> Service:
         health_port=0,
         kafka_options={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
                        "create_topics_partitions": 3},
+        handlers={"referrals": {"organization": "Organization/practice-out"}},
     )  # fmt: skip
     service = Service(settings)
     service.add_periodic_jobs(plugin_periodic_jobs(service))

@@ -8,7 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
-from carecoord.cli.service_commands import ConfigOption
+from carecoord.cli.service_commands import (
+    CLI_RETRY_BUDGET,
+    EXIT_CONFIG,
+    EXIT_UNAVAILABLE,
+    ConfigOption,
+    broker_failure,
+    config_failure,
+    fhir_failure,
+    quiet_retries,
+    wait_for_broker,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,23 +47,34 @@ def sweep_command(
     """Produce the time-based triggers due now (outreach due / nearly overdue, tasks overdue) to
     the input topic. Idempotent: safe to run from cron every few minutes."""
     from carecoord.errors import ConfigError
-    from carecoord.events.broker import KafkaBroker
+    from carecoord.events.broker import BrokerError, KafkaBroker
     from carecoord.events.producer import EventProducer
+    from carecoord.fhir.errors import FhirError
     from carecoord.handlers.jobs.sweeper import sweep, sweep_config
-    from carecoord.service.app import build_fhir_client, handlers_from_settings, kafka_connection
-    from carecoord.settings import load_settings
+    from carecoord.service.app import (
+        build_fhir_client,
+        check_kafka_options,
+        handlers_from_settings,
+        kafka_connection,
+    )
+    from carecoord.settings import check_bootstrap, load_settings
 
+    quiet_retries()
     try:
         settings = load_settings(config, need_fhir=True)
         handler_config = sweep_config(handlers_from_settings(settings).configs)
+        if not dry_run:
+            check_bootstrap(settings)
+            check_kafka_options(settings)
     except ConfigError as exc:
-        typer.echo(f"carecoord: configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        config_failure(exc)
     when = now or datetime.now(UTC)
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    fhir = build_fhir_client(settings)
+    fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
     try:
         events = sweep(fhir, when, handler_config)
+    except FhirError as exc:
+        fhir_failure(exc, settings)
     finally:
         fhir.close()
     for event in events:
@@ -61,11 +82,15 @@ def sweep_command(
     if dry_run or not events:
         typer.echo(f"{len(events)} event(s) due", err=True)
         return
-    producer = KafkaBroker(kafka_connection(settings)).producer()
+    wait_for_broker(settings)
     try:
-        EventProducer(producer, settings.topic_in).publish(events)
-    finally:
-        producer.close()
+        producer = KafkaBroker(kafka_connection(settings)).producer()
+        try:
+            EventProducer(producer, settings.topic_in).publish(events)
+        finally:
+            producer.close()
+    except BrokerError as exc:
+        broker_failure(exc)
     typer.echo(f"{len(events)} event(s) produced to {settings.topic_in}", err=True)
 
 
@@ -108,8 +133,9 @@ def directory_import_command(
     from carecoord.errors import ConfigError
     from carecoord.fhir.errors import FhirError
     from carecoord.service.app import build_fhir_client
-    from carecoord.settings import load_settings
+    from carecoord.settings import load_settings, parse_position
 
+    quiet_retries()
     try:
         mapping = _taxonomy_map(taxonomy_map)
         if is_datapackage(file):
@@ -117,14 +143,17 @@ def directory_import_command(
         else:
             data = json.loads(file.read_text(encoding="utf-8"))
     except ConfigError as exc:
-        typer.echo(f"carecoord: configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        config_failure(exc)
     except HsdsTabularError as exc:
         typer.echo(f"carecoord: {file}: {exc.message}", err=True)
-        raise typer.Exit(2) from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        typer.echo(f"carecoord: cannot read {file}: {type(exc).__name__}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_CONFIG) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        typer.echo(f"carecoord: {file} is not valid JSON ({parse_position(exc)})", err=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
+    except OSError as exc:
+        typer.echo(f"carecoord: cannot read {file}: {exc.strerror or type(exc).__name__}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
+    settings = None
     try:
         if dry_run:
             records, problems = map_export(data, mapping)
@@ -134,20 +163,18 @@ def directory_import_command(
         else:
             # Only FHIR is used here: a Kafka bootstrap is not required for this command.
             settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
-            fhir = build_fhir_client(settings)
+            fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
             try:
                 report = import_directory(fhir, data, mapping)
             finally:
                 fhir.close()
     except ConfigError as exc:
-        typer.echo(f"carecoord: configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        config_failure(exc)
     except HsdsRecordError as exc:
         typer.echo(f"carecoord: {file}: {exc.message}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_CONFIG) from exc
     except FhirError as exc:
-        typer.echo(f"carecoord: import stopped, FHIR server failed: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fhir_failure(exc, settings)
     _print_report(report, dry_run=dry_run)
 
 
@@ -182,7 +209,21 @@ def _taxonomy_map(path: Path | None) -> dict[str, str] | None:
         if os.environ.get("CARECOORD_DIRECTORY_TAXONOMY_MAP")
         else None
     )
-    return load_taxonomy_map(chosen) if chosen is not None else None
+    if chosen is None:
+        return None
+    from carecoord.errors import ConfigError
+    from carecoord.settings import parse_position
+
+    try:
+        return load_taxonomy_map(chosen)
+    except ConfigError as exc:
+        cause = exc.__cause__
+        if cause is None or isinstance(cause, OSError):
+            raise
+        raise ConfigError(
+            f"the taxonomy map {chosen} does not parse ({parse_position(cause)}): fix the file "
+            "there (--taxonomy-map / CARECOORD_DIRECTORY_TAXONOMY_MAP)"
+        ) from cause
 
 
 def directory_sync_command(
@@ -210,24 +251,27 @@ def directory_sync_command(
 
     if not url.startswith(("http://", "https://")):
         typer.echo("carecoord: the HSDS API URL must be http:// or https://", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_CONFIG)
+    quiet_retries()
+    settings = None
     try:
         mapping = _taxonomy_map(taxonomy_map)
         settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
-        fhir = build_fhir_client(settings)
+        fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
         try:
             report = sync_directory(fhir, url, taxonomy=mapping, per_page=per_page)
         finally:
             fhir.close()
     except ConfigError as exc:
-        typer.echo(f"carecoord: configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    except (HsdsApiError, HsdsRecordError) as exc:
+        config_failure(exc)
+    except HsdsApiError as exc:  # the API cannot be read: a server the command needs
         typer.echo(f"carecoord: sync stopped: {exc.message}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_UNAVAILABLE) from exc
+    except HsdsRecordError as exc:
+        typer.echo(f"carecoord: sync stopped: {exc.message}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
     except FhirError as exc:
-        typer.echo(f"carecoord: sync stopped, FHIR server failed: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fhir_failure(exc, settings)
     _print_report(report)
 
 
@@ -278,20 +322,19 @@ def worklist_command(
 
     if not re.fullmatch(r"(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}", care_manager):
         typer.echo("carecoord: --care-manager must be Practitioner/<id>", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_CONFIG)
+    quiet_retries()
     try:
         settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
         billing = handlers_from_settings(settings).configs.get("billing", {})
     except ConfigError as exc:
-        typer.echo(f"carecoord: configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        config_failure(exc)
     on: date | None = day.date() if day is not None else None
-    fhir = build_fhir_client(settings)
+    fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
     try:
         result = worklist(fhir, care_manager, on, config=billing)
     except FhirError as exc:
-        typer.echo(f"carecoord: FHIR server failed: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fhir_failure(exc, settings)
     finally:
         fhir.close()
     typer.echo(json.dumps(result.to_json(), indent=2) if as_json else table(result))

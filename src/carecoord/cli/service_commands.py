@@ -1,7 +1,9 @@
 """CLI: `carecoord run`, `carecoord dlq list|replay`.
 
 Settings come from `CARECOORD_*` environment variables and an optional `--config FILE` (see
-carecoord.settings). A configuration problem exits with code 2 and says how to fix it.
+carecoord.settings). Exit codes (docs/configuration-errors.md): 0 done; 1 failed (a bug, a port in
+use, records skipped); 2 a configuration mistake, ONE line naming the setting and the fix; 3 a
+server the command needs (the FHIR server, the Kafka broker) is unreachable or failing.
 """
 
 from __future__ import annotations
@@ -32,17 +34,72 @@ ConfigOption = Annotated[
 
 dlq_app = typer.Typer(no_args_is_help=True, help="List and replay dead letters.")
 
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
 
-def _config_failure(exc: ConfigError) -> NoReturn:
-    typer.echo(f"carecoord: configuration error: {exc}", err=True)
-    raise typer.Exit(2)
+# Seconds an interactive command retries an unreachable server before it gives up (the service
+# itself uses CARECOORD_FHIR_RETRY_BUDGET, 30 s by default, and then waits out the outage).
+CLI_RETRY_BUDGET = 5.0
+
+
+def config_failure(exc: ConfigError) -> NoReturn:
+    """ONE line naming the setting and the fix; exit 2."""
+    typer.echo(f"carecoord: configuration error: {_one_line(str(exc))}", err=True)
+    raise typer.Exit(EXIT_CONFIG)
+
+
+def fhir_failure(exc: BaseException, settings: Settings | None = None) -> NoReturn:
+    """ONE line saying the FHIR server (its URL without credentials) could not be used, the
+    error's type and HTTP status, never its text (a request URL may carry search values); exit 3."""
+    from carecoord.settings import strip_userinfo
+
+    url = settings.fhir_base_url if settings is not None else None
+    where = f" at {strip_userinfo(url)}" if url else ""
+    status = getattr(exc, "status", None)
+    what = f"{type(exc).__name__}" + (f", HTTP {status}" if status else "")
+    if getattr(exc, "unavailable", False):
+        problem = f"the FHIR server{where} is unreachable or unavailable ({what})"
+        fix = "check CARECOORD_FHIR_BASE_URL and that the server is up, then try again"
+    else:
+        problem = f"the FHIR server{where} refused a request ({what})"
+        fix = "check CARECOORD_FHIR_AUTH and the server's log"
+    typer.echo(f"carecoord: {problem}: {fix}", err=True)
+    raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+def broker_failure(exc: BaseException) -> NoReturn:
+    """ONE line saying the Kafka broker could not be used; exit 3."""
+    fix = next((f for n, f in _FIXES.items() if n in _class_names(exc)), _FIXES["BrokerError"])
+    typer.echo(f"carecoord: {fix}", err=True)
+    raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+def quiet_retries() -> None:
+    """An interactive command prints one line when a server is unreachable, not one per retry:
+    the FHIR client's "retrying ..." warnings are dropped (the service logs them)."""
+    import logging
+
+    fhir_log = logging.getLogger("carecoord.fhir")
+    if not any(isinstance(f, _NoRetryLines) for f in fhir_log.filters):
+        fhir_log.addFilter(_NoRetryLines())
+
+
+class _NoRetryLines:
+    def filter(self, record: object) -> bool:
+        message = getattr(record, "msg", "")
+        return not (isinstance(message, str) and message.startswith("retrying "))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _settings(config: Path | None, *, need_fhir: bool) -> Settings:
     try:
         return load_settings(config, need_fhir=need_fhir)
     except ConfigError as exc:
-        _config_failure(exc)
+        config_failure(exc)
 
 
 def run(config: ConfigOption = None) -> None:
@@ -50,7 +107,8 @@ def run(config: ConfigOption = None) -> None:
     from carecoord.service.app import Service, plugin_periodic_jobs
     from carecoord.service.logging import configure_logging
 
-    configure_logging()  # JSON from the first line on: a bad setting is reported as JSON too
+    # CARECOORD_LOG_FORMAT from the first line on: a bad setting is reported in that format too.
+    configure_logging(fmt=early_log_format(config))
     try:
         settings = load_settings(config, need_fhir=True)
     except ConfigError as exc:
@@ -70,6 +128,23 @@ def run(config: ConfigOption = None) -> None:
         _run_failed(exc)
 
 
+def early_log_format(config: Path | None) -> str:
+    """CARECOORD_LOG_FORMAT (or the config file's log_format) before the settings are validated,
+    so the error that stops them is a plain line under `text`; JSON unless it says text."""
+    import os
+
+    from carecoord.settings import CONFIG_FILE_ENV, env_name, read_config_file
+
+    chosen = os.environ.get(env_name("log_format"))
+    path = config or os.environ.get(CONFIG_FILE_ENV)
+    if chosen is None and path:
+        try:
+            chosen = str(read_config_file(Path(path)).get("log_format", ""))
+        except ConfigError:  # reported, in JSON, once the settings are loaded
+            chosen = None
+    return "text" if (chosen or "").strip().lower() == "text" else "json"
+
+
 # Failures whose cause is outside carecoord, by exception type name (kafka-python is imported
 # lazily), with what the operator can do about it.
 _FIXES = {
@@ -86,8 +161,9 @@ _FIXES = {
 
 
 def _run_failed(exc: BaseException) -> NoReturn:
-    """One JSON log line naming the problem and the fix, no traceback; exit 2 for a
-    configuration error, 130 for Ctrl-C, 1 otherwise."""
+    """One log line (CARECOORD_LOG_FORMAT) naming the problem and the fix, no traceback; exit 2
+    for a configuration error, 3 for a broker that cannot be reached, 130 for Ctrl-C, 1
+    otherwise."""
     import logging
 
     from carecoord.errors import CarecoordError
@@ -95,13 +171,13 @@ def _run_failed(exc: BaseException) -> NoReturn:
     if isinstance(exc, KeyboardInterrupt):
         code, problem = 130, "interrupted"
     elif isinstance(exc, ConfigError):
-        code, problem = 2, f"configuration error: {exc}"
+        code, problem = EXIT_CONFIG, f"configuration error: {_one_line(str(exc))}"
     else:
-        code = 1
+        code = EXIT_FAILED
         name = type(exc).__name__
         fix = next((f for n, f in _FIXES.items() if n in _class_names(exc)), None)
         if fix is not None:
-            problem = fix
+            code, problem = EXIT_UNAVAILABLE, fix
         elif isinstance(exc, CarecoordError):  # our messages name ids and the fix, no values
             problem = str(exc)
         else:
@@ -128,10 +204,56 @@ def _class_names(exc: BaseException) -> set[str]:
 
 
 def _broker(settings: Settings) -> Broker:
+    """The Kafka broker of the settings, its bootstrap checked (exit 2) and reachable (exit 3,
+    after CLI_RETRY_BUDGET seconds, not kafka-python's 30 s bootstrap timeout)."""
     from carecoord.events.broker import KafkaBroker
-    from carecoord.service.app import kafka_connection
+    from carecoord.service.app import check_kafka_options, kafka_connection
+    from carecoord.settings import check_bootstrap
 
-    return KafkaBroker(kafka_connection(settings))
+    try:
+        check_bootstrap(settings)
+        check_kafka_options(settings)
+        broker = KafkaBroker(kafka_connection(settings))
+    except ConfigError as exc:
+        config_failure(exc)
+    wait_for_broker(settings)
+    return broker
+
+
+def wait_for_broker(settings: Settings) -> None:
+    """Return once a bootstrap server accepts a TCP connection; else ONE line and exit 3."""
+    import socket
+    import time
+
+    from carecoord.settings import host_port
+
+    deadline = time.monotonic() + CLI_RETRY_BUDGET
+    while True:
+        for server in settings.bootstrap_servers():
+            host, _, port = host_port(server)
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), 2.0):
+                    return
+            except OSError:
+                continue
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    shown = settings.redacted()["kafka_bootstrap"]
+    typer.echo(
+        f"carecoord: no Kafka broker of CARECOORD_KAFKA_BOOTSTRAP ({shown}) accepts a "
+        "connection: check that the broker is up and the host:port",
+        err=True,
+    )
+    raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+def _kafka_failure(exc: Exception) -> NoReturn:
+    """A kafka-python error (by class name: it is imported lazily) or a BrokerError: one line,
+    exit 3; anything else is re-raised."""
+    if _FIXES.keys() & _class_names(exc) or "KafkaError" in _class_names(exc):
+        broker_failure(exc)
+    raise exc
 
 
 @dlq_app.command("list")
@@ -145,12 +267,16 @@ def dlq_list(
     from carecoord.events.dlq import list_dead_letters
 
     settings = _settings(config, need_fhir=False)
+    broker = _broker(settings)
     letters: list[DeadLetter] = []
     total = 0
-    for dl in list_dead_letters(_broker(settings), settings.topic_dlq, timeout=timeout):
-        total += 1
-        if len(letters) < limit:
-            letters.append(dl)
+    try:
+        for dl in list_dead_letters(broker, settings.topic_dlq, timeout=timeout):
+            total += 1
+            if len(letters) < limit:
+                letters.append(dl)
+    except Exception as exc:
+        _kafka_failure(exc)
     if as_json:
         for dl in letters:
             typer.echo(json.dumps(dl.as_dict()))
@@ -199,17 +325,21 @@ def dlq_replay(
     from carecoord.events.dlq import replay
 
     settings = _settings(config, need_fhir=False)
-    result = replay(
-        _broker(settings),
-        dlq_topic=settings.topic_dlq,
-        target_topic=to_topic,
-        start_offset=from_offset,
-        end_offset=to_offset,
-        error_type=error_type,
-        partition=partition,
-        dry_run=dry_run,
-        timeout=timeout,
-    )
+    broker = _broker(settings)
+    try:
+        result = replay(
+            broker,
+            dlq_topic=settings.topic_dlq,
+            target_topic=to_topic,
+            start_offset=from_offset,
+            end_offset=to_offset,
+            error_type=error_type,
+            partition=partition,
+            dry_run=dry_run,
+            timeout=timeout,
+        )
+    except Exception as exc:
+        _kafka_failure(exc)
     verb = "would replay" if dry_run else "replayed"
     typer.echo(f"{verb} {len(result.replayed)} dead letter(s)")
     for dl in result.replayed:

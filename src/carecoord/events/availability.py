@@ -57,6 +57,7 @@ class Availability:
         self._confirmed = not up  # never seen up: the outage is real until a probe says otherwise
         self._retry_after: float | None = None
         self._confirmed_total = 0.0
+        self._failing = False  # the last probe failed (only the probe thread touches it)
         self.outages = 0 if up else 1
         if up:
             self._up.set()
@@ -148,12 +149,17 @@ class Availability:
                 self._confirm()
 
     def _probe_ok(self) -> bool:
+        """Whether the probe passed. The first failure of a run of them is a WARNING (a service
+        that never becomes ready says why), the repeats INFO."""
         try:
             self._probe()
         except Exception as exc:  # the probe's failure is the information we want
             extra = {"dependency": self.name, "error": type(exc).__name__}
-            log.info("dependency probe failed", extra=extra)
+            level = logging.INFO if self._failing else logging.WARNING
+            log.log(level, "dependency probe failed", extra=extra)
+            self._failing = True
             return False
+        self._failing = False
         return True
 
     def _confirm(self) -> None:

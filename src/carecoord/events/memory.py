@@ -13,10 +13,17 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kafka.partitioner import murmur2
+with warnings.catch_warnings():
+    # kafka-python 3 loads its protocol schemas with importlib.resources.read_text, deprecated
+    # since Python 3.11: hundreds of DeprecationWarnings in a user's own test run, none theirs.
+    # carecoord/__init__ imports this module, so kafka is first imported here.
+    legacy = r"\w+ is deprecated\. Use files\(\) instead"  # importlib.resources' legacy API
+    warnings.filterwarnings("ignore", legacy, DeprecationWarning)
+    from kafka.partitioner import murmur2
 
 from carecoord.events.broker import (
     TP,

@@ -3,29 +3,76 @@
 Handlers get a read-only `FhirReader`; the real clients also have `capability_statement()`
 (fetched once per client). A reader without one (a test fake, another implementation) declares
 nothing, so callers take their portable path: separate searches instead of `_revinclude`.
+
+A server whose `/metadata` answers, but not with a CapabilityStatement (a 404, an HTML page, any
+other JSON), has unknown capabilities: that is logged ONCE per client as a WARNING, the client is
+not asked again, and every caller takes the conservative plan (no batch, no `_include`/
+`_revinclude`, writes by the spec's conditional create). The server is not down for it (R4
+makes the statement a SHALL, http.html#capabilities, but proxies and gateways break it). A 401
+or 403 is not "unknown": the credentials are refused, and that is raised like an outage is.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from carecoord.fhir.errors import FhirError
+from carecoord.fhir.errors import FhirError, FhirForbidden, FhirUnauthorized
+
+log = logging.getLogger(__name__)
+
+# Clients whose server answered /metadata with no CapabilityStatement (weak: a closed client
+# leaves). Keyed by the client that fetches, so an event's reads (which forward
+# capability_statement to it) share the answer.
+_UNKNOWN: weakref.WeakSet[object] = weakref.WeakSet()
+_UNKNOWN_LOCK = threading.Lock()
 
 
 def statement_of(fhir: object) -> Mapping[str, Any] | None:
-    """The reader's CapabilityStatement JSON, or None when it has none to give. An unavailable
-    server raises (an outage, handled as such by the runtime)."""
+    """The reader's CapabilityStatement JSON, or None when it has none to give (capabilities
+    unknown). An unavailable server raises (an outage, handled as such by the runtime)."""
     get = getattr(fhir, "capability_statement", None)
     if not callable(get):
+        return None
+    owner = getattr(get, "__self__", fhir)
+    if _is_unknown(owner):
         return None
     try:
         statement = get()
     except FhirError as exc:
-        if exc.unavailable:
+        # Down, or refusing our credentials (a setting to fix, not a server to work around):
+        # the caller fails as any request would; the readiness probe keeps the service waiting.
+        if exc.unavailable or isinstance(exc, FhirUnauthorized | FhirForbidden):
             raise
+        _mark_unknown(owner, type(exc).__name__)
         return None
     return statement if isinstance(statement, Mapping) else None
+
+
+def _is_unknown(owner: object) -> bool:
+    try:
+        with _UNKNOWN_LOCK:
+            return owner in _UNKNOWN
+    except TypeError:  # not weak-referenceable: asked every time, as before
+        return False
+
+
+def _mark_unknown(owner: object, error: str) -> None:
+    try:
+        with _UNKNOWN_LOCK:
+            if owner in _UNKNOWN:
+                return
+            _UNKNOWN.add(owner)
+    except TypeError:
+        return
+    log.warning(
+        "FHIR server has no valid CapabilityStatement: capabilities unknown, using the "
+        "conservative request plan (no batch, _include or _revinclude)",
+        extra={"dependency": "fhir", "error": error},
+    )
 
 
 def declares_revinclude(fhir: object, resource_type: str, *specs: str) -> bool:

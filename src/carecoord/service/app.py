@@ -29,15 +29,17 @@ from carecoord.events.broker import Broker, KafkaConnection, Producer
 from carecoord.events.producer import EventProducer
 from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
+from carecoord.fhir.capabilities import statement_of
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.jobs import sweeper
 from carecoord.handlers.loader import HandlerTable, load_handlers
 from carecoord.handlers.processing import HandlerProcessor, TransactionalFhir
+from carecoord.handlers.referrals.handler import requester_problem
 from carecoord.service.health import HealthServer
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.service.notification_endpoint import NotificationEndpoint
 from carecoord.service.notification_server import NotificationServer
-from carecoord.settings import Settings
+from carecoord.settings import Settings, check_bootstrap, host_port
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +92,31 @@ def handlers_from_settings(settings: Settings) -> HandlerTable:
     )
 
 
-def build_fhir_client(settings: Settings) -> FhirClient:
+def startup_checks(settings: Settings, handlers: HandlerTable, *, real_broker: bool) -> None:
+    """The configuration checks that need the loaded handlers or a real broker, run before
+    anything connects: ONE ConfigError line naming the setting and the fix (docs/
+    configuration-errors.md lists every check). Settings and handler values were checked when
+    they loaded."""
+    if real_broker:
+        check_bootstrap(settings)
+        check_kafka_options(settings)
+    if "referrals" in handlers.names:
+        problem = requester_problem(handlers.configs["referrals"])
+        if problem is not None:
+            raise ConfigError(problem)
+
+
+def build_fhir_client(settings: Settings, *, retry_budget: float | None = None) -> FhirClient:
+    """The FHIR client of the settings; `retry_budget` caps CARECOORD_FHIR_RETRY_BUDGET (an
+    interactive command gives up sooner than the service)."""
     if settings.fhir_base_url is None:
         raise ConfigError("CARECOORD_FHIR_BASE_URL is not set")
+    budget = settings.fhir_retry_budget
     return FhirClient(
         settings.fhir_base_url,
         auth=build_auth(settings),
         timeout=settings.fhir_timeout,
-        retry_budget=settings.fhir_retry_budget,
+        retry_budget=budget if retry_budget is None else min(budget, retry_budget),
         fhir_version=settings.fhir_version,
     )
 
@@ -143,6 +162,45 @@ def _check_whole_numbers(values: dict[str, Any]) -> None:
             )
 
 
+def _check_option_types(options: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Each option of the type of its default (bool, number or text; None and other defaults
+    are not checked): a wrong one is a ConfigError naming it at start-up, never its value, not
+    a failure of the first client that reads it."""
+    for name, value in options.items():
+        default = defaults.get(name)
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            ok, want = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, want = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"CARECOORD_KAFKA_OPTIONS has {name} of the wrong type: use {want}")
+
+
+def _kafka_python_defaults() -> dict[str, Any]:
+    """The defaults of every kafka-python client's options (imported only for a real broker)."""
+    from kafka.admin.client import KafkaAdminClient
+    from kafka.consumer.group import KafkaConsumer
+    from kafka.producer.kafka import KafkaProducer
+
+    merged: dict[str, Any] = {}
+    for client in (KafkaAdminClient, KafkaProducer, KafkaConsumer):
+        merged.update(client.DEFAULT_CONFIG)
+    merged.pop("acks", None)  # a number or "all" (the adapter sets all and never yields it)
+    return merged
+
+
+def check_kafka_options(settings: Settings) -> None:
+    """CARECOORD_KAFKA_OPTIONS as kafka-python will take them: every name one of its clients
+    takes, every value of its default's type (checked before anything connects)."""
+    connection = kafka_connection(settings)
+    connection.common("consumer")  # a name no kafka-python client takes: ConfigError naming it
+    _check_option_types(dict(connection.extra), _kafka_python_defaults())
+
+
 def runtime_options(settings: Settings) -> RuntimeOptions:
     """RuntimeOptions from settings, with `kafka_connection(settings)` as its `kafka`. Keys of
     `kafka_options` that name a RuntimeOptions field (max_poll_records, create_topics_partitions,
@@ -157,7 +215,9 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
         "retry_budget_seconds": s.retry_budget,
         "shutdown_drain_seconds": s.drain_timeout,
     }
-    values.update({k: v for k, v in s.kafka_options.items() if k in _RUNTIME_FIELDS})
+    options = {k: v for k, v in s.kafka_options.items() if k in _RUNTIME_FIELDS}
+    _check_option_types(options, {f.name: f.default for f in dataclasses.fields(RuntimeOptions)})
+    values.update(options)
     try:
         return RuntimeOptions(**values, kafka=kafka_connection(s))
     except TypeError as exc:
@@ -228,6 +288,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self.handlers = handlers if handlers is not None else handlers_from_settings(settings)
+        startup_checks(settings, self.handlers, real_broker=broker is None)
         self._owned_fhir = fhir is None
         self.fhir: TransactionalFhir = fhir if fhir is not None else build_fhir_client(settings)
         self.metrics = metrics or ServiceMetrics()
@@ -351,21 +412,22 @@ class Service:
         return server
 
     def _probe_fhir(self) -> None:
-        """The FHIR server answers: a cheap ping, and the CapabilityStatement the first time
-        (the client keeps it, so the writes never fetch it again)."""
+        """The FHIR server answers: a cheap ping (any HTTP answer but 5xx/429 is "up"), then the
+        CapabilityStatement the first time (the client keeps it, so the writes never fetch it
+        again). A statement that is missing or not a CapabilityStatement does not make the
+        server down: its capabilities are unknown (one warning, carecoord.fhir.capabilities) and
+        requests take the conservative plan; only an unavailable server fails the probe."""
         ping = getattr(self.fhir, "ping", None)
         if callable(ping):
             ping()
-        statement = getattr(self.fhir, "capability_statement", None)
-        if callable(statement):
-            statement()
+        statement_of(self.fhir)
 
     def _probe_kafka(self) -> None:
         """A bootstrap server accepts a TCP connection (cheap, and safe from any thread; the
         consumer itself is not)."""
         failure: OSError | None = None
         for server in self.settings.bootstrap_servers():
-            host, _, port = server.rpartition(":")
+            host, _, port = host_port(server)
             try:
                 with socket.create_connection((host.strip("[]") or server, int(port)), 3.0):
                     return

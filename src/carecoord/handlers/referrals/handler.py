@@ -23,7 +23,9 @@ referral statuses), then:
   judge, never marked achieved here);
 - cancelled by the requester: ServiceRequest revoked.
 The requester is the care manager's PractitionerRole at the configured practice Organization
-(carecoord.handlers.referrals.outcome.requester_for).
+(carecoord.handlers.referrals.outcome.requester_for), else the configured `requester`. The service
+refuses to start when neither `organization` nor a PractitionerRole/Organization `requester` is
+set (`requester_problem`): that is a setting, not something to find out per event.
 
 Every create is conditional on a deterministic identifier (the need event id, the ServiceRequest
 key + attempt number), so replaying either event creates nothing new; emitted ids derive from the
@@ -33,7 +35,7 @@ triggering event id. Logs carry ids only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -420,6 +422,33 @@ def handle_need_identified(
     _emit_created(fx, event, pid, domain.key, existing_sr, sr, None, (task, best, 1))
     log.info("referral created", extra={"service": best.service})
     return fx
+
+
+def requester_problem(config: Mapping[str, Any]) -> str | None:
+    """Why the handler cannot request a referral with this configuration, checked when the service
+    starts (never per event). A Gravity referral Task's requester must be a PractitionerRole or an
+    Organization (SDOHCCTaskForReferralManagement.fsh: requester only Reference(
+    SDOHCCPractitionerRole or USCoreOrganizationProfile)); carecoord's enrolment names the care
+    manager as a Practitioner, and a PractitionerRole needs the Organization it is held at
+    (SDOHCCPractitionerRole.fsh: organization 1..). So the practice `organization`, or a
+    `requester` PractitionerRole/Organization, must be configured."""
+    if config.get("organization"):
+        return None
+    requester = str(config.get("requester") or "")
+    if requester.startswith(("PractitionerRole/", "Organization/")):
+        return None
+    prefix = "CARECOORD_HANDLERS__referrals__"
+    why = (
+        f"{prefix}requester is a Practitioner, which cannot request a referral Task"
+        if requester
+        else f"{prefix}organization is not set"
+    )
+    return (
+        f"{why}: a Gravity SDOH referral is requested by a PractitionerRole or an Organization; "
+        f"set {prefix}organization=Organization/<practice id> (the care managers' practice), or "
+        f"{prefix}requester=Organization/<id> or PractitionerRole/<id>, or switch the handler "
+        "off with CARECOORD_HANDLERS_DISABLED=referrals"
+    )
 
 
 def _eligibility_of(data: SdohNeedIdentified) -> list[str]:
@@ -922,5 +951,6 @@ __all__ = [
     "criteria_of",
     "handle_need_identified",
     "handle_status_changed",
+    "requester_problem",
     "step_after",
 ]
