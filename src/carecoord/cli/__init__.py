@@ -37,6 +37,7 @@ def _register() -> None:
 
     event_commands.register(app)
     handler_commands.register(app)
+    __import__("carecoord.cli.local_command", fromlist=["register"]).register(app)
 
 
 _register()
