@@ -63,6 +63,11 @@ class Local:
         return code
 
 
+def local_env(tmp_path: Path) -> dict[str, str]:
+    """Temporary directories under tmp_path: a SIGKILLed `carecoord local` cannot remove its own."""
+    return {**os.environ, "TMPDIR": str(tmp_path)}
+
+
 def start_local(tmp_path: Path, *args: str) -> Local:
     """Run `carecoord local ARGS` in its own session (as in its own terminal) and read the
     export lines it prints."""
@@ -73,6 +78,7 @@ def start_local(tmp_path: Path, *args: str) -> Local:
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
+            env=local_env(tmp_path),
             start_new_session=True,
         )
     assert proc.stdout is not None
@@ -254,6 +260,7 @@ def test_a_busy_port_exits_2_naming_its_option(
         other = "--fhir-port" if option == "--kafka-port" else "--kafka-port"
         result = subprocess.run(
             [CARECOORD, "local", option, str(port), other, str(free_port())],
+            env=local_env(tmp_path),
             capture_output=True,
             text=True,
             timeout=120,
@@ -270,6 +277,7 @@ def test_a_second_local_on_the_same_data_exits_2(tmp_path: Path, cleanup: list[L
     cleanup.append(first)
     result = subprocess.run(
         [CARECOORD, "local", "--data", str(data), "--kafka-port", "0", "--fhir-port", "0"],
+        env=local_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
