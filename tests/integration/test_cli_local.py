@@ -249,6 +249,18 @@ def test_servers_do_not_outlive_a_killed_local(tmp_path: Path, cleanup: list[Loc
     wait_for(lambda: not [p for p in servers if running(p)], 30, "the orphaned servers to stop")
 
 
+def test_a_server_that_dies_ends_local_with_exit_1(tmp_path: Path, cleanup: list[Local]) -> None:
+    local = start_local(tmp_path, "--kafka-port", "0", "--fhir-port", "0")
+    cleanup.append(local)
+    servers = descendants(local.proc.pid)
+    (sekmet,) = [p for p in servers if b"sekmet" in Path(f"/proc/{p[0]}/cmdline").read_bytes()]
+    os.kill(sekmet[0], signal.SIGKILL)
+    assert local.proc.wait(60) == 1
+    err = local.stderr.read_text()
+    assert "the FHIR server exited on its own" in err, err
+    assert not [p for p in servers if running(p)]  # the broker was stopped too
+
+
 @pytest.mark.parametrize("option", ["--kafka-port", "--fhir-port"])
 def test_a_busy_port_exits_2_naming_its_option(
     tmp_path: Path, option: str, cleanup: list[Local]

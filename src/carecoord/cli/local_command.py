@@ -165,12 +165,11 @@ def _announce(kafka: LocalKafka, fhir: LocalFhir, workdir: Path | None) -> None:
     from carecoord.settings import env_name
 
     kept = f"in {workdir} (kept)" if workdir else "in a temporary directory (deleted at exit)"
-    say = _stderr
-    say(f"Kafka broker (tansu, topics in memory) on {kafka.bootstrap}, pid {kafka.proc.pid}")
-    say(f"FHIR R4 server (sekmet) on {fhir.base_url}, pid {fhir.proc.pid}, data {kept}")
+    _stderr(f"Kafka broker (tansu, topics in memory) on {kafka.bootstrap}, pid {kafka.proc.pid}")
+    _stderr(f"FHIR R4 server (sekmet) on {fhir.base_url}, pid {fhir.proc.pid}, data {kept}")
     typer.echo(f"export {env_name('kafka_bootstrap')}={kafka.bootstrap}")
     typer.echo(f"export {env_name('fhir_base_url')}={fhir.base_url}")
-    say("export the lines above in another shell; Ctrl-C stops both servers")
+    _stderr("export the lines above in another shell; Ctrl-C stops both servers")
 
 
 def _watch(servers: dict[str, LocalProcess]) -> int:
