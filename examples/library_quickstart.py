@@ -1,8 +1,11 @@
 """The README's library quickstart: a care plan with its month's outreach, written to a FHIR server
-as ONE idempotent transaction, then read back. Run: python examples/library_quickstart.py URL"""
+as ONE idempotent transaction, then read back. Run: python examples/library_quickstart.py [URL]
+(default: $CARECOORD_FHIR_BASE_URL, else http://127.0.0.1:8080/fhir, where `carecoord local`
+serves by default)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 
@@ -28,7 +31,9 @@ def enrol(fhir: FhirClient, patient: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    with FhirClient(sys.argv[1]) as client:
+    default = os.environ.get("CARECOORD_FHIR_BASE_URL", "http://127.0.0.1:8080/fhir")
+    url = sys.argv[1] if len(sys.argv) > 1 else default
+    with FhirClient(url) as client:
         refs = enrol(client, "Patient/example-1")
         request = client.read("CommunicationRequest", refs[1].split("/")[1])
         assert isinstance(request, CommunicationRequest)  # read() returns the parsed R4 model

