@@ -5,6 +5,7 @@ message, and never PHI: ids only.
 
     CarecoordError                   transient / rerun / unavailable decide what the runtime does
     ├── ConfigError                  a setting is wrong: fails at start-up; permanent at run time
+    │   └── PortUnavailable (local)  a port `carecoord local` was told to use is taken
     ├── StartupError                 the service cannot start (a port in use, a broker unreachable)
     ├── InvalidTransition            a workflow state machine refused a transition
     ├── TransientError (events/runtime)  a processor's "worth retrying": retried in the budget
@@ -27,10 +28,10 @@ message, and never PHI: ids only.
     │   └── FhirResponseInvalid      a 2xx whose body is not the FHIR the request asked for
     ├── BrokerError (events/broker)  dependency "kafka"; unavailable unless MessageTooLarge
     │   └── MessageTooLarge          a record over the broker's size limit (permanent)
-    ├── HsdsFormError (fhir/hsds_forms)      a payload in none of the HSDS forms carecoord reads
-    ├── HsdsRecordError (fhir/hsds)          one HSDS record cannot be mapped (names the field)
-    ├── HsdsTabularError (fhir/hsds_tabular) a folder that is not an HSDS tabular export
-    └── HsdsApiError (fhir/hsds_sync)        an HSDS API cannot be read (path and status)
+    ├── HsdsFormError (directory/hsds_forms) a payload in none of the HSDS forms carecoord reads
+    ├── HsdsRecordError (directory/hsds)     one HSDS record cannot be mapped (names the field)
+    ├── HsdsTabularError (directory/tabular) a folder that is not an HSDS tabular export
+    └── HsdsApiError (directory/sync)        an HSDS API cannot be read (path and status)
 
 The runtime's contract (events/runtime.py `classify`): an error that is `unavailable` pauses
 consumption until its dependency answers again and never dead-letters the event; `transient` or

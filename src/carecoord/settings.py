@@ -5,72 +5,13 @@ The file is named by `--config FILE` (the `config_file` argument) or `CARECOORD_
 keys are the setting names below in lower case without the prefix, e.g. ``kafka_bootstrap =
 "broker:9092"``, with per-handler configuration in ``[handlers.<name>]`` tables.
 
-Environment variables (all optional unless marked required):
+Every setting is stated once, as a field of `Settings` below: its default, what it is and how to
+fix a bad value. docs/configuration.md's table is generated from them (`reference()`, run
+`python -m carecoord.settings`); the runtime's defaults (`RuntimeOptions`) are the same ones.
 
 A mistake is a ConfigError of ONE line naming the variable and the fix, never the value; a file
 or JSON variable that does not parse gives the line and column. docs/configuration-errors.md lists
 every check `carecoord run` makes at start-up and the commands' exit codes (2: configuration).
-
-Kafka
-    CARECOORD_KAFKA_BOOTSTRAP (required)  host:port[,host:port...], each entry with its port
-    CARECOORD_TOPIC_IN / CARECOORD_TOPIC_OUT / CARECOORD_TOPIC_DLQ
-                                          carecoord.events / carecoord.outbound / carecoord.dlq
-    CARECOORD_GROUP_ID                    consumer group, default carecoord
-    CARECOORD_CONCURRENCY                 events in flight at once (across patient keys), default 16
-    CARECOORD_RETRY_BUDGET                seconds spent retrying one transient failure, default 30
-    CARECOORD_DRAIN_TIMEOUT               seconds to finish in-flight work on SIGTERM, default 30
-    CARECOORD_KAFKA_SECURITY_PROTOCOL     PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
-    CARECOORD_KAFKA_SASL_MECHANISM        PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
-    CARECOORD_KAFKA_SASL_USERNAME / CARECOORD_KAFKA_SASL_PASSWORD (secret)
-    CARECOORD_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE (PEM paths), CARECOORD_KAFKA_SSL_PASSWORD
-    CARECOORD_KAFKA_OPTIONS               JSON object, e.g. {"session_timeout_ms": 6000}. Keys
-                                          naming a KafkaConnection field set it: session_timeout_ms
-                                          (45000), heartbeat_interval_ms (3000),
-                                          max_poll_interval_ms (300000), request_timeout_ms
-                                          (30000), max_request_size (8 MiB), fetch_max_bytes
-                                          (64 MiB), max_partition_fetch_bytes (8 MiB), client_id;
-                                          keys naming a RuntimeOptions field set it
-                                          (max_poll_records, create_topics_partitions, ...); any
-                                          other key is passed to the kafka-python clients that
-                                          take it (a name none takes is a ConfigError)
-FHIR
-    CARECOORD_FHIR_BASE_URL (required)    e.g. http://127.0.0.1:8080/fhir
-    CARECOORD_FHIR_VERSION                R4 (default) | R5
-    CARECOORD_FHIR_TIMEOUT / CARECOORD_FHIR_RETRY_BUDGET   seconds, defaults 10 / 30
-    CARECOORD_FHIR_AUTH                   none | bearer | client-credentials | smart-backend
-    CARECOORD_FHIR_TOKEN (secret)         bearer
-    CARECOORD_FHIR_TOKEN_URL, CARECOORD_FHIR_CLIENT_ID, CARECOORD_FHIR_SCOPE
-                                          client-credentials and smart-backend
-    CARECOORD_FHIR_CLIENT_SECRET (secret) client-credentials
-    CARECOORD_FHIR_PRIVATE_KEY_FILE, CARECOORD_FHIR_KEY_ID, CARECOORD_FHIR_JWT_ALGORITHM
-                                          smart-backend (PEM key, its kid, RS384 | ES384)
-Service
-    CARECOORD_HEALTH_HOST / CARECOORD_HEALTH_PORT   /healthz /readyz /metrics, 0.0.0.0:8000
-                                          (port 0: any free port)
-    CARECOORD_LOG_LEVEL                   DEBUG | INFO | WARNING | ERROR
-    CARECOORD_LOG_FORMAT                  json (default) | text
-    CARECOORD_SWEEPER_INTERVAL            seconds between sweeps of time-based triggers, default
-                                          300; 0 = off
-    CARECOORD_HEALTH_CHECK_INTERVAL       seconds between probes of the FHIR server and the broker
-                                          while they answer (readiness, outages), default 15
-FHIR change notifications (rest-hook, on a listener of their own, never the health port)
-    CARECOORD_NOTIFICATIONS_ENABLED       true: accept POST <path> from a FHIR Subscription; false
-    CARECOORD_NOTIFICATIONS_TOKEN (secret, required when enabled)
-                                          requests need "Authorization: Bearer <token>"
-    CARECOORD_NOTIFICATIONS_HOST / CARECOORD_NOTIFICATIONS_PORT   127.0.0.1:8081 (port 0: any
-                                          free port); 0.0.0.0 only behind a TLS-terminating proxy
-    CARECOORD_NOTIFICATIONS_PATH          default /fhir/notifications
-    CARECOORD_NOTIFICATIONS_MAX_BODY_BYTES  largest notification accepted (413 above), 1048576
-Handlers
-    CARECOORD_HANDLERS_ENABLED            comma-separated names; empty = every discovered handler
-    CARECOORD_HANDLERS_DISABLED           comma-separated names to switch off
-    CARECOORD_HANDLER_MODULES             comma-separated extra modules exposing HANDLERS
-    CARECOORD_HANDLERS__<name>__<key>     per-handler configuration, e.g.
-                                          CARECOORD_HANDLERS__outreach__max_unanswered=3; while
-                                          the referrals handler is on, `carecoord run` needs
-                                          CARECOORD_HANDLERS__referrals__organization (the
-                                          practice) or a PractitionerRole/Organization
-                                          CARECOORD_HANDLERS__referrals__requester
 """
 
 from __future__ import annotations
@@ -93,6 +34,7 @@ from pydantic_settings import (
 )
 
 from carecoord.errors import ConfigError
+from carecoord.events.runtime import RuntimeOptions
 
 ENV_PREFIX = "CARECOORD_"
 CONFIG_FILE_ENV = "CARECOORD_CONFIG_FILE"
@@ -104,32 +46,19 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 NameList = Annotated[list[str], NoDecode]
 
-# How to fix each setting; used in error messages (which never echo the value: it may be secret).
-_HINTS: dict[str, str] = {
-    "kafka_bootstrap": "point it at your Kafka brokers, e.g. 127.0.0.1:9092",
-    "fhir_base_url": "point it at your FHIR server's base URL, e.g. http://127.0.0.1:8080/fhir",
-    "concurrency": "use a whole number from 1 to 1024, e.g. 16",
-    "retry_budget": "use a number of seconds above 0, e.g. 30",
-    "drain_timeout": "use a number of seconds of 0 or more, e.g. 30",
-    "kafka_security_protocol": "use one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
-    "kafka_sasl_mechanism": "use one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
-    "kafka_options": 'use a JSON object of kafka-python options, e.g. {"session_timeout_ms": 6000}',
-    "fhir_version": "use R4 or R5",
-    "fhir_auth": "use one of none, bearer, client-credentials, smart-backend",
-    "fhir_timeout": "use a number of seconds above 0, e.g. 10",
-    "fhir_retry_budget": "use a number of seconds of 0 or more, e.g. 30",
-    "fhir_jwt_algorithm": "use RS384 or ES384",
-    "health_port": "use a TCP port from 0 to 65535 (0 picks a free one), e.g. 8000",
-    "log_level": "use one of DEBUG, INFO, WARNING, ERROR",
-    "log_format": "use json or text",
-    "sweeper_interval": "use a number of seconds of 0 (off) or more, e.g. 300",
-    "health_check_interval": "use a number of seconds above 0, e.g. 15",
-    "notifications_path": "use a URL path starting with /, e.g. /fhir/notifications",
-    "notifications_enabled": "use true or false",
-    "notifications_port": "use a TCP port from 0 to 65535 (0 picks a free one), e.g. 8081",
-    "notifications_max_body_bytes": "use a number of bytes from 1024 up, e.g. 1048576 (1 MiB)",
-    "handlers": "set CARECOORD_HANDLERS__<handler>__<key>=value or a [handlers.<handler>] table",
-}
+# The runtime's own defaults are the service's: one place for each (RuntimeOptions).
+_RUNTIME = RuntimeOptions()
+
+
+def setting(default: Any, description: str, fix: str, *, group: str, **constraints: Any) -> Any:
+    """A setting, stated once: its default, what it is (the docs table is generated from it) and
+    how to fix a bad value (the start-up error names it). Secrets are SecretStr fields."""
+    if isinstance(default, list | dict):
+        factory = (lambda v: lambda: type(v)(v))(default)
+        return Field(default_factory=factory, description=description,
+                     json_schema_extra={"fix": fix, "group": group}, **constraints)  # fmt: skip
+    return Field(default, description=description,
+                 json_schema_extra={"fix": fix, "group": group}, **constraints)  # fmt: skip
 
 
 def env_name(field: str) -> str:
@@ -154,68 +83,281 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    config_file: Path | None = None
+    config_file: Path | None = setting(
+        None,
+        "a TOML or JSON file of these settings (also CARECOORD_CONFIG_FILE)",
+        "set --config / CARECOORD_CONFIG_FILE to a readable .toml or .json file",
+        group="File",
+    )
 
     # Kafka
-    kafka_bootstrap: str = Field(min_length=1)
-    topic_in: str = Field("carecoord.events", min_length=1)
-    topic_out: str = Field("carecoord.outbound", min_length=1)
-    topic_dlq: str = Field("carecoord.dlq", min_length=1)
-    group_id: str = Field("carecoord", min_length=1)
-    concurrency: int = Field(16, ge=1, le=1024)
-    retry_budget: float = Field(30.0, gt=0)
-    drain_timeout: float = Field(30.0, ge=0)
-    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
-    kafka_sasl_mechanism: SaslMechanism | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
-    kafka_ssl_password: SecretStr | None = None
-    kafka_options: dict[str, Any] = Field(default_factory=dict)
+    kafka_bootstrap: str = setting(
+        ...,
+        "host:port[,host:port...] of the brokers, each entry with its port",
+        "point it at your Kafka brokers, e.g. 127.0.0.1:9092",
+        group="Kafka",
+        min_length=1,
+    )
+    topic_in: str = setting(
+        _RUNTIME.topic_in,
+        "the topic of the events carecoord consumes",
+        "name a topic",
+        group="Kafka",
+        min_length=1,
+    )
+    topic_out: str = setting(
+        _RUNTIME.topic_out,
+        "the topic of the events carecoord emits",
+        "name a topic",
+        group="Kafka",
+        min_length=1,
+    )
+    topic_dlq: str = setting(
+        _RUNTIME.topic_dlq,
+        "the dead-letter topic",
+        "name a topic",
+        group="Kafka",
+        min_length=1,
+    )
+    group_id: str = setting(
+        _RUNTIME.group_id,
+        "the consumer group: scale out by running more instances",
+        "name a consumer group",
+        group="Kafka",
+        min_length=1,
+    )
+    concurrency: int = setting(
+        _RUNTIME.max_in_flight,
+        "events in flight at once, across patients",
+        "use a whole number from 1 to 1024, e.g. 16",
+        group="Kafka",
+        ge=1,
+        le=1024,
+    )
+    retry_budget: float = setting(
+        _RUNTIME.retry_budget_seconds,
+        "seconds spent retrying one event's transient failure",
+        "use a number of seconds above 0, e.g. 30",
+        group="Kafka",
+        gt=0,
+    )
+    drain_timeout: float = setting(
+        _RUNTIME.shutdown_drain_seconds,
+        "seconds to finish in-flight work on SIGTERM",
+        "use a number of seconds of 0 or more, e.g. 30",
+        group="Kafka",
+        ge=0,
+    )
+    kafka_security_protocol: SecurityProtocol = setting(
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+        "use one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+        group="Kafka",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = setting(
+        None,
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        "use one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+        group="Kafka",
+    )
+    kafka_sasl_username: str | None = setting(None, "the SASL user", "give the user", group="Kafka")
+    kafka_sasl_password: SecretStr | None = setting(
+        None, "the SASL password (secret)", "give the password", group="Kafka"
+    )
+    kafka_ssl_cafile: Path | None = setting(
+        None, "PEM file of the CA certificates", "give a PEM file's path", group="Kafka"
+    )
+    kafka_ssl_certfile: Path | None = setting(
+        None, "PEM file of the client certificate", "give a PEM file's path", group="Kafka"
+    )
+    kafka_ssl_keyfile: Path | None = setting(
+        None, "PEM file of the client key", "give a PEM file's path", group="Kafka"
+    )
+    kafka_ssl_password: SecretStr | None = setting(
+        None, "the client key's password (secret)", "give the password", group="Kafka"
+    )
+    kafka_options: dict[str, Any] = setting(
+        {},
+        "JSON object: KafkaConnection and RuntimeOptions fields (session_timeout_ms, "
+        "request_timeout_ms, max_poll_records, create_topics_partitions, ...) and any other "
+        "kafka-python option, passed to the clients that take it; a name none takes fails",
+        'use a JSON object of kafka-python options, e.g. {"session_timeout_ms": 6000}',
+        group="Kafka",
+    )
 
     # FHIR
     # Required by `carecoord run` (load_settings(need_fhir=True)); the dlq commands do without.
-    fhir_base_url: str | None = None
-    fhir_version: Literal["R4", "R5"] = "R4"
-    fhir_timeout: float = Field(10.0, gt=0)
-    fhir_retry_budget: float = Field(30.0, ge=0)
-    fhir_auth: FhirAuthKind = "none"
-    fhir_token: SecretStr | None = None
-    fhir_token_url: str | None = None
-    fhir_client_id: str | None = None
-    fhir_client_secret: SecretStr | None = None
-    fhir_scope: str | None = None
-    fhir_private_key_file: Path | None = None
-    fhir_key_id: str | None = None
-    fhir_jwt_algorithm: Literal["RS384", "ES384"] = "RS384"
+    fhir_base_url: str | None = setting(
+        None,
+        "the FHIR server's base URL (required by run, sweep, worklist, directory)",
+        "point it at your FHIR server's base URL, e.g. http://127.0.0.1:8080/fhir",
+        group="FHIR",
+    )
+    fhir_version: Literal["R4", "R5"] = setting("R4", "R4 or R5", "use R4 or R5", group="FHIR")
+    fhir_timeout: float = setting(
+        10.0,
+        "seconds for one FHIR request",
+        "use a number of seconds above 0, e.g. 10",
+        group="FHIR",
+        gt=0,
+    )
+    fhir_retry_budget: float = setting(
+        30.0,
+        "seconds of retries of one FHIR request",
+        "use a number of seconds of 0 or more, e.g. 30",
+        group="FHIR",
+        ge=0,
+    )
+    fhir_auth: FhirAuthKind = setting(
+        "none",
+        "none, bearer, client-credentials or smart-backend",
+        "use one of none, bearer, client-credentials, smart-backend",
+        group="FHIR",
+    )
+    fhir_token: SecretStr | None = setting(
+        None, "bearer: the token (secret)", "give the token", group="FHIR"
+    )
+    fhir_token_url: str | None = setting(
+        None, "client-credentials, smart-backend: the token endpoint", "give its URL", group="FHIR"
+    )
+    fhir_client_id: str | None = setting(
+        None, "client-credentials, smart-backend: the client id", "give the id", group="FHIR"
+    )
+    fhir_client_secret: SecretStr | None = setting(
+        None, "client-credentials: the client secret (secret)", "give the secret", group="FHIR"
+    )
+    fhir_scope: str | None = setting(
+        None,
+        "client-credentials, smart-backend: the scopes asked for",
+        "give the scopes",
+        group="FHIR",
+    )
+    fhir_private_key_file: Path | None = setting(
+        None, "smart-backend: PEM private key", "give the PEM file's path", group="FHIR"
+    )
+    fhir_key_id: str | None = setting(
+        None, "smart-backend: the key's kid", "give the kid", group="FHIR"
+    )
+    fhir_jwt_algorithm: Literal["RS384", "ES384"] = setting(
+        "RS384", "smart-backend: RS384 or ES384", "use RS384 or ES384", group="FHIR"
+    )
 
     # Service
-    health_host: str = "0.0.0.0"
-    health_port: int = Field(8000, ge=0, le=65535)
-    log_level: LogLevel = "INFO"
-    log_format: Literal["json", "text"] = "json"
-    sweeper_interval: float = Field(300.0, ge=0)  # 0: no sweeper in `carecoord run`
-    # Seconds between probes of the FHIR server and the broker while they answer (readiness).
-    health_check_interval: float = Field(15.0, gt=0)
+    health_host: str = setting(
+        "0.0.0.0", "address of /healthz /readyz /metrics", "give an address", group="Service"
+    )
+    health_port: int = setting(
+        8000,
+        "port of /healthz /readyz /metrics (0: any free port)",
+        "use a TCP port from 0 to 65535 (0 picks a free one), e.g. 8000",
+        group="Service",
+        ge=0,
+        le=65535,
+    )
+    log_level: LogLevel = setting(
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR",
+        "use one of DEBUG, INFO, WARNING, ERROR",
+        group="Service",
+    )
+    log_format: Literal["json", "text"] = setting(
+        "json",
+        "json (one object a line) or text; logs carry ids only, never PHI",
+        "use json or text",
+        group="Service",
+    )
+    sweeper_interval: float = setting(
+        300.0,
+        "seconds between sweeps of time-based triggers in `carecoord run`; 0: off",
+        "use a number of seconds of 0 (off) or more, e.g. 300",
+        group="Service",
+        ge=0,
+    )
+    health_check_interval: float = setting(
+        15.0,
+        "seconds between probes of the FHIR server and the broker while they answer",
+        "use a number of seconds above 0, e.g. 15",
+        group="Service",
+        gt=0,
+    )
 
     # FHIR change notifications (carecoord.service.notification_endpoint)
-    notifications_enabled: bool = False
-    notifications_path: str = Field("/fhir/notifications", pattern=r"^/[A-Za-z0-9/_\-.$]*$")
-    notifications_token: SecretStr | None = None
+    notifications_enabled: bool = setting(
+        False,
+        "accept FHIR rest-hook notifications on a listener of their own",
+        "use true or false",
+        group="FHIR notifications",
+    )
+    notifications_path: str = setting(
+        "/fhir/notifications",
+        "the endpoint's path",
+        "use a URL path starting with /, e.g. /fhir/notifications",
+        group="FHIR notifications",
+        pattern=r"^/[A-Za-z0-9/_\-.$]*$",
+    )
+    notifications_token: SecretStr | None = setting(
+        None,
+        "(required when enabled) the secret the server sends as Authorization: Bearer",
+        "give a long random token; the Subscription sends it in channel.header",
+        group="FHIR notifications",
+    )
     # Its own listener, local by default: the data-changing endpoint is never exposed by accident
     # (the health port is usually reachable cluster-wide for probes).
-    notifications_host: str = "127.0.0.1"
-    notifications_port: int = Field(8081, ge=0, le=65535)
+    notifications_host: str = setting(
+        "127.0.0.1",
+        "the listener's address (0.0.0.0 only behind a TLS-terminating proxy)",
+        "give an address",
+        group="FHIR notifications",
+    )
+    notifications_port: int = setting(
+        8081,
+        "the listener's port (0: any free port)",
+        "use a TCP port from 0 to 65535 (0 picks a free one), e.g. 8081",
+        group="FHIR notifications",
+        ge=0,
+        le=65535,
+    )
     # A notification bundle with one full Task is a few KB; 1 MiB leaves room for batches.
-    notifications_max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    notifications_max_body_bytes: int = setting(
+        1024 * 1024,
+        "largest notification accepted (413 above)",
+        "use a number of bytes from 1024 up, e.g. 1048576 (1 MiB)",
+        group="FHIR notifications",
+        ge=1024,
+    )
+    notifications_max_resources: int = setting(
+        100,
+        "most resources one notification may name (each costs a FHIR read; 413 above)",
+        "use a whole number from 1 up, e.g. 100",
+        group="FHIR notifications",
+        ge=1,
+    )
 
     # Handlers
-    handlers_enabled: NameList = Field(default_factory=list)
-    handlers_disabled: NameList = Field(default_factory=list)
-    handler_modules: NameList = Field(default_factory=list)
-    handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    handlers_enabled: NameList = setting(
+        [],
+        "comma-separated handler names; empty: every discovered handler",
+        "list handler names, e.g. enrolment,outreach",
+        group="Handlers",
+    )
+    handlers_disabled: NameList = setting(
+        [],
+        "comma-separated handler names to switch off",
+        "list handler names",
+        group="Handlers",
+    )
+    handler_modules: NameList = setting(
+        [],
+        "comma-separated extra modules exposing HANDLERS",
+        "list importable modules",
+        group="Handlers",
+    )
+    handlers: dict[str, dict[str, Any]] = setting(
+        {},
+        "per-handler configuration: CARECOORD_HANDLERS__<name>__<key> or [handlers.<name>]",
+        "set CARECOORD_HANDLERS__<handler>__<key>=value or a [handlers.<handler>] table",
+        group="Handlers",
+    )
 
     @field_validator("handlers_enabled", "handlers_disabled", "handler_modules", mode="before")
     @classmethod
@@ -291,6 +433,44 @@ class Settings(BaseSettings):
 
     def bootstrap_servers(self) -> list[str]:
         return [b.strip() for b in self.kafka_bootstrap.split(",") if b.strip()]
+
+
+def _extra(field: str, key: str) -> str:
+    info = Settings.model_fields.get(field)
+    extra = info.json_schema_extra if info is not None else None
+    value = extra.get(key) if isinstance(extra, dict) else None
+    return str(value) if value is not None else ""
+
+
+# How to fix each setting (from its Field); error messages name it, never the value.
+_HINTS: dict[str, str] = {f: _extra(f, "fix") for f in Settings.model_fields if _extra(f, "fix")}
+
+
+def _shown_default(name: str) -> str:
+    info = Settings.model_fields[name]
+    if info.is_required():
+        return "(required)"
+    value = info.get_default(call_default_factory=True)
+    if value is None or value == [] or value == {}:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"`{value}`"
+
+
+def reference() -> str:
+    """The settings as a Markdown table, grouped: docs/configuration.md holds this (a test keeps
+    it current; regenerate with `python -m carecoord.settings`)."""
+    rows = ["| variable | default | |", "|---|---|---|"]
+    group = None
+    for name, info in Settings.model_fields.items():
+        if name == "config_file":
+            continue
+        if _extra(name, "group") != group:
+            group = _extra(name, "group")
+            rows.append(f"| **{group}** | | |")
+        rows.append(f"| `{env_name(name)}` | {_shown_default(name)} | {info.description} |")
+    return "\n".join(rows) + "\n"
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):
@@ -584,3 +764,7 @@ def _strip_userinfo(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates the docs table
+    print(reference(), end="")

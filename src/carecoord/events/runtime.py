@@ -138,10 +138,12 @@ class RuntimeOptions:
     max_in_flight: int = 16  # events processed concurrently (worker threads), across keys
     max_in_flight_per_partition: int = 500  # fetched-not-committable records before pause()
     max_poll_records: int = 500
-    retry_budget_seconds: float = 60.0  # per event; well under max_poll_interval_ms
+    retry_budget_seconds: float = 30.0  # per event; well under max_poll_interval_ms
     backoff_base_seconds: float = 0.2
     backoff_max_seconds: float = 10.0
-    shutdown_drain_seconds: float = 20.0
+    shutdown_drain_seconds: float = (
+        30.0  # a pod's grace period must exceed it (the k8s example: 45)
+    )
     rebalance_drain_seconds: float = 5.0
     poll_timeout_seconds: float = 0.2
     commit_interval_seconds: float = 1.0

@@ -397,7 +397,9 @@ class Service:
         if not s.notifications_enabled:
             return None
         token = s.notifications_token.get_secret_value() if s.notifications_token else ""
-        endpoint = NotificationEndpoint(self.publish, self.fhir, token=token)  # "" -> ConfigError
+        endpoint = NotificationEndpoint(
+            self.publish, self.fhir, token=token, max_resources=s.notifications_max_resources
+        )  # "" -> ConfigError
         server = NotificationServer(
             endpoint,
             host=s.notifications_host,
