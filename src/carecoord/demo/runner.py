@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,7 +50,10 @@ from carecoord.service.logging import configure_logging
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.settings import Settings, load_settings
 
-DIRECTORY = Path(__file__).resolve().parents[3] / "examples" / "directory" / "springfield-hsds.json"
+# The sample community directory (Open Referral HSDS) ships inside the package, so the demo runs
+# from an installed wheel (samples/); examples/directory/ keeps the same file for `carecoord
+# directory import` and the tests (tests/unit/test_demo_package_data.py checks they are equal).
+DIRECTORY = "springfield-hsds.json"
 SUPERVISOR = "Practitioner/supervisor-adams"
 FULL_TIME_CAPACITY = 250  # patients a month (CMS-typical caseload of one care manager)
 PART_TIME_CAPACITY = 150
@@ -233,6 +237,7 @@ class DemoRun:
     care_managers: list[str]
     capacities: dict[str, int]
     handler_config: dict[str, dict[str, Any]]
+    ended_at: datetime  # the demo's clock at the end of the last simulated day
     days: list[DayLog] = field(default_factory=list)
     directory_services: int = 0
     seconds: float = 0.0
@@ -339,6 +344,18 @@ def apply_org_updates(
     return accepted
 
 
+def directory_json(directory: Path | None = None) -> Any:
+    """The community directory to import: `directory`, or the sample shipped with the package."""
+    if directory is None:
+        return json.loads((files("carecoord.demo") / "samples" / DIRECTORY).read_text("utf-8"))
+    if not directory.is_file():
+        raise SystemExit(
+            f"demo: the community directory {directory} is not there: pass --directory FILE "
+            "(Open Referral HSDS JSON), or leave it out for the sample directory"
+        )
+    return json.loads(directory.read_text("utf-8"))
+
+
 def sweep_day(day: int, days: int) -> bool:
     """The sweeper runs on Mondays, on the first day of the month's last five (outreach "nearly
     overdue"), and on the last simulated day. (`carecoord run` sweeps every few minutes; daily
@@ -353,7 +370,7 @@ def run_demo(
     progress: Progress | None = None,
     snapshot: Callable[[FhirData, DemoRun, int], dict[str, int]] | None = None,
     finish: Callable[[DemoRun, FhirData, Service], R],
-    directory: Path = DIRECTORY,
+    directory: Path | None = None,
 ) -> R:
     """Simulate the month through the real service, then `finish(run, data, service)` while the
     servers are still up (the summary reads them) and return what it returns."""
@@ -361,11 +378,7 @@ def run_demo(
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     logging.getLogger("carecoord.events.runtime").setLevel(logging.ERROR)  # the poison, on purpose
     logging.getLogger("carecoord.fhir").setLevel(logging.ERROR)  # retries on a busy machine
-    if not directory.is_file():
-        raise SystemExit(
-            f"demo: the community directory {directory} is not there (it ships with the source "
-            "tree, not the wheel): run from a clone, or pass --directory FILE (Open Referral HSDS)"
-        )
+    hsds = directory_json(directory)
     started = time.monotonic()
     sim = Simulator(scale)
     clock = SimClock(sim.at(1, 7))
@@ -375,7 +388,7 @@ def run_demo(
     with servers() as found, ExitStack() as stack:
         bootstrap, fhir_url = found.bootstrap, found.fhir_url
         with FhirClient(fhir_url) as fhir:
-            imported = import_directory(fhir, json.loads(directory.read_text()))
+            imported = import_directory(fhir, hsds)
             conditions = condition_resources(sim)
             for i in range(0, len(conditions), 200):  # the EHR's problem lists, before the month
                 entries = [
@@ -423,6 +436,7 @@ def run_demo(
             care_managers=list(sim.care_managers),
             capacities=capacities(sim),
             handler_config=config,
+            ended_at=sim.at(scale.days, 17),
             directory_services=imported.imported,
             skipped_mix=[f"{m.name} ({m.event_type})" for m in sim.skipped],
         )

@@ -100,6 +100,18 @@ class Scale:
     days: int = 30
     run: str = "demo"  # unique per run: patient ids stay apart on a shared server
 
+    @property
+    def period(self) -> str:
+        """The simulated period in words, e.g. "5 days: 1\u20135 November 2026" (an en dash)."""
+        last = MONTH_START + timedelta(days=self.days - 1)
+        span = f"{MONTH_START.day}" if self.days == 1 else f"{MONTH_START.day}\u2013{last.day}"
+        plural = "" if self.days == 1 else "s"
+        return f"{self.days} day{plural}: {span} {MONTH_START:%B %Y}"
+
+    @property
+    def last_day(self) -> date:
+        return MONTH_START + timedelta(days=self.days - 1)
+
     def __post_init__(self) -> None:
         if not 1 <= self.days <= 30:
             raise ValueError("--days must be between 1 and 30 (one month)")
