@@ -33,6 +33,7 @@ h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #dee2e6;padd
 table{border-collapse:collapse;font-size:.9rem;width:100%}td,th{padding:.25rem .5rem;
 border-bottom:1px solid #f1f3f5;text-align:left}td.n,th.n{text-align:right}
 svg.chart{max-width:100%;height:auto;display:block}
+.worklist td{white-space:nowrap}.worklist td:nth-child(3){white-space:normal}
 svg text{font-size:13px;fill:#343a40}.note{color:#6c757d;font-size:.85rem}
 .kpis{display:flex;gap:1rem;flex-wrap:wrap}.kpi{border:1px solid #dee2e6;border-radius:8px;
 padding:.6rem 1rem;min-width:140px}.kpi b{display:block;font-size:1.5rem}
@@ -213,7 +214,7 @@ def worklist_chart(summary: Summary) -> str:
     return _svg("chart-worklist", 720, y + 8, body, "Worklist items on the last day")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]], cls: str = "") -> str:
     """Numbers right-aligned (their column heading too), text left."""
     numeric = [bool(rows) and all(isinstance(r[i], int) for r in rows) for i in range(len(header))]
     head = "".join(
@@ -225,7 +226,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         + "</tr>"
         for r in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    attr = f' class="{cls}"' if cls else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 WORKLIST_ROWS = 25
@@ -242,7 +244,7 @@ def _features(s: Summary) -> str:
     produced something for it (no section of zeros for what the practice did not see)."""
     cards = [
         f'<div class="card"><h3>{_e(f.title)}</h3>'
-        f"{_table(('', 'patients'), list(f.figures.items()))}"
+        f"{_table(('', 'number'), list(f.figures.items()))}"
         f'<p class="note">From {_e(f.note)}.</p></div>'
         for f in (s.tcm, s.consent, s.disenrolled, s.clinical)
         if f.any
@@ -288,6 +290,7 @@ def render(demo: DemoRun, s: Summary) -> str:
     worklist = _table(
         ("reason", "patient", "details", "due", "priority"),
         [(w.label, w.patient, w.detail, (w.due or "")[:10], w.priority) for w in shown],
+        "worklist",
     )
     last_day = f"{sc.last_day:%A} {sc.last_day.day} {sc.last_day:%B %Y}"
     dead = _table(("error", "event type", "message"), s.dead_letters) if s.dead_letters else "none"
