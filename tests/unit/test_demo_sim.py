@@ -78,3 +78,38 @@ def test_carecoord_demo_is_a_cli_command_with_the_scale_options() -> None:
     for option in ("--patients", "--care-managers", "--seed", "--days", "--report"):
         assert option in result.output
     assert CliRunner().invoke(app, ["demo", "--days", "31"]).exit_code == 2  # one month at most
+
+
+def test_the_practice_completes_tcm_contacts_on_the_day_it_reaches_the_patient() -> None:
+    from carecoord.demo.sim import CareTaskView
+
+    sim = Simulator(Scale(patients=200, days=20, seed=3, run="r"))
+    tcm = next(p for p in sim.patients if p.program == "TCM")
+    contact = CareTaskView("c1", "tcm-contact", tcm.id)
+    completed_on = []
+    for day in range(1, 21):
+        sim.day(day)
+        if [u.task_id for u in sim.care_team(day, [contact])] == ["c1"]:
+            completed_on.append(day)
+    assert tcm.reached_day is not None, "a TCM patient of this seed is reached in 20 days"
+    assert completed_on == [tcm.reached_day]
+
+
+def test_a_provider_answers_a_clinical_question_once_a_day_or_two_after_it() -> None:
+    from carecoord.demo.sim import CareTaskView
+
+    sim = Simulator(Scale(patients=300, days=20, seed=3, run="r"))
+    answers: list[tuple[int, str]] = []
+    for day in range(1, 21):
+        sim.day(day)
+        review = [
+            CareTaskView(f"q-{p.id}-{n}", "clinical-review", p.id)
+            for p, _, _ in sim.questions
+            for n in (1, 2)  # the question and an escalation: one answer
+        ]
+        answers += [(day, u.task_id) for u in sim.care_team(day, review) if u.status == "completed"]
+    assert sim.questions, "this seed raises clinical questions"
+    for p, asked, _ in sim.questions:
+        mine = [(day, task) for day, task in answers if task.startswith(f"q-{p.id}-")]
+        if asked + 2 <= 20:
+            assert len(mine) == 1 and asked < mine[0][0] <= asked + 2, (p.id, asked, mine)

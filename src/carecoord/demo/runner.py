@@ -30,9 +30,12 @@ from typing import Any, TypeVar
 import httpx
 
 from carecoord.core.envelope import CloudEvent
-from carecoord.demo.fhirdata import FhirData, ident, patient_id
+from carecoord.demo.fhirdata import FhirData, code_values, ident, patient_id
 from carecoord.demo.sim import (
     MONTH_START,
+    PROVIDERS,
+    CareKind,
+    CareTaskView,
     OrgUpdate,
     ReferralTaskView,
     Scale,
@@ -41,6 +44,7 @@ from carecoord.demo.sim import (
 )
 from carecoord.events.broker import TP, Message
 from carecoord.fhir import terminology as t
+from carecoord.fhir import workflow
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.hsds import import_directory
 from carecoord.handlers.loader import discover
@@ -58,6 +62,7 @@ SUPERVISOR = "Practitioner/supervisor-adams"
 FULL_TIME_CAPACITY = 250  # patients a month (CMS-typical caseload of one care manager)
 PART_TIME_CAPACITY = 150
 OPEN_REFERRAL = ("requested", "received", "accepted", "in-progress")
+OPEN_WORK = workflow.OPEN
 
 
 class SimClock:
@@ -151,6 +156,13 @@ def handler_config(sim: Simulator) -> dict[str, dict[str, Any]]:
         },
         "billing": {"addon_limits": {"99439": 2, "99458": 2}},
         "tcm": {"owner": sim.care_managers[0]},  # a discharge before the patient has a manager
+        # who answers when the patient's provider does not (in time): the covering provider,
+        # then the clinical lead; a patient without a care-team provider yet goes to the first
+        "clinical-routing": {
+            "provider": PROVIDERS[0],
+            "covering_provider": "Practitioner/dr-reyes",
+            "clinical_lead": "Practitioner/dr-adeyemi",
+        },
     }
     # each handler gets the keys it declares (a key it does not know fails at start-up)
     declared = {d.spec.name: set(d.spec.default_config) for d in discover()}
@@ -280,6 +292,25 @@ def open_referrals(data: FhirData, prefix: str) -> list[ReferralTaskView]:
         key = ident(task, "referral-task")
         if pid and pid.startswith(prefix) and key and task.get("status") in OPEN_REFERRAL:
             out.append(ReferralTaskView(str(task["id"]), key, str(task["status"]), pid))
+    return out
+
+
+CARE_TASKS: dict[str, CareKind] = {
+    t.TASK_TCM_INTERACTIVE_CONTACT.code: "tcm-contact",
+    t.TASK_TCM_FACE_TO_FACE.code: "tcm-visit",
+    t.TASK_CLINICAL_REVIEW.code: "clinical-review",
+}
+
+
+def open_care_tasks(data: FhirData, prefix: str) -> list[CareTaskView]:
+    """The open TCM deadline and clinical-review Tasks of this run's patients."""
+    codes = ",".join(f"{t.TASK_TYPE_SYSTEM}|{code}" for code in CARE_TASKS)
+    out = []
+    for task in data.search("Task", [("code", codes), ("status", ",".join(OPEN_WORK))]):
+        pid = patient_id(task)
+        kind = next((CARE_TASKS[c] for c in code_values(task.get("code")) if c in CARE_TASKS), None)
+        if pid and pid.startswith(prefix) and kind and task.get("status") in OPEN_WORK:
+            out.append(CareTaskView(str(task["id"]), kind, pid))
     return out
 
 
@@ -473,6 +504,13 @@ def run_demo(
                 poison += len(raw)
             log.events, log.poison = len(plan.events), len(plan.poison)
             _wait_done(service, metrics, poison, timeout)
+            # the practice's own people finish their Tasks at the end of the day (on FHIR)
+            care = sim.care_team(day, open_care_tasks(data, result.patient_prefix))
+            if care:
+                log.notifications += apply_org_updates(
+                    http, fhir_url, notify_url, token, care, sim.at(day, 17)
+                )
+                _wait_done(service, metrics, poison, timeout)
             if snapshot is not None:
                 result.snapshots.append(snapshot(data, result, day))
             result.days.append(log)
