@@ -79,15 +79,16 @@ def parser() -> argparse.ArgumentParser:
         description="Simulate up to a month (November 2026) of a care-management practice "
         "through the real service; prints a summary and writes an HTML report.",
     )
-    p.add_argument("--patients", type=int, default=600)
-    p.add_argument("--care-managers", type=int, default=3)
+    p.add_argument("--patients", type=int, default=600, help="patients on the panel (600)")
+    p.add_argument("--care-managers", type=int, default=3, help="care managers, 1 to 7 (3)")
     p.add_argument("--seed", type=int, default=7, help="the same seed gives the same month")
-    p.add_argument("--days", type=int, default=30, help="days of November 2026 to simulate")
-    p.add_argument("--report", type=Path, default=Path("carecoord-demo-report.html"))
+    p.add_argument("--days", type=int, default=30, help="days of November 2026 to simulate (30)")
+    p.add_argument("--report", type=Path, default=Path("carecoord-demo-report.html"),
+                   help="the HTML report to write (./carecoord-demo-report.html)")  # fmt: skip
     p.add_argument("--directory", type=Path, default=None,
                    help="community directory to import (Open Referral HSDS JSON; default: the "
                         "sample directory of Springfield that comes with carecoord)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     return p
 
 
