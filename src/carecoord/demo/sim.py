@@ -554,7 +554,8 @@ def clinical_questions(sim: Simulator, day: int) -> list[CloudEvent]:
         if rng.random() >= sim.rates.clinical_question:
             continue
         urgency = "urgent" if rng.random() < sim.rates.urgent_question else "routine"
-        data = {"question": rng.choice(QUESTIONS), "urgency": urgency, "raised_by": p.ref}
+        # the care manager on the call passes it on (and brings the answer back)
+        data = {"question": rng.choice(QUESTIONS), "urgency": urgency, "raised_by": p.care_manager}
         event = sim.event("carecoord.clinical.question", p, data, "question", sim.at(day, 14))
         sim.questions.append((p, day, event.id))
         out.append(event)
