@@ -9,7 +9,13 @@ from html import escape
 from pathlib import Path
 
 from carecoord.demo.runner import DemoRun
-from carecoord.demo.summary import REFERRAL_STATUSES, UNANSWERED, Billing, Summary
+from carecoord.demo.summary import (
+    NOT_ON_MINUTES,
+    REFERRAL_STATUSES,
+    UNANSWERED,
+    Billing,
+    Summary,
+)
 
 COLOURS = {
     "due": "#9aa5b1",
@@ -281,7 +287,7 @@ def render(demo: DemoRun, s: Summary) -> str:
         ("program", "codes earned (units)", "patients billed", "patients with time logged"),
         [
             (b.program, ", ".join(f"{c} x{n}" for c, n in b.units.items()) or
-             ("not billed on time" if b.ladder is None else "no threshold reached yet"),
+             (NOT_ON_MINUTES if b.ladder is None else "no threshold reached yet"),
              b.patients_billed, b.patients_with_time)
             for b in s.billing
         ],

@@ -50,6 +50,7 @@ TASK_CODES = {
     "schedule-visit": t.TASK_SCHEDULE_VISIT,
 }
 UNANSWERED = "unanswered outreach escalated"
+NOT_ON_MINUTES = "billed per episode, not on minutes"  # a program without a time ladder (TCM)
 # The worklist's reasons (carecoord.handlers.worklist.KINDS) in a care manager's words.
 WORK_LABELS = {
     "tcm-overdue": "TCM task overdue",
@@ -563,7 +564,7 @@ def render_text(s: Summary) -> str:
     add("Billable this month")
     bill_rows: list[tuple[object, ...]] = []
     for b in s.billing:
-        none = "not billed on time" if b.ladder is None else "no threshold reached yet"
+        none = NOT_ON_MINUTES if b.ladder is None else "no threshold reached yet"
         codes_ = ", ".join(f"{cpt} x{n}" for cpt, n in b.units.items()) or none
         bill_rows.append((b.program, codes_, b.patients_billed, b.patients_with_time))
     out += _table(("program", "codes earned (units)", "patients billed", "with time"), bill_rows)
