@@ -7,11 +7,11 @@ from carecoord.core.catalog import INBOUND, parse_data
 from carecoord.demo.sim import EVENT_MIX, ReferralTaskView, Scale, Simulator
 
 
-def _month(seed: int) -> list[tuple[str, str, object]]:
-    sim = Simulator(Scale(patients=60, days=10, seed=seed, run="r"))
+def _month(seed: int, run: str = "r") -> list[tuple[str, str, object]]:
+    sim = Simulator(Scale(patients=60, days=10, seed=seed, run=run))
     out = []
     for day in range(1, 11):
-        referral = ReferralTaskView("t1", "key-1", "requested", "r-0001")
+        referral = ReferralTaskView("t1", "key-1", "requested", f"{run}-0001")
         plan = sim.day(day, [referral])
         out += [(e.id, e.type, e.data) for e in plan.events]
         out += [("org", u.task_id, u.status) for u in plan.org_updates]
@@ -23,6 +23,8 @@ def test_the_same_seed_gives_the_same_month() -> None:
     first = _month(3)
     assert first == _month(3)
     assert first != _month(4)
+    # another run (its patient ids carry its own prefix): the same month all the same
+    assert repr(_month(3, run="run-b")).replace("run-b", "r") == repr(first)
 
 
 def test_every_simulated_event_is_valid_for_the_catalog() -> None:

@@ -81,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--patients", type=int, default=600, help="patients on the panel (600)")
     p.add_argument("--care-managers", type=int, default=3, help="care managers, 1 to 7 (3)")
-    p.add_argument("--seed", type=int, default=7, help="the same seed gives the same month")
+    p.add_argument("--seed", type=int, default=7, help="same seed, same practice and calls (7)")
     p.add_argument("--days", type=int, default=30, help="days of November 2026 to simulate (30)")
     p.add_argument("--report", type=Path, default=Path("carecoord-demo-report.html"),
                    help="the HTML report to write (./carecoord-demo-report.html)")  # fmt: skip

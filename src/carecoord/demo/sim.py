@@ -224,7 +224,11 @@ class Simulator:
     # -- the practice ---------------------------------------------------------------------------
 
     def rng(self, *about: object) -> random.Random:
-        return random.Random(":".join(str(a) for a in (self.scale.seed, *about)))
+        # without the run's prefix (unique per run) in ids and keys: the same seed, the same month
+        prefix = f"{self.scale.run}-"
+        return random.Random(
+            ":".join(str(a).replace(prefix, "") for a in (self.scale.seed, *about))
+        )
 
     def _patient(self, i: int) -> SimPatient:
         rng = self.rng("patient", i)
