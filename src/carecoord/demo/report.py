@@ -127,7 +127,7 @@ def referrals_chart(snapshots: Sequence[dict[str, int]]) -> str:
     for i, status in enumerate(REFERRAL_STATUSES):
         body.append(_rect(left + i * 92, y, 10, 10, COLOURS[status]))
         body.append(_text(left + i * 92 + 14, y + 9, status))
-    return _svg("chart-referrals", 720, y + 20, body, "Referral Tasks by status over the month")
+    return _svg("chart-referrals", 720, y + 20, body, "Referrals by status at the end of each day")
 
 
 def caseload_chart(summary: Summary) -> str:
