@@ -57,7 +57,9 @@ DEMO_ARGS ?=
 demo: install
 	$(PY) -m carecoord.demo $(DEMO_ARGS)
 
-# The demo at small scale, then its report rendered offline in headless Chromium (not in `make test`).
+# The demo at small scale, then its report rendered offline in headless Chromium (not in `make test`):
+# the five charts drawn, a screenshot beside the report (report.png), every chart label at least
+# 12 px at 100 % zoom (measured in the browser).
 DEMO_CHECK_REPORT ?= data/demo-check/report.html
 demo-check: install
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \

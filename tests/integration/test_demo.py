@@ -5,10 +5,12 @@ self-contained file with the five charts."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import identifier_system
 from carecoord.demo.main import run
 from carecoord.demo.sim import Scale
@@ -53,6 +55,12 @@ def test_demo_summary_comes_from_fhir_and_the_report_is_self_contained(
             ),
             prefix,
         )
+        tcm_contacts = _mine(
+            fhir.search(
+                "Task", {"code": f"{t.TASK_TYPE_SYSTEM}|{t.TASK_TCM_INTERACTIVE_CONTACT.code}"}
+            ),
+            prefix,
+        )
         billable = _mine(
             fhir.search("ChargeItem", {"identifier": f"{identifier_system('charge-item')}|"}),
             prefix,
@@ -66,8 +74,17 @@ def test_demo_summary_comes_from_fhir_and_the_report_is_self_contained(
     poison = sum(d.poison for d in result.run.days)
     assert poison == 1 and len(s.dead_letters) == poison
     assert len(s.snapshots) == scale.days
+    # the worklist and the TCM deadlines are those of the last simulated day (3 November), not
+    # of the machine's clock: nothing due on or after that day shows as overdue
+    assert result.run.ended_at == datetime(2026, 11, 3, 17, tzinfo=UTC)
+    assert s.worklist, "the lead care manager has a worklist"
+    overdue = [w for w in s.worklist if w.kind == "tcm-overdue"]
+    assert all(w.due and w.due[:10] < "2026-11-03" for w in overdue), overdue
+    assert s.tcm.figures["contact within 2 business days: due"] == len(tcm_contacts)
 
     html = result.report.read_text(encoding="utf-8")
+    assert "3 days: 1\u20133 November 2026" in html
+    assert "Worklist of" in html and "on Tuesday 3 November 2026" in html
     assert result.report.parent == tmp_path and list(tmp_path.iterdir()) == [result.report]
     for chart in CHARTS:
         assert re.search(rf'<svg id="{chart}"[^>]*>.*?</svg>', html, re.S), chart

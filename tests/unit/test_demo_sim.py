@@ -7,11 +7,11 @@ from carecoord.core.catalog import INBOUND, parse_data
 from carecoord.demo.sim import EVENT_MIX, ReferralTaskView, Scale, Simulator
 
 
-def _month(seed: int) -> list[tuple[str, str, object]]:
-    sim = Simulator(Scale(patients=60, days=10, seed=seed, run="r"))
+def _month(seed: int, run: str = "r") -> list[tuple[str, str, object]]:
+    sim = Simulator(Scale(patients=60, days=10, seed=seed, run=run))
     out = []
     for day in range(1, 11):
-        referral = ReferralTaskView("t1", "key-1", "requested", "r-0001")
+        referral = ReferralTaskView("t1", "key-1", "requested", f"{run}-0001")
         plan = sim.day(day, [referral])
         out += [(e.id, e.type, e.data) for e in plan.events]
         out += [("org", u.task_id, u.status) for u in plan.org_updates]
@@ -23,6 +23,8 @@ def test_the_same_seed_gives_the_same_month() -> None:
     first = _month(3)
     assert first == _month(3)
     assert first != _month(4)
+    # another run (its patient ids carry its own prefix): the same month all the same
+    assert repr(_month(3, run="run-b")).replace("run-b", "r") == repr(first)
 
 
 def test_every_simulated_event_is_valid_for_the_catalog() -> None:
@@ -78,3 +80,38 @@ def test_carecoord_demo_is_a_cli_command_with_the_scale_options() -> None:
     for option in ("--patients", "--care-managers", "--seed", "--days", "--report"):
         assert option in result.output
     assert CliRunner().invoke(app, ["demo", "--days", "31"]).exit_code == 2  # one month at most
+
+
+def test_the_practice_completes_tcm_contacts_on_the_day_it_reaches_the_patient() -> None:
+    from carecoord.demo.sim import CareTaskView
+
+    sim = Simulator(Scale(patients=200, days=20, seed=3, run="r"))
+    tcm = next(p for p in sim.patients if p.program == "TCM")
+    contact = CareTaskView("c1", "tcm-contact", tcm.id)
+    completed_on = []
+    for day in range(1, 21):
+        sim.day(day)
+        if [u.task_id for u in sim.care_team(day, [contact])] == ["c1"]:
+            completed_on.append(day)
+    assert tcm.reached_day is not None, "a TCM patient of this seed is reached in 20 days"
+    assert completed_on == [tcm.reached_day]
+
+
+def test_a_provider_answers_a_clinical_question_once_a_day_or_two_after_it() -> None:
+    from carecoord.demo.sim import CareTaskView
+
+    sim = Simulator(Scale(patients=300, days=20, seed=3, run="r"))
+    answers: list[tuple[int, str]] = []
+    for day in range(1, 21):
+        sim.day(day)
+        review = [
+            CareTaskView(f"q-{p.id}-{n}", "clinical-review", p.id)
+            for p, _, _ in sim.questions
+            for n in (1, 2)  # the question and an escalation: one answer
+        ]
+        answers += [(day, u.task_id) for u in sim.care_team(day, review) if u.status == "completed"]
+    assert sim.questions, "this seed raises clinical questions"
+    for p, asked, _ in sim.questions:
+        mine = [(day, task) for day, task in answers if task.startswith(f"q-{p.id}-")]
+        if asked + 2 <= 20:
+            assert len(mine) == 1 and asked < mine[0][0] <= asked + 2, (p.id, asked, mine)

@@ -2,14 +2,18 @@
 
     python -m carecoord.demo.browser REPORT.html
 
-Dumps the DOM after layout and takes a screenshot with every network feature off and all hosts
-unresolvable and proxied to a closed port (so a request, if the report made one, could not
-succeed), then checks that the five charts are in the rendered DOM with their bars and that the
-screenshot is not blank. Exit status 0 when it renders.
+Dumps the DOM after layout and takes a screenshot (kept beside the report as REPORT.png) with
+every network feature off and all hosts unresolvable and proxied to a closed port (so a request,
+if the report made one, could not succeed), then checks that the five charts are in the rendered
+DOM with their bars, that the screenshot is not blank, and that every chart label is legible at
+100 % zoom: its font size times the chart's scale on screen (the SVG's screen transform, as the
+browser laid it out in a 1200 px wide window) is at least 12 CSS px. The report has no scripts;
+the sizes are measured on a copy with one measuring script added. Exit status 0 when it renders.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -22,8 +26,30 @@ FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
     "--disable-default-apps", "--host-resolver-rules=MAP * ~NOTFOUND",
-    "--proxy-server=127.0.0.1:9", "--window-size=1200,4000",
+    "--proxy-server=127.0.0.1:9", "--window-size=1200,7000",
 )  # fmt: skip
+MIN_LABEL_PX = 12.0  # smallest legible chart label at 100 % zoom
+# Per chart: "id:labels:smallest rendered font size in CSS px", into a <pre> the DOM dump shows.
+MEASURE = """<script>
+(function () {
+  var out = [];
+  document.querySelectorAll("svg.chart").forEach(function (svg) {
+    var smallest = Infinity, labels = 0;
+    svg.querySelectorAll("text").forEach(function (text) {
+      var m = text.getScreenCTM();
+      if (!text.textContent.trim() || !m) return;
+      var px = parseFloat(getComputedStyle(text).fontSize) * Math.hypot(m.a, m.b);
+      labels += 1;
+      smallest = Math.min(smallest, px);
+    });
+    out.push(svg.id + ":" + labels + ":" + (labels ? smallest.toFixed(2) : "0"));
+  });
+  var pre = document.createElement("pre");
+  pre.id = "carecoord-legibility";
+  pre.textContent = out.join(" ");
+  document.body.appendChild(pre);
+})();
+</script>"""
 
 
 def chromium() -> str | None:
@@ -52,17 +78,50 @@ def check(report: Path) -> list[str]:
                 problems.append(f"{chart}: not in the rendered DOM")
             elif "<rect" not in svg.group(0) and "<text" not in svg.group(0):
                 problems.append(f"{chart}: rendered empty")
+        problems += legibility(base, report, Path(profile))
         shot = Path(profile) / "report.png"
         subprocess.run(
             [*base, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=False
         )
         size = shot.stat().st_size if shot.exists() else 0
-        if size < 20_000:  # a blank 1200x4000 page compresses to a few KB
+        if size < 20_000:  # a blank 1200x7000 page compresses to a few KB
             problems.append(f"screenshot is {size} bytes: the page looks blank")
         else:
             keep = report.with_suffix(".png")
             shutil.copy(shot, keep)
             print(f"screenshot: {keep} ({size} bytes)")
+    return problems
+
+
+def legibility(base: list[str], report: Path, workdir: Path) -> list[str]:
+    """Chart labels rendered under MIN_LABEL_PX, measured in the browser on a copy of `report`
+    with the MEASURE script added."""
+    page = report.read_text(encoding="utf-8")
+    copy = workdir / "measured.html"
+    copy.write_text(page.replace("</body>", MEASURE + "</body>", 1), encoding="utf-8")
+    dom = subprocess.run(
+        [*base, "--dump-dom", copy.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    ).stdout  # fmt: skip
+    found = re.search(r'<pre id="carecoord-legibility">(.*?)</pre>', dom, re.S)
+    if found is None:
+        return ["chart labels: could not measure them (the measuring script did not run)"]
+    sizes = {}
+    for item in html.unescape(found.group(1)).split():
+        chart, count, size = item.rsplit(":", 2)
+        sizes[chart] = (int(count), float(size))
+    problems = []
+    for chart in CHARTS:
+        labels, smallest = sizes.get(chart, (0, 0.0))
+        if labels == 0:
+            problems.append(f"{chart}: no labels rendered")
+        elif smallest < MIN_LABEL_PX:
+            problems.append(
+                f"{chart}: labels render at {smallest:.1f} px at 100 % zoom "
+                f"(at least {MIN_LABEL_PX:.0f} px needed)"
+            )
+        else:
+            print(f"{chart}: {labels} labels, the smallest {smallest:.1f} px")
     return problems
 
 
@@ -74,7 +133,8 @@ def main() -> None:
     if problems:
         raise SystemExit(1)
     print(
-        f"demo-check: {report} renders offline in headless Chromium with all {len(CHARTS)} charts"
+        f"demo-check: {report} renders offline in headless Chromium with all {len(CHARTS)} "
+        f"charts, their labels at least {MIN_LABEL_PX:.0f} px"
     )
 
 

@@ -16,7 +16,7 @@ from types import FrameType
 
 from carecoord.demo import report as report_mod
 from carecoord.demo.fhirdata import FhirData
-from carecoord.demo.runner import DIRECTORY, DemoRun, run_demo
+from carecoord.demo.runner import DemoRun, run_demo
 from carecoord.demo.sim import Scale
 from carecoord.demo.summary import Summary, compute, referral_snapshot, render_text
 from carecoord.service.app import Service
@@ -35,7 +35,7 @@ def run(
     *,
     report_path: Path | None = None,
     progress: bool = True,
-    directory: Path = DIRECTORY,
+    directory: Path | None = None,
 ) -> DemoResult:
     """Run the demo; returns the summary (read from FHIR and the topics) and the report path."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -60,6 +60,7 @@ def run(
             data, service.runtime.broker, prefix=demo.patient_prefix,
             care_managers=demo.care_managers, capacities=demo.capacities,
             topic_out=s.topic_out, topic_dlq=s.topic_dlq, snapshots=demo.snapshots,
+            now=demo.ended_at,
         )  # fmt: skip
         return demo, summary
 
@@ -75,16 +76,19 @@ def run(
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="carecoord demo",
-        description="Simulate a month of a care-management practice through the real service.",
+        description="Simulate up to a month (November 2026) of a care-management practice "
+        "through the real service; prints a summary and writes an HTML report.",
     )
-    p.add_argument("--patients", type=int, default=600)
-    p.add_argument("--care-managers", type=int, default=3)
-    p.add_argument("--seed", type=int, default=7, help="the same seed gives the same month")
-    p.add_argument("--days", type=int, default=30, help="days of November 2026 to simulate")
-    p.add_argument("--report", type=Path, default=Path("carecoord-demo-report.html"))
-    p.add_argument("--directory", type=Path, default=DIRECTORY,
-                   help="community directory to import (Open Referral HSDS JSON)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--patients", type=int, default=600, help="patients on the panel (600)")
+    p.add_argument("--care-managers", type=int, default=3, help="care managers, 1 to 7 (3)")
+    p.add_argument("--seed", type=int, default=7, help="same seed, same practice and calls (7)")
+    p.add_argument("--days", type=int, default=30, help="days of November 2026 to simulate (30)")
+    p.add_argument("--report", type=Path, default=Path("carecoord-demo-report.html"),
+                   help="the HTML report to write (./carecoord-demo-report.html)")  # fmt: skip
+    p.add_argument("--directory", type=Path, default=None,
+                   help="community directory to import (Open Referral HSDS JSON; default: the "
+                        "sample directory of Springfield that comes with carecoord)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     return p
 
 
@@ -117,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     d = result.run
     cpu = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in d.cpu.items())
     print(
-        f"\nA month of a practice: {scale.patients} patients, {scale.care_managers} care managers, "
-        f"{scale.days} days of November 2026 (seed {scale.seed}), "
+        f"\nA care-management practice, {scale.period}: {scale.patients} patients, "
+        f"{scale.care_managers} care managers (seed {scale.seed}), "
         f"{sum(x.events + x.sweep_events for x in d.days)} events + "
         f"{sum(x.notifications for x in d.days)} FHIR notifications + "
         f"{sum(x.poison for x in d.days)} poison messages through the real service "
@@ -131,6 +135,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         + ".\n"
     )
     if d.skipped_mix:
-        print("Not simulated (not in this catalog yet): " + "; ".join(d.skipped_mix) + "\n")
+        print("Not simulated (no such event in this version): " + "; ".join(d.skipped_mix) + "\n")
     print(render_text(result.summary))
     print(f"\nReport: {result.report}")

@@ -9,7 +9,13 @@ from html import escape
 from pathlib import Path
 
 from carecoord.demo.runner import DemoRun
-from carecoord.demo.summary import REFERRAL_STATUSES, Billing, Summary
+from carecoord.demo.summary import (
+    NOT_ON_MINUTES,
+    REFERRAL_STATUSES,
+    UNANSWERED,
+    Billing,
+    Summary,
+)
 
 COLOURS = {
     "due": "#9aa5b1",
@@ -29,10 +35,12 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;
 color:#212529;padding:0 1rem}
 h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #dee2e6;padding-bottom:.3rem}
 .sub{color:#495057}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:1.5rem}
-.card{border:1px solid #dee2e6;border-radius:8px;padding:1rem;background:#fff}
+.card{border:1px solid #dee2e6;border-radius:8px;padding:1rem;background:#fff;margin-bottom:1rem}
 table{border-collapse:collapse;font-size:.9rem;width:100%}td,th{padding:.25rem .5rem;
 border-bottom:1px solid #f1f3f5;text-align:left}td.n,th.n{text-align:right}
-svg text{font-size:12px;fill:#343a40}.note{color:#6c757d;font-size:.85rem}
+svg.chart{max-width:100%;height:auto;display:block}
+.worklist td{white-space:nowrap}.worklist td:nth-child(3){white-space:normal}
+svg text{font-size:13px;fill:#343a40}.note{color:#6c757d;font-size:.85rem}
 .kpis{display:flex;gap:1rem;flex-wrap:wrap}.kpi{border:1px solid #dee2e6;border-radius:8px;
 padding:.6rem 1rem;min-width:140px}.kpi b{display:block;font-size:1.5rem}
 """
@@ -49,7 +57,8 @@ def _short(reference: str) -> str:
 def _svg(chart_id: str, width: int, height: int, body: Sequence[str], title: str) -> str:
     return (
         f'<svg id="{chart_id}" class="chart" role="img" aria-label="{_e(title)}" '
-        f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMinYMin meet">'
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        'preserveAspectRatio="xMinYMin meet">'
         f"<title>{_e(title)}</title>{''.join(body)}</svg>"
     )
 
@@ -72,7 +81,7 @@ def funnel_chart(summary: Summary) -> str:
     rows = [("practice", summary.funnel["all"])] if "all" in summary.funnel else []
     rows += [(_short(cm), f) for cm, f in summary.funnel.items() if cm != "all"]
     top = max((f.due for _, f in rows), default=1) or 1
-    left, bar_w, bar_h, gap = 130, 520, 12, 10
+    left, bar_w, bar_h, gap = 130, 520, 16, 12
     body, y = [], 20
     for label, f in rows:
         body.append(_text(left - 8, y + 2 * bar_h, label, "end", 'font-weight="600"'))
@@ -82,7 +91,7 @@ def funnel_chart(summary: Summary) -> str:
             body.append(
                 _rect(left, y + i * bar_h, w, bar_h - 2, COLOURS[stage], f"{stage}: {value}")
             )
-            body.append(_text(left + w + 4, y + i * bar_h + bar_h - 3, value))
+            body.append(_text(left + w + 4, y + i * bar_h + bar_h - 4, value))
         y += 4 * bar_h + gap
     for i, stage in enumerate(stages):
         body.append(_rect(left + i * 110, y + 4, 10, 10, COLOURS[stage]))
@@ -118,7 +127,7 @@ def referrals_chart(snapshots: Sequence[dict[str, int]]) -> str:
     for i, status in enumerate(REFERRAL_STATUSES):
         body.append(_rect(left + i * 92, y, 10, 10, COLOURS[status]))
         body.append(_text(left + i * 92 + 14, y + 9, status))
-    return _svg("chart-referrals", 720, y + 20, body, "Referral Tasks by status over the month")
+    return _svg("chart-referrals", 720, y + 20, body, "Referrals by status at the end of each day")
 
 
 def caseload_chart(summary: Summary) -> str:
@@ -158,7 +167,8 @@ def billing_chart(billing: Sequence[Billing]) -> str:
         counts = Counter(min(int(m // bin_w), bins - 1) for m in b.minutes)
         peak = max(counts.values(), default=1)
         step = plot_w / bins
-        label = f"{b.program}: {len(b.minutes)} patients with time"
+        n = len(b.minutes)
+        label = f"{b.program}: {n} patient{'' if n == 1 else 's'} with time logged"
         body.append(_text(left, y + 10, label, "start", 'font-weight="600"'))
         base = y + 18 + plot_h
         for i in range(bins):
@@ -195,8 +205,8 @@ def billing_chart(billing: Sequence[Billing]) -> str:
 
 
 def worklist_chart(summary: Summary) -> str:
-    kinds = Counter(w.kind for w in summary.worklist).most_common()
-    left, bar_w = 190, 440
+    kinds = Counter(w.label for w in summary.worklist).most_common()
+    left, bar_w = 250, 400
     top = max((n for _, n in kinds), default=1)
     body, y = [], 8
     for kind, n in kinds:
@@ -210,15 +220,47 @@ def worklist_chart(summary: Summary) -> str:
     return _svg("chart-worklist", 720, y + 8, body, "Worklist items on the last day")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    head = "".join(f'<th class="{"n" if i else ""}">{_e(h)}</th>' for i, h in enumerate(header))
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]], cls: str = "") -> str:
+    """Numbers right-aligned (their column heading too), text left."""
+    numeric = [bool(rows) and all(isinstance(r[i], int) for r in rows) for i in range(len(header))]
+    head = "".join(
+        f'<th class="{"n" if numeric[i] else ""}">{_e(h)}</th>' for i, h in enumerate(header)
+    )
     body = "".join(
         "<tr>"
-        + "".join(f'<td class="{"n" if i else ""}">{_e(c)}</td>' for i, c in enumerate(r))
+        + "".join(f'<td class="{"n" if numeric[i] else ""}">{_e(c)}</td>' for i, c in enumerate(r))
         + "</tr>"
         for r in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    attr = f' class="{cls}"' if cls else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+WORKLIST_ROWS = 25
+
+
+def _worklist_note(shown: int, total: int) -> str:
+    """ "all 10 items", or "the first 25 of 60 items" when the table is cut."""
+    noun = "item" if total == 1 else "items"
+    return f"all {total} {noun}" if total <= shown else f"the first {shown} of {total} {noun}"
+
+
+def _features(s: Summary) -> str:
+    """TCM deadlines, consent, disenrolments and clinical questions: each only when the period
+    produced something for it (no section of zeros for what the practice did not see)."""
+    cards = [
+        f'<div class="card"><h3>{_e(f.title)}</h3>'
+        f"{_table(('', 'number'), list(f.figures.items()))}"
+        f'<p class="note">From {_e(f.note)}.</p></div>'
+        for f in (s.tcm, s.consent, s.disenrolled, s.clinical)
+        if f.any
+    ]
+    if not cards:
+        return ""
+    return (
+        "<h2>Transitional care, consent, disenrolments and clinical questions</h2>"
+        f'<div class="grid">{"".join(cards)}</div>'
+    )
 
 
 def render(demo: DemoRun, s: Summary) -> str:
@@ -228,73 +270,73 @@ def render(demo: DemoRun, s: Summary) -> str:
     kpis = [
         ("patients", s.patients),
         ("reached", f"{f.reached} / {f.due}" if f else "-"),
-        ("escalations", s.escalations.get("unanswered outreach (escalation Tasks)", 0)),
+        ("unanswered outreach escalated", s.escalations.get(UNANSWERED, 0)),
         ("referrals completed", s.referrals_by_status.get("completed", 0)),
         ("billable units", billed_units),
-        ("dead letters", len(s.dead_letters)),
     ]
     kpi_html = "".join(f'<div class="kpi"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in kpis)
     domains = _table(
-        ("domain", *REFERRAL_STATUSES, "other"),
+        ("need", *REFERRAL_STATUSES, "other"),
         [
-            (d, *(st.get(x, 0) for x in REFERRAL_STATUSES),
+            (d.replace("-", " "), *(st.get(x, 0) for x in REFERRAL_STATUSES),
              sum(v for k, v in st.items() if k not in REFERRAL_STATUSES))
             for d, st in s.referrals_by_domain.items()
         ],
     )  # fmt: skip
     codes = _table(
-        ("program", "codes x units", "patients billed", "patients with time"),
+        ("program", "codes earned (units)", "patients billed", "patients with time logged"),
         [
             (b.program, ", ".join(f"{c} x{n}" for c, n in b.units.items()) or
-             ("no billing ladder" if b.ladder is None else "none reached"),
+             (NOT_ON_MINUTES if b.ladder is None else "no threshold reached yet"),
              b.patients_billed, b.patients_with_time)
             for b in s.billing
         ],
     )  # fmt: skip
+    shown = s.worklist[:WORKLIST_ROWS]
     worklist = _table(
-        ("kind", "patient", "status", "due", "priority"),
-        [(w.kind, w.patient, w.detail, (w.due or "")[:10], w.priority) for w in s.worklist[:25]],
+        ("reason", "patient", "details", "due", "priority"),
+        [(w.label, w.patient, w.detail, (w.due or "")[:10], w.priority) for w in shown],
+        "worklist",
     )
-    plugins = "".join(
-        f"<li>{_e(', '.join(f'{k} {v}' for k, v in p.figures.items()))} — "
-        f'<span class="note">{_e(p.note)}</span></li>'
-        for p in (s.tcm, s.consent, s.disenrolled, s.clinical)
-    )
+    last_day = f"{sc.last_day:%A} {sc.last_day.day} {sc.last_day:%B %Y}"
     dead = _table(("error", "event type", "message"), s.dead_letters) if s.dead_letters else "none"
-    escalations = _table(("", "Tasks"), list(s.escalations.items()))
+    escalations = _table(("", "tasks"), list(s.escalations.items()))
     emitted = _table(("event", "count"), list(s.emitted.items()))
+    needs = sum(s.referrals_by_status.values())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>carecoord demo: a month of a practice</title><style>{STYLE}</style></head>
+<title>carecoord demo: {_e(sc.period)}</title><style>{STYLE}</style></head>
 <body>
-<h1>A month of a care-management practice</h1>
-<p class="sub">{sc.patients} patients, {sc.care_managers} care managers, {sc.days} days of
-November 2026, seed {sc.seed}. Every figure below was read back from the FHIR server and the Kafka
-topics after the events went through carecoord's real runtime and handlers.</p>
+<h1>A care-management practice, {_e(sc.period)}</h1>
+<p class="sub">{sc.patients} patients, {sc.care_managers} care managers (simulated). Every figure
+below is read back from the practice's care record after the period's calls, enrolments,
+referrals and logged time went through carecoord.</p>
 <div class="kpis">{kpi_html}</div>
 <h2>Outreach</h2>
-<div class="grid"><div class="card">{funnel_chart(s)}</div>
-<div class="card"><h3>Escalations and routed work</h3>{escalations}</div></div>
+<div class="card">{funnel_chart(s)}</div>
+<div class="card"><h3>Escalations and routed work</h3>{escalations}</div>
 <h2>Community referrals</h2>
 <div class="card">{referrals_chart(s.snapshots)}</div>
-<div class="card"><h3>By domain (latest status of each need)</h3>{domains}
-<p class="note">{s.referral_attempts} organisation attempts for
-{sum(s.referrals_by_status.values())} needs.</p></div>
+<div class="card"><h3>By need (latest status of each referral)</h3>{domains}
+<p class="note">{s.referral_attempts} referrals sent to community organisations for
+{needs} needs.</p></div>
 <h2>Caseload</h2>
 <div class="card">{caseload_chart(s)}</div>
 <h2>Billable time</h2>
-<div class="grid"><div class="card">{billing_chart(s.billing)}</div>
-<div class="card"><h3>Billable codes and units</h3>{codes}</div></div>
-<h2>Worklist of {_e(_short(s.worklist_for))} on the last day</h2>
-<div class="grid"><div class="card">{worklist_chart(s)}</div>
-<div class="card">{worklist}<p class="note">{_e(s.worklist_source)};
-first 25 of {len(s.worklist)}.</p></div></div>
-<h2>Not on this branch yet</h2><ul>{plugins}</ul>
-<h2>Dead letters</h2><div class="card">{dead}</div>
-<h2>Emitted on the outbound topic</h2><div class="card">{emitted}</div>
-<p class="note">Read back from FHIR: {s.resources_read} resources in {s.fhir_searches} searches.
-Simulated in {demo.seconds:.0f} s.</p>
+<div class="card">{billing_chart(s.billing)}</div>
+<div class="card"><h3>Billable codes and units</h3>{codes}</div>
+<h2>Worklist of {_e(_short(s.worklist_for))} on {_e(last_day)}</h2>
+<div class="card">{worklist_chart(s)}</div>
+<div class="card">{worklist}<p class="note">{_e(_worklist_note(len(shown), len(s.worklist)))}
+on the call list for {_e(last_day)}, the last day of the period.</p></div>
+{_features(s)}
+<h2>For the technical team</h2>
+<div class="card"><h3>Messages that could not be processed (dead letters)</h3>{dead}</div>
+<div class="card"><h3>Events sent to other systems (outbound topic)</h3>{emitted}</div>
+<p class="note">Seed {sc.seed}. Read back from the FHIR server: {s.resources_read} resources in
+{s.fhir_searches} searches; the worklist is {_e(s.worklist_source)}. Simulated in
+{demo.seconds:.0f} s.</p>
 </body></html>
 """
 

@@ -23,16 +23,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from carecoord.caremodel import terminology as t
+from carecoord.caremodel import workflow
 from carecoord.core.envelope import CloudEvent
-from carecoord.demo.fhirdata import FhirData, ident, patient_id
+from carecoord.demo.fhirdata import FhirData, code_values, ident, patient_id
 from carecoord.demo.sim import (
     MONTH_START,
+    PROVIDERS,
+    CareKind,
+    CareTaskView,
     OrgUpdate,
     ReferralTaskView,
     Scale,
@@ -49,11 +54,15 @@ from carecoord.service.logging import configure_logging
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.settings import Settings, load_settings
 
-DIRECTORY = Path(__file__).resolve().parents[3] / "examples" / "directory" / "springfield-hsds.json"
+# The sample community directory (Open Referral HSDS) ships inside the package, so the demo runs
+# from an installed wheel (samples/); examples/directory/ keeps the same file for `carecoord
+# directory import` and the tests (tests/unit/test_demo_package_data.py checks they are equal).
+DIRECTORY = "springfield-hsds.json"
 SUPERVISOR = "Practitioner/supervisor-adams"
 FULL_TIME_CAPACITY = 250  # patients a month (CMS-typical caseload of one care manager)
 PART_TIME_CAPACITY = 150
 OPEN_REFERRAL = ("requested", "received", "accepted", "in-progress")
+OPEN_WORK = workflow.OPEN
 
 
 class SimClock:
@@ -147,6 +156,13 @@ def handler_config(sim: Simulator) -> dict[str, dict[str, Any]]:
         },
         "billing": {"addon_limits": {"99439": 2, "99458": 2}},
         "tcm": {"owner": sim.care_managers[0]},  # a discharge before the patient has a manager
+        # who answers when the patient's provider does not (in time): the covering provider,
+        # then the clinical lead; a patient without a care-team provider yet goes to the first
+        "clinical-routing": {
+            "provider": PROVIDERS[0],
+            "covering_provider": "Practitioner/dr-reyes",
+            "clinical_lead": "Practitioner/dr-adeyemi",
+        },
     }
     # each handler gets the keys it declares (a key it does not know fails at start-up)
     declared = {d.spec.name: set(d.spec.default_config) for d in discover()}
@@ -233,6 +249,7 @@ class DemoRun:
     care_managers: list[str]
     capacities: dict[str, int]
     handler_config: dict[str, dict[str, Any]]
+    ended_at: datetime  # the demo's clock at the end of the last simulated day
     days: list[DayLog] = field(default_factory=list)
     directory_services: int = 0
     seconds: float = 0.0
@@ -275,6 +292,25 @@ def open_referrals(data: FhirData, prefix: str) -> list[ReferralTaskView]:
         key = ident(task, "referral-task")
         if pid and pid.startswith(prefix) and key and task.get("status") in OPEN_REFERRAL:
             out.append(ReferralTaskView(str(task["id"]), key, str(task["status"]), pid))
+    return out
+
+
+CARE_TASKS: dict[str, CareKind] = {
+    t.TASK_TCM_INTERACTIVE_CONTACT.code: "tcm-contact",
+    t.TASK_TCM_FACE_TO_FACE.code: "tcm-visit",
+    t.TASK_CLINICAL_REVIEW.code: "clinical-review",
+}
+
+
+def open_care_tasks(data: FhirData, prefix: str) -> list[CareTaskView]:
+    """The open TCM deadline and clinical-review Tasks of this run's patients."""
+    codes = ",".join(f"{t.TASK_TYPE_SYSTEM}|{code}" for code in CARE_TASKS)
+    out = []
+    for task in data.search("Task", [("code", codes), ("status", ",".join(OPEN_WORK))]):
+        pid = patient_id(task)
+        kind = next((CARE_TASKS[c] for c in code_values(task.get("code")) if c in CARE_TASKS), None)
+        if pid and pid.startswith(prefix) and kind and task.get("status") in OPEN_WORK:
+            out.append(CareTaskView(str(task["id"]), kind, pid))
     return out
 
 
@@ -339,6 +375,18 @@ def apply_org_updates(
     return accepted
 
 
+def directory_json(directory: Path | None = None) -> Any:
+    """The community directory to import: `directory`, or the sample shipped with the package."""
+    if directory is None:
+        return json.loads((files("carecoord.demo") / "samples" / DIRECTORY).read_text("utf-8"))
+    if not directory.is_file():
+        raise SystemExit(
+            f"demo: the community directory {directory} is not there: pass --directory FILE "
+            "(Open Referral HSDS JSON), or leave it out for the sample directory"
+        )
+    return json.loads(directory.read_text("utf-8"))
+
+
 def sweep_day(day: int, days: int) -> bool:
     """The sweeper runs on Mondays, on the first day of the month's last five (outreach "nearly
     overdue"), and on the last simulated day. (`carecoord run` sweeps every few minutes; daily
@@ -353,7 +401,7 @@ def run_demo(
     progress: Progress | None = None,
     snapshot: Callable[[FhirData, DemoRun, int], dict[str, int]] | None = None,
     finish: Callable[[DemoRun, FhirData, Service], R],
-    directory: Path = DIRECTORY,
+    directory: Path | None = None,
 ) -> R:
     """Simulate the month through the real service, then `finish(run, data, service)` while the
     servers are still up (the summary reads them) and return what it returns."""
@@ -361,11 +409,7 @@ def run_demo(
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     logging.getLogger("carecoord.events.runtime").setLevel(logging.ERROR)  # the poison, on purpose
     logging.getLogger("carecoord.fhir").setLevel(logging.ERROR)  # retries on a busy machine
-    if not directory.is_file():
-        raise SystemExit(
-            f"demo: the community directory {directory} is not there (it ships with the source "
-            "tree, not the wheel): run from a clone, or pass --directory FILE (Open Referral HSDS)"
-        )
+    hsds = directory_json(directory)
     started = time.monotonic()
     sim = Simulator(scale)
     clock = SimClock(sim.at(1, 7))
@@ -375,7 +419,7 @@ def run_demo(
     with servers() as found, ExitStack() as stack:
         bootstrap, fhir_url = found.bootstrap, found.fhir_url
         with FhirClient(fhir_url) as fhir:
-            imported = import_directory(fhir, json.loads(directory.read_text()))
+            imported = import_directory(fhir, hsds)
             conditions = condition_resources(sim)
             for i in range(0, len(conditions), 200):  # the EHR's problem lists, before the month
                 entries = [
@@ -423,6 +467,7 @@ def run_demo(
             care_managers=list(sim.care_managers),
             capacities=capacities(sim),
             handler_config=config,
+            ended_at=sim.at(scale.days, 17),
             directory_services=imported.imported,
             skipped_mix=[f"{m.name} ({m.event_type})" for m in sim.skipped],
         )
@@ -459,6 +504,13 @@ def run_demo(
                 poison += len(raw)
             log.events, log.poison = len(plan.events), len(plan.poison)
             _wait_done(service, metrics, poison, timeout)
+            # the practice's own people finish their Tasks at the end of the day (on FHIR)
+            care = sim.care_team(day, open_care_tasks(data, result.patient_prefix))
+            if care:
+                log.notifications += apply_org_updates(
+                    http, fhir_url, notify_url, token, care, sim.at(day, 17)
+                )
+                _wait_done(service, metrics, poison, timeout)
             if snapshot is not None:
                 result.snapshots.append(snapshot(data, result, day))
             result.days.append(log)

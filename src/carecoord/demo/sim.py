@@ -12,10 +12,10 @@ whatever order the server returns things in.
 
 **The event mix** is the table `EVENT_MIX`: one line per kind of event, run in table order each
 day. A line whose event type is not in the catalog (`carecoord.core.catalog.INBOUND`) is
-skipped, so the lines for the events other branches are adding (discharge, consent,
-disenrolment, clinical answers) are already here and switch on when the catalog has them — check
-their `data` against the catalog models at merge time. To add a kind: write a generator
-`(sim, day) -> list[CloudEvent]` and add one `Mix(...)` line.
+skipped. To add a kind: write a generator `(sim, day) -> list[CloudEvent]` and add one `Mix(...)`
+line. The practice's own people finish their Tasks on the FHIR server (`Simulator.care_team`:
+TCM contacts and visits, providers' answers to clinical questions), as the organisations do
+theirs (`_organisations`); the server notifies carecoord of each.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from carecoord.core.envelope import CloudEvent, new_event
 MONTH_START = date(2026, 11, 1)
 SOURCE = "urn:carecoord:demo"
 
-# Event types other branches are adding to the catalog; their Mix lines are skipped until then.
+# Event types of the later features (discharge, disenrolment, consent); a Mix line whose type is
+# not in the catalog is skipped.
 DISCHARGED = "carecoord.patient.discharged"
 DISENROLLED = "carecoord.patient.disenrolled"
 CONSENT = "carecoord.consent.recorded"
-CLINICAL_ANSWERED = "carecoord.clinical.answered"
 
 CARE_MANAGER_NAMES = ("rivera", "chen", "okoro", "lindqvist", "haddad", "moreau", "tanaka")
 PROVIDERS = ("Practitioner/dr-okafor", "Practitioner/dr-silva", "Practitioner/dr-brennan")
@@ -100,6 +100,18 @@ class Scale:
     days: int = 30
     run: str = "demo"  # unique per run: patient ids stay apart on a shared server
 
+    @property
+    def period(self) -> str:
+        """The simulated period in words, e.g. "5 days: 1\u20135 November 2026" (an en dash)."""
+        last = MONTH_START + timedelta(days=self.days - 1)
+        span = f"{MONTH_START.day}" if self.days == 1 else f"{MONTH_START.day}\u2013{last.day}"
+        plural = "" if self.days == 1 else "s"
+        return f"{self.days} day{plural}: {span} {MONTH_START:%B %Y}"
+
+    @property
+    def last_day(self) -> date:
+        return MONTH_START + timedelta(days=self.days - 1)
+
     def __post_init__(self) -> None:
         if not 1 <= self.days <= 30:
             raise ValueError("--days must be between 1 and 30 (one month)")
@@ -145,6 +157,19 @@ class OrgUpdate:
     task_id: str
     status: str
     reason: str | None = None
+
+
+CareKind = Literal["tcm-contact", "tcm-visit", "clinical-review"]
+
+
+@dataclass(frozen=True)
+class CareTaskView:
+    """An open Task of the practice's own people on the FHIR server: a TCM deadline Task for the
+    care manager, a clinical-review Task for a provider."""
+
+    id: str
+    kind: CareKind
+    patient_id: str
 
 
 @dataclass
@@ -199,7 +224,11 @@ class Simulator:
     # -- the practice ---------------------------------------------------------------------------
 
     def rng(self, *about: object) -> random.Random:
-        return random.Random(":".join(str(a) for a in (self.scale.seed, *about)))
+        # without the run's prefix (unique per run) in ids and keys: the same seed, the same month
+        prefix = f"{self.scale.run}-"
+        return random.Random(
+            ":".join(str(a).replace(prefix, "") for a in (self.scale.seed, *about))
+        )
 
     def _patient(self, i: int) -> SimPatient:
         rng = self.rng("patient", i)
@@ -276,6 +305,37 @@ class Simulator:
         )  # fmt: skip
         index = self.rates.poison_days.index(day) if day in self.rates.poison_days else 0
         return [(p.id.encode(), kinds[index % len(kinds)])]
+
+    # -- the practice's own people ---------------------------------------------------------------
+
+    def care_team(self, day: int, tasks: Iterable[CareTaskView]) -> list[OrgUpdate]:
+        """The practice finishing its own Tasks on the FHIR server at the end of `day` (carecoord
+        hears of it by notification): a care manager completes a TCM patient's interactive contact
+        the day a call reaches them; 85 % of TCM patients have their face-to-face visit 3 to 12
+        days after discharge; a provider answers a clinical question one or two days after it
+        was asked, by completing its clinical-review Task."""
+        answer_days = {
+            p.id: asked + 1 + self.rng("answer", p.id).randint(0, 1)
+            for p, asked, _ in self.questions
+        }
+        updates: list[OrgUpdate] = []
+        answered: set[str] = set()
+        for task in sorted(tasks, key=lambda t: t.id):
+            p = self.by_id.get(task.patient_id)
+            if p is None:
+                continue
+            rng = self.rng("visit", p.id)
+            if task.kind == "tcm-contact":
+                done = p.reached_day == day
+            elif task.kind == "tcm-visit":
+                done = rng.random() < 0.85 and p.enrol_day + rng.randint(3, 12) == day
+            else:  # one answer per patient's question, on the day the provider gets to it
+                done = answer_days.get(p.id) == day and p.id not in answered
+                if done:
+                    answered.add(p.id)
+            if done:
+                updates.append(OrgUpdate(task.id, "completed"))
+        return updates
 
     # -- community organisations ---------------------------------------------------------------
 
@@ -498,14 +558,15 @@ def clinical_questions(sim: Simulator, day: int) -> list[CloudEvent]:
         if rng.random() >= sim.rates.clinical_question:
             continue
         urgency = "urgent" if rng.random() < sim.rates.urgent_question else "routine"
-        data = {"question": rng.choice(QUESTIONS), "urgency": urgency, "raised_by": p.ref}
+        # the care manager on the call passes it on (and brings the answer back)
+        data = {"question": rng.choice(QUESTIONS), "urgency": urgency, "raised_by": p.care_manager}
         event = sim.event("carecoord.clinical.question", p, data, "question", sim.at(day, 14))
         sim.questions.append((p, day, event.id))
         out.append(event)
     return out
 
 
-# -- generators for events other branches are adding (skipped until the catalog has them) ------
+# -- discharges, consent, disenrolments (skipped if not in the catalog) ----------------------
 
 
 def discharges(sim: Simulator, day: int) -> list[CloudEvent]:
@@ -553,16 +614,6 @@ def disenrolments(sim: Simulator, day: int) -> list[CloudEvent]:
     return out
 
 
-def clinical_answers(sim: Simulator, day: int) -> list[CloudEvent]:
-    """The provider answers questions one or two days later."""
-    out = []
-    for p, asked, event_id in sim.questions:
-        if day == asked + 1 + sim.rng("answer", p.id).randint(0, 1):
-            data = {"question_event": event_id, "answered_by": p.provider}
-            out.append(sim.event(CLINICAL_ANSWERED, p, data, "answered", sim.at(day, 17)))
-    return out
-
-
 EVENT_MIX: tuple[Mix, ...] = (
     Mix("discharges", DISCHARGED, discharges),
     Mix(
@@ -575,6 +626,5 @@ EVENT_MIX: tuple[Mix, ...] = (
     Mix("logged care-management time", "carecoord.time.logged", logged_time),
     Mix("social needs from screening", "carecoord.sdoh.need-identified", social_needs),
     Mix("clinical questions", "carecoord.clinical.question", clinical_questions),
-    Mix("clinical answers", CLINICAL_ANSWERED, clinical_answers),
     Mix("disenrolments", DISENROLLED, disenrolments),
 )

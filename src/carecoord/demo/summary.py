@@ -1,16 +1,15 @@
 """The demo's summary, read back from the FHIR server and the topics — never from the simulator.
 
-`compute(run, data, broker)` searches the FHIR server for what the handlers wrote for this run's
-patients (care plans, outreach requests and attempts, Tasks, referrals, charge items) and reads
-the outbound and dead-letter topics. `referral_snapshot` is taken after each simulated day.
+`compute(data, broker, ..., now=...)` searches the FHIR server for what the handlers wrote for
+this run's patients (care plans, outreach requests and attempts, Tasks, referrals, charge items)
+and reads the outbound and dead-letter topics. `now` is the demo's clock at the end of the last
+simulated day: the worklist and the TCM deadlines are the ones of that day, never of the machine's
+clock. `referral_snapshot` is taken after each simulated day.
 
-Plug-in points for features on other branches (each returns what FHIR can show today and says
-what is missing, never an invented number):
-- `tcm_deadlines`: the TCM handler's deadline Tasks (`carecoord.patient.discharged`);
-- `worklist`: the `carecoord worklist` library function;
-- `consent_status`: consent resources (`carecoord.patient.consent-changed`);
-- `disenrolments`: ended CarePlans (`carecoord.patient.disenrolled`);
-- `clinical_loop`: due times and answers of clinical questions (`carecoord.clinical.answered`).
+The features read from the Tasks and CarePlans the handlers wrote, each a `Figures` (what FHIR
+shows, never an invented number): `tcm_deadlines` (the TCM deadline Tasks of
+`carecoord.patient.discharged`), `consent_status`, `disenrolments`, `clinical_loop`, and
+`worklist` (the `carecoord worklist` library function).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel import workflow
@@ -44,6 +43,26 @@ TASK_CODES = {
     "assessment": t.TASK_ASSESSMENT,
     "care-plan-review": t.TASK_CARE_PLAN_REVIEW,
     "referral": t.TASK_FULFILL,
+    "tcm-interactive-contact": t.TASK_TCM_INTERACTIVE_CONTACT,
+    "tcm-face-to-face": t.TASK_TCM_FACE_TO_FACE,
+    "obtain-consent": t.TASK_OBTAIN_CONSENT,
+    "relay-answer": t.TASK_RELAY_ANSWER,
+    "schedule-visit": t.TASK_SCHEDULE_VISIT,
+}
+UNANSWERED = "unanswered outreach escalated"
+NOT_ON_MINUTES = "billed per episode, not on minutes"  # a program without a time ladder (TCM)
+# The worklist's reasons (carecoord.handlers.jobs.worklist.KINDS) in a care manager's words.
+WORK_LABELS = {
+    "tcm-overdue": "TCM task overdue",
+    "overdue-question": "clinical question overdue",
+    "escalation": "unanswered outreach escalated",
+    "tcm-due-today": "TCM task due today",
+    "relay-answer": "provider's answer to relay",
+    "schedule-visit": "visit to schedule",
+    "outreach-due": "outreach call due",
+    "obtain-consent": "consent to obtain",
+    "minutes-to-threshold": "minutes to the next billing code",
+    "minutes": "nothing due",
 }
 OPEN = frozenset({"draft", *workflow.OPEN})  # a draft is work not started yet, for the report
 
@@ -88,14 +107,23 @@ class WorkItem:
     due: str | None
     priority: str
 
+    @property
+    def label(self) -> str:
+        return WORK_LABELS.get(self.kind, self.kind)
+
 
 @dataclass
-class PlugIn:
-    """A summary item waiting for a feature on another branch."""
+class Figures:
+    """One feature's figures for the period (label -> count) and where they come from."""
 
-    available: bool
+    title: str
     note: str
     figures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def any(self) -> bool:
+        """Whether the period produced anything for this feature (else the report leaves it out)."""
+        return any(self.figures.values())
 
 
 @dataclass
@@ -107,7 +135,7 @@ class Summary:
     referrals_by_status: dict[str, int]
     referrals_by_domain: dict[str, dict[str, int]]  # domain -> status -> referrals
     referral_attempts: int
-    tcm: PlugIn
+    tcm: Figures
     caseloads: list[Caseload]
     billing: list[Billing]
     dead_letters: list[tuple[str, str, str]]  # (error type, event type, message)
@@ -116,9 +144,9 @@ class Summary:
     worklist: list[WorkItem]
     worklist_source: str
     snapshots: list[dict[str, int]]
-    consent: PlugIn
-    disenrolled: PlugIn
-    clinical: PlugIn
+    consent: Figures
+    disenrolled: Figures
+    clinical: Figures
     fhir_searches: int = 0
     resources_read: int = 0
 
@@ -171,12 +199,12 @@ def business_days_after(start: date, days: int) -> date:
 
 
 TCM_DEADLINES = {
-    t.TASK_TCM_INTERACTIVE_CONTACT.code: "interactive contact (2 business days)",
-    t.TASK_TCM_FACE_TO_FACE.code: "face-to-face visit (7/14 days)",
+    t.TASK_TCM_INTERACTIVE_CONTACT.code: "contact within 2 business days",
+    t.TASK_TCM_FACE_TO_FACE.code: "face-to-face visit within 7/14 days",
 }
 
 
-def tcm_deadlines(tasks: Sequence[Json], now: datetime) -> PlugIn:
+def tcm_deadlines(tasks: Sequence[Json], now: datetime) -> Figures:
     """TCM deadlines from the TCM handler's deadline Tasks (carecoord.patient.discharged): per
     deadline, how many were due, met (completed by their restriction.period.end), missed
     (completed late, or still open past it) and still open in time."""
@@ -196,8 +224,10 @@ def tcm_deadlines(tasks: Sequence[Json], now: datetime) -> PlugIn:
         figures[f"{label}: due"] = len(mine)
         figures[f"{label}: met"] = met
         figures[f"{label}: missed"] = missed
-        figures[f"{label}: open"] = open_
-    return PlugIn(True, "from the TCM deadline Tasks on the FHIR server", figures)
+        figures[f"{label}: still open in time"] = open_
+    return Figures(
+        "Transitional care (TCM) deadlines", "the TCM tasks of the discharged patients", figures
+    )
 
 
 # The worklist's reasons in the order it ranks them; the first three are shown as urgent.
@@ -237,7 +267,7 @@ def compute(
     topic_out: str,
     topic_dlq: str,
     snapshots: Sequence[dict[str, int]] = (),
-    now: datetime | None = None,
+    now: datetime,
 ) -> Summary:
     month_end = (MONTH_START.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     start_searches = data.searches
@@ -314,10 +344,10 @@ def compute(
         if _task_kind(task) == "clinical-review" and task.get("priority") == "stat"
     )
     escalations = {
-        "unanswered outreach (escalation Tasks)": kinds.get("escalation", 0),
-        "overdue work (overdue-escalation Tasks)": kinds.get("overdue-escalation", 0),
-        "clinical questions to the provider": kinds.get("clinical-review", 0),
-        "  of which urgent (stat)": urgent,
+        UNANSWERED: kinds.get("escalation", 0),
+        "overdue tasks escalated": kinds.get("overdue-escalation", 0),
+        "clinical questions to a provider": kinds.get("clinical-review", 0),
+        "  of which urgent": urgent,
         "wrong numbers to verify": kinds.get("verify-contact", 0),
         "patients waiting for a care manager": kinds.get("assign-care-manager", 0),
     }
@@ -409,9 +439,7 @@ def compute(
         for d in list_dead_letters(broker, topic_dlq, timeout=5)
     ]
     lead = max(caseloads, key=lambda c: c.patients).care_manager if caseloads else "-"
-    items, source = (
-        worklist(data.base_url, lead, (now or datetime.now(UTC)).date()) if caseloads else ([], "-")
-    )
+    items, source = worklist(data.base_url, lead, now.date()) if caseloads else ([], "-")
     active_by_program = Counter(_program(p) or "?" for p in plans if p.get("status") == "active")
     return Summary(
         patients=len({patient_id(p) for p in plans}),
@@ -421,7 +449,7 @@ def compute(
         referrals_by_status=dict(by_status.most_common()),
         referrals_by_domain={d: dict(c.most_common()) for d, c in sorted(by_domain.items())},
         referral_attempts=sum(len(v) for v in ref_tasks.values()),
-        tcm=tcm_deadlines(tasks, now or datetime.now(UTC)),
+        tcm=tcm_deadlines(tasks, now),
         caseloads=caseloads,
         billing=billing,
         dead_letters=dead,
@@ -438,7 +466,7 @@ def compute(
     )
 
 
-def consent_status(plans: Sequence[Json], tasks: Sequence[Json], consents: int) -> PlugIn:
+def consent_status(plans: Sequence[Json], tasks: Sequence[Json], consents: int) -> Figures:
     """Consent to care management: Consent resources written, enrolments still pending (a draft
     CarePlan with an open "obtain consent" Task), and referrals held for consent to contact."""
     pending = sum(1 for p in plans if p.get("status") == "draft")
@@ -447,12 +475,12 @@ def consent_status(plans: Sequence[Json], tasks: Sequence[Json], consents: int) 
         if t.TASK_OBTAIN_CONSENT.code in code_values(task.get("code"))
         and task.get("status") in OPEN
     )  # fmt: skip
-    figures = {"Consents recorded": consents, "enrolments pending consent": pending,
-               "open obtain-consent Tasks": obtain}  # fmt: skip
-    return PlugIn(True, "from the Consents, CarePlans and Tasks on the FHIR server", figures)
+    figures = {"consents recorded": consents, "enrolments waiting for consent": pending,
+               "open tasks to obtain consent": obtain}  # fmt: skip
+    return Figures("Consent", "consents, draft care plans and consent tasks", figures)
 
 
-def disenrolments(plans: Sequence[Json]) -> PlugIn:
+def disenrolments(plans: Sequence[Json]) -> Figures:
     """Disenrolments (carecoord.patient.disenrolled): CarePlans ended, by reason."""
     reasons: Counter[str] = Counter()
     for plan in plans:
@@ -461,23 +489,25 @@ def disenrolments(plans: Sequence[Json]) -> PlugIn:
         reason = next((str(e.get("valueCode")) for e in plan.get("extension") or []
                        if e.get("url") == t.DISENROLMENT_REASON_EXTENSION), "ended")  # fmt: skip
         reasons[reason] += 1
-    figures = {f"care plans ended ({r})": n for r, n in sorted(reasons.items())}
-    return PlugIn(True, "from the CarePlans on the FHIR server", figures or {"care plans ended": 0})
+    figures = {f"disenrolled ({r})": n for r, n in sorted(reasons.items())}
+    return Figures("Disenrolments", "care plans ended", figures or {"disenrolled": 0})
 
 
-def clinical_loop(tasks: Sequence[Json]) -> PlugIn:
+def clinical_loop(tasks: Sequence[Json]) -> Figures:
     """Clinical questions: routed to the provider, answered (completed), escalated past their
     due time, and answers waiting for the care manager to relay."""
     review = [task for task in tasks if _task_kind(task) == "clinical-review"]
     relay = [task for task in tasks if t.TASK_RELAY_ANSWER.code in code_values(task.get("code"))]
     escalated = sum(1 for task in review if task.get("focus"))
     figures = {
-        "clinical-review Tasks": len(review),
+        "questions sent to a provider": len(review) - escalated,
         "answered": sum(1 for task in review if task.get("status") == "completed"),
-        "escalations": escalated,
-        "answers to relay": sum(1 for task in relay if task.get("status") in OPEN),
+        "escalated past their deadline": escalated,
+        "answers still to relay to the patient": sum(
+            1 for task in relay if task.get("status") in OPEN
+        ),
     }
-    return PlugIn(True, "from the Tasks on the FHIR server", figures)
+    return Figures("Clinical questions", "the clinical review tasks", figures)
 
 
 def _table(
@@ -506,7 +536,7 @@ def render_text(s: Summary) -> str:
     plans = ", ".join(f"{p} {n}" for p, n in s.care_plans.items())
     add(f"Patients: {s.patients} with care plans ({plans})")
     add("")
-    add("Outreach this month, per care manager (monthly CommunicationRequests and their attempts)")
+    add("Outreach this month, per care manager (the month's outreach and its calls)")
     rows = []
     for cm, f in s.funnel.items():
         pct = f"{100 * f.reached / f.due:.0f}%" if f.due else "-"
@@ -516,18 +546,14 @@ def render_text(s: Summary) -> str:
               "declined", "wrong no.")  # fmt: skip
     out += _table(header, rows)
     add("")
-    add("Escalations and routed work (Tasks on the FHIR server)")
-    out += _table(("", "Tasks"), list(s.escalations.items()))
+    add("Escalations and routed work (tasks)")
+    out += _table(("", "tasks"), list(s.escalations.items()))
     add("")
     needs = sum(s.referrals_by_status.values())
-    add(f"Community referrals: {needs} needs, {s.referral_attempts} organisation attempts")
+    add(f"Community referrals: {needs} needs, {s.referral_attempts} referrals to organisations")
     add("  by status: " + (", ".join(f"{k} {v}" for k, v in s.referrals_by_status.items()) or "-"))
     for domain, statuses in s.referrals_by_domain.items():
         add(f"  {domain:<26} " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
-    add("")
-    add("TCM deadlines")
-    out += _table(("", ""), list(s.tcm.figures.items()))
-    add(f"  ({s.tcm.note})")
     add("")
     add("Caseload against capacity (distinct patients of the month's outreach requests)")
     out += _table(
@@ -535,24 +561,27 @@ def render_text(s: Summary) -> str:
         [(_short(c.care_manager), c.patients, c.capacity, f"{c.load:.0%}") for c in s.caseloads],
     )
     add("")
-    add("Billable this month (ChargeItems)")
+    add("Billable this month")
     bill_rows: list[tuple[object, ...]] = []
     for b in s.billing:
-        none = "no billing ladder" if b.ladder is None else "none reached"
+        none = NOT_ON_MINUTES if b.ladder is None else "no threshold reached yet"
         codes_ = ", ".join(f"{cpt} x{n}" for cpt, n in b.units.items()) or none
         bill_rows.append((b.program, codes_, b.patients_billed, b.patients_with_time))
-    out += _table(("program", "codes x units", "patients billed", "with time"), bill_rows)
+    out += _table(("program", "codes earned (units)", "patients billed", "with time"), bill_rows)
+    add("")
+    kinds = Counter(w.label for w in s.worklist).most_common()
+    add(f"Worklist of {_short(s.worklist_for)} on the last day: {len(s.worklist)} items ("
+        + ", ".join(f"{k} {v}" for k, v in kinds) + ")")  # fmt: skip
+    for feature in (s.tcm, s.consent, s.disenrolled, s.clinical):
+        if feature.any:  # left out when the period produced nothing for it
+            add("")
+            add(f"{feature.title} (from {feature.note})")
+            out += _table(("", "number"), list(feature.figures.items()))
     add("")
     add(f"Dead letters: {len(s.dead_letters)}")
     for error, etype, message in s.dead_letters:
         add(f"  {error}: {etype}: {message[:70]}")
-    add("")
     emitted = ", ".join(f"{k.removeprefix('carecoord.')} {v}" for k, v in s.emitted.items())
     add(f"Emitted on the outbound topic: {emitted}")
-    kinds = Counter(w.kind for w in s.worklist).most_common()
-    add(f"Worklist of {_short(s.worklist_for)} on the last day: {len(s.worklist)} items ("
-        + ", ".join(f"{k} {v}" for k, v in kinds) + ")")  # fmt: skip
-    for plug in (s.consent, s.disenrolled, s.clinical):
-        add("  " + ", ".join(f"{k} {v}" for k, v in plug.figures.items()) + f"  ({plug.note})")
     add(f"(read back from FHIR: {s.resources_read} resources in {s.fhir_searches} searches)")
     return "\n".join(out)
