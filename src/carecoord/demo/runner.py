@@ -405,10 +405,45 @@ def run_demo(
 ) -> R:
     """Simulate the month through the real service, then `finish(run, data, service)` while the
     servers are still up (the summary reads them) and return what it returns."""
+    with _demo_logging():
+        return _run_demo(scale, progress=progress, snapshot=snapshot, finish=finish,
+                         directory=directory)  # fmt: skip
+
+
+@contextmanager
+def _demo_logging() -> Iterator[None]:
+    """Quiet logs while the demo runs, and the caller's logging as it was afterwards (the demo
+    is also a library function, e.g. in a test run)."""
+    root = logging.getLogger()
+    quiet = {
+        "kafka": logging.CRITICAL,
+        "carecoord.fhir": logging.ERROR,
+        "carecoord.events.runtime": logging.ERROR,
+    }  # fmt: skip  (retries, the poison)
+    saved = (list(root.handlers), root.level, {n: logging.getLogger(n).level for n in quiet})
     configure_logging("WARNING", "text")  # the service's JSON logs would drown the progress bar
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    logging.getLogger("carecoord.events.runtime").setLevel(logging.ERROR)  # the poison, on purpose
-    logging.getLogger("carecoord.fhir").setLevel(logging.ERROR)  # retries on a busy machine
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _run_demo(
+    scale: Scale,
+    *,
+    progress: Progress | None,
+    snapshot: Callable[[FhirData, DemoRun, int], dict[str, int]] | None,
+    finish: Callable[[DemoRun, FhirData, Service], R],
+    directory: Path | None,
+) -> R:
     hsds = directory_json(directory)
     started = time.monotonic()
     sim = Simulator(scale)
