@@ -87,28 +87,25 @@ def declares_include(fhir: object, resource_type: str, *specs: str) -> bool:
     return _declares(fhir, resource_type, "searchInclude", specs)
 
 
-def _declares(fhir: object, resource_type: str, element: str, specs: tuple[str, ...]) -> bool:
+def _resource(fhir: object, resource_type: str) -> Mapping[str, Any] | None:
+    """The CapabilityStatement's rest.resource entry for `resource_type` (None: unknown)."""
     statement = statement_of(fhir)
-    if statement is None:
-        return False
-    for rest in statement.get("rest") or []:
+    for rest in (statement or {}).get("rest") or []:
         for res in rest.get("resource") or []:
             if isinstance(res, Mapping) and res.get("type") == resource_type:
-                declared = {str(s) for s in res.get(element) or []}
-                return all(spec in declared for spec in specs)
-    return False
+                return res
+    return None
+
+
+def _declares(fhir: object, resource_type: str, element: str, specs: tuple[str, ...]) -> bool:
+    res = _resource(fhir, resource_type)
+    declared = {str(s) for s in (res or {}).get(element) or []}
+    return res is not None and all(spec in declared for spec in specs)
 
 
 def declares_search_param(fhir: object, resource_type: str, name: str) -> bool:
     """Does the server declare search parameter `name` on `resource_type`? A server that does not
     may ignore it and answer with every resource of the type (all pages of them), so a search
     whose result size must not grow with the server is made only where this is True."""
-    statement = statement_of(fhir)
-    if statement is None:
-        return False
-    for rest in statement.get("rest") or []:
-        for res in rest.get("resource") or []:
-            if isinstance(res, Mapping) and res.get("type") == resource_type:
-                params = res.get("searchParam") or []
-                return any(isinstance(q, Mapping) and q.get("name") == name for q in params)
-    return False
+    params = (_resource(fhir, resource_type) or {}).get("searchParam") or []
+    return any(isinstance(q, Mapping) and q.get("name") == name for q in params)

@@ -224,6 +224,13 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
         raise ConfigError(f"CARECOORD_KAFKA_OPTIONS has a value of the wrong type ({exc})") from exc
 
 
+def _job_name(job: Callable[[], object]) -> str:
+    """A job's name for the logs: its function's module and name, never `<locals>` noise."""
+    name = getattr(job, "__name__", type(job).__name__)
+    module = getattr(job, "__module__", "") or ""
+    return f"{module.rsplit('.', 1)[-1]}.{name}" if module else name
+
+
 class PeriodicRunner:
     """Runs (interval, job) pairs on one daemon thread until closed."""
 
@@ -240,7 +247,7 @@ class PeriodicRunner:
 
     def start(self) -> PeriodicRunner:
         if self._jobs:
-            names = [getattr(job, "__qualname__", type(job).__name__) for _, job in self._jobs]
+            names = [_job_name(job) for _, job in self._jobs]
             intervals = [interval for interval, _ in self._jobs]
             log.info("periodic jobs scheduled", extra={"jobs": names, "intervals": intervals})
             self._thread.start()
@@ -257,7 +264,7 @@ class PeriodicRunner:
             now = time.monotonic()
             for i, (interval, job) in enumerate(self._jobs):
                 if now >= due[i]:
-                    name = getattr(job, "__name__", type(job).__name__)
+                    name = _job_name(job)
                     try:
                         job()
                     except Exception as exc:

@@ -8,6 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from carecoord.caremodel.workflow import SET_BY
+from carecoord.core.envelope import CloudEvent
+from carecoord.errors import MalformedEvent
+from carecoord.fhir.notification_bundles import Changed, parse_reference
 
 SOURCE = "urn:carecoord:fhir-notifications"
 ID_PREFIX = "fhir-notification:"
@@ -31,3 +34,36 @@ def changed_at(resource: Mapping[str, Any]) -> datetime | None:
             except ValueError:
                 continue
     return None
+
+
+def task_patient(task: Mapping[str, Any], where: str, what: str) -> str:
+    """The Patient id in `Task.for`; a Task without one is a MalformedEvent naming `where`."""
+    subject = task.get("for")
+    ref = subject.get("reference") if isinstance(subject, Mapping) else None
+    parsed = parse_reference(ref) if isinstance(ref, str) else None
+    if parsed is None or parsed[0] != "Patient":
+        raise MalformedEvent(f"{what} has no Patient reference in Task.for", resource=where)
+    return parsed[1]
+
+
+def status_event(
+    changed: Changed, event_type: str, patient: str, data: dict[str, Any]
+) -> CloudEvent:
+    """The event of a Task's new status. Its id comes from the Task's version, so a repeated
+    notification maps to the same id; without a version, the status and when it was set."""
+    status = changed.resource.get("status")
+    when = changed_at(changed.resource)
+    if changed.version:
+        data["task_version"] = changed.version
+        event_id = f"{ID_PREFIX}{changed.reference}/_history/{changed.version}"
+    else:
+        stamp = f"@{when.isoformat()}" if when else ""
+        event_id = f"{ID_PREFIX}{changed.reference}/status/{status}{stamp}"
+    return CloudEvent(
+        id=event_id,
+        source=SOURCE,
+        type=event_type,
+        time=when,
+        subject=f"Patient/{patient}",
+        data=data,
+    )

@@ -27,19 +27,18 @@ from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.catalog import ReferralStatusChanged
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import FhirReader
-from carecoord.errors import MalformedEvent
 from carecoord.fhir.notification_bundles import (
     Changed,
     Hint,
     notified_resources,
-    parse_reference,
     read_current,
 )
 from carecoord.handlers.notifications.common import (
     ID_PREFIX,
     RECIPIENT_STATUSES,
     SOURCE,
-    changed_at,
+    status_event,
+    task_patient,
 )
 from carecoord.handlers.notifications.tasks import carecoord_task_events
 
@@ -95,32 +94,15 @@ def referral_task_events(changed: Changed) -> list[CloudEvent]:
             extra={"resource": changed.reference},
         )
         return []
-    patient = _patient_of(task, changed.reference)
+    patient = task_patient(task, changed.reference, "referral Task")
     # Only the recipient changes a referral Task on the server that carecoord does not write
     # itself; a cancellation carecoord (the requester) wrote comes back here too and is told
     # apart by the handler: carecoord revokes the ServiceRequest in the same transaction.
     data: dict[str, Any] = {"task": changed.reference, "status": status, "set_by": "owner"}
-    if changed.version:
-        data["task_version"] = changed.version
     reason = task.get("statusReason")
     if isinstance(reason, Mapping) and isinstance(reason.get("text"), str) and reason["text"]:
         data["reason"] = reason["text"]
-    when = changed_at(task)
-    if changed.version:
-        event_id = f"{ID_PREFIX}{changed.reference}/_history/{changed.version}"
-    else:  # no version known: the status and when it was set identify the change
-        stamp = f"@{when.isoformat()}" if when else ""
-        event_id = f"{ID_PREFIX}{changed.reference}/status/{status}{stamp}"
-    return [
-        CloudEvent(
-            id=event_id,
-            source=SOURCE,
-            type=REFERRAL_STATUS_CHANGED,
-            time=when,
-            subject=f"Patient/{patient}",
-            data=data,
-        )
-    ]
+    return [status_event(changed, REFERRAL_STATUS_CHANGED, patient, data)]
 
 
 def task_events(changed: Changed) -> list[CloudEvent]:
@@ -152,15 +134,6 @@ def _is_referral_task(task: Mapping[str, Any]) -> bool:
         for c in codings
     )
     return has_identifier and fulfills
-
-
-def _patient_of(task: Mapping[str, Any], where: str) -> str:
-    subject = task.get("for")
-    ref = subject.get("reference") if isinstance(subject, Mapping) else None
-    parsed = parse_reference(ref) if isinstance(ref, str) else None
-    if parsed is None or parsed[0] != "Patient":
-        raise MalformedEvent("referral Task has no Patient reference in Task.for", resource=where)
-    return parsed[1]
 
 
 __all__ = [

@@ -22,13 +22,11 @@ from typing import Any
 from carecoord.caremodel.terminology import IDENTIFIER_SYSTEM_BASE
 from carecoord.core.catalog import TaskStatusChanged
 from carecoord.core.envelope import CloudEvent
-from carecoord.errors import MalformedEvent
-from carecoord.fhir.notification_bundles import Changed, parse_reference
+from carecoord.fhir.notification_bundles import Changed
 from carecoord.handlers.notifications.common import (
-    ID_PREFIX,
     RECIPIENT_STATUSES,
-    SOURCE,
-    changed_at,
+    status_event,
+    task_patient,
 )
 
 log = logging.getLogger(__name__)
@@ -62,32 +60,9 @@ def carecoord_task_events(changed: Changed) -> list[CloudEvent]:
             extra={"resource": changed.reference},
         )
         return []
-    subject = task.get("for")
-    ref = subject.get("reference") if isinstance(subject, Mapping) else None
-    parsed = parse_reference(ref) if isinstance(ref, str) else None
-    if parsed is None or parsed[0] != "Patient":
-        raise MalformedEvent(
-            "carecoord Task has no Patient reference in Task.for", resource=changed.reference
-        )
+    patient = task_patient(task, changed.reference, "carecoord Task")
     data: dict[str, Any] = {"task": changed.reference, "status": status}
-    if changed.version:
-        data["task_version"] = changed.version
-    when = changed_at(task)
-    if changed.version:
-        event_id = f"{ID_PREFIX}{changed.reference}/_history/{changed.version}"
-    else:
-        stamp = f"@{when.isoformat()}" if when else ""
-        event_id = f"{ID_PREFIX}{changed.reference}/status/{status}{stamp}"
-    return [
-        CloudEvent(
-            id=event_id,
-            source=SOURCE,
-            type=TASK_STATUS_CHANGED,
-            time=when,
-            subject=f"Patient/{parsed[1]}",
-            data=data,
-        )
-    ]
+    return [status_event(changed, TASK_STATUS_CHANGED, patient, data)]
 
 
 __all__ = ["TASK_STATUS_CHANGED", "carecoord_task_events", "is_carecoord_task"]
