@@ -59,39 +59,39 @@ def sweep_command(
     )
     from carecoord.settings import check_bootstrap, load_settings
 
-    quiet_retries()
-    try:
-        settings = load_settings(config, need_fhir=True)
-        handler_config = sweep_config(handlers_from_settings(settings).configs)
-        if not dry_run:
-            check_bootstrap(settings)
-            check_kafka_options(settings)
-    except ConfigError as exc:
-        config_failure(exc)
-    when = now or datetime.now(UTC)
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
-    try:
-        events = sweep(fhir, when, handler_config)
-    except FhirError as exc:
-        fhir_failure(exc, settings)
-    finally:
-        fhir.close()
-    for event in events:
-        typer.echo(event.id)
-    if dry_run or not events:
-        typer.echo(f"{len(events)} event(s) due", err=True)
-        return
-    wait_for_broker(settings)
-    try:
-        producer = KafkaBroker(kafka_connection(settings)).producer()
+    with quiet_retries():
         try:
-            EventProducer(producer, settings.topic_in).publish(events)
+            settings = load_settings(config, need_fhir=True)
+            handler_config = sweep_config(handlers_from_settings(settings).configs)
+            if not dry_run:
+                check_bootstrap(settings)
+                check_kafka_options(settings)
+        except ConfigError as exc:
+            config_failure(exc)
+        when = now or datetime.now(UTC)
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
+        try:
+            events = sweep(fhir, when, handler_config)
+        except FhirError as exc:
+            fhir_failure(exc, settings)
         finally:
-            producer.close()
-    except BrokerError as exc:
-        broker_failure(exc)
-    typer.echo(f"{len(events)} event(s) produced to {settings.topic_in}", err=True)
+            fhir.close()
+        for event in events:
+            typer.echo(event.id)
+        if dry_run or not events:
+            typer.echo(f"{len(events)} event(s) due", err=True)
+            return
+        wait_for_broker(settings)
+        try:
+            producer = KafkaBroker(kafka_connection(settings)).producer()
+            try:
+                EventProducer(producer, settings.topic_in).publish(events)
+            finally:
+                producer.close()
+        except BrokerError as exc:
+            broker_failure(exc)
+        typer.echo(f"{len(events)} event(s) produced to {settings.topic_in}", err=True)
 
 
 def register_directory(app: typer.Typer) -> None:
@@ -135,47 +135,49 @@ def directory_import_command(
     from carecoord.service.app import build_fhir_client
     from carecoord.settings import load_settings, parse_position
 
-    quiet_retries()
-    try:
-        mapping = _taxonomy_map(taxonomy_map)
-        if is_datapackage(file):
-            data = read_datapackage(file)
-        else:
-            data = json.loads(file.read_text(encoding="utf-8"))
-    except ConfigError as exc:
-        config_failure(exc)
-    except HsdsTabularError as exc:
-        typer.echo(f"carecoord: {file}: {exc.message}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        typer.echo(f"carecoord: {file} is not valid JSON ({parse_position(exc)})", err=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    except OSError as exc:
-        typer.echo(f"carecoord: cannot read {file}: {exc.strerror or type(exc).__name__}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    settings = None
-    try:
-        if dry_run:
-            records, problems = map_export(data, mapping)
-            report = ImportReport(problems=problems)
-            report.count_unmapped(records)
-            report.unchanged.extend(f"HealthcareService/{r.hsds_id}" for r in records)
-        else:
-            # Only FHIR is used here: a Kafka bootstrap is not required for this command.
-            settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
-            fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
-            try:
-                report = import_directory(fhir, data, mapping)
-            finally:
-                fhir.close()
-    except ConfigError as exc:
-        config_failure(exc)
-    except HsdsRecordError as exc:
-        typer.echo(f"carecoord: {file}: {exc.message}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    except FhirError as exc:
-        fhir_failure(exc, settings)
-    _print_report(report, dry_run=dry_run)
+    with quiet_retries():
+        try:
+            mapping = _taxonomy_map(taxonomy_map)
+            if is_datapackage(file):
+                data = read_datapackage(file)
+            else:
+                data = json.loads(file.read_text(encoding="utf-8"))
+        except ConfigError as exc:
+            config_failure(exc)
+        except HsdsTabularError as exc:
+            typer.echo(f"carecoord: {file}: {exc.message}", err=True)
+            raise typer.Exit(EXIT_CONFIG) from exc
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            typer.echo(f"carecoord: {file} is not valid JSON ({parse_position(exc)})", err=True)
+            raise typer.Exit(EXIT_CONFIG) from exc
+        except OSError as exc:
+            typer.echo(
+                f"carecoord: cannot read {file}: {exc.strerror or type(exc).__name__}", err=True
+            )
+            raise typer.Exit(EXIT_CONFIG) from exc
+        settings = None
+        try:
+            if dry_run:
+                records, problems = map_export(data, mapping)
+                report = ImportReport(problems=problems)
+                report.count_unmapped(records)
+                report.unchanged.extend(f"HealthcareService/{r.hsds_id}" for r in records)
+            else:
+                # Only FHIR is used here: a Kafka bootstrap is not required for this command.
+                settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
+                fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
+                try:
+                    report = import_directory(fhir, data, mapping)
+                finally:
+                    fhir.close()
+        except ConfigError as exc:
+            config_failure(exc)
+        except HsdsRecordError as exc:
+            typer.echo(f"carecoord: {file}: {exc.message}", err=True)
+            raise typer.Exit(EXIT_CONFIG) from exc
+        except FhirError as exc:
+            fhir_failure(exc, settings)
+        _print_report(report, dry_run=dry_run)
 
 
 def _print_report(report: Any, *, dry_run: bool = False) -> None:
@@ -252,27 +254,27 @@ def directory_sync_command(
     if not url.startswith(("http://", "https://")):
         typer.echo("carecoord: the HSDS API URL must be http:// or https://", err=True)
         raise typer.Exit(EXIT_CONFIG)
-    quiet_retries()
-    settings = None
-    try:
-        mapping = _taxonomy_map(taxonomy_map)
-        settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
-        fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
+    with quiet_retries():
+        settings = None
         try:
-            report = sync_directory(fhir, url, taxonomy=mapping, per_page=per_page)
-        finally:
-            fhir.close()
-    except ConfigError as exc:
-        config_failure(exc)
-    except HsdsApiError as exc:  # the API cannot be read: a server the command needs
-        typer.echo(f"carecoord: sync stopped: {exc.message}", err=True)
-        raise typer.Exit(EXIT_UNAVAILABLE) from exc
-    except HsdsRecordError as exc:
-        typer.echo(f"carecoord: sync stopped: {exc.message}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    except FhirError as exc:
-        fhir_failure(exc, settings)
-    _print_report(report)
+            mapping = _taxonomy_map(taxonomy_map)
+            settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
+            fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
+            try:
+                report = sync_directory(fhir, url, taxonomy=mapping, per_page=per_page)
+            finally:
+                fhir.close()
+        except ConfigError as exc:
+            config_failure(exc)
+        except HsdsApiError as exc:  # the API cannot be read: a server the command needs
+            typer.echo(f"carecoord: sync stopped: {exc.message}", err=True)
+            raise typer.Exit(EXIT_UNAVAILABLE) from exc
+        except HsdsRecordError as exc:
+            typer.echo(f"carecoord: sync stopped: {exc.message}", err=True)
+            raise typer.Exit(EXIT_CONFIG) from exc
+        except FhirError as exc:
+            fhir_failure(exc, settings)
+        _print_report(report)
 
 
 def _fhir_only_overrides(config: Path | None) -> dict[str, str]:
@@ -323,18 +325,18 @@ def worklist_command(
     if not re.fullmatch(r"(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}", care_manager):
         typer.echo("carecoord: --care-manager must be Practitioner/<id>", err=True)
         raise typer.Exit(EXIT_CONFIG)
-    quiet_retries()
-    try:
-        settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
-        billing = handlers_from_settings(settings).configs.get("billing", {})
-    except ConfigError as exc:
-        config_failure(exc)
-    on: date | None = day.date() if day is not None else None
-    fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
-    try:
-        result = worklist(fhir, care_manager, on, config=billing)
-    except FhirError as exc:
-        fhir_failure(exc, settings)
-    finally:
-        fhir.close()
-    typer.echo(json.dumps(result.to_json(), indent=2) if as_json else table(result))
+    with quiet_retries():
+        try:
+            settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
+            billing = handlers_from_settings(settings).configs.get("billing", {})
+        except ConfigError as exc:
+            config_failure(exc)
+        on: date | None = day.date() if day is not None else None
+        fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
+        try:
+            result = worklist(fhir, care_manager, on, config=billing)
+        except FhirError as exc:
+            fhir_failure(exc, settings)
+        finally:
+            fhir.close()
+        typer.echo(json.dumps(result.to_json(), indent=2) if as_json else table(result))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -75,14 +77,20 @@ def broker_failure(exc: BaseException) -> NoReturn:
     raise typer.Exit(EXIT_UNAVAILABLE)
 
 
-def quiet_retries() -> None:
-    """An interactive command prints one line when a server is unreachable, not one per retry:
-    the FHIR client's "retrying ..." warnings are dropped (the service logs them)."""
+@contextmanager
+def quiet_retries() -> Iterator[None]:
+    """While an interactive command runs, it prints one line when a server is unreachable, not
+    one per retry: the FHIR client's "retrying ..." warnings are dropped (the service logs them).
+    Removed afterwards: a command run in-process (a test, a notebook) leaves logging as it was."""
     import logging
 
     fhir_log = logging.getLogger("carecoord.fhir")
-    if not any(isinstance(f, _NoRetryLines) for f in fhir_log.filters):
-        fhir_log.addFilter(_NoRetryLines())
+    quiet = _NoRetryLines()
+    fhir_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        fhir_log.removeFilter(quiet)
 
 
 class _NoRetryLines:
