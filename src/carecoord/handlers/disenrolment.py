@@ -106,6 +106,8 @@ def handle_disenrolled(
             continue
         if plan_ref not in {reference_str(b) for b in task.basedOn or []}:
             continue
+        if (reference_str(task.focus) or "").startswith("EpisodeOfCare/"):
+            continue  # a TCM episode's reconciliation, also based on the CCM/PCM plan: TCM's work
         if t.concept_has(task.code, t.TASK_CONFIRM_DISENROLMENT):
             closed = cancel(task, reason="Disenrolment recorded", at=at)
         else:
