@@ -76,12 +76,11 @@ def test_a_named_care_manager_wins_even_on_leave() -> None:
 
 def test_most_room_counts_caseloads_without_the_patient_themself() -> None:
     fhir = InMemoryFhir()
-    cfg = config({"reference": A}, {"reference": B}, capacity=2)
+    cfg = config({"reference": B}, {"reference": A}, capacity=2)
     monthly(fhir, "p1", A)  # the patient being assigned: not counted against A
     monthly(fhir, "p2", B)
     assert assign_care_manager(fhir, cfg, "p1", MARCH) == Assignment(A, "most-room")
     monthly(fhir, "p3", A)
-    monthly(fhir, "p4", A)
     assert assign_care_manager(fhir, cfg, "p1", MARCH) == Assignment(B, "most-room")
 
 
@@ -102,6 +101,7 @@ def test_choose_the_most_room_ties_in_config_order() -> None:
     assert choose_care_manager(cfg, {A: 0, B: 0, C: 0}) == B
     assert choose_care_manager(cfg, {A: 0, B: 0, C: 0}, exclude=[B]) == A
     assert choose_care_manager(cfg, {}) == B  # no load known: capacity alone
+    assert choose_care_manager(config({"reference": A}, {"reference": B}), {B: 0}) == A
     assert choose_care_manager(cfg, {A: 3, B: 5, C: 3}) is None  # full is not room
     on_leave = config({"reference": A, "active": False}, {"reference": B})
     assert choose_care_manager(on_leave, {A: 0, B: 2}) == B
@@ -127,3 +127,41 @@ def test_caseload_is_the_months_monthly_requests_naming_the_care_manager() -> No
     )  # not an outreach request
     assert caseload_patients(fhir, A, MARCH) == {"p1", "p3"}
     assert caseload_patients(fhir, B, MARCH) == {"p4"}
+
+
+class Strict:
+    """A server that answers every CommunicationRequest search with everything it holds (it
+    ignores the parameters), and records the searches."""
+
+    def __init__(self, fhir: InMemoryFhir) -> None:
+        self.fhir = fhir
+        self.searches: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def read(self, resource_type: str, resource_id: str) -> Any:
+        return self.fhir.read(resource_type, resource_id)
+
+    def search(self, resource_type: str, params: Any) -> list[Any]:
+        self.searches.append((resource_type, list(params)))
+        return self.fhir.search(resource_type, [])
+
+
+def test_the_caseload_search_and_its_refiltering_on_a_server_ignoring_parameters() -> None:
+    fhir = InMemoryFhir()
+    monthly(fhir, "p0", B)  # listed first, another care manager's
+    monthly(fhir, "p1", A)
+    monthly(fhir, "p2", A, label="2026-02")
+    server = Strict(fhir)
+    assert caseload_patients(server, A, MARCH) == {"p1"}
+    assert server.searches == [
+        (
+            "CommunicationRequest",
+            [("requester", A), ("authored", "ge2026-03-01"), ("authored", "le2026-03-31")],
+        )
+    ]
+
+
+def test_only_active_care_managers_not_excluded_have_their_caseload_read() -> None:
+    cfg = config({"reference": A}, {"reference": B, "active": False}, {"reference": C})
+    server = Strict(InMemoryFhir())
+    assign_care_manager(server, cfg, "p1", MARCH, exclude=[C])
+    assert [params[0] for _, params in server.searches] == [("requester", A)]
