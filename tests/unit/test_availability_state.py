@@ -78,6 +78,9 @@ def test_recovery_keeps_the_confirmed_seconds_and_resets(clock: Clock) -> None:
     dep.report_down("ConnectError", confirmed=True)
     clock.now += 1.5
     assert dep.confirmed_down_seconds() == 5.5
+    dep._recover()  # both confirmed outages are kept
+    clock.now += 10.0
+    assert dep.confirmed_down_seconds() == 5.5
 
 
 def test_starting_down_is_a_confirmed_outage_from_the_start(clock: Clock) -> None:
@@ -91,6 +94,8 @@ def test_starting_down_is_a_confirmed_outage_from_the_start(clock: Clock) -> Non
 
 def test_the_retry_hint_keeps_the_longest(clock: Clock) -> None:
     dep, _ = watched()
+    dep.report_down("FhirRateLimited", 0.5, confirmed=True)
+    assert dep._retry_after == 0.5
     dep.report_down("FhirRateLimited", 2.0, confirmed=True)
     dep.report_down("FhirRateLimited", 1.0, confirmed=True)
     assert dep._retry_after == 2.0

@@ -13,6 +13,7 @@ from carecoord.handlers.care_model import build
 from carecoord.handlers.clinical_loop import (
     ClinicalLoopConfig,
     _answer,
+    clinical_overdue,
     level_of,
     question_of,
     raised,
@@ -20,6 +21,7 @@ from carecoord.handlers.clinical_loop import (
     urgency_of,
     visit_requested,
 )
+from carecoord.testing import InMemoryFhir
 
 
 def review(
@@ -141,3 +143,89 @@ def test_response_due_in_practice_time() -> None:
     assert response_due(config, "urgent", naive) == response_due(
         config, "urgent", naive.replace(tzinfo=UTC)
     )
+
+
+# -- the sweeper's trigger (clinical_overdue) -------------------------------------------------
+
+
+class Everything(InMemoryFhir):
+    """A server that ignores search parameters (returns every Task) and records them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: list[list[tuple[str, str]]] = []
+
+    def search(self, resource_type: str, params: Any) -> list[Any]:
+        self.params.append(list(params))
+        return super().search(resource_type, [])
+
+
+DUE = "2026-03-04T15:00:00+00:00"
+
+
+def put(fhir: InMemoryFhir, task: Any) -> None:
+    fhir.put(task.model_dump(mode="json", exclude_none=True))
+
+
+def overdue(tid: str = "q1", due: str = DUE, *, tagged: bool = False, **kw: Any) -> Any:
+    extra: dict[str, Any] = {"restriction": {"period": {"end": due}}}
+    if tagged:
+        extra["meta"] = {"tag": [t.BUSINESS_CLINICAL_ESCALATED.json()]}
+    return review(tid, **extra, **kw)
+
+
+AFTER = datetime(2026, 3, 4, 16, tzinfo=UTC)
+
+
+def test_an_overdue_question_is_reported_once_with_its_level_and_due() -> None:
+    fhir = Everything()
+    put(fhir, overdue())
+    [event] = clinical_overdue(fhir, AFTER)
+    assert event.id == "sweep:clinical-overdue:Task/q1:1"
+    assert event.subject == "Patient/p1" and event.time == AFTER
+    assert event.data == {"task": "Task/q1", "level": 1, "due": "2026-03-04T15:00:00+00:00"}
+    code = f"{t.TASK_CLINICAL_REVIEW.system}|{t.TASK_CLINICAL_REVIEW.code}"
+    assert fhir.params == [
+        [("code", code), ("status", "requested,received,accepted,ready,in-progress,on-hold")]
+    ]
+
+
+def test_the_deadline_is_compared_as_an_instant() -> None:
+    fhir = Everything()
+    put(fhir, overdue())
+    chicago = datetime.fromisoformat("2026-03-04T08:59:00-06:00")  # 14:59 UTC: not yet
+    assert clinical_overdue(fhir, chicago) == []
+    assert len(clinical_overdue(fhir, datetime.fromisoformat("2026-03-04T10:00:00-06:00"))) == 1
+    assert len(clinical_overdue(fhir, datetime(2026, 3, 4, 15, 0))) == 1  # naive: UTC, due now
+
+
+def test_what_is_not_reported() -> None:
+    fhir = Everything()
+    put(fhir, overdue("a-later", "2026-03-05T15:00:00+00:00"))  # not due yet, listed first
+    put(fhir, overdue("b-tagged", tagged=True))  # escalated already
+    put(fhir, overdue("c-done", status="completed"))
+    put(fhir, overdue("d-level2", level=2, focus="Task/x"))  # the last level
+    put(
+        fhir,
+        build(
+            "Task",
+            {
+                "id": "e-other",
+                "status": "requested",
+                "intent": "order",
+                "for": {"reference": "Patient/p1"},
+                "restriction": {"period": {"end": DUE}},
+            },
+        ),
+    )  # not clinical
+    put(fhir, overdue("f-due"))
+    assert [e.data["task"] for e in clinical_overdue(fhir, AFTER)] == ["Task/f-due"]
+
+
+def test_an_open_escalation_marks_its_question_escalated_even_without_the_tag() -> None:
+    fhir = Everything()
+    put(fhir, overdue("q1"))  # the server dropped the tag on update
+    put(fhir, overdue("e1", "2026-03-05T15:00:00+00:00", level=1, focus="Task/q1"))
+    assert clinical_overdue(fhir, AFTER) == []
+    later = datetime(2026, 3, 5, 16, tzinfo=UTC)
+    assert [e.id for e in clinical_overdue(fhir, later)] == ["sweep:clinical-overdue:Task/q1:2"]

@@ -145,6 +145,33 @@ def test_each_program_takes_its_latest_started_plan_and_its_consent() -> None:
     assert (bhi.care_manager, bhi.provider, bhi.conditions) == (None, DOC, ())
 
 
+def undated(program: str, pid: str = "p1", *, period: bool = True) -> Any:
+    body = plan(program, "2024-05-03").model_dump(mode="json", exclude_none=True)
+    body["id"] = f"undated-{program}"
+    body["period"] = {"end": "2024-12-31"}
+    if not period:
+        del body["period"]
+    return build("CarePlan", body)
+
+
+def test_a_dated_plan_wins_over_one_without_a_start() -> None:
+    dated = plan("CCM", "2024-05-03")
+    for plans in (
+        [undated("CCM"), dated],
+        [dated, undated("CCM")],
+        [undated("CCM", period=False), dated],
+        [dated, undated("CCM", period=False)],
+    ):
+        assert states_of(plans, [])["CCM"].plan.id == "plan-CCM-2024-05-03"
+    assert states_of([undated("CCM", period=False)], [])["CCM"].ends is None
+
+
+def test_of_two_plans_started_the_same_day_the_first_listed_stays() -> None:
+    first = plan("CCM", "2024-05-03")
+    second = build("CarePlan", {**first.model_dump(mode="json", exclude_none=True), "id": "second"})
+    assert states_of([first, second], [])["CCM"].plan.id == "plan-CCM-2024-05-03"
+
+
 def test_a_program_ends_at_the_earlier_of_its_plan_and_its_consent() -> None:
     plans = [plan("CCM", "2024-05-03", end="2024-07-31")]
     assert states_of(plans, [consent(ends="2024-06-30")])["CCM"].ends == date(2024, 6, 30)

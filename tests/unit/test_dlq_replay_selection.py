@@ -3,13 +3,13 @@ re-produces exactly the selected letters' original bytes to their source topic."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from carecoord.events import dlq
 from carecoord.events.broker import Message, MessageTooLarge, Record
-from carecoord.events.memory import InMemoryBroker
+from carecoord.events.memory import InMemoryBroker, MemoryProducer
 
 SOURCE = Record("carecoord.events", 2, 41, b"p1", b"x" * 1000, (("traceparent", b"00-ab"),))
 
@@ -21,8 +21,10 @@ class Producer:
         self.limit = limit
         self.tried: list[int] = []
         self.sent: list[Message] = []
+        self.timeouts: list[float] = []
 
     def send_all(self, messages: Sequence[Message], timeout: float) -> None:
+        self.timeouts.append(timeout)
         for m in messages:
             self.tried.append(len(m.value or b""))
             if self.limit is not None and len(m.value or b"") > self.limit:
@@ -70,6 +72,7 @@ def test_a_value_too_large_is_truncated_to_the_limit_then_to_nothing() -> None:
     assert message.value == big.value[: dlq.TRUNCATED_VALUE_BYTES]  # type: ignore[index]
     headers = dict(message.headers)
     assert headers[dlq.H_TRUNCATED] == str(dlq.TRUNCATED_VALUE_BYTES + 10).encode()
+    assert producer.timeouts == [1.0, 1.0]
     tiny = Producer(limit=0)
     assert write(tiny, big) is True
     assert tiny.tried == [dlq.TRUNCATED_VALUE_BYTES + 10, dlq.TRUNCATED_VALUE_BYTES, 0]
@@ -83,9 +86,26 @@ def test_a_dead_letter_refused_even_empty_raises() -> None:
             raise MessageTooLarge("headers alone are too large")
 
     producer = Refusing()
-    with pytest.raises(MessageTooLarge, match="even with an empty value"):
+    with pytest.raises(MessageTooLarge) as raised:
         write(producer)
     assert producer.tried == [1000, 1000, 0]  # the value is under the truncation size already
+    assert raised.value.message == "dead letter refused even with an empty value"
+    assert raised.value.context == {"offset": 41}
+
+
+def test_the_broker_is_given_30_seconds_by_default() -> None:
+    producer = Producer()
+    dlq.write_dead_letter(
+        producer,
+        SOURCE,
+        "carecoord.dlq",
+        error_type="E",
+        message="m",
+        attempts=1,
+        first_failure=0.0,
+        last_failure=0.0,
+    )
+    assert producer.timeouts == [30.0]
 
 
 def letters(broker: InMemoryBroker) -> list[dlq.DeadLetter]:
@@ -168,6 +188,53 @@ def test_a_dry_run_produces_nothing(broker: InMemoryBroker) -> None:
     result = dlq.replay(broker, dry_run=True)
     assert [dl.offset for dl in result.replayed] == [0, 1, 4]
     assert broker.records("carecoord.events") == [] and broker.records("other.events") == []
+
+
+class Recording(InMemoryBroker):
+    """Records the timeouts the replay passes on."""
+
+    def __init__(self) -> None:
+        super().__init__(default_partitions=2)
+        self.timeouts: list[tuple[str, float]] = []
+
+    def read_topic(self, topic: str, timeout: float = 10.0) -> Iterator[Record]:
+        self.timeouts.append(("read", timeout))
+        return super().read_topic(topic, timeout)
+
+    def producer(self) -> MemoryProducer:
+        broker = self
+
+        class Producer(MemoryProducer):
+            def send_all(self, messages: Sequence[Message], timeout: float) -> None:
+                broker.timeouts.append(("send", timeout))
+                super().send_all(messages, timeout)
+
+        return Producer(self)
+
+
+def test_letters_of_several_partitions_and_another_dlq_topic() -> None:
+    broker = Recording()
+    letters_ = [dead_letter(n, "FhirInvalid" if n % 2 else "MalformedEvent") for n in range(8)]
+    broker.producer().send_all([Message("ops.dlq", m.key, m.value, m.headers) for m in letters_], 5)
+    all_ = list(dlq.list_dead_letters(broker, "ops.dlq"))
+    assert sorted({dl.partition for dl in all_}) == [0, 1]  # keys spread over both
+    assert [(dl.partition, dl.offset) for dl in dlq.select(all_, end_offset=0)] == [
+        (p, 0) for p in sorted({dl.partition for dl in all_})
+    ]
+    in_1 = [dl for dl in all_ if dl.partition == 1]
+    assert dlq.select(all_, partition=1) == in_1
+    broker.timeouts.clear()
+    result = dlq.replay(broker, dlq_topic="ops.dlq", partition=1, timeout=7.0)
+    assert result.replayed == in_1
+    assert broker.timeouts == [("read", 7.0), ("send", 7.0)]
+    assert sorted(r.value for r in broker.records("carecoord.events")) == sorted(
+        dl.record.value
+        for dl in in_1  # type: ignore[misc]
+    )
+    assert broker.records("carecoord.events")[0].header(dlq.H_REPLAY).startswith(b"ops.dlq/1/")  # type: ignore[union-attr]
+    broker.timeouts.clear()
+    dlq.replay(broker, dlq_topic="ops.dlq")  # the defaults: 30 s for each
+    assert broker.timeouts == [("read", 30.0), ("send", 30.0)]
 
 
 def test_header_numbers_that_are_not_numbers_read_as_unknown() -> None:

@@ -3,6 +3,7 @@ episode's deadlines were met, and which episodes are over (docs/billing-rules.md
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -126,6 +127,7 @@ def test_attempts_stand_for_the_contact_only_when_there_are_enough() -> None:
     assert deadlines_met(tasks, attempts=3, required_attempts=3)
     assert not deadlines_met(tasks, attempts=1)
     assert not deadlines_met(tasks, attempts=2, required_attempts=3)
+    assert not deadlines_met(tasks, required_attempts=1)  # no attempts unless counted
     # Attempts never excuse a late visit.
     assert not deadlines_met(episode(contact=None, visit="2025-09-13"), attempts=5)
 
@@ -144,6 +146,13 @@ def test_completion_falls_back_to_last_modified() -> None:
     )
     assert not deadlines_met([late, *episode()[1:]])
     assert deadlines_met([on_time, *episode()[1:]])
+
+
+def test_completion_falls_back_to_when_it_was_authored() -> None:
+    contact = tcm_task(t.TASK_TCM_INTERACTIVE_CONTACT, "2025-09-03", None, status="completed")
+    assert deadlines_met([contact, *episode()[1:]])  # authored 29 August, the discharge day
+    late = build("Task", {**contact.model_dump(mode="json"), "authoredOn": "2025-09-04T09:00:00Z"})
+    assert not deadlines_met([late, *episode()[1:]])
 
 
 def test_a_cancelled_task_is_not_completed() -> None:
@@ -201,7 +210,40 @@ def test_an_answered_call_and_one_unanswered_do_not_stand_for_the_contact() -> N
     assert _billed(run) == ["99495"]
 
 
-def test_episodes_end_the_day_after_their_period() -> None:
+class Recorded(InMemoryFhir):
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: list[list[tuple[str, str]]] = []
+
+    def search(self, resource_type: str, params: Any) -> list[Any]:
+        self.params.append(list(params))
+        return super().search(resource_type, [])  # a server ignoring the parameters
+
+
+def test_episodes_ended_search_and_refilter() -> None:
+    fhir = Recorded()
+    fhir.put(
+        {
+            "resourceType": "EpisodeOfCare",
+            "id": "open",
+            "status": "active",
+            "patient": {"reference": P},
+        }
+    )  # no period: never over
+    fhir.put(
+        {
+            "resourceType": "EpisodeOfCare",
+            "id": "done",
+            "status": "finished",
+            "patient": {"reference": P},
+            "period": {"start": "2025-01-01", "end": "2025-01-30"},
+        }
+    )
+    assert episodes_ended(fhir, datetime(2025, 9, 28, tzinfo=UTC)) == []
+    assert fhir.params == [[("identifier", f"{tcm.EPISODE_ID}|"), ("status", "active")]]
+
+
+def test_episodes_end_the_day_after_their_period(monkeypatch: pytest.MonkeyPatch) -> None:
     fhir = InMemoryFhir()
     fhir.put(
         {
@@ -218,6 +260,13 @@ def test_episodes_end_the_day_after_their_period() -> None:
     # The day is UTC's, whatever the zone of `now`.
     late = datetime.fromisoformat("2025-09-27T22:00:00-05:00")
     assert episodes_ended(fhir, late) == [("p1", "EpisodeOfCare/e1")]
+    monkeypatch.setenv("TZ", "America/Chicago")  # and whatever the machine's zone
+    time.tzset()
+    try:
+        assert episodes_ended(fhir, late) == [("p1", "EpisodeOfCare/e1")]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
 
 
 def test_config_calendar_uses_configured_holidays() -> None:

@@ -3,13 +3,16 @@ patient's resources (worklist.rank, worklist.patient_row; no FHIR server)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import time as time_module
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from carecoord.fhir import terminology as t
-from carecoord.handlers.billing import BillingConfig
+from carecoord.handlers import worklist as worklist_module
+from carecoord.handlers.billing import BillingConfig, LoggedTime
 from carecoord.handlers.care_model import (
     CARE_PLAN_ID,
     OUTREACH_ATTEMPT_ID,
@@ -23,6 +26,7 @@ from carecoord.handlers.worklist import (
     Reason,
     Worklist,
     WorklistRow,
+    as_of,
     patient_row,
     rank,
     table,
@@ -75,6 +79,11 @@ def test_an_unknown_kind_ranks_after_the_known_ones_but_before_nothing_to_do() -
     assert order(
         row("idle"), row("odd", Reason("odd", "x")), row("m", Reason("minutes-to-threshold", "x"))
     ) == ["m", "odd", "idle"]
+
+
+def test_an_unknown_kind_within_a_row_sorts_last() -> None:
+    [ranked] = rank([row("p", Reason("odd", "x"), Reason("escalation", "y"))])
+    assert [r.kind for r in ranked.reasons] == ["escalation", "odd"]
 
 
 def test_rank_keeps_the_rows_fields() -> None:
@@ -169,20 +178,35 @@ def test_escalation_and_consent_tasks() -> None:
         "2026-03-09",
         identifier=[{"system": OUTREACH_ESCALATION_ID, "value": "p1:CCM:2026-03"}],
     )
-    consent = task("consent", t.TASK_OBTAIN_CONSENT, None)
-    assert kinds(PatientReads(tasks=[escalation, consent])) == [
-        ("escalation", date(2026, 3, 9)),
-        ("obtain-consent", None),
+    consent = task("consent", t.TASK_OBTAIN_CONSENT, "2026-03-11")
+    r = patient_row("p1", CM, DAY, PatientReads(tasks=[escalation, consent]))
+    assert [(x.kind, x.detail, x.due, x.reference) for x in r.reasons] == [
+        ("escalation", "unanswered outreach escalated", date(2026, 3, 9), "Task/esc"),
+        ("obtain-consent", "obtain program consent", date(2026, 3, 11), "Task/consent"),
     ]
 
 
-def test_clinical_items_of_the_patient() -> None:
+def local_zone(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Run as on a machine whose local time zone is `name` (undone by the fixture's teardown)."""
+    monkeypatch.setenv("TZ", name)
+    time_module.tzset()
+
+
+@pytest.fixture
+def chicago_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    local_zone(monkeypatch, "America/Chicago")
+    yield
+    monkeypatch.delenv("TZ")
+    time_module.tzset()
+
+
+def test_clinical_items_of_the_patient(chicago_machine: None) -> None:
     due = datetime.fromisoformat("2026-03-03T23:00:00-06:00")  # 4 March in UTC
     items = [
+        ClinicalItem("overdue-question", "Patient/p2", "Task/o", "Task/o", "urgent", due),
         ClinicalItem("overdue-question", "Patient/p1", "Task/q", "Task/q", "urgent", due),
         ClinicalItem("relay-answer", "Patient/p1", "Task/a", "Task/q2", "routine", None),
         ClinicalItem("schedule-visit", "Patient/p1", "Task/v", "Task/q3", "routine", None),
-        ClinicalItem("overdue-question", "Patient/p2", "Task/o", "Task/o", "urgent", due),
     ]
     r = patient_row("p1", CM, DAY, PatientReads(clinical=items))
     assert [(x.kind, x.detail, x.due, x.reference) for x in r.reasons] == [
@@ -203,6 +227,11 @@ def request(key: str, status: str = "active", requester: str = CM, pid: str = "p
             "requester": {"reference": requester},
         },
     )
+
+
+def test_a_request_key_without_a_program_names_none() -> None:
+    r = patient_row("p1", CM, DAY, PatientReads(requests=[request("p1:2026-03")]))
+    assert [x.detail for x in r.reasons] == [" outreach not reached"]
 
 
 def test_outreach_due_is_this_months_open_request_of_the_care_manager() -> None:
@@ -239,13 +268,8 @@ def attempt(n: int, sent: str, status: str = "not-done", pid: str = "p1") -> Any
     )
 
 
-def test_attempts_this_month_and_the_last_answered_contact() -> None:
+def test_attempts_this_month_and_the_last_answered_contact(chicago_machine: None) -> None:
     comms = [
-        attempt(1, "2026-02-20T10:00:00Z", "completed"),
-        attempt(2, "2026-03-02T10:00:00Z"),
-        attempt(3, "2026-03-03T10:00:00Z", "completed"),
-        attempt(4, "2026-02-27T10:00:00Z", "completed"),
-        attempt(5, "2026-03-01T10:00:00Z", pid="p2"),
         build(
             "Communication",
             {
@@ -255,12 +279,27 @@ def test_attempts_this_month_and_the_last_answered_contact() -> None:
                 "subject": {"reference": "Patient/p1"},
             },
         ),  # not an outreach attempt
+        attempt(5, "2026-03-01T10:00:00Z", pid="p2"),
+        build(
+            "Communication",
+            {
+                "id": "nosent",
+                "status": "not-done",
+                "subject": {"reference": "Patient/p1"},
+                "identifier": [{"system": OUTREACH_ATTEMPT_ID, "value": "p1:0"}],
+            },
+        ),
+        attempt(1, "2026-02-20T10:00:00Z", "completed"),
+        attempt(2, "2026-03-02T10:00:00Z"),
+        attempt(3, "2026-03-03T10:00:00Z", "completed"),
+        attempt(4, "2026-02-27T10:00:00Z", "completed"),
+        attempt(6, "2026-03-01T03:00:00Z"),  # March in UTC, still February in Chicago
     ]
     r = patient_row("p1", CM, DAY, PatientReads(communications=comms))
-    assert r.attempts == 2
+    assert r.attempts == 3
     assert r.last_contact == datetime(2026, 3, 3, 10, tzinfo=UTC)
-    early = patient_row("p1", CM, DAY, PatientReads(communications=comms[:2]))
-    assert (early.attempts, early.last_contact) == (1, datetime(2026, 2, 20, 10, tzinfo=UTC))
+    early = patient_row("p1", CM, DAY, PatientReads(communications=comms[:4]))
+    assert (early.attempts, early.last_contact) == (0, datetime(2026, 2, 20, 10, tzinfo=UTC))
 
 
 def test_programs_are_the_care_managers_active_or_pending_plans() -> None:
@@ -280,6 +319,80 @@ def test_minutes_to_the_next_code_for_active_plans_only() -> None:
     assert reason.kind == "minutes-to-threshold"
     assert reason.detail == "CCM: 20 min to 99490 (0 logged)"
     assert r.minutes_needed == 20
+
+
+def logged(
+    minutes: float,
+    program: str = "CCM",
+    *,
+    month: str = "2026-03",
+    role: str = "clinical-staff",
+    billed: bool = True,
+) -> LoggedTime:
+    return LoggedTime(program, month, role, minutes, billed)  # type: ignore[arg-type]
+
+
+def minutes_reasons(
+    monkeypatch: pytest.MonkeyPatch,
+    plans: list[Any],
+    entries: list[LoggedTime],
+    config: BillingConfig | None = None,
+) -> list[str]:
+    monkeypatch.setattr(worklist_module, "charge_entries", lambda items, patient: entries)
+    r = patient_row("p1", CM, DAY, PatientReads(plans=plans), config or BillingConfig())
+    return [x.detail for x in r.reasons if x.kind == "minutes-to-threshold"]
+
+
+def test_only_this_months_billed_clinical_staff_minutes_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entries = [
+        logged(12),
+        logged(8),
+        logged(30, month="2026-02"),
+        logged(30, role="provider"),
+        logged(30, billed=False),
+        logged(5, "PCM"),
+    ]
+    assert minutes_reasons(monkeypatch, [plan("CCM")], entries) == [
+        "CCM: 20 min to 99439 (20 logged)"
+    ]
+    assert minutes_reasons(monkeypatch, [plan("CCM")], entries[:1]) == [
+        "CCM: 8 min to 99490 (12 logged)"
+    ]
+
+
+def test_a_program_with_nothing_more_to_bill_or_no_ladder_skips_to_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    capped = BillingConfig(addon_limits={"99439": 0})
+    got = minutes_reasons(monkeypatch, [plan("CCM"), plan("PCM")], [logged(20)], capped)
+    assert [d.split(":")[0] for d in got] == ["PCM"]
+    got = minutes_reasons(monkeypatch, [plan("APCM"), plan("CCM")], [])
+    assert [d.split(":")[0] for d in got] == ["CCM"]
+
+
+def test_bhi_has_its_own_ladder() -> None:
+    r = patient_row("p1", CM, DAY, PatientReads(plans=[plan("BHI")]))
+    [reason] = r.reasons
+    assert reason.detail.startswith("BHI: 20 min to 99484") and r.minutes_needed == 20
+
+
+def test_as_of_keeps_an_aware_now_and_uses_the_utc_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    chicago = datetime.fromisoformat("2026-03-03T21:30:00-06:00")  # 4 March in UTC
+    assert as_of(None, chicago) == (DAY, chicago)
+    assert as_of(DAY, chicago) == (DAY, chicago)
+    local_zone(monkeypatch, "America/Chicago")  # a machine whose local zone is not UTC
+    try:
+        assert as_of(None, chicago) == (DAY, chicago)
+        assert as_of(DAY, chicago) == (DAY, chicago)
+        day, now = as_of(None)
+        assert now.utcoffset() == timedelta(0)
+        assert abs(now - datetime.now(UTC)) < timedelta(minutes=5)
+        assert day == now.date()
+    finally:
+        monkeypatch.delenv("TZ")
+        time_module.tzset()
 
 
 def test_to_json_and_table() -> None:
