@@ -35,7 +35,8 @@ unit: install
 # Mutation testing of the core logic (not part of `make test`): mutmut 3 over the files listed in
 # pyproject's [tool.mutmut], running only the mutants named in mutation/core.txt, each against the
 # unit tests of its module listed there (tests/support/mutation_select.py), niced, on every core.
-# Scores and the run's wall-clock time: mutation/results.json and a table.
+# Scores, the run's wall-clock time and its CPU time (what it costs on a shared machine, where the
+# wall clock depends on the other load): mutation/results.json and a table.
 MUTATION_STAMP := $(VENV)/.mutation-installed
 $(MUTATION_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,local,mutation]'
@@ -43,10 +44,13 @@ $(MUTATION_STAMP): $(STAMP) pyproject.toml
 
 mutation: $(MUTATION_STAMP)
 	rm -rf mutants
-	start=$$(date +%s); \
-	nice -n 19 $(VENV)/bin/mutmut run $$(grep -v '^#' mutation/core.txt | awk 'NF {print $$1}') \
+	start=$$(date +%s); cpu=$$(mktemp); \
+	timer=$$(command -v /usr/bin/time >/dev/null && echo "/usr/bin/time -o $$cpu -f %U+%S"); \
+	$$timer nice -n 19 $(VENV)/bin/mutmut run $$(grep -v '^#' mutation/core.txt | awk 'NF {print $$1}') \
 		> mutation/run.log 2>&1 || { tail -n 40 mutation/run.log; exit 1; }; \
-	MUTATION_SECONDS=$$(( $$(date +%s) - start )) $(PY) mutation/report.py
+	MUTATION_SECONDS=$$(( $$(date +%s) - start )) \
+	MUTATION_CPU_SECONDS=$$(tail -n 1 $$cpu | awk -F+ '{print $$1 + $$2}'; rm -f $$cpu) \
+	$(PY) mutation/report.py
 
 mutation-report: $(MUTATION_STAMP)
 	$(PY) mutation/report.py

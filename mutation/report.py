@@ -68,7 +68,7 @@ def main() -> int:
             row["survived"].append({"mutant": name, "status": status})  # type: ignore[union-attr]
     failing = []
     head = ("module", "mutants", "run", "killed", "equiv", "surv", "score", "adj.")
-    print(f"{head[0]:<38} " + " ".join(f"{h:>7}" for h in head[1:]))
+    print(f"{head[0]:<42} " + " ".join(f"{h:>7}" for h in head[1:]))
     for module, row in modules.items():
         total, killed = int(row["total"]), int(row["killed"])  # type: ignore[call-overload]
         equiv, surv = len(row["equivalent"]), len(row["survived"])  # type: ignore[arg-type]
@@ -81,7 +81,7 @@ def main() -> int:
         cells = (total, checked, killed, equiv, surv, f"{score:.1f}%", f"{adjusted:.1f}%")
         if not checked:
             cells = (total, 0, "-", "-", "-", "not run", "not run")
-        print(f"{module:<38} " + " ".join(f"{c:>7}" for c in cells))
+        print(f"{module:<42} " + " ".join(f"{c:>7}" for c in cells))
     for row in modules.values():
         for s in row["survived"]:  # type: ignore[attr-defined]
             print(f"  survived: {s['mutant']} ({s['status']})  -> `mutmut show {s['mutant']}`")
@@ -90,6 +90,14 @@ def main() -> int:
     if seconds.isdigit():  # set by `make mutation`: wall-clock seconds of the mutmut run
         result["run_seconds"] = int(seconds)
         print(f"mutmut run took {int(seconds) // 60} min {int(seconds) % 60} s")
+    cpu = os.environ.get("MUTATION_CPU_SECONDS", "")
+    if cpu.replace(".", "", 1).isdigit():  # user + system CPU seconds of mutmut and its children
+        cores = os.cpu_count() or 1
+        result["cpu_seconds"], result["cores"] = round(float(cpu)), cores
+        alone = float(cpu) / cores
+        print(
+            f"CPU time {float(cpu) / 60:.1f} min: about {alone / 60:.1f} min on {cores} idle cores"
+        )
     (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten {HERE.relative_to(ROOT) / 'results.json'}")
     if failing:

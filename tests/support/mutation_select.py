@@ -58,3 +58,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # mutmut re-collects stats for tests it has not seen ("new"), which include every test
+    # core.txt leaves out; when all of them are deselected here, "no tests ran" (5) is not a
+    # failure of the stats run.
+    if (
+        os.environ.get("MUTANT_UNDER_TEST") == "stats"
+        and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED
+    ):
+        session.exitstatus = pytest.ExitCode.OK

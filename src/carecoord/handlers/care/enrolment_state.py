@@ -87,6 +87,12 @@ def carecoord_plans(found: Sequence[Any], patient_id: str) -> list[Any]:
     ]
 
 
+def _started(plan: Any) -> str:
+    """The plan's period.start for comparing (ISO dates sort as text); "" when it has none, so
+    that a dated plan wins over one without a start, whichever was listed first."""
+    return str(plan.period.start) if plan.period and plan.period.start else ""
+
+
 def enrolment_states(fhir: FhirReader, patient_id: str) -> dict[str, ProgramState]:
     """Per program: the latest-started CarePlan, its consent, end, conditions and care team."""
     return states_of(patient_plans(fhir, patient_id), patient_consents(fhir, patient_id))
@@ -102,10 +108,8 @@ def states_of(
         program = program_of(plan)
         if program is None:
             continue
-        start = str(plan.period.start) if plan.period and plan.period.start else ""
         best = plans.get(program)
-        best_start = str(best.period.start) if best is not None and best.period else ""
-        if best is None or start > best_start:
+        if best is None or _started(plan) > _started(best):
             plans[program] = plan
     consents = {program_of_consent(c): c for c in consents_found}
     out: dict[str, ProgramState] = {}

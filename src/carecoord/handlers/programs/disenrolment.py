@@ -91,25 +91,14 @@ def handle_disenrolled(
         body.setdefault("provision", {}).setdefault("period", {})["end"] = effective.isoformat()
         effects.update(build("Consent", body), version_of(consent))
 
-    for cr in patient_requests(ctx.fhir, pid):
-        key = identifier_value(cr, OUTREACH_REQUEST_ID) or (
-            cr.groupIdentifier.value if cr.groupIdentifier else ""
-        )
-        if f":{data.program}:" not in f":{key}" or cr.status not in _OPEN_REQUEST:
-            continue
+    for cr in requests_to_revoke(patient_requests(ctx.fhir, pid), data.program):
         body = to_json(cr)
         body["status"] = "revoked"
         body["statusReason"] = t.NOT_DONE_PATIENT_OBJECTION.concept_json("Patient disenrolled")
         effects.update(build("CommunicationRequest", body), version_of(cr))
     plan_ref = ref_of(plan)
     found: list[Any] = ctx.fhir.search("Task", [("patient", f"Patient/{pid}")])
-    for task in found:
-        if task.get_resource_type() != "Task" or patient_of(task) != pid:
-            continue
-        if task.status in FINAL:
-            continue
-        if plan_ref not in {reference_str(b) for b in task.basedOn or []}:
-            continue
+    for task in tasks_to_cancel(found, pid, plan_ref):
         if t.concept_has(task.code, t.TASK_CONFIRM_DISENROLMENT):
             closed = cancel(task, reason="Disenrolment recorded", at=at)
         else:
@@ -124,6 +113,34 @@ def handle_disenrolled(
         extra={"program": data.program, "reason": data.reason},
     )
     return effects
+
+
+def requests_to_revoke(found: list[Any], program: str) -> list[Any]:
+    """The open outreach requests of `program` among the patient's: monthly ones by their key
+    (<patient>:<program>:<month>), alternative channels by their group (the monthly key)."""
+    out = []
+    for cr in found:
+        key = identifier_value(cr, OUTREACH_REQUEST_ID) or (
+            cr.groupIdentifier.value if cr.groupIdentifier else ""
+        )
+        if f":{program}:" in f":{key}" and cr.status in _OPEN_REQUEST:
+            out.append(cr)
+    return out
+
+
+def tasks_to_cancel(found: list[Any], patient_id: str, plan_ref: str) -> list[Any]:
+    """The patient's open Tasks of the plan (based on it) among `found`. Another plan's Tasks,
+    a referral's, and a TCM episode's (its medication reconciliation is also based on the CCM or
+    PCM plan, but is TCM's work and billing) stay as they are."""
+    return [
+        task
+        for task in found
+        if task.get_resource_type() == "Task"
+        and patient_of(task) == patient_id
+        and task.status not in FINAL
+        and plan_ref in {reference_str(b) for b in task.basedOn or []}
+        and not (reference_str(task.focus) or "").startswith("EpisodeOfCare/")
+    ]
 
 
 def confirm_disenrolment(effects: Effects, cr: Any, patient_id: str, at: datetime) -> None:

@@ -227,6 +227,17 @@ def deadlines_met(
     return visit is not None and reconciled is not None and reconciled <= visit
 
 
+def episode_tasks(found: list[Any], patient_id: str, episode: str) -> list[Any]:
+    """The episode's Tasks (focused on it) among the patient's search results (re-filtered)."""
+    return [
+        task
+        for task in found
+        if task.get_resource_type() == "Task"
+        and patient_of(task) == patient_id
+        and reference_str(task.focus) == episode
+    ]
+
+
 @handlers.on(TcmEpisodeEnded)
 def handle_episode_ended(
     event: CloudEvent, data: TcmEpisodeEnded, ctx: HandlerContext, config: TcmConfig
@@ -240,13 +251,7 @@ def handle_episode_ended(
     if episode.status != "active" or reference_str(episode.patient) != f"Patient/{pid}":
         return fx
     found: list[Any] = ctx.fhir.search("Task", [("patient", f"Patient/{pid}")])
-    tasks = [
-        task
-        for task in found
-        if task.get_resource_type() == "Task"
-        and patient_of(task) == pid
-        and reference_str(task.focus) == data.episode
-    ]
+    tasks = episode_tasks(found, pid, data.episode)
     complexity = next(
         (e.valueCode for e in episode.extension or [] if e.url.endswith("tcm-complexity")),
         "moderate",
