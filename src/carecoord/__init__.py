@@ -51,7 +51,7 @@ from carecoord.fhir.errors import (
 )
 from carecoord.handlers.processing import HandlerProcessor
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AsyncFhirClient",
