@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, ClassVar
 
 from fhir.resources.R4B.chargeitem import ChargeItem
@@ -49,9 +49,9 @@ from carecoord.core.catalog import BillingThresholdReached, TimeLogged, require_
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
+from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
-from carecoord.handlers.billing.reads import MonthReads, month_bounds
+from carecoord.handlers.billing.reads import MonthReads
 from carecoord.handlers.billing.rules import (
     CCM_STAFF,
     COMPLEX_CCM,
@@ -68,7 +68,6 @@ from carecoord.handlers.billing.rules import (
     month_charges,
     units_reached,
 )
-from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.model import DEFAULT_CONSENT_REQUIRED, Month, as_date, version_of
 
@@ -140,11 +139,6 @@ def month_label(day: date) -> str:
 def threshold_value(patient_id: str, program: str, month: str, cpt: str, unit: int) -> str:
     """The id key of one unit's announcement (carecoord.billing.threshold-reached)."""
     return identifier_value(patient_id, program, month, cpt, str(unit))
-
-
-def charge_value(patient_id: str, program: str, month: str, cpt: str) -> str:
-    """The identifier value of the month's ChargeItem for one code."""
-    return identifier_value(patient_id, program, month, cpt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,46 +244,6 @@ def _billed(item: Any) -> tuple[str, str, str] | None:
     if cpt not in CODE_PROGRAM or day is None:
         return None
     return CODE_PROGRAM[str(cpt)], month_label(day), str(cpt)
-
-
-def patient_charge_items(fhir: FhirReader, patient: str, day: date | None = None) -> list[Any]:
-    """The patient's ChargeItems; with `day`, only those of its month: a time entry's ChargeItem
-    and the thresholds it can cross all lie in its month. A day either side absorbs UTC
-    offsets; callers re-filter by the entry's own month, so a server ignoring `occurrence`
-    costs bytes, not correctness."""
-    params: list[tuple[str, str]] = [("subject", patient)]
-    if day is not None:
-        # Lower bound only (an upper `lt` scans every older entry on a date index): the
-        # callers keep the entries of the month they bill.
-        first = date(day.year, day.month, 1)
-        params.append(("occurrence", f"ge{(first - timedelta(days=1)).isoformat()}"))
-    return [
-        r
-        for r in fhir.search("ChargeItem", params)
-        if r.get_resource_type() == "ChargeItem"
-        and getattr(getattr(r, "subject", None), "reference", None) == patient
-    ]
-
-
-def enrolments_of(fhir: FhirReader, pid: str) -> dict[str, Any]:
-    """Per program, the rules' view of the enrolment (consent, end, conditions, provider)."""
-
-    return enrolment_states(fhir, pid)
-
-
-def interaction_in_month(fhir: FhirReader, pid: str, month: Month) -> bool:
-    """An answered outreach (completed Communication) with the patient in `month`."""
-    params = [("patient", f"Patient/{pid}"), *month_bounds("sent", month.start)]
-    found: list[Any] = fhir.search("Communication", params)
-    for comm in found:
-        if comm.get_resource_type() != "Communication" or comm.status != "completed":
-            continue
-        if getattr(comm.subject, "reference", None) != f"Patient/{pid}" or comm.sent is None:
-            continue
-        day = as_date(comm.sent)
-        if day is not None and Month.of(day) == month:
-            return True
-    return False
 
 
 # ---------------------------------------------------------------------------------------------
