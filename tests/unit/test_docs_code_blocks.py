@@ -140,3 +140,16 @@ def test_shell_lines_name_real_commands(case: tuple[str, str]) -> None:
             for extra in re.findall(r"\[([^\]]+)\]", spec):
                 for name in extra.split(","):
                     assert name in extras, f"no extra {name!r} in pyproject.toml"
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=[d.name for d in DOCUMENTS])
+def test_relative_links_name_files_that_exist(doc: Path) -> None:
+    broken = [
+        target
+        for target in LINK.findall(doc.read_text())
+        if "://" not in target and not (doc.parent / target).exists()
+    ]
+    assert broken == [], f"{doc.name} links to missing files"
