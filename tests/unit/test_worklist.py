@@ -185,3 +185,18 @@ def test_a_past_month_s_list_ignores_contacts_made_after_it() -> None:
     april = worklist(run.fhir, CM, date(2026, 4, 21), now=datetime(2026, 4, 21, tzinfo=UTC))
     late_april = {r.patient: r for r in april.rows}.get("Patient/p-late")
     assert late_april is None or late_april.last_contact == datetime(2026, 4, 20, 10, tzinfo=UTC)
+
+
+def test_the_month_s_contacts_end_two_days_after_it_in_utc() -> None:
+    """The lower-bound-only search's local cut: a day either side of the month absorbs UTC
+    offsets, so April 1 still counts for March's list and April 2 (UTC) no longer does."""
+    run = _pipeline()
+    due = {"period_start": "2026-04-01", "period_end": "2026-04-30"}
+    for pid, at in (("p-apr1", "2026-04-01T23:59:00Z"), ("p-apr2", "2026-04-02T00:00:00Z")):
+        run.run(enrolled(pid, start="2026-03-02", care_manager=CM, conditions=CONDITIONS))
+        run.run(new_event("carecoord.outreach.due", pid, due, id=f"due-{pid}-april"))
+        run.run(attempted(pid, 1, "answered", at=at))
+    march = worklist(run.fhir, CM, date(2026, 3, 31), now=datetime(2026, 4, 21, tzinfo=UTC))
+    rows = {r.patient: r for r in march.rows}
+    assert rows["Patient/p-apr1"].last_contact == datetime(2026, 4, 1, 23, 59, tzinfo=UTC)
+    assert rows["Patient/p-apr2"].last_contact is None
