@@ -167,6 +167,14 @@ def test_max_resources_one_is_accepted_and_allows_one_resource() -> None:
     expect(response, 413, "error", "too-costly", "names 2 resources, more than 1: split it")
 
 
+@pytest.mark.parametrize("token", ["", " ", "\t\n"])
+def test_a_blank_token_is_a_config_error(token: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        NotificationEndpoint(Publisher(), Reader(), token=token)
+    assert raised.value.message == "the FHIR notification endpoint needs a non-empty bearer token"
+    assert raised.value.context == {}
+
+
 def test_a_valid_token_is_kept_stripped() -> None:
     route = NotificationEndpoint(Publisher(), Reader(), token="  s3cret\n")
     assert route.authorize({"authorization": "Bearer s3cret"}) is None
