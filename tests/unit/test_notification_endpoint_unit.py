@@ -474,7 +474,7 @@ def test_checked_reader_search_forwards_type_and_params_and_returns_the_result()
             calls.append((resource_type, params))
             return result
 
-    checked = _CheckedReader(Searching())  # type: ignore[arg-type]
+    checked = _CheckedReader(Searching())
     params = {"patient": "Patient/p1", "status": "active"}
     assert checked.search("Task", params) is result
     pairs = [("_id", "t1"), ("_id", "t2")]
