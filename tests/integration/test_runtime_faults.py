@@ -11,7 +11,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from runtime_fault_support import (
+
+from carecoord.core.envelope import new_event
+from carecoord.events import dlq
+from carecoord.events.broker import KafkaBroker, Message
+from carecoord.events.runtime import EventRuntime
+from carecoord.fhir.client import FhirClient
+from support.fhir_proxy import FhirProxy
+from support.runtime_faults import (
     EVENT_TYPE,
     BasicWriter,
     committed_total,
@@ -20,18 +27,11 @@ from runtime_fault_support import (
     runtime_options,
     written,
 )
-
-from carecoord.core.envelope import new_event
-from carecoord.events import dlq
-from carecoord.events.broker import KafkaBroker, Message
-from carecoord.events.runtime import EventRuntime
-from carecoord.fhir.client import FhirClient
-from support.fhir_proxy import FhirProxy
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-WORKER = Path(__file__).parent / "runtime_worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "support" / "runtime_worker.py"
 
 
 def start_worker(bootstrap: str, fhir_url: str, tag: str, delay: float) -> subprocess.Popen[bytes]:

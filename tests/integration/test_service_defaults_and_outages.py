@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from outage_support import (
+
+from carecoord.core.envelope import CloudEvent
+from carecoord.events.broker import KafkaBroker, KafkaConnection
+from carecoord.local import LocalFhir, free_port, start_fhir, start_kafka
+from carecoord.service.app import Service, plugin_periodic_jobs
+from carecoord.settings import load_settings
+from support.fhir_proxy import FhirProxy
+from support.outage import (
     carecoord_run,
     clean_env,
     count,
@@ -25,13 +32,6 @@ from outage_support import (
     read,
     unanswered,
 )
-
-from carecoord.core.envelope import CloudEvent
-from carecoord.events.broker import KafkaBroker, KafkaConnection
-from carecoord.local import LocalFhir, free_port, start_fhir, start_kafka
-from carecoord.service.app import Service, plugin_periodic_jobs
-from carecoord.settings import load_settings
-from support.fhir_proxy import FhirProxy
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_for
 

@@ -56,7 +56,7 @@ from carecoord.settings import Settings, load_settings
 
 # The sample community directory (Open Referral HSDS) ships inside the package, so the demo runs
 # from an installed wheel (samples/); examples/directory/ keeps the same file for `carecoord
-# directory import` and the tests (tests/unit/test_demo_package_data.py checks they are equal).
+# directory import` and the tests (tests/unit/demo/test_demo_package_data.py checks they are equal).
 DIRECTORY = "springfield-hsds.json"
 SUPERVISOR = "Practitioner/supervisor-adams"
 FULL_TIME_CAPACITY = 250  # patients a month (CMS-typical caseload of one care manager)
