@@ -4,40 +4,45 @@ reassignment, the sweeper) on `carecoord.testing.InMemoryFhir`."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from carecoord.core.effects import Effects
+from carecoord.core.effects import Emit
 from carecoord.core.envelope import CloudEvent, new_event
-from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.core.handler import HandlerSpec
+from carecoord.handlers.processing import HandlerProcessor
 from carecoord.testing import InMemoryFhir
 
 FakeFhir = InMemoryFhir  # the public test kit's in-memory FHIR server
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event through the processor: what it emitted, and whether it wrote to FHIR."""
+
+    emits: Sequence[Emit]
+    wrote: bool
 
 
 class Runner:
-    """Runs handler specs the way the processor does: merged effects, one apply per event."""
+    """Runs events through the real `HandlerProcessor` (routing, one transaction per event, the
+    outbox) on one `InMemoryFhir`, every spec given `config` over its defaults, at a fixed clock."""
 
     def __init__(self, specs: Sequence[HandlerSpec], config: Mapping[str, Any] | None = None):
         self.fhir = FakeFhir()
         self.specs = list(specs)
         self.config = dict(config or {})
-        self.emitted: list[Any] = []
+        self.emitted: list[Emit] = []
 
-    def effects(self, event: CloudEvent) -> Effects:
-        ctx = HandlerContext(self.fhir, self.config, lambda: datetime(2030, 1, 1, tzinfo=UTC))
-        merged = Effects()
-        for spec in self.specs:
-            if event.type in spec.event_types:
-                merged.extend(spec.handle(event, ctx))
-        return merged
-
-    def run(self, event: CloudEvent) -> Effects:
-        effects = self.effects(event)
-        if effects.writes:
-            self.fhir.apply(effects.writes)
-        self.emitted.extend(effects.emits)
-        return effects
+    def run(self, event: CloudEvent) -> Step:
+        merged = {s.name: {**s.default_config, **self.config} for s in self.specs}
+        processor = HandlerProcessor(self.specs, self.fhir, config=merged, clock=lambda: NOW)
+        before = self.fhir.transactions
+        emits = processor.process(event)
+        self.emitted.extend(emits)
+        return Step(emits=emits, wrote=self.fhir.transactions > before)
 
 
 def enrolled(patient: str, *, start: str = "2024-05-03", **data: Any) -> CloudEvent:

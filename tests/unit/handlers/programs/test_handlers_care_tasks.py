@@ -36,7 +36,7 @@ def test_a_finished_task_is_not_escalated() -> None:
     run.run(enrolled("p1", care_manager="Practitioner/cm1"))
     [med] = run.fhir.tasks("medication-reconciliation")
     run.fhir.store[("Task", med["id"])]["status"] = "completed"
-    assert run.run(_overdue(med["id"])).writes == []  # type: ignore[arg-type]
+    assert run.run(_overdue(med["id"])).wrote is False  # type: ignore[arg-type]
 
 
 def test_a_work_task_whose_due_date_is_partial_is_left_alone_not_a_crash() -> None:

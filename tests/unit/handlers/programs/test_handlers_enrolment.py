@@ -60,7 +60,7 @@ def test_replaying_an_enrolment_creates_nothing() -> None:
     run = Runner(SPECS, TWO_MANAGERS)
     run.run(enrolled("p1"))
     before = {k: dict(v) for k, v in run.fhir.store.items()}
-    assert run.run(enrolled("p1")).writes == []
+    assert run.run(enrolled("p1")).wrote is False
     assert run.fhir.store == before
 
 

@@ -42,10 +42,12 @@ def test_three_unanswered_attempts_escalate_exactly_once() -> None:
     assert request["status"] == "active"  # the original request is kept
     sms = _request(run, "sms")
     assert sms["status"] == "active" and sms["priority"] == "urgent"
-    escalated = [e for e in run.emitted if e.type == "carecoord.outreach.escalated"]
-    assert len(escalated) == 1
-    assert escalated[0].data["outreach"] == f"CommunicationRequest/{request['id']}"
-    assert escalated[0].subject == "Patient/p1"
+    # a redelivered event re-announces what it emitted, under the same id (consumers dedupe on it)
+    by_id = {e.id: e for e in run.emitted if e.type == "carecoord.outreach.escalated"}
+    assert len(by_id) == 1
+    (escalated,) = by_id.values()
+    assert escalated.data["outreach"] == f"CommunicationRequest/{request['id']}"
+    assert escalated.subject == "Patient/p1"
 
 
 def test_two_unanswered_attempts_do_not_escalate() -> None:
