@@ -147,6 +147,21 @@ def health_url(service: Service) -> str:
     return f"http://127.0.0.1:{service.health.port}"
 
 
+def outlast_the_retry_budgets(service: Service, health: str, dependency: str) -> None:
+    """Wait until the service itself has seen `dependency` down for longer than the FHIR client's
+    and the runtime's retry budgets together: any event that an outage could wrongly dead-letter
+    has been held past its budget by then."""
+    settings = service.settings
+    budgets = settings.retry_budget + settings.fhir_retry_budget
+    label = f'dependency="{dependency}"'
+
+    def outlasted() -> bool:
+        down = metric(health, "carecoord_dependency_down_seconds", label)
+        return down is not None and down > budgets
+
+    wait_for(outlasted, budgets + 60, f"{dependency} down for longer than the retry budgets")
+
+
 def readyz(health: str) -> int | None:
     response = get(f"{health}/readyz")
     return response.status_code if response is not None else None
@@ -215,7 +230,7 @@ def test_fhir_down_at_start_consumes_nothing_until_it_answers(
         health = health_url(service)
         produce(kafka_bootstrap, service.settings.topic_in,
                 [e for p in patients for e in (enrolled(p), unanswered(p, 0))])  # fmt: skip
-        time.sleep(75)  # longer than the client's and the runtime's retry budgets together
+        outlast_the_retry_budgets(service, health, "fhir")
         assert readyz(health) == 503
         assert metric(health, "carecoord_dependency_up", 'dependency="fhir"') == 0.0
         assert read(kafka_bootstrap, service.settings.topic_dlq) == []
@@ -274,7 +289,7 @@ def test_broker_down_for_a_minute_while_escalations_are_announced_dead_letters_n
         proxy.down()
         wait_for(lambda: readyz(health) == 503, 60, "/readyz to report the broker outage")
         assert metric(health, "carecoord_dependency_up", 'dependency="kafka"') == 0.0
-        time.sleep(60)
+        outlast_the_retry_budgets(service, health, "kafka")
         proxy.up()
         wait_for(lambda: readyz(health) == 200, 120, "ready again")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -352,21 +352,21 @@ def dlq_replay(
     typer.echo(f"{verb} {len(result.replayed)} dead letter(s)")
     for dl in result.replayed:
         typer.echo(f"  {dl.partition}@{dl.offset} {dl.event_type or '-'} {dl.event_id or '-'}")
-    if result.skipped_truncated:
-        typer.echo(
-            f"skipped {len(result.skipped_truncated)} truncated dead letter(s) (original bytes "
-            "gone; re-send them from the source system):",
-            err=True,
-        )
-        for dl in result.skipped_truncated:
-            typer.echo(f"  {dl.partition}@{dl.offset} {dl.event_id or '-'}", err=True)
-    if result.skipped_no_source:
-        typer.echo(
-            f"skipped {len(result.skipped_no_source)} dead letter(s) without a source topic "
-            "(not written by carecoord); replay them with --to-topic:",
-            err=True,
-        )
-        for dl in result.skipped_no_source:
+    _list_skipped(
+        result.skipped_truncated,
+        "truncated dead letter(s) (original bytes gone; re-send them from the source system)",
+    )
+    _list_skipped(
+        result.skipped_no_source,
+        "dead letter(s) without a source topic (not written by carecoord); replay them with "
+        "--to-topic",
+    )
+
+
+def _list_skipped(skipped: Sequence[DeadLetter], what: str) -> None:
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} {what}:", err=True)
+        for dl in skipped:
             typer.echo(f"  {dl.partition}@{dl.offset} {dl.event_id or '-'}", err=True)
 
 

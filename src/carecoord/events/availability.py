@@ -99,6 +99,12 @@ class Availability:
         self._changed(False)
         self._wake.set()
 
+    def down_seconds(self) -> float:
+        """Seconds since the current outage began (0 while up): what an operator alerts on."""
+        with self._lock:
+            since = self._down_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def confirmed_down_seconds(self) -> float:
         """Seconds of confirmed outage so far, the current one included (monotonic clock)."""
         with self._lock:

@@ -315,6 +315,8 @@ class Service:
         )
         self.metrics.dependency_up.labels("fhir").set(0)
         self.metrics.dependency_up.labels("kafka").set(1)
+        for availability in (self.fhir_availability, self.kafka_availability):
+            self.metrics.watch_down_seconds(availability.name, availability.down_seconds)
         self.processor = HandlerProcessor(
             self.handlers.specs,
             self.fhir,

@@ -6,6 +6,7 @@ collide. Labels carry topics, partitions, event types, handler names and error t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -74,6 +75,12 @@ class ServiceMetrics:
             ["dependency"],
             registry=r,
         )
+        self.dependency_down_seconds = Gauge(
+            "carecoord_dependency_down_seconds",
+            "Seconds since the dependency's current outage began; 0 while it answers.",
+            ["dependency"],
+            registry=r,
+        )
         self.event_seconds = Histogram(
             "carecoord_event_processing_seconds",
             "Time from start of processing to offset done, by event type.",
@@ -112,6 +119,10 @@ class ServiceMetrics:
 
     def lag(self, tp: Any, n: int) -> None:
         self.lag_gauge.labels(*_tp(tp)).set(n)
+
+    def watch_down_seconds(self, name: str, down_seconds: Callable[[], float]) -> None:
+        """Read the outage's length at scrape time (Availability.down_seconds)."""
+        self.dependency_down_seconds.labels(name).set_function(down_seconds)
 
     def on_dependency(self, name: str, up: bool) -> None:
         """Availability's on_change hook."""

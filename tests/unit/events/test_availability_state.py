@@ -117,3 +117,31 @@ def test_a_probe_failure_is_false_and_a_failing_observer_breaks_nothing(clock: C
     dep.report_down("ConnectError")
     dep._recover()
     assert dep.up
+
+
+def test_down_seconds_is_the_current_outage_confirmed_or_not_and_zero_once_up(
+    clock: Clock,
+) -> None:
+    dep, _ = watched()
+    assert dep.down_seconds() == 0.0
+    dep.report_down("ConnectError")  # not confirmed: an operator still sees how long it lasts
+    clock.now += 4.0
+    assert dep.down_seconds() == 4.0
+    dep._recover()
+    assert dep.down_seconds() == 0.0
+    never_up, _ = watched(up=False)  # a server that never answered is down from the start
+    clock.now += 2.5
+    assert never_up.down_seconds() == 2.5
+
+
+def test_the_down_seconds_gauge_reads_the_outage_at_scrape_time(clock: Clock) -> None:
+    from carecoord.service.metrics import ServiceMetrics
+
+    dep, _ = watched()
+    metrics = ServiceMetrics()
+    metrics.watch_down_seconds("fhir", dep.down_seconds)
+    gauge = 'carecoord_dependency_down_seconds{dependency="fhir"}'
+    assert f"{gauge} 0.0" in metrics.exposition().decode()
+    dep.report_down("ConnectError")
+    clock.now += 9.0
+    assert f"{gauge} 9.0" in metrics.exposition().decode()
