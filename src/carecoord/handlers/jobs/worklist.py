@@ -41,7 +41,7 @@ from carecoord.core.handler import FhirReader
 from carecoord.fhir.batch_reads import Search, search_together
 from carecoord.handlers.billing.handler import BillingConfig, charge_entries
 from carecoord.handlers.billing.reads import charge_item_search
-from carecoord.handlers.billing.rules import BHI, next_threshold
+from carecoord.handlers.billing.rules import BHI, next_code, next_threshold
 from carecoord.handlers.care.enrolment_state import carecoord_plans
 from carecoord.handlers.care.model import (
     OUTREACH_ATTEMPT_ID,
@@ -172,10 +172,11 @@ class PatientReads:
     clinical: list[ClinicalItem] = field(default_factory=list)
 
 
-def ladder_of(program: str, config: BillingConfig) -> Any | None:
+def ladder_of(program: str, config: BillingConfig, day: date | None = None) -> Any | None:
+    """The ladder of `program` under the CMS rules in force on `day` (billing/rules.py)."""
     if program == "BHI":
         return BHI
-    return config.ladder(program)
+    return config.ladder(program, day)
 
 
 def patient_row(
@@ -243,14 +244,14 @@ def patient_row(
     limits = config.rules().addon_limits
     billable = sorted({prog for p in plans if p.status == "active" and (prog := _program_of(p))})
     for program in billable:  # a pending (draft) enrolment bills nothing yet
-        ladder = ladder_of(program, config)
+        ladder = ladder_of(program, config, day)
         if ladder is None:
             continue
         have = minutes.get(program, 0.0)
         more = next_threshold(ladder, have, limits)
         if more is None:
             continue
-        code = ladder.first if have < ladder.first_at else ladder.addon
+        code = next_code(ladder, have)
         needed.append(more)
         reasons.append(
             Reason("minutes-to-threshold", f"{program}: {more} min to {code} ({have:g} logged)")
