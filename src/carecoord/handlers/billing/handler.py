@@ -7,7 +7,9 @@ billable, identifier patient:program:YYYY-MM:code, `quantity` = units, updated a
 plus carecoord.billing.threshold-reached for each unit newly reached.
 
 What the month bills is decided by carecoord.handlers.billing.rules (sources there and in
-docs/billing-rules.md), from all the month's entries:
+docs/billing-rules.md), from all the month's entries, under the CMS rules in force that month
+(rules.RULE_YEARS, keyed by effective date: a 2025 month by the 2025 rules, a 2026 month by the
+CY 2026 PFS final rule, e.g. RPM 99470 at 10 minutes and the APCM add-on G0570 in place of 99484):
 - clinical staff time and practitioner time climb their own codes (CCM 99490/99439 vs
   99491/99437, PCM 99426/99427 vs 99424/99425); complex CCM (99487/99489) is decided per patient
   and month (`complex` on an entry; `complex_ccm` is only the default); BHI 99484; RPM
@@ -23,6 +25,9 @@ not-billable with a note, never deleted.
 Minutes never count twice: a duplicate time.logged (same event id) finds its entry and adds
 nothing, re-announcing the units it crossed under the same ids; an entry counts toward exactly
 the program it names. The month is the calendar month of `performed_at` in its own offset.
+
+carecoord.rpm.reading (RPM device supply from readings: 99454 / 99445, 99453) is the same
+handler's other route, in billing/devices.py.
 """
 
 from __future__ import annotations

@@ -364,10 +364,10 @@ def month_charges(
             charges.append(Charge(program, code, 1, practitioner, total, ids))
             continue
         charges += _program_charges(program, group, practitioner, rules, year)
-    return _apcm_addons(_exclusive(charges, rules))
+    return apcm_addon_rules(_exclusive(charges, rules))
 
 
-def _apcm_addons(charges: list[Charge]) -> list[Charge]:
+def apcm_addon_rules(charges: list[Charge]) -> list[Charge]:
     """APCM behavioural health add-ons [PFS-2026]: an add-on without an APCM code of the same
     practitioner is dropped; with one, the stand-alone BHI/CoCM codes of that practitioner are."""
     apcm_by = {c.practitioner for c in charges if c.cpt in APCM_CODES}

@@ -112,6 +112,8 @@ def test_99453_once_per_episode_and_a_device_code_per_period() -> None:
     second = days_from(date(2026, 3, 31), 3)  # day 31 starts the second period
     result = run("2026-03-01", *first, *second)
     assert billed(result.fhir) == {"99445": 2, "99453": 1}
+    announced = [e.data["cpt"] for e in result.emitted if e.type.endswith("threshold-reached")]
+    assert sorted(announced) == ["99445", "99445", "99453"]  # each announced once
 
 
 def test_readings_before_consent_or_outside_the_enrolment_are_kept_not_counted() -> None:

@@ -13,6 +13,8 @@ from carecoord.handlers.billing import handler as billing
 from carecoord.handlers.billing.rules import (
     RPM_2026,
     RULE_YEARS,
+    Charge,
+    apcm_addon_rules,
     next_code,
     next_threshold,
     rules_for,
@@ -170,3 +172,30 @@ def test_in_2025_apcm_and_bhi_bill_99484() -> None:
     """G0568-G0570 were created by the CY 2026 PFS; a 2025 month bills 99484 as before."""
     assert billed(_apcm_bhi("2025-11-04", 25).fhir) == {"G0557": 1, "99484": 1}
     assert billed(_apcm_bhi("2025-11-04", 5).fhir) == {"G0557": 1}
+
+
+def test_add_on_pairing_and_exclusion_on_any_charges() -> None:
+    """PFS-2026 (FairPath): G0568-G0570 only with G0556-G0558 of the same practitioner in the
+    month; with an add-on, that practitioner's 99484 and 99492-99494 are not billed; another
+    practitioner's are."""
+
+    def charge(cpt: str, by: str) -> Charge:
+        return Charge("X", cpt, 1, by, 0, ())
+
+    kept = apcm_addon_rules(
+        [
+            charge("G0557", "A"),
+            charge("G0568", "A"),
+            charge("99492", "A"),
+            charge("99484", "A"),
+            charge("G0570", "B"),  # B bills no APCM: the add-on goes
+            charge("99493", "B"),
+        ]
+    )
+    assert [(c.cpt, c.practitioner) for c in kept] == [
+        ("G0557", "A"),
+        ("G0568", "A"),
+        ("99493", "B"),
+    ]
+    alone = [charge("G0557", "A"), charge("99484", "A")]
+    assert apcm_addon_rules(alone) == alone  # no add-on: 99484 stays
