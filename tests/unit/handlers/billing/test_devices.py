@@ -157,3 +157,13 @@ def test_period_and_day_helpers() -> None:
     period = Period(date(2026, 3, 1), date(2026, 3, 30))
     times = [datetime(2026, 3, d, 8, tzinfo=UTC) for d in (1, 1, 2, 31)]
     assert days_in(period, times, UTC) == 2
+
+
+def test_a_malformed_reading_is_a_dead_letter_naming_the_field() -> None:
+    """Bad input loses nothing: a reading whose device is no `Device/<id>` is dead-lettered with
+    the field named, and nothing is written."""
+    bad = events.rpm_reading("p1", id="bad", device="Patient/p1")
+    result = run_events(SPECS, enrolled("2026-03-01"), bad)
+    [(event, error)] = result.dead_letters
+    assert event.id == "bad" and "device" in str(error)
+    assert result.fhir.resources("Observation") == []
