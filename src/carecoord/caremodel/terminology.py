@@ -336,6 +336,14 @@ CPT_PCM_PRACTITIONER_EACH_ADDL_30 = Code(
     CPT, "99425", "PCM, each additional 30 minutes by physician/QHP"
 )
 CPT_BHI_20 = Code(CPT, "99484", "General behavioral health integration, at least 20 minutes")
+# CY 2026 PFS final rule (CMS-1832-F, 90 FR 49266): RPM 99470 / 99445, APCM add-ons G0568-G0570.
+CPT_RPM_FIRST_10 = Code(CPT, "99470", "RPM treatment management, first 10 minutes")
+CPT_RPM_SETUP = Code(CPT, "99453", "RPM initial set-up and patient education")
+CPT_RPM_DEVICE_16_30 = Code(CPT, "99454", "RPM device supply, 16-30 days in 30 days")
+CPT_RPM_DEVICE_2_15 = Code(CPT, "99445", "RPM device supply, 2-15 days in 30 days")
+HCPCS_APCM_COCM_FIRST = Code(HCPCS, "G0568", "APCM add-on: collaborative care, first month")
+HCPCS_APCM_COCM_LATER = Code(HCPCS, "G0569", "APCM add-on: collaborative care, later months")
+HCPCS_APCM_BHI = Code(HCPCS, "G0570", "APCM add-on: behavioral health care management")
 CPT_TCM_MODERATE = Code(CPT, "99495", "Transitional care management, moderate complexity")
 CPT_TCM_HIGH = Code(CPT, "99496", "Transitional care management, high complexity")
 HCPCS_APCM_1 = Code(HCPCS, "G0556", "Advanced primary care management, level 1")
@@ -362,6 +370,13 @@ BILLING_CODES: dict[str, Code] = {
         HCPCS_APCM_1,
         HCPCS_APCM_2,
         HCPCS_APCM_3,
+        CPT_RPM_FIRST_10,
+        CPT_RPM_SETUP,
+        CPT_RPM_DEVICE_16_30,
+        CPT_RPM_DEVICE_2_15,
+        HCPCS_APCM_COCM_FIRST,
+        HCPCS_APCM_COCM_LATER,
+        HCPCS_APCM_BHI,
     )
 }
 
@@ -480,6 +495,9 @@ GOAL_ACHIEVED = Code(GOAL_ACHIEVEMENT_SYSTEM, "achieved", "Achieved")
 CARE_MANAGEMENT_TIME = Code(
     f"{CODESYSTEM_BASE}charge-item", "care-management-time", "Care-management time logged"
 )
+# An Observation recording that an RPM device transmitted a reading (carecoord.rpm.reading): the
+# device-supply codes count the distinct days these fall on.
+RPM_READING = Code(f"{CODESYSTEM_BASE}observation", "rpm-reading", "RPM device reading received")
 
 # ---------------------------------------------------------------------------------------------
 # Transactional outbox (carecoord.caremodel.outbox)

@@ -19,6 +19,7 @@ from carecoord.core.references import (
     CarePlanRef,
     CommunicationRequestRef,
     ConsentDocumentRef,
+    DeviceRef,
     EpisodeOfCareRef,
     PractitionerOrRoleRef,
     PractitionerRef,
@@ -227,6 +228,17 @@ class TimeLogged(EventData):
     qmb: bool = False  # APCM: the patient is a Qualified Medicare Beneficiary (G0558)
 
 
+class RpmReading(EventData):
+    """An RPM device transmitted a physiologic reading of the patient. Only that it did and when:
+    the values stay with the device platform. Billing counts the distinct days with readings in
+    each 30-day period of the RPM enrolment (99454 / 99445, 99453)."""
+
+    event_type: ClassVar[str] = "carecoord.rpm.reading"
+
+    device: DeviceRef
+    observed_at: datetime  # without an offset: UTC
+
+
 class OutreachDue(EventData):
     """A month's outreach is due (produced by the sweeper: `stage` nearly-overdue when the
     period's end is near and the patient is not reached yet)."""
@@ -263,6 +275,7 @@ INBOUND_MODELS: tuple[type[EventData], ...] = (
     PatientEnrolled, OutreachAttempted, SdohNeedIdentified, ReferralStatusChanged,
     ClinicalQuestion, ClinicalOverdue, TaskStatusChanged, TimeLogged, OutreachDue, TaskOverdue,
     CareManagerReassign, ConsentRecorded, PatientDisenrolled, PatientDischarged, TcmEpisodeEnded,
+    RpmReading,
 )  # fmt: skip
 INBOUND: dict[str, type[EventData]] = {m.event_type: m for m in INBOUND_MODELS}
 
@@ -371,7 +384,9 @@ class ClinicalVisitRequested(EventData):
 
 
 class BillingThresholdReached(EventData):
-    """A month's time crossed a billing code's threshold (one more unit)."""
+    """A month's time crossed a billing code's threshold (one more unit), or an RPM 30-day
+    period's device readings reached a device-supply code (`days`; `month`: the period's last
+    day's)."""
 
     event_type: ClassVar[str] = "carecoord.billing.threshold-reached"
 
@@ -382,6 +397,7 @@ class BillingThresholdReached(EventData):
     charge_item_identifier: _Identifier
     charge_item: str | None = None
     total_minutes: float | None = None
+    days: int | None = None  # RPM device supply: days with readings in the 30-day period
 
 
 class CareManagerReassigned(EventData):

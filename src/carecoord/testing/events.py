@@ -145,6 +145,12 @@ def of(data: EventData, patient: str, *, id: str | None = None) -> CloudEvent:
     return event(data.event_type, patient, wire_data(data), id=id)
 
 
+def rpm_reading(patient: str, *, id: str | None = None, **data: Any) -> CloudEvent:
+    """One device reading (pass `id=` per reading: the default id is the same for every one)."""
+    body = {"device": "Device/bp-cuff-1", "observed_at": "2030-01-02T08:00:00Z", **data}
+    return event("carecoord.rpm.reading", patient, body, id=id)
+
+
 FACTORIES: dict[str, Callable[..., CloudEvent]] = {
     "carecoord.patient.enrolled": patient_enrolled,
     "carecoord.consent.recorded": consent_recorded,
@@ -161,5 +167,6 @@ FACTORIES: dict[str, Callable[..., CloudEvent]] = {
     "carecoord.time.logged": time_logged,
     "carecoord.task.overdue": task_overdue,
     "carecoord.care-manager.reassign": care_manager_reassign,
+    "carecoord.rpm.reading": rpm_reading,
 }
 """The factory of each inbound catalog type."""

@@ -33,7 +33,8 @@ ROUTES_BEFORE: list[tuple[str, tuple[str, ...]]] = [
             "carecoord.task.status-changed",
         ),
     ),
-    ("billing", ("carecoord.time.logged",)),
+    # carecoord.rpm.reading added with RPM device supply (CY 2026 PFS, issue 26).
+    ("billing", ("carecoord.time.logged", "carecoord.rpm.reading")),
     ("reassignment", ("carecoord.care-manager.reassign",)),
     ("consent", ("carecoord.consent.recorded",)),
     ("disenrolment", ("carecoord.patient.disenrolled",)),
@@ -75,7 +76,7 @@ SETTINGS_BEFORE: dict[str, tuple[str | None, set[str]]] = {
         {
             "addon_limits", "apcm_bundles", "billing_practitioner", "complex_ccm",
             "consent_required", "exclusive_programs", "min_conditions",
-            "rpm_requires_interaction",
+            "rpm_requires_interaction", "timezone",
         },
     ),
     "reassignment": (CARE, {"capacity", "care_managers", "supervisor", "pool"}),

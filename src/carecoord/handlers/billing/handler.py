@@ -7,7 +7,9 @@ billable, identifier patient:program:YYYY-MM:code, `quantity` = units, updated a
 plus carecoord.billing.threshold-reached for each unit newly reached.
 
 What the month bills is decided by carecoord.handlers.billing.rules (sources there and in
-docs/billing-rules.md), from all the month's entries:
+docs/billing-rules.md), from all the month's entries, under the CMS rules in force that month
+(rules.RULE_YEARS, keyed by effective date: a 2025 month by the 2025 rules, a 2026 month by the
+CY 2026 PFS final rule, e.g. RPM 99470 at 10 minutes and the APCM add-on G0570 in place of 99484):
 - clinical staff time and practitioner time climb their own codes (CCM 99490/99439 vs
   99491/99437, PCM 99426/99427 vs 99424/99425); complex CCM (99487/99489) is decided per patient
   and month (`complex` on an entry; `complex_ccm` is only the default); BHI 99484; RPM
@@ -23,6 +25,9 @@ not-billable with a note, never deleted.
 Minutes never count twice: a duplicate time.logged (same event id) finds its entry and adds
 nothing, re-announcing the units it crossed under the same ids; an entry counts toward exactly
 the program it names. The month is the calendar month of `performed_at` in its own offset.
+
+carecoord.rpm.reading (RPM device supply from readings: 99454 / 99445, 99453) is the same
+handler's other route, in billing/devices.py.
 """
 
 from __future__ import annotations
@@ -31,11 +36,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any, ClassVar
+from typing import Any
 
 from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.resource import Resource
-from pydantic import Field
 
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import (
@@ -46,30 +50,25 @@ from carecoord.caremodel.identifiers import (
     identifier_value,
 )
 from carecoord.core.catalog import BillingThresholdReached, TimeLogged, require_patient
-from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
+from carecoord.handlers.billing import devices
+from carecoord.handlers.billing.config import LADDERS, BillingConfig
 from carecoord.handlers.billing.reads import MonthReads
 from carecoord.handlers.billing.rules import (
-    CCM_STAFF,
     COMPLEX_CCM,
-    DEFAULT_ADDON_LIMITS,
-    DEFAULT_MIN_CONDITIONS,
-    PCM_STAFF,
-    RPM,
     Charge,
     Enrolment,
     Ladder,
-    Rules,
     TimeEntry,
     excluded_reason,
     month_charges,
     units_reached,
 )
 from carecoord.handlers.care.event_ids import derived_id
-from carecoord.handlers.care.model import DEFAULT_CONSENT_REQUIRED, Month, as_date, version_of
+from carecoord.handlers.care.model import Month, as_date, version_of
 
 __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
 
@@ -86,50 +85,15 @@ TOTAL_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-minutes-total"
 ENTRY_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/time-entry-"
 _PRACTITIONER_PREFIXES = ("Practitioner/", "PractitionerRole/")
 
-LADDERS: dict[str, Ladder] = {"CCM": CCM_STAFF, "PCM": PCM_STAFF, "RPM": RPM}
 CODE_PROGRAM: dict[str, str] = {
     **{c: "CCM" for c in ("99490", "99439", "99487", "99489", "99491", "99437")},
     **{c: "PCM" for c in ("99424", "99425", "99426", "99427")},
-    **{c: "RPM" for c in ("99457", "99458")},
-    "99484": "BHI",
+    **{c: "RPM" for c in ("99457", "99458", "99470")},
+    **{c: "BHI" for c in ("99484", "G0568", "G0569", "G0570")},
     **{c: "APCM" for c in ("G0556", "G0557", "G0558")},
     **{c: "TCM" for c in ("99495", "99496")},
 }
 _CODE_SYSTEMS = (t.CPT, t.HCPCS)
-
-
-class BillingConfig(HandlerConfig):
-    """Configuration of the "billing" handler (defaults: CMS, see docs/billing-rules.md)."""
-
-    config_name: ClassVar[str] = "billing"
-
-    # The default for a month no entry flags: bill CCM as complex CCM (99487/99489) when staff
-    # time reaches 60 minutes (below that the month bills 99490/99439).
-    complex_ccm: bool = False
-    # CPT -> max units a month, over the CMS defaults (DEFAULT_ADDON_LIMITS)
-    addon_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_ADDON_LIMITS))
-    exclusive_programs: list[list[str]] = Field(default_factory=lambda: [["CCM", "PCM"]])
-    consent_required: list[str] = Field(default_factory=lambda: list(DEFAULT_CONSENT_REQUIRED))
-    min_conditions: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_MIN_CONDITIONS))
-    rpm_requires_interaction: bool = True
-    apcm_bundles: bool = True
-    billing_practitioner: str | None = None  # when neither the entry nor the plan names one
-
-    def ladder(self, program: str) -> Ladder | None:
-        if program == "CCM" and self.complex_ccm:
-            return COMPLEX_CCM
-        return LADDERS.get(program)
-
-    def rules(self) -> Rules:
-        return Rules(
-            addon_limits={**DEFAULT_ADDON_LIMITS, **self.addon_limits},
-            exclusive=[tuple(g) for g in self.exclusive_programs],
-            consent_required=tuple(self.consent_required),
-            min_conditions=dict(self.min_conditions),
-            complex_default=self.complex_ccm,
-            rpm_requires_interaction=self.rpm_requires_interaction,
-            apcm_bundles=self.apcm_bundles,
-        )
 
 
 def month_label(day: date) -> str:
@@ -522,5 +486,7 @@ def _emit(
     key = threshold_value(pid, program, month, cpt, unit)
     fx.emit(BillingThresholdReached(**data), f"Patient/{pid}", id=derived_id(CHARGE_ITEM_ID, key))
 
+
+handlers.include(devices.handlers)  # carecoord.rpm.reading: device supply from readings
 
 HANDLERS: list[HandlerSpec] = [handlers.spec]

@@ -14,6 +14,16 @@ Every rule names its source; docs/billing-rules.md has the table. Sources:
   month as CCM or TCM; time counted for one service not counted for another).
 - [RPM-2021] CY 2021 PFS final rule as summarised by Foley & Lardner, "2021 Remote Patient
   Monitoring FAQs: CMS Issues Final Rule" (99457 requires interactive communication in the month).
+- [PFS-2026] CY 2026 PFS final rule, CMS-1832-F, 90 FR 49266-50481 (Nov 5 2025; govinfo FR Doc
+  2025-19787), effective Jan 1 2026: RPM 99445 (device supply, 2-15 days of data in 30 days; not
+  with 99454, 16-30 days) and 99470 (treatment management, first 10 minutes in a calendar month,
+  at least one real-time interactive communication), as summarised by Rimidi (Nov 3 2025) and
+  Prevounce (Dec 2 2025); APCM behavioural health add-ons G0568/G0569 (CoCM) and G0570 (general
+  BHI), billed only with G0556-G0558 by the same practitioner in the same month, not with
+  99484/99492-99494 (FairPath "APCM Behavioral Health Add-On Rule (2026)"; G0570's HCPCS 2026
+  long descriptor: "per calendar month", no minimum time). Corrected by CMS-1832-F2, 91 FR
+  12071-12082 (Mar 12 2026, FR Doc 2026-04797, typographical and technical errors; its text
+  was not read with the research tool, so no change here is attributed to it).
 Where a source could not be found with the research tool the docs table says so; the default
 is then configurable (BillingConfig).
 """
@@ -32,12 +42,16 @@ Role = Literal["clinical-staff", "practitioner"]
 
 @dataclass(frozen=True)
 class Ladder:
-    """A base code reached at `first_at` minutes, then an add-on code per `addon_every` more."""
+    """A base code reached at `first_at` minutes, then an add-on code per `addon_every` more.
+    `lead` is a shorter code billed instead of the base from `lead_at` minutes until `first_at`
+    (RPM 99470 for 10-19 minutes, then 99457 in its place: the two are not billed together)."""
 
     first: str
     first_at: int
     addon: str | None = None
     addon_every: int = 0
+    lead: str | None = None
+    lead_at: int = 0
 
 
 # Clinical staff time directed by the billing practitioner [MLN-CCM], [PFS-2022].
@@ -49,6 +63,8 @@ CCM_PRACTITIONER = Ladder("99491", 30, "99437", 30)
 PCM_PRACTITIONER = Ladder("99424", 30, "99425", 30)
 # RPM treatment management: clinical staff, physician or QHP time alike [RPM-2021].
 RPM = Ladder("99457", 20, "99458", 20)
+# From 2026: 99470 for the first 10 minutes (10-19 in the month), 99457 from 20 [PFS-2026].
+RPM_2026 = Ladder("99457", 20, "99458", 20, lead="99470", lead_at=10)
 # General BHI: at least 20 minutes of clinical staff time a month; no add-on code.
 BHI = Ladder("99484", 20)
 
@@ -85,6 +101,8 @@ def units_reached(
     ladder: Ladder, minutes: float, addon_limits: Mapping[str, int] | None = None
 ) -> list[tuple[str, int]]:
     """Every (CPT, unit) a month total of `minutes` has reached, in order."""
+    if ladder.lead and ladder.lead_at <= minutes < ladder.first_at:
+        return [(ladder.lead, 1)]
     if minutes < ladder.first_at:
         return []
     out = [(ladder.first, 1)]
@@ -99,6 +117,8 @@ def units_reached(
 
 def next_threshold(ladder: Ladder, minutes: float, addon_limits: Mapping[str, int]) -> int | None:
     """Minutes still needed for the next unit (None: nothing more can be billed this month)."""
+    if ladder.lead and minutes < ladder.lead_at:
+        return int(-(-(ladder.lead_at - minutes) // 1))
     if minutes < ladder.first_at:
         return int(-(-(ladder.first_at - minutes) // 1))
     if not ladder.addon or ladder.addon_every <= 0:
@@ -109,6 +129,79 @@ def next_threshold(ladder: Ladder, minutes: float, addon_limits: Mapping[str, in
         return None
     goal = ladder.first_at + (units + 1) * ladder.addon_every
     return int(-(-(goal - minutes) // 1))
+
+
+def next_code(ladder: Ladder, minutes: float) -> str | None:
+    """The code `next_threshold`'s minutes lead to."""
+    if ladder.lead and minutes < ladder.lead_at:
+        return ladder.lead
+    return ladder.first if minutes < ladder.first_at else ladder.addon
+
+
+# ---------------------------------------------------------------------------------------------
+# The CMS rules by date of service: one row per effective date, the month's (or the 30-day
+# period's) date of service picks the row in force. A new PFS year is a new row, not a branch.
+
+# RPM device supply and set-up (not time: days with readings, see billing/devices.py).
+RPM_SETUP = "99453"  # once per episode of care (carecoord: the RPM enrolment)
+RPM_DEVICE_16_30 = "99454"
+RPM_DEVICE_2_15 = "99445"
+RPM_PERIOD_DAYS = 30
+# APCM behavioural health add-ons [PFS-2026]: G0568 CoCM first month, G0569 CoCM later months,
+# G0570 general BHI; only with G0556-G0558 of the same practitioner and month, and never with
+# the stand-alone BHI / CoCM codes.
+APCM_BH_ADDONS = frozenset({"G0568", "G0569", "G0570"})
+APCM_BH_EXCLUDED = frozenset({"99484", "99492", "99493", "99494"})
+APCM_BH_GENERAL = "G0570"
+
+
+@dataclass(frozen=True)
+class RuleYear:
+    """The CMS rules in force from `effective` until the next row's date."""
+
+    effective: date
+    rpm: Ladder  # RPM treatment management time
+    device_tiers: tuple[tuple[int, str], ...]  # (minimum days with readings, code), most first
+    apcm_bh_addons: bool  # G0568-G0570 exist
+    source: str
+
+
+RULE_YEARS: tuple[RuleYear, ...] = (
+    # Before 2026: 99457/99458 from 20 minutes; 99454 needs 16 days in 30 [RPM-2021]; no
+    # device code for fewer days, no APCM behavioural health add-ons.
+    RuleYear(date(2025, 1, 1), RPM, ((16, RPM_DEVICE_16_30),), False, "RPM-2021, AAFP-APCM"),
+    # CY 2026 PFS [PFS-2026]: 99470 (10 minutes), 99445 (2-15 days), G0568-G0570.
+    RuleYear(
+        date(2026, 1, 1),
+        RPM_2026,
+        ((16, RPM_DEVICE_16_30), (2, RPM_DEVICE_2_15)),
+        True,
+        "PFS-2026",
+    ),
+)
+
+
+def rules_for(day: date) -> RuleYear:
+    """The row in force on `day` (a day before the first row: the first row, carecoord's
+    oldest rules, as billed before the table existed)."""
+    current = RULE_YEARS[0]
+    for row in RULE_YEARS:
+        if row.effective <= day:
+            current = row
+    return current
+
+
+def device_code(days: int, year: RuleYear) -> str | None:
+    """The device-supply code of a 30-day period with readings on `days` distinct days."""
+    return next((code for least, code in year.device_tiers if days >= least), None)
+
+
+def days_to_device_code(days: int, year: RuleYear) -> tuple[int, str] | None:
+    """(days still needed, code) for the period's next device-supply code; None: at the top."""
+    for least, code in sorted(year.device_tiers):
+        if days < least:
+            return least - days, code
+    return None
 
 
 @dataclass(frozen=True)
@@ -192,7 +285,11 @@ def _ladder_charges(
 
 
 def _program_charges(
-    program: str, entries: Sequence[TimeEntry], practitioner: str | None, rules: Rules
+    program: str,
+    entries: Sequence[TimeEntry],
+    practitioner: str | None,
+    rules: Rules,
+    year: RuleYear | None = None,
 ) -> list[Charge]:
     staff = [e for e in entries if e.role == "clinical-staff"]
     personal = [e for e in entries if e.role == "practitioner"]
@@ -214,7 +311,8 @@ def _program_charges(
     if program == "RPM":
         if rules.rpm_requires_interaction and not any(e.interactive for e in entries):
             return []
-        return _ladder_charges(program, RPM, entries, practitioner, rules)
+        ladder = (year or RULE_YEARS[0]).rpm
+        return _ladder_charges(program, ladder, entries, practitioner, rules)
     if program == "BHI":
         return _ladder_charges(program, BHI, entries, practitioner, rules)
     if program == "APCM":
@@ -236,8 +334,11 @@ def month_charges(
     enrolments: Mapping[str, Enrolment],
     rules: Rules,
 ) -> list[Charge]:
-    """Every code one patient's month bills, given all the month's time entries (any program)."""
+    """Every code one patient's month bills, given all the month's time entries (any program),
+    under the rules in force that month (`rules_for` the first entry's date)."""
     by_group: dict[tuple[str, str | None], list[TimeEntry]] = {}
+    entries = list(entries)
+    year = rules_for(min(e.performed for e in entries)) if entries else RULE_YEARS[0]
     for entry in entries:
         enrolment = enrolments.get(entry.program)
         if excluded_reason(entry, enrolment, rules) is not None:
@@ -246,7 +347,15 @@ def month_charges(
         practitioner = entry.billing_practitioner or enrolment.provider
         by_group.setdefault((entry.program, practitioner), []).append(entry)
     charges: list[Charge] = []
+    apcm_by = {practitioner for program, practitioner in by_group if program == "APCM"}
     for (program, practitioner), group in sorted(by_group.items(), key=lambda kv: str(kv[0])):
+        if program == "BHI" and year.apcm_bh_addons and practitioner in apcm_by:
+            # The practitioner bills APCM this month: general BHI is its add-on G0570 (per
+            # calendar month, no minimum time in its descriptor) in place of 99484 [PFS-2026].
+            ids = tuple(sorted(e.event_id for e in group))
+            total = sum(e.minutes for e in group)
+            charges.append(Charge(program, APCM_BH_GENERAL, 1, practitioner, total, ids))
+            continue
         if program == "APCM":
             enrolment = enrolments[program]
             code = apcm_code(enrolment.conditions, any(e.qmb for e in group))
@@ -254,8 +363,23 @@ def month_charges(
             total = sum(e.minutes for e in group)
             charges.append(Charge(program, code, 1, practitioner, total, ids))
             continue
-        charges += _program_charges(program, group, practitioner, rules)
-    return _exclusive(charges, rules)
+        charges += _program_charges(program, group, practitioner, rules, year)
+    return apcm_addon_rules(_exclusive(charges, rules))
+
+
+def apcm_addon_rules(charges: list[Charge]) -> list[Charge]:
+    """APCM behavioural health add-ons [PFS-2026]: an add-on without an APCM code of the same
+    practitioner is dropped; with one, the stand-alone BHI/CoCM codes of that practitioner are."""
+    apcm_by = {c.practitioner for c in charges if c.cpt in APCM_CODES}
+    addon_by = {
+        c.practitioner for c in charges if c.cpt in APCM_BH_ADDONS and c.practitioner in apcm_by
+    }
+    return [
+        c
+        for c in charges
+        if not (c.cpt in APCM_BH_ADDONS and c.practitioner not in apcm_by)
+        and not (c.cpt in APCM_BH_EXCLUDED and c.practitioner in addon_by)
+    ]
 
 
 def _exclusive(charges: list[Charge], rules: Rules) -> list[Charge]:
@@ -287,13 +411,15 @@ def _priority(program: str) -> int:
 
 
 def ladder_for(
-    program: str, role: Role = "clinical-staff", complex_: bool = False
+    program: str, role: Role = "clinical-staff", complex_: bool = False, day: date | None = None
 ) -> Ladder | None:
-    """The ladder a program's time climbs (for the worklist's minutes-to-next-threshold)."""
+    """The ladder a program's time climbs (for the worklist's minutes-to-next-threshold), under
+    the rules in force on `day` (default: the oldest row)."""
     if program == "CCM":
         if complex_:
             return COMPLEX_CCM
         return CCM_PRACTITIONER if role == "practitioner" else CCM_STAFF
     if program == "PCM":
         return PCM_PRACTITIONER if role == "practitioner" else PCM_STAFF
-    return {"RPM": RPM, "BHI": BHI}.get(program)
+    rpm = (rules_for(day) if day is not None else RULE_YEARS[0]).rpm
+    return {"RPM": rpm, "BHI": BHI}.get(program)

@@ -16,8 +16,11 @@ outreach attempts and their last contact. Reasons, in rank order:
 6. `outreach-due`: the month's outreach request still open (the patient not reached yet);
 7. `obtain-consent`: the enrolment is pending the patient's consent;
 8. `minutes-to-threshold`: minutes of clinical staff time still needed this month for an
-   active (consented) program's next billing code (B1-B12 of docs/billing-rules.md; add-on
-   caps respected).
+   active (consented) program's next billing code (B1-B12 of docs/billing-rules.md, under the
+   rules in force that month, e.g. 10 minutes to RPM 99470 in 2026; add-on caps respected);
+9. `days-to-threshold`: an active RPM enrolment whose current 30-day period has fewer than 16
+   days with device readings so far: the days still needed for 99454 (and for 99445 from 2026),
+   by the period's last day (R1-R4 of docs/billing-rules.md).
 
 Rows rank by their most urgent reason, then its due date, then the fewest minutes still
 needed, then the patient. Patients with nothing to do come last.
@@ -25,7 +28,8 @@ needed, then the patient. Patients with nothing to do come last.
 Reads are bounded: the month's outreach requests naming the care manager and the care manager's
 open Tasks (one batch), the care manager's clinical items, then per patient on the list (batched
 where the server declares `batch`) their CarePlans, open Tasks, Communications since the start
-of the previous month and ChargeItems of the month. Never the whole server.
+of the previous month, ChargeItems of the month and RPM readings of the last 31 days. Never the
+whole server.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ from carecoord.caremodel import terminology as t
 from carecoord.caremodel import workflow
 from carecoord.core.handler import FhirReader
 from carecoord.fhir.batch_reads import Search, search_together
+from carecoord.handlers.billing import devices
 from carecoord.handlers.billing.handler import BillingConfig, charge_entries
 from carecoord.handlers.billing.reads import charge_item_search
-from carecoord.handlers.billing.rules import BHI, next_threshold
+from carecoord.handlers.billing.rules import BHI, next_code, next_threshold, rules_for
 from carecoord.handlers.care.enrolment_state import carecoord_plans
 from carecoord.handlers.care.model import (
     OUTREACH_ATTEMPT_ID,
@@ -67,6 +72,7 @@ KINDS = (
     "outreach-due",
     "obtain-consent",
     "minutes-to-threshold",
+    "days-to-threshold",
 )
 RANK = {kind: i for i, kind in enumerate(KINDS)}
 TCM_WORK = (
@@ -74,7 +80,7 @@ TCM_WORK = (
     t.TASK_TCM_FACE_TO_FACE,
     t.TASK_MEDICATION_RECONCILIATION,
 )
-PATIENTS_PER_BATCH = 25  # 4 searches each: 100 entries a batch
+PATIENTS_PER_BATCH = 20  # 5 searches each: 100 entries a batch
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,7 @@ class WorklistRow:
     attempts: int  # outreach attempts this month
     last_contact: datetime | None  # the last answered outreach (this or the previous month)
     minutes_needed: int | None = None  # the fewest minutes to any program's next billing code
+    days_needed: int | None = None  # RPM: days with readings still needed for 99454 this period
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +117,7 @@ class WorklistRow:
             "attempts": self.attempts,
             "last_contact": self.last_contact.isoformat() if self.last_contact else None,
             "minutes_needed": self.minutes_needed,
+            "days_needed": self.days_needed,
         }
 
 
@@ -142,6 +150,7 @@ def rank(rows: Iterable[WorklistRow]) -> list[WorklistRow]:
             row.attempts,
             row.last_contact,
             row.minutes_needed,
+            row.days_needed,
         )
         for row in rows
     ]
@@ -170,12 +179,14 @@ class PatientReads:
     charge_items: list[Any] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
     clinical: list[ClinicalItem] = field(default_factory=list)
+    readings: list[Any] = field(default_factory=list)  # RPM reading Observations
 
 
-def ladder_of(program: str, config: BillingConfig) -> Any | None:
+def ladder_of(program: str, config: BillingConfig, day: date | None = None) -> Any | None:
+    """The ladder of `program` under the CMS rules in force on `day` (billing/rules.py)."""
     if program == "BHI":
         return BHI
-    return config.ladder(program)
+    return config.ladder(program, day)
 
 
 def patient_row(
@@ -243,18 +254,22 @@ def patient_row(
     limits = config.rules().addon_limits
     billable = sorted({prog for p in plans if p.status == "active" and (prog := _program_of(p))})
     for program in billable:  # a pending (draft) enrolment bills nothing yet
-        ladder = ladder_of(program, config)
+        ladder = ladder_of(program, config, day)
         if ladder is None:
             continue
         have = minutes.get(program, 0.0)
         more = next_threshold(ladder, have, limits)
         if more is None:
             continue
-        code = ladder.first if have < ladder.first_at else ladder.addon
+        code = next_code(ladder, have)
         needed.append(more)
         reasons.append(
             Reason("minutes-to-threshold", f"{program}: {more} min to {code} ({have:g} logged)")
         )
+    days_needed: int | None = None
+    rpm = next((p for p in plans if p.status == "active" and _program_of(p) == "RPM"), None)
+    if rpm is not None:
+        days_needed = _device_days_reason(rpm, patient, day, reads.readings, config, reasons)
     return WorklistRow(
         patient=patient,
         programs=tuple(programs),
@@ -262,7 +277,42 @@ def patient_row(
         attempts=attempts,
         last_contact=last_contact,
         minutes_needed=min(needed) if needed else None,
+        days_needed=days_needed,
     )
+
+
+def _device_days_reason(
+    plan: Any,
+    patient: str,
+    day: date,
+    readings: Sequence[Any],
+    config: BillingConfig,
+    reasons: list[Reason],
+) -> int | None:
+    """Days with readings still needed for 99454 in the RPM period of `day` (None: reached),
+    with its reason; readings after `day` are not known on the list's day."""
+    start = devices.episode_start(plan)
+    period = devices.period_of(start, day) if start is not None else None
+    if period is None:
+        return None
+    zone = config.zone()
+    times = [w for w in devices.readings_of(readings, patient).values()
+             if devices.reading_day(w, zone) <= day]  # fmt: skip
+    have = devices.days_in(period, times, zone)
+    tiers = sorted(rules_for(period.end).device_tiers)
+    top, top_code = tiers[-1]
+    if have >= top:
+        return None
+    lower = "".join(f"; {least - have} to {code}" for least, code in tiers[:-1] if have < least)
+    reasons.append(
+        Reason(
+            "days-to-threshold",
+            f"RPM: {top - have} more days of readings to {top_code}{lower} "
+            f"({have} this period, ends {period.end.isoformat()})",
+            period.end,
+        )
+    )
+    return top - have
 
 
 def _program_of(plan: Any) -> str | None:
@@ -385,10 +435,11 @@ def worklist(
                 # index (docs/architecture.md); `_contacts` drops the later ones.
                 ("Communication", [("patient", ref), ("sent", f"ge{since.isoformat()}")]),
                 charge_item_search(ref, day),
+                devices.reading_search(ref, day - timedelta(days=31)),
             ]  # fmt: skip
         answers = search_together(fhir, searches)
         for i, pid in enumerate(chunk):
-            plans, tasks, comms, items = answers[4 * i : 4 * i + 4]
+            plans, tasks, comms, items, readings = answers[5 * i : 5 * i + 5]
             reads = PatientReads(
                 plans=plans,
                 tasks=tasks,
@@ -396,6 +447,7 @@ def worklist(
                 charge_items=items,
                 requests=requests,
                 clinical=clinical,
+                readings=readings,
             )
             rows.append(patient_row(pid, care_manager, day, reads, billing))
     return Worklist(care_manager, day, tuple(rank(rows)))

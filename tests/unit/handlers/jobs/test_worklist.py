@@ -146,6 +146,7 @@ def test_json_shape_and_table() -> None:
         "attempts",
         "last_contact",
         "minutes_needed",
+        "days_needed",
     }
     assert first["programs"] == ["CCM"]
     assert set(first["reasons"][0]) == {"kind", "detail", "due", "reference"}
