@@ -15,9 +15,15 @@ outreach attempts and their last contact. Reasons, in rank order:
 5. `relay-answer` / `schedule-visit`: an answered question to relay, a visit to schedule;
 6. `outreach-due`: the month's outreach request still open (the patient not reached yet);
 7. `obtain-consent`: the enrolment is pending the patient's consent;
-8. `minutes-to-threshold`: minutes of clinical staff time still needed this month for an
+8. `assessment-overdue` / `assessment-due`: a standardized assessment (PHQ-9, GAD-7, AHC
+   HRSN, ...) the program's schedule asks for, past its grace days / due
+   (carecoord.handlers.programs.assessment_schedule; worklist_checkins.py);
+9. `minutes-to-threshold`: minutes of clinical staff time still needed this month for an
    active (consented) program's next billing code (B1-B12 of docs/billing-rules.md; add-on
    caps respected).
+
+Each row also carries the patient's due assessments and the check-in talking points matched
+to the Conditions their plans address (docs/talking-points.md).
 
 Rows rank by their most urgent reason, then its due date, then the fewest minutes still
 needed, then the patient. Patients with nothing to do come last.
@@ -25,13 +31,14 @@ needed, then the patient. Patients with nothing to do come last.
 Reads are bounded: the month's outreach requests naming the care manager and the care manager's
 open Tasks (one batch), the care manager's clinical items, then per patient on the list (batched
 where the server declares `batch`) their CarePlans, open Tasks, Communications since the start
-of the previous month and ChargeItems of the month. Never the whole server.
+of the previous month, ChargeItems of the month, Conditions and completed
+QuestionnaireResponses. Never the whole server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -56,6 +63,14 @@ from carecoord.handlers.care.model import (
 )
 from carecoord.handlers.care.patient_context import care_team_of, program_of
 from carecoord.handlers.clinical.loop import ClinicalItem, open_clinical_items
+from carecoord.handlers.jobs.worklist_checkins import (
+    CHECKIN_SEARCHES,
+    CheckinConfig,
+    Checkins,
+    checkin_searches,
+    checkins_of,
+    talking_points_text,
+)
 
 KINDS = (
     "tcm-overdue",
@@ -66,6 +81,8 @@ KINDS = (
     "schedule-visit",
     "outreach-due",
     "obtain-consent",
+    "assessment-overdue",
+    "assessment-due",
     "minutes-to-threshold",
 )
 RANK = {kind: i for i, kind in enumerate(KINDS)}
@@ -74,7 +91,8 @@ TCM_WORK = (
     t.TASK_TCM_FACE_TO_FACE,
     t.TASK_MEDICATION_RECONCILIATION,
 )
-PATIENTS_PER_BATCH = 25  # 4 searches each: 100 entries a batch
+WORKLIST_SEARCHES = 4  # per patient, before the check-in ones
+PATIENTS_PER_BATCH = 16  # 6 searches each: 96 entries a batch
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,7 @@ class WorklistRow:
     attempts: int  # outreach attempts this month
     last_contact: datetime | None  # the last answered outreach (this or the previous month)
     minutes_needed: int | None = None  # the fewest minutes to any program's next billing code
+    checkins: Checkins = field(default_factory=Checkins)  # due assessments, talking points
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +129,8 @@ class WorklistRow:
             "attempts": self.attempts,
             "last_contact": self.last_contact.isoformat() if self.last_contact else None,
             "minutes_needed": self.minutes_needed,
+            "assessments": [a.to_json() for a in self.checkins.assessments],
+            "talking_points": [p.to_json() for p in self.checkins.talking_points],
         }
 
 
@@ -134,17 +155,7 @@ def rank(rows: Iterable[WorklistRow]) -> list[WorklistRow]:
     def reason_key(r: Reason) -> tuple[int, date, str]:
         return RANK.get(r.kind, len(RANK)), r.due or date.max, r.detail
 
-    ordered = [
-        WorklistRow(
-            row.patient,
-            row.programs,
-            tuple(sorted(row.reasons, key=reason_key)),
-            row.attempts,
-            row.last_contact,
-            row.minutes_needed,
-        )
-        for row in rows
-    ]
+    ordered = [replace(row, reasons=tuple(sorted(row.reasons, key=reason_key))) for row in rows]
 
     def row_key(row: WorklistRow) -> tuple[int, date, float, str]:
         top = row.reasons[0] if row.reasons else None
@@ -170,6 +181,8 @@ class PatientReads:
     charge_items: list[Any] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
     clinical: list[ClinicalItem] = field(default_factory=list)
+    conditions: list[Any] = field(default_factory=list)
+    responses: list[Any] = field(default_factory=list)  # QuestionnaireResponses
 
 
 def ladder_of(program: str, config: BillingConfig) -> Any | None:
@@ -184,6 +197,7 @@ def patient_row(
     day: date,
     reads: PatientReads,
     config: BillingConfig | None = None,
+    checkin_config: CheckinConfig | None = None,
 ) -> WorklistRow:
     """One patient's row for `day` from their resources (re-filtered here)."""
     config = config or BillingConfig()
@@ -255,6 +269,10 @@ def patient_row(
         reasons.append(
             Reason("minutes-to-threshold", f"{program}: {more} min to {code} ({have:g} logged)")
         )
+    checkins = checkins_of(
+        patient_id, day, plans, reads.conditions, reads.responses, checkin_config
+    )
+    reasons += [Reason(a.kind, a.detail, a.due) for a in checkins.assessments]
     return WorklistRow(
         patient=patient,
         programs=tuple(programs),
@@ -262,6 +280,7 @@ def patient_row(
         attempts=attempts,
         last_contact=last_contact,
         minutes_needed=min(needed) if needed else None,
+        checkins=checkins,
     )
 
 
@@ -332,9 +351,11 @@ def worklist(
     *,
     now: datetime | None = None,
     config: Mapping[str, Any] | None = None,
+    checkins: CheckinConfig | None = None,
 ) -> Worklist:
     """The care manager's call list for `day` (default: today, UTC). `config`: the billing
-    handler's configuration (add-on caps, complex CCM default)."""
+    handler's configuration (add-on caps, complex CCM default); `checkins`: the assessment
+    schedule and talking-point catalog (default: the shipped ones)."""
     day, at = as_of(day, now)
     month = Month.of(day)
     billing = BillingConfig.of(config)
@@ -386,9 +407,11 @@ def worklist(
                 ("Communication", [("patient", ref), ("sent", f"ge{since.isoformat()}")]),
                 charge_item_search(ref, day),
             ]  # fmt: skip
+            searches += checkin_searches(ref)
         answers = search_together(fhir, searches)
+        per = WORKLIST_SEARCHES + CHECKIN_SEARCHES
         for i, pid in enumerate(chunk):
-            plans, tasks, comms, items = answers[4 * i : 4 * i + 4]
+            plans, tasks, comms, items, conditions, responses = answers[per * i : per * (i + 1)]
             reads = PatientReads(
                 plans=plans,
                 tasks=tasks,
@@ -396,8 +419,10 @@ def worklist(
                 charge_items=items,
                 requests=requests,
                 clinical=clinical,
+                conditions=conditions,
+                responses=responses,
             )
-            rows.append(patient_row(pid, care_manager, day, reads, billing))
+            rows.append(patient_row(pid, care_manager, day, reads, billing, checkins))
     return Worklist(care_manager, day, tuple(rank(rows)))
 
 
@@ -427,4 +452,6 @@ def table(worklist: Worklist) -> str:
         out.append("  ".join([*cells, line[-1]]).rstrip())
     if not worklist.rows:
         out.append("(no patients)")
+    numbered = [(n, r.patient, r.checkins.talking_points) for n, r in enumerate(worklist.rows, 1)]
+    out += talking_points_text(numbered)
     return "\n".join(out)
