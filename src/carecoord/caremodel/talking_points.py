@@ -20,10 +20,17 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from carecoord.caremodel import terminology as t
 from carecoord.errors import ConfigError, describe_validation
@@ -90,17 +97,21 @@ class Topic(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
-    title: str = Field(min_length=1, max_length=100)
+    title: str = Field("", max_length=100)
     match: Match = Match()
     prompts: tuple[Prompt, ...] = ()
-    enabled: bool = True
+    enabled: bool = True  # false: remove the shipped topic of this id (only `id` needed)
 
-    @field_validator("match")
-    @classmethod
-    def _something(cls, value: Match) -> Match:
-        if not (value.icd10cm or value.snomed or value.all_patients):
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if not self.enabled:
+            return self
+        if not self.title:
+            raise ValueError("has no title: give one, e.g. title: Diabetes")
+        m = self.match
+        if not (m.icd10cm or m.snomed or m.all_patients):
             raise ValueError("matches nothing: give icd10cm, snomed or all_patients: true")
-        return value
+        return self
 
 
 class CatalogFile(BaseModel):
