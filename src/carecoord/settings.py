@@ -35,6 +35,8 @@ from pydantic_settings import (
 
 from carecoord.errors import ConfigError
 from carecoord.events.runtime import RuntimeOptions
+from carecoord.handlers.jobs.worklist_checkins import CheckinConfig
+from carecoord.handlers.programs.assessment_schedule import DEFAULT_GRACE_DAYS
 
 ENV_PREFIX = "CARECOORD_"
 CONFIG_FILE_ENV = "CARECOORD_CONFIG_FILE"
@@ -357,6 +359,29 @@ class Settings(BaseSettings):
         "per-handler configuration: CARECOORD_HANDLERS__<name>__<key> or [handlers.<name>]",
         "set CARECOORD_HANDLERS__<handler>__<key>=value or a [handlers.<handler>] table",
         group="Handlers",
+    )
+
+    # The worklist's check-ins (docs/worklist.md, docs/talking-points.md)
+    assessment_schedule: dict[str, dict[str, int]] = setting(
+        {},
+        "assessments due per program: program -> LOINC panel code -> days between (0: once); "
+        "a program named replaces its default schedule",
+        'give JSON like {"BHI": {"44249-1": 30, "69737-5": 30}} or an [assessment_schedule.BHI] '
+        "table; {} for a program schedules nothing",
+        group="Worklist",
+    )
+    assessment_grace_days: int = setting(
+        DEFAULT_GRACE_DAYS,
+        "days an assessment stays due before it is overdue",
+        "use a whole number of days from 0 up, e.g. 7",
+        group="Worklist",
+        ge=0,
+    )
+    talking_points_file: Path | None = setting(
+        None,
+        "YAML or JSON file of check-in talking points added to (or replacing) the shipped ones",
+        "give a readable YAML/JSON file in the docs/talking-points.md format",
+        group="Worklist",
     )
 
     @field_validator("handlers_enabled", "handlers_disabled", "handler_modules", mode="before")
@@ -706,6 +731,10 @@ def check_consistency(s: Settings) -> list[str]:
             "it is never open): generate one, e.g. `openssl rand -hex 32`, and give it to the "
             "FHIR server's Subscription as channel.header 'Authorization: Bearer <token>'"
         )
+    try:  # the worklist's schedule and talking points: checked at start, not on first use
+        CheckinConfig.of(s.assessment_schedule, s.assessment_grace_days, s.talking_points_file)
+    except ConfigError as exc:
+        problems.append(str(exc))
     for name in s.handlers:
         if not isinstance(s.handlers[name], dict):
             problems.append(f"{env_name('handlers')}__{name} must be a table of settings")

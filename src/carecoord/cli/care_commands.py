@@ -311,14 +311,16 @@ def worklist_command(
     config: ConfigOption = None,
 ) -> None:
     """The care manager's call list for the day, most urgent first: overdue TCM deadlines,
-    overdue clinical questions, escalations, answers to relay, outreach not yet reached, and the
-    minutes still needed for the next billing code. Reads FHIR only; writes nothing."""
+    overdue clinical questions, escalations, answers to relay, outreach not yet reached, due
+    assessments, and the minutes still needed for the next billing code; with check-in talking
+    points per patient. Reads FHIR only; writes nothing."""
     import json
     import re
 
     from carecoord.errors import ConfigError
     from carecoord.fhir.errors import FhirError
     from carecoord.handlers.jobs.worklist import table, worklist
+    from carecoord.handlers.jobs.worklist_checkins import CheckinConfig
     from carecoord.service.app import build_fhir_client, handlers_from_settings
     from carecoord.settings import load_settings
 
@@ -329,12 +331,17 @@ def worklist_command(
         try:
             settings = load_settings(config, need_fhir=True, **_fhir_only_overrides(config))
             billing = handlers_from_settings(settings).configs.get("billing", {})
+            checkins = CheckinConfig.of(
+                settings.assessment_schedule,
+                settings.assessment_grace_days,
+                settings.talking_points_file,
+            )
         except ConfigError as exc:
             config_failure(exc)
         on: date | None = day.date() if day is not None else None
         fhir = build_fhir_client(settings, retry_budget=CLI_RETRY_BUDGET)
         try:
-            result = worklist(fhir, care_manager, on, config=billing)
+            result = worklist(fhir, care_manager, on, config=billing, checkins=checkins)
         except FhirError as exc:
             fhir_failure(exc, settings)
         finally:

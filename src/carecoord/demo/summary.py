@@ -61,6 +61,8 @@ WORK_LABELS = {
     "schedule-visit": "visit to schedule",
     "outreach-due": "outreach call due",
     "obtain-consent": "consent to obtain",
+    "assessment-overdue": "assessment overdue",
+    "assessment-due": "assessment due",
     "minutes-to-threshold": "minutes to the next billing code",
     "minutes": "nothing due",
 }

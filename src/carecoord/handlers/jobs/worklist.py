@@ -15,12 +15,18 @@ outreach attempts and their last contact. Reasons, in rank order:
 5. `relay-answer` / `schedule-visit`: an answered question to relay, a visit to schedule;
 6. `outreach-due`: the month's outreach request still open (the patient not reached yet);
 7. `obtain-consent`: the enrolment is pending the patient's consent;
-8. `minutes-to-threshold`: minutes of clinical staff time still needed this month for an
+8. `assessment-overdue` / `assessment-due`: a standardized assessment (PHQ-9, GAD-7, AHC
+   HRSN, ...) the program's schedule asks for, past its grace days / due
+   (carecoord.handlers.programs.assessment_schedule; worklist_checkins.py);
+9. `minutes-to-threshold`: minutes of clinical staff time still needed this month for an
    active (consented) program's next billing code (B1-B12 of docs/billing-rules.md, under the
    rules in force that month, e.g. 10 minutes to RPM 99470 in 2026; add-on caps respected);
-9. `days-to-threshold`: an active RPM enrolment whose current 30-day period has fewer than 16
+10. `days-to-threshold`: an active RPM enrolment whose current 30-day period has fewer than 16
    days with device readings so far: the days still needed for 99454 (and for 99445 from 2026),
    by the period's last day (R1-R4 of docs/billing-rules.md).
+
+Each row also carries the patient's due assessments and the check-in talking points matched
+to the Conditions their plans address (docs/talking-points.md).
 
 Rows rank by their most urgent reason, then its due date, then the fewest minutes still
 needed, then the patient. Patients with nothing to do come last.
@@ -28,14 +34,14 @@ needed, then the patient. Patients with nothing to do come last.
 Reads are bounded: the month's outreach requests naming the care manager and the care manager's
 open Tasks (one batch), the care manager's clinical items, then per patient on the list (batched
 where the server declares `batch`) their CarePlans, open Tasks, Communications since the start
-of the previous month, ChargeItems of the month and RPM readings of the last 31 days. Never the
-whole server.
+of the previous month, ChargeItems of the month, RPM readings of the last 31 days, Conditions
+and completed QuestionnaireResponses. Never the whole server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -61,6 +67,14 @@ from carecoord.handlers.care.model import (
 )
 from carecoord.handlers.care.patient_context import care_team_of, program_of
 from carecoord.handlers.clinical.loop import ClinicalItem, open_clinical_items
+from carecoord.handlers.jobs.worklist_checkins import (
+    CHECKIN_SEARCHES,
+    CheckinConfig,
+    Checkins,
+    checkin_searches,
+    checkins_of,
+    talking_points_text,
+)
 
 KINDS = (
     "tcm-overdue",
@@ -71,6 +85,8 @@ KINDS = (
     "schedule-visit",
     "outreach-due",
     "obtain-consent",
+    "assessment-overdue",
+    "assessment-due",
     "minutes-to-threshold",
     "days-to-threshold",
 )
@@ -80,7 +96,8 @@ TCM_WORK = (
     t.TASK_TCM_FACE_TO_FACE,
     t.TASK_MEDICATION_RECONCILIATION,
 )
-PATIENTS_PER_BATCH = 20  # 5 searches each: 100 entries a batch
+WORKLIST_SEARCHES = 5  # per patient, before the check-in ones
+PATIENTS_PER_BATCH = 14  # 7 searches each: 98 entries a batch
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,7 @@ class WorklistRow:
     last_contact: datetime | None  # the last answered outreach (this or the previous month)
     minutes_needed: int | None = None  # the fewest minutes to any program's next billing code
     days_needed: int | None = None  # RPM: days with readings still needed for 99454 this period
+    checkins: Checkins = field(default_factory=Checkins)  # due assessments, talking points
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +136,8 @@ class WorklistRow:
             "last_contact": self.last_contact.isoformat() if self.last_contact else None,
             "minutes_needed": self.minutes_needed,
             "days_needed": self.days_needed,
+            "assessments": [a.to_json() for a in self.checkins.assessments],
+            "talking_points": [p.to_json() for p in self.checkins.talking_points],
         }
 
 
@@ -142,18 +162,7 @@ def rank(rows: Iterable[WorklistRow]) -> list[WorklistRow]:
     def reason_key(r: Reason) -> tuple[int, date, str]:
         return RANK.get(r.kind, len(RANK)), r.due or date.max, r.detail
 
-    ordered = [
-        WorklistRow(
-            row.patient,
-            row.programs,
-            tuple(sorted(row.reasons, key=reason_key)),
-            row.attempts,
-            row.last_contact,
-            row.minutes_needed,
-            row.days_needed,
-        )
-        for row in rows
-    ]
+    ordered = [replace(row, reasons=tuple(sorted(row.reasons, key=reason_key))) for row in rows]
 
     def row_key(row: WorklistRow) -> tuple[int, date, float, str]:
         top = row.reasons[0] if row.reasons else None
@@ -180,6 +189,8 @@ class PatientReads:
     requests: list[Any] = field(default_factory=list)
     clinical: list[ClinicalItem] = field(default_factory=list)
     readings: list[Any] = field(default_factory=list)  # RPM reading Observations
+    conditions: list[Any] = field(default_factory=list)
+    responses: list[Any] = field(default_factory=list)  # QuestionnaireResponses
 
 
 def ladder_of(program: str, config: BillingConfig, day: date | None = None) -> Any | None:
@@ -195,6 +206,7 @@ def patient_row(
     day: date,
     reads: PatientReads,
     config: BillingConfig | None = None,
+    checkin_config: CheckinConfig | None = None,
 ) -> WorklistRow:
     """One patient's row for `day` from their resources (re-filtered here)."""
     config = config or BillingConfig()
@@ -270,6 +282,10 @@ def patient_row(
     rpm = next((p for p in plans if p.status == "active" and _program_of(p) == "RPM"), None)
     if rpm is not None:
         days_needed = _device_days_reason(rpm, patient, day, reads.readings, config, reasons)
+    checkins = checkins_of(
+        patient_id, day, plans, reads.conditions, reads.responses, checkin_config
+    )
+    reasons += [Reason(a.kind, a.detail, a.due) for a in checkins.assessments]
     return WorklistRow(
         patient=patient,
         programs=tuple(programs),
@@ -278,6 +294,7 @@ def patient_row(
         last_contact=last_contact,
         minutes_needed=min(needed) if needed else None,
         days_needed=days_needed,
+        checkins=checkins,
     )
 
 
@@ -382,9 +399,11 @@ def worklist(
     *,
     now: datetime | None = None,
     config: Mapping[str, Any] | None = None,
+    checkins: CheckinConfig | None = None,
 ) -> Worklist:
     """The care manager's call list for `day` (default: today, UTC). `config`: the billing
-    handler's configuration (add-on caps, complex CCM default)."""
+    handler's configuration (add-on caps, complex CCM default); `checkins`: the assessment
+    schedule and talking-point catalog (default: the shipped ones)."""
     day, at = as_of(day, now)
     month = Month.of(day)
     billing = BillingConfig.of(config)
@@ -437,9 +456,13 @@ def worklist(
                 charge_item_search(ref, day),
                 devices.reading_search(ref, day - timedelta(days=31)),
             ]  # fmt: skip
+            searches += checkin_searches(ref)
         answers = search_together(fhir, searches)
+        per = WORKLIST_SEARCHES + CHECKIN_SEARCHES
         for i, pid in enumerate(chunk):
-            plans, tasks, comms, items, readings = answers[5 * i : 5 * i + 5]
+            plans, tasks, comms, items, readings, conditions, responses = answers[
+                per * i : per * (i + 1)
+            ]
             reads = PatientReads(
                 plans=plans,
                 tasks=tasks,
@@ -448,8 +471,10 @@ def worklist(
                 requests=requests,
                 clinical=clinical,
                 readings=readings,
+                conditions=conditions,
+                responses=responses,
             )
-            rows.append(patient_row(pid, care_manager, day, reads, billing))
+            rows.append(patient_row(pid, care_manager, day, reads, billing, checkins))
     return Worklist(care_manager, day, tuple(rank(rows)))
 
 
@@ -479,4 +504,6 @@ def table(worklist: Worklist) -> str:
         out.append("  ".join([*cells, line[-1]]).rstrip())
     if not worklist.rows:
         out.append("(no patients)")
+    numbered = [(n, r.patient, r.checkins.talking_points) for n, r in enumerate(worklist.rows, 1)]
+    out += talking_points_text(numbered)
     return "\n".join(out)

@@ -110,10 +110,12 @@ def test_worklist_ranks_the_care_managers_patients_from_fhir() -> None:
     minutes = by_id["p-min"]
     assert minutes.minutes_needed == 8  # 12 of the 20 minutes 99490 needs
     assert minutes.last_contact == datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
-    assert [r.kind for r in minutes.reasons] == ["minutes-to-threshold"]  # reached this month
-    assert "99490" in minutes.reasons[0].detail
+    # reached this month; the CCM enrolment's social-needs screening is due since its start
+    assert [r.kind for r in minutes.reasons] == ["assessment-due", "minutes-to-threshold"]
+    assert "99490" in minutes.reasons[-1].detail
     new = by_id["p-new"]
-    assert [r.kind for r in new.reasons] == ["outreach-due", "minutes-to-threshold"]
+    kinds = [r.kind for r in new.reasons]
+    assert kinds == ["outreach-due", "assessment-due", "minutes-to-threshold"]
     assert new.minutes_needed == 20
     pending = by_id["p-pending"]
     assert [r.kind for r in pending.reasons] == ["outreach-due", "obtain-consent"]
@@ -147,6 +149,8 @@ def test_json_shape_and_table() -> None:
         "last_contact",
         "minutes_needed",
         "days_needed",
+        "assessments",
+        "talking_points",
     }
     assert first["programs"] == ["CCM"]
     assert set(first["reasons"][0]) == {"kind", "detail", "due", "reference"}

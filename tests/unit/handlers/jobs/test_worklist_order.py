@@ -410,6 +410,8 @@ def test_to_json_and_table() -> None:
         "last_contact": "2026-03-01T09:00:00+00:00",
         "minutes_needed": 5,
         "days_needed": None,
+        "assessments": [],
+        "talking_points": [],
     }
     listing = Worklist(CM, DAY, (r,))
     assert listing.to_json()["month"] == "2026-03"
