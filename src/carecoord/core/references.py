@@ -33,6 +33,7 @@ CarePlanRef = Annotated[str, Field(pattern=reference_pattern("CarePlan"))]
 CommunicationRequestRef = Annotated[str, Field(pattern=reference_pattern("CommunicationRequest"))]
 EpisodeOfCareRef = Annotated[str, Field(pattern=reference_pattern("EpisodeOfCare"))]
 PractitionerRef = Annotated[str, Field(pattern=reference_pattern("Practitioner"))]
+QuestionnaireResponseRef = Annotated[str, Field(pattern=reference_pattern("QuestionnaireResponse"))]
 PractitionerOrRoleRef = Annotated[
     str, Field(pattern=reference_pattern("Practitioner", "PractitionerRole"))
 ]
