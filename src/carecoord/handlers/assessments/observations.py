@@ -30,8 +30,8 @@ from carecoord.fhir.models import DEFAULT_VERSION
 KIND = "assessment-observation"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-SDOHCC_SCREENING_RESPONSE = p.SDOHCC_BASE + "SDOHCC-ObservationScreeningResponse"
-US_CORE_SCREENING_ASSESSMENT = p.US_CORE_BASE + "us-core-observation-screening-assessment"
+SDOHCC_SCREENING_RESPONSE = p.SDOHCC_OBSERVATION_SCREENING_RESPONSE
+US_CORE_SCREENING_ASSESSMENT = p.US_CORE_OBSERVATION_SCREENING_ASSESSMENT
 _SDOH = (HVS, AHC_HRSN)
 
 

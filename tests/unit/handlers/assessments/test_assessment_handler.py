@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from carecoord.caremodel import profiles
 from carecoord.caremodel.instruments import INSTRUMENTS, PHQ9
 from carecoord.catalog import ClinicalQuestion, SdohNeedIdentified
 from carecoord.errors import MalformedAssessment
@@ -255,3 +256,27 @@ def test_the_urgent_question_becomes_the_providers_stat_task() -> None:
     assert routed.dead_letters == []
     (task,) = fhir.tasks("clinical-review")
     assert task["priority"] == "stat" and task["owner"]["reference"] == "Practitioner/dr-1"
+
+
+@pytest.mark.parametrize(
+    ("canonical", "answers"),
+    [
+        ("http://loinc.org/q/44249-1", {c: ["LA6569-3"] for c in PHQ9_ITEMS}),
+        ("http://loinc.org/q/88121-9", {"88122-7": ["LA28397-0"], "88123-5": ["LA28398-8"]}),
+        (
+            "http://loinc.org/q/96777-8",
+            {"71802-3": ["LA31994-9"], "96778-6": ["LA31996-4", "LA28580-1"]}
+            | {c: ["LA10082-8"] for c in ("95618-5", "95617-7", "95616-9", "95615-1")},
+        ),
+    ],
+)
+def test_the_observations_conform_to_the_profiles_they_claim(
+    canonical: str, answers: dict[str, list[str]]
+) -> None:
+    fhir = fhir_with(qr(canonical, answers))
+    run_events(handlers, completed(), fhir=fhir)
+    observations = fhir.all("Observation")
+    assert observations
+    for obs in observations:
+        assert profiles.claimed(obs), obs["code"]
+        assert profiles.check(obs) == [], obs["code"]
