@@ -20,13 +20,13 @@ Sources of the codes (also in each file's description and in docs/assessments.md
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from carecoord.caremodel.terminology import CARECOORD_BASE, CODESYSTEM_BASE, LOINC
+from carecoord.caremodel.terminology import CARECOORD_BASE, CODESYSTEM_BASE
 
 CANONICAL_BASE = f"{CARECOORD_BASE}/Questionnaire/"
 CHECK_IN_SYSTEM = f"{CODESYSTEM_BASE}check-in"
@@ -127,7 +127,7 @@ class _Instruments(Mapping[str, Instrument]):
     def __getitem__(self, key: str) -> Instrument:
         return _instruments()[key]
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[str]:
         return iter(_instruments())
 
     def __len__(self) -> int:
@@ -147,7 +147,3 @@ def recognise(canonical: str | None) -> Instrument | None:
     url = canonical.split("|", 1)[0].rstrip("/")
     last = url.rsplit("/", 1)[-1]
     return _instruments().get(last)
-
-
-def is_loinc(item: Item) -> bool:
-    return item.system == LOINC

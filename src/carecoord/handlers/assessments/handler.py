@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from carecoord.caremodel.identifiers import add_create, carecoord_identifier
 from carecoord.caremodel.instruments import score_response
@@ -80,7 +80,7 @@ def handle_completed(
     key = f"{reference}/_history/{version}"
     fx = Effects()
     if response.get("status") not in _COMPLETED:
-        return _ignored(fx, event, pid, reference, key, "not-completed")
+        return _ignored(fx, pid, reference, key, "not-completed")
     try:
         assessment = score_response(response)
     except MalformedAssessment as exc:
@@ -88,7 +88,7 @@ def handle_completed(
             exc.message, item=exc.item, event_id=event.id, event_type=event.type
         ) from exc
     if assessment is None:
-        return _ignored(fx, event, pid, reference, key, "unknown-instrument")
+        return _ignored(fx, pid, reference, key, "unknown-instrument")
 
     effective = _authored(response) or event.time or ctx.now()
     written = []
@@ -120,19 +120,20 @@ def handle_completed(
         routed.append(f"clinical-question:{question.urgency}")
     domains, unreferred = referral_domains(assessment, config)
     postal = _postal_code(ctx, pid) if domains else None
-    for domain in domains if postal else []:
-        fx.emit(
-            SdohNeedIdentified(
-                domain=domain,
-                evidence=reference,
-                postal_code=postal or "",
-                consent_to_contact=config.sdoh_consent_to_contact,
-            ),
-            f"Patient/{pid}",
-            id=derived_id(key, SdohNeedIdentified.event_type, domain),
-        )
-        routed.append(f"sdoh-need:{domain}")
-    if domains and not postal:
+    if domains and postal:
+        for domain in domains:
+            fx.emit(
+                SdohNeedIdentified(
+                    domain=domain,
+                    evidence=reference,  # the SDOHCC Condition's evidence.detail
+                    postal_code=postal,
+                    consent_to_contact=config.sdoh_consent_to_contact,
+                ),
+                f"Patient/{pid}",
+                id=derived_id(key, SdohNeedIdentified.event_type, domain),
+            )
+            routed.append(f"sdoh-need:{domain}")
+    elif domains:
         log.warning(
             "positive SDOH screen not referred: the patient has no postal code",
             extra={"questionnaire_response": reference, "domains": domains},
@@ -161,7 +162,11 @@ def handle_completed(
 
 
 def _ignored(
-    fx: Effects, event: CloudEvent, pid: str, reference: str, key: str, reason: Any
+    fx: Effects,
+    pid: str,
+    reference: str,
+    key: str,
+    reason: Literal["unknown-instrument", "not-completed"],
 ) -> Effects:
     log.info(
         "questionnaire response ignored",
