@@ -26,7 +26,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from carecoord.caremodel.terminology import CARECOORD_BASE, CODESYSTEM_BASE
+from carecoord.caremodel.terminology import CARECOORD_BASE, CODESYSTEM_BASE, LOINC
 
 CANONICAL_BASE = f"{CARECOORD_BASE}/Questionnaire/"
 CHECK_IN_SYSTEM = f"{CODESYSTEM_BASE}check-in"
@@ -76,6 +76,14 @@ class Instrument:
         return next((i for i in self.items if i.code == code), None)
 
 
+# Answers scored as well as the published ones: GAD-7 item 68509-9's "2" is LA18938-3 "More days
+# than not" in LHC-Forms' export of the LOINC form (Questionnaire 13d63616-...), LA6570-1 "More
+# than half the days" elsewhere (carecoord publishes that one, as on the other six items).
+_ALSO_ACCEPTED: dict[str, tuple[AnswerOption, ...]] = {
+    "68509-9": (AnswerOption(LOINC, "LA18938-3", "More days than not", 2),),
+}
+
+
 def _item(raw: Mapping[str, Any]) -> Item:
     coding = raw["code"][0]
     answers = []
@@ -92,7 +100,7 @@ def _item(raw: Mapping[str, Any]) -> Item:
         system=coding["system"],
         text=raw["text"],
         type=raw["type"],
-        answers=tuple(answers),
+        answers=(*answers, *_ALSO_ACCEPTED.get(coding["code"], ())),
         repeats=bool(raw.get("repeats", False)),
     )
 
