@@ -280,3 +280,30 @@ def test_the_observations_conform_to_the_profiles_they_claim(
     for obs in observations:
         assert profiles.claimed(obs), obs["code"]
         assert profiles.check(obs) == [], obs["code"]
+
+
+HITS = {c: ["LA6482-9"] for c in ("95618-5", "95617-7", "95616-9", "95615-1")}  # 4 x 5 = 20
+
+
+@pytest.mark.parametrize(("setting", "urgencies"), [(None, []), ("urgent", ["urgent"])])
+def test_an_unsafe_ahc_screen_asks_the_provider_as_configured(
+    setting: str | None, urgencies: list[str]
+) -> None:
+    fhir = fhir_with(qr("http://loinc.org/q/96777-8", HITS))
+    default = questions(run_events(handlers, completed(), fhir=fhir))
+    assert [q.urgency for q in default] == ["routine"] and "safety total 20" in default[0].question
+    config = {"assessments": {"unsafe_question": setting}}
+    fhir = fhir_with(qr("http://loinc.org/q/96777-8", HITS))
+    run = run_events(handlers, completed(), fhir=fhir, config=config)
+    assert [q.urgency for q in questions(run)] == urgencies
+
+
+def test_one_question_per_response_urgent_when_any_reason_is() -> None:
+    fhir = fhir_with(phq9([3] * 9))  # total 27 and item 9 at 3
+    (question,) = questions(run_events(handlers, completed(), fhir=fhir))
+    assert question.urgency == "urgent"
+    assert "item 9" in question.question and "total 27" in question.question
+    # the text names rules and ids, never what the patient answered
+    for item in INSTRUMENTS[PHQ9].items:
+        assert item.text not in question.question
+        assert all(a.display not in question.question for a in item.answers)
