@@ -277,6 +277,9 @@ INBOUND_MODELS: tuple[type[EventData], ...] = (
     AssessmentCompleted,
 )  # fmt: skip
 INBOUND: dict[str, type[EventData]] = {m.event_type: m for m in INBOUND_MODELS}
+# Inbound types a built-in handler emits as follow-ups for another domain (the assessments
+# handler); the runtime produces any emitted inbound type to the input topic.
+FOLLOW_UPS: tuple[str, ...] = (ClinicalQuestion.event_type, SdohNeedIdentified.event_type)
 
 
 # Outbound: what carecoord emits on its outbound topic. Values are as they go on the wire (times
