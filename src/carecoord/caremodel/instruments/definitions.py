@@ -9,7 +9,8 @@ Questionnaire's: one source for what is published and what is scored.
 Sources of the codes (also in each file's description and in docs/assessments.md):
 - PHQ-9 44249-1: NLM LHC-Forms github.com/lhncbc/lforms test/data/R4/phq9.json
   (commit e4322dddb14a24d5176e6b8212d6a91d5c9f31be).
-- GAD-7 69737-5: the LOINC form as exported by LHC-Forms 34.3.0.
+- GAD-7 69737-5: the LOINC form as exported by LHC-Forms 34.3.0, and a PGHD IG's
+  QuestionnaireScoredAssessmentGAD7 (FSH); they differ on 68509-9's "2" (_ALSO_ACCEPTED).
 - Hunger Vital Sign 88121-9: HL7/fhir-sdoh-clinicalcare
   input/fsh/instances/SDOHCC-QuestionnaireHungerVitalSign.fsh
   (commit 6604b7ac13b9f0cd80603428f99e5be0672966aa).
