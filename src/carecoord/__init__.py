@@ -15,6 +15,8 @@ from carecoord import (
 )
 from carecoord.caremodel.builders import work_task
 from carecoord.caremodel.identifiers import add_create
+from carecoord.caremodel.instruments import Assessment
+from carecoord.caremodel.instruments import score_response as score_questionnaire_response
 from carecoord.core.catalog import EventData
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Create, Effects, Emit, Update
@@ -27,6 +29,7 @@ from carecoord.errors import (
     EventError,
     HandlerError,
     InvalidTransition,
+    MalformedAssessment,
     MalformedEvent,
 )
 from carecoord.events.availability import Availability
@@ -54,6 +57,7 @@ from carecoord.handlers.processing import HandlerProcessor
 __version__ = "0.2.0"
 
 __all__ = [
+    "Assessment",
     "AsyncFhirClient",
     "Availability",
     "CarecoordError",
@@ -89,6 +93,7 @@ __all__ = [
     "InMemoryBroker",
     "InvalidTransition",
     "KafkaConnection",
+    "MalformedAssessment",
     "MalformedEvent",
     "RuntimeOptions",
     "TransientError",
@@ -97,5 +102,6 @@ __all__ = [
     "add_create",
     "catalog",
     "new_event",
+    "score_questionnaire_response",
     "work_task",
 ]

@@ -11,7 +11,8 @@ message, and never PHI: ids only.
     ├── TransientError (events/runtime)  a processor's "worth retrying": retried in the budget
     ├── EventError                   the event cannot be processed (permanent)
     │   ├── MalformedEvent           not JSON / not a CloudEvent / unknown type / bad data
-    │   │   └── MalformedNotification (fhir/notification_bundles)  not a FHIR notification
+    │   │   ├── MalformedNotification (fhir/notification_bundles)  not a FHIR notification
+    │   │   └── MalformedAssessment  a response its instrument cannot score (names the item)
     │   └── HandlerError             a handler cannot act on a valid event
     ├── FhirError (fhir/errors.py)   dependency "fhir"; 5xx, 429 and transport errors: unavailable
     │   ├── FhirNotFound             404
@@ -87,6 +88,16 @@ class EventError(CarecoordError):
 
 class MalformedEvent(EventError):
     """Not JSON, not a CloudEvent, an unknown type, or data that fails the catalog schema."""
+
+
+class MalformedAssessment(MalformedEvent):
+    """A QuestionnaireResponse of a known instrument that cannot be scored as it defines: an
+    answer outside the item's answer list, a second answer to a single-answer item. `item` is
+    the item's code (a LOINC code: never an answer, never free text)."""
+
+    def __init__(self, message: str, *, item: str, **context: Any) -> None:
+        super().__init__(message, item=item, **context)
+        self.item = item
 
 
 class HandlerError(EventError):

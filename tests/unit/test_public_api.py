@@ -46,5 +46,8 @@ def test_readme_and_examples_import_only_exported_names() -> None:
 def test_the_names_the_issue_promises_are_exported() -> None:
     for name in ("HandlerProcessor", "FhirRateLimited", "Handlers", "HandlerConfig"):
         assert name in carecoord.__all__
+    # issue 25: score a QuestionnaireResponse dict; its typed error
+    for name in ("score_questionnaire_response", "Assessment", "MalformedAssessment"):
+        assert name in carecoord.__all__
     for name in ("InMemoryFhir", "run_handler", "events"):
         assert name in carecoord.testing.__all__

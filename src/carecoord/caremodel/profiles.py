@@ -29,6 +29,8 @@ SDOHCC_GOAL = SDOHCC_BASE + "SDOHCC-Goal"
 SDOHCC_CONDITION = SDOHCC_BASE + "SDOHCC-Condition"
 SDOHCC_PRACTITIONER_ROLE = SDOHCC_BASE + "SDOHCC-practitionerrole"
 SDOHCC_CONSENT = SDOHCC_BASE + "SDOHCC-Consent"
+SDOHCC_OBSERVATION_SCREENING_RESPONSE = SDOHCC_BASE + "SDOHCC-ObservationScreeningResponse"
+US_CORE_OBSERVATION_SCREENING_ASSESSMENT = US_CORE_BASE + "us-core-observation-screening-assessment"
 US_CORE_CARE_TEAM = US_CORE_BASE + "us-core-careteam"
 US_CORE_CARE_PLAN = US_CORE_BASE + "us-core-careplan"
 
@@ -52,6 +54,12 @@ SRC_US_CORE_ROLE = (
 )
 SRC_CARE_TEAM = f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-careteam.yml"
 SRC_CARE_PLAN = f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-careplan.yml"
+SRC_SCREENING_RESPONSE = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCObservationScreeningResponse.fsh"
+SRC_SCREENING_STATUS = f"{_SDOHCC_REPO} input/fsh/valuesets/SDOHCCValueSetObservationStatus.fsh"
+SRC_SCREENING_ASSESSMENT = (
+    f"{_US_CORE_REPO} input/resources-yaml/"
+    "StructureDefinition-us-core-observation-screening-assessment.yml"
+)
 
 # SDOHCCValueSetReferralTaskStatus: all of TaskStatus except ready and received.
 REFERRAL_TASK_STATUSES = frozenset(
@@ -63,6 +71,13 @@ REFERRAL_TASK_STATUSES = frozenset(
 REQUEST_STATUSES = frozenset(
     {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
 )
+# SDOHCCValueSetObservationStatus
+SCREENING_RESPONSE_STATUSES = frozenset({"final", "corrected", "entered-in-error", "unknown"})
+# R4 ObservationStatus (US Core binds status to it, required)
+OBSERVATION_STATUSES = frozenset(
+    {"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error",
+     "unknown"}
+)  # fmt: skip
 CARE_TEAM_STATUSES = frozenset({"proposed", "active", "suspended", "inactive", "entered-in-error"})
 GOAL_LIFECYCLE = frozenset(
     {
@@ -505,6 +520,52 @@ RULES: dict[str, tuple[str, list[Rule]]] = {
         ],
     ),
 }
+
+_SURVEY = t.Code("http://terminology.hl7.org/CodeSystem/observation-category", "survey")
+_SDOH_CATEGORY = t.Code(t.US_CORE_CATEGORY_SYSTEM, "sdoh")
+
+
+def _effective(res: Mapping[str, Any]) -> str | None:
+    # SDOHCC: effective[x] 1.. only dateTime or Period
+    found = [k for k in res if k.startswith("effective")]
+    if not found:
+        return "needs effectiveDateTime or effectivePeriod"
+    ok = all(k in ("effectiveDateTime", "effectivePeriod") for k in found)
+    return None if ok else f"{found[0]}: effective[x] only dateTime or Period"
+
+
+RULES[SDOHCC_OBSERVATION_SCREENING_RESPONSE] = (
+    "Observation",
+    [
+        Rule("status", _binding("status", SCREENING_RESPONSE_STATUSES), SRC_SCREENING_STATUS),
+        Rule("category", _card("category", 2), SRC_SCREENING_RESPONSE),
+        Rule("category:survey", _contains("category", _SURVEY), SRC_SCREENING_ASSESSMENT),
+        Rule(
+            "category:screening-assessment",
+            _contains("category", _SDOH_CATEGORY),
+            SRC_SCREENING_RESPONSE,
+        ),
+        Rule("code", _card("code", 1, 1), SRC_SCREENING_RESPONSE),
+        Rule("code", _system_binding("code", (t.LOINC,)), SRC_SCREENING_RESPONSE),
+        Rule("subject", _card("subject", 1, 1), SRC_SCREENING_RESPONSE),
+        Rule("subject", _targets("subject", PATIENT), SRC_SCREENING_RESPONSE),
+        Rule("effective[x]", _effective, SRC_SCREENING_RESPONSE),
+    ],
+)
+RULES[US_CORE_OBSERVATION_SCREENING_ASSESSMENT] = (
+    "Observation",
+    [
+        Rule("status", _binding("status", OBSERVATION_STATUSES), SRC_SCREENING_ASSESSMENT),
+        Rule("category:survey", _contains("category", _SURVEY), SRC_SCREENING_ASSESSMENT),
+        Rule("code", _card("code", 1, 1), SRC_SCREENING_ASSESSMENT),
+        Rule("subject", _card("subject", 1, 1), SRC_SCREENING_ASSESSMENT),
+        Rule(
+            "subject",
+            _targets("subject", ("Patient", "Group", "Location", "Device")),
+            SRC_SCREENING_ASSESSMENT,
+        ),
+    ],
+)
 
 CLAIMED_PROFILES: tuple[str, ...] = tuple(RULES)
 

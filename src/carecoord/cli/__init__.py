@@ -32,14 +32,15 @@ def demo(ctx: typer.Context) -> None:
 
 
 def _register() -> None:
+    from carecoord.cli import assessment_commands, catalog_commands, local_command
     from carecoord.cli import care_commands as handler_commands
-    from carecoord.cli import catalog_commands, local_command
     from carecoord.cli import service_commands as event_commands
 
     event_commands.register(app)
     handler_commands.register(app)
     catalog_commands.register(app)
     local_command.register(app)
+    assessment_commands.register(app)
 
 
 _register()

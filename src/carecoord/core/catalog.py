@@ -23,6 +23,7 @@ from carecoord.core.references import (
     EpisodeOfCareRef,
     PractitionerOrRoleRef,
     PractitionerRef,
+    QuestionnaireResponseRef,
     TaskRef,
 )
 from carecoord.core.vocabulary import Channel, Outcome, Program, TaskStatus
@@ -269,6 +270,16 @@ class CareManagerReassign(EventData):
     month: str | None = Field(default=None, pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")  # YYYY-MM
 
 
+class AssessmentCompleted(EventData):
+    """A QuestionnaireResponse was completed (e.g. found by a poller of the FHIR server): carecoord
+    reads it, scores it if it is an instrument it knows (docs/assessments.md), writes the results
+    as Observations and routes what they call for."""
+
+    event_type: ClassVar[str] = "carecoord.assessment.completed"
+
+    questionnaire_response: QuestionnaireResponseRef
+
+
 T = TypeVar("T", bound="EventData")
 
 INBOUND_MODELS: tuple[type[EventData], ...] = (
@@ -276,8 +287,12 @@ INBOUND_MODELS: tuple[type[EventData], ...] = (
     ClinicalQuestion, ClinicalOverdue, TaskStatusChanged, TimeLogged, OutreachDue, TaskOverdue,
     CareManagerReassign, ConsentRecorded, PatientDisenrolled, PatientDischarged, TcmEpisodeEnded,
     RpmReading,
+    AssessmentCompleted,
 )  # fmt: skip
 INBOUND: dict[str, type[EventData]] = {m.event_type: m for m in INBOUND_MODELS}
+# Inbound types a built-in handler emits as follow-ups for another domain (the assessments
+# handler); the runtime produces any emitted inbound type to the input topic.
+FOLLOW_UPS: tuple[str, ...] = (ClinicalQuestion.event_type, SdohNeedIdentified.event_type)
 
 
 # Outbound: what carecoord emits on its outbound topic. Values are as they go on the wire (times
@@ -425,10 +440,35 @@ class TcmBillable(EventData):
     date_of_service: _Date
 
 
+class AssessmentScored(EventData):
+    """A completed QuestionnaireResponse was scored: its Observations are on the server and what
+    it calls for was routed (no scores or answers here: they stay on the FHIR server)."""
+
+    event_type: ClassVar[str] = "carecoord.assessment.scored"
+
+    questionnaire_response: str
+    response_version: str
+    instrument: str = Field(description="the LOINC panel code, or carecoord-check-in")
+    observations: list[_Identifier]
+    routed: list[str] = Field(
+        description="what was routed: clinical-question:<urgency>, sdoh-need:<domain>"
+    )
+
+
+class AssessmentIgnored(EventData):
+    """A QuestionnaireResponse carecoord does not score: not an instrument it knows, or not
+    completed. Nothing was written."""
+
+    event_type: ClassVar[str] = "carecoord.assessment.ignored"
+
+    questionnaire_response: str
+    reason: Literal["unknown-instrument", "not-completed"]
+
+
 OUTBOUND_MODELS: tuple[type[EventData], ...] = (
     OutreachEscalated, ReferralCreated, ReferralUnmatched, ClinicalRouted, ClinicalEscalated,
     ClinicalAnswered, ClinicalVisitRequested, BillingThresholdReached, CareManagerReassigned,
-    TcmBillable,
+    TcmBillable, AssessmentScored, AssessmentIgnored,
 )  # fmt: skip
 OUTBOUND: dict[str, type[EventData]] = {m.event_type: m for m in OUTBOUND_MODELS}
 OUTBOUND_TYPES = tuple(OUTBOUND)

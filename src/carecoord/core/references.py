@@ -34,6 +34,7 @@ CommunicationRequestRef = Annotated[str, Field(pattern=reference_pattern("Commun
 EpisodeOfCareRef = Annotated[str, Field(pattern=reference_pattern("EpisodeOfCare"))]
 PractitionerRef = Annotated[str, Field(pattern=reference_pattern("Practitioner"))]
 DeviceRef = Annotated[str, Field(pattern=reference_pattern("Device"))]
+QuestionnaireResponseRef = Annotated[str, Field(pattern=reference_pattern("QuestionnaireResponse"))]
 PractitionerOrRoleRef = Annotated[
     str, Field(pattern=reference_pattern("Practitioner", "PractitionerRole"))
 ]

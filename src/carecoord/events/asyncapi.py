@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from carecoord.core.catalog import INBOUND, OUTBOUND, EventData
+from carecoord.core.catalog import FOLLOW_UPS, INBOUND, OUTBOUND, EventData
 from carecoord.core.envelope import DEFAULT_SOURCE, SPEC_VERSION
 from carecoord.core.references import FHIR_ID
 from carecoord.events import dlq
@@ -156,6 +156,8 @@ def asyncapi_document(
         "operations": {
             "consumeEvents": _operation("receive", "events", inbound),
             "emitEvents": _operation("send", "outbound", outbound),
+            # follow-ups for another care domain, e.g. a scored assessment's clinical question
+            "emitFollowUps": _operation("send", "events", [_name(t) for t in FOLLOW_UPS]),
             "deadLetter": _operation("send", "dead-letters", ["dead-letter"]),
         },
         "components": {"messages": messages, "schemas": schemas},

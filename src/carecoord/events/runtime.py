@@ -13,6 +13,10 @@ loop does it, `_reclaim_stalled`), so a slow key holds other keys up only briefl
 Delivery (docs/architecture.md): an offset is done only after the processor returned
 (FHIR effects durable) and its emitted events were acknowledged, or after its dead letter was
 acknowledged. Commits are the highest contiguous done offset + 1 with that record's leader epoch.
+
+An emitted event of an inbound catalog type (e.g. the assessments handler's
+carecoord.clinical.question) is a follow-up for another care domain: it is produced to the input
+topic, where that domain's handler takes it, instead of the outbound topic.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from types import FrameType
 from typing import Protocol
 
 from carecoord.core import log_context, tracing
-from carecoord.core.catalog import known_type
+from carecoord.core.catalog import INBOUND, known_type
 from carecoord.core.effects import Emit
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import CarecoordError, EventError, MalformedEvent
@@ -295,6 +299,7 @@ class EventRuntime:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._events_out: EventProducer | None = None
+        self._events_in: EventProducer | None = None
         self._workers: list[_Worker] = []
         self._work_ready = threading.Condition(self._lock)
         self._idle_workers = 0
@@ -382,6 +387,7 @@ class EventRuntime:
             return
         assert self._producer is not None and self._consumer is not None
         self._events_out = EventProducer(self._producer, o.topic_out, source=o.event_source)
+        self._events_in = EventProducer(self._producer, o.topic_in, source=o.event_source)
         self._consumer.subscribe([o.topic_in], self._listener)
         self._closing = False
         self._workers = [_Worker() for _ in range(max(1, o.max_in_flight))]
@@ -925,8 +931,7 @@ class EventRuntime:
                 _check_key(record, event)
                 emits = self.processor.process(event)
                 if emits:
-                    assert self._events_out is not None
-                    self._events_out.publish_emits(emits, self.options.produce_timeout_seconds)
+                    self._publish(emits)
             except Exception as exc:
                 failure = classify(exc)
                 span.fail(failure.error_type)
@@ -936,6 +941,17 @@ class EventRuntime:
             if log.isEnabledFor(logging.DEBUG):  # this is the per-event hot path
                 log.debug("processed")
         return True
+
+    def _publish(self, emits: Sequence[Emit]) -> None:
+        # Follow-ups (inbound types) go to the input topic for the domain that handles them.
+        assert self._events_out is not None and self._events_in is not None
+        timeout = self.options.produce_timeout_seconds
+        follow_ups = [e for e in emits if e.type in INBOUND]
+        outbound = [e for e in emits if e.type not in INBOUND]
+        if outbound:
+            self._events_out.publish_emits(outbound, timeout)
+        if follow_ups:
+            self._events_in.publish_emits(follow_ups, timeout)
 
     def _loggable_type(self, event_type: str) -> str | None:
         # An event type outside the catalog and the processor's table may be free text (PHI).

@@ -37,6 +37,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "carecoord.handlers.programs.consent",
     "carecoord.handlers.programs.disenrolment",
     "carecoord.handlers.programs.tcm",
+    "carecoord.handlers.assessments.handler",
 )
 
 

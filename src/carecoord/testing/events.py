@@ -137,6 +137,17 @@ def task_status_changed(
     return event("carecoord.task.status-changed", patient, body, id=id)
 
 
+def assessment_completed(
+    patient: str,
+    questionnaire_response: str = "QuestionnaireResponse/qr1",
+    *,
+    id: str | None = None,
+    **data: Any,
+) -> CloudEvent:
+    body = {"questionnaire_response": questionnaire_response, **data}
+    return event("carecoord.assessment.completed", patient, body, id=id)
+
+
 def of(data: EventData, patient: str, *, id: str | None = None) -> CloudEvent:
     """The event of a catalog model, e.g. `of(PatientDischarged(...), "p1")`: typed data, the
     type from the model."""
@@ -168,5 +179,6 @@ FACTORIES: dict[str, Callable[..., CloudEvent]] = {
     "carecoord.task.overdue": task_overdue,
     "carecoord.care-manager.reassign": care_manager_reassign,
     "carecoord.rpm.reading": rpm_reading,
+    "carecoord.assessment.completed": assessment_completed,
 }
 """The factory of each inbound catalog type."""

@@ -39,6 +39,7 @@ ROUTES_BEFORE: list[tuple[str, tuple[str, ...]]] = [
     ("consent", ("carecoord.consent.recorded",)),
     ("disenrolment", ("carecoord.patient.disenrolled",)),
     ("tcm", ("carecoord.patient.discharged", "carecoord.tcm.episode-ended")),
+    ("assessments", ("carecoord.assessment.completed",)),
 ]
 # Their settings (default_config keys) and config models before the conversion.
 CARE = "CareConfig"
@@ -62,6 +63,13 @@ SETTINGS_BEFORE: dict[str, tuple[str | None, set[str]]] = {
     "care-tasks": (CARE, {"supervisor", "pool"}),
     "referrals": (
         "ReferralConfig", {"max_attempts", "organization", "practice_phone", "requester"}
+    ),
+    "assessments": (
+        "AssessmentConfig",
+        {
+            "phq9_item9_urgent_above", "phq9_review_at", "gad7_review_at", "medication_question",
+            "unsafe_question", "sdoh_referral", "sdoh_consent_to_contact",
+        },
     ),
     "clinical-routing": (
         "ClinicalConfig",
