@@ -21,7 +21,11 @@ referral statuses), then:
 - completed: ServiceRequest completed, the Task's resulting activities (Task.output) as the
   CarePlan activity's outcome, and a review Task for the care manager (the Goal is theirs to
   judge, never marked achieved here);
-- cancelled by the requester: ServiceRequest revoked.
+- cancelled by the requester: ServiceRequest revoked. A cancellation whose event does not say who
+  made it (`set_by` absent, e.g. from a FHIR notification) is carecoord's own only where its
+  record says so: the Task is cancelled on the server and the ServiceRequest revoked, which
+  carecoord writes in the same transaction as each of its cancellations (`canceller`); any other
+  is the organisation's and the next candidate is referred.
 The requester is the care manager's PractitionerRole at the configured practice Organization
 (carecoord.handlers.referrals.outcome.requester_for), else the configured `requester`. The service
 refuses to start when neither `organization` nor a PractitionerRole/Organization `requester` is
@@ -69,6 +73,7 @@ from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe, search_together
+from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.event_ids import derived_id
@@ -146,10 +151,25 @@ def step_after(status: str, by: Actor | None = None) -> Step:
 
 
 def actor_of(status: str, by: Actor | None) -> Actor:
-    """Who set `status`: `by` when the event says so, else the side the IG lets set it."""
+    """Who set `status`: `by` when the event says so, else the side the IG lets set it (for
+    cancelled, which either side sets, see `canceller`)."""
     if by is not None:
         return by
     return "owner" if SET_BY.get(status) == frozenset({"owner"}) else "requester"
+
+
+def canceller(task_status: str | None, sr_status: str | None) -> Actor:
+    """Who cancelled a referral Task when the event does not say. SDOHCC's status table sets
+    cancelled by the "Requester or Referral Target" (HL7/fhir-sdoh-clinicalcare @6604b7a
+    input/pagecontent/StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md).
+    carecoord is the requester and knows its own cancellations: it writes every one of them in
+    the same transaction as the ServiceRequest's `revoked` (`_close_request`). So a Task already
+    cancelled on the server whose ServiceRequest is revoked was cancelled by carecoord; any
+    other cancellation (the Task still open on the server, or cancelled with the referral still
+    active) is the responder's."""
+    if task_status == "cancelled" and sr_status == "revoked":
+        return "requester"
+    return "owner"
 
 
 DEFAULT_REASONS = {
@@ -647,6 +667,7 @@ def handle_status_changed(
     pid = require_patient(event)
     now = event.time or ctx.now()
     task_id = data.task.removeprefix("Task/")
+    _fetch_with_focus(ctx, task_id)
     try:
         task: Any = ctx.fhir.read("Task", task_id)
     except (FhirNotFound, FhirGone) as exc:
@@ -673,7 +694,12 @@ def handle_status_changed(
             task=data.task,
             to=data.status,
         )
-    actor = actor_of(data.status, data.set_by)
+    sr: Any = None
+    if data.status == "cancelled" and data.set_by is None:
+        sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
+        actor = canceller(task.status, sr.status)
+    else:
+        actor = actor_of(data.status, data.set_by)
     if data.task_version and task.status != data.status and _version(task) != data.task_version:
         # Reports a status of an older version (e.g. a late FHIR notification): the event of the
         # later change carries the current status, so this one changes nothing.
@@ -692,7 +718,8 @@ def handle_status_changed(
     step = step_after(data.status, actor)
     if step == "none":
         return fx
-    sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
+    if sr is None:
+        sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
     if step == "complete":
         _complete(fx, ctx, config, pid, sr, task, now)
     elif step == "revoke":
@@ -891,6 +918,20 @@ def _directory(ctx: HandlerContext, domain: str) -> list[Resource]:
     return ctx.fhir.search(*_directory_search(domain))
 
 
+# The Referral Source's Task search (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/instances/
+# SDOHCC-ReferralSource.fsh): _id, code, patient, requester, status and focus SHALL, with
+# `_include=Task:focus` (and Task:output) SHALL.
+TASK_FOCUS_INCLUDE = "Task:focus"
+
+
+def _fetch_with_focus(ctx: HandlerContext, task_id: str) -> None:
+    """Where the server declares `_include=Task:focus`, the referral Task and its ServiceRequest
+    in one search (`Task?_id=&_include=Task:focus`): the handler's reads of both are then
+    answered from it (carecoord.fhir.event_reads), one request instead of two."""
+    if declares_include(ctx.fhir, "Task", TASK_FOCUS_INCLUDE):
+        ctx.fhir.search("Task", [("_id", task_id), ("_include", TASK_FOCUS_INCLUDE)])
+
+
 def _attempts(ctx: HandlerContext, pid: str, sr: Resource) -> list[Attempt]:
     sr_ref = f"ServiceRequest/{sr.id}"
     found = ctx.fhir.search("Task", [("patient", f"Patient/{pid}"), ("focus", sr_ref)])
@@ -948,6 +989,7 @@ __all__ = [
     "Attempt",
     "ReferralConfig",
     "attempt_of",
+    "canceller",
     "criteria_of",
     "handle_need_identified",
     "handle_status_changed",
