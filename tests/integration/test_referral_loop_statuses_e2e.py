@@ -399,3 +399,34 @@ def _assert_moves_on_then_manual(p: Patient, first: Any, tasks: list[Any], statu
     assert len(p.announced("carecoord.referral.created")) == 2  # no third attempt
     assert "outcomeReference" not in p.activity(p.service_request())
     assert p.work_tasks(t.TASK_REVIEW_REFERRAL_OUTCOME) == []
+
+
+def test_who_cancelled_is_read_from_carecoords_own_record(
+    patient: Callable[[str, str], Patient],
+) -> None:
+    """SDOHCC's status table (HL7/fhir-sdoh-clinicalcare @6604b7a input/pagecontent/
+    StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md): cancelled is set by the
+    "Requester or Referral Target". The CBO cancels the Task on the real FHIR server and the
+    server's notification (which cannot say who cancelled: no set_by) refers the next
+    candidate; carecoord's own cancellation, echoed back the same way, changes nothing more."""
+    cbo = patient("notification", "cancelled")
+    first = cbo.refer()
+    cbo.cbo_sets(first, "cancelled")  # PUT on the server, then the id-only notification
+    tasks = cbo.referral_tasks()
+    assert [(attempt_of(tk).number, tk.status) for tk in tasks] == [  # type: ignore[union-attr]
+        (1, "cancelled"),
+        (2, "requested"),
+    ]
+    assert cbo.service_request().status == "active"
+    assert [e.data["attempt"] for e in cbo.announced("carecoord.referral.created")] == [1, 2]
+
+    own = patient("notification", "own-cancel")
+    first = own.refer()
+    data = {"task": f"Task/{first.id}", "status": "cancelled", "set_by": "requester",
+            "reason": "patient declined"}  # fmt: skip
+    own.publish(new_event("carecoord.referral.status-changed", own.id, data))
+    assert own.service_request().status == "revoked"
+    own.cbo_sets(own.referral_tasks()[0], "cancelled")  # the echo: same status, re-notified
+    assert [tk.status for tk in own.referral_tasks()] == ["cancelled"]
+    assert own.service_request().status == "revoked"
+    assert [e.data["attempt"] for e in own.announced("carecoord.referral.created")] == [1]

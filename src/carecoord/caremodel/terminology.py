@@ -533,3 +533,35 @@ SERVICE_CATEGORY_SDOH = Code(US_CORE_CATEGORY_SYSTEM, "sdoh", "SDOH")
 TASK_REVIEW_REFERRAL_OUTCOME = Code(
     TASK_TYPE_SYSTEM, "review-referral-outcome", "Review the outcome of a community referral"
 )
+
+# ---------------------------------------------------------------------------------------------
+# SDOHCC STU 3 (HL7/fhir-sdoh-clinicalcare 3.0.0 @6604b7a): content-rich Task input/output,
+# capacity status, program enrollment status. Codes from input/fsh/codesystems/
+# SDOHCCCodeSystemTemporaryCodes.fsh ("STU3 Temporary Codes").
+
+SDOHCC_BASE_URL = "http://hl7.org/fhir/us/sdoh-clinicalcare"
+# Task.input[AdditionalContent] / Task.output[AdditionalContent].type
+# (input/fsh/profiles/SDOHCCTaskForReferralManagement.fsh).
+SDOHCC_ADDITIONAL_CONTENT = Code(SDOHCC_TEMPORARY_CODES, "additional-content", "Additional Content")
+# input/fsh/extensions/SDOHCCExtensionHealthcareServiceCapacityStatus.fsh: sub-extensions
+# capacityStatus (1..1, CodeableConcept) and capacityNotes (0..1, string).
+CAPACITY_STATUS_EXTENSION = (
+    f"{SDOHCC_BASE_URL}/StructureDefinition/SDOHCC-ExtensionHealthcareServiceCapacityStatus"
+)
+# input/fsh/valuesets/SDOHCCValueSetCapacityStatus.fsh (binding extensible).
+CAPACITY_HAS = Code(SDOHCC_TEMPORARY_CODES, "capacity", "Has Capacity")
+CAPACITY_NONE = Code(SDOHCC_TEMPORARY_CODES, "no-capacity", "No Capacity")
+CAPACITY_WAITLIST = Code(SDOHCC_TEMPORARY_CODES, "waitlist", "No Capacity - Has Waitlist")
+CAPACITY_ASSESSMENT_REQUIRED = Code(
+    SDOHCC_TEMPORARY_CODES, "additional-assessment-required", "Additional Assessment Required"
+)
+# input/fsh/profiles/SDOHCCObservationEnrollmentStatus.fsh: category[enrollment] and the value
+# set input/fsh/valuesets/SDOHCCValueSetEnrollmentStatus.fsh (binding preferred).
+ENROLLMENT_CATEGORY = Code(
+    SDOHCC_TEMPORARY_CODES, "program-enrollment", "Program Enrollment Status"
+)
+ENROLLMENT_STATUSES: tuple[Code, ...] = (
+    Code(SDOHCC_TEMPORARY_CODES, "enrolled", "Enrolled"),
+    Code(SDOHCC_TEMPORARY_CODES, "not-enrolled", "Not Enrolled"),
+    Code(SDOHCC_TEMPORARY_CODES, "not-enrolled-on-waitlist", "Not Enrolled - On Waitlist"),
+)
