@@ -29,6 +29,9 @@ SDOHCC_GOAL = SDOHCC_BASE + "SDOHCC-Goal"
 SDOHCC_CONDITION = SDOHCC_BASE + "SDOHCC-Condition"
 SDOHCC_PRACTITIONER_ROLE = SDOHCC_BASE + "SDOHCC-practitionerrole"
 SDOHCC_CONSENT = SDOHCC_BASE + "SDOHCC-Consent"
+# STU 3: read from what CBOs write, not claimed by carecoord.
+SDOHCC_OBSERVATION_ENROLLMENT = SDOHCC_BASE + "SDOHCC-ObservationProgramEnrollmentStatus"
+SDOHCC_HEALTHCARE_SERVICE_REFERRAL = SDOHCC_BASE + "SDOHCC-HealthcareServiceForReferralManagement"
 US_CORE_CARE_TEAM = US_CORE_BASE + "us-core-careteam"
 US_CORE_CARE_PLAN = US_CORE_BASE + "us-core-careplan"
 

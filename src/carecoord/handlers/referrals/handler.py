@@ -92,6 +92,8 @@ from carecoord.handlers.referrals.builders import (
 )
 from carecoord.handlers.referrals.consent import consent_organization, referral_consents
 from carecoord.handlers.referrals.outcome import (
+    Enrollment,
+    enrollment_statuses,
     outcome_review_task,
     requester_for,
     resulting_activities,
@@ -716,12 +718,27 @@ def handle_status_changed(
         fx.update(updated, _version(task))
 
     step = step_after(data.status, actor)
+    enrollments = enrollment_statuses(task, ctx.fhir) if data.status in ENROLLMENT_REPORTED else []
+    for enrollment in enrollments:
+        log.info(
+            "referral enrollment status reported",
+            extra={"observation": enrollment.observation, "enrollment": enrollment.code},
+        )
     if step == "none":
+        if enrollments:
+            _add_outcome(
+                fx,
+                ctx,
+                pid,
+                focus,
+                [e.observation for e in enrollments],
+                [e.value for e in enrollments],
+            )
         return fx
     if sr is None:
         sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
     if step == "complete":
-        _complete(fx, ctx, config, pid, sr, task, now)
+        _complete(fx, ctx, config, pid, sr, task, now, enrollments)
     elif step == "revoke":
         _close_request(fx, sr, "revoked")
     else:
@@ -802,33 +819,23 @@ def _complete(
     sr: Resource,
     task: Resource,
     now: datetime,
+    enrollments: Sequence[Enrollment] = (),
 ) -> None:
     """The organisation completed the referral: the ServiceRequest is completed, what it did
-    (Task.output resulting-activity: SDOHCC Procedure references or codes) becomes the CarePlan
-    activity's outcome, and the care manager gets a Task to review the Goal; carecoord does not
-    decide that the Goal is achieved."""
+    (Task.output resulting-activity: SDOHCC Procedure references or codes) and the enrollment
+    statuses it reported (Task.output additional-content) become the CarePlan activity's
+    outcome, and the care manager gets a Task to review the Goal; carecoord does not decide
+    that the Goal is achieved."""
     _close_request(fx, sr, "completed")
     procedures, codes = resulting_activities(task)
-    plan = active_care_plan(ctx.fhir, pid)
-    if plan is not None:
-        data = to_json(plan)
-        sr_ref, task_ref = f"ServiceRequest/{sr.id}", f"Task/{task.id}"
-        changed = False
-        for activity in data.get("activity", []):
-            if activity.get("reference", {}).get("reference") != sr_ref:
-                continue
-            outcomes = activity.setdefault("outcomeReference", [])
-            for target in [*procedures, task_ref]:
-                if not any(o.get("reference") == target for o in outcomes):
-                    outcomes.append({"reference": target})
-                    changed = True
-            concepts = activity.setdefault("outcomeCodeableConcept", [])
-            for code in codes or [{"text": "Community referral completed"}]:
-                if code not in concepts:
-                    concepts.append(code)
-                    changed = True
-        if changed:
-            fx.update(type(plan).model_validate(data), _version(plan))
+    _add_outcome(
+        fx,
+        ctx,
+        pid,
+        f"ServiceRequest/{sr.id}",
+        [*procedures, *(e.observation for e in enrollments), f"Task/{task.id}"],
+        [*(codes or [{"text": "Community referral completed"}]), *(e.value for e in enrollments)],
+    )
     sr_ident = carecoord_identifier(sr)
     if sr_ident is None:
         return
@@ -846,8 +853,41 @@ def _complete(
         referral_task=f"Task/{task.id}",
         procedures=procedures,
         authored_on=now,
+        enrollments=enrollments,
     )
     add_create(fx, review)
+
+
+def _add_outcome(
+    fx: Effects,
+    ctx: HandlerContext,
+    pid: str,
+    sr_ref: str,
+    references: Sequence[str],
+    concepts: Sequence[dict[str, Any]],
+) -> None:
+    """Add `references` / `concepts` (each once) to the outcome of the patient's active CarePlan
+    activity for the referral `sr_ref`."""
+    plan = active_care_plan(ctx.fhir, pid)
+    if plan is None:
+        return
+    data = to_json(plan)
+    changed = False
+    for activity in data.get("activity", []):
+        if activity.get("reference", {}).get("reference") != sr_ref:
+            continue
+        outcomes = activity.setdefault("outcomeReference", [])
+        for target in references:
+            if not any(o.get("reference") == target for o in outcomes):
+                outcomes.append({"reference": target})
+                changed = True
+        present = activity.setdefault("outcomeCodeableConcept", [])
+        for concept in concepts:
+            if concept not in present:
+                present.append(concept)
+                changed = True
+    if changed:
+        fx.update(type(plan).model_validate(data), _version(plan))
 
 
 def _goals_of(sr: Resource) -> list[str]:
@@ -921,15 +961,19 @@ def _directory(ctx: HandlerContext, domain: str) -> list[Resource]:
 # The Referral Source's Task search (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/instances/
 # SDOHCC-ReferralSource.fsh): _id, code, patient, requester, status and focus SHALL, with
 # `_include=Task:focus` (and Task:output) SHALL.
-TASK_FOCUS_INCLUDE = "Task:focus"
+TASK_INCLUDES = ("Task:focus", "Task:output")
+# The statuses whose Task may carry the CBO's enrollment status (Task.output).
+ENROLLMENT_REPORTED = frozenset({"in-progress", "completed"})
 
 
 def _fetch_with_focus(ctx: HandlerContext, task_id: str) -> None:
     """Where the server declares `_include=Task:focus`, the referral Task and its ServiceRequest
-    in one search (`Task?_id=&_include=Task:focus`): the handler's reads of both are then
-    answered from it (carecoord.fhir.event_reads), one request instead of two."""
-    if declares_include(ctx.fhir, "Task", TASK_FOCUS_INCLUDE):
-        ctx.fhir.search("Task", [("_id", task_id), ("_include", TASK_FOCUS_INCLUDE)])
+    in one search (`Task?_id=&_include=Task:focus`, and `Task:output` where declared too: the
+    enrollment Observations): the handler's reads of them are then answered from it
+    (carecoord.fhir.event_reads), one request instead of two or more."""
+    includes = [spec for spec in TASK_INCLUDES if declares_include(ctx.fhir, "Task", spec)]
+    if TASK_INCLUDES[0] in includes:
+        ctx.fhir.search("Task", [("_id", task_id), *(("_include", i) for i in includes)])
 
 
 def _attempts(ctx: HandlerContext, pid: str, sr: Resource) -> list[Attempt]:
