@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from carecoord.caremodel import terminology as t
+from carecoord.caremodel.profiles import SDOHCC_OBSERVATION_ENROLLMENT
 from carecoord.caremodel.workflow import SET_BY
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.directory.hsds import import_directory
@@ -213,7 +214,35 @@ class Patient:
         )
         procedure.raise_for_status()
         self.procedure = f"Procedure/{procedure.json()['id']}"
+        # SDOHCC STU 3: the individual's enrollment in the CBO's program, an SDOHCC Observation
+        # Program Enrollment Status (input/fsh/profiles/SDOHCCObservationEnrollmentStatus.fsh
+        # @6604b7a) in Task.output[AdditionalContent].
+        enrollment = httpx.post(
+            f"{self.loop.fhir_base_url}/Observation",
+            json={
+                "resourceType": "Observation",
+                "meta": {"profile": [SDOHCC_OBSERVATION_ENROLLMENT]},
+                "status": "final",
+                "category": [
+                    {"coding": [{"system": t.US_CORE_CATEGORY_SYSTEM, "code": "sdoh"}]},
+                    t.ENROLLMENT_CATEGORY.concept_json(),
+                ],
+                "code": {"coding": [{"system": t.SNOMED, "code": "481021000124104"}]},
+                "subject": {"reference": f"Patient/{self.id}"},
+                "effectiveDateTime": "2026-03-20T10:00:00Z",
+                "valueCodeableConcept": {
+                    "coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": "enrolled"}]
+                },
+            },
+            timeout=10,
+        )
+        enrollment.raise_for_status()
+        self.enrollment = f"Observation/{enrollment.json()['id']}"
         return [
+            {
+                "type": t.SDOHCC_ADDITIONAL_CONTENT.concept_json(),
+                "valueReference": {"reference": self.enrollment},
+            },
             {
                 "type": t.SDOHCC_RESULTING_ACTIVITY.concept_json(),
                 "valueReference": {"reference": self.procedure},
@@ -345,9 +374,10 @@ def _assert_completed(p: Patient, first: Any, tasks: list[Any]) -> None:
     activity = p.activity(sr)
     outcomes = [o["reference"] for o in activity["outcomeReference"]]
     concepts = activity["outcomeCodeableConcept"]
-    if p.path == "notification":  # the CBO reported a Procedure and a code on the Task
-        assert outcomes == [p.procedure, f"Task/{first.id}"]
+    if p.path == "notification":  # the CBO reported a Procedure, a code and enrollment
+        assert outcomes == [p.procedure, p.enrollment, f"Task/{first.id}"]
         assert concepts[0]["coding"][0]["code"] == "467771000124109"
+        assert concepts[1]["coding"][0]["code"] == "enrolled"  # SDOHCC STU 3
     else:  # the integration reported the status only
         assert outcomes == [f"Task/{first.id}"]
         assert concepts == [{"text": "Community referral completed"}]
@@ -361,7 +391,7 @@ def _assert_completed(p: Patient, first: Any, tasks: list[Any]) -> None:
     inputs = [i.valueReference.reference for i in review.input if i.valueReference]
     assert f"Task/{first.id}" in inputs
     if p.path == "notification":
-        assert p.procedure in inputs
+        assert p.procedure in inputs and p.enrollment in inputs
     assert p.work_tasks(t.TASK_MANUAL_REFERRAL) == []
     assert [e.data["attempt"] for e in p.announced("carecoord.referral.created")] == [1]
     assert p.announced("carecoord.referral.unmatched") == []
@@ -430,3 +460,35 @@ def test_who_cancelled_is_read_from_carecoords_own_record(
     assert [tk.status for tk in own.referral_tasks()] == ["cancelled"]
     assert own.service_request().status == "revoked"
     assert [e.data["attempt"] for e in own.announced("carecoord.referral.created")] == [1]
+
+
+def test_the_referral_source_task_search_of_sdohcc_stu3_works_on_the_server(
+    patient: Callable[[str, str], Patient],
+) -> None:
+    """HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/instances/SDOHCC-ReferralSource.fsh: Task
+    searched by _id, code, patient, requester, status and focus (SHALL) with
+    _include=Task:focus (SHALL). The embedded server declares them and answers with the Task
+    and its ServiceRequest, which is the one search the status-changed handler makes."""
+    from carecoord.fhir.capabilities import declares_include, declares_search_param
+
+    p = patient("kafka", "search")
+    for name in ("_id", "code", "patient", "requester", "status", "focus"):
+        assert declares_search_param(p.loop.fhir, "Task", name)
+    assert declares_include(p.loop.fhir, "Task", "Task:focus")
+    first = p.refer()
+    sr = p.service_request()
+    found = p.loop.fhir.search(
+        "Task",
+        [
+            ("_id", str(first.id)),
+            ("code", f"{t.TASK_FULFILL.system}|{t.TASK_FULFILL.code}"),
+            ("patient", f"Patient/{p.id}"),
+            ("requester", first.requester.reference),
+            ("status", "requested"),
+            ("focus", f"ServiceRequest/{sr.id}"),
+            ("_include", "Task:focus"),
+        ],
+    )
+    assert sorted(f"{r.get_resource_type()}/{r.id}" for r in found) == sorted(
+        [f"Task/{first.id}", f"ServiceRequest/{sr.id}"]
+    )

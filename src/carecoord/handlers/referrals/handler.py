@@ -439,7 +439,9 @@ def handle_need_identified(
             tried=[],
         )
         return fx
-    task = _referral_task(pid, domain.key, sr_value, 1, sr_ref, best, requester, now)
+    task = _referral_task(
+        pid, domain.key, sr_value, 1, sr_ref, best, requester, now, concerns=[condition_ref]
+    )
     add_create(fx, task)
     _emit_created(fx, event, pid, domain.key, existing_sr, sr, None, (task, best, 1))
     log.info("referral created", extra={"service": best.service})
@@ -522,6 +524,7 @@ def _referral_task(
     candidate: Candidate,
     requester: str,
     now: datetime,
+    concerns: Sequence[str] = (),
 ) -> Resource:
     task = referral_task(
         key=f"{sr_value}:{number}",
@@ -532,6 +535,13 @@ def _referral_task(
         requester=requester,
         authored_on=now,
     )
+    # Content-rich referral (SDOHCC STU 3, SDOHCCTaskForReferralManagement.fsh @6604b7a:
+    # input[AdditionalContent], type additional-content, any Reference): the SDOH Condition the
+    # referral addresses (its evidence hangs off it), so the CBO need not look for it.
+    content = [
+        {"type": t.SDOHCC_ADDITIONAL_CONTENT.concept_json(), "valueReference": {"reference": c}}
+        for c in concerns
+    ]
     return _with(
         task,
         input=[
@@ -540,6 +550,7 @@ def _referral_task(
                 "valueReference": {"reference": candidate.service},
             },
             {"type": t.TASK_INPUT_ATTEMPT.concept_json(), "valueInteger": number},
+            *content,
         ],
     )
 
@@ -799,7 +810,14 @@ def _next_candidate(
         return
     best = candidates[0]
     number = current.number + 1
-    task = _referral_task(pid, _domain_of(sr), sr_value, number, sr_ref, best, requester, now)
+    concerns = [
+        r.reference
+        for r in getattr(sr, "reasonReference", None) or []
+        if (r.reference or "").startswith("Condition/")
+    ]
+    task = _referral_task(
+        pid, _domain_of(sr), sr_value, number, sr_ref, best, requester, now, concerns=concerns
+    )
     add_create(fx, task)
     data = to_json(sr)
     data["performer"] = [{"reference": best.organization}]
