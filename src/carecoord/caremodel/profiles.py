@@ -615,9 +615,21 @@ PROFILE_OF_KIND: dict[str, str] = {
 }
 
 
+# The version of the SDOHCC StructureDefinitions: the IG's (sushi-config.yaml `version: 3.0.0`
+# at 6604b7a). A claim `url|3.0.0` says which release the resource follows (FHIR canonical
+# references: a `|version` suffix pins the StructureDefinition.version).
+SDOHCC_VERSION = "3.0.0"
+
+
+def versioned(profile: str) -> str:
+    """`profile` as carecoord claims it: SDOHCC profiles with `|3.0.0`, others as they are."""
+    url = profile.split("|")[0]
+    return f"{url}|{SDOHCC_VERSION}" if url.startswith(SDOHCC_BASE) else url
+
+
 def meta_profile(profile: str) -> dict[str, list[str]]:
-    """The `meta` element declaring `profile`."""
-    return {"profile": [profile]}
+    """The `meta` element declaring `profile` (versioned: `versioned`)."""
+    return {"profile": [versioned(profile)]}
 
 
 def claimed(resource: Mapping[str, Any]) -> list[str]:

@@ -139,3 +139,15 @@ def test_healthcare_service_for_referral_management() -> None:
     assert paths(service(type=None)) == {"type"}
     assert paths(service(name=None)) == {"name"}
     assert paths(service(category=[{"text": "food"}])) == {"category.coding:ServiceCategory"}
+
+
+def test_carecoord_claims_the_sdohcc_profiles_at_version_3_0_0() -> None:
+    """sushi-config.yaml @6604b7a: version 3.0.0, canonical http://hl7.org/fhir/us/
+    sdoh-clinicalcare (the profile URLs are unchanged from STU 2); US Core claims stay as they
+    are."""
+    claims = task()["meta"]["profile"]
+    assert claims == [f"{profiles.SDOHCC_TASK_FOR_REFERRAL}|3.0.0"]
+    assert profiles.claimed(task()) == [profiles.SDOHCC_TASK_FOR_REFERRAL]
+    assert profiles.check(task()) == []
+    assert profiles.versioned(profiles.US_CORE_CARE_PLAN) == profiles.US_CORE_CARE_PLAN
+    assert profiles.versioned(f"{profiles.SDOHCC_GOAL}|2.3.0") == f"{profiles.SDOHCC_GOAL}|3.0.0"
