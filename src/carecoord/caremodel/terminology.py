@@ -497,7 +497,7 @@ CONSENT_SCOPE_TREATMENT = Code(CONSENT_SCOPE_SYSTEM, "treatment", "Treatment")
 CONSENT_PATIENT_CONSENT = Code(LOINC, "59284-0", "Patient Consent")
 CONSENT_METHOD_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/consent-method"
 CONSENT_RECORDED_BY_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/consent-recorded-by"
-# SDOHCC Consent (HL7/fhir-sdoh-clinicalcare input/fsh/profiles/SDOHCCConsent.fsh and its example
+# SDOHCC Consent (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/profiles/SDOHCCConsent.fsh, example
 # input/fsh/instances/SDOHCC-ConsentInformationDisclosureExample.fsh; systems from aliases.fsh).
 CONSENT_SCOPE_PRIVACY = Code(CONSENT_SCOPE_SYSTEM, "patient-privacy", "Privacy Consent")
 CONSENT_CATEGORY_IDSCL = Code(
@@ -521,7 +521,7 @@ PERFORMER_BILLING = Code(PERFORMER_FUNCTION_SYSTEM, "billing-practitioner", "Bil
 # Gravity SDOH Clinical Care conformance (carecoord.caremodel.profiles)
 
 CARE_TEAM_ENCOUNTER_FOCUSED = Code(LOINC, "LA27976-2", "Encounter-focused care team")
-# input/fsh/codesystems/SDOHCCCodeSystemTemporaryCodes.fsh (HL7/fhir-sdoh-clinicalcare)
+# input/fsh/codesystems/SDOHCCCodeSystemTemporaryCodes.fsh (HL7/fhir-sdoh-clinicalcare @6604b7a)
 SDOHCC_RESULTING_ACTIVITY = Code(SDOHCC_TEMPORARY_CODES, "resulting-activity", "Resulting Activity")
 SDOHCC_CONTACTING_SUBJECT_PROHIBITED = Code(
     SDOHCC_TEMPORARY_CODES, "contacting-subject-prohibited", "Contacting Subject Prohibited"

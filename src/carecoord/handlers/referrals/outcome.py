@@ -2,7 +2,7 @@
 completed referral Task reports, and the care manager's review of the outcome.
 
 - requester_for: a referral Task's requester must be an SDOHCC PractitionerRole or a US Core
-  Organization (HL7/fhir-sdoh-clinicalcare input/fsh/profiles/
+  Organization (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/profiles/
   SDOHCCTaskForReferralManagement.fsh: `requester only Reference(SDOHCCPractitionerRole or
   USCoreOrganizationProfile)`). The care manager's PractitionerRole at the configured practice
   Organization is found (PractitionerRole?practitioner=&organization=) or created idempotently
