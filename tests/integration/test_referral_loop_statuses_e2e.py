@@ -492,3 +492,69 @@ def test_the_referral_source_task_search_of_sdohcc_stu3_works_on_the_server(
     assert sorted(f"{r.get_resource_type()}/{r.id}" for r in found) == sorted(
         [f"Task/{first.id}", f"ServiceRequest/{sr.id}"]
     )
+
+
+def _capacity_service(loop: Loop, name: str, capacity: str | None, postal: str) -> str:
+    """A CBO's service on the FHIR server reporting its capacity status (SDOHCC STU 3), covering
+    only `postal` (so no other test's patient can be referred to it)."""
+    org = httpx.post(
+        f"{loop.fhir_base_url}/Organization",
+        json={"resourceType": "Organization", "name": name, "active": True},
+        timeout=10,
+    )
+    org.raise_for_status()
+    status = {"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": capacity}]}
+    reported = {"url": "capacityStatus", "valueCodeableConcept": status}
+    service = httpx.post(
+        f"{loop.fhir_base_url}/HealthcareService",
+        json={
+            "resourceType": "HealthcareService",
+            "extension": [{"url": t.CAPACITY_STATUS_EXTENSION, "extension": [reported]}]
+            if capacity
+            else [],
+            "active": True,
+            "providedBy": {"reference": f"Organization/{org.json()['id']}"},
+            "category": [
+                {"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": "food-insecurity"}]}
+            ],
+            "name": name,
+            "contained": [
+                {"resourceType": "Location", "id": "area", "address": {"postalCode": postal}}
+            ],
+            "coverageArea": [{"reference": "#area"}],
+        },
+        timeout=10,
+    )
+    service.raise_for_status()
+    return f"HealthcareService/{service.json()['id']}"
+
+
+def test_capacity_status_on_the_server_orders_the_candidates(
+    loop: Loop, patient: Callable[[str, str], Patient]
+) -> None:
+    """SDOHCC STU 3 capacity status (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/extensions/
+    SDOHCCExtensionHealthcareServiceCapacityStatus.fsh): a service reporting capacity is
+    referred first, one reporting no capacity after every service of unknown capacity (the
+    embedded server ignores the directory search's service-category: ranking filters)."""
+    postal = f"9{uuid.uuid4().int % 10000:04d}"
+    # Names in the opposite order, so the name (the last ordering key) cannot explain it.
+    full = _capacity_service(loop, "AAA Pantry (full)", "no-capacity", postal)
+    unknown = _capacity_service(loop, "MMM Pantry (says nothing)", None, postal)
+    open_ = _capacity_service(loop, "ZZZ Pantry (open)", "capacity", postal)
+    p = patient("kafka", "capacity")
+    enrolled = {"program": "CCM", "provider": f"Practitioner/dr-{p.id}",
+                "care_manager": p.care_manager, "start": "2026-03-02"}  # fmt: skip
+    need = {"domain": "food-insecurity", "postal_code": postal, "consent_to_contact": True}
+    p.publish(
+        new_event("carecoord.patient.enrolled", p.id, consented(enrolled)),
+        new_event("carecoord.sdoh.need-identified", p.id, need),
+    )
+    (first,) = p.referral_tasks()
+    assert attempt_of(first).service == open_  # type: ignore[union-attr]
+    p.cbo_sets(first, "rejected")
+    second = p.referral_tasks()[1]
+    assert attempt_of(second).service == unknown  # type: ignore[union-attr]
+    p.cbo_sets(second, "rejected")  # max_attempts 2: the full one is never tried
+    (manual,) = p.work_tasks(t.TASK_MANUAL_REFERRAL)
+    assert t.concept_has(manual.businessStatus, t.BUSINESS_NO_MATCH)
+    assert full not in [attempt_of(tk).service for tk in p.referral_tasks()]  # type: ignore[union-attr]
