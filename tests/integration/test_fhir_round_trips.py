@@ -172,3 +172,36 @@ def test_a_redelivered_event_looks_its_outbox_record_up_and_re_emits_the_same_id
     assert replay == kinds(batch=1, search=1)  # its reads, then (nothing to write) the outbox
     ids = [e.id for e in pipeline.outbound() if e.type == "carecoord.billing.threshold-reached"]
     assert len(ids) == 2 and len(set(ids)) == 1
+
+
+def test_a_referral_status_reads_the_task_with_its_focus_in_one_search(
+    counted: tuple[Pipeline, FhirProxy], unique: str
+) -> None:
+    """SDOHCC STU 3's Referral Source searches Task with `_include=Task:focus` (SHALL;
+    HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/instances/SDOHCC-ReferralSource.fsh). The
+    embedded server declares it, so a CBO's status reaches the referral Task and its
+    ServiceRequest in one search, no read: the rejection below makes searches (the Task with
+    its focus, the earlier attempts, the directory, ...) and the plan's CareTeam read only."""
+    from carecoord.handlers.referrals.handler import attempt_of
+
+    pipeline, proxy = counted
+    patient = f"rt-sc-{unique}"
+    run_one(pipeline, proxy, enrolment(pipeline, patient))
+    need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+    run_one(pipeline, proxy, new_event("carecoord.sdoh.need-identified", patient, need))
+    (task,) = [
+        tk
+        for tk in pipeline.fhir.search("Task", {"patient": f"Patient/{patient}"})
+        if tk.get_resource_type() == "Task" and attempt_of(tk) is not None
+    ]
+    start = proxy.count()
+    rejected = {"task": f"Task/{task.id}", "status": "rejected", "set_by": "owner"}
+    seen = run_one(
+        pipeline, proxy, new_event("carecoord.referral.status-changed", patient, rejected)
+    )
+    labels = proxy.labels_since(start)
+    assert "GET Task/{id}" not in labels and "GET ServiceRequest/{id}" not in labels, labels
+    assert labels[0] == "GET Task"  # Task?_id=...&_include=Task:focus
+    assert seen["transaction"] == 1
+    created = [e for e in pipeline.outbound() if e.type == "carecoord.referral.created"]
+    assert [e.data["attempt"] for e in created if e.subject == f"Patient/{patient}"] == [1, 2]

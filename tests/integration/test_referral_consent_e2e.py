@@ -57,7 +57,7 @@ def test_a_referral_with_the_patients_consent_carries_an_sdohcc_consent_once(
     assert pipeline.dead_letters() == []
 
     (consent,) = _of(pipeline, "Consent", patient)
-    assert [str(p) for p in consent.meta.profile] == [SDOHCC_CONSENT]
+    assert [str(p) for p in consent.meta.profile] == [f"{SDOHCC_CONSENT}|3.0.0"]  # STU 3
     assert check(to_json(consent)) == []
     assert t.concept_has(consent.scope, t.CONSENT_SCOPE_PRIVACY)
     assert consent.organization[0].reference == PRACTICE

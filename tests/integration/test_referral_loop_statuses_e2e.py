@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from carecoord.caremodel import terminology as t
+from carecoord.caremodel.profiles import SDOHCC_OBSERVATION_ENROLLMENT
 from carecoord.caremodel.workflow import SET_BY
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.directory.hsds import import_directory
@@ -213,7 +214,35 @@ class Patient:
         )
         procedure.raise_for_status()
         self.procedure = f"Procedure/{procedure.json()['id']}"
+        # SDOHCC STU 3: the individual's enrollment in the CBO's program, an SDOHCC Observation
+        # Program Enrollment Status (input/fsh/profiles/SDOHCCObservationEnrollmentStatus.fsh
+        # @6604b7a) in Task.output[AdditionalContent].
+        enrollment = httpx.post(
+            f"{self.loop.fhir_base_url}/Observation",
+            json={
+                "resourceType": "Observation",
+                "meta": {"profile": [SDOHCC_OBSERVATION_ENROLLMENT]},
+                "status": "final",
+                "category": [
+                    {"coding": [{"system": t.US_CORE_CATEGORY_SYSTEM, "code": "sdoh"}]},
+                    t.ENROLLMENT_CATEGORY.concept_json(),
+                ],
+                "code": {"coding": [{"system": t.SNOMED, "code": "481021000124104"}]},
+                "subject": {"reference": f"Patient/{self.id}"},
+                "effectiveDateTime": "2026-03-20T10:00:00Z",
+                "valueCodeableConcept": {
+                    "coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": "enrolled"}]
+                },
+            },
+            timeout=10,
+        )
+        enrollment.raise_for_status()
+        self.enrollment = f"Observation/{enrollment.json()['id']}"
         return [
+            {
+                "type": t.SDOHCC_ADDITIONAL_CONTENT.concept_json(),
+                "valueReference": {"reference": self.enrollment},
+            },
             {
                 "type": t.SDOHCC_RESULTING_ACTIVITY.concept_json(),
                 "valueReference": {"reference": self.procedure},
@@ -345,9 +374,10 @@ def _assert_completed(p: Patient, first: Any, tasks: list[Any]) -> None:
     activity = p.activity(sr)
     outcomes = [o["reference"] for o in activity["outcomeReference"]]
     concepts = activity["outcomeCodeableConcept"]
-    if p.path == "notification":  # the CBO reported a Procedure and a code on the Task
-        assert outcomes == [p.procedure, f"Task/{first.id}"]
+    if p.path == "notification":  # the CBO reported a Procedure, a code and enrollment
+        assert outcomes == [p.procedure, p.enrollment, f"Task/{first.id}"]
         assert concepts[0]["coding"][0]["code"] == "467771000124109"
+        assert concepts[1]["coding"][0]["code"] == "enrolled"  # SDOHCC STU 3
     else:  # the integration reported the status only
         assert outcomes == [f"Task/{first.id}"]
         assert concepts == [{"text": "Community referral completed"}]
@@ -361,7 +391,7 @@ def _assert_completed(p: Patient, first: Any, tasks: list[Any]) -> None:
     inputs = [i.valueReference.reference for i in review.input if i.valueReference]
     assert f"Task/{first.id}" in inputs
     if p.path == "notification":
-        assert p.procedure in inputs
+        assert p.procedure in inputs and p.enrollment in inputs
     assert p.work_tasks(t.TASK_MANUAL_REFERRAL) == []
     assert [e.data["attempt"] for e in p.announced("carecoord.referral.created")] == [1]
     assert p.announced("carecoord.referral.unmatched") == []
@@ -399,3 +429,132 @@ def _assert_moves_on_then_manual(p: Patient, first: Any, tasks: list[Any], statu
     assert len(p.announced("carecoord.referral.created")) == 2  # no third attempt
     assert "outcomeReference" not in p.activity(p.service_request())
     assert p.work_tasks(t.TASK_REVIEW_REFERRAL_OUTCOME) == []
+
+
+def test_who_cancelled_is_read_from_carecoords_own_record(
+    patient: Callable[[str, str], Patient],
+) -> None:
+    """SDOHCC's status table (HL7/fhir-sdoh-clinicalcare @6604b7a input/pagecontent/
+    StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md): cancelled is set by the
+    "Requester or Referral Target". The CBO cancels the Task on the real FHIR server and the
+    server's notification (which cannot say who cancelled: no set_by) refers the next
+    candidate; carecoord's own cancellation, echoed back the same way, changes nothing more."""
+    cbo = patient("notification", "cancelled")
+    first = cbo.refer()
+    cbo.cbo_sets(first, "cancelled")  # PUT on the server, then the id-only notification
+    tasks = cbo.referral_tasks()
+    assert [(attempt_of(tk).number, tk.status) for tk in tasks] == [  # type: ignore[union-attr]
+        (1, "cancelled"),
+        (2, "requested"),
+    ]
+    assert cbo.service_request().status == "active"
+    assert [e.data["attempt"] for e in cbo.announced("carecoord.referral.created")] == [1, 2]
+
+    own = patient("notification", "own-cancel")
+    first = own.refer()
+    data = {"task": f"Task/{first.id}", "status": "cancelled", "set_by": "requester",
+            "reason": "patient declined"}  # fmt: skip
+    own.publish(new_event("carecoord.referral.status-changed", own.id, data))
+    assert own.service_request().status == "revoked"
+    own.cbo_sets(own.referral_tasks()[0], "cancelled")  # the echo: same status, re-notified
+    assert [tk.status for tk in own.referral_tasks()] == ["cancelled"]
+    assert own.service_request().status == "revoked"
+    assert [e.data["attempt"] for e in own.announced("carecoord.referral.created")] == [1]
+
+
+def test_the_referral_source_task_search_of_sdohcc_stu3_works_on_the_server(
+    patient: Callable[[str, str], Patient],
+) -> None:
+    """HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/instances/SDOHCC-ReferralSource.fsh: Task
+    searched by _id, code, patient, requester, status and focus (SHALL) with
+    _include=Task:focus (SHALL). The embedded server declares them and answers with the Task
+    and its ServiceRequest, which is the one search the status-changed handler makes."""
+    from carecoord.fhir.capabilities import declares_include, declares_search_param
+
+    p = patient("kafka", "search")
+    for name in ("_id", "code", "patient", "requester", "status", "focus"):
+        assert declares_search_param(p.loop.fhir, "Task", name)
+    assert declares_include(p.loop.fhir, "Task", "Task:focus")
+    first = p.refer()
+    sr = p.service_request()
+    found = p.loop.fhir.search(
+        "Task",
+        [
+            ("_id", str(first.id)),
+            ("code", f"{t.TASK_FULFILL.system}|{t.TASK_FULFILL.code}"),
+            ("patient", f"Patient/{p.id}"),
+            ("requester", first.requester.reference),
+            ("status", "requested"),
+            ("focus", f"ServiceRequest/{sr.id}"),
+            ("_include", "Task:focus"),
+        ],
+    )
+    assert sorted(f"{r.get_resource_type()}/{r.id}" for r in found) == sorted(
+        [f"Task/{first.id}", f"ServiceRequest/{sr.id}"]
+    )
+
+
+def _capacity_service(loop: Loop, name: str, capacity: str | None, postal: str) -> str:
+    """A CBO's service on the FHIR server reporting its capacity status (SDOHCC STU 3), covering
+    only `postal` (so no other test's patient can be referred to it)."""
+    org = httpx.post(
+        f"{loop.fhir_base_url}/Organization",
+        json={"resourceType": "Organization", "name": name, "active": True},
+        timeout=10,
+    )
+    org.raise_for_status()
+    status = {"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": capacity}]}
+    reported = {"url": "capacityStatus", "valueCodeableConcept": status}
+    service = httpx.post(
+        f"{loop.fhir_base_url}/HealthcareService",
+        json={
+            "resourceType": "HealthcareService",
+            "extension": [{"url": t.CAPACITY_STATUS_EXTENSION, "extension": [reported]}]
+            if capacity
+            else [],
+            "active": True,
+            "providedBy": {"reference": f"Organization/{org.json()['id']}"},
+            "category": [
+                {"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": "food-insecurity"}]}
+            ],
+            "name": name,
+            "contained": [
+                {"resourceType": "Location", "id": "area", "address": {"postalCode": postal}}
+            ],
+            "coverageArea": [{"reference": "#area"}],
+        },
+        timeout=10,
+    )
+    service.raise_for_status()
+    return f"HealthcareService/{service.json()['id']}"
+
+
+def test_capacity_status_on_the_server_orders_the_candidates(
+    loop: Loop, patient: Callable[[str, str], Patient]
+) -> None:
+    """SDOHCC STU 3 capacity status (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/extensions/
+    SDOHCCExtensionHealthcareServiceCapacityStatus.fsh): a service reporting capacity is
+    referred first, one reporting no capacity after every service of unknown capacity (the
+    embedded server ignores the directory search's service-category: ranking filters)."""
+    postal = f"9{uuid.uuid4().int % 10000:04d}"
+    # Names in the opposite order, so the name (the last ordering key) cannot explain it.
+    full = _capacity_service(loop, "AAA Pantry (full)", "no-capacity", postal)
+    unknown = _capacity_service(loop, "MMM Pantry (says nothing)", None, postal)
+    open_ = _capacity_service(loop, "ZZZ Pantry (open)", "capacity", postal)
+    p = patient("kafka", "capacity")
+    enrolled = {"program": "CCM", "provider": f"Practitioner/dr-{p.id}",
+                "care_manager": p.care_manager, "start": "2026-03-02"}  # fmt: skip
+    need = {"domain": "food-insecurity", "postal_code": postal, "consent_to_contact": True}
+    p.publish(
+        new_event("carecoord.patient.enrolled", p.id, consented(enrolled)),
+        new_event("carecoord.sdoh.need-identified", p.id, need),
+    )
+    (first,) = p.referral_tasks()
+    assert attempt_of(first).service == open_  # type: ignore[union-attr]
+    p.cbo_sets(first, "rejected")
+    second = p.referral_tasks()[1]
+    assert attempt_of(second).service == unknown  # type: ignore[union-attr]
+    p.cbo_sets(second, "rejected")  # max_attempts 2: the full one is never tried
+    (manual,) = p.work_tasks(t.TASK_MANUAL_REFERRAL)
+    assert t.concept_has(manual.businessStatus, t.BUSINESS_NO_MATCH)
+    assert full not in [attempt_of(tk).service for tk in p.referral_tasks()]  # type: ignore[union-attr]

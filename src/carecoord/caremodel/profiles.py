@@ -1,8 +1,10 @@
 """The profiles carecoord claims (meta.profile), and a conformance checker for them.
 
 Every rule below is taken from the IG sources named in its `source` (paths in the HL7 GitHub
-repositories; the SDOHCC IG is HL7/fhir-sdoh-clinicalcare 3.0.0 at commit 6604b7a, which pins
-US Core 7.0.0; US Core rules are from HL7/US-Core input/resources-yaml at commit 85bf4af).
+repositories; the SDOHCC IG is HL7/fhir-sdoh-clinicalcare STU 3, version 3.0.0, at commit
+6604b7ac13b9f0cd80603428f99e5be0672966aa (no 3.0.0 tag: the last commit, "Publication_Path"),
+which pins US Core 7.0.0; US Core rules are from HL7/US-Core input/resources-yaml at commit
+85bf4af). What STU 3 changed from 2.x and what carecoord does about it: docs/sdohcc-stu3.md.
 `check(resource)` returns the violations of every profile the resource claims; no network, no
 terminology server: required bindings are checked for the code systems / codes the IG lists.
 
@@ -31,6 +33,9 @@ SDOHCC_PRACTITIONER_ROLE = SDOHCC_BASE + "SDOHCC-practitionerrole"
 SDOHCC_CONSENT = SDOHCC_BASE + "SDOHCC-Consent"
 SDOHCC_OBSERVATION_SCREENING_RESPONSE = SDOHCC_BASE + "SDOHCC-ObservationScreeningResponse"
 US_CORE_OBSERVATION_SCREENING_ASSESSMENT = US_CORE_BASE + "us-core-observation-screening-assessment"
+# STU 3: read from what CBOs write, not claimed by carecoord.
+SDOHCC_OBSERVATION_ENROLLMENT = SDOHCC_BASE + "SDOHCC-ObservationProgramEnrollmentStatus"
+SDOHCC_HEALTHCARE_SERVICE_REFERRAL = SDOHCC_BASE + "SDOHCC-HealthcareServiceForReferralManagement"
 US_CORE_CARE_TEAM = US_CORE_BASE + "us-core-careteam"
 US_CORE_CARE_PLAN = US_CORE_BASE + "us-core-careplan"
 
@@ -38,7 +43,8 @@ US_CORE_CARE_PLAN = US_CORE_BASE + "us-core-careplan"
 # input/fsh/aliases.fsh: $resource-pertainsToGoal
 PERTAINS_TO_GOAL = "http://hl7.org/fhir/StructureDefinition/resource-pertainsToGoal"
 
-_SDOHCC_REPO = "HL7/fhir-sdoh-clinicalcare"
+SDOHCC_COMMIT = "6604b7ac13b9f0cd80603428f99e5be0672966aa"  # 3.0.0 (STU 3)
+_SDOHCC_REPO = f"HL7/fhir-sdoh-clinicalcare@{SDOHCC_COMMIT[:7]}"
 _US_CORE_REPO = "HL7/US-Core"
 SRC_TASK = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCTaskForReferralManagement.fsh"
 SRC_TASK_STATUS = f"{_SDOHCC_REPO} input/fsh/valuesets/SDOHCCValueSetReferralTaskStatus.fsh"
@@ -47,6 +53,14 @@ SRC_GOAL = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCGoal.fsh"
 SRC_CONDITION = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCCondition.fsh"
 SRC_PRACTITIONER_ROLE = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCPractitionerRole.fsh"
 SRC_CONSENT = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCConsent.fsh"
+SRC_ENROLLMENT = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCObservationEnrollmentStatus.fsh"
+SRC_OBS_4 = f"{_SDOHCC_REPO} input/fsh/invariants/SDOH-Obs-4.fsh"
+SRC_HCS_REFERRAL = (
+    f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCHealthcareServiceForReferralManagement.fsh"
+)
+SRC_CAPACITY = (
+    f"{_SDOHCC_REPO} input/fsh/extensions/SDOHCCExtensionHealthcareServiceCapacityStatus.fsh"
+)
 # Consent.policy / policyRule (ppc-1) and the status value set are the base resource's.
 SRC_R4_CONSENT = "HL7 FHIR R4 consent.html (ppc-1, ConsentState)"
 SRC_US_CORE_ROLE = (
@@ -268,6 +282,48 @@ def _output_resulting_activity(res: Mapping[str, Any]) -> str | None:
     return None
 
 
+# Task.output[AdditionalContent].valueReference only Reference(SDOHCCObservationProgramEnrollment
+# Status or SDOHCCObservationAssessment or SDOHCCObservationScreeningResponse or SDOHCCGoal or
+# SDOHCCCondition or QuestionnaireResponse or CarePlan): by resource type.
+ADDITIONAL_CONTENT_OUTPUT_TYPES = (
+    "Observation", "Goal", "Condition", "QuestionnaireResponse", "CarePlan",
+)  # fmt: skip
+
+
+def _additional_content(element: str, types: Sequence[str] | None) -> Check:
+    """Task.input/output[AdditionalContent] (type additional-content): a Reference (of `types`;
+    None: any resource)."""
+
+    def check(res: Mapping[str, Any]) -> str | None:
+        for item in res.get(element) or []:
+            if not t.concept_has(item.get("type"), t.SDOHCC_ADDITIONAL_CONTENT):
+                continue
+            if "valueReference" not in item:
+                return f"additional-content {element} needs a valueReference"
+            if types is not None:
+                problem = _targets("valueReference", types)(item)
+                if problem:
+                    return problem
+        return None
+
+    return check
+
+
+def _capacity_status(res: Mapping[str, Any]) -> str | None:
+    # extension[capacity-status] 1..1; its capacityStatus 1..1 valueCodeableConcept.
+    found = [
+        e
+        for e in res.get("extension") or []
+        if str(e.get("url", "")).split("|")[0] == t.CAPACITY_STATUS_EXTENSION
+    ]
+    if len(found) != 1:
+        return f"needs exactly one capacity-status extension (has {len(found)})"
+    status = [s for s in found[0].get("extension") or [] if s.get("url") == "capacityStatus"]
+    if len(status) != 1 or "valueCodeableConcept" not in status[0]:
+        return "capacity-status needs one capacityStatus with a valueCodeableConcept"
+    return None
+
+
 PATIENT = ("Patient",)
 TASK_STATUS_REASON_REQUIRED = frozenset({"rejected", "cancelled", "on-hold", "failed"})
 
@@ -331,6 +387,41 @@ RULES: dict[str, tuple[str, list[Rule]]] = {
                 SRC_TASK,
             ),
             Rule("output", _output_resulting_activity, SRC_TASK),
+            Rule("input:AdditionalContent", _additional_content("input", None), SRC_TASK),
+            Rule(
+                "output:AdditionalContent",
+                _additional_content("output", ADDITIONAL_CONTENT_OUTPUT_TYPES),
+                SRC_TASK,
+            ),
+        ],
+    ),
+    SDOHCC_OBSERVATION_ENROLLMENT: (
+        "Observation",
+        [
+            Rule("code", _card("code", 1, 1), SRC_ENROLLMENT),
+            Rule(
+                "category:us-core (SDOH-Obs-4)",
+                _contains("category", t.SERVICE_CATEGORY_SDOH),
+                SRC_OBS_4,
+            ),
+            Rule("value[x]", _card("valueCodeableConcept", 1, 1), SRC_ENROLLMENT),
+            Rule("focus", _targets("focus", ("HealthcareService",)), SRC_ENROLLMENT),
+        ],
+    ),
+    SDOHCC_HEALTHCARE_SERVICE_REFERRAL: (
+        "HealthcareService",
+        [
+            Rule("extension:capacity-status", _capacity_status, SRC_CAPACITY),
+            Rule("active", _card("active", 1, 1), SRC_HCS_REFERRAL),
+            Rule("active", _fixed("active", True), SRC_HCS_REFERRAL),
+            Rule("category", _card("category", 1), SRC_HCS_REFERRAL),
+            Rule(
+                "category.coding:ServiceCategory",
+                _contains("category", t.SERVICE_CATEGORY_SDOH),
+                SRC_HCS_REFERRAL,
+            ),
+            Rule("type", _card("type", 1, 1), SRC_HCS_REFERRAL),
+            Rule("name", _card("name", 1), SRC_HCS_REFERRAL),
         ],
     ),
     SDOHCC_SERVICE_REQUEST: (
@@ -567,7 +658,10 @@ RULES[US_CORE_OBSERVATION_SCREENING_ASSESSMENT] = (
     ],
 )
 
-CLAIMED_PROFILES: tuple[str, ...] = tuple(RULES)
+# Profiles of what community organisations write, checked where a resource claims them (the
+# conformance suite, tests), never claimed by carecoord.
+READ_PROFILES: tuple[str, ...] = (SDOHCC_OBSERVATION_ENROLLMENT, SDOHCC_HEALTHCARE_SERVICE_REFERRAL)
+CLAIMED_PROFILES: tuple[str, ...] = tuple(p for p in RULES if p not in READ_PROFILES)
 
 # Which profile each kind of resource carecoord writes claims (by its business identifier kind).
 PROFILE_OF_KIND: dict[str, str] = {
@@ -582,9 +676,21 @@ PROFILE_OF_KIND: dict[str, str] = {
 }
 
 
+# The version of the SDOHCC StructureDefinitions: the IG's (sushi-config.yaml `version: 3.0.0`
+# at 6604b7a). A claim `url|3.0.0` says which release the resource follows (FHIR canonical
+# references: a `|version` suffix pins the StructureDefinition.version).
+SDOHCC_VERSION = "3.0.0"
+
+
+def versioned(profile: str) -> str:
+    """`profile` as carecoord claims it: SDOHCC profiles with `|3.0.0`, others as they are."""
+    url = profile.split("|")[0]
+    return f"{url}|{SDOHCC_VERSION}" if url.startswith(SDOHCC_BASE) else url
+
+
 def meta_profile(profile: str) -> dict[str, list[str]]:
-    """The `meta` element declaring `profile`."""
-    return {"profile": [profile]}
+    """The `meta` element declaring `profile` (versioned: `versioned`)."""
+    return {"profile": [versioned(profile)]}
 
 
 def claimed(resource: Mapping[str, Any]) -> list[str]:

@@ -515,7 +515,7 @@ CONSENT_SCOPE_TREATMENT = Code(CONSENT_SCOPE_SYSTEM, "treatment", "Treatment")
 CONSENT_PATIENT_CONSENT = Code(LOINC, "59284-0", "Patient Consent")
 CONSENT_METHOD_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/consent-method"
 CONSENT_RECORDED_BY_EXTENSION = f"{CARECOORD_BASE}/StructureDefinition/consent-recorded-by"
-# SDOHCC Consent (HL7/fhir-sdoh-clinicalcare input/fsh/profiles/SDOHCCConsent.fsh and its example
+# SDOHCC Consent (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/profiles/SDOHCCConsent.fsh, example
 # input/fsh/instances/SDOHCC-ConsentInformationDisclosureExample.fsh; systems from aliases.fsh).
 CONSENT_SCOPE_PRIVACY = Code(CONSENT_SCOPE_SYSTEM, "patient-privacy", "Privacy Consent")
 CONSENT_CATEGORY_IDSCL = Code(
@@ -539,7 +539,7 @@ PERFORMER_BILLING = Code(PERFORMER_FUNCTION_SYSTEM, "billing-practitioner", "Bil
 # Gravity SDOH Clinical Care conformance (carecoord.caremodel.profiles)
 
 CARE_TEAM_ENCOUNTER_FOCUSED = Code(LOINC, "LA27976-2", "Encounter-focused care team")
-# input/fsh/codesystems/SDOHCCCodeSystemTemporaryCodes.fsh (HL7/fhir-sdoh-clinicalcare)
+# input/fsh/codesystems/SDOHCCCodeSystemTemporaryCodes.fsh (HL7/fhir-sdoh-clinicalcare @6604b7a)
 SDOHCC_RESULTING_ACTIVITY = Code(SDOHCC_TEMPORARY_CODES, "resulting-activity", "Resulting Activity")
 SDOHCC_CONTACTING_SUBJECT_PROHIBITED = Code(
     SDOHCC_TEMPORARY_CODES, "contacting-subject-prohibited", "Contacting Subject Prohibited"
@@ -550,4 +550,36 @@ SERVICE_CATEGORY_SDOH = Code(US_CORE_CATEGORY_SYSTEM, "sdoh", "SDOH")
 # The care manager reviews a completed referral's outcome (carecoord never marks the Goal).
 TASK_REVIEW_REFERRAL_OUTCOME = Code(
     TASK_TYPE_SYSTEM, "review-referral-outcome", "Review the outcome of a community referral"
+)
+
+# ---------------------------------------------------------------------------------------------
+# SDOHCC STU 3 (HL7/fhir-sdoh-clinicalcare 3.0.0 @6604b7a): content-rich Task input/output,
+# capacity status, program enrollment status. Codes from input/fsh/codesystems/
+# SDOHCCCodeSystemTemporaryCodes.fsh ("STU3 Temporary Codes").
+
+SDOHCC_BASE_URL = "http://hl7.org/fhir/us/sdoh-clinicalcare"
+# Task.input[AdditionalContent] / Task.output[AdditionalContent].type
+# (input/fsh/profiles/SDOHCCTaskForReferralManagement.fsh).
+SDOHCC_ADDITIONAL_CONTENT = Code(SDOHCC_TEMPORARY_CODES, "additional-content", "Additional Content")
+# input/fsh/extensions/SDOHCCExtensionHealthcareServiceCapacityStatus.fsh: sub-extensions
+# capacityStatus (1..1, CodeableConcept) and capacityNotes (0..1, string).
+CAPACITY_STATUS_EXTENSION = (
+    f"{SDOHCC_BASE_URL}/StructureDefinition/SDOHCC-ExtensionHealthcareServiceCapacityStatus"
+)
+# input/fsh/valuesets/SDOHCCValueSetCapacityStatus.fsh (binding extensible).
+CAPACITY_HAS = Code(SDOHCC_TEMPORARY_CODES, "capacity", "Has Capacity")
+CAPACITY_NONE = Code(SDOHCC_TEMPORARY_CODES, "no-capacity", "No Capacity")
+CAPACITY_WAITLIST = Code(SDOHCC_TEMPORARY_CODES, "waitlist", "No Capacity - Has Waitlist")
+CAPACITY_ASSESSMENT_REQUIRED = Code(
+    SDOHCC_TEMPORARY_CODES, "additional-assessment-required", "Additional Assessment Required"
+)
+# input/fsh/profiles/SDOHCCObservationEnrollmentStatus.fsh: category[enrollment] and the value
+# set input/fsh/valuesets/SDOHCCValueSetEnrollmentStatus.fsh (binding preferred).
+ENROLLMENT_CATEGORY = Code(
+    SDOHCC_TEMPORARY_CODES, "program-enrollment", "Program Enrollment Status"
+)
+ENROLLMENT_STATUSES: tuple[Code, ...] = (
+    Code(SDOHCC_TEMPORARY_CODES, "enrolled", "Enrolled"),
+    Code(SDOHCC_TEMPORARY_CODES, "not-enrolled", "Not Enrolled"),
+    Code(SDOHCC_TEMPORARY_CODES, "not-enrolled-on-waitlist", "Not Enrolled - On Waitlist"),
 )

@@ -60,8 +60,11 @@ ALLOWED: dict[str, frozenset[str]] = {
 REASON_REQUIRED: frozenset[str] = frozenset({"rejected", "cancelled", "on-hold", "failed"})
 
 # Who may set each status in a Gravity referral (Task with code fulfill between organisations):
-# the "Set By" column of the status table in HL7/fhir-sdoh-clinicalcare
-# input/pagecontent/StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md. received and
+# the "Set By" column of the status table in HL7/fhir-sdoh-clinicalcare @6604b7a (STU 3; the
+# table is unchanged from 2.3) input/pagecontent/
+# StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md. cancelled is set by the
+# "Requester or Referral Target": who it was, when an event does not say, is decided by the
+# referrals handler (carecoord.handlers.referrals.handler.canceller). received and
 # ready are outside SDOHCCValueSetReferralTaskStatus (input/fsh/valuesets/
 # SDOHCCValueSetReferralTaskStatus.fsh: TaskStatus minus ready and received): nobody sets them.
 SET_BY: dict[str, frozenset[Actor]] = {
@@ -150,9 +153,9 @@ def transition(
 
 
 # The referral Task state diagram adds "Accepted -> Completed or Failed" to the FHIR table
-# (HL7/fhir-sdoh-clinicalcare "Images Source/ReferralTaskStateDiagram.drawio", the figure of
-# StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md); it applies when `actor` is
-# given (a Gravity referral).
+# (HL7/fhir-sdoh-clinicalcare @6604b7a "Images Source/ReferralTaskStateDiagram.drawio", the
+# figure of StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md; unchanged from 2.3);
+# it applies when `actor` is given (a Gravity referral).
 REFERRAL_EXTRA: dict[str, frozenset[str]] = {"accepted": frozenset({"completed", "failed"})}
 
 

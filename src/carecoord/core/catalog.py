@@ -172,8 +172,9 @@ class ReferralStatusChanged(EventData):
     # on since, the event is stale and changes nothing.
     task_version: Token | None = None
     # Who set the status (Gravity SDOH roles): "owner" = the receiving organisation, "requester"
-    # = the referral source. Absent: the requester for draft/requested/entered-in-error/cancelled,
-    # the owner for the other statuses.
+    # = the referral source. Absent: the requester for draft/requested/entered-in-error, the
+    # owner for the other statuses; cancelled (either side) is the requester's only where
+    # carecoord made it (Task cancelled with its ServiceRequest revoked), else the owner's.
     set_by: Literal["requester", "owner"] | None = None
 
 

@@ -230,5 +230,5 @@ def test_every_claimed_profile_has_rules_from_a_named_ig_file() -> None:
         for rule in rules:
             # the IG's files, or the base R4 resource a profile inherits a rule from
             assert rule.source.startswith(
-                ("HL7/fhir-sdoh-clinicalcare ", "HL7/US-Core ", "HL7 FHIR R4 ")
+                ("HL7/fhir-sdoh-clinicalcare@6604b7a ", "HL7/US-Core ", "HL7 FHIR R4 ")
             ), rule

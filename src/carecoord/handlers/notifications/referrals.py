@@ -9,7 +9,7 @@ claims is read again from the FHIR server; the events are made only from what th
 The referral Task translator turns a carecoord referral Task (code `fulfill` and a carecoord
 `referral-task` identifier) whose status is one the recipient sets (accepted, rejected,
 in-progress, on-hold, completed, failed, cancelled) into `carecoord.referral.status-changed`
-(`set_by: owner`). Its id comes
+(`set_by: owner`; none for cancelled, which the requester sets too). Its id comes
 from the Task's version, so a repeated notification yields the same id. The statuses only the
 requester sets (draft, requested, entered-in-error) translate to nothing.
 Any other carecoord Task (e.g. a provider's clinical-review Task) reports its status the same way
@@ -95,10 +95,14 @@ def referral_task_events(changed: Changed) -> list[CloudEvent]:
         )
         return []
     patient = task_patient(task, changed.reference, "referral Task")
-    # Only the recipient changes a referral Task on the server that carecoord does not write
-    # itself; a cancellation carecoord (the requester) wrote comes back here too and is told
-    # apart by the handler: carecoord revokes the ServiceRequest in the same transaction.
-    data: dict[str, Any] = {"task": changed.reference, "status": status, "set_by": "owner"}
+    # Only the recipient sets these statuses, except cancelled, which either side sets
+    # (SDOHCC status table: "Requester or Referral Target"): a cancellation carecoord (the
+    # requester) wrote comes back here too, so the event leaves set_by out and the handler tells
+    # them apart from its own record (carecoord revokes the ServiceRequest in the same
+    # transaction: carecoord.handlers.referrals.handler.canceller).
+    data: dict[str, Any] = {"task": changed.reference, "status": status}
+    if status != "cancelled":
+        data["set_by"] = "owner"
     reason = task.get("statusReason")
     if isinstance(reason, Mapping) and isinstance(reason.get("text"), str) and reason["text"]:
         data["reason"] = reason["text"]

@@ -2,7 +2,7 @@
 ServiceRequest's supportingInfo points at; carecoord.handlers.referrals.sdoh_consent builds it).
 
 The IG treats exchanging the consent as "a convenience, not a requirement"
-(HL7/fhir-sdoh-clinicalcare input/pagecontent/privacy_and_security.md, "Patient Privacy and
+(HL7/fhir-sdoh-clinicalcare @6604b7a input/pagecontent/privacy_and_security.md, "Patient Privacy and
 Consent"): the disclosing party keeps the record. So a need event without `consent_to_share`
 refers as before (gated by `consent_to_contact` only) and no Consent is invented; with it, the
 Consent is written in the referral's transaction, conditional on its business identifier.

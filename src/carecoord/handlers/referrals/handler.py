@@ -21,7 +21,11 @@ referral statuses), then:
 - completed: ServiceRequest completed, the Task's resulting activities (Task.output) as the
   CarePlan activity's outcome, and a review Task for the care manager (the Goal is theirs to
   judge, never marked achieved here);
-- cancelled by the requester: ServiceRequest revoked.
+- cancelled by the requester: ServiceRequest revoked. A cancellation whose event does not say who
+  made it (`set_by` absent, e.g. from a FHIR notification) is carecoord's own only where its
+  record says so: the Task is cancelled on the server and the ServiceRequest revoked, which
+  carecoord writes in the same transaction as each of its cancellations (`canceller`); any other
+  is the organisation's and the next candidate is referred.
 The requester is the care manager's PractitionerRole at the configured practice Organization
 (carecoord.handlers.referrals.outcome.requester_for), else the configured `requester`. The service
 refuses to start when neither `organization` nor a PractitionerRole/Organization `requester` is
@@ -69,6 +73,7 @@ from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe, search_together
+from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.event_ids import derived_id
@@ -87,6 +92,8 @@ from carecoord.handlers.referrals.builders import (
 )
 from carecoord.handlers.referrals.consent import consent_organization, referral_consents
 from carecoord.handlers.referrals.outcome import (
+    Enrollment,
+    enrollment_statuses,
     outcome_review_task,
     requester_for,
     resulting_activities,
@@ -146,10 +153,25 @@ def step_after(status: str, by: Actor | None = None) -> Step:
 
 
 def actor_of(status: str, by: Actor | None) -> Actor:
-    """Who set `status`: `by` when the event says so, else the side the IG lets set it."""
+    """Who set `status`: `by` when the event says so, else the side the IG lets set it (for
+    cancelled, which either side sets, see `canceller`)."""
     if by is not None:
         return by
     return "owner" if SET_BY.get(status) == frozenset({"owner"}) else "requester"
+
+
+def canceller(task_status: str | None, sr_status: str | None) -> Actor:
+    """Who cancelled a referral Task when the event does not say. SDOHCC's status table sets
+    cancelled by the "Requester or Referral Target" (HL7/fhir-sdoh-clinicalcare @6604b7a
+    input/pagecontent/StructureDefinition-SDOHCC-TaskForReferralManagement-intro.md).
+    carecoord is the requester and knows its own cancellations: it writes every one of them in
+    the same transaction as the ServiceRequest's `revoked` (`_close_request`). So a Task already
+    cancelled on the server whose ServiceRequest is revoked was cancelled by carecoord; any
+    other cancellation (the Task still open on the server, or cancelled with the referral still
+    active) is the responder's."""
+    if task_status == "cancelled" and sr_status == "revoked":
+        return "requester"
+    return "owner"
 
 
 DEFAULT_REASONS = {
@@ -417,7 +439,9 @@ def handle_need_identified(
             tried=[],
         )
         return fx
-    task = _referral_task(pid, domain.key, sr_value, 1, sr_ref, best, requester, now)
+    task = _referral_task(
+        pid, domain.key, sr_value, 1, sr_ref, best, requester, now, concerns=[condition_ref]
+    )
     add_create(fx, task)
     _emit_created(fx, event, pid, domain.key, existing_sr, sr, None, (task, best, 1))
     log.info("referral created", extra={"service": best.service})
@@ -500,6 +524,7 @@ def _referral_task(
     candidate: Candidate,
     requester: str,
     now: datetime,
+    concerns: Sequence[str] = (),
 ) -> Resource:
     task = referral_task(
         key=f"{sr_value}:{number}",
@@ -510,6 +535,13 @@ def _referral_task(
         requester=requester,
         authored_on=now,
     )
+    # Content-rich referral (SDOHCC STU 3, SDOHCCTaskForReferralManagement.fsh @6604b7a:
+    # input[AdditionalContent], type additional-content, any Reference): the SDOH Condition the
+    # referral addresses (its evidence hangs off it), so the CBO need not look for it.
+    content = [
+        {"type": t.SDOHCC_ADDITIONAL_CONTENT.concept_json(), "valueReference": {"reference": c}}
+        for c in concerns
+    ]
     return _with(
         task,
         input=[
@@ -518,6 +550,7 @@ def _referral_task(
                 "valueReference": {"reference": candidate.service},
             },
             {"type": t.TASK_INPUT_ATTEMPT.concept_json(), "valueInteger": number},
+            *content,
         ],
     )
 
@@ -647,6 +680,7 @@ def handle_status_changed(
     pid = require_patient(event)
     now = event.time or ctx.now()
     task_id = data.task.removeprefix("Task/")
+    _fetch_with_focus(ctx, task_id)
     try:
         task: Any = ctx.fhir.read("Task", task_id)
     except (FhirNotFound, FhirGone) as exc:
@@ -673,7 +707,12 @@ def handle_status_changed(
             task=data.task,
             to=data.status,
         )
-    actor = actor_of(data.status, data.set_by)
+    sr: Any = None
+    if data.status == "cancelled" and data.set_by is None:
+        sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
+        actor = canceller(task.status, sr.status)
+    else:
+        actor = actor_of(data.status, data.set_by)
     if data.task_version and task.status != data.status and _version(task) != data.task_version:
         # Reports a status of an older version (e.g. a late FHIR notification): the event of the
         # later change carries the current status, so this one changes nothing.
@@ -690,11 +729,27 @@ def handle_status_changed(
         fx.update(updated, _version(task))
 
     step = step_after(data.status, actor)
+    enrollments = enrollment_statuses(task, ctx.fhir) if data.status in ENROLLMENT_REPORTED else []
+    for enrollment in enrollments:
+        log.info(
+            "referral enrollment status reported",
+            extra={"observation": enrollment.observation, "enrollment": enrollment.code},
+        )
     if step == "none":
+        if enrollments:
+            _add_outcome(
+                fx,
+                ctx,
+                pid,
+                focus,
+                [e.observation for e in enrollments],
+                [e.value for e in enrollments],
+            )
         return fx
-    sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
+    if sr is None:
+        sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
     if step == "complete":
-        _complete(fx, ctx, config, pid, sr, task, now)
+        _complete(fx, ctx, config, pid, sr, task, now, enrollments)
     elif step == "revoke":
         _close_request(fx, sr, "revoked")
     else:
@@ -755,7 +810,14 @@ def _next_candidate(
         return
     best = candidates[0]
     number = current.number + 1
-    task = _referral_task(pid, _domain_of(sr), sr_value, number, sr_ref, best, requester, now)
+    concerns = [
+        r.reference
+        for r in getattr(sr, "reasonReference", None) or []
+        if (r.reference or "").startswith("Condition/")
+    ]
+    task = _referral_task(
+        pid, _domain_of(sr), sr_value, number, sr_ref, best, requester, now, concerns=concerns
+    )
     add_create(fx, task)
     data = to_json(sr)
     data["performer"] = [{"reference": best.organization}]
@@ -775,33 +837,23 @@ def _complete(
     sr: Resource,
     task: Resource,
     now: datetime,
+    enrollments: Sequence[Enrollment] = (),
 ) -> None:
     """The organisation completed the referral: the ServiceRequest is completed, what it did
-    (Task.output resulting-activity: SDOHCC Procedure references or codes) becomes the CarePlan
-    activity's outcome, and the care manager gets a Task to review the Goal; carecoord does not
-    decide that the Goal is achieved."""
+    (Task.output resulting-activity: SDOHCC Procedure references or codes) and the enrollment
+    statuses it reported (Task.output additional-content) become the CarePlan activity's
+    outcome, and the care manager gets a Task to review the Goal; carecoord does not decide
+    that the Goal is achieved."""
     _close_request(fx, sr, "completed")
     procedures, codes = resulting_activities(task)
-    plan = active_care_plan(ctx.fhir, pid)
-    if plan is not None:
-        data = to_json(plan)
-        sr_ref, task_ref = f"ServiceRequest/{sr.id}", f"Task/{task.id}"
-        changed = False
-        for activity in data.get("activity", []):
-            if activity.get("reference", {}).get("reference") != sr_ref:
-                continue
-            outcomes = activity.setdefault("outcomeReference", [])
-            for target in [*procedures, task_ref]:
-                if not any(o.get("reference") == target for o in outcomes):
-                    outcomes.append({"reference": target})
-                    changed = True
-            concepts = activity.setdefault("outcomeCodeableConcept", [])
-            for code in codes or [{"text": "Community referral completed"}]:
-                if code not in concepts:
-                    concepts.append(code)
-                    changed = True
-        if changed:
-            fx.update(type(plan).model_validate(data), _version(plan))
+    _add_outcome(
+        fx,
+        ctx,
+        pid,
+        f"ServiceRequest/{sr.id}",
+        [*procedures, *(e.observation for e in enrollments), f"Task/{task.id}"],
+        [*(codes or [{"text": "Community referral completed"}]), *(e.value for e in enrollments)],
+    )
     sr_ident = carecoord_identifier(sr)
     if sr_ident is None:
         return
@@ -819,8 +871,41 @@ def _complete(
         referral_task=f"Task/{task.id}",
         procedures=procedures,
         authored_on=now,
+        enrollments=enrollments,
     )
     add_create(fx, review)
+
+
+def _add_outcome(
+    fx: Effects,
+    ctx: HandlerContext,
+    pid: str,
+    sr_ref: str,
+    references: Sequence[str],
+    concepts: Sequence[dict[str, Any]],
+) -> None:
+    """Add `references` / `concepts` (each once) to the outcome of the patient's active CarePlan
+    activity for the referral `sr_ref`."""
+    plan = active_care_plan(ctx.fhir, pid)
+    if plan is None:
+        return
+    data = to_json(plan)
+    changed = False
+    for activity in data.get("activity", []):
+        if activity.get("reference", {}).get("reference") != sr_ref:
+            continue
+        outcomes = activity.setdefault("outcomeReference", [])
+        for target in references:
+            if not any(o.get("reference") == target for o in outcomes):
+                outcomes.append({"reference": target})
+                changed = True
+        present = activity.setdefault("outcomeCodeableConcept", [])
+        for concept in concepts:
+            if concept not in present:
+                present.append(concept)
+                changed = True
+    if changed:
+        fx.update(type(plan).model_validate(data), _version(plan))
 
 
 def _goals_of(sr: Resource) -> list[str]:
@@ -891,6 +976,24 @@ def _directory(ctx: HandlerContext, domain: str) -> list[Resource]:
     return ctx.fhir.search(*_directory_search(domain))
 
 
+# The Referral Source's Task search (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/instances/
+# SDOHCC-ReferralSource.fsh): _id, code, patient, requester, status and focus SHALL, with
+# `_include=Task:focus` (and Task:output) SHALL.
+TASK_INCLUDES = ("Task:focus", "Task:output")
+# The statuses whose Task may carry the CBO's enrollment status (Task.output).
+ENROLLMENT_REPORTED = frozenset({"in-progress", "completed"})
+
+
+def _fetch_with_focus(ctx: HandlerContext, task_id: str) -> None:
+    """Where the server declares `_include=Task:focus`, the referral Task and its ServiceRequest
+    in one search (`Task?_id=&_include=Task:focus`, and `Task:output` where declared too: the
+    enrollment Observations): the handler's reads of them are then answered from it
+    (carecoord.fhir.event_reads), one request instead of two or more."""
+    includes = [spec for spec in TASK_INCLUDES if declares_include(ctx.fhir, "Task", spec)]
+    if TASK_INCLUDES[0] in includes:
+        ctx.fhir.search("Task", [("_id", task_id), *(("_include", i) for i in includes)])
+
+
 def _attempts(ctx: HandlerContext, pid: str, sr: Resource) -> list[Attempt]:
     sr_ref = f"ServiceRequest/{sr.id}"
     found = ctx.fhir.search("Task", [("patient", f"Patient/{pid}"), ("focus", sr_ref)])
@@ -948,6 +1051,7 @@ __all__ = [
     "Attempt",
     "ReferralConfig",
     "attempt_of",
+    "canceller",
     "criteria_of",
     "handle_need_identified",
     "handle_status_changed",

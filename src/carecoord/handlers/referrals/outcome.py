@@ -2,7 +2,7 @@
 completed referral Task reports, and the care manager's review of the outcome.
 
 - requester_for: a referral Task's requester must be an SDOHCC PractitionerRole or a US Core
-  Organization (HL7/fhir-sdoh-clinicalcare input/fsh/profiles/
+  Organization (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/profiles/
   SDOHCCTaskForReferralManagement.fsh: `requester only Reference(SDOHCCPractitionerRole or
   USCoreOrganizationProfile)`). The care manager's PractitionerRole at the configured practice
   Organization is found (PractitionerRole?practitioner=&organization=) or created idempotently
@@ -10,14 +10,22 @@ completed referral Task reports, and the care manager's review of the outcome.
 - resulting_activities: Task.output with type SDOHCC temporary code `resulting-activity`
   (slices PerformedActivityReference, a Reference(SDOHCCProcedure), and PerformedActivityCode,
   a code; same file).
+- enrollment_statuses: SDOHCC STU 3 (HL7/fhir-sdoh-clinicalcare @6604b7a): a CBO reports an
+  individual's enrollment in its program as an SDOHCC Observation Program Enrollment Status
+  (input/fsh/profiles/SDOHCCObservationEnrollmentStatus.fsh: category program-enrollment, value
+  from SDOHCCValueSetEnrollmentStatus) referenced from Task.output[AdditionalContent] (type
+  `additional-content`, SDOHCCTaskForReferralManagement.fsh). Each such output naming an
+  Observation is read; one that claims the profile or carries the program-enrollment category,
+  is not entered-in-error/cancelled and has a coded value is the enrollment status.
 - outcome_review_task: on completion the Goal is not marked achieved by carecoord; the care
   manager reviews it (Task code review-referral-outcome, focus the Goal, basedOn the
-  ServiceRequest, input the referral Task and the Procedures).
+  ServiceRequest, input the referral Task, the Procedures and the enrollment statuses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +34,7 @@ from fhir.resources.R4B.resource import Resource
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.builders import work_task
 from carecoord.caremodel.identifiers import add_create
+from carecoord.caremodel.profiles import SDOHCC_OBSERVATION_ENROLLMENT, claimed
 from carecoord.core.effects import Effects
 from carecoord.core.handler import FhirReader
 from carecoord.fhir.errors import FhirGone, FhirNotFound
@@ -111,6 +120,71 @@ def resulting_activities(task: Resource) -> tuple[list[str], list[dict[str, Any]
     return procedures, codes
 
 
+@dataclass(frozen=True)
+class Enrollment:
+    """An enrollment status a CBO reported on its referral Task."""
+
+    observation: str  # "Observation/<id>"
+    value: dict[str, Any]  # the Observation's valueCodeableConcept
+    code: str | None  # its SDOHCCValueSetProgramEnrollmentStatus code, if it has one
+
+
+ENROLLMENT_CODES = frozenset(c.code for c in t.ENROLLMENT_STATUSES)
+
+
+def additional_content(task: Resource) -> list[str]:
+    """References of the Task's output[AdditionalContent] (type additional-content)."""
+    found: list[str] = []
+    for out in to_json(task).get("output") or []:
+        if t.concept_has(out.get("type"), t.SDOHCC_ADDITIONAL_CONTENT):
+            reference = (out.get("valueReference") or {}).get("reference")
+            if isinstance(reference, str) and reference:
+                found.append(reference)
+    return found
+
+
+def enrollment_of(observation: Mapping[str, Any]) -> Enrollment | None:
+    """The enrollment status an Observation's JSON reports (None: not one)."""
+    if observation.get("resourceType") != "Observation":
+        return None
+    profiled = SDOHCC_OBSERVATION_ENROLLMENT in claimed(observation)
+    categorised = any(
+        t.concept_has(c, t.ENROLLMENT_CATEGORY) for c in observation.get("category") or []
+    )
+    value = observation.get("valueCodeableConcept")
+    if not (profiled or categorised) or not isinstance(value, dict):
+        return None
+    if observation.get("status") in ("entered-in-error", "cancelled"):
+        return None
+    code = next(
+        (
+            str(c.get("code"))
+            for c in value.get("coding") or []
+            if c.get("system") == t.SDOHCC_TEMPORARY_CODES and c.get("code") in ENROLLMENT_CODES
+        ),
+        None,
+    )
+    return Enrollment(f"Observation/{observation.get('id')}", value, code)
+
+
+def enrollment_statuses(task: Resource, fhir: FhirReader) -> list[Enrollment]:
+    """The enrollment statuses the Task's output[AdditionalContent] Observations report (each
+    read from `fhir`; one gone since is skipped)."""
+    found: list[Enrollment] = []
+    for reference in additional_content(task):
+        rtype, _, rid = reference.split("/_history/")[0].rpartition("/")
+        if not rtype.endswith("Observation") or not rid:
+            continue
+        try:
+            observation = to_json(fhir.read("Observation", rid))
+        except (FhirNotFound, FhirGone):
+            continue
+        enrollment = enrollment_of(observation)
+        if enrollment is not None:
+            found.append(enrollment)
+    return found
+
+
 def outcome_review_task(
     *,
     key: str,
@@ -121,6 +195,7 @@ def outcome_review_task(
     referral_task: str,
     procedures: Sequence[str],
     authored_on: datetime,
+    enrollments: Sequence[Enrollment] = (),
 ) -> Resource:
     """The care manager's Task to review a completed referral's outcome against the Goal.
     Identifier: care-task | patient : review-referral-outcome : the ServiceRequest key."""
@@ -140,6 +215,13 @@ def outcome_review_task(
         *(
             {"type": t.SDOHCC_RESULTING_ACTIVITY.concept_json(), "valueReference": {"reference": p}}
             for p in procedures
+        ),
+        *(
+            {
+                "type": t.SDOHCC_ADDITIONAL_CONTENT.concept_json(),
+                "valueReference": {"reference": e.observation},
+            }
+            for e in enrollments
         ),
     ]
     return type(task).model_validate(data)

@@ -5,10 +5,18 @@ is not known to exclude the patient: a declared coverage area that lacks the pat
 code, an age range the patient's known age falls outside, or eligibility codes none of which
 the patient is known to meet. Candidates are ordered by, in turn:
 
-1. eligibility certain (no coded restriction, or one the patient meets) before unknown;
-2. coverage explicit (the postal code is listed) before unknown (no coverage area declared);
-3. language: speaks the patient's language, then no languages declared, then others only;
-4. name, then id, so the order is stable.
+1. capacity status, where the service reports it (SDOHCC STU 3 extension
+   SDOHCC-ExtensionHealthcareServiceCapacityStatus, HL7/fhir-sdoh-clinicalcare @6604b7a
+   input/fsh/extensions/SDOHCCExtensionHealthcareServiceCapacityStatus.fsh, codes of
+   input/fsh/valuesets/SDOHCCValueSetCapacityStatus.fsh): `capacity` first; then unknown (no
+   extension, `additional-assessment-required`, or a code outside the value set: the binding
+   is extensible); then `waitlist` ("No Capacity - Has Waitlist"); `no-capacity` last. A
+   service without capacity stays a candidate: capacity changes, and the loop tries the next
+   one when it is rejected;
+2. eligibility certain (no coded restriction, or one the patient meets) before unknown;
+3. coverage explicit (the postal code is listed) before unknown (no coverage area declared);
+4. language: speaks the patient's language, then no languages declared, then others only;
+5. name, then id, so the order is stable.
 
 Free-text eligibility (comment) cannot be evaluated and does not restrict. See
 carecoord.directory.hsds for how the directory stores these facts.
@@ -20,6 +28,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from carecoord.caremodel import terminology as t
 from carecoord.caremodel.terminology import SDOHCC_TEMPORARY_CODES
 from carecoord.directory.hsds import (
     AGE_RANGE_EXTENSION,
@@ -53,6 +62,7 @@ class ServiceFacts:
     eligibility_codes: frozenset[str]
     min_age: float | None
     max_age: float | None
+    capacity: str | None = None  # SDOHCC capacityStatus code (None: not reported)
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,35 @@ class Candidate:
     organization: str  # "Organization/<id>"
     name: str
     score: tuple[int, int, int]
+    capacity: int = 2  # capacity_rank of the service (2: unknown)
+
+
+# Rank of each capacityStatus code, higher first; anything else (or none) is unknown (2).
+CAPACITY_RANK: dict[str, int] = {
+    t.CAPACITY_HAS.code: 3,
+    t.CAPACITY_ASSESSMENT_REQUIRED.code: 2,
+    t.CAPACITY_WAITLIST.code: 1,
+    t.CAPACITY_NONE.code: 0,
+}
+UNKNOWN_CAPACITY = 2
+
+
+def capacity_rank(code: str | None) -> int:
+    """3 has capacity, 2 unknown, 1 waitlist, 0 no capacity."""
+    return CAPACITY_RANK.get(code or "", UNKNOWN_CAPACITY)
+
+
+def capacity_of(service: Any) -> str | None:
+    """The capacityStatus code (SDOHCC temporary code system) the service reports, if any."""
+    for ext in getattr(service, "extension", None) or []:
+        if str(ext.url).split("|")[0] != t.CAPACITY_STATUS_EXTENSION:
+            continue
+        for sub in ext.extension or []:
+            concept = sub.valueCodeableConcept if sub.url == "capacityStatus" else None
+            for coding in (concept.coding if concept is not None else None) or []:
+                if coding.system == SDOHCC_TEMPORARY_CODES and coding.code:
+                    return str(coding.code)
+    return None
 
 
 def facts_of(service: Any) -> ServiceFacts:
@@ -117,6 +156,7 @@ def facts_of(service: Any) -> ServiceFacts:
         eligibility_codes=frozenset(codes),
         min_age=min_age,
         max_age=max_age,
+        capacity=capacity_of(service),
     )
 
 
@@ -168,5 +208,17 @@ def rank(
         s = score(facts, criteria)
         if s is not None:
             scored.append((s, facts))
-    scored.sort(key=lambda sf: (-sf[0][0], -sf[0][1], -sf[0][2], sf[1].name, sf[1].reference))
-    return [Candidate(f.reference, f.organization or "", f.name, s) for s, f in scored]
+    scored.sort(
+        key=lambda sf: (
+            -capacity_rank(sf[1].capacity),
+            -sf[0][0],
+            -sf[0][1],
+            -sf[0][2],
+            sf[1].name,
+            sf[1].reference,
+        )
+    )
+    return [
+        Candidate(f.reference, f.organization or "", f.name, s, capacity_rank(f.capacity))
+        for s, f in scored
+    ]

@@ -1,5 +1,5 @@
 """The patient's consent to share SDOH information with the organisations of a referral, as an
-SDOHCC Consent (HL7/fhir-sdoh-clinicalcare input/fsh/profiles/SDOHCCConsent.fsh; the values
+SDOHCC Consent (HL7/fhir-sdoh-clinicalcare @6604b7a input/fsh/profiles/SDOHCCConsent.fsh; the values
 follow its example input/fsh/instances/SDOHCC-ConsentInformationDisclosureExample.fsh).
 
 The profile requires: status (active when exchanged with a CBO), scope patient-privacy,

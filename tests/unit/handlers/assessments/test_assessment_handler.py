@@ -150,7 +150,7 @@ def test_hunger_vital_sign_positive_starts_a_food_referral_held_for_consent() ->
     risk = [o for o in fhir.all("Observation") if o["code"]["coding"][0]["code"] == "88124-3"]
     assert risk[0]["valueCodeableConcept"]["coding"][0]["code"] == "LA19952-3"
     assert risk[0]["interpretation"][0]["coding"][0]["code"] == "POS"
-    assert risk[0]["meta"]["profile"] == [SDOHCC_SCREENING_RESPONSE]
+    assert risk[0]["meta"]["profile"] == [f"{SDOHCC_SCREENING_RESPONSE}|3.0.0"]  # STU 3 claim
     categories = [c["coding"][0]["code"] for c in risk[0]["category"]]
     assert categories == ["survey", "sdoh", "food-insecurity"]
 

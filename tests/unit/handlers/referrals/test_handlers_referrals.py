@@ -224,7 +224,7 @@ def test_the_patients_consent_to_share_is_an_sdohcc_consent_the_referral_points_
     ev = need(consent_to_share=SHARE)
     run(fhir, ev)
     (consent,) = fhir.all("Consent")
-    assert [str(p) for p in consent.meta.profile] == [SDOHCC_CONSENT]
+    assert [str(p) for p in consent.meta.profile] == [f"{SDOHCC_CONSENT}|3.0.0"]  # STU 3
     assert consent.status == "active"
     assert t.concept_has(consent.scope, t.CONSENT_SCOPE_PRIVACY)
     assert [c.coding[0].code for c in consent.category] == ["IDSCL"]
