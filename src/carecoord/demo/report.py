@@ -269,7 +269,7 @@ def _screenings(f: ScreeningFigures) -> str:
         )
         cards.append(
             f'<div class="card"><h3>After a positive {_e(r.label)} screen</h3>'
-            f"{_table(('what followed', 'patients'), list(r.followed.items()))}{urgent}</div>"
+            f"{_table(('what followed', 'screens'), list(r.followed.items()))}{urgent}</div>"
         )
     return (
         "<h2>Screenings and check-ins</h2>"
