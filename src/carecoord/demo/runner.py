@@ -272,8 +272,7 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
 SCREENINGS_SKIPPED = (
-    f"no loaded handler takes {ASSESSMENT_COMPLETED} (the assessments handler), so nothing "
-    "would score the questionnaires"
+    f"no loaded handler takes {ASSESSMENT_COMPLETED} (the assessments handler) to score them"
 )
 
 

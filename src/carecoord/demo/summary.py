@@ -564,9 +564,10 @@ def _short(reference: str) -> str:
 
 
 def screening_text(f: ScreeningFigures) -> list[str]:
-    """Screens done, positives and what followed, per instrument (or why there were none)."""
+    """Screens done, positives and what followed, per instrument; nothing when the demo did not
+    simulate them (its output says so once, before the summary)."""
     if f.skipped:
-        return [f"Screenings and check-ins: not simulated ({f.skipped})"]
+        return []
     if not f.any:
         return ["Screenings and check-ins: none completed in the period"]
     out = [f"Screenings and check-ins (from {f.source})"]
@@ -629,8 +630,8 @@ def render_text(s: Summary) -> str:
             add("")
             add(f"{feature.title} (from {feature.note})")
             out += _table(("", "number"), list(feature.figures.items()))
-    add("")
-    out += screening_text(s.screenings)
+    if screens := screening_text(s.screenings):
+        out += ["", *screens]
     add("")
     add(f"Dead letters: {len(s.dead_letters)}")
     for error, etype, message in s.dead_letters:

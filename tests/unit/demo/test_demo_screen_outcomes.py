@@ -133,8 +133,12 @@ def test_positives_are_the_handlers_observations_not_the_answers() -> None:
     assert all(r.positive == 0 and r.not_scored == r.done for r in f.rows)
 
 
+SEARCHED: list[str] = []
+
+
 def _fhir(request: httpx.Request) -> httpx.Response:
     kind = request.url.path.rsplit("/", 1)[-1]
+    SEARCHED.append(kind)
     resources = {"QuestionnaireResponse": RESPONSES, "Observation": OBSERVATIONS,
                  "Condition": CONDITIONS, "ServiceRequest": REFERRALS, "Task": TASKS}  # fmt: skip
     entries = [{"resource": r} for r in resources.get(kind, [])]
@@ -167,9 +171,13 @@ def test_the_summary_reads_screenings_and_links_the_referrals_status(
 def test_without_screenings_the_summary_says_so_and_does_not_look(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    SEARCHED.clear()
     s = _compute(monkeypatch, skipped=SCREENINGS_SKIPPED)
     assert not s.screenings.any
-    assert "Screenings and check-ins: not simulated (no loaded handler takes" in render_text(s)
+    assert SEARCHED and "QuestionnaireResponse" not in SEARCHED and "Observation" not in SEARCHED
+    # the demo's output says it once, before the summary (main.py); the summary adds nothing
+    assert "Screenings and check-ins" not in render_text(s)
+    assert "Screenings and check-ins" in render_text(_compute(monkeypatch))
 
 
 def _demo() -> DemoRun:
