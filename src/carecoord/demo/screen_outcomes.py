@@ -77,7 +77,7 @@ class InstrumentScreens:
 class ScreeningFigures:
     rows: list[InstrumentScreens] = field(default_factory=list)
     skipped: str | None = None  # why the demo did not simulate them
-    source: str = "the scores carecoord recorded from each completed questionnaire (Observations)"
+    source: str = "the scores carecoord recorded for each completed questionnaire"
 
     @property
     def any(self) -> bool:

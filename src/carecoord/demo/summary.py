@@ -577,7 +577,7 @@ def screening_text(f: ScreeningFigures) -> list[str]:
         if not r.positive:
             continue
         urgent = f", {r.urgent} with thoughts of self-harm" if r.urgent else ""
-        out.append(f"  {r.label}: {r.positive} {r.positive_label}{urgent}; then:")
+        out.append(f"  {r.label}: {r.positive} positive ({r.positive_label}){urgent}; then:")
         out += [f"    {n:>4}  {what}" for what, n in r.followed.items()]
     return out
 

@@ -165,7 +165,11 @@ def test_the_summary_reads_screenings_and_links_the_referrals_status(
     assert rows[sc.PHQ9][:3] == (3, 2, 1)
     text = render_text(s)
     assert "food insecurity (Hunger Vital Sign)" in text
-    assert "2 score 10 or more, or thoughts of self-harm, 1 with thoughts of self-harm" in text
+    assert (
+        "depression (PHQ-9): 2 positive (score 10 or more, or thoughts of self-harm), 1 with "
+        "thoughts of self-harm; then:" in text
+    )
+    assert "1  urgent question to the provider: answered" in text
 
 
 def test_without_screenings_the_summary_says_so_and_does_not_look(

@@ -11,7 +11,8 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from carecoord.demo import screens as sc
 from carecoord.demo.runner import screening_handled
-from carecoord.demo.sim import Scale, Screening, Simulator
+from carecoord.demo.screens import Screening
+from carecoord.demo.sim import Scale, Simulator
 
 PANEL_ITEMS = {
     sc.PHQ9: set(sc.PHQ9_ITEMS),
