@@ -4,8 +4,9 @@
 
 Dumps the DOM after layout and takes a screenshot (kept beside the report as REPORT.png) with
 every network feature off and all hosts unresolvable and proxied to a closed port (so a request,
-if the report made one, could not succeed), then checks that the five charts are in the rendered
-DOM with their bars, that the screenshot is not blank, and that every chart label is legible at
+if the report made one, could not succeed), then checks that the five charts (and the screenings
+chart, when the run simulated screenings: the report then has it) are in the rendered DOM with
+their bars, that the screenshot is not blank, and that every chart label is legible at
 100 % zoom: its font size times the chart's scale on screen (the SVG's screen transform, as the
 browser laid it out in a 1200 px wide window) is at least 12 CSS px. The report has no scripts;
 the sizes are measured on a copy with one measuring script added. Exit status 0 when it renders.
@@ -28,6 +29,8 @@ FLAGS = (
     "--disable-default-apps", "--host-resolver-rules=MAP * ~NOTFOUND",
     "--proxy-server=127.0.0.1:9", "--window-size=1200,7000",
 )  # fmt: skip
+# Charts of features a run may not have simulated: checked when the report contains them.
+OPTIONAL_CHARTS = ("chart-screenings",)
 MIN_LABEL_PX = 12.0  # smallest legible chart label at 100 % zoom
 # Per chart: "id:labels:smallest rendered font size in CSS px", into a <pre> the DOM dump shows.
 MEASURE = """<script>
@@ -60,6 +63,11 @@ def chromium() -> str | None:
     return None
 
 
+def charts(page: str) -> tuple[str, ...]:
+    """The charts `page` must render: the five, and the optional ones it contains."""
+    return CHARTS + tuple(c for c in OPTIONAL_CHARTS if f'<svg id="{c}"' in page)
+
+
 def check(report: Path) -> list[str]:
     """Problems found rendering `report` (empty: it renders)."""
     exe = chromium()
@@ -72,7 +80,7 @@ def check(report: Path) -> list[str]:
         dom = subprocess.run(
             [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False
         ).stdout
-        for chart in CHARTS:
+        for chart in charts(report.read_text(encoding="utf-8")):
             svg = re.search(rf'<svg id="{chart}".*?</svg>', dom, re.S)
             if svg is None:
                 problems.append(f"{chart}: not in the rendered DOM")
@@ -111,7 +119,7 @@ def legibility(base: list[str], report: Path, workdir: Path) -> list[str]:
         chart, count, size = item.rsplit(":", 2)
         sizes[chart] = (int(count), float(size))
     problems = []
-    for chart in CHARTS:
+    for chart in charts(page):
         labels, smallest = sizes.get(chart, (0, 0.0))
         if labels == 0:
             problems.append(f"{chart}: no labels rendered")
@@ -132,8 +140,9 @@ def main() -> None:
         print(f"demo-check: {problem}", file=sys.stderr)
     if problems:
         raise SystemExit(1)
+    shown = len(charts(report.read_text(encoding="utf-8")))
     print(
-        f"demo-check: {report} renders offline in headless Chromium with all {len(CHARTS)} "
+        f"demo-check: {report} renders offline in headless Chromium with all {shown} "
         f"charts, their labels at least {MIN_LABEL_PX:.0f} px"
     )
 

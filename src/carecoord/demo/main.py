@@ -60,7 +60,7 @@ def run(
             data, service.runtime.broker, prefix=demo.patient_prefix,
             care_managers=demo.care_managers, capacities=demo.capacities,
             topic_out=s.topic_out, topic_dlq=s.topic_dlq, snapshots=demo.snapshots,
-            now=demo.ended_at,
+            now=demo.ended_at, screenings_skipped=demo.screenings_skipped,
         )  # fmt: skip
         return demo, summary
 
@@ -136,5 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if d.skipped_mix:
         print("Not simulated (no such event in this version): " + "; ".join(d.skipped_mix) + "\n")
+    if d.screenings_skipped:
+        print(f"Screenings and check-ins not simulated: {d.screenings_skipped}.\n")
     print(render_text(result.summary))
     print(f"\nReport: {result.report}")

@@ -9,6 +9,7 @@ from html import escape
 from pathlib import Path
 
 from carecoord.demo.runner import DemoRun
+from carecoord.demo.screen_outcomes import ScreeningFigures
 from carecoord.demo.summary import (
     NOT_ON_MINUTES,
     REFERRAL_STATUSES,
@@ -220,6 +221,64 @@ def worklist_chart(summary: Summary) -> str:
     return _svg("chart-worklist", 720, y + 8, body, "Worklist items on the last day")
 
 
+def screenings_chart(f: ScreeningFigures) -> str:
+    """Per instrument: screens done and positives (horizontal bars)."""
+    rows = [r for r in f.rows if r.done]
+    left, bar_w, bar_h = 290, 360, 16
+    top = max((r.done for r in rows), default=1) or 1
+    bars = (("screens done", COLOURS["due"]), ("positive", COLOURS["escalated"]))
+    body, y = [], 8
+    for r in rows:
+        body.append(_text(left - 8, y + bar_h + 2, r.label, "end", 'font-weight="600"'))
+        for i, ((what, colour), n) in enumerate(zip(bars, (r.done, r.positive), strict=True)):
+            w = bar_w * n / top
+            body.append(_rect(left, y + i * bar_h, w, bar_h - 2, colour, f"{r.label}: {what} {n}"))
+            body.append(_text(left + w + 4, y + i * bar_h + bar_h - 4, n))
+        y += 2 * bar_h + 10
+    for i, (what, colour) in enumerate(bars):
+        body.append(_rect(left + i * 130, y + 4, 10, 10, colour))
+        body.append(_text(left + i * 130 + 14, y + 13, what))
+    return _svg("chart-screenings", 720, y + 24, body, "Screens done and positives per instrument")
+
+
+def _screenings(f: ScreeningFigures) -> str:
+    """Screens done, positives and what followed each positive, in a care manager's words."""
+    if f.skipped:
+        return (
+            "<h2>Screenings and check-ins</h2>"
+            f'<p class="note">Not simulated in this run: {_e(f.skipped)}.</p>'
+        )
+    if not f.any:
+        return (
+            "<h2>Screenings and check-ins</h2>"
+            '<p class="note">No questionnaire was completed in the period.</p>'
+        )
+    done = _table(
+        ("questionnaire", "screens done", "positive", "what counts as positive", "not scored"),
+        [(r.label, r.done, r.positive, r.positive_label, r.not_scored) for r in f.rows if r.done],
+    )
+    cards = []
+    for r in f.rows:
+        if not r.positive:
+            continue
+        urgent = (
+            f'<p class="note">{r.urgent} with thoughts of self-harm (question 9): sent to the '
+            "provider as urgent.</p>"
+            if r.urgent
+            else ""
+        )
+        cards.append(
+            f'<div class="card"><h3>After a positive {_e(r.label)} screen</h3>'
+            f"{_table(('what followed', 'screens'), list(r.followed.items()))}{urgent}</div>"
+        )
+    return (
+        "<h2>Screenings and check-ins</h2>"
+        f'<div class="card">{screenings_chart(f)}{done}'
+        f'<p class="note">Positives are read from {_e(f.source)}.</p></div>'
+        f'<div class="grid">{"".join(cards)}</div>'
+    )
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]], cls: str = "") -> str:
     """Numbers right-aligned (their column heading too), text left."""
     numeric = [bool(rows) and all(isinstance(r[i], int) for r in rows) for i in range(len(header))]
@@ -330,6 +389,7 @@ referrals and logged time went through carecoord.</p>
 <div class="card">{worklist_chart(s)}</div>
 <div class="card">{worklist}<p class="note">{_e(_worklist_note(len(shown), len(s.worklist)))}
 on the call list for {_e(last_day)}, the last day of the period.</p></div>
+{_screenings(s.screenings)}
 {_features(s)}
 <h2>For the technical team</h2>
 <div class="card"><h3>Messages that could not be processed (dead letters)</h3>{dead}</div>

@@ -33,6 +33,7 @@ from carecoord.caremodel import terminology as t
 from carecoord.caremodel import workflow
 from carecoord.core.envelope import CloudEvent
 from carecoord.demo.fhirdata import FhirData, code_values, ident, patient_id
+from carecoord.demo.screens import ASSESSMENT_COMPLETED
 from carecoord.demo.sim import (
     MONTH_START,
     PROVIDERS,
@@ -43,6 +44,7 @@ from carecoord.demo.sim import (
     Scale,
     Simulator,
     condition_resources,
+    patient_resources,
 )
 from carecoord.directory.hsds import import_directory
 from carecoord.events.broker import TP, Message
@@ -235,6 +237,7 @@ class DayLog:
     notifications: int = 0
     poison: int = 0
     sweep_events: int = 0
+    screenings: int = 0  # completed questionnaires (on FHIR + carecoord.assessment.completed)
 
 
 @dataclass
@@ -256,6 +259,8 @@ class DemoRun:
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds
     snapshots: list[dict[str, int]] = field(default_factory=list)  # referral statuses per day
     skipped_mix: list[str] = field(default_factory=list)
+    # why screenings and check-ins were not simulated (None: they were)
+    screenings_skipped: str | None = None
 
     @property
     def patient_prefix(self) -> str:
@@ -264,6 +269,27 @@ class DemoRun:
 
 R = TypeVar("R")
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+SCREENINGS_SKIPPED = (
+    f"no loaded handler takes {ASSESSMENT_COMPLETED} (the assessments handler) to score them"
+)
+
+
+def screening_handled(event_types: Sequence[str]) -> bool:
+    """Whether the loaded handlers score completed questionnaires (else the demo skips them)."""
+    return ASSESSMENT_COMPLETED in event_types
+
+
+def put_all(fhir: FhirClient, resources: Sequence[dict[str, Any]], chunk: int = 200) -> None:
+    """Write `resources` with PUT at their ids (batches of `chunk`); a failed entry stops the
+    demo (a screening the FHIR server refused would have no response to score)."""
+    for i in range(0, len(resources), chunk):
+        entries = [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources[i : i + chunk]
+        ]
+        fhir.batch({"resourceType": "Bundle", "type": "batch", "entry": entries}).raise_for_errors()
 
 
 def _wait_done(service: DemoService, metrics: CountingMetrics, extra: int, timeout: float) -> None:
@@ -506,6 +532,9 @@ def _run_demo(
             directory_services=imported.imported,
             skipped_mix=[f"{m.name} ({m.event_type})" for m in sim.skipped],
         )
+        loaded = [t for spec in service.handlers.specs for t in spec.event_types]
+        sim.screening = screening_handled(loaded)
+        result.screenings_skipped = None if sim.screening else SCREENINGS_SKIPPED
         sweeper_config = sweep_config(service.handlers.configs)
         producer = service.runtime.broker.producer()
         stack.callback(producer.close)
@@ -514,6 +543,8 @@ def _run_demo(
         http = stack.enter_context(httpx.Client(timeout=60))
         sweep_fhir = stack.enter_context(FhirClient(fhir_url))
         timeout = max(120.0, scale.patients * 0.5)
+        if sim.screening:  # the postal codes a positive SDOH screen is referred by
+            put_all(sweep_fhir, patient_resources(sim))
         for day in range(1, scale.days + 1):
             log = DayLog(day)
             published: list[CloudEvent] = []
@@ -531,6 +562,8 @@ def _run_demo(
             log.notifications = apply_org_updates(
                 http, fhir_url, notify_url, token, plan.org_updates, sim.at(day, 8, 30)
             )
+            put_all(sweep_fhir, [s.resource() for s in plan.screenings])  # before their events
+            log.screenings = len(plan.screenings)
             published += sorted(plan.events, key=lambda e: (e.time or clock(), e.id))
             service.publish(published)
             if plan.poison:

@@ -16,11 +16,18 @@ skipped. To add a kind: write a generator `(sim, day) -> list[CloudEvent]` and a
 line. The practice's own people finish their Tasks on the FHIR server (`Simulator.care_team`:
 TCM contacts and visits, providers' answers to clinical questions), as the organisations do
 theirs (`_organisations`); the server notifies carecoord of each.
+
+**Screenings and check-ins** (`carecoord.demo.screens`) are on only when the runner finds a loaded
+handler for `carecoord.assessment.completed` (`Simulator.screening`): each day's completed
+questionnaires are `DayPlan.screenings`, written to the FHIR server before their events are sent.
+The Hunger Vital Sign then screens for food insecurity, so the call's social-needs screening
+(`social_needs`) leaves that domain to it.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,6 +35,8 @@ from typing import Any, Literal
 
 from carecoord.core.catalog import INBOUND
 from carecoord.core.envelope import CloudEvent, new_event
+from carecoord.demo import screens as sc
+from carecoord.demo.screens import Screening
 
 MONTH_START = date(2026, 11, 1)
 SOURCE = "urn:carecoord:demo"
@@ -178,6 +187,8 @@ class DayPlan:
     events: list[CloudEvent] = field(default_factory=list)
     org_updates: list[OrgUpdate] = field(default_factory=list)  # on FHIR + notification
     poison: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value)
+    # completed questionnaires: on the FHIR server first, then their events (in `events`)
+    screenings: list[Screening] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -220,6 +231,9 @@ class Simulator:
         # referral Task key -> (status, first day seen in it)
         self.referrals_seen: dict[str, tuple[str, int]] = {}
         self.skipped = [m for m in EVENT_MIX if m.event_type not in INBOUND]
+        # screenings and check-ins: on when the service has a handler for them (the runner says)
+        self.screening = False
+        self.screened: list[Screening] = []
 
     # -- the practice ---------------------------------------------------------------------------
 
@@ -278,6 +292,16 @@ class Simulator:
         for mix in EVENT_MIX:
             if mix.event_type in INBOUND:
                 plan.events.extend(mix.generate(self, day))
+        if self.screening:
+            plan.screenings = screenings(self, day)
+            self.screened += plan.screenings
+            plan.events += [
+                self.event(
+                    sc.ASSESSMENT_COMPLETED, self.by_id[s.patient],
+                    {"questionnaire_response": s.reference}, f"assessment:{s.id}", s.authored,
+                )
+                for s in plan.screenings
+            ]  # fmt: skip
         kafka_updates, plan.org_updates = self._organisations(day, list(referrals))
         plan.events.extend(kafka_updates)
         if day in self.rates.poison_days or (day == self.scale.days and not self._poisoned(day)):
@@ -312,14 +336,19 @@ class Simulator:
         """The practice finishing its own Tasks on the FHIR server at the end of `day` (carecoord
         hears of it by notification): a care manager completes a TCM patient's interactive contact
         the day a call reaches them; 85 % of TCM patients have their face-to-face visit 3 to 12
-        days after discharge; a provider answers a clinical question one or two days after it
-        was asked, by completing its clinical-review Task."""
-        answer_days = {
-            p.id: asked + 1 + self.rng("answer", p.id).randint(0, 1)
+        days after discharge; a provider answers a clinical question (from a call, or raised by a
+        screening) one or two days after it was asked, by completing its clinical-review Task."""
+        due: Counter[tuple[str, int]] = Counter(
+            (p.id, asked + 1 + self.rng("answer", p.id).randint(0, 1))
             for p, asked, _ in self.questions
-        }
+        )
+        due.update(  # the questions a screening raised (the assessments handler asks them)
+            (s.patient, s.day + 1 + self.rng("answer", s.id).randint(0, 1))
+            for s in self.screened
+            if s.positive and s.instrument != sc.HVS
+        )
         updates: list[OrgUpdate] = []
-        answered: set[str] = set()
+        answered: Counter[str] = Counter()
         for task in sorted(tasks, key=lambda t: t.id):
             p = self.by_id.get(task.patient_id)
             if p is None:
@@ -330,9 +359,9 @@ class Simulator:
             elif task.kind == "tcm-visit":
                 done = rng.random() < 0.85 and p.enrol_day + rng.randint(3, 12) == day
             else:  # one answer per patient's question, on the day the provider gets to it
-                done = answer_days.get(p.id) == day and p.id not in answered
+                done = answered[p.id] < due[(p.id, day)]
                 if done:
-                    answered.add(p.id)
+                    answered[p.id] += 1
             if done:
                 updates.append(OrgUpdate(task.id, "completed"))
         return updates
@@ -537,7 +566,7 @@ def social_needs(sim: Simulator, day: int) -> list[CloudEvent]:
     for p in sim.reached_today:
         rng = sim.rng("sdoh", p.id)
         for domain, prevalence in SDOH_PREVALENCE:
-            if rng.random() >= prevalence:
+            if rng.random() >= prevalence or (sim.screening and domain == "food-insecurity"):
                 continue
             when = sim.at(day, 13)
             data: dict[str, Any] = {
@@ -548,6 +577,54 @@ def social_needs(sim: Simulator, day: int) -> list[CloudEvent]:
             if p.language:
                 data["language"] = p.language
             out.append(sim.event("carecoord.sdoh.need-identified", p, data, f"sdoh-{domain}", when))
+    return out
+
+
+def patient_resources(sim: Simulator) -> list[dict[str, Any]]:
+    """The EHR's Patient resources: a synthetic id and the postal code only (the assessments
+    handler refers a positive SDOH screen to the organisations serving it). Written with PUT at
+    known ids when screenings are simulated."""
+    return [
+        {"resourceType": "Patient", "id": p.id, "active": True,
+         "address": [{"use": "home", "postalCode": p.postal_code}]}
+        for p in sim.patients
+    ]  # fmt: skip
+
+
+def screenings(sim: Simulator, day: int) -> list[Screening]:
+    """The practice's screening mix on the call that first reaches the patient this month, and a
+    medication check-in on some later care-management contacts (`carecoord.demo.screens`)."""
+    out = []
+    for p in sim.reached_today:
+        if p.disenrolled:
+            continue
+        for n, instrument in enumerate(sc.SCREENING_MIX):
+            rng = sim.rng("screen", instrument, p.id)
+            if rng.random() >= sc.share(sc.SCREENING_MIX[instrument], p.program):
+                continue
+            urgent = False
+            if instrument == sc.PHQ9:
+                answers, positive, urgent = sc.phq9(rng, p.program)
+            elif instrument == sc.GAD7:
+                answers, positive = sc.gad7(rng, p.program)
+            else:
+                answers, positive = sc.hunger_vital_sign(rng, p.program)
+            out.append(Screening(
+                f"{p.id}-{sc.SLUGS[instrument]}-{day}", instrument, p.id, p.care_manager, day,
+                sim.at(day, 13, 5 * n), answers, positive, urgent,
+            ))  # fmt: skip
+    for p in sim.patients:
+        if p.disenrolled or day not in p.contacts or p.reached_day == day:
+            continue
+        for n, contact in enumerate(p.contacts):
+            rng = sim.rng("check-in", p.id, day, n)
+            if contact != day or rng.random() >= sc.CHECK_IN_SHARE:
+                continue
+            answers, missed = sc.check_in(rng)
+            out.append(Screening(
+                f"{p.id}-{sc.SLUGS[sc.CHECK_IN]}-{day}-{n}", sc.CHECK_IN, p.id, p.care_manager,
+                day, sim.at(day, 11 + n, 30), answers, missed,
+            ))  # fmt: skip
     return out
 
 

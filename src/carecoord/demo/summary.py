@@ -9,7 +9,8 @@ clock. `referral_snapshot` is taken after each simulated day.
 The features read from the Tasks and CarePlans the handlers wrote, each a `Figures` (what FHIR
 shows, never an invented number): `tcm_deadlines` (the TCM deadline Tasks of
 `carecoord.patient.discharged`), `consent_status`, `disenrolments`, `clinical_loop`, and
-`worklist` (the `carecoord worklist` library function).
+`worklist` (the `carecoord worklist` library function). Screenings and check-ins (screens done,
+positives, what followed each) are `carecoord.demo.screen_outcomes`, read the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from carecoord.caremodel import workflow
 from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.envelope import CloudEvent
 from carecoord.demo.fhirdata import FhirData, Json, code_values, ident, patient_id, ref, refs
+from carecoord.demo.screen_outcomes import ScreeningFigures, outcomes
 from carecoord.demo.sim import MONTH_START
 from carecoord.events.broker import Broker
 from carecoord.events.dlq import list_dead_letters
@@ -149,6 +151,7 @@ class Summary:
     consent: Figures
     disenrolled: Figures
     clinical: Figures
+    screenings: ScreeningFigures = field(default_factory=ScreeningFigures)
     fhir_searches: int = 0
     resources_read: int = 0
 
@@ -270,7 +273,10 @@ def compute(
     topic_dlq: str,
     snapshots: Sequence[dict[str, int]] = (),
     now: datetime,
+    screenings_skipped: str | None = None,
 ) -> Summary:
+    """The month read back for this run (`prefix`); `screenings_skipped`: why the demo did not
+    simulate screenings (then their section says so instead of searching for them)."""
     month_end = (MONTH_START.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     start_searches = data.searches
     plans = _mine(
@@ -366,6 +372,7 @@ def compute(
             manual[focus] = task
     by_status: Counter[str] = Counter()
     by_domain: dict[str, Counter[str]] = defaultdict(Counter)
+    sr_status: dict[str, str] = {}
     for sr in srs:
         sr_ref = f"ServiceRequest/{sr['id']}"
         domains = code_values(sr.get("category")) - {t.SR_CATEGORY_SOCIAL_SERVICE.code}
@@ -388,6 +395,7 @@ def compute(
             status = str(sr.get("status"))
         by_status[status] += 1
         by_domain[domain][status] += 1
+        sr_status[sr_ref] = status
 
     # caseload: distinct patients of the month's requests per requester (the handlers' rule)
     patients_of: dict[str, set[str]] = defaultdict(set)
@@ -443,6 +451,12 @@ def compute(
     lead = max(caseloads, key=lambda c: c.patients).care_manager if caseloads else "-"
     items, source = worklist(data.base_url, lead, now.date()) if caseloads else ([], "-")
     active_by_program = Counter(_program(p) or "?" for p in plans if p.get("status") == "active")
+    if screenings_skipped is None:
+        screened = screening_figures(data, prefix, srs, tasks, sr_status)
+        read += screened[1]
+        screenings = screened[0]
+    else:
+        screenings = ScreeningFigures(skipped=screenings_skipped)
     return Summary(
         patients=len({patient_id(p) for p in plans}),
         care_plans=dict(sorted(active_by_program.items())),
@@ -463,9 +477,29 @@ def compute(
         consent=consent_status(plans, tasks, len(_mine(data.search("Consent"), prefix))),
         disenrolled=disenrolments(plans),
         clinical=clinical_loop(tasks),
+        screenings=screenings,
         fhir_searches=data.searches - start_searches,
         resources_read=read,
     )
+
+
+def screening_figures(
+    data: FhirData,
+    prefix: str,
+    service_requests: Sequence[Json],
+    tasks: Sequence[Json],
+    referral_status: Mapping[str, str],
+) -> tuple[ScreeningFigures, int]:
+    """This run's questionnaires, the Observations derived from them and the SDOH Conditions
+    (health concerns): what `screen_outcomes.outcomes` counts; and how many resources were read."""
+    responses = _mine(data.search("QuestionnaireResponse"), prefix)
+    observations = _mine(data.search("Observation"), prefix)
+    concern = t.CONDITION_HEALTH_CONCERN
+    conditions = _mine(data.search("Condition", {"category": f"{concern.system}|{concern.code}"}),
+                       prefix)  # fmt: skip
+    figures = outcomes(responses, observations, conditions, service_requests, tasks,
+                       referral_status)  # fmt: skip
+    return figures, len(responses) + len(observations) + len(conditions)
 
 
 def consent_status(plans: Sequence[Json], tasks: Sequence[Json], consents: int) -> Figures:
@@ -531,6 +565,25 @@ def _short(reference: str) -> str:
     return reference.split("/", 1)[-1]
 
 
+def screening_text(f: ScreeningFigures) -> list[str]:
+    """Screens done, positives and what followed, per instrument; nothing when the demo did not
+    simulate them (its output says so once, before the summary)."""
+    if f.skipped:
+        return []
+    if not f.any:
+        return ["Screenings and check-ins: none completed in the period"]
+    out = [f"Screenings and check-ins (from {f.source})"]
+    rows = [(r.label, r.done, r.positive, r.not_scored) for r in f.rows if r.done]
+    out += _table(("", "done", "positive", "not scored"), rows)
+    for r in f.rows:
+        if not r.positive:
+            continue
+        urgent = f", {r.urgent} with thoughts of self-harm" if r.urgent else ""
+        out.append(f"  {r.label}: {r.positive} positive ({r.positive_label}){urgent}; then:")
+        out += [f"    {n:>4}  {what}" for what, n in r.followed.items()]
+    return out
+
+
 def render_text(s: Summary) -> str:
     """The summary as plain text for the terminal."""
     out: list[str] = []
@@ -579,6 +632,8 @@ def render_text(s: Summary) -> str:
             add("")
             add(f"{feature.title} (from {feature.note})")
             out += _table(("", "number"), list(feature.figures.items()))
+    if screens := screening_text(s.screenings):
+        out += ["", *screens]
     add("")
     add(f"Dead letters: {len(s.dead_letters)}")
     for error, etype, message in s.dead_letters:
