@@ -14,6 +14,7 @@ Observations, route what it calls for (follow_up.py), emit carecoord.assessment.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -112,7 +113,7 @@ def handle_completed(
             ClinicalQuestion(
                 question=question.text(instrument.title, reference),
                 urgency=question.urgency,
-                raised_by=RAISED_BY,
+                raised_by=_raised_by(response),
             ),
             f"Patient/{pid}",
             id=derived_id(key, ClinicalQuestion.event_type),
@@ -204,3 +205,13 @@ def _postal_code(ctx: HandlerContext, pid: str) -> str | None:
 
 
 HANDLERS: list[HandlerSpec] = [handlers.spec]
+
+
+def _raised_by(response: Mapping[str, Any]) -> str:
+    """Who the provider's answer goes back to: the Practitioner who administered the instrument
+    (QuestionnaireResponse.author), else carecoord, and the clinical loop then relays it to the
+    patient's care manager."""
+    author = (response.get("author") or {}).get("reference")
+    if isinstance(author, str) and author.startswith("Practitioner/"):
+        return author
+    return RAISED_BY

@@ -92,6 +92,17 @@ def test_item_9_above_0_is_an_urgent_question_whatever_the_total() -> None:
     assert "44260-8" in question.question and "QuestionnaireResponse/qr1" in question.question
 
 
+def test_the_provider_answers_whoever_administered_the_instrument() -> None:
+    # QuestionnaireResponse.author, when a Practitioner, is who the answer goes back to (the
+    # clinical loop relays it); without one, the question is carecoord's own.
+    by_cm = {**phq9([0] * 8 + [1]), "author": {"reference": "Practitioner/cm7"}}
+    (question,) = questions(run_events(handlers, completed(), fhir=fhir_with(by_cm)))
+    assert question.raised_by == "Practitioner/cm7"
+    by_device = {**phq9([0] * 8 + [1]), "author": {"reference": "Device/kiosk"}}
+    (question,) = questions(run_events(handlers, completed(), fhir=fhir_with(by_device)))
+    assert question.raised_by == "carecoord-assessments"
+
+
 def test_a_total_of_10_is_a_routine_question_and_9_is_none() -> None:
     ten = questions(run_events(handlers, completed(), fhir=fhir_with(phq9([2] * 5 + [0] * 4))))
     assert [q.urgency for q in ten] == ["routine"]
