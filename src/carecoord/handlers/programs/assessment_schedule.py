@@ -36,15 +36,13 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from carecoord.caremodel.instruments.definitions import AHC_HRSN, GAD7, HVS, PHQ9
 from carecoord.core.vocabulary import PROGRAMS
 from carecoord.errors import ConfigError, describe_validation
 from carecoord.handlers.care.model import as_date, as_instant, reference_str
 
-# The instruments carecoord knows by name (LOINC panel codes; https://loinc.org/<code>).
-PHQ9 = "44249-1"  # PHQ-9 quick depression assessment panel
-GAD7 = "69737-5"  # Generalized anxiety disorder 7 item (GAD-7)
-HUNGER_VITAL_SIGN = "88121-9"  # Hunger Vital Sign [HVS]
-AHC_HRSN = "96777-8"  # Accountable health communities (AHC) health-related social needs screening
+# The instruments carecoord ships (LOINC panel codes, caremodel/instruments cites their sources).
+HUNGER_VITAL_SIGN = HVS
 INSTRUMENTS: Mapping[str, str] = {
     PHQ9: "PHQ-9",
     GAD7: "GAD-7",
