@@ -11,10 +11,14 @@ Referral Management) are checked on the resources that claim them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from carecoord.caremodel.profiles import RULES, SDOHCC_COMMIT, check, claimed
 from carecoord.caremodel.terminology import IDENTIFIER_SYSTEM_BASE
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.models import to_json
+from carecoord.handlers.referrals import builders as referral
 
 TYPES = sorted({rtype for rtype, _ in RULES.values()})
 
@@ -41,3 +45,24 @@ def violations_on_server(base_url: str) -> list[str]:
         f"checked, {len(out)} violation(s)"
     )
     return out
+
+
+def referral_task_json(**over: Any) -> dict[str, Any]:
+    """A referral Task as carecoord builds it (then `over` on top), to break one rule at a time."""
+    data = to_json(
+        referral.referral_task(
+            key="k",
+            patient="Patient/p1",
+            domain="food-insecurity",
+            service_request="ServiceRequest/sr1",
+            owner="Organization/cbo",
+            requester="PractitionerRole/cm-at-practice",
+            authored_on=datetime(2026, 11, 2, 9, tzinfo=UTC),
+        )
+    )
+    return {**data, **over}
+
+
+def violated_paths(resource: dict[str, Any]) -> set[str]:
+    """The element paths of the profile rules `resource` breaks."""
+    return {v.path for v in check(resource)}

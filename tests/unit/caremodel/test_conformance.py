@@ -20,27 +20,10 @@ from carecoord.fhir.models import to_json
 from carecoord.handlers.care import roles
 from carecoord.handlers.referrals import builders as referral
 from carecoord.handlers.referrals import sdoh_consent
+from support.conformance import referral_task_json as task
+from support.conformance import violated_paths as paths
 
 NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
-
-
-def task(**over: Any) -> dict[str, Any]:
-    data = to_json(
-        referral.referral_task(
-            key="k",
-            patient="Patient/p1",
-            domain="food-insecurity",
-            service_request="ServiceRequest/sr1",
-            owner="Organization/cbo",
-            requester="PractitionerRole/cm-at-practice",
-            authored_on=NOW,
-        )
-    )
-    return {**data, **over}
-
-
-def paths(resource: dict[str, Any]) -> set[str]:
-    return {v.path for v in profiles.check(resource)}
 
 
 def test_every_builder_of_a_claimed_profile_conforms() -> None:

@@ -8,29 +8,10 @@ from typing import Any
 
 from carecoord.caremodel import profiles
 from carecoord.caremodel import terminology as t
-from carecoord.fhir.models import to_json
-from carecoord.handlers.referrals import builders as referral
+from support.conformance import referral_task_json as task
+from support.conformance import violated_paths as paths
 
 NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
-
-
-def task(**over: Any) -> dict[str, Any]:
-    data = to_json(
-        referral.referral_task(
-            key="k",
-            patient="Patient/p1",
-            domain="food-insecurity",
-            service_request="ServiceRequest/sr1",
-            owner="Organization/cbo",
-            requester="PractitionerRole/cm-at-practice",
-            authored_on=NOW,
-        )
-    )
-    return {**data, **over}
-
-
-def paths(resource: dict[str, Any]) -> set[str]:
-    return {v.path for v in profiles.check(resource)}
 
 
 def content(reference: str | None) -> dict[str, Any]:

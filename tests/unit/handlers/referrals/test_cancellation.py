@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from referral_support import referral_tasks, referred, status_changed
-
 from carecoord.fhir.models import to_json
 from carecoord.handlers.referrals.handler import attempt_of, canceller
 from carecoord.testing.fhir import InMemoryFhir
+from support.referrals import referral_tasks, referred, status_changed
 
 
 def cancelled(fhir: InMemoryFhir, task: Any, event_id: str, **data: Any) -> Any:

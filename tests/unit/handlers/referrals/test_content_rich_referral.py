@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from referral_support import referral_tasks, referred, status_changed
-
 from carecoord.caremodel import profiles
 from carecoord.caremodel import terminology as t
 from carecoord.fhir.models import to_json
+from support.referrals import referral_tasks, referred, status_changed
 
 
 def attached(task: Any) -> list[str]:

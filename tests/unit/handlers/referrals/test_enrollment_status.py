@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from referral_support import referred, status_changed
-
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.profiles import SDOHCC_OBSERVATION_ENROLLMENT
 from carecoord.fhir.models import to_json
 from carecoord.handlers.referrals.outcome import enrollment_of
 from carecoord.testing.fhir import InMemoryFhir
+from support.referrals import referred, status_changed
 
 
 def enrollment_observation(code: str = "enrolled", **extra: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ the real processor (carecoord.testing.run_events)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from carecoord.caremodel.builders import care_plan, care_team
@@ -14,8 +13,9 @@ from carecoord.handlers.referrals.handler import attempt_of, handlers
 from carecoord.testing import events
 from carecoord.testing.fhir import InMemoryFhir
 from carecoord.testing.run import NOW, run_events
+from support.paths import SAMPLE_DIRECTORY
 
-SAMPLE = Path(__file__).parents[4] / "examples" / "directory" / "springfield-hsds.json"
+SAMPLE = SAMPLE_DIRECTORY
 CONFIG = {"referrals": {"organization": "Organization/practice", "practice_phone": "+1 555 0100"}}
 
 
