@@ -33,13 +33,14 @@ def demo(ctx: typer.Context) -> None:
 
 def _register() -> None:
     from carecoord.cli import care_commands as handler_commands
-    from carecoord.cli import catalog_commands, local_command
+    from carecoord.cli import catalog_commands, local_command, subscription_commands
     from carecoord.cli import service_commands as event_commands
 
     event_commands.register(app)
     handler_commands.register(app)
     catalog_commands.register(app)
     local_command.register(app)
+    subscription_commands.register(app)
 
 
 _register()
