@@ -117,6 +117,8 @@ class StatusInfo:
     events_since_start: int | None
     event_numbers: tuple[int, ...]
     error: str | None = None
+    # each event's (number, focus reference): what a repeat of the same event repeats
+    events: tuple[tuple[int, str | None], ...] = ()
 
 
 @dataclass
@@ -300,32 +302,43 @@ def status_info(status: Mapping[str, Any]) -> StatusInfo:
 
     if status.get("resourceType") == "SubscriptionStatus":
         found = [
-            _int(e.get("eventNumber"))
+            (_int(e.get("eventNumber")), _focus(e.get("focus")))
             for e in status.get("notificationEvent") or []
             if isinstance(e, Mapping)
         ]
+        pairs = tuple((n, f) for n, f in found if n is not None)
         errors = status.get("error") or []
         return StatusInfo(
             sub_id(status.get("subscription")),
             status.get("type") if isinstance(status.get("type"), str) else None,
             status.get("status") if isinstance(status.get("status"), str) else None,
             _int(status.get("eventsSinceSubscriptionStart")),
-            tuple(n for n in found if n is not None),
+            tuple(n for n, _ in pairs),
             "error reported" if errors else None,
+            pairs,
         )
     values: dict[str, Any] = {}
-    numbers: list[int] = []
+    events: list[tuple[int, str | None]] = []
     error = None
     for param in status.get("parameter") or []:
         if not isinstance(param, Mapping):
             continue
         name = param.get("name")
         if name in ("notification-event", "notificationEvent"):
-            for part in param.get("part") or []:
-                if isinstance(part, Mapping) and part.get("name") in _EVENT_NUMBER:
-                    n = _int(part.get("valueString", part.get("valueInteger")))
-                    if n is not None:
-                        numbers.append(n)
+            parts = [p for p in param.get("part") or [] if isinstance(p, Mapping)]
+            number = next(
+                (
+                    _int(p.get("valueString", p.get("valueInteger")))
+                    for p in parts
+                    if p.get("name") in _EVENT_NUMBER
+                ),
+                None,
+            )
+            focus = next(
+                (_focus(p.get("valueReference")) for p in parts if p.get("name") == "focus"), None
+            )
+            if number is not None:
+                events.append((number, focus))
         elif name == "error":
             error = "error reported"
         elif isinstance(name, str):
@@ -337,9 +350,15 @@ def status_info(status: Mapping[str, Any]) -> StatusInfo:
         kind if isinstance(kind, str) else None,
         state if isinstance(state, str) else None,
         _int(since),
-        tuple(numbers),
+        tuple(n for n, _ in events),
         error,
+        tuple(events),
     )
+
+
+def _focus(reference: Any) -> str | None:
+    value = reference.get("reference") if isinstance(reference, Mapping) else None
+    return value if isinstance(value, str) else None
 
 
 def notification_status(payload: Any) -> StatusInfo | None:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,8 +41,18 @@ from carecoord.service.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = frozenset({"event-notification", "query-event"})
+RECENT_EVENTS = 4096  # per subscription: (number, focus) of the events processed lately
 Verdict = Literal["nothing", "process", "duplicate"]
 Replay = Callable[[Mapping[str, Any]], bool]
+
+
+def _events_of(info: StatusInfo) -> tuple[tuple[int, str | None], ...]:
+    """The notification's events; one without event parts is numbered by its count (the IG:
+    events-since-subscription-start includes this notification)."""
+    if info.events:
+        return info.events
+    count = info.events_since_start
+    return ((count, None),) if count is not None else ()
 
 
 class ReconcileTrigger(Protocol):
@@ -73,6 +84,9 @@ class _Tracked:
     floor: int | None = None  # every number up to it is processed (or was given up on)
     top: int | None = None  # the highest number heard of
     done: set[int] = field(default_factory=set)  # processed numbers above floor
+    # the events processed lately, as (number, focus): a repeat is the same number AND focus,
+    # so a server whose count restarted (an in-memory counter after a restart) loses nothing
+    recent: OrderedDict[tuple[int, str | None], None] = field(default_factory=OrderedDict)
     heartbeat: float | None = None
     heard: float = 0.0
     missed: bool = False
@@ -90,8 +104,15 @@ class _Tracked:
             self.floor += 1
             self.done.discard(self.floor)
 
-    def is_done(self, n: int) -> bool:
-        return self.floor is not None and (n <= self.floor or n in self.done)
+    def remember(self, events: Sequence[tuple[int, str | None]]) -> None:
+        for key in events:
+            self.recent[key] = None
+            self.recent.move_to_end(key)
+        while len(self.recent) > RECENT_EVENTS:
+            self.recent.popitem(last=False)
+
+    def repeats(self, events: Sequence[tuple[int, str | None]]) -> bool:
+        return bool(events) and all(key in self.recent for key in events)
 
 
 class SubscriptionWatch:
@@ -135,10 +156,11 @@ class SubscriptionWatch:
             self._note_status(info.subscription, sub, info.status)
             count = info.events_since_start
             if kind in EVENT_TYPES:
-                numbers = info.event_numbers or ((count,) if count is not None else ())
+                events = _events_of(info)
+                numbers = [n for n, _ in events]
                 if numbers and sub.floor is None:
                     sub.start_at(min(numbers) - 1)
-                if numbers and all(sub.is_done(n) for n in numbers):
+                if sub.repeats(events):
                     verdict = "duplicate"
                 else:
                     verdict = "process"
@@ -146,8 +168,8 @@ class SubscriptionWatch:
                         sub, max(numbers, default=None), min(numbers, default=None)
                     )
             elif count is not None:
-                if sub.floor is None:
-                    sub.start_at(count)
+                if sub.floor is None or (sub.top is not None and count < sub.top):
+                    sub.start_at(count)  # first heard of, or the server's count restarted
                 else:
                     gap = self._heard_of(sub, count, count + 1)
         if verdict == "duplicate" and self._metrics is not None:
@@ -168,10 +190,9 @@ class SubscriptionWatch:
         with self._lock:
             sub = self._subs.get(info.subscription)
             if sub is not None:
-                numbers = info.event_numbers or (
-                    (info.events_since_start,) if info.events_since_start is not None else ()
-                )
-                sub.mark_done(numbers)
+                events = _events_of(info)
+                sub.remember(events)
+                sub.mark_done(tuple(n for n, _ in events))
 
     @staticmethod
     def _heard_of(sub: _Tracked, highest: int | None, lowest: int | None) -> tuple[int, int] | None:

@@ -180,8 +180,28 @@ def test_a_gap_in_the_event_numbers_is_recovered_with_events_where_offered() -> 
     assert s.metric("carecoord_notification_gaps_total") == 1
     assert s.metric("carecoord_notification_recoveries_total", via="events") == 1
     assert s.trigger.reasons == []
-    # the recovered number is done: its late delivery is a duplicate
-    assert s.post(notification("event-notification", 3, 2)) == (200, "duplicate: 0 event(s)")
+    # the recovered event is done: its late delivery is a duplicate
+    late = notification("event-notification", 3, 2, focus="t2")
+    assert s.post(late) == (200, "duplicate: 0 event(s)")
+
+
+def test_a_number_seen_again_for_another_resource_is_processed() -> None:
+    # e.g. a server whose event counter restarted with it: nothing is dropped for the number
+    s = Setup()
+    s.post(notification("handshake", 0))
+    s.post(notification("event-notification", 1, 1, focus="t1"))
+    assert s.post(notification("event-notification", 1, 1, focus="t2")) == (200, "1 event(s)")
+    assert s.reader.reads == ["Task/t1", "Task/t2"]
+    assert s.metric("carecoord_notification_duplicates_dropped_total") == 0
+
+
+def test_a_heartbeat_counting_fewer_events_rebaselines_without_a_gap() -> None:
+    s = Setup(server=Server(count=0))
+    s.watch.watch("s1", heartbeat_period=60, events_since=30)
+    s.post(notification("heartbeat", 0))  # the server's count restarted
+    s.post(notification("event-notification", 1, 1))
+    assert s.metric("carecoord_notification_gaps_total") == 0
+    assert s.trigger.reasons == []
 
 
 def test_a_gap_asks_the_poller_where_the_server_has_no_events_operation() -> None:
