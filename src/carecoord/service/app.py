@@ -437,7 +437,15 @@ class Service:
         watch.replay = endpoint.replay
         self.subscription_watch = watch
         if subscriptions is not None:
-            self._periodic.add([(_watchdog_interval(s), watch.check)])
+            listed = manager(subscriptions)
+
+            def subscription_statuses() -> None:
+                watch.refresh(listed)
+
+            self._periodic.add([
+                (_watchdog_interval(s), watch.check),
+                (STATUS_REFRESH_SECONDS, subscription_statuses),
+            ])  # fmt: skip
             threading.Thread(
                 target=self._start_subscriptions,
                 args=(subscriptions, watch),
@@ -501,6 +509,10 @@ class Service:
             except (OSError, ValueError) as exc:
                 failure = exc if isinstance(exc, OSError) else OSError(str(exc))
         raise failure or OSError("no bootstrap server configured")
+
+
+# How often carecoord's Subscriptions are listed again (status `error`, new ones' heartbeats).
+STATUS_REFRESH_SECONDS = 300.0
 
 
 def _json_fhir(fhir: object) -> JsonFhir | None:

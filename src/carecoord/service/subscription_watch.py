@@ -238,6 +238,17 @@ class SubscriptionWatch:
                 count = info.events_since_start if info else None
             self.watch(reg.id, heartbeat_period=reg.heartbeat_period, events_since=count)
 
+    def refresh(self, manager: SubscriptionManager) -> None:
+        """Periodic: the statuses as the server lists them (`error`: a WARNING and the gauge),
+        and the heartbeat periods of Subscriptions registered since (counts untouched)."""
+        for reg in manager.registered():
+            self._note_status(reg.id, None, reg.status)
+            with self._lock:
+                sub = self._subs.setdefault(reg.id, _Tracked(heard=self._clock()))
+                period = float(reg.heartbeat_period) if reg.heartbeat_period else None
+                if period != sub.heartbeat:
+                    sub.heartbeat, sub.heard = period, self._clock()
+
     def check(self) -> None:
         """The watchdog (periodic): a subscription silent for 2x its heartbeat period is missed."""
         now = self._clock()

@@ -318,3 +318,31 @@ def test_the_signature_covers_the_body_as_sent() -> None:
     tampered = json.dumps(task("t2")).encode()
     response = s.endpoint(tampered, {**AUTH, "x-signature": signed("medplum-secret")(body)})
     assert response.status == 401
+
+
+class Listed:
+    """The server's list of carecoord's Subscriptions (SubscriptionManager.registered)."""
+
+    def __init__(self, *subs: tuple[str, str, int | None]) -> None:
+        from carecoord.fhir.subscriptions import Registered
+
+        self.subs = [
+            Registered(sub_id, "referral-tasks", status, "topic", "x", None, period, {})
+            for sub_id, status, period in subs
+        ]
+
+    def registered(self) -> list[Any]:
+        return self.subs
+
+
+def test_the_periodic_list_reports_errors_and_watches_new_heartbeats() -> None:
+    s = Setup(server=Server(count=0))
+    listed = Listed(("s1", "error", None), ("s2", "active", 60))
+    s.watch.refresh(listed)  # type: ignore[arg-type]
+    assert s.metric("carecoord_subscriptions_in_error") == 1
+    s.now = 121.0
+    s.watch.check()
+    assert s.metric("carecoord_subscription_heartbeats_missed_total") == 1  # s2's silence
+    listed.subs[0] = listed.subs[0].__class__(**{**listed.subs[0].__dict__, "status": "active"})
+    s.watch.refresh(listed)  # type: ignore[arg-type]
+    assert s.metric("carecoord_subscriptions_in_error") == 0
