@@ -335,6 +335,53 @@ class Settings(BaseSettings):
         ge=1,
     )
 
+    # Medplum signs criteria-based notifications: X-Signature = hex HMAC-SHA256 of the body
+    # (https://www.medplum.com/docs/subscriptions/subscription-extensions).
+    notifications_hmac_secret: SecretStr | None = setting(
+        None,
+        "when set, every notification must carry X-Signature: hex HMAC-SHA256 of the body "
+        "(Medplum's subscription-secret); `subscriptions ensure` registers it",
+        "give a long random secret, e.g. `openssl rand -hex 32`, or leave unset",
+        group="FHIR notifications",
+    )
+
+    # carecoord's own Subscriptions (carecoord.service.subscriptions, `carecoord subscriptions`)
+    notifications_public_url: str | None = setting(
+        None,
+        "the notification endpoint's URL as the FHIR server reaches it (the Subscriptions' "
+        "channel.endpoint)",
+        "give an http(s) URL ending in the notifications path, e.g. "
+        "https://carecoord.example.org/fhir/notifications",
+        group="FHIR subscriptions",
+        pattern=r"^https?://\S+$",
+    )
+    subscriptions_kinds: NameList = setting(
+        ["referral-tasks", "clinical-questions", "questionnaire-responses", "encounters"],
+        "comma-separated kinds of Subscription carecoord registers",
+        "list kinds from referral-tasks, clinical-questions, questionnaire-responses, encounters",
+        group="FHIR subscriptions",
+    )
+    subscriptions_topics: dict[str, str] = setting(
+        {},
+        "kind -> SubscriptionTopic canonical: topic-based (R4 Backport) where the server offers "
+        "it, criteria-based otherwise",
+        "set CARECOORD_SUBSCRIPTIONS_TOPICS__<kind>=<topic canonical URL>",
+        group="FHIR subscriptions",
+    )
+    subscriptions_heartbeat_period: int = setting(
+        300,
+        "seconds between the server's heartbeats (topic-based); none for 2x this: missed",
+        "use a whole number of seconds from 0 (no heartbeat) up, e.g. 300",
+        group="FHIR subscriptions",
+        ge=0,
+    )
+    subscriptions_ensure_at_start: bool = setting(
+        False,
+        "run `subscriptions ensure` when the service starts (needs the public URL)",
+        "use true or false",
+        group="FHIR subscriptions",
+    )
+
     # Handlers
     handlers_enabled: NameList = setting(
         [],
@@ -384,7 +431,10 @@ class Settings(BaseSettings):
         group="Worklist",
     )
 
-    @field_validator("handlers_enabled", "handlers_disabled", "handler_modules", mode="before")
+    @field_validator(
+        "handlers_enabled", "handlers_disabled", "handler_modules", "subscriptions_kinds",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _names(cls, v: Any) -> Any:
         return _split_names(v)
@@ -735,6 +785,12 @@ def check_consistency(s: Settings) -> list[str]:
         CheckinConfig.of(s.assessment_schedule, s.assessment_grace_days, s.talking_points_file)
     except ConfigError as exc:
         problems.append(str(exc))
+    if s.subscriptions_ensure_at_start and not s.notifications_public_url:
+        problems.append(
+            f"{env_name('notifications_public_url')} is not set: "
+            f"{env_name('subscriptions_ensure_at_start')}=true needs it (the URL the FHIR server "
+            "posts notifications to)"
+        )
     for name in s.handlers:
         if not isinstance(s.handlers[name], dict):
             problems.append(f"{env_name('handlers')}__{name} must be a table of settings")

@@ -32,7 +32,12 @@ def demo(ctx: typer.Context) -> None:
 
 
 def _register() -> None:
-    from carecoord.cli import assessment_commands, catalog_commands, local_command
+    from carecoord.cli import (
+        assessment_commands,
+        catalog_commands,
+        local_command,
+        subscription_commands,
+    )
     from carecoord.cli import care_commands as handler_commands
     from carecoord.cli import service_commands as event_commands
 
@@ -41,6 +46,7 @@ def _register() -> None:
     catalog_commands.register(app)
     local_command.register(app)
     assessment_commands.register(app)
+    subscription_commands.register(app)
 
 
 _register()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -187,6 +187,20 @@ class FhirClient(ClientBase):
                 self._statement = self._run(ops.capability_statement())
             return self._statement
 
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str]] = (),
+        body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """One REST request as JSON in and out, for resources the typed models cannot carry
+        faithfully (e.g. a Subscription's primitive extensions, `_criteria`) and operations
+        (`Subscription/<id>/$status`). Errors are the typed FhirErrors; None: no body."""
+        call = Call(method, path, params=params, body=body, retry_safe=method in ("GET", "PUT"))
+        return self._run(_one(call))
+
     def capabilities(self) -> Resource:
         return parse_resource(self.capability_statement(), self.fhir_version)
 
@@ -271,3 +285,8 @@ if TYPE_CHECKING:  # FhirClient must stay usable as the handlers' read-only cont
 
     def _is_reader(client: FhirClient) -> FhirReader:
         return client
+
+
+def _one(call: Call) -> Generator[Call, Reply, dict[str, Any] | None]:
+    reply = yield call
+    return reply.body

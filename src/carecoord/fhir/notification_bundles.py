@@ -18,7 +18,10 @@ Accepted payloads:
   SubscriptionStatus as the first entry", its `notificationEvent.focus`); R5: Bundle.type
   `subscription-notification`
   (https://hl7.org/fhir/R5/subscription.html);
-- a `{operationType, location, resource?}` feed item, or a list of them.
+- a `{operationType, location, resource?}` feed item, or a list of them;
+- a bare resource: what an R4 criteria-based rest-hook posts when `channel.payload` is set
+  (https://hl7.org/fhir/R4/subscription.html#2.46.7.1; Medplum signs it, checked by the
+  endpoint); only its type and id are taken, as for a full-resource entry.
 
 Heartbeats, handshakes and status queries name nothing; deletes are skipped. A payload that is
 not a notification raises `MalformedNotification` naming what is wrong in fixed words and ids,
@@ -98,9 +101,11 @@ def notified_resources(payload: Any) -> list[Hint]:
         return _bundle(payload)
     if "operationType" in payload:
         return _feed_item(payload, "item")
+    if "resourceType" in payload:  # R4 criteria-based rest-hook: the changed resource itself
+        return [_full(payload, "resource")]
     raise MalformedNotification(
-        "not a FHIR notification: expected a notification Bundle or "
-        "{operationType, location, resource} feed item(s)"
+        "not a FHIR notification: expected a notification Bundle, "
+        "{operationType, location, resource} feed item(s) or a resource"
     )
 
 

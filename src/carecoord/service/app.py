@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -31,6 +31,8 @@ from carecoord.events.runtime import EventRuntime, RuntimeOptions
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
 from carecoord.fhir.capabilities import statement_of
 from carecoord.fhir.client import FhirClient
+from carecoord.fhir.errors import FhirError
+from carecoord.fhir.subscriptions import JsonFhir
 from carecoord.handlers.jobs import sweeper
 from carecoord.handlers.loader import HandlerTable, load_handlers
 from carecoord.handlers.processing import HandlerProcessor, TransactionalFhir
@@ -39,6 +41,13 @@ from carecoord.service.health import HealthServer
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.service.notification_endpoint import NotificationEndpoint
 from carecoord.service.notification_server import NotificationServer
+from carecoord.service.subscription_watch import (
+    ReconcileTrigger,
+    SubscriptionWatch,
+    WarningReconcileTrigger,
+)
+from carecoord.service.subscriptions import ensure as ensure_subscriptions
+from carecoord.service.subscriptions import manager
 from carecoord.settings import Settings, check_bootstrap, host_port
 
 log = logging.getLogger(__name__)
@@ -292,8 +301,12 @@ class Service:
         periodic_jobs: Sequence[PeriodicJob] = (),
         clock: Callable[[], datetime] = _utc_now,
         metrics: ServiceMetrics | None = None,
+        reconcile: ReconcileTrigger | None = None,
     ) -> None:
         self.settings = settings
+        # Asked to run when notifications were lost (the reconciling poller plugs in here).
+        self.reconcile: ReconcileTrigger = reconcile or WarningReconcileTrigger()
+        self.subscription_watch: SubscriptionWatch | None = None
         self.handlers = handlers if handlers is not None else handlers_from_settings(settings)
         startup_checks(settings, self.handlers, real_broker=broker is None)
         self._owned_fhir = fhir is None
@@ -391,6 +404,8 @@ class Service:
             self.kafka_availability.close()
             if self.notifications is not None:
                 self.notifications.close()
+            if self.subscription_watch is not None:
+                self.subscription_watch.close()
             self.health.close()
             if self._producer is not None:
                 self._producer.close()
@@ -406,9 +421,39 @@ class Service:
         if not s.notifications_enabled:
             return None
         token = s.notifications_token.get_secret_value() if s.notifications_token else ""
+        subscriptions = _json_fhir(self.fhir)
+        watch = SubscriptionWatch(
+            trigger=self.reconcile,
+            server=manager(subscriptions) if subscriptions is not None else None,
+            metrics=self.metrics,
+        )
+        secret = s.notifications_hmac_secret
         endpoint = NotificationEndpoint(
-            self.publish, self.fhir, token=token, max_resources=s.notifications_max_resources
+            self.publish,
+            self.fhir,
+            token=token,
+            max_resources=s.notifications_max_resources,
+            watch=watch,
+            hmac_secret=secret.get_secret_value() if secret else None,
         )  # "" -> ConfigError
+        watch.replay = endpoint.replay
+        self.subscription_watch = watch
+        if subscriptions is not None:
+            listed = manager(subscriptions)
+
+            def subscription_statuses() -> None:
+                watch.refresh(listed)
+
+            self._periodic.add([
+                (_watchdog_interval(s), watch.check),
+                (STATUS_REFRESH_SECONDS, subscription_statuses),
+            ])  # fmt: skip
+            threading.Thread(
+                target=self._start_subscriptions,
+                args=(subscriptions, watch),
+                name="carecoord-subscriptions",
+                daemon=True,
+            ).start()
         server = NotificationServer(
             endpoint,
             host=s.notifications_host,
@@ -421,6 +466,27 @@ class Service:
             extra={"host": s.notifications_host, "port": server.port, "path": s.notifications_path},
         )
         return server
+
+    def _start_subscriptions(self, fhir: JsonFhir, watch: SubscriptionWatch) -> None:
+        """At start: `subscriptions ensure` when asked (CARECOORD_SUBSCRIPTIONS_ENSURE_AT_START),
+        then the event counts re-baselined from `$status` (a restart is no false gap). A failure
+        is a WARNING: notifications still flow, and the first one baselines its subscription."""
+        try:
+            if self.settings.subscriptions_ensure_at_start:
+                report = ensure_subscriptions(self.settings, fhir)
+                log.info(
+                    "FHIR Subscriptions ensured",
+                    extra={
+                        "created": report.created,
+                        "updated": report.updated,
+                        "removed": report.removed,
+                    },
+                )
+            watch.baseline(manager(fhir))
+        except (FhirError, ConfigError) as exc:
+            log.warning(
+                "FHIR Subscriptions not checked at start", extra={"error": type(exc).__name__}
+            )
 
     def _probe_fhir(self) -> None:
         """The FHIR server answers: a cheap ping (any HTTP answer but 5xx/429 is "up"), then the
@@ -445,6 +511,22 @@ class Service:
             except (OSError, ValueError) as exc:
                 failure = exc if isinstance(exc, OSError) else OSError(str(exc))
         raise failure or OSError("no bootstrap server configured")
+
+
+# How often carecoord's Subscriptions are listed again (status `error`, new ones' heartbeats).
+STATUS_REFRESH_SECONDS = 300.0
+
+
+def _json_fhir(fhir: object) -> JsonFhir | None:
+    """The client as raw JSON REST (Subscriptions, $status), when it offers that."""
+    return cast(JsonFhir, fhir) if callable(getattr(fhir, "request_json", None)) else None
+
+
+def _watchdog_interval(settings: Settings) -> float:
+    """How often silent subscriptions are looked for: a quarter of the heartbeat period, within
+    5 s .. 60 s (a miss is 2x the period, so it is noticed well within 2.25x)."""
+    period = settings.subscriptions_heartbeat_period or 240
+    return min(60.0, max(5.0, period / 4))
 
 
 def plugin_periodic_jobs(service: Service, module: str | ModuleType = sweeper) -> list[PeriodicJob]:

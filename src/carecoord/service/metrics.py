@@ -96,6 +96,42 @@ class ServiceMetrics:
             registry=r,
         )
 
+        # FHIR Subscriptions (carecoord.service.subscription_watch): no subscription ids
+        self.notifications_received = Counter(
+            "carecoord_notifications_received",
+            "FHIR notifications accepted, by type (handshake, heartbeat, event-notification, "
+            "query-event; resource: a criteria-based bare resource).",
+            ["type"],
+            registry=r,
+        )
+        self.notification_duplicates = Counter(
+            "carecoord_notification_duplicates_dropped",
+            "Event notifications whose event numbers were all processed already (not re-read).",
+            registry=r,
+        )
+        self.notification_gaps = Counter(
+            "carecoord_notification_gaps",
+            "Jumps in a subscription's event numbers (notifications lost): recovery started.",
+            registry=r,
+        )
+        self.heartbeats_missed = Counter(
+            "carecoord_subscription_heartbeats_missed",
+            "Subscriptions silent (no heartbeat, no event) for twice their heartbeat period.",
+            registry=r,
+        )
+        self.subscriptions_in_error = Gauge(
+            "carecoord_subscriptions_in_error",
+            "carecoord's Subscriptions the FHIR server last reported in status error.",
+            registry=r,
+        )
+        self.notification_recoveries = Counter(
+            "carecoord_notification_recoveries",
+            "Recoveries of missed notifications, by how: events ($events), reconcile (the "
+            "poller asked), none (nothing was missing).",
+            ["via"],
+            registry=r,
+        )
+
     # RuntimeObserver ---------------------------------------------------------------------------
 
     def on_consumed(self, tp: Any) -> None:

@@ -8,12 +8,17 @@ topic. Answers:
 OperationOutcome for a payload that is not a notification (not JSON, nested too deeply, a
 resource type or id that is not FHIR's, checked before any URL is built), 401 when the request's
 `Authorization: Bearer <token>` does not match (checked before the body is read, see
-`authorize`), 413 when it names more than `max_resources` resources (each costs a FHIR read),
-503 when a read or the publish failed (the FHIR server retries). See docs/listeners.md.
+`authorize`; with CARECOORD_NOTIFICATIONS_HMAC_SECRET also a missing or wrong `X-Signature`),
+413 when it names more than `max_resources` resources (each costs a FHIR read),
+503 when a read or the publish failed (the FHIR server retries). Handshakes and heartbeats are
+answered 200 with no event; an event already processed is a dropped duplicate (200); event
+numbers and heartbeats are watched for lost notifications (carecoord.service.subscription_watch).
+See docs/listeners.md and docs/subscriptions.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -28,8 +33,10 @@ from carecoord.core.handler import FhirReader
 from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
 from carecoord.fhir.errors import FhirError
 from carecoord.fhir.notification_bundles import MalformedNotification, notified_resources
+from carecoord.fhir.subscriptions import notification_status
 from carecoord.handlers.notifications.referrals import translate
 from carecoord.service.http import HttpResponse
+from carecoord.service.subscription_watch import SubscriptionWatch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,8 @@ class NotificationEndpoint:
         *,
         token: str,
         max_resources: int = DEFAULT_MAX_RESOURCES,
+        watch: SubscriptionWatch | None = None,
+        hmac_secret: str | None = None,
     ) -> None:
         if not token.strip():  # an empty token must never mean "open"
             raise ConfigError("the FHIR notification endpoint needs a non-empty bearer token")
@@ -72,6 +81,10 @@ class NotificationEndpoint:
         self._fhir = _CheckedReader(fhir)
         self._token = token.strip().encode()
         self._max_resources = max_resources
+        self._watch = watch
+        if hmac_secret is not None and not hmac_secret.strip():
+            raise ConfigError("the notification endpoint's HMAC secret must not be blank")
+        self._secret = hmac_secret.strip().encode() if hmac_secret else None
 
     def authorize(self, headers: Mapping[str, str]) -> HttpResponse | None:
         """None when `Authorization: Bearer <token>` matches, else the 401 to send (the server
@@ -90,15 +103,37 @@ class NotificationEndpoint:
         refused = self.authorize(headers)
         if refused is not None:
             return refused
+        if self._secret is not None and not self._signed(body, headers.get("x-signature")):
+            log.info("FHIR notification refused: bad signature")
+            return operation_outcome(401, "error", "security", "missing or wrong X-Signature")
         try:
             payload = json.loads(body)
         except RecursionError:  # deeply nested arrays or objects
             return operation_outcome(400, "error", "structure", "JSON nested too deeply")
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             return operation_outcome(400, "error", "structure", f"not JSON ({type(exc).__name__})")
+        return self._handle(payload)
+
+    def replay(self, payload: Mapping[str, Any]) -> bool:
+        """Process a notification Bundle the server replayed (`$events`); True when published."""
+        return self._handle(payload).status == 200
+
+    def _handle(self, payload: Any) -> HttpResponse:
         refused = self._check_named(payload)
         if refused is not None:
             return refused
+        status = notification_status(payload)
+        if self._watch is not None and status is not None:
+            verdict = self._watch.received(status)
+            if verdict == "nothing":  # handshake, heartbeat, query-status: 200, no event
+                return operation_outcome(200, "information", "informational", "0 event(s)")
+            if verdict == "duplicate":
+                log.info("FHIR notification: duplicate dropped")
+                return operation_outcome(
+                    200, "information", "informational", "duplicate: 0 event(s)"
+                )
+        elif self._watch is not None:
+            self._watch.received_resource()
         try:
             events = translate(payload, fhir=self._fhir)
         except MalformedEvent as exc:
@@ -115,9 +150,19 @@ class NotificationEndpoint:
         except Exception as exc:
             log.warning("FHIR notification: publish failed", extra={"error": type(exc).__name__})
             return _unavailable("the events could not be published")
+        if self._watch is not None and status is not None:
+            self._watch.processed(status)
         if events:
             log.info("FHIR notification published", extra={"event_ids": [e.id for e in events]})
         return operation_outcome(200, "information", "informational", f"{len(events)} event(s)")
+
+    def _signed(self, body: bytes, given: str | None) -> bool:
+        """Medplum's X-Signature: hex HMAC-SHA256 of the body, keyed with the subscription's
+        secret (https://www.medplum.com/docs/subscriptions/subscription-extensions)."""
+        if self._secret is None or not given:
+            return False
+        expected = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(given.strip().lower().encode(), expected.encode())
 
     def _check_named(self, payload: Any) -> HttpResponse | None:
         """400 for a resource type or id that is not FHIR's, 413 above `max_resources` distinct

@@ -1,7 +1,8 @@
 """The FHIR notification listener: `POST <path>` only, on a host and port of its own.
 
-Apart from the health server on purpose: probes need /healthz reachable cluster-wide, while this
-endpoint changes referrals, so it binds 127.0.0.1 unless told otherwise
+Also `PUT <path>/<Type>/<id>` with the resource as body: how R4 criteria-based Subscriptions
+with a payload deliver. Apart from the health server on purpose: probes need /healthz reachable
+cluster-wide, while this endpoint changes referrals, so it binds 127.0.0.1 unless told otherwise
 (`CARECOORD_NOTIFICATIONS_HOST` / `_PORT`). Order of checks, cheapest first and all before the
 body is read, so a client without the token costs no body read: path (404), method (405),
 framing (400, carecoord.service.http), bearer token (401), Content-Length (411, 413 above
@@ -12,6 +13,7 @@ Every answer closes the connection. Limits and status codes: docs/listeners.md.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -19,6 +21,8 @@ from carecoord.service.http import BackgroundServer, HttpResponse, Limits, Reque
 from carecoord.service.notification_endpoint import operation_outcome
 
 log = logging.getLogger(__name__)
+
+_TYPE_ID = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # A FHIR server posts a notification at a time per subscription, and retries on 503. The
@@ -64,8 +68,14 @@ class _NotificationHandler:
     def head(self, request: Request) -> HttpResponse | int:
         """On the listener's loop, before the body: everything that needs no body."""
         if request.path != self._path:
-            return HttpResponse(404, b"not found\n")
-        if request.method != "POST":
+            # R4 criteria-based rest-hook with a payload: PUT [endpoint]/[type]/[id] (HAPI's and
+            # the embedded server's default), https://hl7.org/fhir/R4/subscription.html#2.46.7.1
+            rest = request.path.removeprefix(self._path + "/")
+            if rest == request.path or not _TYPE_ID.fullmatch(rest):
+                return HttpResponse(404, b"not found\n")
+            if request.method != "PUT":
+                return HttpResponse(405, b"method not allowed\n", headers=(("Allow", "PUT"),))
+        elif request.method != "POST":
             return HttpResponse(405, b"method not allowed\n", headers=(("Allow", "POST"),))
         headers = request.header_map()
         refused = self._route.authorize(headers)

@@ -144,6 +144,13 @@ class Server:
         raise AssertionError("never searched")
 
 
+def test_a_bare_resource_criteria_notification_names_only_its_identity() -> None:
+    # R4 criteria-based rest-hook with channel.payload set (and Medplum): the resource itself
+    assert notified_resources({"resourceType": "Task", "id": "t9", "note": SECRET}) == [
+        Hint("Task", "t9")
+    ]
+
+
 def test_the_current_version_is_read_from_the_server_not_taken_from_the_notification() -> None:
     (hint,) = notified_resources(backport_bundle(full_entry(encounter("planned"))))
     served = encounter("finished") | {"meta": {"versionId": "7"}}
@@ -167,7 +174,8 @@ def test_the_current_version_is_read_from_the_server_not_taken_from_the_notifica
     ("payload", "message"),
     [
         ("just text", "not a FHIR notification"),
-        ({"resourceType": "Patient", "id": "p1", "note": SECRET}, "not a FHIR notification"),
+        ({"note": SECRET}, "not a FHIR notification"),
+        ({"resourceType": "Patient", "id": f"{SECRET}!", "note": SECRET}, "no valid id"),
         ({**backport_bundle(), "type": "searchset"}, "Bundle.type"),
         ({"resourceType": "Bundle", "type": "history", "entry": []}, "no entry"),
         (

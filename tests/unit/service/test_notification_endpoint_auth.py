@@ -143,8 +143,8 @@ def test_a_payload_that_is_no_notification_is_400_invalid() -> None:
     assert outcome(response) == {
         "severity": "error",
         "code": "invalid",
-        "diagnostics": "not a FHIR notification: expected a notification Bundle or "
-        "{operationType, location, resource} feed item(s)",
+        "diagnostics": "not a FHIR notification: expected a notification Bundle, "
+        "{operationType, location, resource} feed item(s) or a resource",
     }
 
 
