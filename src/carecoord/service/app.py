@@ -33,12 +33,16 @@ from carecoord.fhir.capabilities import statement_of
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.jobs import sweeper
 from carecoord.handlers.loader import HandlerTable, load_handlers
+from carecoord.handlers.notifications.encounters import DischargeMapping
+from carecoord.handlers.notifications.referrals import translators
+from carecoord.handlers.notifications.seen import SeenVersions
 from carecoord.handlers.processing import HandlerProcessor, TransactionalFhir
 from carecoord.handlers.referrals.handler import requester_problem
 from carecoord.service.health import HealthServer
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.service.notification_endpoint import NotificationEndpoint
 from carecoord.service.notification_server import NotificationServer
+from carecoord.service.reconcile import KafkaCursors, Reconciler, fhir_pages
 from carecoord.settings import Settings, check_bootstrap, host_port
 
 log = logging.getLogger(__name__)
@@ -330,11 +334,33 @@ class Service:
             dependencies=(self.fhir_availability, self.kafka_availability),
         )
         self._periodic = PeriodicRunner(periodic_jobs)
+        # Notifications and the reconciling poller share the translators and what was published.
+        self.translators = translators(DischargeMapping.from_setting(settings.discharge_mapping))
+        self.seen_versions = SeenVersions()
+        self.reconciler = self._reconciler() if settings.reconcile_enabled else None
         self._stop = threading.Event()
         self.health: HealthServer | None = None
         self.notifications: NotificationServer | None = None
         self._producer: Producer | None = None
         self._producer_lock = threading.Lock()
+
+    def _reconciler(self) -> Reconciler:
+        s = self.settings
+        cursors = KafkaCursors(
+            self.runtime.broker, s.reconcile_cursor_topic, f"{s.group_id}.reconcile"
+        )
+        return Reconciler(
+            fhir_pages(self.fhir),
+            self.publish,
+            cursors,
+            leadership=cursors,
+            seen=self.seen_versions,
+            translators=self.translators,
+            interval=s.reconcile_interval,
+            overlap=s.reconcile_overlap,
+            metrics=self.metrics.reconcile,
+            ready=lambda: self.fhir_availability.up,
+        )
 
     def add_periodic_jobs(self, jobs: Sequence[PeriodicJob]) -> None:
         self._periodic.add(jobs)
@@ -380,11 +406,15 @@ class Service:
         self.fhir_availability.start()
         self.kafka_availability.start()
         self._periodic.start()
+        if self.reconciler is not None:
+            self.reconciler.start()
         try:
             self.runtime.run(stop)
         finally:
             self._stop.set()
             self._periodic.close()
+            if self.reconciler is not None:
+                self.reconciler.close()
             self.fhir_availability.close()
             self.kafka_availability.close()
             if self.notifications is not None:
@@ -405,7 +435,12 @@ class Service:
             return None
         token = s.notifications_token.get_secret_value() if s.notifications_token else ""
         endpoint = NotificationEndpoint(
-            self.publish, self.fhir, token=token, max_resources=s.notifications_max_resources
+            self.publish,
+            self.fhir,
+            token=token,
+            max_resources=s.notifications_max_resources,
+            translators=self.translators,
+            seen=self.seen_versions,
         )  # "" -> ConfigError
         server = NotificationServer(
             endpoint,

@@ -28,7 +28,8 @@ from carecoord.core.handler import FhirReader
 from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
 from carecoord.fhir.errors import FhirError
 from carecoord.fhir.notification_bundles import MalformedNotification, notified_resources
-from carecoord.handlers.notifications.referrals import translate
+from carecoord.handlers.notifications.referrals import ResourceTranslator, translate
+from carecoord.handlers.notifications.seen import SeenVersions
 from carecoord.service.http import HttpResponse
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class NotificationEndpoint:
         *,
         token: str,
         max_resources: int = DEFAULT_MAX_RESOURCES,
+        translators: Mapping[str, ResourceTranslator] | None = None,
+        seen: SeenVersions | None = None,
     ) -> None:
         if not token.strip():  # an empty token must never mean "open"
             raise ConfigError("the FHIR notification endpoint needs a non-empty bearer token")
@@ -72,6 +75,9 @@ class NotificationEndpoint:
         self._fhir = _CheckedReader(fhir)
         self._token = token.strip().encode()
         self._max_resources = max_resources
+        # The versions published, shared with the reconciling poller: published once (seen.py).
+        self._translators = translators
+        self._seen = seen
 
     def authorize(self, headers: Mapping[str, str]) -> HttpResponse | None:
         """None when `Authorization: Bearer <token>` matches, else the 401 to send (the server
@@ -100,7 +106,7 @@ class NotificationEndpoint:
         if refused is not None:
             return refused
         try:
-            events = translate(payload, fhir=self._fhir)
+            events = translate(payload, fhir=self._fhir, **self._translate_options())
         except MalformedEvent as exc:
             log.info("FHIR notification refused", extra={"error": str(exc)})
             return operation_outcome(400, "error", "invalid", str(exc))
@@ -115,9 +121,19 @@ class NotificationEndpoint:
         except Exception as exc:
             log.warning("FHIR notification: publish failed", extra={"error": type(exc).__name__})
             return _unavailable("the events could not be published")
+        if self._seen is not None:  # published: the poller need not publish these again
+            self._seen.remember(getattr(events, "versions", ()))
         if events:
             log.info("FHIR notification published", extra={"event_ids": [e.id for e in events]})
         return operation_outcome(200, "information", "informational", f"{len(events)} event(s)")
+
+    def _translate_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self._translators is not None:
+            options["translators"] = self._translators
+        if self._seen is not None:
+            options["seen"] = self._seen
+        return options
 
     def _check_named(self, payload: Any) -> HttpResponse | None:
         """400 for a resource type or id that is not FHIR's, 413 above `max_resources` distinct
