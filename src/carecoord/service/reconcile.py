@@ -349,10 +349,12 @@ class Reconciler:
                 reason = "; ".join(self._reasons) or "interval"
                 self._reasons.clear()
                 try:
-                    self.poll_once(reason)
+                    skipped = self.poll_once(reason).skipped
                 except Exception as exc:  # poll_once counts its own; this is the last net
                     log.warning("reconcile poll failed", extra={"error": type(exc).__name__})
-                elapsed, due = 0.0, self.interval
+                    skipped = False
+                if not skipped:  # a follower polls as soon as it leads (it keeps its due time)
+                    elapsed, due = 0.0, self.interval
 
     # One poll --------------------------------------------------------------------------------
 
