@@ -358,10 +358,11 @@ class Settings(BaseSettings):
         group="Reconciling poller",
         ge=0,
     )
-    reconcile_cursor_topic: str = setting(
-        "carecoord.reconcile.cursor",
-        "compacted one-partition topic of the poller's cursors (key: query name); its "
-        "consumer group `<group_id>.reconcile` picks the one instance that polls",
+    reconcile_cursor_topic: str | None = setting(
+        None,
+        "compacted one-partition topic of the poller's cursors (key: query name; default "
+        "`<group_id>.reconcile.cursor`); its consumer group `<group_id>.reconcile` picks the one "
+        "instance that polls",
         "use a Kafka topic name, e.g. carecoord.reconcile.cursor",
         group="Reconciling poller",
         min_length=1,

@@ -45,7 +45,6 @@ def topics(unique: str) -> dict[str, str]:
         "topic_out": f"rc-out-{unique}",
         "topic_dlq": f"rc-dlq-{unique}",
         "group_id": f"rc-{unique}",
-        "reconcile_cursor_topic": f"rc-cursor-{unique}",
     }
 
 
@@ -261,7 +260,7 @@ def test_a_poller_restarted_between_two_polls_misses_nothing_and_repeats_nothing
     published: list[CloudEvent] = []
 
     def poller() -> tuple[Reconciler, KafkaCursors, FhirClient]:
-        cursors = KafkaCursors(broker, topics["reconcile_cursor_topic"], f"rc-{unique}.reconcile")
+        cursors = KafkaCursors(broker, f"rc-cursor-{unique}", f"rc-{unique}.reconcile")
         fhir = build_fhir_client(settings)
         queries = (FollowedQuery("questionnaire-responses", "QuestionnaireResponse"),)
         made = Reconciler(fhir_pages(fhir), published.extend, cursors, leadership=cursors,

@@ -346,9 +346,9 @@ class Service:
 
     def _reconciler(self) -> Reconciler:
         s = self.settings
-        cursors = KafkaCursors(
-            self.runtime.broker, s.reconcile_cursor_topic, f"{s.group_id}.reconcile"
-        )
+        # One deployment (consumer group), one cursor topic: two must never share cursors.
+        topic = s.reconcile_cursor_topic or f"{s.group_id}.reconcile.cursor"
+        cursors = KafkaCursors(self.runtime.broker, topic, f"{s.group_id}.reconcile")
         return Reconciler(
             fhir_pages(self.fhir),
             self.publish,

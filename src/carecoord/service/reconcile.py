@@ -12,13 +12,15 @@ into `referral.status-changed` / `task.status-changed` as a notified one), skips
 notification already brought (the shared `SeenVersions`), publishes the events to the input
 topic, and then stores the query's cursor.
 
-The cursor lives in a compacted Kafka topic (`CARECOORD_RECONCILE_CURSOR_TOPIC`, key = query
-name, value = the cursor's JSON): written after the events are acknowledged, read again at each
-poll, so a restart (or a new leader) starts where the last poll ended. Leadership: every instance
-joins the consumer group `<group_id>.reconcile` on that one-partition topic; the instance that
-owns partition 0 polls, the others only keep their membership. A crash between the publish and
-the cursor write re-publishes those events at the next poll under the same ids (the processor's
-outbox gives one effect).
+The cursor lives in a compacted Kafka topic (`CARECOORD_RECONCILE_CURSOR_TOPIC`, default
+`<group_id>.reconcile.cursor`; key = query name, value = the cursor's JSON): written after the
+events are acknowledged, read again at each poll, so a restart (or a new leader) starts where
+the last poll ended. Leadership: every instance joins the consumer group `<group_id>.reconcile`
+on that one-partition topic; the instance that owns partition 0 polls, the others only keep
+their membership. A crash between the publish and the cursor write re-publishes those events at
+the next poll under the same ids (the processor's outbox gives one effect). At start-up only the
+queries without a cursor are polled at once (to establish it); the others catch up at the first
+interval.
 
 A failed poll (FHIR outage, broker down) is logged and counted, its cursor stays, and the next
 interval retries it; readiness is the service's availability logic's business, not the poller's.
@@ -328,6 +330,7 @@ class Reconciler:
     def _loop(self) -> None:
         due = 0.0  # the first poll at once: it establishes the cursors of a new deployment
         elapsed = 0.0
+        started = False
         while not self._stop.is_set():
             if self._leadership is not None:
                 try:
@@ -349,20 +352,23 @@ class Reconciler:
                 reason = "; ".join(self._reasons) or "interval"
                 self._reasons.clear()
                 try:
-                    skipped = self.poll_once(reason).skipped
+                    # At start-up only the queries without a cursor are polled (established);
+                    # the others catch up at the first interval.
+                    skipped = self.poll_once(reason, establish_only=not started).skipped
                 except Exception as exc:  # poll_once counts its own; this is the last net
                     log.warning("reconcile poll failed", extra={"error": type(exc).__name__})
                     skipped = False
                 if not skipped:  # a follower polls as soon as it leads (it keeps its due time)
-                    elapsed, due = 0.0, self.interval
+                    elapsed, due, started = 0.0, self.interval, True
 
     # One poll --------------------------------------------------------------------------------
 
     def leading(self) -> bool:
         return self._leadership is None or self._leadership.leading()
 
-    def poll_once(self, reason: str = "interval") -> PollReport:
-        """One poll of every followed query (when this instance leads)."""
+    def poll_once(self, reason: str = "interval", *, establish_only: bool = False) -> PollReport:
+        """One poll of every followed query (when this instance leads); `establish_only`: only
+        the queries that have no cursor yet."""
         with self._lock:
             report = PollReport(reason)
             if not self.leading():
@@ -377,6 +383,8 @@ class Reconciler:
                     self._count_error(query, exc)
                 return report
             for query in self.queries:
+                if establish_only and query.name in cursors:
+                    continue
                 report.queries.append(self._poll_query(query, cursors.get(query.name, Cursor())))
             if self._metrics is not None:
                 self._metrics.polls.inc()
