@@ -368,3 +368,61 @@ def test_a_discharge_encounter_written_by_the_ehr_starts_tcm(
     assert {str(tk.focus.reference) for tk in tasks} == {f"EpisodeOfCare/{episodes[0].id}"}
     assert str(episodes[0].period.start) == "2026-12-04"
     fhir.close()
+
+
+def test_several_instances_poll_once_between_them_and_a_follower_takes_over(
+    kafka_bootstrap: str, fhir_base_url: str, unique: str
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap, fhir_base_url=fhir_base_url)
+    # A short session so the departed leader's partition moves on sooner (a speed-up only).
+    connection = KafkaConnection(
+        bootstrap=kafka_bootstrap, session_timeout_ms=6000, heartbeat_interval_ms=1000
+    )
+    broker = KafkaBroker(connection)
+    fhir = build_fhir_client(settings)
+    searched: list[str] = []
+
+    def pages(rtype: str, params: Sequence[tuple[str, str]]) -> Iterator[Any]:
+        searched.append(rtype)
+        return fhir_pages(fhir)(rtype, params)
+
+    members = [
+        KafkaCursors(broker, f"rc-multi-{unique}", f"rc-multi-{unique}.reconcile") for _ in range(2)
+    ]
+    pollers = [
+        Reconciler(
+            pages, lambda events: None, m, leadership=m, queries=(FollowedQuery("e", "Encounter"),)
+        )
+        for m in members
+    ]
+
+    stops = [threading.Event() for _ in members]
+
+    def keep_member(member: KafkaCursors, stop: threading.Event) -> None:
+        while not stop.is_set():  # what each instance's poller loop does: its own thread
+            member.tick(0.3)
+        member.close()
+
+    threads = [
+        threading.Thread(target=keep_member, args=(m, stop), daemon=True)
+        for m, stop in zip(members, stops, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+
+    def one_leads() -> bool:
+        return sum(m.leading() for m in members) == 1
+
+    wait_for(one_leads, 60.0, "exactly one of the two instances to lead")
+    reports = [p.poll_once() for p in pollers]
+    assert sorted(r.skipped for r in reports) == [False, True]
+    assert searched == ["Encounter"]  # one search between the two instances
+
+    n = next(i for i, m in enumerate(members) if m.leading())
+    stops[n].set()  # that instance stops: the other one leads
+    threads[n].join(30)
+    follower = members[1 - n]
+    wait_for(follower.leading, 60.0, "the remaining instance to lead")
+    stops[1 - n].set()
+    threads[1 - n].join(30)
+    fhir.close()
