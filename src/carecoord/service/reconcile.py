@@ -405,8 +405,9 @@ class Reconciler:
                 "reconcile poll of a query failed",
                 extra={"query": query.name, "error": type(exc).__name__},
             )
-        if self._metrics is not None and cursor.since is not None:
-            lag = (self._clock() - cursor.since).total_seconds()
+        since = cursor.since
+        if self._metrics is not None and since is not None and since != EPOCH:
+            lag = (self._clock() - since).total_seconds()
             self._metrics.lag.labels(query.name).set(max(0.0, lag))
         return result
 
