@@ -183,8 +183,7 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
     ]
     assert sr.performer[0].reference == second.owner.reference
 
-    # The server retries the same notification: that version was published already (the
-    # SeenVersions the endpoint shares with the reconciling poller): nothing new, no dead letter.
+    # The server retries the same notification: nothing new, nothing dead-lettered.
     again = httpx.post(url, json=notification, headers=headers, timeout=30)
     assert again.status_code == 200
     broker = KafkaBroker(KafkaConnection(bootstrap=kafka_bootstrap))
@@ -194,7 +193,7 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
         return [CloudEvent.from_json_bytes(r.value) for r in records]
 
     notified = [e for e in inputs() if e.type == "carecoord.referral.status-changed"]
-    assert len(notified) == 1
+    assert len(notified) == 2 and len({e.id for e in notified}) == 1
     assert notified[0].data == {
         "task": f"Task/{first.id}",
         "status": "rejected",
@@ -208,12 +207,14 @@ def test_a_cbo_rejection_notified_by_the_fhir_server_moves_the_referral_to_the_n
         events = [CloudEvent.from_json_bytes(r.value) for r in records]
         return [e for e in events if e.type == "carecoord.referral.created"]
 
-    def two_announced() -> list[CloudEvent] | None:
+    # The retry re-announces attempt 2 under the same id (at-least-once, deduplicable by id).
+    def three_announced() -> list[CloudEvent] | None:
         found = created()
-        return found if len(found) == 2 else None
+        return found if len(found) == 3 else None
 
-    announced = wait_for(two_announced, 60.0, "both referral attempts to be announced")
-    assert [e.data["attempt"] for e in announced] == [1, 2]
+    announced = wait_for(three_announced, 60.0, "the retried notification to be processed")
+    assert len({e.id for e in announced}) == 2
+    assert [e.data["attempt"] for e in announced] == [1, 2, 2]
     assert len(_referral_tasks(fhir, patient)) == 2
     assert list(list_dead_letters(broker, topics["topic_dlq"], timeout=3.0)) == []
     fhir.close()

@@ -221,21 +221,34 @@ def test_a_change_notified_and_polled_has_one_effect(
 
     assert service.reconciler is not None
     service.reconciler.poll_once("test")  # finds the rejection too: already published
-    # and the same notification retried after the poll: nothing new either
-    again = httpx.post(
+
+    # The other way round: the poll finds the next organisation's acceptance first, then the
+    # server's notification of that version arrives.
+    second = tasks[1]
+    accepted = _cbo_sets(fhir_base_url, fhir, second, status="accepted")
+    assert service.reconciler.poll_once("test").published == 1
+    late = json.loads(json.dumps(notification))
+    late_ref = f"Task/{accepted['id']}/_history/{accepted['meta']['versionId']}"
+    late["entry"][1] = {
+        "fullUrl": f"{fhir_base_url}/{late_ref}",
+        "request": {"method": "PUT", "url": late_ref},
+    }
+    answer = httpx.post(
         f"http://127.0.0.1:{service.notifications.port}/fhir/notifications",
-        json=notification,
+        json=late,
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"},
         timeout=30,
     )
-    assert again.status_code == 200
-    changed = [
-        e
-        for e in _inputs(kafka_bootstrap, topics["topic_in"], STATUS_CHANGED)
-        if e.data["task"] == f"Task/{first.id}"
+    assert answer.status_code == 200 and "0 event(s)" in answer.text
+
+    changed = _inputs(kafka_bootstrap, topics["topic_in"], STATUS_CHANGED)
+    assert [e.data["status"] for e in changed if e.data["task"] == f"Task/{first.id}"] == [
+        "rejected"
     ]
-    assert len(changed) == 1
-    assert len(_referral_tasks(fhir, patient)) == len(tasks) == 2
+    assert [e.data["status"] for e in changed if e.data["task"] == f"Task/{second.id}"] == [
+        "accepted"
+    ]
+    assert len(_referral_tasks(fhir, patient)) == 2
     fhir.close()
 
 

@@ -29,7 +29,7 @@ from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
 from carecoord.fhir.errors import FhirError
 from carecoord.fhir.notification_bundles import MalformedNotification, notified_resources
 from carecoord.handlers.notifications.referrals import ResourceTranslator, translate
-from carecoord.handlers.notifications.seen import SeenVersions
+from carecoord.handlers.notifications.seen import NOTIFIED, SeenVersions
 from carecoord.service.http import HttpResponse
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class NotificationEndpoint:
             log.warning("FHIR notification: publish failed", extra={"error": type(exc).__name__})
             return _unavailable("the events could not be published")
         if self._seen is not None:  # published: the poller need not publish these again
-            self._seen.remember(getattr(events, "versions", ()))
+            self._seen.remember(getattr(events, "versions", ()), by=NOTIFIED)
         if events:
             log.info("FHIR notification published", extra={"event_ids": [e.id for e in events]})
         return operation_outcome(200, "information", "informational", f"{len(events)} event(s)")

@@ -41,7 +41,7 @@ from carecoord.events.broker import TP, Broker, Message, Producer
 from carecoord.fhir.models import to_json
 from carecoord.fhir.notification_bundles import Changed
 from carecoord.handlers.notifications.referrals import ResourceTranslator, events_of
-from carecoord.handlers.notifications.seen import SeenVersions, resource_key
+from carecoord.handlers.notifications.seen import POLLED, SeenVersions, resource_key
 from carecoord.handlers.notifications.windows import (
     DEFAULT_PAGE_SIZE,
     Cursor,
@@ -478,7 +478,7 @@ class Reconciler:
                 "reconcile published",
                 extra={"query": query.name, "event_ids": [e.id for e in events]},
             )
-        self.seen.remember(keys)
+        self.seen.remember(keys, by=POLLED)
         result.published += len(events)
         result.poller_only += only_polled
         if self._metrics is not None and only_polled:

@@ -55,7 +55,7 @@ from carecoord.handlers.notifications.encounters import (
 from carecoord.handlers.notifications.questionnaire_responses import (
     questionnaire_response_events,
 )
-from carecoord.handlers.notifications.seen import SeenVersions, key_of
+from carecoord.handlers.notifications.seen import POLLED, SeenVersions, key_of
 from carecoord.handlers.notifications.tasks import carecoord_task_events
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ def translate(
     `fhir` (the configured FHIR server) is where every notified resource a translator wants is
     read; the events come from what it returns. Raises MalformedNotification (a MalformedEvent)
     for a payload that is not a notification; FhirErrors of the reads propagate (a resource
-    deleted since is skipped). `translators` default to TRANSLATORS; versions in `seen` (already
-    published, e.g. found by the reconciling poller) are skipped.
+    deleted since is skipped). `translators` default to TRANSLATORS; versions the reconciling
+    poller already published (in `seen`) are skipped.
     """
     table = TRANSLATORS if translators is None else translators
     result = Translation()
@@ -105,8 +105,8 @@ def translate(
         changed = read_current(hint, fhir)
         if changed is None:
             continue
-        if seen is not None and seen.seen(changed):
-            log.debug("notified version already handled", extra={"resource": changed.reference})
+        if seen is not None and seen.seen(changed, by=POLLED):
+            log.debug("notified version already polled", extra={"resource": changed.reference})
             continue
         result.extend(translator(changed))
         key = key_of(changed)

@@ -1,6 +1,9 @@
 """The resource versions carecoord has already turned into events, shared by the notification
 endpoint and the reconciling poller (carecoord.service.reconcile): a change that a notification
-and a poll both bring is published once by this process.
+and a poll both bring is published once by this process. Each version remembers who published it
+first (`NOTIFIED` or `POLLED`): the poller skips every version a notification brought, the
+endpoint every version the poller found; a notification the server itself repeats is still
+published again under the same id (at-least-once, as before: docs/listeners.md).
 
 The key is the resource's version, `Type/id/_history/versionId`. Across processes (a restart, a
 notification on one instance and the poll on another) the events' ids are derived from the same
@@ -17,6 +20,8 @@ from typing import Any
 
 from carecoord.fhir.notification_bundles import Changed
 
+NOTIFIED = "notification"
+POLLED = "poll"
 DEFAULT_CAPACITY = 100_000  # ~10 MB of short strings: a day's changes of a large practice
 
 
@@ -45,7 +50,7 @@ class SeenVersions:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._keys: OrderedDict[str, str] = OrderedDict()  # key -> who published it first
         self._capacity = capacity
         self._lock = threading.Lock()
 
@@ -57,20 +62,26 @@ class SeenVersions:
         with self._lock:
             return len(self._keys)
 
-    def seen(self, changed: Changed) -> bool:
+    def seen(self, changed: Changed, *, by: str | None = None) -> bool:
+        """Whether the version was published (by `by` first, when given)."""
         key = key_of(changed)
-        return key is not None and key in self
+        if key is None:
+            return False
+        with self._lock:
+            first = self._keys.get(key)
+        return first is not None and (by is None or first == by)
 
-    def remember(self, keys: Iterable[str | None]) -> None:
-        """Remember these versions as handled (call once their events are published)."""
+    def remember(self, keys: Iterable[str | None], by: str = NOTIFIED) -> None:
+        """Remember these versions as published by `by` (call once the events are acknowledged);
+        a version keeps the publisher it was first remembered with."""
         with self._lock:
             for key in keys:
                 if key is None:
                     continue
-                self._keys[key] = None
+                self._keys.setdefault(key, by)
                 self._keys.move_to_end(key)
             while len(self._keys) > self._capacity:
                 self._keys.popitem(last=False)
 
 
-__all__ = ["SeenVersions", "key_of", "resource_key", "version_key"]
+__all__ = ["NOTIFIED", "POLLED", "SeenVersions", "key_of", "resource_key", "version_key"]

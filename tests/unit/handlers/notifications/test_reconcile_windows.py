@@ -105,3 +105,17 @@ def test_seen_versions_are_keyed_by_type_id_and_version_and_bounded() -> None:
     assert "Task/a/_history/1" in seen and "Task/a/_history/2" not in seen
     seen.remember(["Task/c/_history/1"])
     assert "Task/a/_history/1" not in seen and len(seen) == 2
+
+
+def test_a_version_keeps_who_published_it_first() -> None:
+    from carecoord.fhir.notification_bundles import Changed
+    from carecoord.handlers.notifications.seen import NOTIFIED, POLLED
+
+    seen = SeenVersions()
+    polled = Changed(task("a", "1", T0), "Task", "a", "1")
+    notified = Changed(task("b", "1", T0), "Task", "b", "1")
+    seen.remember(["Task/a/_history/1"], by=POLLED)
+    seen.remember(["Task/b/_history/1"], by=NOTIFIED)
+    seen.remember(["Task/a/_history/1"], by=NOTIFIED)  # a repeated notification after the poll
+    assert seen.seen(polled, by=POLLED) and not seen.seen(polled, by=NOTIFIED)
+    assert seen.seen(notified) and not seen.seen(notified, by=POLLED)
