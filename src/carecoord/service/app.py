@@ -108,6 +108,7 @@ def startup_checks(settings: Settings, handlers: HandlerTable, *, real_broker: b
         problem = requester_problem(handlers.configs["referrals"])
         if problem is not None:
             raise ConfigError(problem)
+    DischargeMapping.from_setting(settings.discharge_mapping)  # a bad one: ConfigError
 
 
 def build_fhir_client(settings: Settings, *, retry_budget: float | None = None) -> FhirClient:
