@@ -393,11 +393,13 @@ class Reconciler:
     def _poll_query(self, query: FollowedQuery, cursor: Cursor) -> QueryReport:
         result = QueryReport(query.name)
         try:
+            overlap = self._overlap  # the first window reaches back; a continuation does not
             for _ in range(MAX_WINDOWS):
-                cursor, complete = self._window(query, cursor, result)
+                cursor, complete = self._window(query, cursor, result, overlap)
                 self._cursors.save(query.name, cursor)
                 if complete:
                     break
+                overlap = timedelta(0)
         except Exception as exc:  # FHIR or broker outage: the cursor stays, next interval retries
             result.error = type(exc).__name__
             self._count_error(query, exc)
@@ -412,42 +414,48 @@ class Reconciler:
         return result
 
     def _window(
-        self, query: FollowedQuery, cursor: Cursor, result: QueryReport
+        self, query: FollowedQuery, cursor: Cursor, result: QueryReport, overlap: timedelta
     ) -> tuple[Cursor, bool]:
-        """One window: (the cursor after it, whether it was read whole). A window whose paging
-        was disturbed (a result newer than the first page's search: offsets may have shifted and
-        skipped one) advances only to its first page, and the next window reads on from there."""
-        params = window_params(query, cursor, self._overlap, self._page_size)
+        """One window from the cursor's `since - overlap`: (the cursor after it, whether it was
+        read whole).
+
+        Offset paging skips a result when another one changes between two page fetches (it
+        moves to the end). Such a change shows as a result newer than the first page's search
+        time (its Bundle.meta.lastUpdated); the pages fetched before the earliest such change
+        are sound, so the cursor advances to their last result only, and the next window (no
+        overlap: it continues this one) reads on from there."""
+        params = window_params(query, cursor, overlap, self._page_size)
         establishing = cursor.since is None
-        handled: list[Mapping[str, Any]] = []
-        times: list[datetime] = []
-        first_time: datetime | None = None
-        first_page: Sequence[Mapping[str, Any]] = ()
-        disturbed = False
-        for n, page in enumerate(self._search(query.resource_type, params)):
-            when = bundle_time(page)
+        pages: list[tuple[datetime | None, list[dict[str, Any]]]] = []
+        for page in self._search(query.resource_type, params):
             resources = page_resources(page, query.resource_type)
             result.found += len(resources)
-            if n == 0:
-                first_time, first_page = when, resources
-                if when is not None:
-                    times.append(when)
+            pages.append((bundle_time(page), resources))
             if establishing:  # the newest resource (or the server's time) is where we start
-                handled.extend(resources)
                 break
-            if n > 0 and (first_time is None or any(
-                (last_updated(r) or EPOCH) > first_time for r in resources
-            )):  # fmt: skip
-                disturbed = True
             self._handle(query, [r for r in resources if is_new(r, cursor)], result)
-            handled.extend(resources)
+        everything = [r for _, resources in pages for r in resources]
+        first_time = pages[0][0] if pages else None
+        times = [first_time] if first_time is not None else []
         if establishing:
-            new = advance(cursor, handled, self._overlap, times)
+            new = advance(cursor, everything, self._overlap, times)
             # An empty type on a server that gives no time: everything from now on is new.
             return (new if new.since is not None else Cursor(EPOCH, {})), True
-        if disturbed:
-            return advance(cursor, first_page, self._overlap), False
-        return advance(cursor, handled, self._overlap, times), True
+        if len(pages) <= 1:
+            return advance(cursor, everything, self._overlap, times), True
+        if first_time is None:  # no search times to tell: trust the first page only
+            return advance(cursor, pages[0][1], self._overlap), False
+        newer = [t for r in everything if (t := last_updated(r)) is not None and t > first_time]
+        if not newer:
+            return advance(cursor, everything, self._overlap, times), True
+        changed_at = min(newer)
+        sound = [
+            r
+            for n, (when, resources) in enumerate(pages)
+            if n == 0 or (when is not None and when < changed_at)
+            for r in resources
+        ]
+        return advance(cursor, sound, self._overlap), False
 
     def _handle(
         self, query: FollowedQuery, resources: Sequence[Mapping[str, Any]], result: QueryReport

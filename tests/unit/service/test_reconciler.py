@@ -285,3 +285,29 @@ def test_reconcile_now_runs_a_poll_without_waiting_for_the_interval() -> None:
     finally:
         poller.close()
     assert ("Task/t2", "completed") in published.statuses()
+
+
+def test_a_busy_server_changing_between_every_page_still_moves_the_cursor_on() -> None:
+    server, published, cursors = PagedServer(), Published(), MemoryCursors()
+    poller = reconciler(server, published, cursors, page_size=2)  # overlap 60 s > all of it
+    poller.poll_once()
+    for n in range(12):
+        server.write(f"t{n}", "accepted")
+    turns = iter(range(10_000))  # more than the windows of one poll
+
+    def someone_writes() -> None:  # one organisation keeps working while the poller pages
+        n = next(turns, None)
+        if n is not None:
+            server.write("t11", "completed" if n % 2 else "in-progress")
+
+    server.between_pages = someone_writes
+    poller.poll_once()  # every window is disturbed: the cursor must still move on
+    since = cursors.cursors["tasks"].since
+    assert since is not None
+    assert since >= datetime.fromisoformat(server.tasks["t10"]["meta"]["lastUpdated"])
+    server.between_pages = None
+    poller.poll_once()
+    versions = [(e.data["task"], e.data["task_version"]) for e in published.events]
+    assert len(versions) == len(set(versions))  # no version twice
+    current = {(f"Task/{tid}", r["meta"]["versionId"]) for tid, r in server.tasks.items()}
+    assert current <= set(versions)  # every Task's latest state reached carecoord
