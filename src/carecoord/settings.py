@@ -382,6 +382,48 @@ class Settings(BaseSettings):
         group="FHIR subscriptions",
     )
 
+    # The reconciling poller (docs/reconcile.md) and the EHR events (docs/ehr-events.md)
+    reconcile_enabled: bool = setting(
+        True,
+        "poll the FHIR server for the changes notifications may have missed (Tasks, "
+        "QuestionnaireResponses, Encounters): the source of truth behind notifications",
+        "use true or false",
+        group="Reconciling poller",
+    )
+    reconcile_interval: float = setting(
+        3600.0,
+        "seconds between polls (the Gravity SDOHCC IG: SHOULD hourly, at least once per "
+        "business day; SHOULD NOT more often than every 15 minutes)",
+        "use 900 or more seconds (the Gravity SDOHCC IG: systems SHOULD NOT query more often "
+        "than every 15 minutes), e.g. 3600",
+        group="Reconciling poller",
+        ge=900,
+    )
+    reconcile_overlap: float = setting(
+        300.0,
+        "seconds each `_lastUpdated` window reaches back before the last change seen (changes "
+        "a server commits late are still found; what was handled is not handled twice)",
+        "use a number of seconds of 0 or more, e.g. 300",
+        group="Reconciling poller",
+        ge=0,
+    )
+    reconcile_cursor_topic: str | None = setting(
+        None,
+        "compacted one-partition topic of the poller's cursors (key: query name; default "
+        "`<group_id>.reconcile.cursor`); its consumer group `<group_id>.reconcile` picks the one "
+        "instance that polls",
+        "use a Kafka topic name, e.g. carecoord.reconcile.cursor",
+        group="Reconciling poller",
+        min_length=1,
+    )
+    discharge_mapping: dict[str, Any] = setting(
+        {},
+        "JSON object overriding how a finished Encounter becomes carecoord.patient.discharged: "
+        "classes, snf_classes, snf_types, tcm_dispositions (system|code), complexity",
+        'use a JSON object, e.g. {"complexity": "moderate"} (docs/ehr-events.md)',
+        group="Reconciling poller",
+    )
+
     # Handlers
     handlers_enabled: NameList = setting(
         [],

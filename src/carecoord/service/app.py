@@ -35,12 +35,16 @@ from carecoord.fhir.errors import FhirError
 from carecoord.fhir.subscriptions import JsonFhir
 from carecoord.handlers.jobs import sweeper
 from carecoord.handlers.loader import HandlerTable, load_handlers
+from carecoord.handlers.notifications.encounters import DischargeMapping
+from carecoord.handlers.notifications.referrals import translators
+from carecoord.handlers.notifications.seen import SeenVersions
 from carecoord.handlers.processing import HandlerProcessor, TransactionalFhir
 from carecoord.handlers.referrals.handler import requester_problem
 from carecoord.service.health import HealthServer
 from carecoord.service.metrics import ServiceMetrics
 from carecoord.service.notification_endpoint import NotificationEndpoint
 from carecoord.service.notification_server import NotificationServer
+from carecoord.service.reconcile import KafkaCursors, Reconciler, fhir_pages
 from carecoord.service.subscription_watch import (
     ReconcileTrigger,
     SubscriptionWatch,
@@ -113,6 +117,7 @@ def startup_checks(settings: Settings, handlers: HandlerTable, *, real_broker: b
         problem = requester_problem(handlers.configs["referrals"])
         if problem is not None:
             raise ConfigError(problem)
+    DischargeMapping.from_setting(settings.discharge_mapping)  # a bad one: ConfigError
 
 
 def build_fhir_client(settings: Settings, *, retry_budget: float | None = None) -> FhirClient:
@@ -304,8 +309,6 @@ class Service:
         reconcile: ReconcileTrigger | None = None,
     ) -> None:
         self.settings = settings
-        # Asked to run when notifications were lost (the reconciling poller plugs in here).
-        self.reconcile: ReconcileTrigger = reconcile or WarningReconcileTrigger()
         self.subscription_watch: SubscriptionWatch | None = None
         self.handlers = handlers if handlers is not None else handlers_from_settings(settings)
         startup_checks(settings, self.handlers, real_broker=broker is None)
@@ -345,11 +348,36 @@ class Service:
             dependencies=(self.fhir_availability, self.kafka_availability),
         )
         self._periodic = PeriodicRunner(periodic_jobs)
+        # Notifications and the reconciling poller share the translators and what was published.
+        self.translators = translators(DischargeMapping.from_setting(settings.discharge_mapping))
+        self.seen_versions = SeenVersions()
+        self.reconciler = self._reconciler() if settings.reconcile_enabled else None
+        # Asked to run when the Subscription watch finds notifications lost: the poller, unless
+        # it is off (then a WARNING says so) or the caller brings its own.
+        self.reconcile: ReconcileTrigger = reconcile or self.reconciler or WarningReconcileTrigger()
         self._stop = threading.Event()
         self.health: HealthServer | None = None
         self.notifications: NotificationServer | None = None
         self._producer: Producer | None = None
         self._producer_lock = threading.Lock()
+
+    def _reconciler(self) -> Reconciler:
+        s = self.settings
+        # One deployment (consumer group), one cursor topic: two must never share cursors.
+        topic = s.reconcile_cursor_topic or f"{s.group_id}.reconcile.cursor"
+        cursors = KafkaCursors(self.runtime.broker, topic, f"{s.group_id}.reconcile")
+        return Reconciler(
+            fhir_pages(self.fhir),
+            self.publish,
+            cursors,
+            leadership=cursors,
+            seen=self.seen_versions,
+            translators=self.translators,
+            interval=s.reconcile_interval,
+            overlap=s.reconcile_overlap,
+            metrics=self.metrics.reconcile,
+            ready=lambda: self.fhir_availability.up,
+        )
 
     def add_periodic_jobs(self, jobs: Sequence[PeriodicJob]) -> None:
         self._periodic.add(jobs)
@@ -395,11 +423,15 @@ class Service:
         self.fhir_availability.start()
         self.kafka_availability.start()
         self._periodic.start()
+        if self.reconciler is not None:
+            self.reconciler.start()
         try:
             self.runtime.run(stop)
         finally:
             self._stop.set()
             self._periodic.close()
+            if self.reconciler is not None:
+                self.reconciler.close()
             self.fhir_availability.close()
             self.kafka_availability.close()
             if self.notifications is not None:
@@ -435,6 +467,8 @@ class Service:
             max_resources=s.notifications_max_resources,
             watch=watch,
             hmac_secret=secret.get_secret_value() if secret else None,
+            translators=self.translators,
+            seen=self.seen_versions,
         )  # "" -> ConfigError
         watch.replay = endpoint.replay
         self.subscription_watch = watch

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "ReconcileMetrics", "ServiceMetrics"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -95,6 +95,7 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.reconcile = ReconcileMetrics(r)
 
         # FHIR Subscriptions (carecoord.service.subscription_watch): no subscription ids
         self.notifications_received = Counter(
@@ -174,3 +175,35 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
         return generate_latest(self.registry)
+
+
+# The reconciling poller (carecoord.service.reconcile) ------------------------------------------
+
+
+class ReconcileMetrics:
+    """The poller's metrics, in the service's registry: labels are query names, resource types
+    and error types."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.polls = Counter(
+            "carecoord_reconcile_polls", "Polls run by this instance (while it leads).", registry=r
+        )
+        self.errors = Counter(
+            "carecoord_reconcile_poll_errors",
+            "Polls of a followed query that failed (retried at the next interval), by error type.",
+            ["query", "error_type"],
+            registry=r,
+        )
+        self.poller_only = Counter(
+            "carecoord_reconcile_changes_poller_only",
+            "Changed resource versions with events that no notification had brought.",
+            ["resource_type"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "carecoord_reconcile_lag_seconds",
+            "Seconds between now and the query's cursor (the server's newest change seen).",
+            ["query"],
+            registry=r,
+        )

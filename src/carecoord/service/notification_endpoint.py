@@ -34,7 +34,8 @@ from carecoord.errors import CarecoordError, ConfigError, MalformedEvent
 from carecoord.fhir.errors import FhirError
 from carecoord.fhir.notification_bundles import MalformedNotification, notified_resources
 from carecoord.fhir.subscriptions import notification_status
-from carecoord.handlers.notifications.referrals import translate
+from carecoord.handlers.notifications.referrals import ResourceTranslator, translate
+from carecoord.handlers.notifications.seen import NOTIFIED, SeenVersions
 from carecoord.service.http import HttpResponse
 from carecoord.service.subscription_watch import SubscriptionWatch
 
@@ -69,6 +70,8 @@ class NotificationEndpoint:
         max_resources: int = DEFAULT_MAX_RESOURCES,
         watch: SubscriptionWatch | None = None,
         hmac_secret: str | None = None,
+        translators: Mapping[str, ResourceTranslator] | None = None,
+        seen: SeenVersions | None = None,
     ) -> None:
         if not token.strip():  # an empty token must never mean "open"
             raise ConfigError("the FHIR notification endpoint needs a non-empty bearer token")
@@ -85,6 +88,9 @@ class NotificationEndpoint:
         if hmac_secret is not None and not hmac_secret.strip():
             raise ConfigError("the notification endpoint's HMAC secret must not be blank")
         self._secret = hmac_secret.strip().encode() if hmac_secret else None
+        # The versions published, shared with the reconciling poller: published once (seen.py).
+        self._translators = translators
+        self._seen = seen
 
     def authorize(self, headers: Mapping[str, str]) -> HttpResponse | None:
         """None when `Authorization: Bearer <token>` matches, else the 401 to send (the server
@@ -135,7 +141,7 @@ class NotificationEndpoint:
         elif self._watch is not None:
             self._watch.received_resource()
         try:
-            events = translate(payload, fhir=self._fhir)
+            events = translate(payload, fhir=self._fhir, **self._translate_options())
         except MalformedEvent as exc:
             log.info("FHIR notification refused", extra={"error": str(exc)})
             return operation_outcome(400, "error", "invalid", str(exc))
@@ -152,6 +158,8 @@ class NotificationEndpoint:
             return _unavailable("the events could not be published")
         if self._watch is not None and status is not None:
             self._watch.processed(status)
+        if self._seen is not None:  # published: the poller need not publish these again
+            self._seen.remember(getattr(events, "versions", ()), by=NOTIFIED)
         if events:
             log.info("FHIR notification published", extra={"event_ids": [e.id for e in events]})
         return operation_outcome(200, "information", "informational", f"{len(events)} event(s)")
@@ -163,6 +171,14 @@ class NotificationEndpoint:
             return False
         expected = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
         return hmac.compare_digest(given.strip().lower().encode(), expected.encode())
+
+    def _translate_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self._translators is not None:
+            options["translators"] = self._translators
+        if self._seen is not None:
+            options["seen"] = self._seen
+        return options
 
     def _check_named(self, payload: Any) -> HttpResponse | None:
         """400 for a resource type or id that is not FHIR's, 413 above `max_resources` distinct

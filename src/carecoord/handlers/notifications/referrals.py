@@ -13,13 +13,20 @@ in-progress, on-hold, completed, failed, cancelled) into `carecoord.referral.sta
 from the Task's version, so a repeated notification yields the same id. The statuses only the
 requester sets (draft, requested, entered-in-error) translate to nothing.
 Any other carecoord Task (e.g. a provider's clinical-review Task) reports its status the same way
-as `carecoord.task.status-changed` (carecoord.handlers.notifications.tasks).
+as `carecoord.task.status-changed` (carecoord.handlers.notifications.tasks). A finished discharge
+Encounter becomes `carecoord.patient.discharged` (.encounters), a completed QuestionnaireResponse
+`carecoord.assessment.completed` (.questionnaire_responses).
+
+The reconciling poller (carecoord.service.reconcile) hands the resources its searches find to the
+same translators (`events_of`); both remember the versions they published in one
+`SeenVersions` (.seen), so a change notified and polled is published once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from carecoord.caremodel import terminology as t
@@ -40,6 +47,15 @@ from carecoord.handlers.notifications.common import (
     status_event,
     task_patient,
 )
+from carecoord.handlers.notifications.encounters import (
+    DEFAULT_MAPPING,
+    DischargeMapping,
+    encounter_events,
+)
+from carecoord.handlers.notifications.questionnaire_responses import (
+    questionnaire_response_events,
+)
+from carecoord.handlers.notifications.seen import POLLED, SeenVersions, key_of
 from carecoord.handlers.notifications.tasks import carecoord_task_events
 
 log = logging.getLogger(__name__)
@@ -51,28 +67,60 @@ REFERRAL_TASK_ID = identifier_system("referral-task")
 ResourceTranslator = Callable[[Changed], list[CloudEvent]]
 
 
-def translate(payload: Mapping[str, Any] | Sequence[Any], *, fhir: FhirReader) -> list[CloudEvent]:
+class Translation(list[CloudEvent]):
+    """A notification's events, and in `versions` the resource versions they came from
+    (remember those in the shared SeenVersions once the events are published)."""
+
+    def __init__(self, events: Sequence[CloudEvent] = (), versions: Sequence[str] = ()) -> None:
+        super().__init__(events)
+        self.versions = list(versions)
+
+
+def translate(
+    payload: Mapping[str, Any] | Sequence[Any],
+    *,
+    fhir: FhirReader,
+    translators: Mapping[str, ResourceTranslator] | None = None,
+    seen: SeenVersions | None = None,
+) -> Translation:
     """The domain events a FHIR change notification stands for (possibly none).
 
     `fhir` (the configured FHIR server) is where every notified resource a translator wants is
     read; the events come from what it returns. Raises MalformedNotification (a MalformedEvent)
     for a payload that is not a notification; FhirErrors of the reads propagate (a resource
-    deleted since is skipped).
+    deleted since is skipped). `translators` default to TRANSLATORS; versions the reconciling
+    poller already published (in `seen`) are skipped.
     """
-    events: list[CloudEvent] = []
-    seen: set[tuple[str, str]] = set()
+    table = TRANSLATORS if translators is None else translators
+    result = Translation()
+    asked: set[tuple[str, str]] = set()
     for hint in notified_resources(payload):
-        if (hint.resource_type, hint.id) in seen:  # one read per resource per notification
+        if (hint.resource_type, hint.id) in asked:  # one read per resource per notification
             continue
-        seen.add((hint.resource_type, hint.id))
-        translator = TRANSLATORS.get(hint.resource_type)
+        asked.add((hint.resource_type, hint.id))
+        translator = table.get(hint.resource_type)
         if translator is None:  # not worth a read; the type may be free text: not logged
             log.debug("notification ignored: resource type not translated")
             continue
         changed = read_current(hint, fhir)
-        if changed is not None:
-            events.extend(translator(changed))
-    return events
+        if changed is None:
+            continue
+        if seen is not None and seen.seen(changed, by=POLLED):
+            log.debug("notified version already polled", extra={"resource": changed.reference})
+            continue
+        result.extend(translator(changed))
+        key = key_of(changed)
+        if key is not None:
+            result.versions.append(key)
+    return result
+
+
+def events_of(
+    changed: Changed, translators: Mapping[str, ResourceTranslator] | None = None
+) -> list[CloudEvent]:
+    """The events of one changed resource as the server has it (no translator: none)."""
+    translator = (TRANSLATORS if translators is None else translators).get(changed.resource_type)
+    return translator(changed) if translator is not None else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,9 +166,16 @@ def task_events(changed: Changed) -> list[CloudEvent]:
     return carecoord_task_events(changed)
 
 
-TRANSLATORS: dict[str, ResourceTranslator] = {
-    "Task": task_events,
-}
+def translators(discharges: DischargeMapping = DEFAULT_MAPPING) -> dict[str, ResourceTranslator]:
+    """The translator of each resource type, the Encounter one with its discharge mapping."""
+    return {
+        "Task": task_events,
+        "Encounter": partial(encounter_events, mapping=discharges),
+        "QuestionnaireResponse": questionnaire_response_events,
+    }
+
+
+TRANSLATORS: dict[str, ResourceTranslator] = translators()
 
 
 def _is_referral_task(task: Mapping[str, Any]) -> bool:
@@ -148,7 +203,10 @@ __all__ = [
     "Changed",
     "Hint",
     "ResourceTranslator",
+    "Translation",
+    "events_of",
     "referral_task_events",
     "task_events",
     "translate",
+    "translators",
 ]
