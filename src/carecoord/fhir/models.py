@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from carecoord.errors import describe_validation
 from carecoord.fhir.errors import FhirResponseInvalid
+from carecoord.fhir.lazy import LazyResource, copy_json, is_lean
 
 FhirVersion = Literal["R4", "R5"]
 DEFAULT_VERSION: FhirVersion = "R4"
@@ -27,12 +28,21 @@ def model_class(resource_type: str, version: FhirVersion = DEFAULT_VERSION) -> t
 
 def parse_resource(data: Any, version: FhirVersion = DEFAULT_VERSION) -> Resource:
     """Validate JSON (a dict) into a fhir.resources object, or raise FhirResponseInvalid naming the
-    resource (type/id) and the failing elements (never their values)."""
+    resource (type/id) and the failing elements (never their values).
+
+    Inside `fhir.lazy.lean()` the resource is a LazyResource: validated (and the error raised)
+    only when a handler reads more than its type and id."""
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise FhirResponseInvalid("not a FHIR resource: no resourceType")
+    cls = model_class(data["resourceType"], version)
+    if is_lean():
+        return LazyResource(cls, data, lambda d: _validate(cls, d))  # type: ignore[return-value]
+    return _validate(cls, data)
+
+
+def _validate(cls: type[Resource], data: dict[str, Any]) -> Resource:
     rtype = data["resourceType"]
     rid = data.get("id") if isinstance(data.get("id"), str) else None
-    cls = model_class(rtype, version)
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
@@ -44,5 +54,10 @@ def parse_resource(data: Any, version: FhirVersion = DEFAULT_VERSION) -> Resourc
 
 def to_json(resource: Resource) -> dict[str, Any]:
     """JSON-ready dict of a resource (no nulls), as a server expects it."""
+    if isinstance(resource, LazyResource):
+        raw = resource.json()
+        if raw is not None:
+            return copy_json(raw)
+        resource = resource.model()
     data: dict[str, Any] = resource.model_dump(mode="json", exclude_none=True, by_alias=True)
     return data
