@@ -24,6 +24,7 @@ from fhir.resources.R4B.task import Task
 
 from carecoord.core.vocabulary import TASK_STATUSES, TaskStatus
 from carecoord.errors import InvalidTransition
+from carecoord.fhir.models import revised
 
 Actor = Literal["requester", "owner"]
 
@@ -146,7 +147,7 @@ def transition(
         if at.tzinfo is None:
             raise ValueError("`at` must be timezone-aware")
         data["lastModified"] = at.isoformat()
-    return type(task).model_validate(data)
+    return revised(task, data)
 
 
 # The referral Task state diagram adds "Accepted -> Completed or Failed" to the FHIR table

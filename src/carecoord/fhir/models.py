@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import fhir.resources as r5
 import fhir.resources.R4B as r4b
@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from carecoord.errors import describe_validation
 from carecoord.fhir.errors import FhirResponseInvalid
-from carecoord.fhir.lazy import LazyResource, copy_json, is_lean
+from carecoord.fhir.lazy import LazyResource, checking_builds, copy_json, is_lean
 
+R = TypeVar("R", bound=Resource)
 FhirVersion = Literal["R4", "R5"]
 DEFAULT_VERSION: FhirVersion = "R4"
 
@@ -61,3 +62,20 @@ def to_json(resource: Resource) -> dict[str, Any]:
         resource = resource.model()
     data: dict[str, Any] = resource.model_dump(mode="json", exclude_none=True, by_alias=True)
     return data
+
+
+def revised(resource: R, data: dict[str, Any]) -> R:
+    """`data` (a handler's edit of `to_json(resource)`) as a resource of the same class. Inside
+    `fhir.lazy.lean()` a LazyResource (validated only if read; checked, where the test suite
+    checks builds, by validating it now); elsewhere validated at once."""
+    return of_class(resource.__class__, data)  # a LazyResource's class is its model's
+
+
+def of_class(cls: type[R], data: dict[str, Any]) -> R:
+    """`data` validated into `cls`; inside `fhir.lazy.lean()` a LazyResource instead (see
+    `revised`)."""
+    if is_lean():
+        if checking_builds():
+            cls.model_validate(copy_json(data))
+        return LazyResource(cls, data, cls.model_validate)  # type: ignore[return-value]
+    return cls.model_validate(data)

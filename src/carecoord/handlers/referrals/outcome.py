@@ -29,7 +29,7 @@ from carecoord.caremodel.identifiers import add_create
 from carecoord.core.effects import Effects
 from carecoord.core.handler import FhirReader
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.models import to_json
+from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.care.roles import care_manager_role
 
 
@@ -142,4 +142,4 @@ def outcome_review_task(
             for p in procedures
         ),
     ]
-    return type(task).model_validate(data)
+    return revised(task, data)
