@@ -48,6 +48,7 @@ class _Worker:
             text=True,
         )
         self.done = 0
+        self.dead = 0
         self.ready = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -58,7 +59,8 @@ class _Worker:
             if line.startswith("ready"):
                 self.ready.set()
             elif line.startswith("done "):
-                self.done = int(line.split()[1])
+                _, done, dead = line.split()
+                self.done, self.dead = int(done), int(dead)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -167,6 +169,8 @@ def drain(
         "mode": mode,
         "processes": processes,
         "events": total,
+        "warmup_events": len(warmup),
+        "dead_lettered": sum(w.dead for w in workers),
         "events_per_s": round(timed_events / timed_seconds, 1) if timed_seconds else None,
         "cpu_ms_per_event": {
             "service": round(1000 * own_total / total, 2),

@@ -57,7 +57,7 @@ def run_floor(
     topic: str,
     group: str,
     templates: str,
-    report_until: Callable[[threading.Event, Callable[[], int]], None],
+    report_until: Callable[[threading.Event, Callable[[], tuple[int, int]]], None],
 ) -> None:
     template_patient, by_kind = load_templates(templates)
     old = template_patient.encode()
@@ -74,7 +74,7 @@ def run_floor(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     done = [0]
-    reporter = threading.Thread(target=report_until, args=(stop, lambda: done[0]))
+    reporter = threading.Thread(target=report_until, args=(stop, lambda: (done[0], 0)))
     reporter.start()
     print("ready", flush=True)
     lock = threading.Lock()

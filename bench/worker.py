@@ -6,7 +6,8 @@
 `carecoord`: the real runtime and built-in handlers (as tests/support/pipeline.py runs them);
 `floor`: bench/floor.py. Each runs in a process of its own, so /proc/<pid>/stat is its CPU alone
 (the bench's proxy and producer stay in the parent). It prints `done <n>` whenever its count of
-finished events changes (at most every 50 ms) and stops on SIGTERM.
+finished events changes (at most every 50 ms), with how many of them were dead-lettered, and
+stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from collections.abc import Callable
 from bench import kafka_patch
 
 
-def report_until(stop: threading.Event, count: Callable[[], int]) -> None:
-    last = -1
+def report_until(stop: threading.Event, count: Callable[[], tuple[int, int]]) -> None:
+    last = (-1, -1)
     while not stop.wait(0.05):
         now = count()
         if now != last:
-            print(f"done {now}", flush=True)
+            print(f"done {now[0]} {now[1]}", flush=True)
             last = now
 
 
@@ -59,7 +60,8 @@ def run_carecoord(bootstrap: str, fhir_url: str, topic: str, group: str) -> None
     runtime = EventRuntime(processor, options, observer=counter)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    reporter = threading.Thread(target=report_until, args=(stop, lambda: counter.done))
+    counts = lambda: (counter.done, counter.dead)  # noqa: E731
+    reporter = threading.Thread(target=report_until, args=(stop, counts))
     reporter.start()
     print("ready", flush=True)
     runtime.run(stop)

@@ -21,6 +21,7 @@ from carecoord.caremodel.identifiers import identifier_system
 from carecoord.caremodel.identifiers import identifier_value as business_value
 from carecoord.core.config import HandlerConfig
 from carecoord.core.vocabulary import PROGRAMS, Channel
+from carecoord.fhir.lazy import json_of
 from carecoord.fhir.models import model_class
 
 # Programs that need the patient's consent before they are billed (CCM; PCM, BHI and APCM share
@@ -179,11 +180,21 @@ def ref_of(resource: Resource) -> str:
 
 
 def version_of(resource: Resource) -> str | None:
+    raw = json_of(resource)
+    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
+        vid = (raw.get("meta") or {}).get("versionId")
+        return str(vid) if vid else None
     meta = getattr(resource, "meta", None)
     return getattr(meta, "versionId", None) if meta else None
 
 
 def identifier_value(resource: Resource, system: str) -> str | None:
+    raw = json_of(resource)
+    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
+        for ident in raw.get("identifier") or []:
+            if ident.get("system") == system and ident.get("value"):
+                return str(ident["value"])
+        return None
     for ident in getattr(resource, "identifier", None) or []:
         if ident.system == system and ident.value:
             return str(ident.value)
@@ -240,6 +251,13 @@ def as_instant(value: Any) -> datetime | None:
 
 def patient_of(resource: Resource) -> str | None:
     """The Patient id a resource is about (subject / for)."""
+    raw = json_of(resource)
+    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
+        for key in ("subject", "for"):
+            ref = (raw.get(key) or {}).get("reference")
+            if isinstance(ref, str) and ref.startswith("Patient/"):
+                return ref.removeprefix("Patient/")
+        return None
     for attr in ("subject", "for_fhir"):
         ref = reference_str(getattr(resource, attr, None))
         if ref and ref.startswith("Patient/"):
