@@ -24,6 +24,7 @@ from carecoord.fhir.models import FhirVersion, model_class, to_json
 
 R = TypeVar("R", bound=Resource)
 
+_UTC_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00$")
 _REFERENCE = re.compile(r"^(?:[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}|urn:uuid:[0-9a-fA-F-]{36})$")
 
 
@@ -114,12 +115,15 @@ def _check_lean(model: type[Resource], lean_json: dict[str, Any]) -> None:
 
 
 def _drop_empty(value: Any) -> Any:
-    """Drop None/empty elements (FHIR forbids empty ones), innermost first."""
+    """Drop None/empty elements (FHIR forbids empty ones), innermost first; a UTC dateTime
+    written "+00:00" (datetime.isoformat) becomes "Z", as validation would write it."""
     if isinstance(value, dict):
         cleaned = {k: _drop_empty(v) for k, v in value.items()}
         return {k: v for k, v in cleaned.items() if v not in (None, [], {}, "")}
     if isinstance(value, list):
         return [v for v in (_drop_empty(x) for x in value) if v not in (None, [], {}, "")]
+    if isinstance(value, str) and value.endswith("+00:00") and _UTC_DATETIME.match(value):
+        return value[:-6] + "Z"  # as fhir.resources writes a UTC dateTime / instant
     return value
 
 

@@ -489,7 +489,7 @@ def _entry(
     }
     if data.by.startswith(_PRACTITIONER_PREFIXES):
         body["performer"] = [{"actor": {"reference": data.by}}]
-    return ChargeItem.model_validate(body)
+    return finish(ChargeItem, body, "R4")
 
 
 def _emit(

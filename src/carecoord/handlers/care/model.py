@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ConfigDict, Field
 
+from carecoord.caremodel._build import finish
 from carecoord.caremodel.identifiers import identifier_system
 from carecoord.caremodel.identifiers import identifier_value as business_value
 from carecoord.core.config import HandlerConfig
@@ -171,8 +172,9 @@ def _channels(*names: Channel) -> list[Channel]:
 
 
 def build(resource_type: str, data: dict[str, Any]) -> Resource:
-    """A validated fhir.resources object from plain JSON."""
-    return model_class(resource_type).model_validate({"resourceType": resource_type, **data})
+    """A validated fhir.resources object from plain JSON (on the handlers' lean path, the JSON
+    itself: caremodel._build.finish)."""
+    return finish(model_class(resource_type), {"resourceType": resource_type, **data}, "R4")
 
 
 def ref_of(resource: Resource) -> str:
