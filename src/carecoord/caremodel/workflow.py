@@ -189,7 +189,7 @@ def _check(
 
 
 def _is_r4(task: Any) -> bool:
-    return type(task).__module__.startswith("fhir.resources.R4B")
+    return task.__class__.__module__.startswith("fhir.resources.R4B")  # a LazyResource: its model
 
 
 def _task_ref(task: Any) -> str:

@@ -118,3 +118,13 @@ def test_a_month_of_events_goes_out_as_the_validated_json_of_every_builder() -> 
     built = {r.get_resource_type() for r in made}
     assert {"CarePlan", "CommunicationRequest", "Communication", "Task", "Basic"} <= built
     assert run.fhir.all("ChargeItem")
+
+
+def test_a_lazy_r4_task_moves_on_as_an_r4_task() -> None:
+    """The FHIR version of a lazy resource is its model's (R4 statusReason: a CodeableConcept)."""
+    from carecoord.caremodel.workflow import transition
+
+    with lean():
+        task = parse_resource(dict(TASK))
+        done = transition(task, "cancelled", reason="no longer needed")
+        assert to_json(done)["statusReason"] == {"text": "no longer needed"}
