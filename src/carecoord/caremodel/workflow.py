@@ -189,7 +189,8 @@ def _check(
 
 
 def _is_r4(task: Any) -> bool:
-    return task.__class__.__module__.startswith("fhir.resources.R4B")  # a LazyResource: its model
+    module: str = task.__class__.__module__  # a LazyResource answers its model's class
+    return module.startswith("fhir.resources.R4B")
 
 
 def _task_ref(task: Any) -> str:
