@@ -7,14 +7,18 @@ social need (a community referral). Before it, each patient gets `history` month
 outreach (the monthly request and three attempts) and time entries, written straight to the
 server, so searches that are not bounded to their period would grow with it.
 
-- Requests per event type: a few patients' events one at a time, each event's requests counted.
-- events/s end to end: the other patients' events published at once, publish -> last processed.
+- Requests per event type: a few patients' events one at a time through an in-process runtime,
+  each event's requests counted (and the first patient's requests kept as the floor's templates).
+- The drains run in service processes of their own (bench/drain.py, bench/worker.py): the
+  other patients' events published one type at a time after an unmeasured warm-up; events/s
+  publish -> last processed; CPU per event and per event type of the service process(es) and of
+  the server from /proc/<pid>/stat. At 1 month of history, on patients of their own against the
+  same server, also the floor consumer (bench/floor.py: cpu_ratio_to_floor) and 2 and 3 service
+  processes in one consumer group (events_per_s_by_processes).
 - Each history level runs on a fresh embedded server (the same one where
   CARECOORD_FHIR_BASE_URL names an external server), so the only thing that grows is the
   history per patient, not the database the earlier levels left behind.
-- CPU per event: this process (the runtime, its Kafka clients and the proxy; one GIL) and the
-  server's process, over the timed drain and over the raw replay, from /proc (Linux).
-- The server's raw transactions/s: the very transaction bundles the pipeline sent (captured by
+- The server's raw transactions/s: the very transaction bundles the service sent (captured by
   the proxy, patient ids renamed so the creates are new), 8 clients at a time, through the same
   proxy. server_ratio = carecoord events/s / raw transactions/s (one transaction per event).
 """
