@@ -7,14 +7,18 @@ social need (a community referral). Before it, each patient gets `history` month
 outreach (the monthly request and three attempts) and time entries, written straight to the
 server, so searches that are not bounded to their period would grow with it.
 
-- Requests per event type: a few patients' events one at a time, each event's requests counted.
-- events/s end to end: the other patients' events published at once, publish -> last processed.
+- Requests per event type: a few patients' events one at a time through an in-process runtime,
+  each event's requests counted (and the first patient's requests kept as the floor's templates).
+- The drains run in service processes of their own (bench/drain.py, bench/worker.py): the
+  other patients' events published one type at a time after an unmeasured warm-up; events/s
+  publish -> last processed; CPU per event and per event type of the service process(es) and of
+  the server from /proc/<pid>/stat. At 1 month of history, on patients of their own against the
+  same server, also the floor consumer (bench/floor.py: cpu_ratio_to_floor) and 2 and 3 service
+  processes in one consumer group (events_per_s_by_processes).
 - Each history level runs on a fresh embedded server (the same one where
   CARECOORD_FHIR_BASE_URL names an external server), so the only thing that grows is the
   history per patient, not the database the earlier levels left behind.
-- CPU per event: this process (the runtime, its Kafka clients and the proxy; one GIL) and the
-  server's process, over the timed drain and over the raw replay, from /proc (Linux).
-- The server's raw transactions/s: the very transaction bundles the pipeline sent (captured by
+- The server's raw transactions/s: the very transaction bundles the service sent (captured by
   the proxy, patient ids renamed so the creates are new), 8 clients at a time, through the same
   proxy. server_ratio = carecoord events/s / raw transactions/s (one transaction per event).
 """
@@ -37,6 +41,7 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.condition import Condition
 
+from bench.drain import cpu_seconds, drain
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create, business_identifier_json
 from carecoord.core.effects import Effects
@@ -56,6 +61,7 @@ MONTH = Month(2026, 12)
 CM = "Practitioner/cm-bench"
 CONFIG = {"referrals": {"requester": "Organization/clinic-bench"}}
 RAW_CLIENTS = 8
+WARMUP_PATIENTS = 4  # per drain, not measured
 ESCALATION = "outreach.attempted (escalates)"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 CONDITION_CODES = ("E11.9", "I10")
@@ -174,32 +180,46 @@ def raw_transactions(base_url: str, bodies: list[bytes], rename: tuple[str, str]
     return len(payloads) / (time.perf_counter() - started)
 
 
-def _cpu(pid: int | None) -> float | None:
-    """CPU seconds (user + system) of a process so far; None where /proc cannot tell."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class _CpuMeter:
     """CPU milliseconds per item spent by this process and by the server between two marks."""
 
     def __init__(self, server_pid: int | None) -> None:
         self.server_pid = server_pid
         self.own = time.process_time()
-        self.server = _cpu(server_pid)
+        self.server = cpu_seconds(server_pid)
 
     def per_item(self, items: int) -> dict[str, float | None]:
-        server_now = _cpu(self.server_pid)
+        server_now = cpu_seconds(self.server_pid)
         server = None
         if server_now is not None and self.server is not None:
             server = round(1000 * (server_now - self.server) / items, 1)
         own = round(1000 * (time.process_time() - self.own) / items, 1)
         return {"this_process": own, "server": server}
+
+
+def _phases(
+    names: list[str], first: int = 0
+) -> tuple[list[tuple[str, list[CloudEvent]]], dict[str, str]]:
+    """The patients' events grouped by type label (enrolments first, ... referrals last), and
+    the label of each event kind (the event-id suffix the floor keys its templates by)."""
+    phases: dict[str, list[CloudEvent]] = {}
+    kinds: dict[str, str] = {}
+    for i, name in enumerate(names):
+        for label, event in events_of(name, with_referral=(first + i) % 4 == 0):
+            phases.setdefault(label, []).append(event)
+            kinds[event.id[len(name) + 1 :]] = label
+    return list(phases.items()), kinds
+
+
+def _templates(
+    traced: list[tuple[str, str, bytes]], marks: list[tuple[str, int]], patient: str, out: Path
+) -> None:
+    """bench/floor.py's templates: the requests each event kind of `patient` sent."""
+    by_kind: dict[str, list[list[str]]] = {}
+    for n, (kind, begin) in enumerate(marks):
+        end = marks[n + 1][1] if n + 1 < len(marks) else len(traced)
+        by_kind[kind] = [[m, path, body.decode()] for m, path, body in traced[begin:end]]
+    out.write_text(json.dumps({"patient": patient, "by_kind": by_kind}))
 
 
 def run_level(
@@ -210,71 +230,106 @@ def run_level(
     calibrate: int,
     tag: str,
     server_pid: int | None = None,
+    compare: bool = False,
 ) -> dict[str, Any]:
-    proxy = FhirProxy(fhir_url)
+    """One history level. With `compare`: also the floor consumer and 2 and 3 service
+    processes, each on patients of its own (same history), against the same server."""
+    proxy = FhirProxy(fhir_url, keep_alive=True)
     direct = FhirClient(fhir_url)
     prefix = f"b{tag}h{history}"
-    names = [f"{prefix}-p{i:03d}" for i in range(patients)]
-    for name in names:
+    rest = patients - calibrate
+    sets = ("c1", "floor", "c2", "c3") if compare else ("c1",)
+    names = [f"{prefix}-p{i:03d}" for i in range(calibrate)]
+    drains = {k: [f"{prefix}-{k}-{i:03d}" for i in range(rest)] for k in sets}
+    warm = {k: [f"{prefix}-{k}-w{i}" for i in range(WARMUP_PATIENTS)] for k in sets}
+    everyone = [
+        *names,
+        *(n for v in drains.values() for n in v),
+        *(n for v in warm.values() for n in v),
+    ]
+    for name in everyone:
         seed_history(direct, name, history)
     pipeline = Pipeline(bootstrap, proxy.base_url, config=CONFIG, partitions=6)
+    templates = Path(f"/tmp/bench-floor-{prefix}.json")
     try:
         pipeline.fhir.capability_statement()
         samples: dict[str, list[int]] = {}
         kinds: dict[str, Counter[str]] = {}
-        for i, name in enumerate(names[:calibrate]):
+        proxy.traced = []
+        marks: list[tuple[str, int]] = []
+        for i, name in enumerate(names):
             for label, event in events_of(name, with_referral=i % 4 == 0):
                 start = proxy.count()
+                if i == 0:
+                    marks.append((event.id[len(name) + 1 :], len(proxy.traced)))
                 pipeline.publish(event)
                 pipeline.wait_idle()
                 got = proxy.since(start)
                 samples.setdefault(label, []).append(sum(got.values()))
                 kinds[label] = kinds.get(label, Counter()) | got
-        rest = names[calibrate:]
-        batch = [e for i, n in enumerate(rest) for _, e in events_of(n, with_referral=i % 4 == 0)]
-        proxy.captured = []
-        start = proxy.count()
-        meter = _CpuMeter(server_pid)
-        started = time.perf_counter()
-        pipeline.publish(*batch)
-        pipeline.wait_idle(timeout=600)
-        seconds = time.perf_counter() - started
-        cpu_per_event = meter.per_item(len(batch))
-        requests = sum(proxy.since(start).values())
-        server_ms = proxy.mean_ms_since(start)
-        bodies, proxy.captured = proxy.captured, None
-        dead = pipeline.counter.dead
+            if i == 0:
+                _templates(proxy.traced, marks, name, templates)
+        proxy.traced = None
     finally:
         pipeline.close()
+    results: dict[str, dict[str, Any]] = {}
+    for key in sets:
+        phases, _ = _phases(drains[key])
+        mode = "floor" if key == "floor" else "carecoord"
+        processes = int(key[1]) if key.startswith("c") else 1
+        if key == "c1":
+            proxy.captured = []
+            start = proxy.count()
+        warmup = [e for i, n in enumerate(warm[key]) for _, e in events_of(n, i % 4 == 0)]
+        results[key] = drain(
+            mode, bootstrap, proxy.base_url, phases, processes=processes, warmup=warmup,
+            server_pid=server_pid, templates=str(templates) if mode == "floor" else None,
+        )  # fmt: skip
+        if key == "c1":
+            requests = sum(proxy.since(start).values())
+            server_ms = proxy.mean_ms_since(start)
+            bodies, proxy.captured = proxy.captured or [], None
     meter = _CpuMeter(server_pid)
-    raw = raw_transactions(proxy.base_url, bodies, (f"{prefix}-p", f"{prefix}-raw-p"))
+    raw = raw_transactions(proxy.base_url, bodies, (f"{prefix}-c1-", f"{prefix}-raw-"))
     cpu_per_raw = meter.per_item(len(bodies))
     proxy.close()
     direct.close()
-    events_per_s = len(batch) / seconds
+    main = results["c1"]
+    events = main["events"]
+    events_per_s = main["events_per_s"]
     by_type = _per_type(samples)
     for label, kind in kinds.items():
         by_type[label]["max_by_kind"] = dict(kind)  # type: ignore[assignment]
-    return {
+    out: dict[str, Any] = {
         "history_months": history,
         "patients": patients,
-        "events": len(batch),
-        "dead_lettered": dead,
-        "seconds": round(seconds, 2),
-        "events_per_s": round(events_per_s, 1),
-        "requests_per_event_mean": round(requests / len(batch), 2),
+        "events": events,
+        "dead_lettered": main["dead_lettered"],
+        "events_per_s": events_per_s,
+        "requests_per_event_mean": round(requests / (events + main["warmup_events"]), 2),
         "server_ms_by_kind": server_ms,
-        "cpu_ms_per_event": cpu_per_event,
+        "cpu_ms_per_event": main["cpu_ms_per_event"],
+        "cpu_ms_per_event_by_type": main["cpu_ms_per_event_by_type"],
         "cpu_ms_per_raw_transaction": cpu_per_raw,
         "raw_transactions": len(bodies),
         "raw_transactions_per_s": round(raw, 1),
         "server_ratio": round(events_per_s / raw, 3),
         "by_type": by_type,
     }
+    if compare:
+        floor = results["floor"]
+        out["floor"] = floor
+        out["cpu_ratio_to_floor"] = round(
+            main["cpu_ms_per_event"]["service"] / floor["cpu_ms_per_event"]["service"], 2
+        )
+        out["events_per_s_by_processes"] = {
+            str(k[1]): results[k]["events_per_s"] for k in ("c1", "c2", "c3")
+        }
+    return out
 
 
 def _summary(level: dict[str, Any]) -> dict[str, Any]:
-    keys = ("history_months", "events_per_s", "requests_per_event_mean")
+    keys: tuple[str, ...] = ("history_months", "events_per_s", "requests_per_event_mean")
     more = ("raw_transactions_per_s", "server_ratio", "cpu_ms_per_event", "server_ms_by_kind")
     out = {k: level[k] for k in (*keys, *more)}
     out["requests_max_by_type"] = {k: v["max"] for k, v in level["by_type"].items()}
@@ -282,7 +337,7 @@ def _summary(level: dict[str, Any]) -> dict[str, Any]:
 
 
 def _level_on_server(
-    bootstrap: str, history: int, patients: int, calibrate: int, tag: str
+    bootstrap: str, history: int, patients: int, calibrate: int, tag: str, compare: bool = False
 ) -> dict[str, Any]:
     from carecoord.local import start_fhir
 
@@ -293,7 +348,7 @@ def _level_on_server(
         with FhirClient(fhir_url) as client:
             import_directory(client, json.loads(SAMPLE.read_text()))
         pid = server.proc.pid if server is not None else None
-        return run_level(bootstrap, fhir_url, history, patients, calibrate, tag, pid)
+        return run_level(bootstrap, fhir_url, history, patients, calibrate, tag, pid, compare)
     finally:
         if server is not None:
             server.close()
@@ -306,13 +361,20 @@ def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]
     patients, calibrate = (24, 4) if quick else (100, 8)
     levels = []
     for history in (1, 6, 12):
-        level = _level_on_server(bootstrap, history, patients, calibrate, tag)
+        level = _level_on_server(bootstrap, history, patients, calibrate, tag, history == 1)
         cpu = level["cpu_ms_per_event"]
         step(
             f"(e) {history:>2} months of history: {level['events_per_s']} events/s, "
             f"{level['requests_per_event_mean']} requests/event, server "
             f"{level['raw_transactions_per_s']} tx/s -> ratio {level['server_ratio']}; "
-            f"CPU ms/event here {cpu['this_process']}, server {cpu['server']}"
+            f"CPU ms/event service {cpu['service']}, server {cpu['server']}"
+            + (
+                f"; floor {level['floor']['cpu_ms_per_event']['service']} -> "
+                f"{level['cpu_ratio_to_floor']}x; events/s by processes "
+                f"{level['events_per_s_by_processes']}"
+                if "floor" in level
+                else ""
+            )
         )
         levels.append(level)
     main = levels[0]
@@ -328,6 +390,22 @@ def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]
         "events_per_s": main["events_per_s"],
         "server_raw_transactions_per_s": main["raw_transactions_per_s"],
         "server_ratio": main["server_ratio"],
+        "cpu_ms_per_event": {
+            "carecoord": main["cpu_ms_per_event"]["service"],
+            "floor": main["floor"]["cpu_ms_per_event"]["service"],
+            "server": main["cpu_ms_per_event"]["server"],
+            "server_under_floor": main["floor"]["cpu_ms_per_event"]["server"],
+        },
+        "cpu_ratio_to_floor": main["cpu_ratio_to_floor"],
+        "cpu_ms_per_event_by_type": {
+            label: {
+                "carecoord": v["service"],
+                "floor": main["floor"]["cpu_ms_per_event_by_type"][label]["service"],
+                "server": v["server"],
+            }
+            for label, v in main["cpu_ms_per_event_by_type"].items()
+        },
+        "events_per_s_by_processes": main["events_per_s_by_processes"],
         "by_type": by_type,
         "by_history": [_summary(lv) for lv in levels],
         "levels": levels,

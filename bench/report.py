@@ -51,6 +51,28 @@ def print_pipeline(r: dict[str, Any]) -> None:
         f">= {targets['server_ratio']}",
         _ok(met["server_ratio"]),
     )
+    if "cpu_ratio_to_floor" in p:
+        cpu = p["cpu_ms_per_event"]
+        summary.add_row(
+            "CPU ms/event: carecoord vs floor consumer",
+            f"{cpu['carecoord']} vs {cpu['floor']} -> {p['cpu_ratio_to_floor']}x "
+            f"(server {cpu['server']})",
+            f"<= {targets['cpu_ratio_to_floor']}x",
+            _ok(met["cpu_ratio_to_floor"]),
+        )
+        for label, v in p["cpu_ms_per_event_by_type"].items():
+            summary.add_row(
+                f"    {label}",
+                f"{v['carecoord']} vs {v['floor']} (server {v['server']})",
+                "",
+                "",
+            )
+        summary.add_row(
+            "events/s with 1 / 2 / 3 service processes",
+            " / ".join(str(v) for v in p["events_per_s_by_processes"].values()),
+            "",
+            "",
+        )
     for lv in p["by_history"]:
         summary.add_row(
             f"    {lv['history_months']} months of history",

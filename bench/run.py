@@ -75,8 +75,11 @@ TARGETS = {
     "speedup": 20.0,
     "rss_mb": 300.0,
     "requests_per_event": 2,
-    "requests_per_escalation": 3,
+    # issue 27: 2 wherever the server answers a CarePlan's CareTeam in the plans' search
+    # (_include=CarePlan:care-team); the embedded sekmet does not (bench/pipeline.py)
+    "requests_per_escalation": 2,
     "server_ratio": 0.8,
+    "cpu_ratio_to_floor": 1.5,
 }
 
 
@@ -259,6 +262,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
             "requests_per_escalation": p["requests_per_escalation"]
             <= TARGETS["requests_per_escalation"],
             "server_ratio": p["server_ratio"] >= TARGETS["server_ratio"],
+            "cpu_ratio_to_floor": p.get("cpu_ratio_to_floor", float("inf"))
+            <= TARGETS["cpu_ratio_to_floor"],
             # "must not fall as history grows": within 10 % run-to-run noise of the 1-month level
             "flat_with_history": min(rates) >= 0.9 * rates[0] and max(costs) <= costs[0] + 0.01,
         }

@@ -19,6 +19,20 @@ from carecoord.local import LocalFhir, LocalKafka, start_fhir, start_kafka
 pytest_plugins = ["support.pipeline", "support.mutation_select"]
 
 
+@pytest.fixture(autouse=True)
+def _lean_builds_checked() -> Iterator[None]:
+    """Every resource a builder makes on the handlers' lean path (carecoord.fhir.lazy) is checked
+    against the JSON fhir.resources makes of it; a difference fails the test that built it."""
+    from carecoord.fhir import lazy
+
+    lazy.check_builds(True)
+    lazy.mismatches.clear()
+    yield
+    lazy.check_builds(False)
+    found, lazy.mismatches[:] = list(lazy.mismatches), []
+    assert not found, "lean builder JSON differs from fhir.resources':\n" + "\n".join(found[:5])
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     external = os.environ.get("CARECOORD_KAFKA_BOOTSTRAP")

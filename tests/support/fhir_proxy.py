@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-_HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
+_HOP_BY_HOP = {
+    "host", "content-length", "connection", "keep-alive", "transfer-encoding", "content-encoding",
+}  # fmt: skip
 
 
 def classify(method: str, path: str, body: bytes = b"") -> tuple[str, str]:
@@ -53,7 +55,7 @@ def _bundle_type(body: bytes) -> str | None:
 
 
 class FhirProxy:
-    def __init__(self, upstream: str, *, delay: float = 0.0) -> None:
+    def __init__(self, upstream: str, *, delay: float = 0.0, keep_alive: bool = False) -> None:
         self.upstream = upstream.rstrip("/")
         self.delay = delay
         self.failing = False
@@ -61,11 +63,16 @@ class FhirProxy:
         self.requests: list[tuple[str, str]] = []
         self.seconds: list[float] = []
         self.captured: list[bytes] | None = None  # set to [] to keep transaction bodies
+        # set to [] to keep every request as (method, path relative to the base, body)
+        self.traced: list[tuple[str, str, bytes]] | None = None
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=30)
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            # HTTP/1.1 keeps the client's connection open (bench: no reconnect per request)
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -98,6 +105,8 @@ class FhirProxy:
                     proxy.seconds.append(took)
                     if proxy.captured is not None and kind[0] == "transaction":
                         proxy.captured.append(body)
+                    if proxy.traced is not None:
+                        proxy.traced.append((self.command, relative, body))
                 self.send_response(r.status_code)
                 for k, v in r.headers.items():
                     if k.lower() not in _HOP_BY_HOP:

@@ -12,10 +12,19 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.caremodel.identifiers import business_identifier_json
 from carecoord.caremodel.terminology import Code
-from carecoord.fhir.models import FhirVersion, model_class
+from carecoord.fhir import lazy
+from carecoord.fhir.lazy import (
+    LazyResource,
+    LeanBuildMismatch,
+    checking_builds,
+    copy_json,
+    is_lean,
+)
+from carecoord.fhir.models import FhirVersion, model_class, to_json
 
 R = TypeVar("R", bound=Resource)
 
+_UTC_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00$")
 _REFERENCE = re.compile(r"^(?:[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}|urn:uuid:[0-9a-fA-F-]{36})$")
 
 
@@ -38,7 +47,9 @@ def instant(value: date | datetime) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("datetimes must be timezone-aware")
-        return value.isoformat()
+        text = value.isoformat()
+        # as fhir.resources writes it (UTC as "Z"): the lean JSON is what validation would send
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
     return value.isoformat()
 
 
@@ -80,19 +91,39 @@ def finish(cls: type[R], data: dict[str, Any], version: FhirVersion) -> R:
 
     The annotation names the R4 (R4B) class; with version="R5" the object is the R5 class of the
     same resource type (same attribute names for what these builders set).
+
+    Inside `fhir.lazy.lean()` (the handlers' hot path) it is a LazyResource over the JSON:
+    validated only if something reads it, and its JSON goes into the transaction as built
+    (tests/unit/caremodel/test_lean_builders.py checks that JSON against the validated model's).
     """
     model = model_class(data["resourceType"], version)
+    if is_lean():
+        lean_json = _drop_empty(data)
+        if checking_builds():
+            _check_lean(model, lean_json)
+        return LazyResource(model, lean_json, model.model_validate)  # type: ignore[return-value]
     resource = model.model_validate(_drop_empty(data))
     return resource  # type: ignore[return-value]
 
 
+def _check_lean(model: type[Resource], lean_json: dict[str, Any]) -> None:
+    validated = to_json(model.model_validate(copy_json(lean_json)))
+    if validated != lean_json:
+        found = f"{lean_json.get('resourceType')}: lean {lean_json!r} != validated {validated!r}"
+        lazy.mismatches.append(found)
+        raise LeanBuildMismatch(found)
+
+
 def _drop_empty(value: Any) -> Any:
-    """Drop None/empty elements (FHIR forbids empty ones), innermost first."""
+    """Drop None/empty elements (FHIR forbids empty ones), innermost first; a UTC dateTime
+    written "+00:00" (datetime.isoformat) becomes "Z", as validation would write it."""
     if isinstance(value, dict):
         cleaned = {k: _drop_empty(v) for k, v in value.items()}
         return {k: v for k, v in cleaned.items() if v not in (None, [], {}, "")}
     if isinstance(value, list):
         return [v for v in (_drop_empty(x) for x in value) if v not in (None, [], {}, "")]
+    if isinstance(value, str) and value.endswith("+00:00") and _UTC_DATETIME.match(value):
+        return value[:-6] + "Z"  # as fhir.resources writes a UTC dateTime / instant
     return value
 
 

@@ -32,6 +32,7 @@ from datetime import datetime
 from fhir.resources.R4B.basic import Basic
 
 from carecoord.caremodel import terminology as t
+from carecoord.caremodel._build import finish
 from carecoord.caremodel.identifiers import identifier_system, identifier_value
 from carecoord.core.effects import Create, Effects, Emit, urn_for
 from carecoord.core.envelope import CloudEvent
@@ -50,7 +51,8 @@ def add_outbox(effects: Effects, event: CloudEvent, at: datetime) -> None:
     if not effects.emits:
         return
     system, value = identifier_system(KIND), identifier_value(_key(event))
-    record = Basic.model_validate(
+    record = finish(
+        Basic,
         {
             "resourceType": "Basic",
             "identifier": [{"use": "official", "system": system, "value": value}],
@@ -60,7 +62,8 @@ def add_outbox(effects: Effects, event: CloudEvent, at: datetime) -> None:
             "extension": [
                 {"url": t.OUTBOX_EMITS_EXTENSION, "valueString": _dump(effects.emits)},
             ],
-        }
+        },
+        "R4",
     )
     effects.create(record, system, value)
 

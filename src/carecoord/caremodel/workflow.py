@@ -24,6 +24,7 @@ from fhir.resources.R4B.task import Task
 
 from carecoord.core.vocabulary import TASK_STATUSES, TaskStatus
 from carecoord.errors import InvalidTransition
+from carecoord.fhir.models import revised
 
 Actor = Literal["requester", "owner"]
 
@@ -149,7 +150,7 @@ def transition(
         if at.tzinfo is None:
             raise ValueError("`at` must be timezone-aware")
         data["lastModified"] = at.isoformat()
-    return type(task).model_validate(data)
+    return revised(task, data)
 
 
 # The referral Task state diagram adds "Accepted -> Completed or Failed" to the FHIR table
@@ -191,7 +192,8 @@ def _check(
 
 
 def _is_r4(task: Any) -> bool:
-    return type(task).__module__.startswith("fhir.resources.R4B")
+    module: str = task.__class__.__module__  # a LazyResource answers its model's class
+    return module.startswith("fhir.resources.R4B")
 
 
 def _task_ref(task: Any) -> str:

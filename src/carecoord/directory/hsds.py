@@ -50,7 +50,7 @@ from carecoord.directory.hsds_forms import HsdsFormError, services_of
 from carecoord.directory.shape import coverage_area, service_categories
 from carecoord.directory.taxonomy import domain_of, taxonomy_map, term_label
 from carecoord.errors import CarecoordError, describe_validation
-from carecoord.fhir.models import to_json
+from carecoord.fhir.models import revised, to_json
 
 HSDS_SERVICE = "hsds-service"
 HSDS_ORGANIZATION = "hsds-organization"
@@ -591,7 +591,7 @@ def _resolve(resource: Resource, refs: Mapping[str, str]) -> Resource:
     unresolved = _find_placeholders(resolved)
     if unresolved:
         raise HsdsRecordError(f"unresolved directory references: {', '.join(unresolved)}")
-    return type(resource).model_validate(resolved)
+    return revised(resource, resolved)
 
 
 def _find_placeholders(node: Any) -> list[str]:

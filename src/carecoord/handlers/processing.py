@@ -28,6 +28,7 @@ from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.errors import CarecoordError, HandlerError, MalformedEvent
 from carecoord.fhir.errors import FhirConflict
 from carecoord.fhir.event_reads import EventReads
+from carecoord.fhir.lazy import lean
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,11 @@ class HandlerProcessor:
         return frozenset(self._by_type)
 
     def process(self, event: CloudEvent) -> Sequence[Emit]:
+        # resources built and read as JSON, validated only where read (fhir/lazy.py)
+        with lean():
+            return self._process(event)
+
+    def _process(self, event: CloudEvent) -> Sequence[Emit]:
         specs = self._by_type.get(event.type)
         if not specs:
             raise MalformedEvent(  # an unknown type may be free text: named only if in the catalog

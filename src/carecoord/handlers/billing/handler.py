@@ -42,6 +42,7 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.resource import Resource
 
 from carecoord.caremodel import terminology as t
+from carecoord.caremodel._build import finish, instant
 from carecoord.caremodel.identifiers import (
     add_create,
     business_identifier_json,
@@ -54,6 +55,7 @@ from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
+from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.billing import devices
 from carecoord.handlers.billing.config import LADDERS, BillingConfig
 from carecoord.handlers.billing.reads import MonthReads
@@ -306,7 +308,7 @@ def handle_time_logged(
             pid, month, day, charge, month_entries, entry_refs, conditions, ctx, event, reads
         )
         if item is None:
-            resource = ChargeItem.model_validate(body)
+            resource = finish(ChargeItem, body, "R4")
             add_create(fx, resource)
         else:
             quantity = item.quantity.value if item.quantity is not None else None
@@ -318,7 +320,7 @@ def handle_time_logged(
                 continue
             body["id"] = item.id
             body["meta"] = {"versionId": version_of(item)} if version_of(item) else None
-            resource = ChargeItem.model_validate({k: v for k, v in body.items() if v is not None})
+            resource = finish(ChargeItem, body, "R4")
             fx.update(resource, version_of(item))
         for c, n in crossed:
             if c is charge:
@@ -327,13 +329,13 @@ def handle_time_logged(
     wanted = {(c.program, c.cpt) for c in charges}
     for key, item in current.items():
         if key not in wanted and item.status == "billable":
-            body = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+            body = to_json(item)
             body["status"] = "not-billable"
             body["note"] = [
                 *(body.get("note") or []),
                 {"text": "No longer billable this month under the program rules"},
             ]
-            fx.update(ChargeItem.model_validate(body), version_of(item))
+            fx.update(revised(item, body), version_of(item))
     if reason is not None:
         log.info("time recorded, not billable", extra={"reason": reason})
     return fx
@@ -446,12 +448,12 @@ def _entry(
         "status": "not-billable",
         "code": t.CARE_MANAGEMENT_TIME.concept_json(),
         "subject": {"reference": patient},
-        "occurrenceDateTime": data.performed_at.isoformat(),
+        "occurrenceDateTime": instant(data.performed_at),
         "quantity": {"value": data.minutes, "unit": "min", "system": t.UCUM, "code": "min"},
     }
     if data.by.startswith(_PRACTITIONER_PREFIXES):
         body["performer"] = [{"actor": {"reference": data.by}}]
-    return ChargeItem.model_validate(body)
+    return finish(ChargeItem, body, "R4")
 
 
 def _emit(

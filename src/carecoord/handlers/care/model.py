@@ -17,10 +17,12 @@ from typing import Any, ClassVar, Literal
 from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ConfigDict, Field
 
+from carecoord.caremodel._build import finish
 from carecoord.caremodel.identifiers import identifier_system
 from carecoord.caremodel.identifiers import identifier_value as business_value
 from carecoord.core.config import HandlerConfig
 from carecoord.core.vocabulary import PROGRAMS, Channel
+from carecoord.fhir.lazy import json_of
 from carecoord.fhir.models import model_class
 
 # Programs that need the patient's consent before they are billed (CCM; PCM, BHI and APCM share
@@ -170,8 +172,9 @@ def _channels(*names: Channel) -> list[Channel]:
 
 
 def build(resource_type: str, data: dict[str, Any]) -> Resource:
-    """A validated fhir.resources object from plain JSON."""
-    return model_class(resource_type).model_validate({"resourceType": resource_type, **data})
+    """A validated fhir.resources object from plain JSON (on the handlers' lean path, the JSON
+    itself: caremodel._build.finish)."""
+    return finish(model_class(resource_type), {"resourceType": resource_type, **data}, "R4")
 
 
 def ref_of(resource: Resource) -> str:
@@ -179,11 +182,21 @@ def ref_of(resource: Resource) -> str:
 
 
 def version_of(resource: Resource) -> str | None:
+    raw = json_of(resource)
+    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
+        vid = (raw.get("meta") or {}).get("versionId")
+        return str(vid) if vid else None
     meta = getattr(resource, "meta", None)
     return getattr(meta, "versionId", None) if meta else None
 
 
 def identifier_value(resource: Resource, system: str) -> str | None:
+    raw = json_of(resource)
+    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
+        for ident in raw.get("identifier") or []:
+            if ident.get("system") == system and ident.get("value"):
+                return str(ident["value"])
+        return None
     for ident in getattr(resource, "identifier", None) or []:
         if ident.system == system and ident.value:
             return str(ident.value)
@@ -240,6 +253,13 @@ def as_instant(value: Any) -> datetime | None:
 
 def patient_of(resource: Resource) -> str | None:
     """The Patient id a resource is about (subject / for)."""
+    raw = json_of(resource)
+    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
+        for key in ("subject", "for"):
+            ref = (raw.get(key) or {}).get("reference")
+            if isinstance(ref, str) and ref.startswith("Patient/"):
+                return ref.removeprefix("Patient/")
+        return None
     for attr in ("subject", "for_fhir"):
         ref = reference_str(getattr(resource, attr, None))
         if ref and ref.startswith("Patient/"):

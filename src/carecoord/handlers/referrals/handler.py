@@ -75,7 +75,7 @@ from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe, search_together
 from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.models import to_json
+from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.patient_context import (
     active_care_plan,
@@ -666,7 +666,7 @@ def _join_care_plan(
     data.setdefault("addresses", []).append({"reference": condition_ref})
     data.setdefault("goal", []).append({"reference": goal_ref})
     data.setdefault("activity", []).append({"reference": {"reference": sr_ref}})
-    fx.update(type(plan).model_validate(data), _version(plan))
+    fx.update(revised(plan, data), _version(plan))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,7 +821,7 @@ def _next_candidate(
     add_create(fx, task)
     data = to_json(sr)
     data["performer"] = [{"reference": best.organization}]
-    fx.update(type(sr).model_validate(data), _version(sr))
+    fx.update(revised(sr, data), _version(sr))
     _emit_created(fx, event, pid, _domain_of(sr), sr, sr, None, (task, best, number))
     log.info(
         "referral moved to the next candidate",
@@ -905,7 +905,7 @@ def _add_outcome(
                 present.append(concept)
                 changed = True
     if changed:
-        fx.update(type(plan).model_validate(data), _version(plan))
+        fx.update(revised(plan, data), _version(plan))
 
 
 def _goals_of(sr: Resource) -> list[str]:
@@ -930,7 +930,7 @@ def _close_request(fx: Effects, sr: Resource, status: str) -> None:
         return
     data = to_json(sr)
     data["status"] = status
-    fx.update(type(sr).model_validate(data), _version(sr))
+    fx.update(revised(sr, data), _version(sr))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1041,7 +1041,7 @@ def _with(resource: Resource, **fields: Any) -> Resource:
     """A copy of `resource` with top-level elements replaced (re-validated)."""
     data = to_json(resource)
     data.update(fields)
-    return type(resource).model_validate(data)
+    return revised(resource, data)
 
 
 HANDLERS: list[HandlerSpec] = [handlers.spec]

@@ -38,7 +38,7 @@ from carecoord.caremodel.profiles import SDOHCC_OBSERVATION_ENROLLMENT, claimed
 from carecoord.core.effects import Effects
 from carecoord.core.handler import FhirReader
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.models import to_json
+from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.care.roles import care_manager_role
 
 
@@ -224,4 +224,4 @@ def outcome_review_task(
             for e in enrollments
         ),
     ]
-    return type(task).model_validate(data)
+    return revised(task, data)

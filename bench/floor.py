@@ -1,0 +1,113 @@
+"""The floor of the pipeline benchmark: the least a service can do for the same events.
+
+A plain kafka-python consumer in one consumer group that, for each event, sends the very FHIR
+requests carecoord sent for an event of the same kind (captured by the proxy from one
+calibration patient, that patient's id replaced by the event's), with one httpx client (kept-alive
+connections), and parses each answer's JSON (`response.json()`), committing as kafka-python's
+auto-commit does. The keys of one poll's records are handled at the same time (16 threads, as
+many as the runtime's default max_in_flight), each key's events in order, so its wall time and
+idle overhead are comparable with the runtime's. No validation, no models, no retries, no
+outbox: carecoord's CPU per event against this one's is the cost of everything carecoord adds.
+
+Templates (bench/pipeline.py writes them): {"patient": <calibration id>, "by_kind":
+{<event-id suffix, e.g. "att-3">: [[method, path, body], ...]}}; an event's kind is its id with
+the patient's id and "-" taken off the front (bench/pipeline.py `events_of` names them so).
+If-Match preconditions are dropped (the versions they named belong to another patient's
+resources), as in the raw-transaction replay.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kafka import KafkaConsumer
+
+IN_FLIGHT = 16
+HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+
+
+def _strip_if_match(body: bytes) -> bytes:
+    if b"ifMatch" not in body:
+        return body
+    bundle = json.loads(body)
+    for entry in bundle.get("entry") or []:
+        entry.get("request", {}).pop("ifMatch", None)
+    return json.dumps(bundle).encode()
+
+
+def load_templates(path: str) -> tuple[str, dict[str, list[tuple[str, str, bytes]]]]:
+    data = json.loads(Path(path).read_text())
+    by_kind = {
+        kind: [(m, p, _strip_if_match(b.encode())) for m, p, b in requests]
+        for kind, requests in data["by_kind"].items()
+    }
+    return data["patient"], by_kind
+
+
+def run_floor(
+    bootstrap: str,
+    fhir_url: str,
+    topic: str,
+    group: str,
+    templates: str,
+    report_until: Callable[[threading.Event, Callable[[], tuple[int, int]]], None],
+) -> None:
+    template_patient, by_kind = load_templates(templates)
+    old = template_patient.encode()
+    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+    client = httpx.Client(base_url=fhir_url, timeout=30, headers=HEADERS, limits=limits)
+    pool = ThreadPoolExecutor(IN_FLIGHT)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    done = [0]
+    reporter = threading.Thread(target=report_until, args=(stop, lambda: (done[0], 0)))
+    reporter.start()
+    print("ready", flush=True)
+    lock = threading.Lock()
+
+    def one_key(values: list[bytes]) -> None:
+        for value in values:
+            handle(client, by_kind, old, json.loads(value))
+            with lock:
+                done[0] += 1
+
+    while not stop.is_set():
+        by_key: dict[bytes, list[bytes]] = {}
+        for records in consumer.poll(timeout_ms=100).values():
+            for record in records:
+                by_key.setdefault(record.key, []).append(record.value)
+        list(pool.map(one_key, by_key.values()))
+    pool.shutdown()
+    consumer.close()
+    client.close()
+    reporter.join()
+
+
+def handle(
+    client: httpx.Client,
+    by_kind: dict[str, list[tuple[str, str, bytes]]],
+    old: bytes,
+    event: dict[str, Any],
+) -> None:
+    patient = str(event["subject"]).removeprefix("Patient/")
+    kind = str(event["id"])[len(patient) + 1 :]
+    new = patient.encode()
+    for method, path, body in by_kind[kind]:
+        url = path.replace(old.decode(), patient)
+        r = client.request(method, url, content=body.replace(old, new) if body else None)
+        if r.content:
+            r.json()

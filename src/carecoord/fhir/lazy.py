@@ -1,0 +1,149 @@
+"""Resources held as their JSON, validated into fhir.resources only when something reads them.
+
+Per event, the handlers build resources that go straight into a transaction Bundle, and read
+search results of which they look at a few elements. A full pydantic round trip per resource
+(validate, then `model_dump` back to JSON) was more than half of the service's CPU per event
+(bench/results.json, issue 27). Inside `lean()` (HandlerProcessor wraps each event in it):
+
+- `caremodel._build.finish` returns a `LazyResource` over the JSON the builder assembled; the
+  builders' shapes are checked against fhir.resources by their tests
+  (tests/unit/caremodel/test_lean_builders.py), not again on every event;
+- `fhir.models.parse_resource` returns a `LazyResource` over the server's JSON;
+- `fhir.models.to_json` of a `LazyResource` not yet validated is a copy of its JSON.
+
+A LazyResource answers `get_resource_type()`, `resource_type` and `id` from the JSON; any other
+attribute validates it first (a server's invalid resource then raises FhirResponseInvalid, as
+the eager parse does) and from then on it is the validated model. It passes `isinstance` for its
+fhir.resources class. Outside `lean()` (the public API, the tests) everything is validated
+eagerly, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from fhir.resources.R4B.resource import Resource
+
+_LEAN: ContextVar[bool] = ContextVar("carecoord_fhir_lean", default=False)
+
+
+@contextmanager
+def lean(enabled: bool = True) -> Iterator[None]:
+    """Within the block (this thread / task), build and parse resources lazily."""
+    token = _LEAN.set(enabled)
+    try:
+        yield
+    finally:
+        _LEAN.reset(token)
+
+
+def is_lean() -> bool:
+    return _LEAN.get()
+
+
+_checking = False
+mismatches: list[str] = []  # what check_builds found (a handler may swallow the raise)
+
+
+def check_builds(enabled: bool) -> None:
+    """While enabled (the test suite's conftest turns it on), every resource a builder makes in
+    `lean()` is also validated and its JSON compared with the validated model's: a mismatch is
+    raised and kept in `mismatches`, so the test that ran the builder fails."""
+    global _checking
+    _checking = enabled
+
+
+def checking_builds() -> bool:
+    return _checking
+
+
+class LeanBuildMismatch(AssertionError):
+    """A builder's lean JSON differs from its validated model's JSON (a bug in the builder)."""
+
+
+Validator = Callable[[dict[str, Any]], Resource]
+
+
+class LazyResource:
+    """A resource as JSON until first use; then its validated fhir.resources model."""
+
+    __slots__ = ("_cls", "_data", "_model", "_validate")
+
+    def __init__(self, cls: type[Resource], data: dict[str, Any], validate: Validator) -> None:
+        object.__setattr__(self, "_cls", cls)
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_model", None)
+        object.__setattr__(self, "_validate", validate)
+
+    # isinstance(lazy, Task) is True for a lazy Task (isinstance falls back on __class__)
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[Resource]:  # type: ignore[override]
+        cls: type[Resource] = object.__getattribute__(self, "_cls")
+        return cls
+
+    def model(self) -> Resource:
+        """The validated model (validated once; the JSON is dropped then)."""
+        model: Resource | None = self._model
+        if model is None:
+            model = self._validate(self._data)
+            object.__setattr__(self, "_model", model)
+            object.__setattr__(self, "_data", None)
+        return model
+
+    def json(self) -> dict[str, Any] | None:
+        """The JSON this was made from, while not validated yet (do not mutate it)."""
+        return self._data  # type: ignore[no-any-return]
+
+    def get_resource_type(self) -> str:
+        data = self._data
+        return str(data["resourceType"]) if data is not None else self.model().get_resource_type()
+
+    @property
+    def resource_type(self) -> str:
+        return self.get_resource_type()
+
+    @property
+    def id(self) -> str | None:
+        data = self._data
+        if data is not None:
+            rid = data.get("id")
+            return rid if isinstance(rid, str) else None
+        return self.model().id
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return getattr(self.model(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.model(), name, value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyResource):
+            other = other.model()
+        return self.model() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        state = "json" if self._data is not None else "validated"
+        return f"<lazy {self._cls.__name__} ({state})>"
+
+
+def json_of(resource: object) -> dict[str, Any] | None:
+    """The JSON of a LazyResource not validated yet (read it, do not mutate it); else None. For
+    the helpers every event calls (business identifiers, the patient a resource is about), so
+    that asking them does not validate the resource."""
+    return resource.json() if isinstance(resource, LazyResource) else None
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON (dicts, lists, scalars): cheaper than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
+    return value

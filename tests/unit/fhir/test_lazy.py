@@ -1,0 +1,130 @@
+"""The handlers' lean path (carecoord.fhir.lazy): resources built and read as JSON, validated
+only where read, and sent as the same JSON fhir.resources would have made of them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from fhir.resources.R4B.communicationrequest import CommunicationRequest
+from fhir.resources.R4B.task import Task
+
+from carecoord.caremodel._build import finish
+from carecoord.fhir import lazy
+from carecoord.fhir.errors import FhirResponseInvalid
+from carecoord.fhir.lazy import LazyResource, LeanBuildMismatch, lean
+from carecoord.fhir.models import parse_resource, revised, to_json
+from carecoord.handlers.loader import load_handlers
+from carecoord.testing import events, run_events
+
+TASK = {
+    "resourceType": "Task",
+    "id": "t1",
+    "status": "requested",
+    "intent": "order",
+    "for": {"reference": "Patient/p1"},
+}
+
+
+def test_a_read_resource_is_json_until_an_element_is_read() -> None:
+    with lean():
+        task = parse_resource(dict(TASK))
+    assert type(task) is LazyResource and isinstance(task, Task)
+    assert (task.get_resource_type(), task.id) == ("Task", "t1")
+    assert task.json() is not None  # type and id answered without validating
+    assert task.for_fhir.reference == "Patient/p1"  # validated on first use of an element
+    assert task.json() is None
+
+
+def test_outside_lean_everything_is_validated_at_once() -> None:
+    task = parse_resource(dict(TASK))
+    assert type(task) is Task
+
+
+def test_an_invalid_server_resource_fails_when_read_as_the_eager_parse_does() -> None:
+    with lean():
+        task = parse_resource({**TASK, "status": 42})
+    with pytest.raises(FhirResponseInvalid, match="invalid Task from server"):
+        _ = task.status
+
+
+def test_to_json_is_a_copy_of_the_json_and_edits_of_the_model_are_sent() -> None:
+    with lean():
+        task = parse_resource(dict(TASK))
+        body = to_json(task)
+        body["for"]["reference"] = "Patient/other"
+        assert to_json(task)["for"] == {"reference": "Patient/p1"}
+        task.status = "cancelled"  # a mutation goes to the validated model
+        assert to_json(task)["status"] == "cancelled"
+        edited = revised(task, {**to_json(task), "status": "completed"})
+    assert isinstance(edited, Task) and edited.status == "completed"
+
+
+def test_a_builder_json_that_fhir_resources_would_write_otherwise_is_caught() -> None:
+    data = {
+        "resourceType": "CommunicationRequest",
+        "status": "active",
+        "authoredOn": "2030-01-01T00:00:00.5+02:00",  # fhir.resources writes ".500000"
+    }
+    lazy.mismatches.clear()
+    with lean(), pytest.raises(LeanBuildMismatch):
+        finish(CommunicationRequest, data, "R4")
+    assert lazy.mismatches
+    lazy.mismatches.clear()
+    with lean():
+        utc = finish(
+            CommunicationRequest, {**data, "authoredOn": "2030-01-01T00:00:00+00:00"}, "R4"
+        )
+    assert to_json(utc)["authoredOn"] == "2030-01-01T00:00:00Z"  # as validation writes UTC
+    assert to_json(utc) == to_json(CommunicationRequest.model_validate(to_json(utc)))
+
+
+def test_a_month_of_events_goes_out_as_the_validated_json_of_every_builder() -> None:
+    """The bench's mix through every built-in handler: each resource a builder made on the lean
+    path equals fhir.resources' JSON of it (the conftest's check would fail this test), and the
+    writes really went out lean (not validated per event)."""
+    made: list[LazyResource] = []
+    original = LazyResource.__init__
+
+    def record(self: LazyResource, *args: object) -> None:
+        original(self, *args)  # type: ignore[arg-type]
+        made.append(self)
+
+    table = load_handlers(config={"referrals": {"requester": "Organization/clinic"}})
+    day = "2030-01-"
+    mix = [
+        events.patient_enrolled("p1", care_manager="Practitioner/cm1", start=f"{day}02"),
+        *(
+            events.outreach_attempted(
+                "p1", id=f"a{n}", outcome="no-answer", attempted_at=f"{day}0{n + 3}T10:00:00Z"
+            )
+            for n in range(3)
+        ),
+        events.time_logged("p1", minutes=25, performed_at=f"{day}10T10:00:00+00:00"),
+        events.sdoh_need_identified("p1"),
+    ]
+    LazyResource.__init__ = record  # type: ignore[method-assign]
+    try:
+        run = run_events(
+            table.specs,
+            *mix,
+            config=table.configs,
+            now=datetime(2030, 1, 12, tzinfo=UTC),
+        )
+    finally:
+        LazyResource.__init__ = original  # type: ignore[method-assign]
+    assert run.dead_letters == []
+    assert "carecoord.outreach.escalated" in run.emitted_types
+    built = {r.get_resource_type() for r in made}
+    assert {"CarePlan", "CommunicationRequest", "Communication", "Task", "Basic"} <= built
+    assert run.fhir.all("ChargeItem")
+
+
+def test_a_lazy_r4_task_moves_on_as_an_r4_task() -> None:
+    """The FHIR version of a lazy resource is its model's (R4 statusReason: a CodeableConcept)."""
+    from carecoord.caremodel.workflow import transition
+
+    with lean():
+        task = parse_resource(dict(TASK))
+        done = transition(task, "cancelled", reason="no longer needed")
+        assert to_json(done)["statusReason"] == {"text": "no longer needed"}
