@@ -156,6 +156,9 @@ def handler_config(sim: Simulator) -> dict[str, dict[str, Any]]:
             "organization": "Organization/demo-practice",
             "practice_phone": "+1 555 0100",
         },
+        # The demo's screenings are done on a care manager's call, who asks then whether a
+        # community organisation may contact the patient (the handler's default holds them).
+        "assessments": {"sdoh_consent_to_contact": True},
         "billing": {"addon_limits": {"99439": 2, "99458": 2}},
         "tcm": {"owner": sim.care_managers[0]},  # a discharge before the patient has a manager
         # who answers when the patient's provider does not (in time): the covering provider,
