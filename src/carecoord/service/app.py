@@ -368,7 +368,7 @@ class Service:
         cursors = KafkaCursors(self.runtime.broker, topic, f"{s.group_id}.reconcile")
         return Reconciler(
             fhir_pages(self.fhir),
-            self.publish,
+            self.publish_changes,
             cursors,
             leadership=cursors,
             seen=self.seen_versions,
@@ -391,6 +391,20 @@ class Service:
             if self._producer is None:
                 self._producer = self.runtime.broker.producer()
             EventProducer(self._producer, topic or self.settings.topic_in).publish(events)
+
+    def publish_changes(self, events: Sequence[CloudEvent]) -> None:
+        """Publish the events translated from FHIR changes (notifications, the poller) that an
+        enabled handler takes. With a handler switched off (say, assessments) its events are not
+        produced at all: published, each would be a dead letter ("no enabled handler")."""
+        handled = self.processor.event_types
+        kept = [e for e in events if e.type in handled]
+        if len(kept) < len(events):
+            unhandled = sorted({e.type for e in events if e.type not in handled})
+            log.info(
+                "FHIR changes for no enabled handler not published",
+                extra={"event_types": unhandled, "count": len(events) - len(kept)},
+            )
+        self.publish(kept)
 
     def ready(self) -> bool:
         """Joined the group and polling, and both the FHIR server and the broker answer now."""
@@ -461,7 +475,7 @@ class Service:
         )
         secret = s.notifications_hmac_secret
         endpoint = NotificationEndpoint(
-            self.publish,
+            self.publish_changes,
             self.fhir,
             token=token,
             max_resources=s.notifications_max_resources,

@@ -213,3 +213,26 @@ def test_plugin_periodic_jobs_follow_the_sweeper_interval_setting(
     assert jobs(sweeper_interval=60) == [60.0]
     assert jobs(sweeper_interval=0) == []
     assert plugin_periodic_jobs(SimpleNamespace(), "cc_no_such_jobs_module") == []  # type: ignore[arg-type]
+
+
+def test_fhir_changes_only_for_an_enabled_handler_are_published(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Notifications and the poller translate every followed change; with the assessments
+    # handler switched off, a completed QuestionnaireResponse's event would be a dead letter.
+    broker = InMemoryBroker(default_partitions=1)
+    table = HandlerTable(specs=(SPEC,), configs={"greeter": {"n": 1}}, known=("greeter",))
+    service = Service(settings(), handlers=table, fhir=NullFhir(), broker=broker)
+    greet_event = new_event("test.greet", "p1", {}, id="g1")
+    unhandled = new_event(
+        "carecoord.assessment.completed",
+        "p1",
+        {"questionnaire_response": "QuestionnaireResponse/qr1"},
+        id="a1",
+    )
+    with caplog.at_level(logging.INFO, logger="carecoord.service.app"):
+        service.publish_changes([unhandled, greet_event])
+    published = [CloudEvent.from_json_bytes(r.value).id for r in broker.records("in")]
+    assert published == ["g1"]
+    (record,) = [r for r in caplog.records if "no enabled handler" in r.getMessage()]
+    assert record.event_types == ["carecoord.assessment.completed"]  # type: ignore[attr-defined]
