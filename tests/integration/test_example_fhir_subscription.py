@@ -10,7 +10,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +21,7 @@ from carecoord.fhir.models import to_json
 from carecoord.handlers.referrals.handler import attempt_of
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
+from support.referrals import patient_referral_tasks as _referral_tasks
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -64,12 +64,6 @@ def service(kafka_bootstrap: str, fhir_base_url: str, unique: str) -> Iterator[S
     yield svc
     svc.request_stop()
     thread.join(30)
-
-
-def _referral_tasks(fhir: FhirClient, patient: str) -> list[Any]:
-    found = [t for t in fhir.search("Task", {"patient": f"Patient/{patient}"})
-             if attempt_of(t) is not None]  # fmt: skip
-    return sorted(found, key=lambda t: attempt_of(t).number)  # type: ignore[union-attr]
 
 
 @pytest.mark.skipif(

@@ -24,6 +24,7 @@ from carecoord.handlers.referrals.handler import attempt_of
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
 from support.enrolment import consented
+from support.referrals import patient_referral_tasks as _referral_tasks
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -72,15 +73,6 @@ def service(kafka_bootstrap: str, fhir_base_url: str, topics: dict[str, str]) ->
     yield svc
     svc.request_stop()
     thread.join(30)
-
-
-def _referral_tasks(fhir: FhirClient, patient: str) -> list[Any]:
-    found = [
-        task
-        for task in fhir.search("Task", {"patient": f"Patient/{patient}"})
-        if task.get_resource_type() == "Task" and attempt_of(task) is not None
-    ]
-    return sorted(found, key=lambda task: attempt_of(task).number)  # type: ignore[union-attr]
 
 
 def _id_only_notification(fhir_base_url: str, task: dict[str, Any]) -> dict[str, Any]:

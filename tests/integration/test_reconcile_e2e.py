@@ -24,11 +24,11 @@ from carecoord.fhir.client import FhirClient
 from carecoord.fhir.models import to_json
 from carecoord.handlers.notifications.windows import FollowedQuery
 from carecoord.handlers.programs.tcm import EPISODE_ID
-from carecoord.handlers.referrals.handler import attempt_of
 from carecoord.service.app import Service, build_fhir_client
 from carecoord.service.reconcile import KafkaCursors, Reconciler, fhir_pages
 from carecoord.settings import load_settings
 from support.enrolment import consented
+from support.referrals import patient_referral_tasks as _referral_tasks
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -90,15 +90,6 @@ def service(
     yield svc
     svc.request_stop()
     thread.join(30)
-
-
-def _referral_tasks(fhir: FhirClient, patient: str) -> list[Any]:
-    found = [
-        task
-        for task in fhir.search("Task", {"patient": f"Patient/{patient}"})
-        if task.get_resource_type() == "Task" and attempt_of(task) is not None
-    ]
-    return sorted(found, key=lambda task: attempt_of(task).number)  # type: ignore[union-attr]
 
 
 def _refer(service: Service, fhir: FhirClient, patient: str, unique: str) -> Any:

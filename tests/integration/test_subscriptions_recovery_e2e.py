@@ -29,6 +29,7 @@ from carecoord.local import free_port
 from carecoord.service.app import Service
 from carecoord.service.subscriptions import remove
 from carecoord.settings import load_settings
+from support.referrals import patient_referral_tasks as _referral_tasks
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -218,12 +219,6 @@ def _start(
     thread.start()
     wait_for(svc.ready, 60.0, "the service to be ready")
     return svc, thread
-
-
-def _referral_tasks(fhir: FhirClient, patient: str) -> list[Any]:
-    found = [t for t in fhir.search("Task", {"patient": f"Patient/{patient}"})
-             if attempt_of(t) is not None]  # fmt: skip
-    return sorted(found, key=lambda t: attempt_of(t).number)  # type: ignore[union-attr]
 
 
 def _refer_and_reject(service: Service, fhir_base_url: str, unique: str) -> tuple[FhirClient, str]:

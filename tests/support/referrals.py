@@ -55,3 +55,13 @@ def status_changed(fhir: InMemoryFhir, task: Any, status: str, event_id: str, **
     run = run_events(handlers, ev, fhir=fhir, config=CONFIG)
     assert run.dead_letters == []
     return run
+
+
+def patient_referral_tasks(fhir: Any, patient: str) -> list[Any]:
+    """The patient's referral Tasks on a FHIR server (any FhirReader), by attempt number."""
+    found = [
+        task
+        for task in fhir.search("Task", {"patient": f"Patient/{patient}"})
+        if task.get_resource_type() == "Task" and attempt_of(task) is not None
+    ]
+    return sorted(found, key=lambda task: attempt_of(task).number)  # type: ignore[union-attr]
