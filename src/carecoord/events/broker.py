@@ -169,6 +169,24 @@ class Broker(Protocol):
 KafkaClient = Literal["consumer", "producer", "admin"]
 
 
+def cancelled_refresh(record: logging.LogRecord) -> bool:
+    """kafka-python 3 logs ERROR "Metadata refresh: failed Cancelled()" when a client closes while
+    its metadata refresh is in flight: every short-lived consumer does (`read_topic`, the DLQ
+    commands, the poller's cursors each hour). A client closing, not a broker fault."""
+    from kafka.errors import Cancelled
+
+    return (
+        isinstance(record.msg, str)
+        and record.msg.startswith("Metadata refresh: failed")
+        and any(isinstance(a, Cancelled) for a in record.args or ())
+    )
+
+
+@functools.cache
+def _quiet_cancelled_refreshes() -> None:
+    logging.getLogger("kafka.cluster").addFilter(lambda r: not cancelled_refresh(r))
+
+
 @functools.cache
 def _client_options() -> dict[str, frozenset[str]]:
     """The option names each kafka-python client accepts (it refuses any other)."""
@@ -483,6 +501,7 @@ class KafkaBroker:
 
     def __init__(self, connection: KafkaConnection) -> None:
         self.connection = connection
+        _quiet_cancelled_refreshes()
 
     def consumer(self, group_id: str) -> Consumer:
         with _connecting():
