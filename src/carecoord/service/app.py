@@ -51,7 +51,7 @@ from carecoord.service.subscription_watch import (
     WarningReconcileTrigger,
 )
 from carecoord.service.subscriptions import ensure as ensure_subscriptions
-from carecoord.service.subscriptions import manager
+from carecoord.service.subscriptions import manager, specs_from_settings
 from carecoord.settings import Settings, check_bootstrap, host_port
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def startup_checks(settings: Settings, handlers: HandlerTable, *, real_broker: b
         if problem is not None:
             raise ConfigError(problem)
     DischargeMapping.from_setting(settings.discharge_mapping)  # a bad one: ConfigError
+    specs_from_settings(settings)  # an unknown Subscription kind: ConfigError, even unregistered
 
 
 def build_fhir_client(settings: Settings, *, retry_budget: float | None = None) -> FhirClient:

@@ -155,6 +155,17 @@ def test_a_bad_handler_setting_is_one_line_too(tmp_path: Path) -> None:
     assert "CARECOORD_HANDLERS__billing__addon_limits is invalid" in one_line(run)
 
 
+def test_a_misspelt_subscription_kind_fails_at_start_even_when_nothing_registers(
+    tmp_path: Path,
+) -> None:
+    # `subscriptions ensure` is not run at start by default: the typo must not wait for it.
+    run = run_service(tmp_path, CARECOORD_SUBSCRIPTIONS_KINDS="referal-tasks")
+    assert run.returncode == 2
+    line = one_line(run)
+    assert "CARECOORD_SUBSCRIPTIONS_KINDS names unknown kinds ['referal-tasks']" in line
+    assert "referral-tasks" in line  # the fix: the kinds there are
+
+
 def test_dlq_list_checks_the_bootstrap_before_connecting(tmp_path: Path) -> None:
     run = carecoord("dlq", "list", cwd=tmp_path, CARECOORD_KAFKA_BOOTSTRAP="kafka")
     assert run.returncode == 2
