@@ -11,12 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-from test_notifications import Publisher, Reader
 
 from carecoord.service.health import HealthServer
 from carecoord.service.notification_endpoint import NotificationEndpoint
 from carecoord.service.notification_server import NotificationServer
-from support.notifications import backport_bundle
+from support.notifications import Publisher, Reader, backport_bundle
 
 TOKEN = "framing-token"
 PATH = "/fhir/notifications"

@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from test_notifications import Publisher, Reader, task_json
 
 from carecoord.errors import ConfigError
 from carecoord.service.notification_endpoint import DEFAULT_MAX_RESOURCES, NotificationEndpoint
 from carecoord.service.notification_server import NotificationServer
-from support.notifications import backport_bundle, full_entry
+from support.notifications import Publisher, Reader, backport_bundle, full_entry, task_json
 
 TOKEN = "bodies-token"
 

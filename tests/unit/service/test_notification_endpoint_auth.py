@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from test_notifications import Publisher, Reader, task_json
 
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import ConfigError, HandlerError
@@ -19,7 +18,7 @@ from carecoord.fhir.errors import FhirServerError
 from carecoord.service import notification_endpoint
 from carecoord.service.http import HttpResponse
 from carecoord.service.notification_endpoint import NotificationEndpoint
-from support.notifications import backport_bundle, full_entry
+from support.notifications import Publisher, Reader, backport_bundle, full_entry, task_json
 
 TOKEN = "s3cret"
 BODY = json.dumps(backport_bundle(full_entry(task_json()))).encode()

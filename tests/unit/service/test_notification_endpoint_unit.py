@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from test_notifications import Publisher, Reader, task_json
 
 from carecoord.errors import ConfigError, HandlerError
 from carecoord.fhir.errors import FhirServerError
@@ -26,7 +25,7 @@ from carecoord.service.notification_endpoint import (
     NotificationEndpoint,
     _CheckedReader,
 )
-from support.notifications import backport_bundle, full_entry
+from support.notifications import Publisher, Reader, backport_bundle, full_entry, task_json
 
 TOKEN = "s3cret"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

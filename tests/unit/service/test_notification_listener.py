@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from test_notifications import Publisher, Reader, backport_bundle
 
 from carecoord.service.health import HealthServer
 from carecoord.service.http import Limits
@@ -27,6 +26,7 @@ from carecoord.service.logging import configure_logging
 from carecoord.service.notification_endpoint import NotificationEndpoint
 from carecoord.service.notification_server import NotificationServer
 from carecoord.settings import Settings
+from support.notifications import Publisher, Reader, backport_bundle
 
 TOKEN = "listener-token"
 PATH = "/fhir/notifications"

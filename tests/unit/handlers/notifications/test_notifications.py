@@ -17,53 +17,16 @@ from carecoord.core.catalog import ReferralStatusChanged, parse_data
 from carecoord.core.effects import Effects
 from carecoord.directory.hsds import import_directory
 from carecoord.errors import ConfigError, MalformedEvent
-from carecoord.fhir.errors import FhirNotFound, FhirServerError
-from carecoord.fhir.models import parse_resource, to_json
+from carecoord.fhir.errors import FhirServerError
+from carecoord.fhir.models import to_json
 from carecoord.handlers.notifications.referrals import SOURCE, translate
-from carecoord.handlers.referrals.builders import referral_task
 from carecoord.handlers.referrals.handler import HANDLERS, attempt_of
 from support.handler_context import FakeFhir, care_team, ctx, event
-from support.notifications import BASE, backport_bundle, full_entry
+from support.notifications import BASE, Publisher, Reader, backport_bundle, full_entry, task_json
 from support.paths import ROOT
 
 SAMPLE = ROOT / "examples" / "directory" / "springfield-hsds.json"
 SECRET = "Patient told us she sleeps in her car"  # stands in for PHI: never in an error
-
-
-def task_json(status: str = "rejected", version: str = "3", **extra: Any) -> dict[str, Any]:
-    task = referral_task(
-        key="sr-1:1",
-        patient="Patient/p1",
-        domain="food-insecurity",
-        service_request="ServiceRequest/sr-1",
-        owner="Organization/pantry",
-        requester="PractitionerRole/cm-1",
-        authored_on=datetime(2025, 3, 1, tzinfo=UTC),
-    )
-    data = to_json(task)
-    data.update(id="t1", status=status, meta={"versionId": version})
-    data["lastModified"] = "2025-03-10T15:00:00+00:00"
-    if status == "rejected":
-        data["statusReason"] = {"text": "waiting list full"}
-    data.update(extra)
-    return data
-
-
-class Reader:
-    """A FhirReader over fixed resources that records its reads."""
-
-    def __init__(self, *resources: dict[str, Any]) -> None:
-        self.resources = {(r["resourceType"], r["id"]): r for r in resources}
-        self.reads: list[tuple[str, str]] = []
-
-    def read(self, resource_type: str, resource_id: str) -> Any:
-        self.reads.append((resource_type, resource_id))
-        if (resource_type, resource_id) not in self.resources:
-            raise FhirNotFound("not found", status=404)
-        return parse_resource(copy.deepcopy(self.resources[(resource_type, resource_id)]))
-
-    def search(self, resource_type: str, params: Any) -> list[Any]:
-        raise AssertionError("translate never searches")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,17 +320,6 @@ def test_the_same_attempt_is_announced_under_one_id_whatever_triggered_it(fhir: 
 
 # ---------------------------------------------------------------------------------------------
 # The rest-hook endpoint on the health server
-
-
-class Publisher:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.published: list[Any] = []
-
-    def __call__(self, events: Any) -> None:
-        if self.fail:
-            raise RuntimeError("broker unreachable")
-        self.published.extend(events)
 
 
 TOKEN = "s3cret"
