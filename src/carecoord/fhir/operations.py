@@ -238,18 +238,25 @@ def search(
 # --- transactions and batches ------------------------------------------------------------------
 
 
+def _post_bundle(
+    data: Mapping[str, Any], kind: str
+) -> Op[list[tuple[Mapping[str, Any], Mapping[str, Any]]]]:
+    """POST a transaction or batch Bundle: its request entries paired with the response's."""
+    reply = yield Call(
+        "POST", "", headers=RETURN_REPRESENTATION, body=data, retry_safe=retry_safe(data)
+    )
+    if reply.body is None:
+        raise FhirResponseInvalid(f"{kind} returned no Bundle", request=reply.request)
+    return response_entries(data, reply.body, f"{kind}-response")
+
+
 def transaction(
     bundle: Resource | Mapping[str, Any], version: FhirVersion
 ) -> Op[TransactionResult]:
     data = bundle_json(bundle, "transaction")
     if not data.get("entry"):
         return TransactionResult()
-    reply = yield Call(
-        "POST", "", headers=RETURN_REPRESENTATION, body=data, retry_safe=retry_safe(data)
-    )
-    if reply.body is None:
-        raise FhirResponseInvalid("transaction returned no Bundle", request=reply.request)
-    pairs = response_entries(data, reply.body, "transaction-response")
+    pairs = yield from _post_bundle(data, "transaction")
     return result_from(
         [entry_outcome(i, req, resp, version) for i, (req, resp) in enumerate(pairs)]
     )
@@ -259,13 +266,9 @@ def batch(bundle: Resource | Mapping[str, Any], version: FhirVersion) -> Op[Batc
     data = bundle_json(bundle, "batch")
     if not data.get("entry"):
         return BatchResult()
-    reply = yield Call(
-        "POST", "", headers=RETURN_REPRESENTATION, body=data, retry_safe=retry_safe(data)
-    )
-    if reply.body is None:
-        raise FhirResponseInvalid("batch returned no Bundle", request=reply.request)
+    pairs = yield from _post_bundle(data, "batch")
     entries = []
-    for i, (req, resp) in enumerate(response_entries(data, reply.body, "batch-response")):
+    for i, (req, resp) in enumerate(pairs):
         response = resp.get("response") or {}
         status = status_code(response.get("status"))
         error = None
