@@ -45,6 +45,10 @@ log = logging.getLogger("carecoord.fhir")
 
 T = TypeVar("T")
 Op = Generator[Call, Reply, T]
+# What `update_with_retry` applies to the current version: the changed resource, None for none.
+Mutate = Callable[[Resource], Resource | None]
+# What an event's reads already learnt: "Type/id" -> the stored JSON, or None for absent.
+Known = Mapping[str, Mapping[str, Any] | None]
 SearchParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
 RETURN_REPRESENTATION = {"Prefer": "return=representation"}
@@ -141,7 +145,7 @@ def delete(resource_type: str, resource_id: str) -> Op[None]:
 def update_with_retry(
     resource_type: str,
     resource_id: str,
-    mutate: Callable[[Resource], Resource | None],
+    mutate: Mutate,
     attempts: int,
     version: FhirVersion,
 ) -> Op[Resource]:
@@ -286,7 +290,7 @@ def apply(
     writes: Sequence[FhirWrite],
     version: FhirVersion,
     put_types: Collection[str] = frozenset(),
-    known: Mapping[str, Mapping[str, Any] | None] | None = None,
+    known: Known | None = None,
 ) -> Op[TransactionResult]:
     """A handler's writes as ONE transaction (nothing is sent for no writes). A create that goes
     out as PUT (see `writes_to_bundle`) first reads what is stored under its id, unless `known`
