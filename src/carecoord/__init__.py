@@ -36,22 +36,10 @@ from carecoord.events.availability import Availability
 from carecoord.events.broker import KafkaConnection
 from carecoord.events.memory import InMemoryBroker
 from carecoord.events.runtime import EventProcessor, EventRuntime, RuntimeOptions, TransientError
+from carecoord.fhir import errors as _fhir_errors
 from carecoord.fhir.async_client import AsyncFhirClient
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.errors import (
-    FhirConflict,
-    FhirError,
-    FhirForbidden,
-    FhirGone,
-    FhirInvalid,
-    FhirNotFound,
-    FhirPreconditionFailed,
-    FhirRateLimited,
-    FhirResponseInvalid,
-    FhirServerError,
-    FhirTransportError,
-    FhirUnauthorized,
-)
+from carecoord.fhir.errors import *  # noqa: F403  (the error classes, `_fhir_errors.__all__`)
 from carecoord.handlers.processing import HandlerProcessor
 
 __version__ = "0.2.0"
@@ -71,19 +59,7 @@ __all__ = [
     "EventProcessor",
     "EventRuntime",
     "FhirClient",
-    "FhirConflict",
-    "FhirError",
-    "FhirForbidden",
-    "FhirGone",
-    "FhirInvalid",
-    "FhirNotFound",
-    "FhirPreconditionFailed",
-    "FhirRateLimited",
     "FhirReader",
-    "FhirResponseInvalid",
-    "FhirServerError",
-    "FhirTransportError",
-    "FhirUnauthorized",
     "HandlerConfig",
     "HandlerContext",
     "HandlerError",
@@ -105,3 +81,4 @@ __all__ = [
     "score_questionnaire_response",
     "work_task",
 ]
+__all__ += _fhir_errors.__all__

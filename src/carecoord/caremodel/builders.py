@@ -18,7 +18,7 @@ object is then the fhir.resources R5 class; the annotation names the R4 class).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -126,8 +126,9 @@ def care_plan(
     return finish(CarePlan, data, version)
 
 
-def _checked(reference: str, rtype: str) -> str:
-    ref(reference, expect=rtype)
+def _checked(reference: str, expect: str | Iterable[str]) -> str:
+    """`reference` itself, once `ref` has checked it is a reference to one of `expect`."""
+    ref(reference, expect=expect)
     return reference
 
 
@@ -416,7 +417,7 @@ def clinical_review_task(
         status="requested",
         code=t.TASK_CLINICAL_REVIEW,
         patient=patient,
-        owner=_checked_any(provider, PRACTITIONER),
+        owner=_checked(provider, PRACTITIONER),
         requester=raised_by,
         priority="stat" if urgent else "routine",
         authored_on=authored_on,
@@ -430,11 +431,6 @@ def clinical_review_task(
         {"type": concept(t.TASK_INPUT_URGENCY), "valueCode": "urgent" if urgent else "routine"},
     ]
     return finish(Task, data, version)
-
-
-def _checked_any(reference: str, types: Sequence[str]) -> str:
-    ref(reference, expect=types)
-    return reference
 
 
 def charge_item(

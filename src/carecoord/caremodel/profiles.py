@@ -46,34 +46,37 @@ PERTAINS_TO_GOAL = "http://hl7.org/fhir/StructureDefinition/resource-pertainsToG
 SDOHCC_COMMIT = "6604b7ac13b9f0cd80603428f99e5be0672966aa"  # 3.0.0 (STU 3)
 _SDOHCC_REPO = f"HL7/fhir-sdoh-clinicalcare@{SDOHCC_COMMIT[:7]}"
 _US_CORE_REPO = "HL7/US-Core"
-SRC_TASK = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCTaskForReferralManagement.fsh"
-SRC_TASK_STATUS = f"{_SDOHCC_REPO} input/fsh/valuesets/SDOHCCValueSetReferralTaskStatus.fsh"
-SRC_SR = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCServiceRequest.fsh"
-SRC_GOAL = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCGoal.fsh"
-SRC_CONDITION = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCCondition.fsh"
-SRC_PRACTITIONER_ROLE = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCPractitionerRole.fsh"
-SRC_CONSENT = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCConsent.fsh"
-SRC_ENROLLMENT = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCObservationEnrollmentStatus.fsh"
-SRC_OBS_4 = f"{_SDOHCC_REPO} input/fsh/invariants/SDOH-Obs-4.fsh"
-SRC_HCS_REFERRAL = (
-    f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCHealthcareServiceForReferralManagement.fsh"
-)
-SRC_CAPACITY = (
-    f"{_SDOHCC_REPO} input/fsh/extensions/SDOHCCExtensionHealthcareServiceCapacityStatus.fsh"
-)
+
+
+def _sdohcc(path: str) -> str:
+    """A source file of the SDOHCC IG at the pinned commit, e.g. "profiles/SDOHCCGoal.fsh"."""
+    return f"{_SDOHCC_REPO} input/fsh/{path}"
+
+
+def _us_core(name: str) -> str:
+    """A US Core StructureDefinition's source, e.g. "us-core-careplan"."""
+    return f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-{name}.yml"
+
+
+SRC_TASK = _sdohcc("profiles/SDOHCCTaskForReferralManagement.fsh")
+SRC_TASK_STATUS = _sdohcc("valuesets/SDOHCCValueSetReferralTaskStatus.fsh")
+SRC_SR = _sdohcc("profiles/SDOHCCServiceRequest.fsh")
+SRC_GOAL = _sdohcc("profiles/SDOHCCGoal.fsh")
+SRC_CONDITION = _sdohcc("profiles/SDOHCCCondition.fsh")
+SRC_PRACTITIONER_ROLE = _sdohcc("profiles/SDOHCCPractitionerRole.fsh")
+SRC_CONSENT = _sdohcc("profiles/SDOHCCConsent.fsh")
+SRC_ENROLLMENT = _sdohcc("profiles/SDOHCCObservationEnrollmentStatus.fsh")
+SRC_OBS_4 = _sdohcc("invariants/SDOH-Obs-4.fsh")
+SRC_HCS_REFERRAL = _sdohcc("profiles/SDOHCCHealthcareServiceForReferralManagement.fsh")
+SRC_CAPACITY = _sdohcc("extensions/SDOHCCExtensionHealthcareServiceCapacityStatus.fsh")
 # Consent.policy / policyRule (ppc-1) and the status value set are the base resource's.
 SRC_R4_CONSENT = "HL7 FHIR R4 consent.html (ppc-1, ConsentState)"
-SRC_US_CORE_ROLE = (
-    f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-practitionerrole.yml"
-)
-SRC_CARE_TEAM = f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-careteam.yml"
-SRC_CARE_PLAN = f"{_US_CORE_REPO} input/resources-yaml/StructureDefinition-us-core-careplan.yml"
-SRC_SCREENING_RESPONSE = f"{_SDOHCC_REPO} input/fsh/profiles/SDOHCCObservationScreeningResponse.fsh"
-SRC_SCREENING_STATUS = f"{_SDOHCC_REPO} input/fsh/valuesets/SDOHCCValueSetObservationStatus.fsh"
-SRC_SCREENING_ASSESSMENT = (
-    f"{_US_CORE_REPO} input/resources-yaml/"
-    "StructureDefinition-us-core-observation-screening-assessment.yml"
-)
+SRC_US_CORE_ROLE = _us_core("us-core-practitionerrole")
+SRC_CARE_TEAM = _us_core("us-core-careteam")
+SRC_CARE_PLAN = _us_core("us-core-careplan")
+SRC_SCREENING_RESPONSE = _sdohcc("profiles/SDOHCCObservationScreeningResponse.fsh")
+SRC_SCREENING_STATUS = _sdohcc("valuesets/SDOHCCValueSetObservationStatus.fsh")
+SRC_SCREENING_ASSESSMENT = _us_core("us-core-observation-screening-assessment")
 
 # SDOHCCValueSetReferralTaskStatus: all of TaskStatus except ready and received.
 REFERRAL_TASK_STATUSES = frozenset(

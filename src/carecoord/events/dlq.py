@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TypedDict, Unpack
 
 from carecoord.core.catalog import known_type
 from carecoord.core.envelope import nested_too_deep
@@ -49,16 +50,18 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+class FailureRecord(TypedDict):
+    """Why and when a record failed: what a dead letter's headers record."""
+
+    error_type: str
+    message: str
+    attempts: int
+    first_failure: float
+    last_failure: float
+
+
 def dead_letter_message(
-    record: Record,
-    topic: str,
-    *,
-    error_type: str,
-    message: str,
-    attempts: int,
-    first_failure: float,
-    last_failure: float,
-    truncate_to: int | None = None,
+    record: Record, topic: str, *, truncate_to: int | None = None, **failure: Unpack[FailureRecord]
 ) -> Message:
     """The dead letter for `record`: original key, value and headers plus ours."""
     value = record.value
@@ -69,14 +72,14 @@ def dead_letter_message(
         value = value[:truncate_to]
     original = tuple((k, v) for k, v in record.headers if not k.startswith(PREFIX))
     ours: Headers = (
-        (H_ERROR_TYPE, error_type.encode()),
-        (H_ERROR_MESSAGE, message[:MAX_MESSAGE_CHARS].encode("utf-8", "replace")),
+        (H_ERROR_TYPE, failure["error_type"].encode()),
+        (H_ERROR_MESSAGE, failure["message"][:MAX_MESSAGE_CHARS].encode("utf-8", "replace")),
         (H_TOPIC, record.topic.encode()),
         (H_PARTITION, str(record.partition).encode()),
         (H_OFFSET, str(record.offset).encode()),
-        (H_ATTEMPTS, str(attempts).encode()),
-        (H_FIRST_FAILURE, _iso(first_failure).encode()),
-        (H_LAST_FAILURE, _iso(last_failure).encode()),
+        (H_ATTEMPTS, str(failure["attempts"]).encode()),
+        (H_FIRST_FAILURE, _iso(failure["first_failure"]).encode()),
+        (H_LAST_FAILURE, _iso(failure["last_failure"]).encode()),
         *extra,
     )
     return Message(topic=topic, key=record.key, value=value, headers=original + ours)
@@ -87,12 +90,8 @@ def write_dead_letter(
     record: Record,
     topic: str,
     *,
-    error_type: str,
-    message: str,
-    attempts: int,
-    first_failure: float,
-    last_failure: float,
     timeout: float = 30.0,
+    **failure: Unpack[FailureRecord],
 ) -> bool:
     """Produce the dead letter and wait for the ack; return True if the value had to be truncated.
 
@@ -100,16 +99,7 @@ def write_dead_letter(
     """
 
     def build(truncate_to: int | None) -> Message:
-        return dead_letter_message(
-            record,
-            topic,
-            error_type=error_type,
-            message=message,
-            attempts=attempts,
-            first_failure=first_failure,
-            last_failure=last_failure,
-            truncate_to=truncate_to,
-        )
+        return dead_letter_message(record, topic, truncate_to=truncate_to, **failure)
 
     try:
         producer.send_all([build(None)], timeout)

@@ -14,24 +14,12 @@ carecoord's care model on FHIR is `carecoord.caremodel`; the directory import,
 
 from __future__ import annotations
 
+from carecoord.fhir import errors as _errors
 from carecoord.fhir.async_client import AsyncFhirClient
 from carecoord.fhir.auth import BearerToken, ClientCredentials, SmartBackendServices
 from carecoord.fhir.bundles import BatchResult, EntryResult, TransactionResult
 from carecoord.fhir.client import FhirClient
-from carecoord.fhir.errors import (
-    FhirConflict,
-    FhirError,
-    FhirForbidden,
-    FhirGone,
-    FhirInvalid,
-    FhirNotFound,
-    FhirPreconditionFailed,
-    FhirRateLimited,
-    FhirResponseInvalid,
-    FhirServerError,
-    FhirTransportError,
-    FhirUnauthorized,
-)
+from carecoord.fhir.errors import *  # noqa: F403  (the error classes, `_errors.__all__`)
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion, parse_resource, to_json
 
 __all__ = [
@@ -42,21 +30,10 @@ __all__ = [
     "ClientCredentials",
     "EntryResult",
     "FhirClient",
-    "FhirConflict",
-    "FhirError",
-    "FhirForbidden",
-    "FhirGone",
-    "FhirInvalid",
-    "FhirNotFound",
-    "FhirPreconditionFailed",
-    "FhirRateLimited",
-    "FhirResponseInvalid",
-    "FhirServerError",
-    "FhirTransportError",
-    "FhirUnauthorized",
     "FhirVersion",
     "SmartBackendServices",
     "TransactionResult",
     "parse_resource",
     "to_json",
 ]
+__all__ += _errors.__all__

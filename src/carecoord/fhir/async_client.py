@@ -13,12 +13,11 @@ from fhir.resources.R4B.resource import Resource
 from carecoord.core.effects import FhirWrite
 from carecoord.fhir import operations as ops
 from carecoord.fhir.bundles import BatchResult, TransactionResult
-from carecoord.fhir.client import ClientBase, default_headers
+from carecoord.fhir.client import ClientBase, HttpOptions
 from carecoord.fhir.errors import FhirError
-from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion, parse_resource
-from carecoord.fhir.operations import Op, SearchParams
+from carecoord.fhir.models import parse_resource
+from carecoord.fhir.operations import Known, Mutate, Op, SearchParams
 from carecoord.fhir.transport import (
-    Backoff,
     Call,
     Reply,
     build_request,
@@ -31,32 +30,18 @@ from carecoord.fhir.transport import (
 T = TypeVar("T")
 
 
-class AsyncFhirClient(ClientBase):
-    def __init__(
+class AsyncFhirClient(ClientBase[httpx.AsyncBaseTransport, Callable[[float], Awaitable[None]]]):
+    """Async FHIR client: `FhirClient`'s methods, awaitable."""
+
+    def _open(
         self,
-        base_url: str,
-        *,
-        auth: httpx.Auth | None = None,
-        timeout: float = 10.0,
-        retry_budget: float = 30.0,
-        fhir_version: FhirVersion = DEFAULT_VERSION,
-        transport: httpx.AsyncBaseTransport | None = None,
-        headers: Mapping[str, str] | None = None,
-        backoff: Backoff | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
+        transport: httpx.AsyncBaseTransport | None,
+        sleep: Callable[[float], Awaitable[None]] | None,
+        http: HttpOptions,
     ) -> None:
-        super().__init__(
-            base_url, retry_budget=retry_budget, fhir_version=fhir_version, backoff=backoff
-        )
         self._sleep = sleep or asyncio.sleep
         self._statement_lock = asyncio.Lock()
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            auth=auth,
-            timeout=timeout,
-            transport=transport,
-            headers=default_headers(headers),
-        )
+        self._http = httpx.AsyncClient(transport=transport, **http)
 
     async def _send(self, call: Call) -> Reply:
         request = build_request(self._http, self.base_url, call)
@@ -78,11 +63,10 @@ class AsyncFhirClient(ClientBase):
             call = next(op)
             while True:
                 try:
-                    reply = await self._send(call)
+                    reply: Reply | FhirError = await self._send(call)
                 except FhirError as exc:
-                    call = op.throw(exc)
-                else:
-                    call = op.send(reply)
+                    reply = exc
+                call = self.answer(op, reply)
         except StopIteration as stop:
             return cast(T, stop.value)
 
@@ -139,11 +123,7 @@ class AsyncFhirClient(ClientBase):
         return await self._run(ops.update(resource, if_match, self.fhir_version))
 
     async def update_with_retry(
-        self,
-        resource_type: str,
-        resource_id: str,
-        mutate: Callable[[Resource], Resource | None],
-        attempts: int = 5,
+        self, resource_type: str, resource_id: str, mutate: Mutate, attempts: int = 5
     ) -> Resource:
         return await self._run(
             ops.update_with_retry(resource_type, resource_id, mutate, attempts, self.fhir_version)
@@ -159,10 +139,7 @@ class AsyncFhirClient(ClientBase):
         return await self._run(ops.batch(bundle, self.fhir_version))
 
     async def apply(
-        self,
-        writes: Sequence[FhirWrite],
-        *,
-        known: Mapping[str, Mapping[str, Any] | None] | None = None,
+        self, writes: Sequence[FhirWrite], *, known: Known | None = None
     ) -> TransactionResult:
         if self._put_types is None:
             try:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, cast
 
 import httpx
 from fhir.resources.R4B.resource import Resource
@@ -26,7 +26,7 @@ from carecoord.fhir import operations as ops
 from carecoord.fhir.bundles import BatchResult, TransactionResult, identifier_blind_types
 from carecoord.fhir.errors import FhirError
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion, parse_resource
-from carecoord.fhir.operations import Op, SearchParams
+from carecoord.fhir.operations import Known, Mutate, Op, SearchParams
 from carecoord.fhir.transport import (
     FHIR_JSON,
     Backoff,
@@ -50,16 +50,36 @@ def default_headers(extra: Mapping[str, str] | None) -> dict[str, str]:
     return headers
 
 
-class ClientBase:
-    """Configuration shared by both clients."""
+class HttpOptions(TypedDict):
+    """The httpx client's options, the same for both flavours."""
+
+    base_url: str
+    auth: httpx.Auth | None
+    timeout: float
+    headers: dict[str, str]
+
+
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+SleepT = TypeVar("SleepT", bound=Callable[[float], object])
+
+
+class ClientBase(Generic[TransportT, SleepT]):
+    """What both clients share: the constructor, configuration and the pure steps around I/O.
+
+    A subclass opens its httpx client, sleep and lock (sync or async) in `_open`."""
 
     def __init__(
         self,
         base_url: str,
         *,
-        retry_budget: float,
-        fhir_version: FhirVersion,
-        backoff: Backoff | None,
+        auth: httpx.Auth | None = None,
+        timeout: float = 10.0,
+        retry_budget: float = 30.0,
+        fhir_version: FhirVersion = DEFAULT_VERSION,
+        transport: TransportT | None = None,
+        headers: Mapping[str, str] | None = None,
+        backoff: Backoff | None = None,
+        sleep: SleepT | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL")
@@ -70,6 +90,14 @@ class ClientBase:
         self._statement: dict[str, Any] | None = None
         # Types whose creates go out as PUT with a stable id (learned on the first apply).
         self._put_types: frozenset[str] | None = None
+        http = HttpOptions(
+            base_url=self.base_url, auth=auth, timeout=timeout, headers=default_headers(headers)
+        )
+        self._open(transport, sleep, http)
+
+    def _open(self, transport: TransportT | None, sleep: SleepT | None, http: HttpOptions) -> None:
+        """Set `_http` (an httpx client made with the `http` options), `_sleep` and the lock."""
+        raise NotImplementedError
 
     @staticmethod
     def put_types_of(statement: Mapping[str, Any] | FhirError) -> frozenset[str]:
@@ -82,6 +110,12 @@ class ClientBase:
         return identifier_blind_types(statement)
 
     @staticmethod
+    def answer(op: Op[T], reply: Reply | FhirError) -> Call:
+        """Hand an operation the reply to its call, or the error it met: the next call it yields
+        (StopIteration carries its result)."""
+        return op.throw(reply) if isinstance(reply, FhirError) else op.send(reply)
+
+    @staticmethod
     def check_ping(response: httpx.Response, label: str) -> None:
         """Any answer is "up" except 5xx and 429 (an auth error still proves the server is up)."""
         if response.status_code >= 500 or response.status_code == 429:
@@ -91,34 +125,18 @@ class ClientBase:
         return f"{type(self).__name__}({self.base_url!r}, fhir_version={self.fhir_version!r})"
 
 
-class FhirClient(ClientBase):
+class FhirClient(ClientBase[httpx.BaseTransport, Callable[[float], None]]):
     """Blocking FHIR client; satisfies the handlers' `FhirReader` protocol."""
 
-    def __init__(
+    def _open(
         self,
-        base_url: str,
-        *,
-        auth: httpx.Auth | None = None,
-        timeout: float = 10.0,
-        retry_budget: float = 30.0,
-        fhir_version: FhirVersion = DEFAULT_VERSION,
-        transport: httpx.BaseTransport | None = None,
-        headers: Mapping[str, str] | None = None,
-        backoff: Backoff | None = None,
-        sleep: Callable[[float], None] | None = None,
+        transport: httpx.BaseTransport | None,
+        sleep: Callable[[float], None] | None,
+        http: HttpOptions,
     ) -> None:
-        super().__init__(
-            base_url, retry_budget=retry_budget, fhir_version=fhir_version, backoff=backoff
-        )
         self._sleep = sleep or time.sleep
         self._statement_lock = threading.Lock()
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            auth=auth,
-            timeout=timeout,
-            transport=transport,
-            headers=default_headers(headers),
-        )
+        self._http = httpx.Client(transport=transport, **http)
 
     # --- plumbing ---
 
@@ -143,11 +161,10 @@ class FhirClient(ClientBase):
             call = next(op)
             while True:
                 try:
-                    reply = self._send(call)
+                    reply: Reply | FhirError = self._send(call)
                 except FhirError as exc:
-                    call = op.throw(exc)
-                else:
-                    call = op.send(reply)
+                    reply = exc
+                call = self.answer(op, reply)
         except StopIteration as stop:
             return cast(T, stop.value)
 
@@ -227,11 +244,7 @@ class FhirClient(ClientBase):
         return self._run(ops.update(resource, if_match, self.fhir_version))
 
     def update_with_retry(
-        self,
-        resource_type: str,
-        resource_id: str,
-        mutate: Callable[[Resource], Resource | None],
-        attempts: int = 5,
+        self, resource_type: str, resource_id: str, mutate: Mutate, attempts: int = 5
     ) -> Resource:
         """Read, mutate, update with If-Match; on 409/412 re-read and re-apply."""
         return self._run(
@@ -250,10 +263,7 @@ class FhirClient(ClientBase):
         return self._run(ops.batch(bundle, self.fhir_version))
 
     def apply(
-        self,
-        writes: Sequence[FhirWrite],
-        *,
-        known: Mapping[str, Mapping[str, Any] | None] | None = None,
+        self, writes: Sequence[FhirWrite], *, known: Known | None = None
     ) -> TransactionResult:
         """A handler's effects (Create/Update) as ONE transaction; nothing is sent for none."""
         if self._put_types is None:

@@ -11,6 +11,22 @@ from typing import Any
 
 from carecoord.errors import CarecoordError
 
+# The error classes (`carecoord` and `carecoord.fhir` re-export exactly these).
+__all__ = [
+    "FhirConflict",
+    "FhirError",
+    "FhirForbidden",
+    "FhirGone",
+    "FhirInvalid",
+    "FhirNotFound",
+    "FhirPreconditionFailed",
+    "FhirRateLimited",
+    "FhirResponseInvalid",
+    "FhirServerError",
+    "FhirTransportError",
+    "FhirUnauthorized",
+]
+
 
 @dataclass(frozen=True)
 class Issue:
@@ -131,3 +147,15 @@ class FhirTransportError(FhirError):
 class FhirResponseInvalid(FhirError):
     """The server answered something that is not valid FHIR (bad JSON, a non-FHIR error page, a
     resource that fails validation). Names the resource type and the failing elements."""
+
+
+# The class of each HTTP error status that has one of its own (`transport.error_for`); 429 and
+# 5xx are FhirRateLimited / FhirServerError, any other 4xx FhirInvalid.
+BY_STATUS: dict[int, type[FhirError]] = {
+    401: FhirUnauthorized,
+    403: FhirForbidden,
+    404: FhirNotFound,
+    409: FhirConflict,
+    410: FhirGone,
+    412: FhirPreconditionFailed,
+}

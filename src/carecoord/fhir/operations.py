@@ -45,6 +45,10 @@ log = logging.getLogger("carecoord.fhir")
 
 T = TypeVar("T")
 Op = Generator[Call, Reply, T]
+# What `update_with_retry` applies to the current version: the changed resource, None for none.
+Mutate = Callable[[Resource], Resource | None]
+# What an event's reads already learnt: "Type/id" -> the stored JSON, or None for absent.
+Known = Mapping[str, Mapping[str, Any] | None]
 SearchParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
 RETURN_REPRESENTATION = {"Prefer": "return=representation"}
@@ -141,7 +145,7 @@ def delete(resource_type: str, resource_id: str) -> Op[None]:
 def update_with_retry(
     resource_type: str,
     resource_id: str,
-    mutate: Callable[[Resource], Resource | None],
+    mutate: Mutate,
     attempts: int,
     version: FhirVersion,
 ) -> Op[Resource]:
@@ -238,18 +242,25 @@ def search(
 # --- transactions and batches ------------------------------------------------------------------
 
 
+def _post_bundle(
+    data: Mapping[str, Any], kind: str
+) -> Op[list[tuple[Mapping[str, Any], Mapping[str, Any]]]]:
+    """POST a transaction or batch Bundle: its request entries paired with the response's."""
+    reply = yield Call(
+        "POST", "", headers=RETURN_REPRESENTATION, body=data, retry_safe=retry_safe(data)
+    )
+    if reply.body is None:
+        raise FhirResponseInvalid(f"{kind} returned no Bundle", request=reply.request)
+    return response_entries(data, reply.body, f"{kind}-response")
+
+
 def transaction(
     bundle: Resource | Mapping[str, Any], version: FhirVersion
 ) -> Op[TransactionResult]:
     data = bundle_json(bundle, "transaction")
     if not data.get("entry"):
         return TransactionResult()
-    reply = yield Call(
-        "POST", "", headers=RETURN_REPRESENTATION, body=data, retry_safe=retry_safe(data)
-    )
-    if reply.body is None:
-        raise FhirResponseInvalid("transaction returned no Bundle", request=reply.request)
-    pairs = response_entries(data, reply.body, "transaction-response")
+    pairs = yield from _post_bundle(data, "transaction")
     return result_from(
         [entry_outcome(i, req, resp, version) for i, (req, resp) in enumerate(pairs)]
     )
@@ -259,13 +270,9 @@ def batch(bundle: Resource | Mapping[str, Any], version: FhirVersion) -> Op[Batc
     data = bundle_json(bundle, "batch")
     if not data.get("entry"):
         return BatchResult()
-    reply = yield Call(
-        "POST", "", headers=RETURN_REPRESENTATION, body=data, retry_safe=retry_safe(data)
-    )
-    if reply.body is None:
-        raise FhirResponseInvalid("batch returned no Bundle", request=reply.request)
+    pairs = yield from _post_bundle(data, "batch")
     entries = []
-    for i, (req, resp) in enumerate(response_entries(data, reply.body, "batch-response")):
+    for i, (req, resp) in enumerate(pairs):
         response = resp.get("response") or {}
         status = status_code(response.get("status"))
         error = None
@@ -283,7 +290,7 @@ def apply(
     writes: Sequence[FhirWrite],
     version: FhirVersion,
     put_types: Collection[str] = frozenset(),
-    known: Mapping[str, Mapping[str, Any] | None] | None = None,
+    known: Known | None = None,
 ) -> Op[TransactionResult]:
     """A handler's writes as ONE transaction (nothing is sent for no writes). A create that goes
     out as PUT (see `writes_to_bundle`) first reads what is stored under its id, unless `known`

@@ -31,18 +31,13 @@ import tenacity
 
 from carecoord.core import tracing
 from carecoord.fhir.errors import (
-    FhirConflict,
+    BY_STATUS,
     FhirError,
-    FhirForbidden,
-    FhirGone,
     FhirInvalid,
-    FhirNotFound,
-    FhirPreconditionFailed,
     FhirRateLimited,
     FhirResponseInvalid,
     FhirServerError,
     FhirTransportError,
-    FhirUnauthorized,
     Issue,
 )
 
@@ -250,29 +245,15 @@ def error_for(
         phrase = "error"
     message = f"FHIR server answered {status} {phrase}{note}"
     kwargs: dict[str, Any] = {"status": status, "request": request, "issues": issues}
-    cls: type[FhirError]
-    if status == 404:
-        cls = FhirNotFound
-    elif status == 410:
-        cls = FhirGone
-    elif status == 409:
-        cls = FhirConflict
-    elif status == 412:
-        cls = FhirPreconditionFailed
-    elif status == 401:
-        cls = FhirUnauthorized
-    elif status == 403:
-        cls = FhirForbidden
-    elif status == 429:
+    if status == 429:
         return FhirRateLimited(message, retry_after=retry_after, **kwargs)
-    elif status >= 500:
+    if status >= 500:
         transient = status in TRANSIENT_STATUSES
         return FhirServerError(
             message, transient=transient, retry_after=retry_after if transient else None, **kwargs
         )
-    else:  # 400, 422 and any other refusal of the request as sent
-        cls = FhirInvalid
-    return cls(message, **kwargs)
+    # 400, 422 and any other refusal of the request as sent are FhirInvalid
+    return BY_STATUS.get(status, FhirInvalid)(message, **kwargs)
 
 
 def _json_body(response: httpx.Response) -> Any:
