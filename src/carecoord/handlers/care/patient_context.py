@@ -72,8 +72,9 @@ def team_search(fhir: FhirReader, patient_id: str) -> Search | None:
 def plan_searches(fhir: FhirReader, patient_id: str) -> list[Search]:
     """The searches `active_plans` makes: the plans, and the patient's CareTeams where they come
     in the same batch. A handler that batches other searches of its own prefetches these with
-    them (`search_together(fhir, plan_searches(...) + mine)`): asked again in the same event,
-    a search is answered from the batch (carecoord.fhir.event_reads)."""
+    them (`prefetch_with_plans(fhir, patient_id, mine)`, which adds the plans' teams where these
+    cannot bring them): asked again in the same event, a search is answered from the batch
+    (carecoord.fhir.event_reads)."""
     teams = team_search(fhir, patient_id)
     if teams is not None and declares_batch(fhir):
         return [plans_search(patient_id, fhir), teams]
