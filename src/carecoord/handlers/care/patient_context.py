@@ -37,7 +37,7 @@ from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_include, declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.handlers.care.model import CARE_PLAN_ID, identifier_value, patient_of, reference_str
-from carecoord.handlers.care.team_hints import hints_of
+from carecoord.handlers.care.team_hints import TeamHints, hints_of
 
 
 class PatientTeam(NamedTuple):
@@ -93,10 +93,16 @@ def prefetch_with_plans(fhir: FhirReader, patient_id: str, searches: Sequence[Se
     active_plans(fhir, patient_id)  # answered from the batch; remembers the plans' teams
 
 
+def _hints(fhir: FhirReader, patient_id: str) -> TeamHints | None:
+    """The client's team hints where they can save a read: the server batches, and the plans'
+    search brings neither their teams (include) nor the patient's (`CareTeam?patient`)."""
+    if not declares_batch(fhir) or declares_include(fhir, "CarePlan", PLAN_TEAM_INCLUDE):
+        return None
+    return hints_of(fhir) if team_search(fhir, patient_id) is None else None
+
+
 def _hinted(fhir: FhirReader, patient_id: str) -> list[Search]:
-    if declares_include(fhir, "CarePlan", PLAN_TEAM_INCLUDE) or team_search(fhir, patient_id):
-        return []  # the plans' search brings their teams (or the patient's teams beside them)
-    hints = hints_of(fhir)
+    hints = _hints(fhir, patient_id)
     ids = hints.get(patient_id) if hints is not None else ()
     return [("CareTeam", [("_id", ",".join(ids))])] if ids else []
 
@@ -115,7 +121,7 @@ def active_plans(fhir: FhirReader, patient_id: str, *, managed: bool = False) ->
         ),
         key=_started,
     )
-    hints = hints_of(fhir)
+    hints = _hints(fhir, patient_id)
     if hints is not None:
         hints.put(patient_id, [rid for plan in plans for rid in _team_ids(plan)])
     return [p for p in plans if not managed or identifier_value(p, CARE_PLAN_ID)]
