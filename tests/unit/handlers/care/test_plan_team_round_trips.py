@@ -41,9 +41,10 @@ class Server(InMemoryFhir):
     """Declares batch and the outreach revincludes, and `_include=CarePlan:care-team` when
     `include_team`; implements both; records each round trip."""
 
-    def __init__(self, *, include_team: bool) -> None:
+    def __init__(self, *, include_team: bool, team_by_patient: bool = False) -> None:
         super().__init__()
         self.include_team = include_team
+        self.team_by_patient = team_by_patient
         self.trips: list[str] = []
         self.batches: list[list[str]] = []
 
@@ -53,7 +54,9 @@ class Server(InMemoryFhir):
             "searchInclude": [PLAN_TEAM_INCLUDE] if self.include_team else [],
         }
         requests = {"type": "CommunicationRequest", "searchRevInclude": REVINCLUDES}
-        rest = {"interaction": [{"code": "batch"}], "resource": [plan, requests]}
+        teams = {"type": "CareTeam", "searchParam": [{"name": "patient", "type": "reference"}]}
+        resources = [plan, requests, *([teams] if self.team_by_patient else [])]
+        rest = {"interaction": [{"code": "batch"}], "resource": resources}
         return {"resourceType": "CapabilityStatement", "rest": [rest]}
 
     def restarted(self) -> Server:
@@ -126,18 +129,24 @@ def _referral(server: Server) -> list[str]:
     return _run(server, events.sdoh_need_identified("p1"))[0]
 
 
-@pytest.mark.parametrize("include_team", [True, False], ids=["include", "sekmet-like"])
+@pytest.mark.parametrize(
+    ("include_team", "team_by_patient"),
+    [(True, False), (False, True), (False, False)],
+    ids=["include", "CareTeam?patient", "sekmet-like"],
+)
 def test_an_escalation_and_a_referral_take_one_batch_and_one_transaction(
-    include_team: bool,
+    include_team: bool, team_by_patient: bool
 ) -> None:
-    server = Server(include_team=include_team)
+    server = Server(include_team=include_team, team_by_patient=team_by_patient)
     _enrolled_with_two_attempts(server)
     # the owner: the team's primary care physician
     assert _escalation(server) == (["batch", "transaction"], "Practitioner/doc")
-    # the team: with the plans (include), else searched by its id beside them
+    # the team: with the plans (include), else a CareTeam search beside them (by patient, or
+    # by the id the plan named in the earlier attempts)
     assert ("CareTeam" in server.batches[0]) is not include_team
     assert _referral(server) == ["batch", "transaction"]
     assert ("CareTeam" in server.batches[0]) is not include_team
+    assert server.batches[0].count("CareTeam") == (0 if include_team else 1)
 
 
 def test_a_restarted_client_reads_the_team_once_then_batches_it() -> None:
