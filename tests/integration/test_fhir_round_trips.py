@@ -1,9 +1,12 @@
 """FHIR round trips per event, counted by a proxy between the runtime and the real FHIR server.
 
 A care-management event does little computing; its cost is FHIR requests. The common path is
-one read round trip (a search with includes, or one batch of searches) plus one transaction; an
-escalation, and a new referral, add the read of the plan's CareTeam. Not a timing: a request
-count, so a regression in round trips fails `make test`.
+one read round trip (a search with includes, or one batch of searches) plus one transaction. An
+escalation and a new referral need the plan's CareTeam too: the embedded server can neither
+include it with the plans nor search it by patient, so their batch searches it by the id the
+plan named when this client last read it (carecoord.handlers.care.team_hints); only a team the
+client has not seen costs a read of its own. Not a timing: a request count, so a regression in
+round trips fails `make test`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.careplan import CarePlan
+from fhir.resources.R4B.careteam import CareTeam
 from fhir.resources.R4B.condition import Condition
 
+from carecoord.caremodel.terminology import ROLE_PRIMARY_CARE_PHYSICIAN
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.directory.hsds import import_directory
 from carecoord.fhir.client import FhirClient
+from carecoord.fhir.models import to_json
 from support.enrolment import consented
 from support.fhir_proxy import FhirProxy
 from support.pipeline import Pipeline
@@ -132,22 +139,64 @@ def test_requests_per_event_type(counted: tuple[Pipeline, FhirProxy], unique: st
         # the month's requests with their attempts and escalation Tasks, and the active plans
         "attempt 1": kinds(batch=1, transaction=1),
         "attempt 2": kinds(batch=1, transaction=1),
-        # the plan's standalone CareTeam (for the provider): its id is known only from the plan
-        # and the embedded server cannot search CareTeam by patient
-        "attempt 3 (escalates)": kinds(batch=1, read=1, transaction=1),
+        # the plan's standalone CareTeam (for the provider) in the same batch, by the id the
+        # plan named in attempts 1 and 2 (the embedded server cannot include it with the plans)
+        "attempt 3 (escalates)": kinds(batch=1, transaction=1),
         "attempt 4 (escalated already)": kinds(batch=1, transaction=1),
         "answered": kinds(batch=1, transaction=1),
         # its ChargeItems of the month, CarePlans, Consents, Communications of the month and
         # Conditions: one batch of searches (the server declares batch)
         "time.logged": kinds(batch=1, transaction=1),
-        # plans, Patient, existing referral, directory and the Goal's id in one batch; then the
-        # plan's CareTeam, as for the escalation
-        "need-identified": kinds(batch=1, read=1, transaction=1),
+        # plans, the plan's CareTeam (as for the escalation), Patient, existing referral,
+        # directory and the Goal's id: one batch
+        "need-identified": kinds(batch=1, transaction=1),
     }
     assert seen == expected
     outbound = [e.type for e in pipeline.outbound()]
     assert outbound.count("carecoord.outreach.escalated") == 1
     assert outbound.count("carecoord.billing.threshold-reached") == 1
+
+
+def test_a_plan_given_another_team_costs_the_read_of_it_and_escalates_to_that_team(
+    counted: tuple[Pipeline, FhirProxy], unique: str
+) -> None:
+    """The CareTeam searched beside the plans is only the one the plan named when last read: a
+    plan since given another team (here by another system) costs the read of that team, whose
+    provider the escalation goes to; the next event's batch then carries the new team."""
+    pipeline, proxy = counted
+    patient = f"rt-sw-{unique}"
+    run_one(pipeline, proxy, enrolment(pipeline, patient))
+    run_one(pipeline, proxy, attempt(patient, 1))
+    run_one(pipeline, proxy, attempt(patient, 2, "voicemail"))
+    (plan,) = [
+        p
+        for p in pipeline.fhir.search("CarePlan", {"patient": f"Patient/{patient}"})
+        if p.get_resource_type() == "CarePlan"
+    ]
+    pcp = {
+        "member": {"reference": "Practitioner/doc-other"},
+        "role": [ROLE_PRIMARY_CARE_PHYSICIAN.concept_json()],
+    }
+    subject = {"reference": f"Patient/{patient}"}
+    team = pipeline.fhir.create(
+        CareTeam.model_validate({"status": "active", "subject": subject, "participant": [pcp]})
+    )
+    data = to_json(plan)
+    data["careTeam"] = [{"reference": f"CareTeam/{team.id}"}]
+    pipeline.fhir.update(CarePlan.model_validate(data))
+
+    start = proxy.count()
+    assert run_one(pipeline, proxy, attempt(patient, 3)) == kinds(batch=1, read=1, transaction=1)
+    assert "GET CareTeam/{id}" in proxy.labels_since(start)
+    (escalated,) = [
+        e
+        for e in pipeline.outbound()
+        if e.type == "carecoord.outreach.escalated" and e.subject == f"Patient/{patient}"
+    ]
+    assert escalated.data["owner"] == "Practitioner/doc-other"
+    need = {"domain": "food-insecurity", "postal_code": "62701", "consent_to_contact": True}
+    referral = new_event("carecoord.sdoh.need-identified", patient, need)
+    assert run_one(pipeline, proxy, referral) == kinds(batch=1, transaction=1)
 
 
 def test_a_redelivered_event_looks_its_outbox_record_up_and_re_emits_the_same_id(

@@ -4,6 +4,8 @@
   where the server declares batch and CareTeam search by patient, the patient's CareTeams come
   in the same round trip. Asked again within an event, the same search is answered from the
   first answer (carecoord.fhir.event_reads), so handlers of one event share it.
+- `prefetch_with_plans`: a handler's first batch (its own searches and `plan_searches`), with
+  the plans' CareTeams where the server can answer them in it (see below).
 - `care_team_of(plan)`: the care manager and provider of one plan's team.
 - `patient_team`: the same over all the patient's active plans (the latest started first).
 
@@ -12,6 +14,12 @@ contained in the plan (plans written before carecoord wrote standalone ones); an
 is skipped; a participant coded care coordinator is the care manager, one coded primary care
 physician the provider (SNOMED, carecoord.caremodel.terminology). A plan whose team names no care
 coordinator gives its author as care manager.
+
+Round trips: a plan's standalone team is known only from the plan. Where the server declares
+`_include=CarePlan:care-team` it comes with the plans; where it batches and declares
+`CareTeam?patient`, beside them. Elsewhere (sekmet indexes neither) `prefetch_with_plans` adds
+`CareTeam?_id=` of the teams the plans referenced when this client last read them
+(carecoord.handlers.care.team_hints); only a team not seen before costs a read of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_include, declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.handlers.care.model import CARE_PLAN_ID, identifier_value, patient_of, reference_str
+from carecoord.handlers.care.team_hints import TeamHints, hints_of
 
 
 class PatientTeam(NamedTuple):
@@ -63,29 +72,59 @@ def team_search(fhir: FhirReader, patient_id: str) -> Search | None:
 def plan_searches(fhir: FhirReader, patient_id: str) -> list[Search]:
     """The searches `active_plans` makes: the plans, and the patient's CareTeams where they come
     in the same batch. A handler that batches other searches of its own prefetches these with
-    them (`search_together(fhir, plan_searches(...) + mine)`): asked again in the same event,
-    a search is answered from the batch (carecoord.fhir.event_reads)."""
+    them (`prefetch_with_plans(fhir, patient_id, mine)`, which adds the plans' teams where these
+    cannot bring them): asked again in the same event, a search is answered from the batch
+    (carecoord.fhir.event_reads)."""
     teams = team_search(fhir, patient_id)
     if teams is not None and declares_batch(fhir):
         return [plans_search(patient_id, fhir), teams]
     return [plans_search(patient_id, fhir)]
 
 
+def prefetch_with_plans(fhir: FhirReader, patient_id: str, searches: Sequence[Search]) -> None:
+    """A handler's `searches` and `plan_searches` in ONE batch where the server declares
+    batch (else nothing: each is asked for where the handler needs it). Where the plans' search
+    cannot bring their CareTeams, the batch also searches `CareTeam?_id=` of the teams the
+    patient's plans referenced when this client last read them (team_hints): reads of them are
+    then answered from the batch (carecoord.fhir.event_reads)."""
+    if not declares_batch(fhir):
+        return
+    search_together(fhir, [*searches, *plan_searches(fhir, patient_id), *_hinted(fhir, patient_id)])
+    active_plans(fhir, patient_id)  # answered from the batch; remembers the plans' teams
+
+
+def _hints(fhir: FhirReader, patient_id: str) -> TeamHints | None:
+    """The client's team hints where they can save a read: the server batches, and the plans'
+    search brings neither their teams (include) nor the patient's (`CareTeam?patient`)."""
+    if not declares_batch(fhir) or declares_include(fhir, "CarePlan", PLAN_TEAM_INCLUDE):
+        return None
+    return hints_of(fhir) if team_search(fhir, patient_id) is None else None
+
+
+def _hinted(fhir: FhirReader, patient_id: str) -> list[Search]:
+    hints = _hints(fhir, patient_id)
+    ids = hints.get(patient_id) if hints is not None else ()
+    return [("CareTeam", [("_id", ",".join(ids))])] if ids else []
+
+
 def active_plans(fhir: FhirReader, patient_id: str, *, managed: bool = False) -> list[Resource]:
     """The patient's active CarePlans (only carecoord's own, by business identifier, with
     `managed`), the earliest started first."""
     found = search_together(fhir, plan_searches(fhir, patient_id))[0]
-    return sorted(
+    plans = sorted(
         (
             p
             for p in found
             if p.get_resource_type() == "CarePlan"
             and getattr(p, "status", None) == "active"
             and patient_of(p) == patient_id
-            and (not managed or identifier_value(p, CARE_PLAN_ID))
         ),
         key=_started,
     )
+    hints = _hints(fhir, patient_id)
+    if hints is not None:
+        hints.put(patient_id, [rid for plan in plans for rid in _team_ids(plan)])
+    return [p for p in plans if not managed or identifier_value(p, CARE_PLAN_ID)]
 
 
 def active_care_plan(fhir: FhirReader, patient_id: str) -> Resource | None:
@@ -100,15 +139,19 @@ def _started(resource: Any) -> tuple[str, str]:
     return (str(start or ""), str(getattr(resource, "id", None) or ""))
 
 
+def _team_ids(plan: Any) -> list[str]:
+    """The ids of the standalone CareTeams `plan` references, in its order."""
+    references = (reference_str(link) or "" for link in getattr(plan, "careTeam", None) or [])
+    return [r.removeprefix("CareTeam/") for r in references if r.startswith("CareTeam/")]
+
+
 def _teams(plan: Any, fhir: FhirReader | None) -> list[Any]:
     contained = getattr(plan, "contained", None) or []
     teams = [r for r in contained if r.get_resource_type() == "CareTeam"]
-    links = getattr(plan, "careTeam", None) or []
-    for link in links if fhir is not None else []:
-        reference = reference_str(link) or ""
-        if fhir is not None and reference.startswith("CareTeam/"):
+    if fhir is not None:
+        for team_id in _team_ids(plan):
             try:
-                teams.append(fhir.read("CareTeam", reference.removeprefix("CareTeam/")))
+                teams.append(fhir.read("CareTeam", team_id))
             except (FhirNotFound, FhirGone):
                 continue
     return [team for team in teams if getattr(team, "status", None) in (None, "active")]

@@ -48,7 +48,7 @@ from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.core.vocabulary import Channel
 from carecoord.errors import HandlerError, MalformedEvent
-from carecoord.fhir.batch_reads import declares_batch, search_together
+from carecoord.fhir.batch_reads import declares_batch
 from carecoord.fhir.capabilities import declares_revinclude
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
@@ -149,13 +149,9 @@ def outreach_view(
         return patient_requests(fhir, patient_id, month), None, None
     if declares_batch(fhir):
         # The patient's active plans in the same round trip: an escalation needs the plan (and
-        # its team: see patient_context.plan_searches), and a batch costs no more round trips.
-        search_together(
-            fhir,
-            [
-                requests_search(patient_id, month, _ATTEMPT_REVINCLUDES),
-                *patient_context.plan_searches(fhir, patient_id),
-            ],
+        # its team: see patient_context.prefetch_with_plans); a batch costs no more round trips.
+        patient_context.prefetch_with_plans(
+            fhir, patient_id, [requests_search(patient_id, month, _ATTEMPT_REVINCLUDES)]
         )
     found = patient_requests(fhir, patient_id, month, revinclude=_ATTEMPT_REVINCLUDES)
     requests = [r for r in found if r.get_resource_type() == "CommunicationRequest"]

@@ -72,7 +72,7 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Handlers
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
-from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe, search_together
+from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe
 from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import revised, to_json
@@ -81,7 +81,7 @@ from carecoord.handlers.care.patient_context import (
     active_care_plan,
     patient_age,
     patient_team,
-    plan_searches,
+    prefetch_with_plans,
 )
 from carecoord.handlers.referrals.builders import (
     referral_service_request,
@@ -947,10 +947,10 @@ def _prefetch(ctx: HandlerContext, pid: str, domain: str, sr_value: str, goal: R
     if not declares_batch(ctx.fhir):
         return
     probe = existence_probe(ctx.fhir, create_for(goal))
-    search_together(
+    prefetch_with_plans(
         ctx.fhir,
+        pid,
         [
-            *plan_searches(ctx.fhir, pid),
             ("Patient", [("_id", pid)]),
             _referral_search(sr_value),
             _directory_search(domain),
