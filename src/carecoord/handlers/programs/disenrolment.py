@@ -23,12 +23,11 @@ from carecoord.caremodel import builders as care
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create
 from carecoord.caremodel.workflow import FINAL
-from carecoord.core.catalog import PatientDisenrolled, require_patient
+from carecoord.core.catalog import PatientDisenrolled
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import FhirReader, HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.model import (
@@ -63,15 +62,11 @@ handlers = Handlers(
 
 
 @handlers.on(PatientDisenrolled)
-def handle_disenrolled(
-    event: CloudEvent, data: PatientDisenrolled, ctx: HandlerContext, config: HandlerConfig
-) -> Effects:
-    pid = require_patient(event)
-    at = event.time or ctx.now()
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    effective = data.effective_date or Month.of(at).end
+def handle_disenrolled(d: Delivery[PatientDisenrolled, HandlerConfig]) -> Effects:
+    at = d.aware_time()
+    effective = d.data.effective_date or Month.of(at).end
     effects = Effects()
-    state = enrolment_states(ctx.fhir, pid).get(data.program)
+    state = enrolment_states(d.fhir, d.patient_id).get(d.data.program)
     if state is None or state.plan is None:
         log.info("disenrolment of a program the patient is not in")
         return effects
@@ -81,7 +76,7 @@ def handle_disenrolled(
         body["status"] = "revoked"
         body.setdefault("period", {})["end"] = effective.isoformat()
         body.setdefault("extension", []).append(
-            {"url": t.DISENROLMENT_REASON_EXTENSION, "valueCode": data.reason}
+            {"url": t.DISENROLMENT_REASON_EXTENSION, "valueCode": d.data.reason}
         )
         effects.update(build("CarePlan", body), version_of(plan))
     consent = state.consent
@@ -91,14 +86,14 @@ def handle_disenrolled(
         body.setdefault("provision", {}).setdefault("period", {})["end"] = effective.isoformat()
         effects.update(build("Consent", body), version_of(consent))
 
-    for cr in requests_to_revoke(patient_requests(ctx.fhir, pid), data.program):
+    for cr in requests_to_revoke(patient_requests(d.fhir, d.patient_id), d.data.program):
         body = to_json(cr)
         body["status"] = "revoked"
         body["statusReason"] = t.NOT_DONE_PATIENT_OBJECTION.concept_json("Patient disenrolled")
         effects.update(build("CommunicationRequest", body), version_of(cr))
     plan_ref = ref_of(plan)
-    found: list[Any] = ctx.fhir.search("Task", [("patient", f"Patient/{pid}")])
-    for task in tasks_to_cancel(found, pid, plan_ref):
+    found: list[Any] = d.fhir.search("Task", [("patient", d.patient)])
+    for task in tasks_to_cancel(found, d.patient_id, plan_ref):
         if t.concept_has(task.code, t.TASK_CONFIRM_DISENROLMENT):
             closed = cancel(task, reason="Disenrolment recorded", at=at)
         else:
@@ -110,7 +105,7 @@ def handle_disenrolled(
         effects.update(build("Task", body), version_of(task))
     log.info(
         "patient disenrolled",
-        extra={"program": data.program, "reason": data.reason},
+        extra={"program": d.data.program, "reason": d.data.reason},
     )
     return effects
 
