@@ -32,7 +32,7 @@ from typing import Any
 
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.workflow import OPEN
-from carecoord.core.envelope import CloudEvent
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.core.handler import FhirReader
 from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
@@ -84,14 +84,7 @@ def sweep(
 def _event(
     event_id: str, type_: str, patient_id: str, now: datetime, data: dict[str, Any]
 ) -> CloudEvent:
-    return CloudEvent(
-        id=event_id,
-        source=SOURCE,
-        type=type_,
-        time=now,
-        subject=f"Patient/{patient_id}",
-        data=data,
-    )
+    return new_event(type_, patient_id, data, id=event_id, source=SOURCE, time=now)
 
 
 def _month_requests(fhir: FhirReader, month: Month) -> dict[str, Any]:
