@@ -65,6 +65,7 @@ from carecoord.fhir.models import to_json
 from carecoord.handlers.care.business_hours import DEFAULT_HOURS, PracticeCalendar
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.model import as_instant, build, patient_of, reference_str
+from carecoord.handlers.care.old_type_names import old_type_names
 from carecoord.handlers.care.patient_context import patient_team
 from carecoord.handlers.clinical.builders import (
     answer_relay_request,
@@ -74,11 +75,6 @@ from carecoord.handlers.clinical.builders import (
 
 log = logging.getLogger(__name__)
 
-OVERDUE = ClinicalOverdue.event_type
-TASK_STATUS_CHANGED = TaskStatusChanged.event_type
-ESCALATED = ClinicalEscalated.event_type
-ANSWERED = ClinicalAnswered.event_type
-VISIT_REQUESTED = ClinicalVisitRequested.event_type
 
 MAX_LEVEL = 2
 SWEEP_SOURCE = "urn:carecoord:sweep"
@@ -336,7 +332,7 @@ def handle_overdue(d: Delivery[ClinicalOverdue, ClinicalLoopConfig]) -> Effects:
             due=due.isoformat(),
         ),
         d.patient,
-        id=derived_id(d.data.task, f"level-{d.data.level}", ESCALATED),
+        id=derived_id(d.data.task, f"level-{d.data.level}", ClinicalEscalated.event_type),
     )
     log.info(
         "overdue clinical question escalated",
@@ -480,7 +476,7 @@ def clinical_overdue(fhir: FhirReader, now: datetime) -> list[CloudEvent]:
             CloudEvent(
                 id=f"sweep:clinical-overdue:{question}:{level}",
                 source=SWEEP_SOURCE,
-                type=OVERDUE,
+                type=ClinicalOverdue.event_type,
                 time=now,
                 subject=f"Patient/{patient}",
                 data={"task": question, "level": level, "due": due.isoformat()},
@@ -569,11 +565,6 @@ def _item(kind: Any, task: Any, question: str, due: datetime | None) -> Clinical
 
 
 __all__ = [
-    "ANSWERED",
-    "ESCALATED",
-    "OVERDUE",
-    "TASK_STATUS_CHANGED",
-    "VISIT_REQUESTED",
     "ClinicalItem",
     "ClinicalLoopConfig",
     "clinical_overdue",
@@ -583,3 +574,12 @@ __all__ = [
     "open_clinical_items",
     "response_due",
 ]
+
+__getattr__ = old_type_names(
+    __name__,
+    OVERDUE=ClinicalOverdue,
+    TASK_STATUS_CHANGED=TaskStatusChanged,
+    ESCALATED=ClinicalEscalated,
+    ANSWERED=ClinicalAnswered,
+    VISIT_REQUESTED=ClinicalVisitRequested,
+)

@@ -55,6 +55,7 @@ from carecoord.handlers.care.model import (
     reference_str,
     version_of,
 )
+from carecoord.handlers.care.old_type_names import old_type_names
 from carecoord.handlers.care.outreach_requests import patient_requests
 from carecoord.handlers.care.patient_context import care_team_of
 from carecoord.handlers.programs.caseload import assign_care_manager, caseload_patients
@@ -62,8 +63,6 @@ from carecoord.handlers.programs.outreach import active_plans
 
 log = logging.getLogger(__name__)
 
-REASSIGN = CareManagerReassign.event_type
-REASSIGNED = CareManagerReassigned.event_type
 Reason = Literal["left", "over-capacity"]
 
 OPEN_REQUEST_STATUSES = frozenset({"draft", "active", "on-hold"})
@@ -356,3 +355,7 @@ def _enrolled_with(plans: list[Any], care_manager: str) -> dict[str, date]:
 
 
 HANDLERS: list[HandlerSpec] = [handlers.spec]
+
+__getattr__ = old_type_names(
+    __name__, REASSIGN=CareManagerReassign, REASSIGNED=CareManagerReassigned
+)

@@ -57,12 +57,10 @@ from carecoord.handlers.care.model import (
     reference_str,
     version_of,
 )
+from carecoord.handlers.care.old_type_names import old_type_names
 
 log = logging.getLogger(__name__)
 
-DISCHARGED = PatientDischarged.event_type
-EPISODE_ENDED = TcmEpisodeEnded.event_type
-TCM_BILLABLE = TcmBillable.event_type
 EPISODE_ID = identifier_system("tcm-episode")
 PERIOD_DAYS = 30  # the discharge day and the next 29
 VISIT_DAYS = {"moderate": 14, "high": 7}
@@ -312,3 +310,7 @@ def episodes_ended(fhir: Any, now: datetime) -> list[tuple[str, str]]:
 
 
 HANDLERS: list[HandlerSpec] = [handlers.spec]
+
+__getattr__ = old_type_names(
+    __name__, DISCHARGED=PatientDischarged, EPISODE_ENDED=TcmEpisodeEnded, TCM_BILLABLE=TcmBillable
+)

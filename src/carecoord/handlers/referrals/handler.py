@@ -76,6 +76,7 @@ from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.old_type_names import old_type_names
 from carecoord.handlers.care.patient_context import (
     active_care_plan,
     patient_age,
@@ -101,10 +102,6 @@ from carecoord.handlers.referrals.ranking import Candidate, ReferralCriteria, ra
 
 log = logging.getLogger(__name__)
 
-CREATED = ReferralCreated.event_type
-UNMATCHED = ReferralUnmatched.event_type
-NEED_IDENTIFIED = SdohNeedIdentified.event_type
-STATUS_CHANGED = ReferralStatusChanged.event_type
 
 REFERRAL_ID = identifier_system("referral")
 REFERRAL_TASK_ID = identifier_system("referral-task")
@@ -609,7 +606,11 @@ def _unmatched(
         data["service_request"] = f"ServiceRequest/{existing_sr.id}"
     # Keyed on the referral, not the trigger: whatever event (or notification) finds the
     # candidates exhausted announces it under the same id.
-    fx.emit(ReferralUnmatched(**data), f"Patient/{pid}", id=derived_id(_ident(sr), UNMATCHED))
+    fx.emit(
+        ReferralUnmatched(**data),
+        f"Patient/{pid}",
+        id=derived_id(_ident(sr), ReferralUnmatched.event_type),
+    )
     log.info("referral unmatched", extra={"tried": len(tried)})
 
 
@@ -645,7 +646,11 @@ def _emit_created(
     # Keyed on the referral attempt, not the trigger: a replay, or a FHIR notification of a
     # status carecoord itself wrote, re-announces the same attempt under the same id.
     attempt_key = data.get("task_identifier") or _ident(sr)
-    fx.emit(ReferralCreated(**data), f"Patient/{pid}", id=derived_id(str(attempt_key), CREATED))
+    fx.emit(
+        ReferralCreated(**data),
+        f"Patient/{pid}",
+        id=derived_id(str(attempt_key), ReferralCreated.event_type),
+    )
 
 
 def _join_care_plan(
@@ -1065,3 +1070,11 @@ __all__ = [
     "requester_problem",
     "step_after",
 ]
+
+__getattr__ = old_type_names(
+    __name__,
+    CREATED=ReferralCreated,
+    UNMATCHED=ReferralUnmatched,
+    NEED_IDENTIFIED=SdohNeedIdentified,
+    STATUS_CHANGED=ReferralStatusChanged,
+)
