@@ -25,7 +25,6 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create, business_identifier_json
-from carecoord.caremodel.workflow import FINAL
 from carecoord.core.catalog import ConsentRecorded
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
@@ -40,12 +39,11 @@ from carecoord.handlers.care.enrolment_state import (
 from carecoord.handlers.care.model import (
     build,
     has_code,
-    patient_of,
     ref_of,
     reference_str,
     version_of,
 )
-from carecoord.handlers.care.task_paths import complete
+from carecoord.handlers.care.task_paths import complete, open_tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +78,8 @@ def open_tasks(fhir: FhirReader, patient_id: str, codes: Sequence[t.Code]) -> li
     found: list[Any] = fhir.search("Task", [("patient", f"Patient/{patient_id}")])
     return [
         task
-        for task in found
-        if task.get_resource_type() == "Task"
-        and patient_of(task) == patient_id
-        and task.status not in FINAL
-        and any(has_code(task.code, c.system, c.code) for c in codes)
+        for task in open_tasks_of(found, patient_id)
+        if any(has_code(task.code, c.system, c.code) for c in codes)
     ]
 
 

@@ -22,7 +22,6 @@ from typing import Any
 from carecoord.caremodel import builders as care
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create
-from carecoord.caremodel.workflow import FINAL
 from carecoord.core.catalog import PatientDisenrolled
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
@@ -36,7 +35,6 @@ from carecoord.handlers.care.model import (
     Month,
     build,
     identifier_value,
-    patient_of,
     ref_of,
     reference_str,
     version_of,
@@ -46,7 +44,7 @@ from carecoord.handlers.care.outreach_requests import (
     patient_requests,
     request_work_task,
 )
-from carecoord.handlers.care.task_paths import cancel
+from carecoord.handlers.care.task_paths import cancel, open_tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +127,8 @@ def tasks_to_cancel(found: list[Any], patient_id: str, plan_ref: str) -> list[An
     PCM plan, but is TCM's work and billing) stay as they are."""
     return [
         task
-        for task in found
-        if task.get_resource_type() == "Task"
-        and patient_of(task) == patient_id
-        and task.status not in FINAL
-        and plan_ref in {reference_str(b) for b in task.basedOn or []}
+        for task in open_tasks_of(found, patient_id)
+        if plan_ref in {reference_str(b) for b in task.basedOn or []}
         and not (reference_str(task.focus) or "").startswith("EpisodeOfCare/")
     ]
 

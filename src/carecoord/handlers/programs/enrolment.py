@@ -33,7 +33,7 @@ from carecoord.fhir.models import to_json
 from carecoord.handlers.care.model import CareConfig, Month, build
 from carecoord.handlers.care.patient_context import care_team_of, plan_searches, program_of
 from carecoord.handlers.programs import care_tasks
-from carecoord.handlers.programs.caseload import Assignment, assign_care_manager
+from carecoord.handlers.programs.caseload import CASELOAD_SETTINGS, Assignment, assign_care_manager
 from carecoord.handlers.programs.consent import consent_resource
 from carecoord.handlers.programs.outreach import active_plans, monthly_request
 
@@ -45,10 +45,7 @@ handlers = Handlers(
     "enrolment",
     config=CareConfig,
     settings=(
-        "capacity",
-        "care_managers",
-        "supervisor",
-        "pool",
+        *CASELOAD_SETTINGS,
         "outreach_channel",
         "enrolment_tasks",
         "monthly_tasks",

@@ -58,7 +58,11 @@ from carecoord.handlers.care.model import (
 from carecoord.handlers.care.old_type_names import old_type_names
 from carecoord.handlers.care.outreach_requests import patient_requests
 from carecoord.handlers.care.patient_context import care_team_of
-from carecoord.handlers.programs.caseload import assign_care_manager, caseload_patients
+from carecoord.handlers.programs.caseload import (
+    CASELOAD_SETTINGS,
+    assign_care_manager,
+    caseload_patients,
+)
 from carecoord.handlers.programs.outreach import active_plans
 
 log = logging.getLogger(__name__)
@@ -131,12 +135,7 @@ def _standalone_teams(fhir: FhirReader, plan: Any) -> list[Any]:
 handlers = Handlers(
     "reassignment",
     config=CareConfig,
-    settings=(
-        "capacity",
-        "care_managers",
-        "supervisor",
-        "pool",
-    ),
+    settings=CASELOAD_SETTINGS,
     description="Moves a patient's care team, outreach and Tasks away from a care manager "
     "who left or is over capacity.",
 )
