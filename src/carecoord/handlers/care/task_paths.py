@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from carecoord.caremodel.workflow import FINAL, transition
+from carecoord.caremodel.workflow import FINAL, OPEN, transition
 from carecoord.handlers.care.model import patient_of
 
 _TO_COMPLETED: dict[str, tuple[str, ...]] = {
@@ -21,14 +21,15 @@ _TO_COMPLETED: dict[str, tuple[str, ...]] = {
 }
 
 
-def open_tasks_of(found: Iterable[Any], patient_id: str) -> list[Any]:
-    """The patient's Tasks among search results that are not final yet (re-filtered here)."""
+def open_tasks_of(found: Iterable[Any], patient_id: str, *, drafts: bool = True) -> list[Any]:
+    """The patient's Tasks among search results that are not final yet (re-filtered here);
+    `drafts=False`: only those somebody has to work on (workflow.OPEN)."""
     return [
         task
         for task in found
         if task.get_resource_type() == "Task"
         and patient_of(task) == patient_id
-        and task.status not in FINAL
+        and (task.status not in FINAL if drafts else task.status in OPEN)
     ]
 
 
