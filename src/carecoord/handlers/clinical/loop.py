@@ -75,7 +75,6 @@ from carecoord.handlers.clinical.builders import (
 
 log = logging.getLogger(__name__)
 
-
 MAX_LEVEL = 2
 SWEEP_SOURCE = "urn:carecoord:sweep"
 PRIORITIES: tuple[TaskPriority, ...] = ("routine", "urgent", "asap", "stat")

@@ -102,7 +102,6 @@ from carecoord.handlers.referrals.ranking import Candidate, ReferralCriteria, ra
 
 log = logging.getLogger(__name__)
 
-
 REFERRAL_ID = identifier_system("referral")
 REFERRAL_TASK_ID = identifier_system("referral-task")
 CRITERIA_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/referral-criteria"
