@@ -147,7 +147,8 @@ class Handlers(Generic[C]):
         parsed: type[D] = data
 
         def register(fn: Any) -> Any:
-            one = len(inspect.signature(fn).parameters) == 1
+            params = list(inspect.signature(fn).parameters.values())
+            one = len(params) == 1 and params[0].kind is not inspect.Parameter.VAR_POSITIONAL
 
             def route(event: CloudEvent, ctx: HandlerContext) -> Effects:
                 require_patient(event)  # no Patient subject: MalformedEvent

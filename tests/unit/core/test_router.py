@@ -154,3 +154,16 @@ def test_a_delivery_reads_a_naive_event_time_as_utc_and_falls_back_to_the_clock(
     handlers.spec.handle(ping.model_copy(update={"time": datetime(2026, 2, 1, 8)}), ctx)
     handlers.spec.handle(ping.model_copy(update={"time": None}), ctx)
     assert times == [datetime(2026, 2, 1, 8, tzinfo=UTC), clock]
+
+
+def test_a_route_taking_star_args_still_gets_the_four_arguments() -> None:
+    seen: list[int] = []
+    handlers = Handlers("star")
+
+    @handlers.on("t.ping", data=Ping)
+    def star(*args: Any) -> Effects:
+        seen.append(len(args))
+        return Effects()
+
+    handlers.spec.handle(events.event("t.ping", "p1", {"n": 1}), _ctx({}))
+    assert seen == [4]
