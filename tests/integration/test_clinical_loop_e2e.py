@@ -14,12 +14,13 @@ import httpx
 import pytest
 
 from carecoord.caremodel import terminology as t
+from carecoord.catalog import ClinicalOverdue
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.events.broker import KafkaBroker, KafkaConnection
 from carecoord.events.dlq import list_dead_letters
 from carecoord.fhir.client import FhirClient
 from carecoord.fhir.models import to_json
-from carecoord.handlers.clinical.loop import OVERDUE, open_clinical_items
+from carecoord.handlers.clinical.loop import open_clinical_items
 from carecoord.handlers.jobs.sweeper import sweep
 from carecoord.service.app import Service
 from carecoord.settings import load_settings
@@ -90,7 +91,7 @@ def test_an_unanswered_urgent_question_is_escalated_once(
         return [
             e
             for e in sweep(pipeline.fhir, datetime.now(UTC))
-            if e.type == OVERDUE and e.subject == f"Patient/{patient}"
+            if e.type == ClinicalOverdue.event_type and e.subject == f"Patient/{patient}"
         ]
 
     (overdue,) = overdue_now()

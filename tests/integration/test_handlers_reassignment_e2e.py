@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from carecoord.caremodel.workflow import FINAL
+from carecoord.catalog import CareManagerReassign, CareManagerReassigned
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.handlers.care.model import Month, reference_str
 from carecoord.handlers.jobs.sweeper import sweep, sweep_config
 from carecoord.handlers.programs.caseload import caseload_patients
 from carecoord.handlers.programs.outreach import care_team_of
-from carecoord.handlers.programs.reassignment import REASSIGN, REASSIGNED
 from support.enrolment import consented
 from support.pipeline import Pipeline
 
@@ -95,7 +95,7 @@ def test_patients_of_a_care_manager_who_left_move_to_the_other_one(
     )
     now = datetime(2024, 5, 20, 8, tzinfo=UTC)
     config = sweep_config(after.table.configs)
-    moves = [e for e in sweep(after.fhir, now, config) if e.type == REASSIGN]
+    moves = [e for e in sweep(after.fhir, now, config) if e.type == CareManagerReassign.event_type]
     assert sorted(e.id for e in moves) == [f"sweep:reassign:{p}:{cm_a}:2024-05" for p in patients]
     after.publish(*moves)
     after.wait_idle()
@@ -115,7 +115,7 @@ def test_patients_of_a_care_manager_who_left_move_to_the_other_one(
     assert "verify-contact-details" in checks
     assert caseload_patients(after.fhir, cm_b, MAY) == set(patients)
     assert caseload_patients(after.fhir, cm_a, MAY) == set()
-    announced = [e for e in after.outbound() if e.type == REASSIGNED]
+    announced = [e for e in after.outbound() if e.type == CareManagerReassigned.event_type]
     assert sorted(e.subject for e in announced) == sorted(f"Patient/{p}" for p in patients)
     assert {e.data["care_manager"] for e in announced} == {cm_b}
 
@@ -126,6 +126,8 @@ def test_patients_of_a_care_manager_who_left_move_to_the_other_one(
     assert _versions(after, patients) == before
     assert after.dead_letters() == []
     # a replay re-announces (at-least-once, transactional outbox) under the same ids only
-    replayed = [e for e in after.outbound() if e.type == REASSIGNED]
+    replayed = [e for e in after.outbound() if e.type == CareManagerReassigned.event_type]
     assert {e.id for e in replayed} == {e.id for e in announced}
-    assert not [e for e in sweep(after.fhir, now, config) if e.type == REASSIGN]
+    assert not [
+        e for e in sweep(after.fhir, now, config) if e.type == CareManagerReassign.event_type
+    ]

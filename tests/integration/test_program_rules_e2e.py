@@ -15,6 +15,7 @@ from fhir.resources.R4B.condition import Condition
 from typer.testing import CliRunner
 
 from carecoord.caremodel import terminology as t
+from carecoord.catalog import TcmEpisodeEnded
 from carecoord.cli import app
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.fhir.models import to_json
@@ -22,7 +23,6 @@ from carecoord.handlers.care.model import as_date, build, reference_str, version
 from carecoord.handlers.care.task_paths import complete
 from carecoord.handlers.jobs.sweeper import sweep
 from carecoord.handlers.jobs.worklist import worklist
-from carecoord.handlers.programs.tcm import EPISODE_ENDED
 from support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -165,7 +165,8 @@ def test_consent_discharge_tcm_and_disenrolment(
     ended = [
         e
         for e in sweep(pipeline.fhir, datetime(2026, 4, 8, 6, tzinfo=UTC))
-        if e.type == EPISODE_ENDED and e.data.get("episode") == f"EpisodeOfCare/{episode.id}"
+        if e.type == TcmEpisodeEnded.event_type
+        and e.data.get("episode") == f"EpisodeOfCare/{episode.id}"
     ]
     assert len(ended) == 1
     _run(pipeline, *ended)
@@ -241,7 +242,8 @@ def test_two_unanswered_calls_after_a_discharge_count_as_the_tcm_contact(
     ended = [
         e
         for e in sweep(pipeline.fhir, datetime(2026, 4, 8, 6, tzinfo=UTC))
-        if e.type == EPISODE_ENDED and e.data.get("episode") == f"EpisodeOfCare/{episode.id}"
+        if e.type == TcmEpisodeEnded.event_type
+        and e.data.get("episode") == f"EpisodeOfCare/{episode.id}"
     ]
     _run(pipeline, *ended)
     assert _billed(pipeline, patient) == {"99496": 1}

@@ -6,6 +6,9 @@
     def on_discharge(event: CloudEvent, data: Discharged, ctx: HandlerContext,
                      config: AcmeConfig) -> Effects: ...
 
+    @handlers.on(PatientEnrolled)  # or one argument: the `Delivery` (event, data, ctx, config)
+    def on_enrolled(d: Delivery[PatientEnrolled, AcmeConfig]) -> Effects: ...
+
     HANDLERS = handlers          # or [handlers.spec]
 
 The router dispatches on the event type (no handler does it by hand), requires a `Patient/<id>`
@@ -22,20 +25,66 @@ each route getting its own module's config model, built from the same merged con
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
 from carecoord.core.catalog import EventData, parse_data, require_patient
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerContext, HandlerSpec
+from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
 
 C = TypeVar("C", bound=HandlerConfig)
 D = TypeVar("D", bound=EventData)
-Route = Callable[[CloudEvent, D, HandlerContext, C], Effects]
 _Bound = Callable[[CloudEvent, HandlerContext], Effects]
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[D, C]):
+    """One routed event, for a route that takes a single argument: the envelope, its parsed
+    `data`, the read-only context and the handler's validated `config`."""
+
+    event: CloudEvent
+    data: D
+    ctx: HandlerContext
+    config: C
+
+    @property
+    def patient_id(self) -> str:
+        """The `Patient/<id>` subject's id (the router has already refused an event without)."""
+        return require_patient(self.event)
+
+    @property
+    def patient(self) -> str:
+        """The subject as a reference, `Patient/<id>`."""
+        return f"Patient/{self.patient_id}"
+
+    @property
+    def fhir(self) -> FhirReader:
+        return self.ctx.fhir
+
+    def aware_time(self) -> datetime:
+        """When the event happened (its `time`, else the clock), a naive time read as UTC."""
+        at = self.event.time or self.ctx.now()
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+Route = Callable[[CloudEvent, D, HandlerContext, C], Effects]
+DeliveryRoute = Callable[[Delivery[D, C]], Effects]
+
+
+class _Register(Protocol[D, C]):
+    """`on(...)`'s decorator: it takes either route form and returns it unchanged."""
+
+    @overload
+    def __call__(self, fn: Route[D, C], /) -> Route[D, C]: ...
+
+    @overload
+    def __call__(self, fn: DeliveryRoute[D, C], /) -> DeliveryRoute[D, C]: ...
 
 
 class Handlers(Generic[C]):
@@ -79,16 +128,15 @@ class Handlers(Generic[C]):
         self._config: tuple[Mapping[str, Any], C] | None = None
 
     @overload
-    def on(self, model: type[D], /) -> Callable[[Route[D, C]], Route[D, C]]: ...
+    def on(self, model: type[D], /) -> _Register[D, C]: ...
 
     @overload
-    def on(self, *event_types: str, data: type[D]) -> Callable[[Route[D, C]], Route[D, C]]: ...
+    def on(self, *event_types: str, data: type[D]) -> _Register[D, C]: ...
 
-    def on(
-        self, *event_types: str | type[D], data: type[D] | None = None
-    ) -> Callable[[Route[D, C]], Route[D, C]]:
+    def on(self, *event_types: str | type[D], data: type[D] | None = None) -> _Register[D, C]:
         """Route a catalog model's type (`on(SdohNeedIdentified)`), or `event_types` with `data`
-        parsed as that model, to the decorated function."""
+        parsed as that model, to the decorated function: `fn(event, data, ctx, config)`, or
+        `fn(delivery)` when it takes one parameter."""
         if data is None:
             model = event_types[0] if len(event_types) == 1 else None
             if not isinstance(model, type) or not model.event_type:
@@ -98,16 +146,22 @@ class Handlers(Generic[C]):
             raise ValueError("name at least one event type (strings), with data=Model")
         parsed: type[D] = data
 
-        def register(fn: Route[D, C]) -> Route[D, C]:
+        def register(fn: Any) -> Any:
+            params = list(inspect.signature(fn).parameters.values())
+            one = len(params) == 1 and params[0].kind is not inspect.Parameter.VAR_POSITIONAL
+
             def route(event: CloudEvent, ctx: HandlerContext) -> Effects:
                 require_patient(event)  # no Patient subject: MalformedEvent
-                return fn(event, parse_data(event, parsed), ctx, self._config_of(ctx.config))
+                data, config = parse_data(event, parsed), self._config_of(ctx.config)
+                if one:
+                    return cast("Effects", fn(Delivery(event, data, ctx, config)))
+                return cast("Effects", fn(event, data, ctx, config))
 
             for event_type in event_types:
                 self._add(str(event_type), route, parsed)
             return fn
 
-        return register
+        return cast("_Register[D, C]", register)
 
     def include(self, group: Handlers[Any]) -> None:
         """Add `group`'s routes (after this router's own, in their order). It must carry this

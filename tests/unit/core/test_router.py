@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import pytest
 
 from carecoord import CloudEvent, Effects, EventData, HandlerConfig, HandlerContext, Handlers
-from carecoord.errors import ConfigError
+from carecoord.core.router import Delivery
+from carecoord.errors import ConfigError, MalformedEvent
 from carecoord.testing import InMemoryFhir, events, run_handler
 
 
@@ -114,3 +115,55 @@ def test_a_configuration_changed_in_place_reaches_the_next_event() -> None:
     config["days"] = 9
     handlers.spec.handle(events.event("t.ping", "p1", {"n": 2}), ctx)
     assert [c.days for _, _, c in seen] == [2, 9]
+
+
+def test_a_one_argument_route_gets_the_delivery_and_the_four_argument_form_still_works() -> None:
+    seen: list[Any] = []
+    handlers = Handlers("both", config=Shared)
+
+    @handlers.on("t.one", data=Ping)
+    def one(d: Delivery[Ping, Shared]) -> Effects:
+        seen.append((d.event.type, d.data.n, d.patient_id, d.config.days, d.fhir is d.ctx.fhir))
+        return Effects()
+
+    handlers.on("t.four", data=Ping)(_echo(seen))
+    config = {**handlers.spec.default_config, "days": 4}
+    handlers.spec.handle(events.event("t.one", "p1", {"n": 1}), _ctx(config))
+    handlers.spec.handle(events.event("t.four", "p2", {"n": 2}), _ctx(config))
+    assert seen[0] == ("t.one", 1, "p1", 4, True)
+    assert seen[1][:2] == ("t.four", 2) and seen[1][2].days == 4
+    with pytest.raises(MalformedEvent, match="Patient"):
+        handlers.spec.handle(
+            events.event("t.one", "p1", {"n": 1}).model_copy(update={"subject": "Group/g"}),
+            _ctx(config),
+        )
+
+
+def test_a_delivery_reads_a_naive_event_time_as_utc_and_falls_back_to_the_clock() -> None:
+    times: list[datetime] = []
+    handlers = Handlers("timed")
+
+    @handlers.on("t.ping", data=Ping)
+    def timed(d: Delivery[Ping, HandlerConfig]) -> Effects:
+        times.append(d.aware_time())
+        return Effects()
+
+    clock = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    ctx = HandlerContext(fhir=InMemoryFhir(), config={}, clock=lambda: clock)
+    ping = events.event("t.ping", "p1", {"n": 1})
+    handlers.spec.handle(ping.model_copy(update={"time": datetime(2026, 2, 1, 8)}), ctx)
+    handlers.spec.handle(ping.model_copy(update={"time": None}), ctx)
+    assert times == [datetime(2026, 2, 1, 8, tzinfo=UTC), clock]
+
+
+def test_a_route_taking_star_args_still_gets_the_four_arguments() -> None:
+    seen: list[int] = []
+    handlers = Handlers("star")
+
+    @handlers.on("t.ping", data=Ping)
+    def star(*args: Any) -> Effects:
+        seen.append(len(args))
+        return Effects()
+
+    handlers.spec.handle(events.event("t.ping", "p1", {"n": 1}), _ctx({}))
+    assert seen == [4]

@@ -26,12 +26,10 @@ from carecoord.core.catalog import (
     AssessmentScored,
     ClinicalQuestion,
     SdohNeedIdentified,
-    require_patient,
 )
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import HandlerError, MalformedAssessment, MalformedEvent
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
@@ -57,45 +55,42 @@ handlers = Handlers(
 
 
 @handlers.on(AssessmentCompleted)
-def handle_completed(
-    event: CloudEvent, data: AssessmentCompleted, ctx: HandlerContext, config: AssessmentConfig
-) -> Effects:
-    pid = require_patient(event)
-    reference = data.questionnaire_response
+def handle_completed(d: Delivery[AssessmentCompleted, AssessmentConfig]) -> Effects:
+    reference = d.data.questionnaire_response
     rid = reference.split("/", 1)[1]
     try:
-        response = to_json(ctx.fhir.read("QuestionnaireResponse", rid))
+        response = to_json(d.fhir.read("QuestionnaireResponse", rid))
     except (FhirNotFound, FhirGone) as exc:
         raise HandlerError(
             "the QuestionnaireResponse is not on the FHIR server",
-            event_id=event.id,
+            event_id=d.event.id,
             resource=reference,
         ) from exc
-    if (response.get("subject") or {}).get("reference") != f"Patient/{pid}":
+    if (response.get("subject") or {}).get("reference") != d.patient:
         raise MalformedEvent(
             "questionnaire_response: its subject is not the event's patient",
-            event_id=event.id,
-            event_type=event.type,
+            event_id=d.event.id,
+            event_type=d.event.type,
         )
     version = str((response.get("meta") or {}).get("versionId") or "1")
     key = f"{reference}/_history/{version}"
     fx = Effects()
     if response.get("status") not in _COMPLETED:
-        return _ignored(fx, pid, reference, key, "not-completed")
+        return _ignored(fx, d.patient_id, reference, key, "not-completed")
     try:
         assessment = score_response(response)
     except MalformedAssessment as exc:
         raise MalformedAssessment(
-            exc.message, item=exc.item, event_id=event.id, event_type=event.type
+            exc.message, item=exc.item, event_id=d.event.id, event_type=d.event.type
         ) from exc
     if assessment is None:
-        return _ignored(fx, pid, reference, key, "unknown-instrument")
+        return _ignored(fx, d.patient_id, reference, key, "unknown-instrument")
 
-    effective = _authored(response) or event.time or ctx.now()
+    effective = _authored(response) or d.event.time or d.ctx.now()
     written = []
     for obs in observations(
         assessment,
-        patient=f"Patient/{pid}",
+        patient=d.patient,
         response=reference,
         version=version,
         effective=effective,
@@ -107,7 +102,7 @@ def handle_completed(
 
     routed: list[str] = []
     instrument = assessment.instrument
-    question = clinical_question(assessment, config)
+    question = clinical_question(assessment, d.config)
     if question is not None:
         fx.emit(
             ClinicalQuestion(
@@ -115,12 +110,12 @@ def handle_completed(
                 urgency=question.urgency,
                 raised_by=_raised_by(response),
             ),
-            f"Patient/{pid}",
+            d.patient,
             id=derived_id(key, ClinicalQuestion.event_type),
         )
         routed.append(f"clinical-question:{question.urgency}")
-    domains, unreferred = referral_domains(assessment, config)
-    postal = _postal_code(ctx, pid) if domains else None
+    domains, unreferred = referral_domains(assessment, d.config)
+    postal = _postal_code(d.ctx, d.patient_id) if domains else None
     if domains and postal:
         for domain in domains:
             fx.emit(
@@ -128,9 +123,9 @@ def handle_completed(
                     domain=domain,
                     evidence=reference,  # the SDOHCC Condition's evidence.detail
                     postal_code=postal,
-                    consent_to_contact=config.sdoh_consent_to_contact,
+                    consent_to_contact=d.config.sdoh_consent_to_contact,
                 ),
-                f"Patient/{pid}",
+                d.patient,
                 id=derived_id(key, SdohNeedIdentified.event_type, domain),
             )
             routed.append(f"sdoh-need:{domain}")
@@ -152,7 +147,7 @@ def handle_completed(
             observations=written,
             routed=routed,
         ),
-        f"Patient/{pid}",
+        d.patient,
         id=derived_id(key, AssessmentScored.event_type),
     )
     log.info(

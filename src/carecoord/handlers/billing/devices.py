@@ -38,11 +38,10 @@ from carecoord.caremodel.identifiers import (
     identifier_system,
     identifier_value,
 )
-from carecoord.core.catalog import BillingThresholdReached, RpmReading, require_patient
+from carecoord.core.catalog import BillingThresholdReached, RpmReading
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext
-from carecoord.core.router import Handlers
+from carecoord.core.handler import FhirReader
+from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.batch_reads import Search, search_together
 from carecoord.handlers.billing.config import BillingConfig
 from carecoord.handlers.billing.rules import (
@@ -138,59 +137,58 @@ handlers = Handlers("billing", config=BillingConfig)
 
 
 @handlers.on(RpmReading)
-def handle_reading(
-    event: CloudEvent, data: RpmReading, ctx: HandlerContext, config: BillingConfig
-) -> Effects:
-    pid = require_patient(event)
-    patient = f"Patient/{pid}"
-    zone = config.zone()
-    day = reading_day(data.observed_at, zone)
-    mine = identifier_value(event.id)
+def handle_reading(d: Delivery[RpmReading, BillingConfig]) -> Effects:
+    patient = d.patient
+    zone = d.config.zone()
+    day = reading_day(d.data.observed_at, zone)
+    mine = identifier_value(d.event.id)
     fx = Effects()
 
     plans, consents = search_together(
-        ctx.fhir,
+        d.fhir,
         [("CarePlan", [("patient", patient)]), ("Consent", [("patient", patient)])],
     )
-    state = states_of(carecoord_plans(plans, pid), carecoord_consents(consents, pid)).get("RPM")
+    state = states_of(
+        carecoord_plans(plans, d.patient_id), carecoord_consents(consents, d.patient_id)
+    ).get("RPM")
     start = episode_start(state.plan) if state is not None and state.plan is not None else None
     period = period_of(start, day) if start is not None else None
     since = (period.start if period is not None else day) - timedelta(days=1)
-    found, items = _period_reads(ctx.fhir, patient, since)
+    found, items = _period_reads(d.fhir, patient, since)
     stored = readings_of(found, patient)
     if mine in stored:  # redelivered: counted already; the outbox re-announces what it did
         log.info("duplicate rpm reading ignored")
         return fx
-    add_create(fx, _observation(event.id, patient, data))
+    add_create(fx, _observation(d.event.id, patient, d.data))
     if state is None or period is None or start is None:
         log.info("rpm reading recorded, not billable", extra={"reason": "not-enrolled"})
         return fx
 
     enrolment = Enrolment(
         "RPM", state.consent_from, state.ends, len(state.conditions),
-        state.provider or config.billing_practitioner,
+        state.provider or d.config.billing_practitioner,
     )  # fmt: skip
-    rules = config.rules()
+    rules = d.config.rules()
 
     def counts(d: date) -> bool:
         return excluded_reason(TimeEntry(mine, "RPM", d, 0), enrolment, rules) is None
 
-    times = [*stored.values(), data.observed_at]
+    times = [*stored.values(), d.data.observed_at]
     days = days_in(period, times, zone, counts)
     code = device_code(days, rules_for(period.end))
     billed = _billed(items)
     if code is None:
         return fx
-    current = billed.get(charge_key(pid, period.start.isoformat(), code))
+    current = billed.get(charge_key(d.patient_id, period.start.isoformat(), code))
     if current is None or current.status != "billable":
-        _bill(fx, pid, period, code, days, enrolment.provider, current)
+        _bill(fx, d.patient_id, period, code, days, enrolment.provider, current)
         for other in DEVICE_CODES:  # one device-supply code a period
-            item = billed.get(charge_key(pid, period.start.isoformat(), other))
+            item = billed.get(charge_key(d.patient_id, period.start.isoformat(), other))
             if other != code and item is not None and item.status == "billable":
                 fx.update(_not_billable(item), version_of(item))
     episode = f"episode-{start.isoformat()}"
-    if charge_key(pid, episode, RPM_SETUP) not in billed:
-        _bill(fx, pid, period, RPM_SETUP, days, enrolment.provider, None, episode=episode)
+    if charge_key(d.patient_id, episode, RPM_SETUP) not in billed:
+        _bill(fx, d.patient_id, period, RPM_SETUP, days, enrolment.provider, None, episode=episode)
     return fx
 
 

@@ -50,11 +50,11 @@ from carecoord.caremodel.identifiers import (
     identifier_system,
     identifier_value,
 )
-from carecoord.core.catalog import BillingThresholdReached, TimeLogged, require_patient
+from carecoord.core.catalog import BillingThresholdReached, TimeLogged
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.billing import devices
 from carecoord.handlers.billing.config import LADDERS, BillingConfig
@@ -224,17 +224,14 @@ handlers = Handlers(
 
 
 @handlers.on(TimeLogged)
-def handle_time_logged(
-    event: CloudEvent, data: TimeLogged, ctx: HandlerContext, config: BillingConfig
-) -> Effects:
-    pid = require_patient(event)
-    rules = config.rules()
-    patient = f"Patient/{pid}"
-    day = data.performed_at.date()
+def handle_time_logged(d: Delivery[TimeLogged, BillingConfig]) -> Effects:
+    rules = d.config.rules()
+    patient = d.patient
+    day = d.data.performed_at.date()
     month = month_label(day)
-    entry_value = identifier_value(event.id)
+    entry_value = identifier_value(d.event.id)
 
-    reads = MonthReads(ctx.fhir, pid, day)  # one round trip where the server batches
+    reads = MonthReads(d.fhir, d.patient_id, day)  # one round trip where the server batches
     items = reads.charge_items
     entries = [e for e in (_entry_of(i) for i in items) if e is not None]
     billed = {b: i for i in items if (b := _billed(i)) is not None}
@@ -247,7 +244,7 @@ def handle_time_logged(
             program = CODE_PROGRAM.get(cpt, mine.program)
             item = billed.get((program, mine.month, cpt))
             if item is not None and unit.isdigit():
-                _emit(fx, pid, item, program, mine.month, cpt, int(unit), None)
+                _emit(fx, d.patient_id, item, program, mine.month, cpt, int(unit), None)
         log.info("duplicate time entry ignored")
         return fx
 
@@ -258,22 +255,22 @@ def handle_time_logged(
             consent_from=s.consent_from,
             ends=s.ends,
             conditions=len(s.conditions),
-            provider=s.provider or config.billing_practitioner,
+            provider=s.provider or d.config.billing_practitioner,
         )
         for program, s in states.items()
         if s.plan is not None
     }
     this = TimeEntry(
         event_id=entry_value,
-        program=data.program,
+        program=d.data.program,
         performed=day,
-        minutes=data.minutes,
-        role=data.role,
-        complex=data.complex,
-        billing_practitioner=data.billing_practitioner,
-        interactive=data.interactive,
-        qmb=data.qmb,
-        by=data.by if data.by.startswith(_PRACTITIONER_PREFIXES) else None,
+        minutes=d.data.minutes,
+        role=d.data.role,
+        complex=d.data.complex,
+        billing_practitioner=d.data.billing_practitioner,
+        interactive=d.data.interactive,
+        qmb=d.data.qmb,
+        by=d.data.by if d.data.by.startswith(_PRACTITIONER_PREFIXES) else None,
     )
     month_entries = [e.time for e in entries if e.month == month and e.time is not None]
     month_entries.append(this)
@@ -295,8 +292,8 @@ def handle_time_logged(
             else 0
         )
         crossed += [(charge, unit) for unit in range(before + 1, charge.units + 1)]
-    reason = excluded_reason(this, enrolments.get(data.program), rules)
-    entry_ref = add_create(fx, _entry(event.id, patient, data, crossed, reason))
+    reason = excluded_reason(this, enrolments.get(d.data.program), rules)
+    entry_ref = add_create(fx, _entry(d.event.id, patient, d.data, crossed, reason))
     entry_refs = {e.event_id: f"ChargeItem/{e.id}" for e in entries if e.id}
     entry_refs[entry_value] = entry_ref
 
@@ -305,7 +302,16 @@ def handle_time_logged(
         state = states.get(charge.program)
         conditions = state.conditions if state is not None else ()
         body = _charge_json(
-            pid, month, day, charge, month_entries, entry_refs, conditions, ctx, event, reads
+            d.patient_id,
+            month,
+            day,
+            charge,
+            month_entries,
+            entry_refs,
+            conditions,
+            d.ctx,
+            d.event,
+            reads,
         )
         if item is None:
             resource = finish(ChargeItem, body, "R4")
@@ -324,7 +330,7 @@ def handle_time_logged(
             fx.update(resource, version_of(item))
         for c, n in crossed:
             if c is charge:
-                _emit(fx, pid, resource if item is None else item, charge.program, month,
+                _emit(fx, d.patient_id, resource if item is None else item, charge.program, month,
                       charge.cpt, n, charge.minutes)  # fmt: skip
     wanted = {(c.program, c.cpt) for c in charges}
     for key, item in current.items():

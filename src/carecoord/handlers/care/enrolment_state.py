@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.handler import FhirReader
 from carecoord.handlers.care.model import (
@@ -24,12 +23,7 @@ from carecoord.handlers.care.patient_context import care_team_of, program_of
 CONSENT_ID = identifier_system("consent")  # <patient>:<program>
 
 
-def program_of_consent(consent: Any) -> str | None:
-    for category in consent.category or []:
-        for coding in category.coding or []:
-            if coding.system == t.CARE_PROGRAM_SYSTEM:
-                return str(coding.code)
-    return None
+program_of_consent = program_of  # a Consent names its program in `category` as a CarePlan does
 
 
 def patient_consents(fhir: FhirReader, patient_id: str) -> list[Any]:

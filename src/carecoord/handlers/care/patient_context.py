@@ -217,6 +217,7 @@ def patient_age(fhir: FhirReader, patient_id: str, on: date) -> int | None:
 
 
 def program_of(plan: Any) -> str | None:
+    """The care program a CarePlan (or a program Consent) is categorised under."""
     for category in plan.category or []:
         for coding in category.coding or []:
             if coding.system == t.CARE_PROGRAM_SYSTEM:

@@ -52,13 +52,12 @@ from carecoord.core.catalog import (
     ClinicalOverdue,
     ClinicalVisitRequested,
     TaskStatusChanged,
-    require_patient,
 )
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext
-from carecoord.core.router import Handlers
+from carecoord.core.handler import FhirReader
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import HandlerError, InvalidTransition
 from carecoord.fhir.batch_reads import search_together
 from carecoord.fhir.errors import FhirGone, FhirNotFound
@@ -66,6 +65,7 @@ from carecoord.fhir.models import to_json
 from carecoord.handlers.care.business_hours import DEFAULT_HOURS, PracticeCalendar
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.model import as_instant, build, patient_of, reference_str
+from carecoord.handlers.care.old_type_names import old_type_names
 from carecoord.handlers.care.patient_context import patient_team
 from carecoord.handlers.clinical.builders import (
     answer_relay_request,
@@ -74,12 +74,6 @@ from carecoord.handlers.clinical.builders import (
 )
 
 log = logging.getLogger(__name__)
-
-OVERDUE = ClinicalOverdue.event_type
-TASK_STATUS_CHANGED = TaskStatusChanged.event_type
-ESCALATED = ClinicalEscalated.event_type
-ANSWERED = ClinicalAnswered.event_type
-VISIT_REQUESTED = ClinicalVisitRequested.event_type
 
 MAX_LEVEL = 2
 SWEEP_SOURCE = "urn:carecoord:sweep"
@@ -260,11 +254,6 @@ def _tagged(task: Any, **fields: Any) -> Resource:
     return build("Task", data)
 
 
-def _when(event: CloudEvent, ctx: HandlerContext) -> datetime:
-    at = event.time or ctx.now()
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _for_patient(task: Any, pid: str, event: CloudEvent) -> None:
     if patient_of(task) != pid:
         raise HandlerError("clinical Task is for another patient", event_id=event.id)
@@ -280,45 +269,42 @@ handlers = Handlers("clinical-routing", config=ClinicalLoopConfig)
 
 
 @handlers.on(ClinicalOverdue)
-def handle_overdue(
-    event: CloudEvent, data: ClinicalOverdue, ctx: HandlerContext, config: ClinicalLoopConfig
-) -> Effects:
-    pid = require_patient(event)
+def handle_overdue(d: Delivery[ClinicalOverdue, ClinicalLoopConfig]) -> Effects:
     fx = Effects()
-    question = _read_task(ctx.fhir, data.task)
+    question = _read_task(d.fhir, d.data.task)
     if question is None:
         log.warning("overdue clinical question no longer exists")
         return fx
     if not is_clinical(question) or level_of(question):
-        raise HandlerError("not a clinical question Task", event_id=event.id, task=data.task)
-    _for_patient(question, pid, event)
+        raise HandlerError("not a clinical question Task", event_id=d.event.id, task=d.data.task)
+    _for_patient(question, d.patient_id, d.event)
     if question.status in FINAL or question.status == "draft":
         return fx  # answered (or withdrawn) meanwhile
-    if _escalation(ctx.fhir, data.task, data.level) is not None:
+    if _escalation(d.fhir, d.data.task, d.data.level) is not None:
         log.info("clinical question already escalated")
         return fx  # one escalation per level
-    missed = question if data.level == 1 else _escalation(ctx.fhir, data.task, data.level - 1)
-    at = _when(event, ctx)
+    missed = question if d.data.level == 1 else _escalation(d.fhir, d.data.task, d.data.level - 1)
+    at = d.aware_time()
     missed_due = due_of(missed) if missed is not None else None
     if missed is None or missed.status in FINAL or missed_due is None or at < missed_due:
         log.info("clinical question not overdue at this level")
         return fx
-    owner = config.escalation_target(data.level)
+    owner = d.config.escalation_target(d.data.level)
     if owner is None:
-        keys = "covering_provider or on_call" if data.level == 1 else "clinical_lead"
+        keys = "covering_provider or on_call" if d.data.level == 1 else "clinical_lead"
         raise HandlerError(
             f"no one to escalate the overdue clinical question to: configure {keys} of "
             "clinical-routing",
-            event_id=event.id,
-            level=data.level,
+            event_id=d.event.id,
+            level=d.data.level,
         )
     priority = raised(question.priority)
     urgency = urgency_of(question)
-    due = response_due(config, urgency, at)
+    due = response_due(d.config, urgency, at)
     escalation = clinical_escalation_task(
-        question=data.task,
-        level=data.level,
-        patient=f"Patient/{pid}",
+        question=d.data.task,
+        level=d.data.level,
+        patient=d.patient,
         owner=owner,
         priority=priority,
         urgency=urgency,
@@ -335,8 +321,8 @@ def handle_overdue(
         fx.update(build("Task", {**to_json(question), "priority": priority}), _version(question))
     fx.emit(
         ClinicalEscalated(
-            task=data.task,
-            level=data.level,
+            task=d.data.task,
+            level=d.data.level,
             escalated_to=owner,
             escalation_task_identifier=_ident(escalation),
             priority=priority,
@@ -344,12 +330,12 @@ def handle_overdue(
             missed_due=missed_due.isoformat(),
             due=due.isoformat(),
         ),
-        f"Patient/{pid}",
-        id=derived_id(data.task, f"level-{data.level}", ESCALATED),
+        d.patient,
+        id=derived_id(d.data.task, f"level-{d.data.level}", ClinicalEscalated.event_type),
     )
     log.info(
         "overdue clinical question escalated",
-        extra={"level": data.level, "owner": owner},
+        extra={"level": d.data.level, "owner": owner},
     )
     return fx
 
@@ -359,67 +345,64 @@ def handle_overdue(
 
 
 @handlers.on(TaskStatusChanged)
-def handle_task_status(
-    event: CloudEvent, data: TaskStatusChanged, ctx: HandlerContext, config: ClinicalLoopConfig
-) -> Effects:
-    pid = require_patient(event)
+def handle_task_status(d: Delivery[TaskStatusChanged, ClinicalLoopConfig]) -> Effects:
     fx = Effects()
-    task = _read_task(ctx.fhir, data.task)
+    task = _read_task(d.fhir, d.data.task)
     if task is None or not is_clinical(task):
         log.debug("task status not for the clinical loop")
         return fx
-    _for_patient(task, pid, event)
-    if task.status != data.status:  # the server is the truth: act on what it has
+    _for_patient(task, d.patient_id, d.event)
+    if task.status != d.data.status:  # the server is the truth: act on what it has
         log.info("acting on the clinical Task's status on the server")
     visit = visit_requested(task)
     if task.status != "completed" and not visit:
         return fx
     q_ref = question_of(task)
-    question = task if q_ref == data.task else _read_task(ctx.fhir, q_ref)
+    question = task if q_ref == d.data.task else _read_task(d.fhir, q_ref)
     if question is None:
-        raise HandlerError("the escalated question's Task is gone", event_id=event.id)
-    care_manager = _care_manager(ctx.fhir, pid, question)
+        raise HandlerError("the escalated question's Task is gone", event_id=d.event.id)
+    care_manager = _care_manager(d.fhir, d.patient_id, question)
     if care_manager is None:
         raise HandlerError(
             "no care manager to bring the provider's reply to: the question has no requester "
             "and the patient no active care team care manager",
-            event_id=event.id,
+            event_id=d.event.id,
         )
-    at = _when(event, ctx)
+    at = d.aware_time()
     priority = question.priority if question.priority in PRIORITIES else "routine"
     common: dict[str, Any] = {
         "question": q_ref,
-        "patient": f"Patient/{pid}",
+        "patient": d.patient,
         "care_manager": care_manager,
         "priority": priority,
         "care_plan": _care_plan(question),
         "authored_on": at,
     }
-    due = response_due(config, urgency_of(question), at)
+    due = response_due(d.config, urgency_of(question), at)
     provider = reference_str(task.owner)
     if visit:
         todo = care_manager_task(
-            kind="visit", source=data.task, due=due, requester=provider, **common
+            kind="visit", source=d.data.task, due=due, requester=provider, **common
         )
         add_create(fx, todo)
         reply: ClinicalAnswered | ClinicalVisitRequested = ClinicalVisitRequested(
-            task=q_ref, replied_task=data.task, provider=provider or "",
+            task=q_ref, replied_task=d.data.task, provider=provider or "",
             visit_task_identifier=_ident(todo),
         )  # fmt: skip
     else:
-        answer, answer_kind = _answer(task, data.task)
+        answer, answer_kind = _answer(task, d.data.task)
         todo = care_manager_task(
-            kind="relay", source=data.task, due=due, requester=provider, **common
+            kind="relay", source=d.data.task, due=due, requester=provider, **common
         )
         add_create(fx, todo)
         request = answer_relay_request(answer=answer, **common)
         add_create(fx, request)
         reply = ClinicalAnswered(
-            task=q_ref, replied_task=data.task, provider=provider or "", answer=answer_kind,
+            task=q_ref, replied_task=d.data.task, provider=provider or "", answer=answer_kind,
             relay_task_identifier=_ident(todo), communication_request_identifier=_ident(request),
         )  # fmt: skip
-    _close_others(fx, ctx.fhir, q_ref, question, data.task, at)
-    fx.emit(reply, f"Patient/{pid}", id=derived_id(q_ref, reply.event_type))
+    _close_others(fx, d.fhir, q_ref, question, d.data.task, at)
+    fx.emit(reply, d.patient, id=derived_id(q_ref, reply.event_type))
     log.info("clinical reply brought to the care manager")
     return fx
 
@@ -492,7 +475,7 @@ def clinical_overdue(fhir: FhirReader, now: datetime) -> list[CloudEvent]:
             CloudEvent(
                 id=f"sweep:clinical-overdue:{question}:{level}",
                 source=SWEEP_SOURCE,
-                type=OVERDUE,
+                type=ClinicalOverdue.event_type,
                 time=now,
                 subject=f"Patient/{patient}",
                 data={"task": question, "level": level, "due": due.isoformat()},
@@ -581,11 +564,6 @@ def _item(kind: Any, task: Any, question: str, due: datetime | None) -> Clinical
 
 
 __all__ = [
-    "ANSWERED",
-    "ESCALATED",
-    "OVERDUE",
-    "TASK_STATUS_CHANGED",
-    "VISIT_REQUESTED",
     "ClinicalItem",
     "ClinicalLoopConfig",
     "clinical_overdue",
@@ -595,3 +573,12 @@ __all__ = [
     "open_clinical_items",
     "response_due",
 ]
+
+__getattr__ = old_type_names(
+    __name__,
+    OVERDUE=ClinicalOverdue,
+    TASK_STATUS_CHANGED=TaskStatusChanged,
+    ESCALATED=ClinicalEscalated,
+    ANSWERED=ClinicalAnswered,
+    VISIT_REQUESTED=ClinicalVisitRequested,
+)

@@ -22,11 +22,10 @@ from pydantic import Field
 
 from carecoord.caremodel.builders import clinical_review_task
 from carecoord.caremodel.identifiers import add_create, carecoord_identifier
-from carecoord.core.catalog import ClinicalQuestion, ClinicalRouted, require_patient
+from carecoord.core.catalog import ClinicalQuestion, ClinicalRouted
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import HandlerError
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.patient_context import active_care_plan, patient_team
@@ -59,29 +58,26 @@ handlers = Handlers(
 
 
 @handlers.on(ClinicalQuestion)
-def handle_question(
-    event: CloudEvent, data: ClinicalQuestion, ctx: HandlerContext, config: ClinicalConfig
-) -> Effects:
-    pid = require_patient(event)
-    team = patient_team(ctx.fhir, pid)
-    provider = team.provider or config.provider
+def handle_question(d: Delivery[ClinicalQuestion, ClinicalConfig]) -> Effects:
+    team = patient_team(d.fhir, d.patient_id)
+    provider = team.provider or d.config.provider
     if provider is None:
         raise HandlerError(
             "no provider to route the clinical question to: the patient has no active care team "
             "provider and clinical-routing has no 'provider' configured",
-            event_id=event.id,
-            patient=pid,
+            event_id=d.event.id,
+            patient=d.patient_id,
         )
-    raised_by = data.raised_by if re.match(_PRACTITIONER, data.raised_by) else team.care_manager
-    plan = active_care_plan(ctx.fhir, pid)
-    urgent = data.urgency == "urgent"
-    asked_at = event.time or ctx.now()
-    due = response_due(config, data.urgency, asked_at)
+    raised_by = d.data.raised_by if re.match(_PRACTITIONER, d.data.raised_by) else team.care_manager
+    plan = active_care_plan(d.fhir, d.patient_id)
+    urgent = d.data.urgency == "urgent"
+    asked_at = d.event.time or d.ctx.now()
+    due = response_due(d.config, d.data.urgency, asked_at)
     task = clinical_review_task(
-        key=event.id,
-        patient=f"Patient/{pid}",
+        key=d.event.id,
+        patient=d.patient,
         provider=provider,
-        question=data.question,
+        question=d.data.question,
         urgent=urgent,
         raised_by=raised_by,
         care_plan=f"CarePlan/{plan.id}" if plan is not None else None,
@@ -96,11 +92,11 @@ def handle_question(
             task_identifier=f"{ident[0]}|{ident[1]}" if ident else "",
             provider=provider,
             priority="stat" if urgent else "routine",
-            urgency=data.urgency,
+            urgency=d.data.urgency,
             due=due.isoformat(),
         ),
-        f"Patient/{pid}",
-        id=derived_id(event.id, ROUTED),
+        d.patient,
+        id=derived_id(d.event.id, ROUTED),
     )
     log.info(
         "clinical question routed to provider",

@@ -32,7 +32,8 @@ from typing import Any
 
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.workflow import OPEN
-from carecoord.core.envelope import CloudEvent
+from carecoord.core.catalog import CareManagerReassign, TcmEpisodeEnded
+from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.core.handler import FhirReader
 from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
@@ -49,8 +50,8 @@ from carecoord.handlers.care.model import (
 from carecoord.handlers.care.patient_context import program_of
 from carecoord.handlers.clinical.loop import clinical_overdue
 from carecoord.handlers.programs.care_tasks import is_overdue
-from carecoord.handlers.programs.reassignment import REASSIGN, due_reassignments
-from carecoord.handlers.programs.tcm import EPISODE_ENDED, episodes_ended
+from carecoord.handlers.programs.reassignment import due_reassignments
+from carecoord.handlers.programs.tcm import episodes_ended
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,7 @@ def sweep(
 def _event(
     event_id: str, type_: str, patient_id: str, now: datetime, data: dict[str, Any]
 ) -> CloudEvent:
-    return CloudEvent(
-        id=event_id,
-        source=SOURCE,
-        type=type_,
-        time=now,
-        subject=f"Patient/{patient_id}",
-        data=data,
-    )
+    return new_event(type_, patient_id, data, id=event_id, source=SOURCE, time=now)
 
 
 def _month_requests(fhir: FhirReader, month: Month) -> dict[str, Any]:
@@ -215,7 +209,9 @@ def _tasks_overdue(fhir: FhirReader, now: datetime, cfg: CareConfig) -> list[Clo
 def _tcm_episodes_ended(fhir: FhirReader, now: datetime) -> list[CloudEvent]:
 
     return [
-        _event(f"sweep:tcm-episode-ended:{ref}", EPISODE_ENDED, pid, now, {"episode": ref})
+        _event(
+            f"sweep:tcm-episode-ended:{ref}", TcmEpisodeEnded.event_type, pid, now, {"episode": ref}
+        )
         for pid, ref in episodes_ended(fhir, now)
         if pid
     ]
@@ -225,7 +221,7 @@ def _reassign(fhir: FhirReader, now: datetime, month: Month, cfg: CareConfig) ->
     return [
         _event(
             f"sweep:reassign:{due.patient_id}:{due.care_manager}:{month.label}",
-            REASSIGN,
+            CareManagerReassign.event_type,
             due.patient_id,
             now,
             {"care_manager": due.care_manager, "reason": due.reason, "month": month.label},

@@ -66,6 +66,7 @@ from carecoord.handlers.care.model import (
     reference_str,
 )
 from carecoord.handlers.care.patient_context import care_team_of, program_of
+from carecoord.handlers.care.task_paths import open_tasks_of
 from carecoord.handlers.clinical.loop import ClinicalItem, open_clinical_items
 from carecoord.handlers.jobs.worklist_checkins import (
     CHECKIN_SEARCHES,
@@ -221,7 +222,7 @@ def patient_row(
     ]
     programs = sorted({prog for prog in map(_program_of, plans) if prog})
 
-    for task in _open_tasks(reads.tasks, patient_id):
+    for task in open_tasks_of(reads.tasks, patient_id, drafts=False):
         due = as_date(task.restriction.period.end) if _has_due(task) else None
         ref = f"Task/{task.id}"
         work = next((w for w in TCM_WORK if t.concept_has(task.code, w)), None)
@@ -345,16 +346,6 @@ def _manager_of(plan: Any) -> str | None:
 def _has_due(task: Any) -> bool:
     r = task.restriction
     return r is not None and r.period is not None and r.period.end is not None
-
-
-def _open_tasks(found: Sequence[Any], patient_id: str) -> list[Any]:
-    return [
-        task
-        for task in found
-        if task.get_resource_type() == "Task"
-        and patient_of(task) == patient_id
-        and task.status in workflow.OPEN
-    ]
 
 
 def _contacts(found: Sequence[Any], patient: str, month: Month) -> tuple[int, datetime | None]:

@@ -3,7 +3,8 @@ a Task's owner sets, and when a notified resource changed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,8 @@ from carecoord.caremodel.workflow import SET_BY
 from carecoord.core.envelope import CloudEvent
 from carecoord.errors import MalformedEvent
 from carecoord.fhir.notification_bundles import Changed, parse_reference
+
+log = logging.getLogger(__name__)
 
 SOURCE = "urn:carecoord:fhir-notifications"
 ID_PREFIX = "fhir-notification:"
@@ -46,6 +49,40 @@ def task_patient(task: Mapping[str, Any], where: str, what: str) -> str:
     return parsed[1]
 
 
+def owner_set_status(
+    changed: Changed, is_kind: Callable[[Mapping[str, Any]], bool], kind: str, setter: str
+) -> tuple[str, str] | None:
+    """The (Patient id, status) of a `kind` Task in a status its owner (the `setter`) sets;
+    None, logged at debug, for another Task or a status carecoord writes itself."""
+    task = changed.resource
+    if not is_kind(task):
+        log.debug("notification ignored: not a %s", kind, extra={"resource": changed.reference})
+        return None
+    status = task.get("status")
+    if status not in RECIPIENT_STATUSES:
+        log.debug(
+            "notification ignored: status not set by the %s",
+            setter,
+            extra={"resource": changed.reference},
+        )
+        return None
+    return task_patient(task, changed.reference, kind), status
+
+
+def patient_event(
+    event_id: str, event_type: str, patient: str, when: datetime | None, data: dict[str, Any]
+) -> CloudEvent:
+    """A notification's event about `Patient/<patient>`, at the time the resource changed."""
+    return CloudEvent(
+        id=event_id,
+        source=SOURCE,
+        type=event_type,
+        time=when,
+        subject=f"Patient/{patient}",
+        data=data,
+    )
+
+
 def status_event(
     changed: Changed, event_type: str, patient: str, data: dict[str, Any]
 ) -> CloudEvent:
@@ -59,11 +96,4 @@ def status_event(
     else:
         stamp = f"@{when.isoformat()}" if when else ""
         event_id = f"{ID_PREFIX}{changed.reference}/status/{status}{stamp}"
-    return CloudEvent(
-        id=event_id,
-        source=SOURCE,
-        type=event_type,
-        time=when,
-        subject=f"Patient/{patient}",
-        data=data,
-    )
+    return patient_event(event_id, event_type, patient, when, data)

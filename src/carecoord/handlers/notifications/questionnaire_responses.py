@@ -15,7 +15,7 @@ from datetime import datetime
 from carecoord.core.catalog import AssessmentCompleted, wire_data
 from carecoord.core.envelope import CloudEvent
 from carecoord.fhir.notification_bundles import Changed, parse_reference
-from carecoord.handlers.notifications.common import ID_PREFIX, SOURCE, changed_at
+from carecoord.handlers.notifications.common import ID_PREFIX, changed_at, patient_event
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,7 @@ def assessment_completed(
 ) -> CloudEvent:
     """The one place the event is built, from its catalog model (the assessments handler's)."""
     data = wire_data(AssessmentCompleted(questionnaire_response=response))
-    return CloudEvent(
-        id=event_id,
-        source=SOURCE,
-        type=ASSESSMENT_COMPLETED,
-        time=when,
-        subject=f"Patient/{patient}",
-        data=data,
-    )
+    return patient_event(event_id, ASSESSMENT_COMPLETED, patient, when, data)
 
 
 def questionnaire_response_events(changed: Changed) -> list[CloudEvent]:

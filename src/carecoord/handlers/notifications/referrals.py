@@ -44,8 +44,8 @@ from carecoord.handlers.notifications.common import (
     ID_PREFIX,
     RECIPIENT_STATUSES,
     SOURCE,
+    owner_set_status,
     status_event,
-    task_patient,
 )
 from carecoord.handlers.notifications.encounters import (
     DEFAULT_MAPPING,
@@ -129,20 +129,11 @@ def events_of(
 
 def referral_task_events(changed: Changed) -> list[CloudEvent]:
     """carecoord.referral.status-changed for a referral Task in a status the recipient sets."""
+    found = owner_set_status(changed, _is_referral_task, "referral Task", "recipient")
+    if found is None:
+        return []
+    patient, status = found
     task = changed.resource
-    if not _is_referral_task(task):
-        log.debug(
-            "notification ignored: not a referral Task", extra={"resource": changed.reference}
-        )
-        return []
-    status = task.get("status")
-    if status not in RECIPIENT_STATUSES:
-        log.debug(
-            "notification ignored: status not set by the recipient",
-            extra={"resource": changed.reference},
-        )
-        return []
-    patient = task_patient(task, changed.reference, "referral Task")
     # Only the recipient sets these statuses, except cancelled, which either side sets
     # (SDOHCC status table: "Requester or Referral Target"): a cancellation carecoord (the
     # requester) wrote comes back here too, so the event leaves set_by out and the handler tells

@@ -24,9 +24,8 @@ from carecoord.core.catalog import TaskStatusChanged
 from carecoord.core.envelope import CloudEvent
 from carecoord.fhir.notification_bundles import Changed
 from carecoord.handlers.notifications.common import (
-    RECIPIENT_STATUSES,
+    owner_set_status,
     status_event,
-    task_patient,
 )
 
 log = logging.getLogger(__name__)
@@ -47,20 +46,10 @@ def is_carecoord_task(task: Mapping[str, Any]) -> bool:
 
 def carecoord_task_events(changed: Changed) -> list[CloudEvent]:
     """carecoord.task.status-changed for a carecoord Task in a status its owner sets."""
-    task = changed.resource
-    if not is_carecoord_task(task):
-        log.debug(
-            "notification ignored: not a carecoord Task", extra={"resource": changed.reference}
-        )
+    found = owner_set_status(changed, is_carecoord_task, "carecoord Task", "owner")
+    if found is None:
         return []
-    status = task.get("status")
-    if status not in RECIPIENT_STATUSES:
-        log.debug(
-            "notification ignored: status not set by the owner",
-            extra={"resource": changed.reference},
-        )
-        return []
-    patient = task_patient(task, changed.reference, "carecoord Task")
+    patient, status = found
     data: dict[str, Any] = {"task": changed.reference, "status": status}
     return [status_event(changed, TASK_STATUS_CHANGED, patient, data)]
 

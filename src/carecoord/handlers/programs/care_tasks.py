@@ -21,11 +21,10 @@ from carecoord.caremodel import builders as care
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create
 from carecoord.caremodel.workflow import FINAL
-from carecoord.core.catalog import TaskOverdue, require_patient
+from carecoord.core.catalog import TaskOverdue
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import ConfigError, HandlerError
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
@@ -116,11 +115,6 @@ def monthly_tasks(
     ]
 
 
-def _event_time(event: CloudEvent, ctx: HandlerContext) -> datetime:
-    when = event.time or ctx.now()
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 handlers = Handlers(
     "care-tasks",
     config=CareConfig,
@@ -133,15 +127,12 @@ handlers = Handlers(
 
 
 @handlers.on(TaskOverdue)
-def handle_task_overdue(
-    event: CloudEvent, data: TaskOverdue, ctx: HandlerContext, config: CareConfig
-) -> Effects:
-    patient_id = require_patient(event)
-    task_ref = data.task
+def handle_task_overdue(d: Delivery[TaskOverdue, CareConfig]) -> Effects:
+    task_ref = d.data.task
     if not task_ref.startswith("Task/"):
-        raise HandlerError("task must be 'Task/<id>'", event_id=event.id, event_type=event.type)
+        raise HandlerError("task must be 'Task/<id>'", event_id=d.event.id, event_type=d.event.type)
     try:
-        task: Any = ctx.fhir.read("Task", task_ref.removeprefix("Task/"))
+        task: Any = d.fhir.read("Task", task_ref.removeprefix("Task/"))
     except (FhirNotFound, FhirGone):
         log.warning("overdue task no longer exists")
         return Effects()
@@ -149,8 +140,8 @@ def handle_task_overdue(
     if task.status in FINAL or _escalated(task):
         return effects
     owner = (
-        config.supervisor
-        or config.pool
+        d.config.supervisor
+        or d.config.pool
         or reference_str(task.requester)
         or reference_str(task.owner)
     )
@@ -158,10 +149,10 @@ def handle_task_overdue(
         raise ConfigError("no supervisor or pool configured to own overdue escalations")
     plans = [reference_str(b) for b in task.basedOn or []]
     plan = next((p for p in plans if p and p.startswith("CarePlan/")), None)
-    at = _event_time(event, ctx)
+    at = d.aware_time()
     escalation = care.work_task(
         key=task_ref,
-        patient=f"Patient/{patient_id}",
+        patient=d.patient,
         work=t.TASK_OVERDUE_ESCALATION,
         owner=owner,
         due=at.date() + timedelta(days=1),

@@ -35,6 +35,11 @@ class Assignment:
     reason: AssignmentReason
 
 
+# The CareConfig settings of a handler that assigns care managers: what assign_care_manager reads,
+# and the supervisor / pool a patient goes to when every care manager is full.
+CASELOAD_SETTINGS = ("capacity", "care_managers", "supervisor", "pool")
+
+
 def caseload_patients(fhir: FhirReader, care_manager: str, month: Month) -> set[str]:
     """Patient ids in `care_manager`'s caseload for `month` (see the module docstring)."""
     found = fhir.search(

@@ -25,13 +25,11 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create, business_identifier_json
-from carecoord.caremodel.workflow import FINAL
-from carecoord.core.catalog import ConsentRecorded, require_patient
+from carecoord.core.catalog import ConsentRecorded
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import FhirReader, HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.enrolment_state import (
     enrolment_states,
@@ -41,12 +39,11 @@ from carecoord.handlers.care.enrolment_state import (
 from carecoord.handlers.care.model import (
     build,
     has_code,
-    patient_of,
     ref_of,
     reference_str,
     version_of,
 )
-from carecoord.handlers.care.task_paths import complete
+from carecoord.handlers.care.task_paths import complete, open_tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +78,8 @@ def open_tasks(fhir: FhirReader, patient_id: str, codes: Sequence[t.Code]) -> li
     found: list[Any] = fhir.search("Task", [("patient", f"Patient/{patient_id}")])
     return [
         task
-        for task in found
-        if task.get_resource_type() == "Task"
-        and patient_of(task) == patient_id
-        and task.status not in FINAL
-        and any(has_code(task.code, c.system, c.code) for c in codes)
+        for task in open_tasks_of(found, patient_id)
+        if any(has_code(task.code, c.system, c.code) for c in codes)
     ]
 
 
@@ -96,42 +90,39 @@ handlers = Handlers(
 
 
 @handlers.on(ConsentRecorded)
-def handle_consent_recorded(
-    event: CloudEvent, data: ConsentRecorded, ctx: HandlerContext, config: HandlerConfig
-) -> Effects:
-    pid = require_patient(event)
+def handle_consent_recorded(d: Delivery[ConsentRecorded, HandlerConfig]) -> Effects:
     effects = Effects()
     existing = [
         c
-        for c in patient_consents(ctx.fhir, pid)
-        if program_of_consent(c) == data.program and c.status == "active"
+        for c in patient_consents(d.fhir, d.patient_id)
+        if program_of_consent(c) == d.data.program and c.status == "active"
     ]
     if not existing:
         add_create(
             effects,
             consent_resource(
-                patient_id=pid,
-                program=data.program,
-                day=data.date,
-                method=data.method,
-                recorded_by=data.recorded_by,
+                patient_id=d.patient_id,
+                program=d.data.program,
+                day=d.data.date,
+                method=d.data.method,
+                recorded_by=d.data.recorded_by,
             ),
         )
-    at = event.time or ctx.now()
-    states = enrolment_states(ctx.fhir, pid)
-    state = states.get(data.program)
+    at = d.event.time or d.ctx.now()
+    states = enrolment_states(d.fhir, d.patient_id)
+    state = states.get(d.data.program)
     plan = state.plan if state is not None else None
     if plan is not None and plan.status == "draft":
         body = to_json(plan)
         body["status"] = "active"
         effects.update(build("CarePlan", body), version_of(plan))
     plan_ref = ref_of(plan) if plan is not None else None
-    for task in open_tasks(ctx.fhir, pid, [t.TASK_OBTAIN_CONSENT]):
+    for task in open_tasks(d.fhir, d.patient_id, [t.TASK_OBTAIN_CONSENT]):
         if plan_ref is not None and plan_ref not in {reference_str(b) for b in task.basedOn or []}:
             continue
         done = to_json(complete(task, reason="Consent recorded", at=at))
         effects.update(build("Task", done), version_of(task))
-    log.info("consent recorded", extra={"program": data.program})
+    log.info("consent recorded", extra={"program": d.data.program})
     return effects
 
 

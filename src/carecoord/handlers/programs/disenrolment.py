@@ -22,13 +22,11 @@ from typing import Any
 from carecoord.caremodel import builders as care
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create
-from carecoord.caremodel.workflow import FINAL
-from carecoord.core.catalog import PatientDisenrolled, require_patient
+from carecoord.core.catalog import PatientDisenrolled
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import FhirReader, HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.enrolment_state import enrolment_states
 from carecoord.handlers.care.model import (
@@ -37,7 +35,6 @@ from carecoord.handlers.care.model import (
     Month,
     build,
     identifier_value,
-    patient_of,
     ref_of,
     reference_str,
     version_of,
@@ -47,7 +44,7 @@ from carecoord.handlers.care.outreach_requests import (
     patient_requests,
     request_work_task,
 )
-from carecoord.handlers.care.task_paths import cancel
+from carecoord.handlers.care.task_paths import cancel, open_tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +60,11 @@ handlers = Handlers(
 
 
 @handlers.on(PatientDisenrolled)
-def handle_disenrolled(
-    event: CloudEvent, data: PatientDisenrolled, ctx: HandlerContext, config: HandlerConfig
-) -> Effects:
-    pid = require_patient(event)
-    at = event.time or ctx.now()
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    effective = data.effective_date or Month.of(at).end
+def handle_disenrolled(d: Delivery[PatientDisenrolled, HandlerConfig]) -> Effects:
+    at = d.aware_time()
+    effective = d.data.effective_date or Month.of(at).end
     effects = Effects()
-    state = enrolment_states(ctx.fhir, pid).get(data.program)
+    state = enrolment_states(d.fhir, d.patient_id).get(d.data.program)
     if state is None or state.plan is None:
         log.info("disenrolment of a program the patient is not in")
         return effects
@@ -81,7 +74,7 @@ def handle_disenrolled(
         body["status"] = "revoked"
         body.setdefault("period", {})["end"] = effective.isoformat()
         body.setdefault("extension", []).append(
-            {"url": t.DISENROLMENT_REASON_EXTENSION, "valueCode": data.reason}
+            {"url": t.DISENROLMENT_REASON_EXTENSION, "valueCode": d.data.reason}
         )
         effects.update(build("CarePlan", body), version_of(plan))
     consent = state.consent
@@ -91,14 +84,14 @@ def handle_disenrolled(
         body.setdefault("provision", {}).setdefault("period", {})["end"] = effective.isoformat()
         effects.update(build("Consent", body), version_of(consent))
 
-    for cr in requests_to_revoke(patient_requests(ctx.fhir, pid), data.program):
+    for cr in requests_to_revoke(patient_requests(d.fhir, d.patient_id), d.data.program):
         body = to_json(cr)
         body["status"] = "revoked"
         body["statusReason"] = t.NOT_DONE_PATIENT_OBJECTION.concept_json("Patient disenrolled")
         effects.update(build("CommunicationRequest", body), version_of(cr))
     plan_ref = ref_of(plan)
-    found: list[Any] = ctx.fhir.search("Task", [("patient", f"Patient/{pid}")])
-    for task in tasks_to_cancel(found, pid, plan_ref):
+    found: list[Any] = d.fhir.search("Task", [("patient", d.patient)])
+    for task in tasks_to_cancel(found, d.patient_id, plan_ref):
         if t.concept_has(task.code, t.TASK_CONFIRM_DISENROLMENT):
             closed = cancel(task, reason="Disenrolment recorded", at=at)
         else:
@@ -110,7 +103,7 @@ def handle_disenrolled(
         effects.update(build("Task", body), version_of(task))
     log.info(
         "patient disenrolled",
-        extra={"program": data.program, "reason": data.reason},
+        extra={"program": d.data.program, "reason": d.data.reason},
     )
     return effects
 
@@ -134,11 +127,8 @@ def tasks_to_cancel(found: list[Any], patient_id: str, plan_ref: str) -> list[An
     PCM plan, but is TCM's work and billing) stay as they are."""
     return [
         task
-        for task in found
-        if task.get_resource_type() == "Task"
-        and patient_of(task) == patient_id
-        and task.status not in FINAL
-        and plan_ref in {reference_str(b) for b in task.basedOn or []}
+        for task in open_tasks_of(found, patient_id)
+        if plan_ref in {reference_str(b) for b in task.basedOn or []}
         and not (reference_str(task.focus) or "").startswith("EpisodeOfCare/")
     ]
 

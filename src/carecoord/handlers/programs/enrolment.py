@@ -22,18 +22,18 @@ from typing import Any
 from carecoord.caremodel import builders as care
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create, create_for
-from carecoord.core.catalog import PatientEnrolled, require_patient
+from carecoord.core.catalog import PatientEnrolled
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import MalformedEvent
 from carecoord.fhir.batch_reads import existence_probe, search_together
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.model import CareConfig, Month, build
 from carecoord.handlers.care.patient_context import care_team_of, plan_searches, program_of
 from carecoord.handlers.programs import care_tasks
-from carecoord.handlers.programs.caseload import Assignment, assign_care_manager
+from carecoord.handlers.programs.caseload import CASELOAD_SETTINGS, Assignment, assign_care_manager
 from carecoord.handlers.programs.consent import consent_resource
 from carecoord.handlers.programs.outreach import active_plans, monthly_request
 
@@ -45,10 +45,7 @@ handlers = Handlers(
     "enrolment",
     config=CareConfig,
     settings=(
-        "capacity",
-        "care_managers",
-        "supervisor",
-        "pool",
+        *CASELOAD_SETTINGS,
         "outreach_channel",
         "enrolment_tasks",
         "monthly_tasks",
@@ -62,36 +59,33 @@ handlers = Handlers(
 
 
 @handlers.on(PatientEnrolled)
-def handle_enrolled(
-    event: CloudEvent, data: PatientEnrolled, ctx: HandlerContext, config: CareConfig
-) -> Effects:
-    patient_id = require_patient(event)
-    bad = [i for i, c in enumerate(data.conditions) if not _is_condition_ref(c)]
+def handle_enrolled(d: Delivery[PatientEnrolled, CareConfig]) -> Effects:
+    bad = [i for i, c in enumerate(d.data.conditions) if not _is_condition_ref(c)]
     if bad:
         raise MalformedEvent(
             f"invalid data: conditions{bad} must be 'Condition/<id>' references",
-            event_id=event.id,
-            event_type=event.type,
+            event_id=d.event.id,
+            event_type=d.event.type,
         )
     # One round trip for the reads: the plans, and (where the server cannot search CareTeam by
     # identifier, so the team goes out as PUT) whether the team's id is free.
-    team = create_for(build("CareTeam", _team_json(data, f"Patient/{patient_id}", None)))
-    probe = existence_probe(ctx.fhir, team)
-    search_together(ctx.fhir, plan_searches(ctx.fhir, patient_id) + ([probe] if probe else []))
-    plans = active_plans(ctx.fhir, patient_id)
-    if any(program_of(p) == data.program for p in plans):
+    team = create_for(build("CareTeam", _team_json(d.data, d.patient, None)))
+    probe = existence_probe(d.fhir, team)
+    search_together(d.fhir, plan_searches(d.fhir, d.patient_id) + ([probe] if probe else []))
+    plans = active_plans(d.fhir, d.patient_id)
+    if any(program_of(p) == d.data.program for p in plans):
         log.info("already enrolled; nothing to do")
         return Effects()
-    month = Month.of(data.start)
+    month = Month.of(d.data.start)
     current = [m for m in (care_team_of(p)[0] for p in plans) if m]
     assignment = assign_care_manager(
-        ctx.fhir, config, patient_id, month, named=data.care_manager, current=current
+        d.fhir, d.config, d.patient_id, month, named=d.data.care_manager, current=current
     )
-    effects = build_enrolment(event, data, patient_id, config, assignment)
+    effects = build_enrolment(d.event, d.data, d.patient_id, d.config, assignment)
     log.info(
         "patient enrolled",
         extra={
-            "program": data.program,
+            "program": d.data.program,
             "care_manager": assignment.care_manager,
             "assignment": assignment.reason,
         },

@@ -40,12 +40,10 @@ from carecoord.core.catalog import (
     OutreachAttempted,
     OutreachDue,
     OutreachEscalated,
-    require_patient,
 )
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import FhirReader, HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.core.vocabulary import Channel
 from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir.batch_reads import declares_batch
@@ -386,20 +384,17 @@ def _aware(when: datetime) -> datetime:
 
 
 @handlers.on(OutreachAttempted)
-def handle_attempted(
-    event: CloudEvent, data: OutreachAttempted, ctx: HandlerContext, config: CareConfig
-) -> Effects:
-    patient_id = require_patient(event)
-    at = _aware(data.attempted_at)
+def handle_attempted(d: Delivery[OutreachAttempted, CareConfig]) -> Effects:
+    at = _aware(d.data.attempted_at)
     month = Month.of(at)
-    named = _read(ctx.fhir, data.outreach) if data.outreach else None
-    if data.outreach and named is None:
-        raise HandlerError("named outreach request not found", event_id=event.id)
+    named = _read(d.fhir, d.data.outreach) if d.data.outreach else None
+    if d.data.outreach and named is None:
+        raise HandlerError("named outreach request not found", event_id=d.event.id)
     if named is not None:  # its requests are those of its own month (the key says which)
         month = (
             _month_of_key(group_key(named) or identifier_value(named, OUTREACH_REQUEST_ID)) or month
         )
-    requests, comms, tasks = outreach_view(ctx.fhir, patient_id, month)
+    requests, comms, tasks = outreach_view(d.fhir, d.patient_id, month)
     main: Any | None
     if named is not None and group_key(named):
         main = next(
@@ -419,24 +414,24 @@ def handle_attempted(
     if target is None:
         raise HandlerError(
             "no outreach request for this patient and period",
-            event_id=event.id,
+            event_id=d.event.id,
             period=month.label,
         )
     try:
         communication = care.outreach_attempt(
-            key=event.id,
-            patient=f"Patient/{patient_id}",
+            key=d.event.id,
+            patient=d.patient,
             outreach=ref_of(target),
-            channel=data.channel,
-            outcome=data.outcome,
+            channel=d.data.channel,
+            outcome=d.data.outcome,
             attempted_at=at,
-            by=data.by,
+            by=d.data.by,
         )
     except ValueError as exc:
         raise MalformedEvent(
             "invalid data: 'by' must be a Practitioner/PractitionerRole/Organization reference",
-            event_id=event.id,
-            event_type=event.type,
+            event_id=d.event.id,
+            event_type=d.event.type,
         ) from exc
     effects = Effects()
     add_create(effects, communication)
@@ -444,32 +439,32 @@ def handle_attempted(
         return effects
     main_ref = ref_of(main)
     alternatives = alternatives_of(requests, main)
-    extra = data.model_extra or {}
-    if data.outcome == "answered":
+    extra = d.data.model_extra or {}
+    if d.data.outcome == "answered":
         for cr in [main, *alternatives]:
             if cr.status == "active":
                 effects.update(_set_status(cr, "completed"), version_of(cr))
-        _close_escalation(ctx.fhir, effects, main_ref, at, tasks)
-    elif data.outcome == "declined" or extra.get("do_not_contact") is True:
+        _close_escalation(d.fhir, effects, main_ref, at, tasks)
+    elif d.data.outcome == "declined" or extra.get("do_not_contact") is True:
         for cr in [main, *alternatives]:
             if cr.status == "active":
                 effects.update(
                     _set_status(cr, "revoked", t.NOT_DONE_PATIENT_OBJECTION), version_of(cr)
                 )
-        if data.outcome == "declined":  # program rules: not just this month
-            confirm_disenrolment(effects, main, patient_id, at)
-    elif data.outcome == "wrong-number":
-        _verify_contact(effects, main, patient_id, at)
+        if d.data.outcome == "declined":  # program rules: not just this month
+            confirm_disenrolment(effects, main, d.patient_id, at)
+    elif d.data.outcome == "wrong-number":
+        _verify_contact(effects, main, d.patient_id, at)
     else:  # no-answer, voicemail
         # Compared with the stored attempts' identifier values, so cleaned and hashed the same way.
         count = _unanswered(
-            ctx.fhir, main_ref, key_value(event.id), current_counts=True, communications=comms
+            d.fhir, main_ref, key_value(d.event.id), current_counts=True, communications=comms
         )
-        if count >= config.max_unanswered:
+        if count >= d.config.max_unanswered:
             escalate(
                 effects,
-                ctx.fhir,
-                config,
+                d.fhir,
+                d.config,
                 main,
                 reason="unanswered",
                 unanswered=count,
@@ -478,7 +473,7 @@ def handle_attempted(
             )
     log.info(
         "outreach attempt recorded",
-        extra={"outreach": main_ref, "outcome": data.outcome},
+        extra={"outreach": main_ref, "outcome": d.data.outcome},
     )
     return effects
 
@@ -488,39 +483,36 @@ def _verify_contact(effects: Effects, cr: Any, patient_id: str, at: datetime) ->
 
 
 @handlers.on(OutreachDue)
-def handle_due(
-    event: CloudEvent, data: OutreachDue, ctx: HandlerContext, config: CareConfig
-) -> Effects:
-    patient_id = require_patient(event)
-    month = Month.of(data.period_start)
+def handle_due(d: Delivery[OutreachDue, CareConfig]) -> Effects:
+    month = Month.of(d.data.period_start)
     effects = Effects()
-    if data.stage == "nearly-overdue":
-        if data.outreach:
-            cr = _read(ctx.fhir, data.outreach)
+    if d.data.stage == "nearly-overdue":
+        if d.data.outreach:
+            cr = _read(d.fhir, d.data.outreach)
             targets = [cr] if cr is not None else []
         else:
-            targets = monthly_for(patient_requests(ctx.fhir, patient_id, month), month)
+            targets = monthly_for(patient_requests(d.fhir, d.patient_id, month), month)
         at = (
-            _aware(event.time)
-            if event.time
-            else datetime.combine(data.period_end, datetime.min.time(), UTC)
+            _aware(d.event.time)
+            if d.event.time
+            else datetime.combine(d.data.period_end, datetime.min.time(), UTC)
         )
         for cr in targets:
             key = identifier_value(cr, OUTREACH_REQUEST_ID) or ""
             if key.endswith(f":{month.label}"):
-                count = _unanswered(ctx.fhir, ref_of(cr), event.id, current_counts=False)
+                count = _unanswered(d.fhir, ref_of(cr), d.event.id, current_counts=False)
                 escalate(
-                    effects, ctx.fhir, config, cr, reason="period-ending", unanswered=count, at=at
+                    effects, d.fhir, d.config, cr, reason="period-ending", unanswered=count, at=at
                 )
         return effects
     plans: list[Any]
-    if data.care_plan:
-        plan = _read(ctx.fhir, data.care_plan)
+    if d.data.care_plan:
+        plan = _read(d.fhir, d.data.care_plan)
         plans = [plan] if plan is not None else []
     else:
-        plans = active_plans(ctx.fhir, patient_id)
+        plans = active_plans(d.fhir, d.patient_id)
     for plan in plans:
-        _ensure_monthly(effects, ctx.fhir, config, plan, patient_id, month)
+        _ensure_monthly(effects, d.fhir, d.config, plan, d.patient_id, month)
     return effects
 
 

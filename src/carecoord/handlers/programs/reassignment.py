@@ -29,18 +29,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from carecoord.caremodel import builders as care
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create
 from carecoord.caremodel.workflow import FINAL
-from carecoord.core.catalog import CareManagerReassign, CareManagerReassigned, require_patient
+from carecoord.core.catalog import CareManagerReassign, CareManagerReassigned
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import FhirReader, HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import HandlerError
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
@@ -56,15 +55,18 @@ from carecoord.handlers.care.model import (
     reference_str,
     version_of,
 )
+from carecoord.handlers.care.old_type_names import old_type_names
 from carecoord.handlers.care.outreach_requests import patient_requests
 from carecoord.handlers.care.patient_context import care_team_of
-from carecoord.handlers.programs.caseload import assign_care_manager, caseload_patients
+from carecoord.handlers.programs.caseload import (
+    CASELOAD_SETTINGS,
+    assign_care_manager,
+    caseload_patients,
+)
 from carecoord.handlers.programs.outreach import active_plans
 
 log = logging.getLogger(__name__)
 
-REASSIGN = CareManagerReassign.event_type
-REASSIGNED = CareManagerReassigned.event_type
 Reason = Literal["left", "over-capacity"]
 
 OPEN_REQUEST_STATUSES = frozenset({"draft", "active", "on-hold"})
@@ -133,71 +135,58 @@ def _standalone_teams(fhir: FhirReader, plan: Any) -> list[Any]:
 handlers = Handlers(
     "reassignment",
     config=CareConfig,
-    settings=(
-        "capacity",
-        "care_managers",
-        "supervisor",
-        "pool",
-    ),
+    settings=CASELOAD_SETTINGS,
     description="Moves a patient's care team, outreach and Tasks away from a care manager "
     "who left or is over capacity.",
 )
 
 
 @handlers.on(CareManagerReassign)
-def handle_reassign(
-    event: CloudEvent, data: CareManagerReassign, ctx: HandlerContext, config: CareConfig
-) -> Effects:
-    patient_id = require_patient(event)
-    at = _event_time(event, ctx)
-    month = Month.parse(data.month) if data.month else Month.of(at)
-    departing = data.care_manager
-    plans = active_plans(ctx.fhir, patient_id)
-    held = holdings(ctx.fhir, patient_id, departing, plans)
+def handle_reassign(d: Delivery[CareManagerReassign, CareConfig]) -> Effects:
+    at = d.aware_time()
+    month = Month.parse(d.data.month) if d.data.month else Month.of(at)
+    departing = d.data.care_manager
+    plans = active_plans(d.fhir, d.patient_id)
+    held = holdings(d.fhir, d.patient_id, departing, plans)
     if not held:
         log.info("nothing left with that care manager")
         return Effects()
-    if data.reason == "over-capacity" and not _still_over_capacity(
-        ctx.fhir, config, departing, patient_id, month
+    if d.data.reason == "over-capacity" and not _still_over_capacity(
+        d.fhir, d.config, departing, d.patient_id, month
     ):
         log.info("care manager no longer over capacity")
         return Effects()
-    others = [m for m in (care_team_of(p, ctx.fhir)[0] for p in plans) if m]
+    others = [m for m in (care_team_of(p, d.fhir)[0] for p in plans) if m]
     assignment = assign_care_manager(
-        ctx.fhir, config, patient_id, month, current=others, exclude=[departing]
+        d.fhir, d.config, d.patient_id, month, current=others, exclude=[departing]
     )
     log.info(
         "reassigning patient",
         extra={
-            "reason": data.reason,
+            "reason": d.data.reason,
             "from": departing,
             "to": assignment.care_manager,
             "assignment": assignment.reason,
         },
     )
     if assignment.care_manager is None:
-        return _needs_assignment(config, held, patient_id, departing, month, at)
+        return _needs_assignment(d.config, held, d.patient_id, departing, month, at)
     effects = move(held, departing, assignment.care_manager, at)
     effects.emit(
         CareManagerReassigned(
             care_manager=assignment.care_manager,
             previous=departing,
-            reason=data.reason,
+            reason=d.data.reason,
             assignment=assignment.reason,
             month=month.label,
             care_plans=[ref_of(p) for p in held.plans],
             outreach=[ref_of(cr) for cr in held.requests],
             tasks=[ref_of(task) for task in held.tasks],
         ),
-        f"Patient/{patient_id}",
-        id=f"carecoord:care-manager-reassigned:Patient/{patient_id}:{departing}:{month.label}",
+        d.patient,
+        id=f"carecoord:care-manager-reassigned:Patient/{d.patient_id}:{departing}:{month.label}",
     )
     return effects
-
-
-def _event_time(event: CloudEvent, ctx: HandlerContext) -> datetime:
-    when = event.time or ctx.now()
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _still_over_capacity(
@@ -365,3 +354,7 @@ def _enrolled_with(plans: list[Any], care_manager: str) -> dict[str, date]:
 
 
 HANDLERS: list[HandlerSpec] = [handlers.spec]
+
+__getattr__ = old_type_names(
+    __name__, REASSIGN=CareManagerReassign, REASSIGNED=CareManagerReassigned
+)

@@ -39,13 +39,11 @@ from carecoord.core.catalog import (
     PatientDischarged,
     TcmBillable,
     TcmEpisodeEnded,
-    require_patient,
 )
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
-from carecoord.core.envelope import CloudEvent
-from carecoord.core.handler import HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.handler import HandlerSpec
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import HandlerError
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
@@ -59,12 +57,10 @@ from carecoord.handlers.care.model import (
     reference_str,
     version_of,
 )
+from carecoord.handlers.care.old_type_names import old_type_names
 
 log = logging.getLogger(__name__)
 
-DISCHARGED = PatientDischarged.event_type
-EPISODE_ENDED = TcmEpisodeEnded.event_type
-TCM_BILLABLE = TcmBillable.event_type
 EPISODE_ID = identifier_system("tcm-episode")
 PERIOD_DAYS = 30  # the discharge day and the next 29
 VISIT_DAYS = {"moderate": 14, "high": 7}
@@ -111,38 +107,35 @@ handlers = Handlers(
 
 
 @handlers.on(PatientDischarged)
-def handle_discharged(
-    event: CloudEvent, data: PatientDischarged, ctx: HandlerContext, config: TcmConfig
-) -> Effects:
-    pid = require_patient(event)
-    day = data.discharged_at.date()
-    states = enrolment_states(ctx.fhir, pid)
+def handle_discharged(d: Delivery[PatientDischarged, TcmConfig]) -> Effects:
+    day = d.data.discharged_at.date()
+    states = enrolment_states(d.fhir, d.patient_id)
     active = [s for s in states.values() if s.plan is not None and s.plan.status == "active"]
-    owner = next((s.care_manager for s in active if s.care_manager), None) or config.owner
+    owner = next((s.care_manager for s in active if s.care_manager), None) or d.config.owner
     owner = owner or next((s.provider for s in active if s.provider), None)
     if owner is None:
-        raise HandlerError("no care manager or tcm owner for the discharge", event_id=event.id)
+        raise HandlerError("no care manager or tcm owner for the discharge", event_id=d.event.id)
     end = day + timedelta(days=PERIOD_DAYS - 1)
     episode = build(
         "EpisodeOfCare",
         {
-            "identifier": [business_identifier_json("tcm-episode", pid, day.isoformat())],
+            "identifier": [business_identifier_json("tcm-episode", d.patient_id, day.isoformat())],
             "status": "active",
             "type": [t.EPISODE_TYPE_TCM.concept_json()],
-            "patient": {"reference": f"Patient/{pid}"},
+            "patient": {"reference": d.patient},
             "period": {"start": day.isoformat(), "end": end.isoformat()},
             "careManager": {"reference": owner} if owner.startswith("Practitioner") else None,
             "extension": [
-                _ext("complexity", valueCode=data.complexity),
-                _ext("setting", valueCode=data.setting),
-                _ext("facility", valueString=data.facility),
-                _ext("discharged-at", valueDateTime=data.discharged_at.isoformat()),
+                _ext("complexity", valueCode=d.data.complexity),
+                _ext("setting", valueCode=d.data.setting),
+                _ext("facility", valueString=d.data.facility),
+                _ext("discharged-at", valueDateTime=d.data.discharged_at.isoformat()),
             ],
         },
     )
     fx = Effects()
     episode_ref = add_create(fx, episode)
-    due = deadlines(day, data.complexity, config)
+    due = deadlines(day, d.data.complexity, d.config)
     ccm_plans = [s.plan for s in active if s.program in ("CCM", "PCM")]
     codes = {
         t.TASK_TCM_INTERACTIVE_CONTACT.code: t.TASK_TCM_INTERACTIVE_CONTACT,
@@ -153,18 +146,18 @@ def handle_discharged(
         plan = ccm_plans[0] if ccm_plans and code == t.TASK_MEDICATION_RECONCILIATION.code else None
         task = care.work_task(
             key=f"tcm:{day.isoformat()}",
-            patient=f"Patient/{pid}",
+            patient=d.patient,
             work=work,
             owner=owner,
             due=due[code],
             care_plan=f"CarePlan/{plan.id}" if plan is not None else None,
             priority="urgent" if code == t.TASK_TCM_INTERACTIVE_CONTACT.code else "routine",
-            authored_on=data.discharged_at,
+            authored_on=d.data.discharged_at,
         )
         body = to_json(task)
         body["focus"] = {"reference": episode_ref}
         add_create(fx, build("Task", body))
-    log.info("tcm episode opened", extra={"complexity": data.complexity})
+    log.info("tcm episode opened", extra={"complexity": d.data.complexity})
     return fx
 
 
@@ -239,19 +232,16 @@ def episode_tasks(found: list[Any], patient_id: str, episode: str) -> list[Any]:
 
 
 @handlers.on(TcmEpisodeEnded)
-def handle_episode_ended(
-    event: CloudEvent, data: TcmEpisodeEnded, ctx: HandlerContext, config: TcmConfig
-) -> Effects:
-    pid = require_patient(event)
+def handle_episode_ended(d: Delivery[TcmEpisodeEnded, TcmConfig]) -> Effects:
     fx = Effects()
     try:
-        episode: Any = ctx.fhir.read("EpisodeOfCare", data.episode.split("/", 1)[1])
+        episode: Any = d.fhir.read("EpisodeOfCare", d.data.episode.split("/", 1)[1])
     except (FhirNotFound, FhirGone):
         return fx
-    if episode.status != "active" or reference_str(episode.patient) != f"Patient/{pid}":
+    if episode.status != "active" or reference_str(episode.patient) != d.patient:
         return fx
-    found: list[Any] = ctx.fhir.search("Task", [("patient", f"Patient/{pid}")])
-    tasks = episode_tasks(found, pid, data.episode)
+    found: list[Any] = d.fhir.search("Task", [("patient", d.patient)])
+    tasks = episode_tasks(found, d.patient_id, d.data.episode)
     complexity = next(
         (e.valueCode for e in episode.extension or [] if e.url.endswith("tcm-complexity")),
         "moderate",
@@ -259,48 +249,47 @@ def handle_episode_ended(
     start = as_date(episode.period.start)
     end = as_date(episode.period.end)
     assert start is not None and end is not None
-    config = TcmConfig.of(ctx.config)
     contact = next(
         (task for task in tasks if t.concept_has(task.code, t.TASK_TCM_INTERACTIVE_CONTACT)), None
     )  # its due date as set at the discharge (holidays configured then)
     contact_due = (_due(contact) if contact is not None else None) or deadlines(
-        start, "moderate", config
+        start, "moderate", d.config
     )[t.TASK_TCM_INTERACTIVE_CONTACT.code]
     sent = [("sent", f"ge{start.isoformat()}"), ("sent", f"le{contact_due.isoformat()}")]
-    communications: list[Any] = ctx.fhir.search(
-        "Communication", [("subject", f"Patient/{pid}"), *sent]
+    communications: list[Any] = d.fhir.search(
+        "Communication", [("subject", d.patient), *sent]
     )  # re-filtered: a server ignoring `sent` costs bytes, not correctness
-    attempts = unsuccessful_attempts(communications, f"Patient/{pid}", start, contact_due)
-    met = deadlines_met(tasks, attempts, config.contact_attempts)
+    attempts = unsuccessful_attempts(communications, d.patient, start, contact_due)
+    met = deadlines_met(tasks, attempts, d.config.contact_attempts)
     body = to_json(episode)
     body["status"] = "finished"
     body.setdefault("extension", []).append(_ext("deadlines-met", valueBoolean=met))
     fx.update(build("EpisodeOfCare", body), version_of(episode))
     if not met:
-        log.info("tcm deadlines missed: not billable", extra={"episode": data.episode})
+        log.info("tcm deadlines missed: not billable", extra={"episode": d.data.episode})
         return fx
     cpt = CPT[str(complexity)]
-    key = identifier_value(pid, "TCM", start.isoformat(), cpt)
+    key = identifier_value(d.patient_id, "TCM", start.isoformat(), cpt)
     item = build(
         "ChargeItem",
         {
             "identifier": [
-                business_identifier_json("charge-item", pid, "TCM", start.isoformat(), cpt)
+                business_identifier_json("charge-item", d.patient_id, "TCM", start.isoformat(), cpt)
             ],
             "status": "billable",
             "code": t.BILLING_CODES[cpt].concept_json(),
-            "subject": {"reference": f"Patient/{pid}"},
-            "context": {"reference": data.episode},
+            "subject": {"reference": d.patient},
+            "context": {"reference": d.data.episode},
             "occurrenceDateTime": end.isoformat(),
             "quantity": {"value": 1},
-            "enteredDate": (event.time or ctx.now()).isoformat(),
+            "enteredDate": (d.event.time or d.ctx.now()).isoformat(),
             "supportingInformation": [{"reference": f"Task/{task.id}"} for task in tasks],
         },
     )
     add_create(fx, item)
     fx.emit(
-        TcmBillable(episode=data.episode, cpt=cpt, date_of_service=end.isoformat()),
-        f"Patient/{pid}",
+        TcmBillable(episode=d.data.episode, cpt=cpt, date_of_service=end.isoformat()),
+        d.patient,
         id=derived_id(EPISODE_ID, key),
     )
     return fx
@@ -321,3 +310,7 @@ def episodes_ended(fhir: Any, now: datetime) -> list[tuple[str, str]]:
 
 
 HANDLERS: list[HandlerSpec] = [handlers.spec]
+
+__getattr__ = old_type_names(
+    __name__, DISCHARGED=PatientDischarged, EPISODE_ENDED=TcmEpisodeEnded, TCM_BILLABLE=TcmBillable
+)

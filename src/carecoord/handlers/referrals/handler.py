@@ -64,19 +64,19 @@ from carecoord.core.catalog import (
     ReferralStatusChanged,
     ReferralUnmatched,
     SdohNeedIdentified,
-    require_patient,
 )
 from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Effects
 from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe
 from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.old_type_names import old_type_names
 from carecoord.handlers.care.patient_context import (
     active_care_plan,
     patient_age,
@@ -101,11 +101,6 @@ from carecoord.handlers.referrals.outcome import (
 from carecoord.handlers.referrals.ranking import Candidate, ReferralCriteria, rank
 
 log = logging.getLogger(__name__)
-
-CREATED = ReferralCreated.event_type
-UNMATCHED = ReferralUnmatched.event_type
-NEED_IDENTIFIED = SdohNeedIdentified.event_type
-STATUS_CHANGED = ReferralStatusChanged.event_type
 
 REFERRAL_ID = identifier_system("referral")
 REFERRAL_TASK_ID = identifier_system("referral-task")
@@ -265,28 +260,25 @@ handlers = Handlers(
 
 
 @handlers.on(SdohNeedIdentified)
-def handle_need_identified(
-    event: CloudEvent, data: SdohNeedIdentified, ctx: HandlerContext, config: ReferralConfig
-) -> Effects:
-    pid = require_patient(event)
+def handle_need_identified(d: Delivery[SdohNeedIdentified, ReferralConfig]) -> Effects:
     try:
-        domain = sdoh_domain(data.domain)
+        domain = sdoh_domain(d.data.domain)
     except ValueError as exc:  # its text echoes the domain given: free text, never in a message
         known = ", ".join(sorted(t.SDOH_DOMAINS))
         raise MalformedEvent(
             f"invalid data: domain: not a known SDOH domain ({known})",
-            event_id=event.id,
-            event_type=event.type,
+            event_id=d.event.id,
+            event_type=d.event.type,
         ) from exc
-    now = event.time or ctx.now()
-    patient = f"Patient/{pid}"
+    now = d.event.time or d.ctx.now()
+    patient = d.patient
     try:
-        evidence = [data.evidence] if data.evidence else []
+        evidence = [d.data.evidence] if d.data.evidence else []
         condition = sdoh_condition(
-            key=event.id, patient=patient, domain=domain.key, identified_at=now, evidence=evidence
+            key=d.event.id, patient=patient, domain=domain.key, identified_at=now, evidence=evidence
         )
         goal = sdoh_goal(
-            key=event.id,
+            key=d.event.id,
             patient=patient,
             domain=domain.key,
             condition=create_for(condition).full_url,
@@ -295,55 +287,55 @@ def handle_need_identified(
     except ValueError as exc:  # the builders' text may echo the evidence given
         raise MalformedEvent(
             "invalid data: evidence must be a 'Type/id' reference and time must have a timezone",
-            event_id=event.id,
-            event_type=event.type,
+            event_id=d.event.id,
+            event_type=d.event.type,
         ) from exc
-    sr_value = identifier_value(pid, domain.key, event.id)
-    _prefetch(ctx, pid, domain.key, sr_value, goal)
-    team = patient_team(ctx.fhir, pid)
+    sr_value = identifier_value(d.patient_id, domain.key, d.event.id)
+    _prefetch(d.ctx, d.patient_id, domain.key, sr_value, goal)
+    team = patient_team(d.fhir, d.patient_id)
     fx = Effects()
     requester = requester_for(
         fx,
-        ctx.fhir,
+        d.fhir,
         team.care_manager,
-        config.organization,
-        config.requester,
-        config.practice_phone,
+        d.config.organization,
+        d.config.requester,
+        d.config.practice_phone,
     )
     if requester is None:
         raise HandlerError(
             "no requester for the referral: a referral Task is requested by a PractitionerRole "
             "or an Organization; configure the referrals handler's 'organization' (the practice) "
             "or a 'requester' PractitionerRole/Organization",
-            event_id=event.id,
-            patient=pid,
+            event_id=d.event.id,
+            patient=d.patient_id,
         )
     criteria = ReferralCriteria(
         domain=domain.key,
-        postal_code=data.postal_code,
-        language=data.language,
-        eligibility=frozenset(_eligibility_of(data)),
-        age=patient_age(ctx.fhir, pid, now.date()),
+        postal_code=d.data.postal_code,
+        language=d.data.language,
+        eligibility=frozenset(_eligibility_of(d.data)),
+        age=patient_age(d.fhir, d.patient_id, now.date()),
     )
     condition_ref = add_create(fx, condition)
     goal_ref = add_create(fx, goal)
     # The patient's consent to share (SDOHCC Consent), for the ServiceRequest's supportingInfo.
     consents = referral_consents(
         fx,
-        data,
-        key=event.id,
-        patient_id=pid,
+        d.data,
+        key=d.event.id,
+        patient_id=d.patient_id,
         domain=domain.key,
-        organization=consent_organization(config.organization, requester, config.requester),
+        organization=consent_organization(d.config.organization, requester, d.config.requester),
     )
 
-    existing_sr = _one(ctx.fhir.search(*_referral_search(sr_value)))
-    attempts = _attempts(ctx, pid, existing_sr) if existing_sr is not None else []
+    existing_sr = _one(d.fhir.search(*_referral_search(sr_value)))
+    attempts = _attempts(d.ctx, d.patient_id, existing_sr) if existing_sr is not None else []
 
-    if not data.consent_to_contact:
+    if not d.data.consent_to_contact:
         sr = _service_request(
-            event.id,
-            pid,
+            d.event.id,
+            d.patient_id,
             domain.key,
             requester,
             None,
@@ -358,7 +350,7 @@ def handle_need_identified(
         sr_ref = add_create(fx, sr)
         _manual_task(
             fx,
-            pid,
+            d.patient_id,
             sr_value,
             sr_ref,
             team.care_manager or requester,
@@ -366,15 +358,15 @@ def handle_need_identified(
             now,
             t.BUSINESS_NO_CONSENT,
         )
-        _join_care_plan(fx, ctx, pid, existing_sr, condition_ref, goal_ref, sr_ref)
+        _join_care_plan(fx, d.ctx, d.patient_id, existing_sr, condition_ref, goal_ref, sr_ref)
         log.info("referral held: no consent to contact")
         return fx
 
     if attempts:  # a replay: the referral was already sent; say so again with the same id
         first = min(attempts, key=lambda a: a.number)
         sr = _service_request(
-            event.id,
-            pid,
+            d.event.id,
+            d.patient_id,
             domain.key,
             requester,
             first.organization,
@@ -385,15 +377,15 @@ def handle_need_identified(
             consents=consents,
         )
         add_create(fx, sr)
-        _emit_created(fx, event, pid, domain.key, existing_sr, sr, first, None)
+        _emit_created(fx, d.event, d.patient_id, domain.key, existing_sr, sr, first, None)
         return fx
 
-    if existing_sr is not None and _manual_exists(ctx, pid, sr_value):
+    if existing_sr is not None and _manual_exists(d.ctx, d.patient_id, sr_value):
         # A replay of a need that found no match: say so again (same id), create nothing new.
         _unmatched(
             fx,
-            event,
-            pid,
+            d.event,
+            d.patient_id,
             domain.key,
             existing_sr,
             existing_sr,
@@ -406,12 +398,12 @@ def handle_need_identified(
         )
         return fx
 
-    services = _directory(ctx, domain.key)
+    services = _directory(d.ctx, domain.key)
     candidates = rank(services, criteria)
     best = candidates[0] if candidates else None
     sr = _service_request(
-        event.id,
-        pid,
+        d.event.id,
+        d.patient_id,
         domain.key,
         requester,
         best.organization if best else None,
@@ -422,12 +414,12 @@ def handle_need_identified(
         consents=consents,
     )
     sr_ref = add_create(fx, sr)
-    _join_care_plan(fx, ctx, pid, existing_sr, condition_ref, goal_ref, sr_ref)
+    _join_care_plan(fx, d.ctx, d.patient_id, existing_sr, condition_ref, goal_ref, sr_ref)
     if best is None:
         _unmatched(
             fx,
-            event,
-            pid,
+            d.event,
+            d.patient_id,
             domain.key,
             sr,
             existing_sr,
@@ -440,10 +432,18 @@ def handle_need_identified(
         )
         return fx
     task = _referral_task(
-        pid, domain.key, sr_value, 1, sr_ref, best, requester, now, concerns=[condition_ref]
+        d.patient_id,
+        domain.key,
+        sr_value,
+        1,
+        sr_ref,
+        best,
+        requester,
+        now,
+        concerns=[condition_ref],
     )
     add_create(fx, task)
-    _emit_created(fx, event, pid, domain.key, existing_sr, sr, None, (task, best, 1))
+    _emit_created(fx, d.event, d.patient_id, domain.key, existing_sr, sr, None, (task, best, 1))
     log.info("referral created", extra={"service": best.service})
     return fx
 
@@ -605,7 +605,11 @@ def _unmatched(
         data["service_request"] = f"ServiceRequest/{existing_sr.id}"
     # Keyed on the referral, not the trigger: whatever event (or notification) finds the
     # candidates exhausted announces it under the same id.
-    fx.emit(ReferralUnmatched(**data), f"Patient/{pid}", id=derived_id(_ident(sr), UNMATCHED))
+    fx.emit(
+        ReferralUnmatched(**data),
+        f"Patient/{pid}",
+        id=derived_id(_ident(sr), ReferralUnmatched.event_type),
+    )
     log.info("referral unmatched", extra={"tried": len(tried)})
 
 
@@ -641,7 +645,11 @@ def _emit_created(
     # Keyed on the referral attempt, not the trigger: a replay, or a FHIR notification of a
     # status carecoord itself wrote, re-announces the same attempt under the same id.
     attempt_key = data.get("task_identifier") or _ident(sr)
-    fx.emit(ReferralCreated(**data), f"Patient/{pid}", id=derived_id(str(attempt_key), CREATED))
+    fx.emit(
+        ReferralCreated(**data),
+        f"Patient/{pid}",
+        id=derived_id(str(attempt_key), ReferralCreated.event_type),
+    )
 
 
 def _join_care_plan(
@@ -674,62 +682,65 @@ def _join_care_plan(
 
 
 @handlers.on(ReferralStatusChanged)
-def handle_status_changed(
-    event: CloudEvent, data: ReferralStatusChanged, ctx: HandlerContext, config: ReferralConfig
-) -> Effects:
-    pid = require_patient(event)
-    now = event.time or ctx.now()
-    task_id = data.task.removeprefix("Task/")
-    _fetch_with_focus(ctx, task_id)
+def handle_status_changed(d: Delivery[ReferralStatusChanged, ReferralConfig]) -> Effects:
+    now = d.event.time or d.ctx.now()
+    task_id = d.data.task.removeprefix("Task/")
+    _fetch_with_focus(d.ctx, task_id)
     try:
-        task: Any = ctx.fhir.read("Task", task_id)
+        task: Any = d.fhir.read("Task", task_id)
     except (FhirNotFound, FhirGone) as exc:
-        raise HandlerError("referral Task not found", event_id=event.id, task=data.task) from exc
+        raise HandlerError(
+            "referral Task not found", event_id=d.event.id, task=d.data.task
+        ) from exc
     current = attempt_of(task)
     focus = getattr(getattr(task, "focus", None), "reference", None)
     if current is None or not focus or not focus.startswith("ServiceRequest/"):
         raise HandlerError(
             "not a carecoord referral Task (no referral-task identifier or focus)",
-            event_id=event.id,
-            task=data.task,
+            event_id=d.event.id,
+            task=d.data.task,
         )
-    if getattr(getattr(task, "for_fhir", None), "reference", None) != f"Patient/{pid}":
+    if getattr(getattr(task, "for_fhir", None), "reference", None) != d.patient:
         raise HandlerError(
-            "referral Task is for another patient", event_id=event.id, task=data.task
+            "referral Task is for another patient", event_id=d.event.id, task=d.data.task
         )
 
     fx = Effects()
-    if data.status not in REFERRAL_TASK_STATUSES:
+    if d.data.status not in REFERRAL_TASK_STATUSES:
         raise HandlerError(
             "status is not in the SDOHCC referral Task status value set (received and ready are "
             "not referral statuses)",
-            event_id=event.id,
-            task=data.task,
-            to=data.status,
+            event_id=d.event.id,
+            task=d.data.task,
+            to=d.data.status,
         )
     sr: Any = None
-    if data.status == "cancelled" and data.set_by is None:
-        sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
+    if d.data.status == "cancelled" and d.data.set_by is None:
+        sr = d.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
         actor = canceller(task.status, sr.status)
     else:
-        actor = actor_of(data.status, data.set_by)
-    if data.task_version and task.status != data.status and _version(task) != data.task_version:
+        actor = actor_of(d.data.status, d.data.set_by)
+    if (
+        d.data.task_version
+        and task.status != d.data.status
+        and _version(task) != d.data.task_version
+    ):
         # Reports a status of an older version (e.g. a late FHIR notification): the event of the
         # later change carries the current status, so this one changes nothing.
         log.info("stale referral status ignored")
         return fx
-    reason = data.reason or DEFAULT_REASONS.get(data.status)
-    if task.status != data.status:
+    reason = d.data.reason or DEFAULT_REASONS.get(d.data.status)
+    if task.status != d.data.status:
         try:
-            updated = transition(task, data.status, reason=reason, actor=actor, at=now)
+            updated = transition(task, d.data.status, reason=reason, actor=actor, at=now)
         except InvalidTransition as exc:
             raise HandlerError(
-                exc.message, event_id=event.id, task=data.task, to=data.status
+                exc.message, event_id=d.event.id, task=d.data.task, to=d.data.status
             ) from exc
         fx.update(updated, _version(task))
 
-    step = step_after(data.status, actor)
-    enrollments = enrollment_statuses(task, ctx.fhir) if data.status in ENROLLMENT_REPORTED else []
+    step = step_after(d.data.status, actor)
+    enrollments = enrollment_statuses(task, d.fhir) if d.data.status in ENROLLMENT_REPORTED else []
     for enrollment in enrollments:
         log.info(
             "referral enrollment status reported",
@@ -739,21 +750,21 @@ def handle_status_changed(
         if enrollments:
             _add_outcome(
                 fx,
-                ctx,
-                pid,
+                d.ctx,
+                d.patient_id,
                 focus,
                 [e.observation for e in enrollments],
                 [e.value for e in enrollments],
             )
         return fx
     if sr is None:
-        sr = ctx.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
+        sr = d.fhir.read("ServiceRequest", focus.removeprefix("ServiceRequest/"))
     if step == "complete":
-        _complete(fx, ctx, config, pid, sr, task, now, enrollments)
+        _complete(fx, d.ctx, d.config, d.patient_id, sr, task, now, enrollments)
     elif step == "revoke":
         _close_request(fx, sr, "revoked")
     else:
-        _next_candidate(fx, ctx, event, config, pid, sr, current, now)
+        _next_candidate(fx, d.ctx, d.event, d.config, d.patient_id, sr, current, now)
     return fx
 
 
@@ -1058,3 +1069,11 @@ __all__ = [
     "requester_problem",
     "step_after",
 ]
+
+__getattr__ = old_type_names(
+    __name__,
+    CREATED=ReferralCreated,
+    UNMATCHED=ReferralUnmatched,
+    NEED_IDENTIFIED=SdohNeedIdentified,
+    STATUS_CHANGED=ReferralStatusChanged,
+)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from carecoord.catalog import CareManagerReassign, CareManagerReassigned
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.errors import MalformedEvent
 from carecoord.handlers.care.model import Month
@@ -38,7 +39,7 @@ def _sweep(run: Runner, now: datetime) -> list[CloudEvent]:
 
 
 def _reassign_events(run: Runner, now: datetime) -> list[CloudEvent]:
-    return [e for e in _sweep(run, now) if e.type == reassignment.REASSIGN]
+    return [e for e in _sweep(run, now) if e.type == CareManagerReassign.event_type]
 
 
 def _team_manager(run: Runner, plan: dict[str, Any]) -> str:
@@ -60,7 +61,7 @@ def _of(run: Runner, rtype: str, patient: str) -> list[dict[str, Any]]:
 def _reassign(patient: str, care_manager: str, reason: str, month: str = "2024-05") -> CloudEvent:
     data = {"care_manager": care_manager, "reason": reason, "month": month}
     return new_event(
-        reassignment.REASSIGN,
+        CareManagerReassign.event_type,
         patient,
         data,
         id=f"manual-reassign-{patient}-{reason}",
@@ -98,7 +99,7 @@ def test_patients_of_a_care_manager_who_left_move_with_their_outreach_and_open_t
     assert done["owner"] == {"reference": A}  # finished work keeps who did it
     assert caseload_patients(run.fhir, B, MAY) == {"p1", "p2"}
     assert caseload_patients(run.fhir, A, MAY) == set()
-    moved = [e for e in run.emitted if e.type == reassignment.REASSIGNED]
+    moved = [e for e in run.emitted if e.type == CareManagerReassigned.event_type]
     assert sorted(e.subject for e in moved) == ["Patient/p1", "Patient/p2"]
     assert all(e.data["care_manager"] == B and e.data["previous"] == A for e in moved)
 
@@ -108,7 +109,7 @@ def test_patients_of_a_care_manager_who_left_move_with_their_outreach_and_open_t
         assert run.run(event).wrote is False
     assert run.fhir.transactions == before
     # re-announced under the same ids: nothing new for a consumer that dedupes on the event id
-    assert len({e.id for e in run.emitted if e.type == reassignment.REASSIGNED}) == 2
+    assert len({e.id for e in run.emitted if e.type == CareManagerReassigned.event_type}) == 2
     assert _reassign_events(run, datetime(2024, 5, 20, 0, 5, tzinfo=UTC)) == []
 
 
@@ -117,7 +118,7 @@ def test_a_patient_whose_monthly_request_is_not_created_yet_is_moved_too() -> No
     run.run(enrolled("p1", care_manager=A))
     june = datetime(2024, 6, 1, 8, tzinfo=UTC)
     events = _sweep(run, june)
-    [move] = [e for e in events if e.type == reassignment.REASSIGN]
+    [move] = [e for e in events if e.type == CareManagerReassign.event_type]
     assert move.id == f"sweep:reassign:p1:{A}:2024-06"
     run.run(move)
     [due] = [e for e in events if e.type == "carecoord.outreach.due"]
@@ -145,7 +146,7 @@ def test_everybody_full_asks_the_pool_once_and_moves_the_patient_when_room_appea
     assert task["focus"] == {"reference": f"CarePlan/{plan['id']}"}
     assert task["statusReason"]["coding"][0]["code"] == "no-capacity"
     assert _team_manager(run, plan) == A  # stays put until somebody has room
-    assert not [e for e in run.emitted if e.type == reassignment.REASSIGNED]
+    assert not [e for e in run.emitted if e.type == CareManagerReassigned.event_type]
 
     run.config["care_managers"] = [{"reference": A, "active": False}, {"reference": B}]
     [again] = _reassign_events(run, datetime(2024, 5, 20, 0, 5, tzinfo=UTC))
@@ -199,9 +200,9 @@ def test_the_sweep_reassigns_only_with_the_reassignment_handler_configured() -> 
     run = Runner(SPECS, config)
     run.run(enrolled("p1", care_manager=A))
     now = datetime(2024, 5, 20, tzinfo=UTC)
-    assert not [e for e in sweep(run.fhir, now, config) if e.type == reassignment.REASSIGN]
+    assert not [e for e in sweep(run.fhir, now, config) if e.type == CareManagerReassign.event_type]
     table = load_handlers(config={"reassignment": {"care_managers": config["care_managers"]}})
     merged = sweep_config(table.configs)
-    assert [e.subject for e in sweep(run.fhir, now, merged) if e.type == reassignment.REASSIGN] == [
-        "Patient/p1"
-    ]
+    assert [
+        e.subject for e in sweep(run.fhir, now, merged) if e.type == CareManagerReassign.event_type
+    ] == ["Patient/p1"]
