@@ -22,7 +22,7 @@ from carecoord.core.config import HandlerConfig
 from carecoord.core.effects import Create, Effects, Emit, Update
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.core.handler import FhirReader, HandlerContext, HandlerSpec
-from carecoord.core.router import Handlers
+from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import (
     CarecoordError,
     ConfigError,
@@ -52,6 +52,7 @@ __all__ = [
     "CloudEvent",
     "ConfigError",
     "Create",
+    "Delivery",
     "Effects",
     "Emit",
     "EventData",
