@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from carecoord.events.broker import TP, Commit, Record
 
@@ -36,23 +35,34 @@ class Failure:
     declared: bool = False  # ... and it said so itself (429, 503)
 
 
-@dataclass(eq=False)
 class WorkItem:
-    record: Record
-    incarnation: int
-    attempts: int = 0
-    first_failure: float | None = None  # wall clock (epoch seconds), for headers
-    first_failure_mono: float | None = None  # monotonic, for the retry budget
+    """One fetched record on its way through the runtime (identity equality).
+
+    A plain class, not a dataclass: one is built per event on the poll loop's hot path, so only
+    what every item needs is set here; the failure bookkeeping stays at the class defaults until
+    the item first fails (the key is computed once: the scheduler asks for it several times)."""
+
+    # Wall clock (epoch seconds) of the first and last failure, for the dead letter's headers.
+    first_failure: float | None = None
     last_failure: float | None = None
+    first_failure_mono: float | None = None  # monotonic, for the retry budget
     # Confirmed outage seconds (all dependencies) at the first failure: excluded from the budget.
     outage_seconds_at_first_failure: float = 0.0
     failure: Failure | None = None
     # Set once the item must be dead-lettered; a retry then only re-tries the DLQ write.
     dead_letter: Failure | None = None
 
-    @cached_property
-    def key(self) -> KeyId:  # the scheduler asks several times per item
-        return key_of(self.record)
+    def __init__(self, record: Record, incarnation: int, attempts: int = 0) -> None:
+        self.record = record
+        self.incarnation = incarnation
+        self.attempts = attempts
+        # key_of(record), inline: keyless records share one per-partition key.
+        key = record.key
+        self.key: KeyId = (record.topic, record.partition, key if key is not None else b"")
+
+    def __repr__(self) -> str:
+        r = self.record
+        return f"WorkItem({r.topic}/{r.partition}@{r.offset}, attempts={self.attempts})"
 
     @property
     def tp(self) -> TP:

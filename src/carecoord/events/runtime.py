@@ -315,7 +315,8 @@ class EventRuntime:
 
     @property
     def _outage(self) -> bool:
-        return any(not d.up for d in self.dependencies.values())
+        deps = self.dependencies  # asked per event (`_holding`): most runtimes have none
+        return bool(deps) and any(not d.up for d in deps.values())
 
     def _outage_seconds(self) -> float:
         return sum(d.confirmed_down_seconds() for d in self.dependencies.values())
@@ -814,6 +815,7 @@ class EventRuntime:
     def _run_batch(self, worker: _Worker) -> None:
         batch = worker.batch
         first = time.monotonic()
+        recording = tracing.recording()
         n = 0
         try:
             while True:
@@ -828,7 +830,7 @@ class EventRuntime:
                     break
                 worker.started = time.monotonic()
                 n += 1
-                self._work(item, worker.done)
+                self._work(item, worker.done, recording)
         finally:
             worker.started = 0.0
             with self._lock:
@@ -881,27 +883,23 @@ class EventRuntime:
         self.observer.in_flight(self._busy_workers)
         self._idle.notify_all()
 
-    def _work(self, item: WorkItem, done: deque[WorkItem]) -> None:
-        record = item.record
-        with log_context.bind(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            patient_id=log_context.patient_key(record.key),
-        ):
-            try:
-                if self._attempt(item):
-                    done.append(item)
-            except BaseException:  # never lose track of an item, whatever happened
+    def _work(self, item: WorkItem, done: deque[WorkItem], recording: bool) -> None:
+        try:
+            if self._attempt(item, recording):
+                done.append(item)
+        except BaseException:  # never lose track of an item, whatever happened
+            with log_context.bind(**_record_fields(item.record)):
                 log.exception("worker failed unexpectedly; retrying")
-                self._schedule_retry(item, self._backoff(item))
+            self._schedule_retry(item, self._backoff(item))
 
-    def _attempt(self, item: WorkItem) -> bool:
+    def _attempt(self, item: WorkItem, recording: bool) -> bool:
         """Process one item; True if it succeeded and is to be finished with its batch (failures
-        are retried or dead-lettered here)."""
+        are retried or dead-lettered here). `recording`: whether spans are recorded (checked
+        once per batch: the check is not free when opentelemetry is installed without an SDK)."""
         record = item.record
         if item.dead_letter is not None:
-            self._dead_letter(item, item.dead_letter)
+            with log_context.bind(**_record_fields(record)):
+                self._dead_letter(item, item.dead_letter)
             return False
         started = time.monotonic()
         event: CloudEvent | None = None
@@ -911,15 +909,29 @@ class EventRuntime:
             malformed: Failure | None = classify(exc)
         else:
             malformed = None
-        event_type = self._loggable_type(event.type) if event is not None else None
-        event_id = event.id if event is not None else None
+        if event is not None:
+            event_type = self._loggable_type(event.type)
+            event_id: str | None = event.id
+            inbound: tuple[str | None, str | None] = (event.traceparent, event.tracestate)
+        else:
+            event_type = event_id = None
+            inbound = (None, None)
+        # One log-context bind per event (the record's and the event's fields together).
         with (
-            log_context.bind(event_id=event_id, event_type=event_type),
+            log_context.bind(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                patient_id=log_context.patient_key(record.key),
+                event_id=event_id,
+                event_type=event_type,
+            ),
             tracing.span(
                 f"process {record.topic}",
                 "consumer",
-                self._span_attributes(record, event_id, event_type),
-                inbound=(event.traceparent, event.tracestate) if event else (None, None),
+                self._span_attributes(record, event_id, event_type) if recording else None,
+                inbound=inbound,
+                record=recording,
             ) as span,
         ):
             if malformed is not None:
@@ -1075,6 +1087,16 @@ class EventRuntime:
                 window.mark_done(item.record.offset)
             self._scheduler.release(item.key)
             self._idle.notify_all()
+
+
+def _record_fields(record: Record) -> dict[str, object]:
+    """The log fields of a record whose event is not (or not yet) parsed."""
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "patient_id": log_context.patient_key(record.key),
+    }
 
 
 def _check_key(record: Record, event: CloudEvent) -> None:
