@@ -162,7 +162,8 @@ class span:  # lower case: used like a function, `with span("send topic") as s:`
             if not valid_traceparent(traceparent):
                 traceparent = tracestate = None
             remembered = (traceparent, tracestate) if traceparent is not None else None
-            self._inbound_token = _INBOUND.set(remembered)
+            if remembered is not None or _INBOUND.get() is not None:  # else nothing to change
+                self._inbound_token = _INBOUND.set(remembered)
         if not (recording() if self._record is None else self._record):
             return _NO_SPAN
         parent = None if self._inbound is None else _parent_context(traceparent, tracestate)

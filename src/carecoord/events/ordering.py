@@ -59,21 +59,20 @@ class WorkItem:
         # key_of(record), inline: keyless records share one per-partition key.
         key = record.key
         self.key: KeyId = (record.topic, record.partition, key if key is not None else b"")
+        self.tp: TP = record.tp  # asked per item when it finishes
 
     def __repr__(self) -> str:
         r = self.record
         return f"WorkItem({r.topic}/{r.partition}@{r.offset}, attempts={self.attempts})"
 
-    @property
-    def tp(self) -> TP:
-        return self.record.tp
 
-
-@dataclass
 class _Entry:
-    offset: int
-    leader_epoch: int
-    done: bool = False
+    __slots__ = ("done", "leader_epoch", "offset")  # one per fetched record
+
+    def __init__(self, offset: int, leader_epoch: int) -> None:
+        self.offset = offset
+        self.leader_epoch = leader_epoch
+        self.done = False
 
 
 @dataclass
@@ -106,10 +105,15 @@ class OffsetWindow:
         if entry is None:
             return
         entry.done = True
-        while self._entries and self._entries[0].done:
-            head = self._entries.popleft()
-            del self._by_offset[head.offset]
-            self._next = Commit(head.offset + 1, head.leader_epoch)
+        entries = self._entries
+        if entries[0] is not entry:
+            return  # a gap before it: nothing new is committable
+        by_offset = self._by_offset
+        head = entry
+        while entries and entries[0].done:
+            head = entries.popleft()
+            del by_offset[head.offset]
+        self._next = Commit(head.offset + 1, head.leader_epoch)
 
     @property
     def pending(self) -> int:

@@ -875,7 +875,7 @@ class EventRuntime:
             except IndexError:
                 break
             n += 1
-            window = windows.get(item.record.tp)
+            window = windows.get(item.tp)
             if window is not None and window.incarnation == item.incarnation:
                 window.mark_done(item.record.offset)
             release(item.key)
@@ -949,7 +949,7 @@ class EventRuntime:
                 span.fail(failure.error_type)
                 self._failed(item, failure)
                 return False
-            self.observer.on_processed(record.tp, event.type, time.monotonic() - started)
+            self.observer.on_processed(item.tp, event.type, time.monotonic() - started)
             if log.isEnabledFor(logging.DEBUG):  # this is the per-event hot path
                 log.debug("processed")
         return True
@@ -1065,7 +1065,7 @@ class EventRuntime:
             extra={"error": failure.error_type, "truncated": truncated},
         )
         tracing.set_attribute("carecoord.dead_lettered", True)
-        self.observer.on_dead_lettered(record.tp, failure.error_type)
+        self.observer.on_dead_lettered(item.tp, failure.error_type)
         self._finish(item)
 
     def _schedule_retry(self, item: WorkItem, delay: float) -> None:
