@@ -52,14 +52,18 @@ class WorkItem:
     # Set once the item must be dead-lettered; a retry then only re-tries the DLQ write.
     dead_letter: Failure | None = None
 
-    def __init__(self, record: Record, incarnation: int, attempts: int = 0) -> None:
+    def __init__(
+        self, record: Record, incarnation: int, attempts: int = 0, tp: TP | None = None
+    ) -> None:
         self.record = record
         self.incarnation = incarnation
         self.attempts = attempts
         # key_of(record), inline: keyless records share one per-partition key.
         key = record.key
         self.key: KeyId = (record.topic, record.partition, key if key is not None else b"")
-        self.tp: TP = record.tp  # asked per item when it finishes
+        # Asked per item when it finishes; the poll loop passes the one it has (a TP per event
+        # is not free).
+        self.tp: TP = tp if tp is not None else record.tp
 
     def __repr__(self) -> str:
         r = self.record

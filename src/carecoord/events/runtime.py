@@ -117,8 +117,8 @@ _PAUSED_POLL_SECONDS = 0.005
 # A worker takes up to this many ready items (distinct keys) at once, sized so that a batch takes
 # about _BATCH_SECONDS at the recent per-item pace: fast items share one thread hand-off, slow
 # ones (FHIR writes) go one per worker so they run concurrently.
-_MAX_BATCH = 64
-_BATCH_SECONDS = 0.002
+_MAX_BATCH = 256
+_BATCH_SECONDS = 0.005
 # A batch whose current item has run this long gives its unstarted items back to other workers.
 _RECLAIM_AFTER_SECONDS = 0.05
 
@@ -524,7 +524,7 @@ class EventRuntime:
                 on_consumed(tp)
                 assert window is not None
                 if not stopping and window.add(record):
-                    add(WorkItem(record, window.incarnation))
+                    add(WorkItem(record, window.incarnation, tp=tp))
 
     def _dispatch(self) -> None:
         """Wake as many idle workers as the ready items need: about one per _BATCH_SECONDS of
