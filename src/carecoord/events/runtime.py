@@ -21,6 +21,7 @@ topic, where that domain's handler takes it, instead of the outbound topic.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -922,12 +923,12 @@ class EventRuntime:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                patient_id=log_context.patient_key(record.key),
+                patient_id=_patient_field(record.key),
                 event_id=event_id,
                 event_type=event_type,
             ),
             tracing.span(
-                f"process {record.topic}",
+                f"process {record.topic}" if recording else "",
                 "consumer",
                 self._span_attributes(record, event_id, event_type) if recording else None,
                 inbound=inbound,
@@ -1089,6 +1090,10 @@ class EventRuntime:
             self._idle.notify_all()
 
 
+# The Kafka key as a log field (a regex match per event otherwise); keys repeat per patient.
+_patient_field = functools.lru_cache(maxsize=4096)(log_context.patient_key)
+
+
 def _record_fields(record: Record) -> dict[str, object]:
     """The log fields of a record whose event is not (or not yet) parsed."""
     return {
@@ -1102,8 +1107,11 @@ def _record_fields(record: Record) -> dict[str, object]:
 def _check_key(record: Record, event: CloudEvent) -> None:
     """Per-patient order rests on the Kafka key being the subject's patient id: an event under
     another patient's key would run concurrently with its own patient's events."""
-    expected = event.key
-    if record.key is not None and expected is not None and record.key != expected:
+    key, subject = record.key, event.subject
+    # CloudEvent.key inline (per event): the id after "Patient/", if there is one.
+    if key is None or not subject or len(subject) <= 8 or not subject.startswith("Patient/"):
+        return
+    if key != subject[8:].encode():
         raise MalformedEvent(
             "the Kafka key is not the subject's patient id (the catalog keys events by patient)",
             event_id=event.id,
