@@ -98,6 +98,14 @@ def print_runtime(r: dict[str, Any]) -> None:
         "",
     )
     table.add_row("    ratio", f"{t['ratio']:.2f}", f">= {targets['ratio']}", _ok(met["ratio"]))
+    if "cpu_ratio" in t:
+        table.add_row(
+            "    CPU us/event (process)",
+            f"runtime {t['runtime_cpu_us_per_event']} vs kafka-python "
+            f"{t['baseline_cpu_us_per_event']} -> {t['cpu_ratio']:.2f}",
+            "",
+            "",
+        )
     table.add_row(
         f"    diagnostic: poll_timeout {t['short_poll_timeout_s']} s",
         f"runtime {t['runtime_short_poll_events_per_s']:,}/s, ratio {t['short_poll_ratio']:.2f}",
