@@ -90,8 +90,9 @@ def _spies(mode: str, workers: Sequence[_Worker]) -> list[subprocess.Popen[bytes
                 "record",
                 "--pid",
                 str(w.proc.pid),
+                "--gil",  # only the thread holding the GIL: where the CPU goes, not the waits
                 "-r",
-                "200",
+                os.environ.get("BENCH_PYSPY_RATE", "200"),
                 "-f",
                 "raw",
                 "-o",

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -44,11 +45,14 @@ from fhir.resources.R4B.condition import Condition
 from bench.drain import cpu_seconds, drain
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create, business_identifier_json
-from carecoord.core.effects import Effects
+from carecoord.core.catalog import INBOUND
+from carecoord.core.effects import Effects, Emit
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.directory.hsds import import_directory
+from carecoord.events.producer import emit_to_event, event_message
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.care.model import Month
+from carecoord.handlers.processing import HandlerProcessor
 from carecoord.handlers.programs.outreach import monthly_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -211,15 +215,47 @@ def _phases(
     return list(phases.items()), kinds
 
 
+class _Recording:
+    """The calibration runtime's processor: the handlers' own, keeping each event's emits."""
+
+    def __init__(self, inner: HandlerProcessor) -> None:
+        self.inner = inner
+        self.emits: dict[str, Sequence[Emit]] = {}
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        return self.inner.event_types
+
+    def process(self, event: CloudEvent) -> Sequence[Emit]:
+        emits = self.inner.process(event)
+        self.emits[event.id] = emits
+        return emits
+
+
+def _wire(emit: Emit) -> str:
+    """The value bytes carecoord's producer sends for `emit` (its time aside)."""
+    return event_message(emit_to_event(emit), "").value.decode()
+
+
 def _templates(
-    traced: list[tuple[str, str, bytes]], marks: list[tuple[str, int]], patient: str, out: Path
+    traced: list[tuple[str, str, bytes]],
+    marks: list[tuple[str, int]],
+    emits: dict[str, Sequence[Emit]],
+    patient: str,
+    out: Path,
 ) -> None:
-    """bench/floor.py's templates: the requests each event kind of `patient` sent."""
+    """bench/floor.py's templates: the requests each event kind of `patient` sent, and the
+    outbound messages it produced (the value bytes carecoord's producer sends for them)."""
     by_kind: dict[str, list[list[str]]] = {}
+    produced: dict[str, list[list[str]]] = {}
     for n, (kind, begin) in enumerate(marks):
         end = marks[n + 1][1] if n + 1 < len(marks) else len(traced)
         by_kind[kind] = [[m, path, body.decode()] for m, path, body in traced[begin:end]]
-    out.write_text(json.dumps({"patient": patient, "by_kind": by_kind}))
+        produced[kind] = [
+            ["in" if e.type in INBOUND else "out", _wire(e)]
+            for e in emits.get(f"{patient}-{kind}", ())
+        ]
+    out.write_text(json.dumps({"patient": patient, "by_kind": by_kind, "produced": produced}))
 
 
 def run_level(
@@ -231,14 +267,16 @@ def run_level(
     tag: str,
     server_pid: int | None = None,
     compare: bool = False,
+    sets: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """One history level. With `compare`: also the floor consumer and 2 and 3 service
-    processes, each on patients of its own (same history), against the same server."""
+    processes, each on patients of its own (same history), against the same server. `sets`
+    (for profiling runs): only these of the drains ("c1" first, "floor", "c2", "c3")."""
     proxy = FhirProxy(fhir_url, keep_alive=True)
     direct = FhirClient(fhir_url)
     prefix = f"b{tag}h{history}"
     rest = patients - calibrate
-    sets = ("c1", "floor", "c2", "c3") if compare else ("c1",)
+    sets = sets or (("c1", "floor", "c2", "c3") if compare else ("c1",))
     names = [f"{prefix}-p{i:03d}" for i in range(calibrate)]
     drains = {k: [f"{prefix}-{k}-{i:03d}" for i in range(rest)] for k in sets}
     warm = {k: [f"{prefix}-{k}-w{i}" for i in range(WARMUP_PATIENTS)] for k in sets}
@@ -257,6 +295,9 @@ def run_level(
         kinds: dict[str, Counter[str]] = {}
         proxy.traced = []
         marks: list[tuple[str, int]] = []
+        assert pipeline._runtime is not None
+        recording = _Recording(pipeline._runtime.processor)  # type: ignore[arg-type]
+        pipeline._runtime.processor = recording
         for i, name in enumerate(names):
             for label, event in events_of(name, with_referral=i % 4 == 0):
                 start = proxy.count()
@@ -268,7 +309,7 @@ def run_level(
                 samples.setdefault(label, []).append(sum(got.values()))
                 kinds[label] = kinds.get(label, Counter()) | got
             if i == 0:
-                _templates(proxy.traced, marks, name, templates)
+                _templates(proxy.traced, marks, recording.emits, name, templates)
         proxy.traced = None
     finally:
         pipeline.close()
@@ -316,14 +357,14 @@ def run_level(
         "server_ratio": round(events_per_s / raw, 3),
         "by_type": by_type,
     }
-    if compare:
+    if compare and "floor" in results:
         floor = results["floor"]
         out["floor"] = floor
         out["cpu_ratio_to_floor"] = round(
             main["cpu_ms_per_event"]["service"] / floor["cpu_ms_per_event"]["service"], 2
         )
         out["events_per_s_by_processes"] = {
-            str(k[1]): results[k]["events_per_s"] for k in ("c1", "c2", "c3")
+            str(k[1]): results[k]["events_per_s"] for k in ("c1", "c2", "c3") if k in results
         }
     return out
 
