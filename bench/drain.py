@@ -114,11 +114,14 @@ def drain(
     warmup: Sequence[CloudEvent] = (),
     processes: int = 1,
     server_pid: int | None = None,
+    broker_pid: int | None = None,
     templates: str | None = None,
 ) -> dict[str, Any]:
     """Run `phases` (label, events) through `processes` service processes of `mode`, after
     `warmup` (not measured: first connections, lazy imports, the group's assignment).
-    With BENCH_PYSPY=<dir>, py-spy records each worker there (raw format, for profiles)."""
+    With BENCH_PYSPY=<dir>, py-spy records each worker there (raw format, for profiles).
+    Beside the service's and the server's CPU per event: this bench process's (its producer
+    and the counting proxy every request passes) and the embedded broker's, where known."""
     token = uuid.uuid4().hex[:8]
     topic, group = f"bench-{mode}-{token}", f"bench-{mode}-{token}"
     broker = KafkaBroker(KafkaConnection(bootstrap=bootstrap))
@@ -142,6 +145,7 @@ def drain(
         for label, events in phases:
             own = [cpu_seconds(w.proc.pid) or 0.0 for w in workers]
             server = cpu_seconds(server_pid)
+            bench, kafka = cpu_seconds(os.getpid()) or 0.0, cpu_seconds(broker_pid)
             started = time.perf_counter()
             producer.send_all([event_message(e, topic) for e in events], timeout=30)
             published += len(events)
@@ -149,7 +153,12 @@ def drain(
             seconds = time.perf_counter() - started
             own_after = [cpu_seconds(w.proc.pid) or 0.0 for w in workers]
             server_after = cpu_seconds(server_pid)
-            entry = by_type.setdefault(label, {"events": 0, "seconds": 0.0, "own": 0.0, "srv": 0.0})
+            bench_after, kafka_after = cpu_seconds(os.getpid()) or 0.0, cpu_seconds(broker_pid)
+            zero = {"events": 0, "seconds": 0.0, "own": 0.0, "srv": 0.0, "bench": 0.0, "kafka": 0.0}
+            entry = by_type.setdefault(label, zero)
+            entry["bench"] += bench_after - bench
+            if kafka is not None and kafka_after is not None:
+                entry["kafka"] += kafka_after - kafka
             entry["events"] += len(events)
             entry["seconds"] += seconds
             entry["own"] += sum(own_after) - sum(own)
@@ -166,6 +175,8 @@ def drain(
     total = sum(e["events"] for e in by_type.values())
     own_total = sum(e["own"] for e in by_type.values())
     srv_total = sum(e["srv"] for e in by_type.values())
+    bench_total = sum(e["bench"] for e in by_type.values())
+    kafka_total = sum(e["kafka"] for e in by_type.values())
     return {
         "mode": mode,
         "processes": processes,
@@ -176,6 +187,8 @@ def drain(
         "cpu_ms_per_event": {
             "service": round(1000 * own_total / total, 2),
             "server": round(1000 * srv_total / total, 2) if server_pid else None,
+            "bench_process": round(1000 * bench_total / total, 2),
+            "broker": round(1000 * kafka_total / total, 2) if broker_pid else None,
         },
         "cpu_ms_per_event_by_type": {
             label: {

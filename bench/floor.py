@@ -4,8 +4,9 @@ A plain kafka-python consumer in one consumer group that, for each event, does t
 carecoord does for an event of the same kind, and nothing else:
 
 - sends the very FHIR requests carecoord sent (captured by the proxy from one calibration
-  patient, that patient's id replaced by the event's), with one httpx client (kept-alive
-  connections), and parses each answer's JSON (`response.json()`);
+  patient, that patient's id replaced by the event's; a transaction with carecoord's
+  `Prefer: return=representation`), with one httpx client (kept-alive connections), and
+  parses each answer's JSON (`response.json()`);
 - produces the very outbound messages carecoord produced for it (the same value bytes, patient
   id replaced, the same key, header and topic: the outbound topic, or the input topic for a
   follow-up), with carecoord's producer settings (acks=all, linger_ms 5), and waits for their
@@ -44,7 +45,8 @@ IN_FLIGHT = 16
 HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 COMMIT_INTERVAL = 1.0  # seconds, carecoord's RuntimeOptions.commit_interval_seconds
 EVENT_HEADERS = [("content-type", b"application/cloudevents+json")]
-Requests = dict[str, list[tuple[str, str, bytes]]]
+TRANSACTION = {"Prefer": "return=representation"}  # as carecoord sends its transactions
+Requests = dict[str, list[tuple[str, str, bytes, dict[str, str]]]]
 Produced = dict[str, list[tuple[str, bytes]]]
 
 
@@ -57,10 +59,20 @@ def _strip_if_match(body: bytes) -> bytes:
     return json.dumps(bundle).encode()
 
 
+def headers_of(method: str, path: str, body: bytes) -> dict[str, str]:
+    """The headers carecoord adds to this request beside HEADERS (a transaction's Prefer)."""
+    if method == "POST" and path in ("", "/") and json.loads(body).get("type") == "transaction":
+        return TRANSACTION
+    return {}
+
+
 def load_templates(path: str) -> tuple[str, Requests, Produced]:
     data = json.loads(Path(path).read_text())
     by_kind = {
-        kind: [(m, p, _strip_if_match(b.encode())) for m, p, b in requests]
+        kind: [
+            (m, p, _strip_if_match(b.encode()), headers_of(m, p, b.encode()))
+            for m, p, b in requests
+        ]
         for kind, requests in data["by_kind"].items()
     }
     produced = {
@@ -133,7 +145,7 @@ def run_floor(
 
 def handle(
     client: httpx.Client,
-    by_kind: dict[str, list[tuple[str, str, bytes]]],
+    by_kind: Requests,
     old: bytes,
     event: dict[str, Any],
 ) -> str:
@@ -141,9 +153,10 @@ def handle(
     patient = str(event["subject"]).removeprefix("Patient/")
     kind = str(event["id"])[len(patient) + 1 :]
     new = patient.encode()
-    for method, path, body in by_kind[kind]:
+    for method, path, body, headers in by_kind[kind]:
         url = path.replace(old.decode(), patient)
-        r = client.request(method, url, content=body.replace(old, new) if body else None)
+        content = body.replace(old, new) if body else None
+        r = client.request(method, url, content=content, headers=headers)
         if r.content:
             r.json()
     return kind

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -42,7 +45,9 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.condition import Condition
 
+from bench import pinning
 from bench.drain import cpu_seconds, drain
+from bench.floor import headers_of
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create, business_identifier_json
 from carecoord.core.catalog import INBOUND
@@ -57,14 +62,15 @@ from carecoord.handlers.programs.outreach import monthly_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.enrolment import consented
-from support.fhir_proxy import FhirProxy
+from support.fhir_proxy import FhirProxy, classify
 from support.pipeline import Pipeline
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "directory" / "springfield-hsds.json"
 MONTH = Month(2026, 12)
 CM = "Practitioner/cm-bench"
 CONFIG = {"referrals": {"requester": "Organization/clinic-bench"}}
-RAW_CLIENTS = 8
+RAW_CLIENTS = 8  # the transactions-only replay (the figure of earlier runs)
+RAW_EVENT_CLIENTS = 16  # the raw events replay: as many as the runtime's default max_in_flight
 WARMUP_PATIENTS = 4  # per drain, not measured
 ESCALATION = "outreach.attempted (escalates)"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -182,6 +188,65 @@ def raw_transactions(base_url: str, bodies: list[bytes], rename: tuple[str, str]
     with ThreadPoolExecutor(RAW_CLIENTS) as pool:
         list(pool.map(post, payloads))
     return len(payloads) / (time.perf_counter() - started)
+
+
+def event_sequences(
+    traced: list[tuple[str, str, bytes]], patient: re.Pattern[str]
+) -> list[list[tuple[str, str, bytes]]]:
+    """The drain's requests (the proxy's trace, in order) grouped by the patient they are for:
+    each patient's requests in the order the service sent them; a request that names no patient
+    (a read by id) is a sequence of its own. The server's CapabilityStatement is left out."""
+    by_patient: dict[str, list[tuple[str, str, bytes]]] = {}
+    loose: list[list[tuple[str, str, bytes]]] = []
+    for method, path, body in traced:
+        if classify(method, path)[0] == "metadata":
+            continue
+        found = patient.search(path) or patient.search(body.decode(errors="replace"))
+        if found is None:
+            loose.append([(method, path, body)])
+        else:
+            by_patient.setdefault(found.group(0), []).append((method, path, body))
+    return [*by_patient.values(), *loose]
+
+
+def raw_events(
+    base_url: str, sequences: list[list[tuple[str, str, bytes]]], rename: tuple[str, str]
+) -> float:
+    """The drain's own requests again, each patient's in order (its batch reads and reads as
+    they were, against the same data; its transactions with the patient renamed, so the creates
+    are new, and without If-Match), RAW_EVENT_CLIENTS patients at a time, from a process of its own
+    (bench/replay.py): the seconds it took."""
+    old, new = rename
+    replays = []
+    for sequence in sequences:
+        replay = []
+        for method, path, body in sequence:
+            if (
+                method == "POST"
+                and path in ("", "/")
+                and classify(method, path, body)[0] == ("transaction")
+            ):
+                bundle = json.loads(body.replace(old.encode(), new.encode()))
+                for entry in bundle.get("entry") or []:
+                    entry.get("request", {}).pop("ifMatch", None)
+                body = json.dumps(bundle).encode()
+            replay.append((method, path, body))
+        replays.append(replay)
+    out = Path(f"/tmp/bench-replay-{os.getpid()}.json")
+    out.write_text(
+        json.dumps([[[m, p, b.decode(), headers_of(m, p, b)] for m, p, b in r] for r in replays])
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.replay", base_url, str(out), str(RAW_EVENT_CLIENTS)],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        out.unlink(missing_ok=True)
+    return float(done.stdout.strip())
 
 
 class _CpuMeter:
@@ -320,19 +385,28 @@ def run_level(
         processes = int(key[1]) if key.startswith("c") else 1
         if key == "c1":
             proxy.captured = []
+            proxy.traced = []
             start = proxy.count()
         warmup = [e for i, n in enumerate(warm[key]) for _, e in events_of(n, i % 4 == 0)]
         results[key] = drain(
             mode, bootstrap, proxy.base_url, phases, processes=processes, warmup=warmup,
-            server_pid=server_pid, templates=str(templates) if mode == "floor" else None,
+            server_pid=server_pid, broker_pid=pinning.local_broker_pid(bootstrap),
+            templates=str(templates) if mode == "floor" else None,
         )  # fmt: skip
         if key == "c1":
             requests = sum(proxy.since(start).values())
             server_ms = proxy.mean_ms_since(start)
             bodies, proxy.captured = proxy.captured or [], None
+            traced, proxy.traced = proxy.traced or [], None
     meter = _CpuMeter(server_pid)
     raw = raw_transactions(proxy.base_url, bodies, (f"{prefix}-c1-", f"{prefix}-raw-"))
     cpu_per_raw = meter.per_item(len(bodies))
+    sequences = event_sequences(traced, re.compile(rf"{re.escape(prefix)}-c1-(?:w\d+|\d{{3}})"))
+    replayed = results["c1"]["events"] + results["c1"]["warmup_events"]
+    meter = _CpuMeter(server_pid)
+    seconds = raw_events(proxy.base_url, sequences, (f"{prefix}-c1-", f"{prefix}-rawe-"))
+    cpu_per_raw_event = meter.per_item(replayed)
+    raw_rate = replayed / seconds
     proxy.close()
     direct.close()
     main = results["c1"]
@@ -354,7 +428,12 @@ def run_level(
         "cpu_ms_per_raw_transaction": cpu_per_raw,
         "raw_transactions": len(bodies),
         "raw_transactions_per_s": round(raw, 1),
-        "server_ratio": round(events_per_s / raw, 3),
+        "server_ratio_to_transactions": round(events_per_s / raw, 3),
+        "cpu_ms_per_raw_event": cpu_per_raw_event,
+        "raw_events": replayed,
+        "raw_requests": sum(len(s) for s in sequences),
+        "raw_events_per_s": round(raw_rate, 1),
+        "server_ratio": round(events_per_s / raw_rate, 3),
         "by_type": by_type,
     }
     if compare and "floor" in results:
@@ -371,7 +450,14 @@ def run_level(
 
 def _summary(level: dict[str, Any]) -> dict[str, Any]:
     keys: tuple[str, ...] = ("history_months", "events_per_s", "requests_per_event_mean")
-    more = ("raw_transactions_per_s", "server_ratio", "cpu_ms_per_event", "server_ms_by_kind")
+    more = (
+        "raw_events_per_s",
+        "server_ratio",
+        "raw_transactions_per_s",
+        "server_ratio_to_transactions",
+        "cpu_ms_per_event",
+        "server_ms_by_kind",
+    )
     out = {k: level[k] for k in (*keys, *more)}
     out["requests_max_by_type"] = {k: v["max"] for k, v in level["by_type"].items()}
     return out
@@ -384,6 +470,9 @@ def _level_on_server(
 
     external = os.environ.get("CARECOORD_FHIR_BASE_URL")
     server = None if external else start_fhir()
+    cores = pinning.plan()
+    if server is not None and cores is not None:
+        pinning.pin(server.proc.pid, cores.server)
     fhir_url = external.rstrip("/") if external else server.base_url  # type: ignore[union-attr]
     try:
         with FhirClient(fhir_url) as client:
@@ -401,23 +490,56 @@ def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]
     tag = uuid.uuid4().hex[:6]
     patients, calibrate = (24, 4) if quick else (100, 8)
     levels = []
-    for history in (1, 6, 12):
-        level = _level_on_server(bootstrap, history, patients, calibrate, tag, history == 1)
-        cpu = level["cpu_ms_per_event"]
-        step(
-            f"(e) {history:>2} months of history: {level['events_per_s']} events/s, "
-            f"{level['requests_per_event_mean']} requests/event, server "
-            f"{level['raw_transactions_per_s']} tx/s -> ratio {level['server_ratio']}; "
-            f"CPU ms/event service {cpu['service']}, server {cpu['server']}"
-            + (
-                f"; floor {level['floor']['cpu_ms_per_event']['service']} -> "
-                f"{level['cpu_ratio_to_floor']}x; events/s by processes "
-                f"{level['events_per_s_by_processes']}"
-                if "floor" in level
-                else ""
-            )
+    with _pinned(bootstrap) as cores:
+        for history in (1, 6, 12):
+            levels.append(_level(bootstrap, history, patients, calibrate, tag, step))
+    return _figures(levels) | {"pinning": cores.describe() if cores else None}
+
+
+@contextmanager
+def _pinned(bootstrap: str) -> Iterator[pinning.Plan | None]:
+    """This process and the embedded broker on the service's cores while the pipeline runs (the
+    server is pinned where it starts: `_level_on_server`); as they were afterwards."""
+    cores = pinning.plan()
+    if cores is None:
+        yield None
+        return
+    own, broker = pinning.affinity(), pinning.local_broker_pid(bootstrap)
+    before = pinning.affinity(broker) if broker is not None else own
+    pinning.pin(os.getpid(), cores.service)
+    if broker is not None:
+        pinning.pin(broker, cores.service)
+    try:
+        yield cores
+    finally:
+        pinning.pin(os.getpid(), own)
+        if broker is not None:
+            pinning.pin(broker, before)
+
+
+def _level(
+    bootstrap: str, history: int, patients: int, calibrate: int, tag: str, step: Any
+) -> dict[str, Any]:
+    level = _level_on_server(bootstrap, history, patients, calibrate, tag, history == 1)
+    cpu = level["cpu_ms_per_event"]
+    step(
+        f"(e) {history:>2} months of history: {level['events_per_s']} events/s, "
+        f"{level['requests_per_event_mean']} requests/event, server "
+        f"{level['raw_events_per_s']} events/s raw ({level['raw_transactions_per_s']} tx/s) "
+        f"-> ratio {level['server_ratio']}; "
+        f"CPU ms/event service {cpu['service']}, server {cpu['server']}"
+        + (
+            f"; floor {level['floor']['cpu_ms_per_event']['service']} -> "
+            f"{level['cpu_ratio_to_floor']}x; events/s by processes "
+            f"{level['events_per_s_by_processes']}"
+            if "floor" in level
+            else ""
         )
-        levels.append(level)
+    )
+    return level
+
+
+def _figures(levels: list[dict[str, Any]]) -> dict[str, Any]:
     main = levels[0]
     by_type = main["by_type"]
     common = [v["max"] for k, v in by_type.items() if k != ESCALATION]
@@ -429,8 +551,10 @@ def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]
         "requests_per_event_without_referrals": max(common_no_referral),
         "requests_per_escalation": by_type[ESCALATION]["max"],
         "events_per_s": main["events_per_s"],
-        "server_raw_transactions_per_s": main["raw_transactions_per_s"],
+        "server_raw_events_per_s": main["raw_events_per_s"],
         "server_ratio": main["server_ratio"],
+        "server_raw_transactions_per_s": main["raw_transactions_per_s"],
+        "server_ratio_to_transactions": main["server_ratio_to_transactions"],
         "cpu_ms_per_event": {
             "carecoord": main["cpu_ms_per_event"]["service"],
             "floor": main["floor"]["cpu_ms_per_event"]["service"],
