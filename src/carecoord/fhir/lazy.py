@@ -20,9 +20,11 @@ the resources handlers search for are read for a few elements each). An element 
 validate, and any other attribute (`model_dump`, an assignment), validate the whole resource
 (a server's invalid resource then raises FhirResponseInvalid, as the eager parse does); from then
 on it is the validated model, holding the very element objects already handed out (so an edit
-made to one of them is kept). Its JSON stays the one to send (`json()`) until a mutable element
-(a model, a list) has been handed out. It passes `isinstance` for its fhir.resources class.
-Outside `lean()` (the public API, the tests) everything is validated eagerly, as before.
+made to one of them is kept). `json()` (for reading) is its JSON until a mutable element (a
+model, a list) has been handed out; `sendable_json()` (what `fhir.models.to_json` sends) is its
+JSON with those elements written back as the model writes them, without validating the rest.
+It passes `isinstance` for its fhir.resources class. Outside `lean()` (the public API, the
+tests) everything is validated eagerly, as before.
 """
 
 from __future__ import annotations
@@ -124,6 +126,28 @@ class LazyResource:
         """The JSON this was made from, while not validated yet and no mutable element of it was
         handed out (do not mutate it)."""
         return None if self._lent else self._data
+
+    def sendable_json(self) -> dict[str, Any] | None:
+        """A copy of the JSON to send, while not validated: the mutable elements handed out
+        (perhaps edited since) written as fhir.resources writes them, the rest as it came.
+        None once validated (then the model's dump is the JSON)."""
+        data: dict[str, Any] | None = self._data
+        if data is None:
+            return None
+        out: dict[str, Any] = copy_json(data)
+        if not self._lent:
+            return out
+        lent = {n: v for n, v in (self._elements or {}).items() if not isinstance(v, _IMMUTABLE)}
+        part = self._cls.model_construct(**lent)  # the model's own serializer, these alone
+        written = part.model_dump(mode="json", exclude_none=True, by_alias=True)
+        for name in lent:
+            key = (_element(self._cls, name) or (name,))[0]
+            out.pop(name, None)
+            if key in written:
+                out[key] = written[key]
+            else:
+                out.pop(key, None)
+        return out
 
     def get_resource_type(self) -> str:
         data = self._data
