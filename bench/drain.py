@@ -49,6 +49,8 @@ class _Worker:
         )
         self.done = 0
         self.dead = 0
+        self.failed = 0
+        self.reruns = 0
         self.ready = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -59,8 +61,10 @@ class _Worker:
             if line.startswith("ready"):
                 self.ready.set()
             elif line.startswith("done "):
-                _, done, dead = line.split()
+                _, done, dead, *failed = line.split()
                 self.done, self.dead = int(done), int(dead)
+                self.failed = int(failed[0]) if failed else 0
+                self.reruns = int(failed[1]) if len(failed) > 1 else 0
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -183,6 +187,8 @@ def drain(
         "events": total,
         "warmup_events": len(warmup),
         "dead_lettered": sum(w.dead for w in workers),
+        "failed_attempts": sum(w.failed for w in workers),
+        "conflict_reruns": sum(w.reruns for w in workers),
         "events_per_s": round(timed_events / timed_seconds, 1) if timed_seconds else None,
         "cpu_ms_per_event": {
             "service": round(1000 * own_total / total, 2),

@@ -8,19 +8,31 @@ outreach (the monthly request and three attempts) and time entries, written stra
 server, so searches that are not bounded to their period would grow with it.
 
 - Requests per event type: a few patients' events one at a time through an in-process runtime,
-  each event's requests counted (and the first patient's requests kept as the floor's templates).
+  each event's requests counted (and the first patient's requests, and the outbound messages
+  its events produced, kept as the floor's templates).
 - The drains run in service processes of their own (bench/drain.py, bench/worker.py): the
   other patients' events published one type at a time after an unmeasured warm-up; events/s
-  publish -> last processed; CPU per event and per event type of the service process(es) and of
-  the server from /proc/<pid>/stat. At 1 month of history, on patients of their own against the
-  same server, also the floor consumer (bench/floor.py: cpu_ratio_to_floor) and 2 and 3 service
-  processes in one consumer group (events_per_s_by_processes).
+  publish -> last processed; CPU per event and per event type of the service process(es), of
+  the server, of this bench process (the producer and the counting proxy) and of the embedded
+  broker, from /proc/<pid>/stat. At 1 month of history, on patients of their own against the
+  same server, also the floor consumer (bench/floor.py: the same requests and the same outbound
+  messages for the same events; cpu_ratio_to_floor) and 2 and 3 service processes in one
+  consumer group (events_per_s_by_processes; by_processes adds their failed attempts and the
+  processor's re-runs on version conflicts).
+- Cores (bench/pinning.py): with 2 or more, the server owns core 0, everything else (this
+  process, the service processes, the broker, the replays) shares the rest, for the drains and
+  the raw replays alike; `pinning` in the results says which (None: not pinned).
 - Each history level runs on a fresh embedded server (the same one where
   CARECOORD_FHIR_BASE_URL names an external server), so the only thing that grows is the
   history per patient, not the database the earlier levels left behind.
-- The server's raw transactions/s: the very transaction bundles the service sent (captured by
-  the proxy, patient ids renamed so the creates are new), 8 clients at a time, through the same
-  proxy. server_ratio = carecoord events/s / raw transactions/s (one transaction per event).
+- The server's own rate for this work, raw_events_per_s: every request the 1-process drain sent
+  (the proxy's trace: batch reads, reads, transactions), replayed per patient in the order sent
+  (reads as they were, against the same data; transactions with the patient renamed so their
+  creates are new, without If-Match), 16 patients at a time (the runtime's max_in_flight) from
+  a process of its own (bench/replay.py), through the same proxy: drained events / seconds.
+  server_ratio = carecoord events/s / raw_events_per_s.
+- The earlier figure, kept beside it: raw_transactions_per_s, only the transaction bundles (one
+  per event, 8 clients, from this process); server_ratio_to_transactions = events/s / that.
 """
 
 from __future__ import annotations
@@ -436,15 +448,25 @@ def run_level(
         "server_ratio": round(events_per_s / raw_rate, 3),
         "by_type": by_type,
     }
+    scaled = [k for k in ("c1", "c2", "c3") if k in results]
+    if len(scaled) > 1:
+        out["events_per_s_by_processes"] = {k[1]: results[k]["events_per_s"] for k in scaled}
+        out["by_processes"] = {
+            k[1]: {
+                "events_per_s": results[k]["events_per_s"],
+                "cpu_ms_per_event": results[k]["cpu_ms_per_event"],
+                "failed_attempts": results[k]["failed_attempts"],
+                "conflict_reruns": results[k]["conflict_reruns"],
+            }
+            for k in scaled
+        }
     if compare and "floor" in results:
         floor = results["floor"]
         out["floor"] = floor
         out["cpu_ratio_to_floor"] = round(
             main["cpu_ms_per_event"]["service"] / floor["cpu_ms_per_event"]["service"], 2
         )
-        out["events_per_s_by_processes"] = {
-            str(k[1]): results[k]["events_per_s"] for k in ("c1", "c2", "c3") if k in results
-        }
+
     return out
 
 
@@ -560,6 +582,8 @@ def _figures(levels: list[dict[str, Any]]) -> dict[str, Any]:
             "floor": main["floor"]["cpu_ms_per_event"]["service"],
             "server": main["cpu_ms_per_event"]["server"],
             "server_under_floor": main["floor"]["cpu_ms_per_event"]["server"],
+            "bench_process": main["cpu_ms_per_event"]["bench_process"],
+            "broker": main["cpu_ms_per_event"]["broker"],
         },
         "cpu_ratio_to_floor": main["cpu_ratio_to_floor"],
         "cpu_ms_per_event_by_type": {
@@ -571,6 +595,7 @@ def _figures(levels: list[dict[str, Any]]) -> dict[str, Any]:
             for label, v in main["cpu_ms_per_event_by_type"].items()
         },
         "events_per_s_by_processes": main["events_per_s_by_processes"],
+        "by_processes": main["by_processes"],
         "by_type": by_type,
         "by_history": [_summary(lv) for lv in levels],
         "levels": levels,
