@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +120,14 @@ def drain(
     server_pid: int | None = None,
     broker_pid: int | None = None,
     templates: str | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run `phases` (label, events) through `processes` service processes of `mode`, after
     `warmup` (not measured: first connections, lazy imports, the group's assignment).
     With BENCH_PYSPY=<dir>, py-spy records each worker there (raw format, for profiles).
     Beside the service's and the server's CPU per event: this bench process's (its producer
-    and the counting proxy every request passes) and the embedded broker's, where known."""
+    and the counting proxy every request passes) and the embedded broker's, where known.
+    `on_phase(label)` is called as each measured phase starts (after the warm-up)."""
     token = uuid.uuid4().hex[:8]
     topic, group = f"bench-{mode}-{token}", f"bench-{mode}-{token}"
     broker = KafkaBroker(KafkaConnection(bootstrap=bootstrap))
@@ -147,6 +149,8 @@ def drain(
         by_type: dict[str, dict[str, Any]] = {}
         timed_events, timed_seconds = 0, 0.0
         for label, events in phases:
+            if on_phase is not None:
+                on_phase(label)
             own = [cpu_seconds(w.proc.pid) or 0.0 for w in workers]
             server = cpu_seconds(server_pid)
             bench, kafka = cpu_seconds(os.getpid()) or 0.0, cpu_seconds(broker_pid)

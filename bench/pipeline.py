@@ -26,10 +26,11 @@ server, so searches that are not bounded to their period would grow with it.
   CARECOORD_FHIR_BASE_URL names an external server), so the only thing that grows is the
   history per patient, not the database the earlier levels left behind.
 - The server's own rate for this work, raw_events_per_s: every request the 1-process drain sent
-  (the proxy's trace: batch reads, reads, transactions), replayed per patient in the order sent
-  (reads as they were, against the same data; transactions with the patient renamed so their
-  creates are new, without If-Match), 16 patients at a time (the runtime's max_in_flight) from
-  a process of its own (bench/replay.py), through the same proxy: drained events / seconds.
+  for its measured events (the proxy's trace: batch reads, reads, transactions), replayed phase
+  by phase as the drain ran them, in a phase each patient's requests in the order sent (reads
+  as they were, against the same data; transactions with the patient renamed so their creates
+  are new, without If-Match), 16 patients at a time (the runtime's max_in_flight), from a
+  process of its own (bench/replay.py), through the same proxy: measured events / seconds.
   server_ratio = carecoord events/s / raw_events_per_s.
 - The earlier figure, kept beside it: raw_transactions_per_s, only the transaction bundles (one
   per event, 8 clients, from this process); server_ratio_to_transactions = events/s / that.
@@ -37,6 +38,7 @@ server, so searches that are not bounded to their period would grow with it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -222,32 +224,26 @@ def event_sequences(
 
 
 def raw_events(
-    base_url: str, sequences: list[list[tuple[str, str, bytes]]], rename: tuple[str, str]
+    base_url: str, phases: list[list[list[tuple[str, str, bytes]]]], rename: tuple[str, str]
 ) -> float:
-    """The drain's own requests again, each patient's in order (its batch reads and reads as
-    they were, against the same data; its transactions with the patient renamed, so the creates
-    are new, and without If-Match), RAW_EVENT_CLIENTS patients at a time, from a process of its own
-    (bench/replay.py): the seconds it took."""
+    """The drain's own requests again, phase by phase as the drain ran them, in a phase each
+    patient's in order (batch reads and reads as they were, against the same data; transactions
+    with the patient renamed, so the creates are new, and without If-Match), RAW_EVENT_CLIENTS
+    patients at a time, from a process of its own (bench/replay.py): the seconds it took."""
     old, new = rename
-    replays = []
-    for sequence in sequences:
-        replay = []
-        for method, path, body in sequence:
-            if (
-                method == "POST"
-                and path in ("", "/")
-                and classify(method, path, body)[0] == ("transaction")
-            ):
-                bundle = json.loads(body.replace(old.encode(), new.encode()))
-                for entry in bundle.get("entry") or []:
-                    entry.get("request", {}).pop("ifMatch", None)
-                body = json.dumps(bundle).encode()
-            replay.append((method, path, body))
-        replays.append(replay)
+
+    def replayed(method: str, path: str, body: bytes) -> list[Any]:
+        headers = headers_of(method, path, body)
+        if headers:  # a transaction
+            bundle = json.loads(body.replace(old.encode(), new.encode()))
+            for entry in bundle.get("entry") or []:
+                entry.get("request", {}).pop("ifMatch", None)
+            body = json.dumps(bundle).encode()
+        return [method, path, body.decode(), headers]
+
+    plan = [[[replayed(*r) for r in sequence] for sequence in phase] for phase in phases]
     out = Path(f"/tmp/bench-replay-{os.getpid()}.json")
-    out.write_text(
-        json.dumps([[[m, p, b.decode(), headers_of(m, p, b)] for m, p, b in r] for r in replays])
-    )
+    out.write_text(json.dumps(plan))
     try:
         done = subprocess.run(
             [sys.executable, "-m", "bench.replay", base_url, str(out), str(RAW_EVENT_CLIENTS)],
@@ -395,6 +391,7 @@ def run_level(
         phases, _ = _phases(drains[key])
         mode = "floor" if key == "floor" else "carecoord"
         processes = int(key[1]) if key.startswith("c") else 1
+        marks: list[int] = []  # where each measured phase's requests start in the trace
         if key == "c1":
             proxy.captured = []
             proxy.traced = []
@@ -404,19 +401,25 @@ def run_level(
             mode, bootstrap, proxy.base_url, phases, processes=processes, warmup=warmup,
             server_pid=server_pid, broker_pid=pinning.local_broker_pid(bootstrap),
             templates=str(templates) if mode == "floor" else None,
+            on_phase=lambda _, marks=marks: marks.append(len(proxy.traced or ())),
         )  # fmt: skip
         if key == "c1":
             requests = sum(proxy.since(start).values())
             server_ms = proxy.mean_ms_since(start)
             bodies, proxy.captured = proxy.captured or [], None
             traced, proxy.traced = proxy.traced or [], None
+            phase_marks = [*marks, len(traced)]
     meter = _CpuMeter(server_pid)
     raw = raw_transactions(proxy.base_url, bodies, (f"{prefix}-c1-", f"{prefix}-raw-"))
     cpu_per_raw = meter.per_item(len(bodies))
-    sequences = event_sequences(traced, re.compile(rf"{re.escape(prefix)}-c1-(?:w\d+|\d{{3}})"))
-    replayed = results["c1"]["events"] + results["c1"]["warmup_events"]
+    patient = re.compile(rf"{re.escape(prefix)}-c1-\d{{3}}")
+    phased = [
+        event_sequences(traced[begin:end], patient)
+        for begin, end in itertools.pairwise(phase_marks)
+    ]
+    replayed = results["c1"]["events"]
     meter = _CpuMeter(server_pid)
-    seconds = raw_events(proxy.base_url, sequences, (f"{prefix}-c1-", f"{prefix}-rawe-"))
+    seconds = raw_events(proxy.base_url, phased, (f"{prefix}-c1-", f"{prefix}-rawe-"))
     cpu_per_raw_event = meter.per_item(replayed)
     raw_rate = replayed / seconds
     proxy.close()
@@ -443,7 +446,7 @@ def run_level(
         "server_ratio_to_transactions": round(events_per_s / raw, 3),
         "cpu_ms_per_raw_event": cpu_per_raw_event,
         "raw_events": replayed,
-        "raw_requests": sum(len(s) for s in sequences),
+        "raw_requests": sum(len(s) for phase in phased for s in phase),
         "raw_events_per_s": round(raw_rate, 1),
         "server_ratio": round(events_per_s / raw_rate, 3),
         "by_type": by_type,

@@ -1,10 +1,12 @@
 """The raw replay of bench/pipeline.py in a process of its own, so that its clients do not share
 the bench process (and its counting proxy's threads) for the interpreter lock:
 
-    python -m bench.replay BASE_URL SEQUENCES.json CLIENTS
+    python -m bench.replay BASE_URL PHASES.json CLIENTS
 
-SEQUENCES.json: [[[method, path, body, headers], ...], ...]; each sequence's requests are sent
-in order, CLIENTS sequences at a time, each answer's JSON parsed. Prints the seconds it took.
+PHASES.json: [[[[method, path, body, headers], ...], ...], ...]: phases of sequences of
+requests. The phases one after the other (as the pipeline's drain publishes one event type at a
+time and drains it); in a phase, CLIENTS sequences at a time, each sequence's requests in order,
+each answer's JSON parsed. Prints the seconds it took.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+
 Request = tuple[str, str, bytes, dict[str, str]]
 
 
-def replay(base_url: str, sequences: list[list[Request]], clients: int) -> float:
+def replay(base_url: str, phases: list[list[list[Request]]], clients: int) -> float:
     local = threading.local()
 
     def run(sequence: list[Request]) -> None:
@@ -39,15 +41,16 @@ def replay(base_url: str, sequences: list[list[Request]], clients: int) -> float
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(run, sequences))
+        for sequences in phases:
+            list(pool.map(run, sequences))
     return time.perf_counter() - started
 
 
 def main(argv: list[str]) -> int:
     base_url, path, clients = argv
     raw = json.loads(Path(path).read_text())
-    sequences = [[(m, p, b.encode(), h) for m, p, b, h in s] for s in raw]
-    print(f"{replay(base_url, sequences, int(clients)):.6f}", flush=True)
+    phases = [[[(m, p, b.encode(), h) for m, p, b, h in s] for s in phase] for phase in raw]
+    print(f"{replay(base_url, phases, int(clients)):.6f}", flush=True)
     return 0
 
 
