@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class _Worker:
         )
         self.done = 0
         self.dead = 0
+        self.failed = 0
+        self.reruns = 0
         self.ready = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -59,8 +61,10 @@ class _Worker:
             if line.startswith("ready"):
                 self.ready.set()
             elif line.startswith("done "):
-                _, done, dead = line.split()
+                _, done, dead, *failed = line.split()
                 self.done, self.dead = int(done), int(dead)
+                self.failed = int(failed[0]) if failed else 0
+                self.reruns = int(failed[1]) if len(failed) > 1 else 0
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -90,8 +94,9 @@ def _spies(mode: str, workers: Sequence[_Worker]) -> list[subprocess.Popen[bytes
                 "record",
                 "--pid",
                 str(w.proc.pid),
+                "--gil",  # only the thread holding the GIL: where the CPU goes, not the waits
                 "-r",
-                "200",
+                os.environ.get("BENCH_PYSPY_RATE", "200"),
                 "-f",
                 "raw",
                 "-o",
@@ -113,11 +118,16 @@ def drain(
     warmup: Sequence[CloudEvent] = (),
     processes: int = 1,
     server_pid: int | None = None,
+    broker_pid: int | None = None,
     templates: str | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run `phases` (label, events) through `processes` service processes of `mode`, after
     `warmup` (not measured: first connections, lazy imports, the group's assignment).
-    With BENCH_PYSPY=<dir>, py-spy records each worker there (raw format, for profiles)."""
+    With BENCH_PYSPY=<dir>, py-spy records each worker there (raw format, for profiles).
+    Beside the service's and the server's CPU per event: this bench process's (its producer
+    and the counting proxy every request passes) and the embedded broker's, where known.
+    `on_phase(label)` is called as each measured phase starts (after the warm-up)."""
     token = uuid.uuid4().hex[:8]
     topic, group = f"bench-{mode}-{token}", f"bench-{mode}-{token}"
     broker = KafkaBroker(KafkaConnection(bootstrap=bootstrap))
@@ -139,8 +149,11 @@ def drain(
         by_type: dict[str, dict[str, Any]] = {}
         timed_events, timed_seconds = 0, 0.0
         for label, events in phases:
+            if on_phase is not None:
+                on_phase(label)
             own = [cpu_seconds(w.proc.pid) or 0.0 for w in workers]
             server = cpu_seconds(server_pid)
+            bench, kafka = cpu_seconds(os.getpid()) or 0.0, cpu_seconds(broker_pid)
             started = time.perf_counter()
             producer.send_all([event_message(e, topic) for e in events], timeout=30)
             published += len(events)
@@ -148,7 +161,12 @@ def drain(
             seconds = time.perf_counter() - started
             own_after = [cpu_seconds(w.proc.pid) or 0.0 for w in workers]
             server_after = cpu_seconds(server_pid)
-            entry = by_type.setdefault(label, {"events": 0, "seconds": 0.0, "own": 0.0, "srv": 0.0})
+            bench_after, kafka_after = cpu_seconds(os.getpid()) or 0.0, cpu_seconds(broker_pid)
+            zero = {"events": 0, "seconds": 0.0, "own": 0.0, "srv": 0.0, "bench": 0.0, "kafka": 0.0}
+            entry = by_type.setdefault(label, zero)
+            entry["bench"] += bench_after - bench
+            if kafka is not None and kafka_after is not None:
+                entry["kafka"] += kafka_after - kafka
             entry["events"] += len(events)
             entry["seconds"] += seconds
             entry["own"] += sum(own_after) - sum(own)
@@ -165,16 +183,22 @@ def drain(
     total = sum(e["events"] for e in by_type.values())
     own_total = sum(e["own"] for e in by_type.values())
     srv_total = sum(e["srv"] for e in by_type.values())
+    bench_total = sum(e["bench"] for e in by_type.values())
+    kafka_total = sum(e["kafka"] for e in by_type.values())
     return {
         "mode": mode,
         "processes": processes,
         "events": total,
         "warmup_events": len(warmup),
         "dead_lettered": sum(w.dead for w in workers),
+        "failed_attempts": sum(w.failed for w in workers),
+        "conflict_reruns": sum(w.reruns for w in workers),
         "events_per_s": round(timed_events / timed_seconds, 1) if timed_seconds else None,
         "cpu_ms_per_event": {
             "service": round(1000 * own_total / total, 2),
             "server": round(1000 * srv_total / total, 2) if server_pid else None,
+            "bench_process": round(1000 * bench_total / total, 2),
+            "broker": round(1000 * kafka_total / total, 2) if broker_pid else None,
         },
         "cpu_ms_per_event_by_type": {
             label: {

@@ -2,6 +2,8 @@
 
 Rates are measured from the first record handed over by a poll to the N-th event processed, so
 the consumer-group join (seconds on tansu) is excluded from both the runtime and the baseline.
+The process's CPU time over the same span (all its threads: time.process_time) is recorded too:
+on a shared machine it varies less than the wall-clock rate.
 """
 
 from __future__ import annotations
@@ -35,10 +37,15 @@ class Run:
     seconds: float  # first record polled -> N-th event done
     startup_seconds: float  # runtime start -> first record polled (mostly the group join)
     failures: int = 0
+    cpu_seconds: float = 0.0  # this process's CPU time over `seconds`
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_seconds / self.events * 1e6 if self.events else 0.0
 
 
 class _Counter(NoopObserver):
@@ -49,6 +56,7 @@ class _Counter(NoopObserver):
         self.stop = stop
         self.first_consumed: float | None = None
         self.done_at: float | None = None
+        self.cpu_first = self.cpu_done = 0.0
         self.failures = 0
         self.processed = 0
         self._processed = itertools.count(1)  # next() on it is atomic under the GIL
@@ -56,11 +64,13 @@ class _Counter(NoopObserver):
     def on_consumed(self, tp: TP) -> None:
         if self.first_consumed is None:
             self.first_consumed = time.perf_counter()
+            self.cpu_first = time.process_time()
 
     def on_processed(self, tp: TP, event_type: str, seconds: float) -> None:
         n = self.processed = next(self._processed)
         if n == self.target:
             self.done_at = time.perf_counter()
+            self.cpu_done = time.process_time()
             self.stop.set()
 
     def on_failed(self, tp: TP, error_type: str) -> None:
@@ -154,6 +164,7 @@ class RuntimeRun:
             seconds=c.done_at - c.first_consumed,
             startup_seconds=c.first_consumed - self.started,
             failures=c.failures,
+            cpu_seconds=c.cpu_done - c.cpu_first,
         )
 
 
@@ -187,6 +198,7 @@ def run_baseline(bootstrap: str, topic: str, target: int, timeout: float = 300.0
     )
     started = time.perf_counter()
     first: float | None = None
+    cpu_first = 0.0
     n = 0
     deadline = time.monotonic() + timeout
     try:
@@ -197,14 +209,16 @@ def run_baseline(bootstrap: str, topic: str, target: int, timeout: float = 300.0
             for records in batches.values():
                 if first is None:
                     first = time.perf_counter()
+                    cpu_first = time.process_time()
                 for r in records:
                     json.loads(r.value)
                     n += 1
         done = time.perf_counter()
+        cpu = time.process_time() - cpu_first
     finally:
         consumer.close(autocommit=False)
     assert first is not None
-    return Run(events=n, seconds=done - first, startup_seconds=first - started)
+    return Run(events=n, seconds=done - first, startup_seconds=first - started, cpu_seconds=cpu)
 
 
 def baseline_latencies(

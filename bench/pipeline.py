@@ -8,30 +8,48 @@ outreach (the monthly request and three attempts) and time entries, written stra
 server, so searches that are not bounded to their period would grow with it.
 
 - Requests per event type: a few patients' events one at a time through an in-process runtime,
-  each event's requests counted (and the first patient's requests kept as the floor's templates).
+  each event's requests counted (and the first patient's requests, and the outbound messages
+  its events produced, kept as the floor's templates).
 - The drains run in service processes of their own (bench/drain.py, bench/worker.py): the
   other patients' events published one type at a time after an unmeasured warm-up; events/s
-  publish -> last processed; CPU per event and per event type of the service process(es) and of
-  the server from /proc/<pid>/stat. At 1 month of history, on patients of their own against the
-  same server, also the floor consumer (bench/floor.py: cpu_ratio_to_floor) and 2 and 3 service
-  processes in one consumer group (events_per_s_by_processes).
+  publish -> last processed; CPU per event and per event type of the service process(es), of
+  the server, of this bench process (the producer and the counting proxy) and of the embedded
+  broker, from /proc/<pid>/stat. At 1 month of history, on patients of their own against the
+  same server, also the floor consumer (bench/floor.py: the same requests and the same outbound
+  messages for the same events; cpu_ratio_to_floor) and 2 and 3 service processes in one
+  consumer group (events_per_s_by_processes; by_processes adds their failed attempts and the
+  processor's re-runs on version conflicts).
+- Cores (bench/pinning.py): with 2 or more, the server owns core 0, everything else (this
+  process, the service processes, the broker, the replays) shares the rest, for the drains and
+  the raw replays alike; `pinning` in the results says which (None: not pinned).
 - Each history level runs on a fresh embedded server (the same one where
   CARECOORD_FHIR_BASE_URL names an external server), so the only thing that grows is the
   history per patient, not the database the earlier levels left behind.
-- The server's raw transactions/s: the very transaction bundles the service sent (captured by
-  the proxy, patient ids renamed so the creates are new), 8 clients at a time, through the same
-  proxy. server_ratio = carecoord events/s / raw transactions/s (one transaction per event).
+- The server's own rate for this work, raw_events_per_s: every request the 1-process drain sent
+  for its measured events (the proxy's trace: batch reads, reads, transactions), replayed phase
+  by phase as the drain ran them, in a phase each patient's requests in the order sent (reads
+  as they were, against the same data; transactions with the patient renamed so their creates
+  are new, without If-Match), 16 patients at a time (the runtime's max_in_flight), from a
+  process of its own (bench/replay.py), through the same proxy: measured events / seconds.
+  server_ratio = carecoord events/s / raw_events_per_s.
+- The earlier figure, kept beside it: raw_transactions_per_s, only the transaction bundles (one
+  per event, 8 clients, from this process); server_ratio_to_transactions = events/s / that.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -41,26 +59,32 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.condition import Condition
 
+from bench import pinning
 from bench.drain import cpu_seconds, drain
+from bench.floor import headers_of
 from carecoord.caremodel import terminology as t
 from carecoord.caremodel.identifiers import add_create, business_identifier_json
-from carecoord.core.effects import Effects
+from carecoord.core.catalog import INBOUND
+from carecoord.core.effects import Effects, Emit
 from carecoord.core.envelope import CloudEvent, new_event
 from carecoord.directory.hsds import import_directory
+from carecoord.events.producer import emit_to_event, event_message
 from carecoord.fhir.client import FhirClient
 from carecoord.handlers.care.model import Month
+from carecoord.handlers.processing import HandlerProcessor
 from carecoord.handlers.programs.outreach import monthly_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.enrolment import consented
-from support.fhir_proxy import FhirProxy
+from support.fhir_proxy import FhirProxy, classify
 from support.pipeline import Pipeline
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "directory" / "springfield-hsds.json"
 MONTH = Month(2026, 12)
 CM = "Practitioner/cm-bench"
 CONFIG = {"referrals": {"requester": "Organization/clinic-bench"}}
-RAW_CLIENTS = 8
+RAW_CLIENTS = 8  # the transactions-only replay (the figure of earlier runs)
+RAW_EVENT_CLIENTS = 16  # the raw events replay: as many as the runtime's default max_in_flight
 WARMUP_PATIENTS = 4  # per drain, not measured
 ESCALATION = "outreach.attempted (escalates)"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -180,6 +204,59 @@ def raw_transactions(base_url: str, bodies: list[bytes], rename: tuple[str, str]
     return len(payloads) / (time.perf_counter() - started)
 
 
+def event_sequences(
+    traced: list[tuple[str, str, bytes]], patient: re.Pattern[str]
+) -> list[list[tuple[str, str, bytes]]]:
+    """The drain's requests (the proxy's trace, in order) grouped by the patient they are for:
+    each patient's requests in the order the service sent them; a request that names no patient
+    (a read by id) is a sequence of its own. The server's CapabilityStatement is left out."""
+    by_patient: dict[str, list[tuple[str, str, bytes]]] = {}
+    loose: list[list[tuple[str, str, bytes]]] = []
+    for method, path, body in traced:
+        if classify(method, path)[0] == "metadata":
+            continue
+        found = patient.search(path) or patient.search(body.decode(errors="replace"))
+        if found is None:
+            loose.append([(method, path, body)])
+        else:
+            by_patient.setdefault(found.group(0), []).append((method, path, body))
+    return [*by_patient.values(), *loose]
+
+
+def raw_events(
+    base_url: str, phases: list[list[list[tuple[str, str, bytes]]]], rename: tuple[str, str]
+) -> float:
+    """The drain's own requests again, phase by phase as the drain ran them, in a phase each
+    patient's in order (batch reads and reads as they were, against the same data; transactions
+    with the patient renamed, so the creates are new, and without If-Match), RAW_EVENT_CLIENTS
+    patients at a time, from a process of its own (bench/replay.py): the seconds it took."""
+    old, new = rename
+
+    def replayed(method: str, path: str, body: bytes) -> list[Any]:
+        headers = headers_of(method, path, body)
+        if headers:  # a transaction
+            bundle = json.loads(body.replace(old.encode(), new.encode()))
+            for entry in bundle.get("entry") or []:
+                entry.get("request", {}).pop("ifMatch", None)
+            body = json.dumps(bundle).encode()
+        return [method, path, body.decode(), headers]
+
+    plan = [[[replayed(*r) for r in sequence] for sequence in phase] for phase in phases]
+    out = Path(f"/tmp/bench-replay-{os.getpid()}.json")
+    out.write_text(json.dumps(plan))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.replay", base_url, str(out), str(RAW_EVENT_CLIENTS)],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        out.unlink(missing_ok=True)
+    return float(done.stdout.strip())
+
+
 class _CpuMeter:
     """CPU milliseconds per item spent by this process and by the server between two marks."""
 
@@ -211,15 +288,47 @@ def _phases(
     return list(phases.items()), kinds
 
 
+class _Recording:
+    """The calibration runtime's processor: the handlers' own, keeping each event's emits."""
+
+    def __init__(self, inner: HandlerProcessor) -> None:
+        self.inner = inner
+        self.emits: dict[str, Sequence[Emit]] = {}
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        return self.inner.event_types
+
+    def process(self, event: CloudEvent) -> Sequence[Emit]:
+        emits = self.inner.process(event)
+        self.emits[event.id] = emits
+        return emits
+
+
+def _wire(emit: Emit) -> str:
+    """The value bytes carecoord's producer sends for `emit` (its time aside)."""
+    return event_message(emit_to_event(emit), "").value.decode()
+
+
 def _templates(
-    traced: list[tuple[str, str, bytes]], marks: list[tuple[str, int]], patient: str, out: Path
+    traced: list[tuple[str, str, bytes]],
+    marks: list[tuple[str, int]],
+    emits: dict[str, Sequence[Emit]],
+    patient: str,
+    out: Path,
 ) -> None:
-    """bench/floor.py's templates: the requests each event kind of `patient` sent."""
+    """bench/floor.py's templates: the requests each event kind of `patient` sent, and the
+    outbound messages it produced (the value bytes carecoord's producer sends for them)."""
     by_kind: dict[str, list[list[str]]] = {}
+    produced: dict[str, list[list[str]]] = {}
     for n, (kind, begin) in enumerate(marks):
         end = marks[n + 1][1] if n + 1 < len(marks) else len(traced)
         by_kind[kind] = [[m, path, body.decode()] for m, path, body in traced[begin:end]]
-    out.write_text(json.dumps({"patient": patient, "by_kind": by_kind}))
+        produced[kind] = [
+            ["in" if e.type in INBOUND else "out", _wire(e)]
+            for e in emits.get(f"{patient}-{kind}", ())
+        ]
+    out.write_text(json.dumps({"patient": patient, "by_kind": by_kind, "produced": produced}))
 
 
 def run_level(
@@ -231,14 +340,16 @@ def run_level(
     tag: str,
     server_pid: int | None = None,
     compare: bool = False,
+    sets: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """One history level. With `compare`: also the floor consumer and 2 and 3 service
-    processes, each on patients of its own (same history), against the same server."""
+    processes, each on patients of its own (same history), against the same server. `sets`
+    (for profiling runs): only these of the drains ("c1" first, "floor", "c2", "c3")."""
     proxy = FhirProxy(fhir_url, keep_alive=True)
     direct = FhirClient(fhir_url)
     prefix = f"b{tag}h{history}"
     rest = patients - calibrate
-    sets = ("c1", "floor", "c2", "c3") if compare else ("c1",)
+    sets = sets or (("c1", "floor", "c2", "c3") if compare else ("c1",))
     names = [f"{prefix}-p{i:03d}" for i in range(calibrate)]
     drains = {k: [f"{prefix}-{k}-{i:03d}" for i in range(rest)] for k in sets}
     warm = {k: [f"{prefix}-{k}-w{i}" for i in range(WARMUP_PATIENTS)] for k in sets}
@@ -257,6 +368,9 @@ def run_level(
         kinds: dict[str, Counter[str]] = {}
         proxy.traced = []
         marks: list[tuple[str, int]] = []
+        assert pipeline._runtime is not None
+        recording = _Recording(pipeline._runtime.processor)  # type: ignore[arg-type]
+        pipeline._runtime.processor = recording
         for i, name in enumerate(names):
             for label, event in events_of(name, with_referral=i % 4 == 0):
                 start = proxy.count()
@@ -268,7 +382,7 @@ def run_level(
                 samples.setdefault(label, []).append(sum(got.values()))
                 kinds[label] = kinds.get(label, Counter()) | got
             if i == 0:
-                _templates(proxy.traced, marks, name, templates)
+                _templates(proxy.traced, marks, recording.emits, name, templates)
         proxy.traced = None
     finally:
         pipeline.close()
@@ -277,21 +391,37 @@ def run_level(
         phases, _ = _phases(drains[key])
         mode = "floor" if key == "floor" else "carecoord"
         processes = int(key[1]) if key.startswith("c") else 1
+        marks: list[int] = []  # where each measured phase's requests start in the trace
         if key == "c1":
             proxy.captured = []
+            proxy.traced = []
             start = proxy.count()
         warmup = [e for i, n in enumerate(warm[key]) for _, e in events_of(n, i % 4 == 0)]
         results[key] = drain(
             mode, bootstrap, proxy.base_url, phases, processes=processes, warmup=warmup,
-            server_pid=server_pid, templates=str(templates) if mode == "floor" else None,
+            server_pid=server_pid, broker_pid=pinning.local_broker_pid(bootstrap),
+            templates=str(templates) if mode == "floor" else None,
+            on_phase=lambda _, marks=marks: marks.append(len(proxy.traced or ())),
         )  # fmt: skip
         if key == "c1":
             requests = sum(proxy.since(start).values())
             server_ms = proxy.mean_ms_since(start)
             bodies, proxy.captured = proxy.captured or [], None
+            traced, proxy.traced = proxy.traced or [], None
+            phase_marks = [*marks, len(traced)]
     meter = _CpuMeter(server_pid)
     raw = raw_transactions(proxy.base_url, bodies, (f"{prefix}-c1-", f"{prefix}-raw-"))
     cpu_per_raw = meter.per_item(len(bodies))
+    patient = re.compile(rf"{re.escape(prefix)}-c1-\d{{3}}")
+    phased = [
+        event_sequences(traced[begin:end], patient)
+        for begin, end in itertools.pairwise(phase_marks)
+    ]
+    replayed = results["c1"]["events"]
+    meter = _CpuMeter(server_pid)
+    seconds = raw_events(proxy.base_url, phased, (f"{prefix}-c1-", f"{prefix}-rawe-"))
+    cpu_per_raw_event = meter.per_item(replayed)
+    raw_rate = replayed / seconds
     proxy.close()
     direct.close()
     main = results["c1"]
@@ -313,24 +443,46 @@ def run_level(
         "cpu_ms_per_raw_transaction": cpu_per_raw,
         "raw_transactions": len(bodies),
         "raw_transactions_per_s": round(raw, 1),
-        "server_ratio": round(events_per_s / raw, 3),
+        "server_ratio_to_transactions": round(events_per_s / raw, 3),
+        "cpu_ms_per_raw_event": cpu_per_raw_event,
+        "raw_events": replayed,
+        "raw_requests": sum(len(s) for phase in phased for s in phase),
+        "raw_events_per_s": round(raw_rate, 1),
+        "server_ratio": round(events_per_s / raw_rate, 3),
         "by_type": by_type,
     }
-    if compare:
+    scaled = [k for k in ("c1", "c2", "c3") if k in results]
+    if len(scaled) > 1:
+        out["events_per_s_by_processes"] = {k[1]: results[k]["events_per_s"] for k in scaled}
+        out["by_processes"] = {
+            k[1]: {
+                "events_per_s": results[k]["events_per_s"],
+                "cpu_ms_per_event": results[k]["cpu_ms_per_event"],
+                "failed_attempts": results[k]["failed_attempts"],
+                "conflict_reruns": results[k]["conflict_reruns"],
+            }
+            for k in scaled
+        }
+    if compare and "floor" in results:
         floor = results["floor"]
         out["floor"] = floor
         out["cpu_ratio_to_floor"] = round(
             main["cpu_ms_per_event"]["service"] / floor["cpu_ms_per_event"]["service"], 2
         )
-        out["events_per_s_by_processes"] = {
-            str(k[1]): results[k]["events_per_s"] for k in ("c1", "c2", "c3")
-        }
+
     return out
 
 
 def _summary(level: dict[str, Any]) -> dict[str, Any]:
     keys: tuple[str, ...] = ("history_months", "events_per_s", "requests_per_event_mean")
-    more = ("raw_transactions_per_s", "server_ratio", "cpu_ms_per_event", "server_ms_by_kind")
+    more = (
+        "raw_events_per_s",
+        "server_ratio",
+        "raw_transactions_per_s",
+        "server_ratio_to_transactions",
+        "cpu_ms_per_event",
+        "server_ms_by_kind",
+    )
     out = {k: level[k] for k in (*keys, *more)}
     out["requests_max_by_type"] = {k: v["max"] for k, v in level["by_type"].items()}
     return out
@@ -343,6 +495,9 @@ def _level_on_server(
 
     external = os.environ.get("CARECOORD_FHIR_BASE_URL")
     server = None if external else start_fhir()
+    cores = pinning.plan()
+    if server is not None and cores is not None:
+        pinning.pin(server.proc.pid, cores.server)
     fhir_url = external.rstrip("/") if external else server.base_url  # type: ignore[union-attr]
     try:
         with FhirClient(fhir_url) as client:
@@ -360,23 +515,56 @@ def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]
     tag = uuid.uuid4().hex[:6]
     patients, calibrate = (24, 4) if quick else (100, 8)
     levels = []
-    for history in (1, 6, 12):
-        level = _level_on_server(bootstrap, history, patients, calibrate, tag, history == 1)
-        cpu = level["cpu_ms_per_event"]
-        step(
-            f"(e) {history:>2} months of history: {level['events_per_s']} events/s, "
-            f"{level['requests_per_event_mean']} requests/event, server "
-            f"{level['raw_transactions_per_s']} tx/s -> ratio {level['server_ratio']}; "
-            f"CPU ms/event service {cpu['service']}, server {cpu['server']}"
-            + (
-                f"; floor {level['floor']['cpu_ms_per_event']['service']} -> "
-                f"{level['cpu_ratio_to_floor']}x; events/s by processes "
-                f"{level['events_per_s_by_processes']}"
-                if "floor" in level
-                else ""
-            )
+    with _pinned(bootstrap) as cores:
+        for history in (1, 6, 12):
+            levels.append(_level(bootstrap, history, patients, calibrate, tag, step))
+    return _figures(levels) | {"pinning": cores.describe() if cores else None}
+
+
+@contextmanager
+def _pinned(bootstrap: str) -> Iterator[pinning.Plan | None]:
+    """This process and the embedded broker on the service's cores while the pipeline runs (the
+    server is pinned where it starts: `_level_on_server`); as they were afterwards."""
+    cores = pinning.plan()
+    if cores is None:
+        yield None
+        return
+    own, broker = pinning.affinity(), pinning.local_broker_pid(bootstrap)
+    before = pinning.affinity(broker) if broker is not None else own
+    pinning.pin(os.getpid(), cores.service)
+    if broker is not None:
+        pinning.pin(broker, cores.service)
+    try:
+        yield cores
+    finally:
+        pinning.pin(os.getpid(), own)
+        if broker is not None:
+            pinning.pin(broker, before)
+
+
+def _level(
+    bootstrap: str, history: int, patients: int, calibrate: int, tag: str, step: Any
+) -> dict[str, Any]:
+    level = _level_on_server(bootstrap, history, patients, calibrate, tag, history == 1)
+    cpu = level["cpu_ms_per_event"]
+    step(
+        f"(e) {history:>2} months of history: {level['events_per_s']} events/s, "
+        f"{level['requests_per_event_mean']} requests/event, server "
+        f"{level['raw_events_per_s']} events/s raw ({level['raw_transactions_per_s']} tx/s) "
+        f"-> ratio {level['server_ratio']}; "
+        f"CPU ms/event service {cpu['service']}, server {cpu['server']}"
+        + (
+            f"; floor {level['floor']['cpu_ms_per_event']['service']} -> "
+            f"{level['cpu_ratio_to_floor']}x; events/s by processes "
+            f"{level['events_per_s_by_processes']}"
+            if "floor" in level
+            else ""
         )
-        levels.append(level)
+    )
+    return level
+
+
+def _figures(levels: list[dict[str, Any]]) -> dict[str, Any]:
     main = levels[0]
     by_type = main["by_type"]
     common = [v["max"] for k, v in by_type.items() if k != ESCALATION]
@@ -388,13 +576,17 @@ def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]
         "requests_per_event_without_referrals": max(common_no_referral),
         "requests_per_escalation": by_type[ESCALATION]["max"],
         "events_per_s": main["events_per_s"],
-        "server_raw_transactions_per_s": main["raw_transactions_per_s"],
+        "server_raw_events_per_s": main["raw_events_per_s"],
         "server_ratio": main["server_ratio"],
+        "server_raw_transactions_per_s": main["raw_transactions_per_s"],
+        "server_ratio_to_transactions": main["server_ratio_to_transactions"],
         "cpu_ms_per_event": {
             "carecoord": main["cpu_ms_per_event"]["service"],
             "floor": main["floor"]["cpu_ms_per_event"]["service"],
             "server": main["cpu_ms_per_event"]["server"],
             "server_under_floor": main["floor"]["cpu_ms_per_event"]["server"],
+            "bench_process": main["cpu_ms_per_event"]["bench_process"],
+            "broker": main["cpu_ms_per_event"]["broker"],
         },
         "cpu_ratio_to_floor": main["cpu_ratio_to_floor"],
         "cpu_ms_per_event_by_type": {
@@ -406,6 +598,7 @@ def pipeline_benchmark(bootstrap: str, quick: bool, step: Any) -> dict[str, Any]
             for label, v in main["cpu_ms_per_event_by_type"].items()
         },
         "events_per_s_by_processes": main["events_per_s_by_processes"],
+        "by_processes": main["by_processes"],
         "by_type": by_type,
         "by_history": [_summary(lv) for lv in levels],
         "levels": levels,

@@ -45,12 +45,36 @@ def print_pipeline(r: dict[str, Any]) -> None:
         f"<= {targets['requests_per_escalation']}",
         _ok(met["requests_per_escalation"]),
     )
-    summary.add_row(
-        "events/s vs server raw transactions/s",
-        f"{p['events_per_s']} vs {p['server_raw_transactions_per_s']} -> {p['server_ratio']}",
-        f">= {targets['server_ratio']}",
-        _ok(met["server_ratio"]),
-    )
+    if "server_raw_events_per_s" in p:
+        summary.add_row(
+            "events/s vs server raw events/s (same requests)",
+            f"{p['events_per_s']} vs {p['server_raw_events_per_s']} -> {p['server_ratio']}",
+            f">= {targets['server_ratio']}",
+            _ok(met["server_ratio"]),
+        )
+        summary.add_row(
+            "    vs server raw transactions/s (old figure)",
+            f"{p['events_per_s']} vs {p['server_raw_transactions_per_s']} -> "
+            f"{p['server_ratio_to_transactions']}",
+            "",
+            "",
+        )
+        pins = p.get("pinning")
+        summary.add_row(
+            "    cores",
+            f"server {pins['server']}, service + broker + bench {pins['service']}"
+            if pins
+            else "not pinned",
+            "",
+            "",
+        )
+    else:  # results.json of an earlier run
+        summary.add_row(
+            "events/s vs server raw transactions/s",
+            f"{p['events_per_s']} vs {p['server_raw_transactions_per_s']} -> {p['server_ratio']}",
+            f">= {targets['server_ratio']}",
+            _ok(met["server_ratio"]),
+        )
     if "cpu_ratio_to_floor" in p:
         cpu = p["cpu_ms_per_event"]
         summary.add_row(
@@ -98,6 +122,14 @@ def print_runtime(r: dict[str, Any]) -> None:
         "",
     )
     table.add_row("    ratio", f"{t['ratio']:.2f}", f">= {targets['ratio']}", _ok(met["ratio"]))
+    if "cpu_ratio" in t:
+        table.add_row(
+            "    CPU us/event (process)",
+            f"runtime {t['runtime_cpu_us_per_event']} vs kafka-python "
+            f"{t['baseline_cpu_us_per_event']} -> {t['cpu_ratio']:.2f}",
+            "",
+            "",
+        )
     table.add_row(
         f"    diagnostic: poll_timeout {t['short_poll_timeout_s']} s",
         f"runtime {t['runtime_short_poll_events_per_s']:,}/s, ratio {t['short_poll_ratio']:.2f}",

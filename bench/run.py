@@ -132,6 +132,13 @@ def throughput(bootstrap: str, s: Sizes) -> dict[str, Any]:
     baseline = max(r["baseline"]["events"] / r["baseline"]["seconds"] for r in runs)
     runtime = max(r["runtime"]["events"] / r["runtime"]["seconds"] for r in runs)
     short = max(r["short_poll"]["events"] / r["short_poll"]["seconds"] for r in runs)
+    # CPU per event (the process, all threads), the least of the repeats: what the wall-clock
+    # ratio would be on a machine with nothing else running (both loops are GIL-bound).
+    cpu = {
+        kind: min(r[kind]["cpu_seconds"] / r[kind]["events"] * 1e6 for r in runs)
+        for kind in ("baseline", "runtime")
+    }
+    step(f"(a) CPU per event: baseline {cpu['baseline']:.1f} us, runtime {cpu['runtime']:.1f} us")
     return {
         "topic": topic,
         "events": s.throughput_events,
@@ -140,6 +147,9 @@ def throughput(bootstrap: str, s: Sizes) -> dict[str, Any]:
         "baseline_events_per_s": round(baseline),
         "runtime_events_per_s": round(runtime),
         "ratio": round(runtime / baseline, 3),
+        "baseline_cpu_us_per_event": round(cpu["baseline"], 1),
+        "runtime_cpu_us_per_event": round(cpu["runtime"], 1),
+        "cpu_ratio": round(cpu["baseline"] / cpu["runtime"], 3),
         "short_poll_timeout_s": SHORT_POLL,
         "runtime_short_poll_events_per_s": round(short),
         "short_poll_ratio": round(short / baseline, 3),

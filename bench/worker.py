@@ -6,12 +6,14 @@
 `carecoord`: the real runtime and built-in handlers (as tests/support/pipeline.py runs them);
 `floor`: bench/floor.py. Each runs in a process of its own, so /proc/<pid>/stat is its CPU alone
 (the bench's proxy and producer stay in the parent). It prints `done <n>` whenever its count of
-finished events changes (at most every 50 ms), with how many of them were dead-lettered, and
-stops on SIGTERM.
+finished events changes (at most every 50 ms), with how many of them were dead-lettered and
+(carecoord) how many attempts failed (to be retried later) and how many times the processor
+re-ran an event's handlers on a version conflict; it stops on SIGTERM.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -20,12 +22,12 @@ from collections.abc import Callable
 from bench import kafka_patch
 
 
-def report_until(stop: threading.Event, count: Callable[[], tuple[int, int]]) -> None:
-    last = (-1, -1)
+def report_until(stop: threading.Event, count: Callable[[], tuple[int, ...]]) -> None:
+    last: tuple[int, ...] = ()
     while not stop.wait(0.05):
         now = count()
         if now != last:
-            print(f"done {now[0]} {now[1]}", flush=True)
+            print("done", *now, flush=True)
             last = now
 
 
@@ -39,6 +41,19 @@ def run_carecoord(bootstrap: str, fhir_url: str, topic: str, group: str) -> None
 
     sys.path.insert(0, "tests")
     from support.pipeline import Counter
+
+    class Counting(Counter):
+        failed = 0  # attempts that failed (conflicts, timeouts), retried later or dead
+
+        def on_failed(self, tp: object, error_type: str) -> None:
+            self.failed += 1
+
+    class Reruns(logging.Handler):
+        count = 0  # the processor's own re-runs on a version conflict (it logs each)
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.msg == "version conflict; re-running handlers":
+                self.count += 1
 
     options = RuntimeOptions(
         topic_in=topic,
@@ -55,12 +70,16 @@ def run_carecoord(bootstrap: str, fhir_url: str, topic: str, group: str) -> None
     )
     table = load_handlers(config=CONFIG)
     fhir = FhirClient(fhir_url)
-    counter = Counter()
+    counter, reruns = Counting(), Reruns(logging.INFO)
+    processing = logging.getLogger("carecoord.handlers.processing")
+    processing.setLevel(logging.INFO)
+    processing.addHandler(reruns)
+    processing.propagate = False
     processor = HandlerProcessor(table.specs, fhir, config=table.configs)
     runtime = EventRuntime(processor, options, observer=counter)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    counts = lambda: (counter.done, counter.dead)  # noqa: E731
+    counts = lambda: (counter.done, counter.dead, counter.failed, reruns.count)  # noqa: E731
     reporter = threading.Thread(target=report_until, args=(stop, counts))
     reporter.start()
     print("ready", flush=True)

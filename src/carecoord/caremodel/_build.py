@@ -25,6 +25,7 @@ from carecoord.fhir.models import FhirVersion, model_class, to_json
 R = TypeVar("R", bound=Resource)
 
 _UTC_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00$")
+_FRACTION = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d+)(Z|[+-]\d\d:\d\d)$")
 _REFERENCE = re.compile(r"^(?:[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}|urn:uuid:[0-9a-fA-F-]{36})$")
 
 
@@ -108,10 +109,26 @@ def finish(cls: type[R], data: dict[str, Any], version: FhirVersion) -> R:
 
 def _check_lean(model: type[Resource], lean_json: dict[str, Any]) -> None:
     validated = to_json(model.model_validate(copy_json(lean_json)))
-    if validated != lean_json:
+    if _same_instants(validated) != _same_instants(lean_json):
         found = f"{lean_json.get('resourceType')}: lean {lean_json!r} != validated {validated!r}"
         lazy.mismatches.append(found)
         raise LeanBuildMismatch(found)
+
+
+def _same_instants(value: Any) -> Any:
+    """`value` with the fractional seconds of every dateTime/instant written without trailing
+    zeros: a read resource's elements go back as the server wrote them ("…43.067Z", see
+    fhir/lazy.py `sendable_json`), where validation writes microseconds ("…43.067000Z"); the same
+    instant, so not a builder's mistake."""
+    if isinstance(value, dict):
+        return {k: _same_instants(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_same_instants(v) for v in value]
+    if isinstance(value, str) and (match := _FRACTION.match(value)):
+        head, fraction, zone = match.groups()
+        fraction = fraction.rstrip("0")
+        return f"{head}.{fraction}{zone}" if fraction else head + zone
+    return value
 
 
 def _drop_empty(value: Any) -> Any:

@@ -33,11 +33,9 @@ class bind:  # lower case: used like a function, `with bind(event_id=...):`
         self._fields = fields
 
     def __enter__(self) -> None:
-        merged = {**_FIELDS.get()}
-        for key, value in self._fields.items():
-            if value is not None:
-                merged[key] = value
-        self._token = _FIELDS.set(merged)
+        bound = {k: v for k, v in self._fields.items() if v is not None}
+        outer = _FIELDS.get()
+        self._token = _FIELDS.set({**outer, **bound} if outer else bound)
 
     def __exit__(self, *exc: object) -> None:
         _FIELDS.reset(self._token)

@@ -124,7 +124,16 @@ class span:  # lower case: used like a function, `with span("send topic") as s:`
     A class rather than a generator context manager: it runs on the per-event hot path.
     """
 
-    __slots__ = ("_attributes", "_inbound", "_inbound_token", "_kind", "_name", "_span", "_token")
+    __slots__ = (
+        "_attributes",
+        "_inbound",
+        "_inbound_token",
+        "_kind",
+        "_name",
+        "_record",
+        "_span",
+        "_token",
+    )
 
     def __init__(
         self,
@@ -133,8 +142,12 @@ class span:  # lower case: used like a function, `with span("send topic") as s:`
         attributes: Mapping[str, AttributeValue | None] | None = None,
         *,
         inbound: tuple[str | None, str | None] | None = None,
+        record: bool | None = None,
     ) -> None:
+        """`record`: the caller's `recording()` answer, when it asked once for many spans (the
+        event runtime asks once per batch); None asks here."""
         self._name = name
+        self._record = record
         self._kind = kind
         self._attributes = attributes
         self._inbound = inbound
@@ -149,8 +162,9 @@ class span:  # lower case: used like a function, `with span("send topic") as s:`
             if not valid_traceparent(traceparent):
                 traceparent = tracestate = None
             remembered = (traceparent, tracestate) if traceparent is not None else None
-            self._inbound_token = _INBOUND.set(remembered)
-        if not recording():
+            if remembered is not None or _INBOUND.get() is not None:  # else nothing to change
+                self._inbound_token = _INBOUND.set(remembered)
+        if not (recording() if self._record is None else self._record):
             return _NO_SPAN
         parent = None if self._inbound is None else _parent_context(traceparent, tracestate)
         attributes = {k: v for k, v in (self._attributes or {}).items() if v is not None}

@@ -21,6 +21,7 @@ topic, where that domain's handler takes it, instead of the outbound topic.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -117,8 +118,8 @@ _PAUSED_POLL_SECONDS = 0.005
 # A worker takes up to this many ready items (distinct keys) at once, sized so that a batch takes
 # about _BATCH_SECONDS at the recent per-item pace: fast items share one thread hand-off, slow
 # ones (FHIR writes) go one per worker so they run concurrently.
-_MAX_BATCH = 64
-_BATCH_SECONDS = 0.002
+_MAX_BATCH = 256
+_BATCH_SECONDS = 0.005
 # A batch whose current item has run this long gives its unstarted items back to other workers.
 _RECLAIM_AFTER_SECONDS = 0.05
 
@@ -315,7 +316,8 @@ class EventRuntime:
 
     @property
     def _outage(self) -> bool:
-        return any(not d.up for d in self.dependencies.values())
+        deps = self.dependencies  # asked per event (`_holding`): most runtimes have none
+        return bool(deps) and any(not d.up for d in deps.values())
 
     def _outage_seconds(self) -> float:
         return sum(d.confirmed_down_seconds() for d in self.dependencies.values())
@@ -523,7 +525,7 @@ class EventRuntime:
                 on_consumed(tp)
                 assert window is not None
                 if not stopping and window.add(record):
-                    add(WorkItem(record, window.incarnation))
+                    add(WorkItem(record, window.incarnation, tp=tp))
 
     def _dispatch(self) -> None:
         """Wake as many idle workers as the ready items need: about one per _BATCH_SECONDS of
@@ -814,6 +816,7 @@ class EventRuntime:
     def _run_batch(self, worker: _Worker) -> None:
         batch = worker.batch
         first = time.monotonic()
+        recording = tracing.recording()
         n = 0
         try:
             while True:
@@ -828,7 +831,7 @@ class EventRuntime:
                     break
                 worker.started = time.monotonic()
                 n += 1
-                self._work(item, worker.done)
+                self._work(item, worker.done, recording)
         finally:
             worker.started = 0.0
             with self._lock:
@@ -873,7 +876,7 @@ class EventRuntime:
             except IndexError:
                 break
             n += 1
-            window = windows.get(item.record.tp)
+            window = windows.get(item.tp)
             if window is not None and window.incarnation == item.incarnation:
                 window.mark_done(item.record.offset)
             release(item.key)
@@ -881,27 +884,23 @@ class EventRuntime:
         self.observer.in_flight(self._busy_workers)
         self._idle.notify_all()
 
-    def _work(self, item: WorkItem, done: deque[WorkItem]) -> None:
-        record = item.record
-        with log_context.bind(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            patient_id=log_context.patient_key(record.key),
-        ):
-            try:
-                if self._attempt(item):
-                    done.append(item)
-            except BaseException:  # never lose track of an item, whatever happened
+    def _work(self, item: WorkItem, done: deque[WorkItem], recording: bool) -> None:
+        try:
+            if self._attempt(item, recording):
+                done.append(item)
+        except BaseException:  # never lose track of an item, whatever happened
+            with log_context.bind(**_record_fields(item.record)):
                 log.exception("worker failed unexpectedly; retrying")
-                self._schedule_retry(item, self._backoff(item))
+            self._schedule_retry(item, self._backoff(item))
 
-    def _attempt(self, item: WorkItem) -> bool:
+    def _attempt(self, item: WorkItem, recording: bool) -> bool:
         """Process one item; True if it succeeded and is to be finished with its batch (failures
-        are retried or dead-lettered here)."""
+        are retried or dead-lettered here). `recording`: whether spans are recorded (checked
+        once per batch: the check is not free when opentelemetry is installed without an SDK)."""
         record = item.record
         if item.dead_letter is not None:
-            self._dead_letter(item, item.dead_letter)
+            with log_context.bind(**_record_fields(record)):
+                self._dead_letter(item, item.dead_letter)
             return False
         started = time.monotonic()
         event: CloudEvent | None = None
@@ -911,15 +910,29 @@ class EventRuntime:
             malformed: Failure | None = classify(exc)
         else:
             malformed = None
-        event_type = self._loggable_type(event.type) if event is not None else None
-        event_id = event.id if event is not None else None
+        if event is not None:
+            event_type = self._loggable_type(event.type)
+            event_id: str | None = event.id
+            inbound: tuple[str | None, str | None] = (event.traceparent, event.tracestate)
+        else:
+            event_type = event_id = None
+            inbound = (None, None)
+        # One log-context bind per event (the record's and the event's fields together).
         with (
-            log_context.bind(event_id=event_id, event_type=event_type),
+            log_context.bind(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                patient_id=_patient_field(record.key),
+                event_id=event_id,
+                event_type=event_type,
+            ),
             tracing.span(
-                f"process {record.topic}",
+                f"process {record.topic}" if recording else "",
                 "consumer",
-                self._span_attributes(record, event_id, event_type),
-                inbound=(event.traceparent, event.tracestate) if event else (None, None),
+                self._span_attributes(record, event_id, event_type) if recording else None,
+                inbound=inbound,
+                record=recording,
             ) as span,
         ):
             if malformed is not None:
@@ -937,7 +950,7 @@ class EventRuntime:
                 span.fail(failure.error_type)
                 self._failed(item, failure)
                 return False
-            self.observer.on_processed(record.tp, event.type, time.monotonic() - started)
+            self.observer.on_processed(item.tp, event.type, time.monotonic() - started)
             if log.isEnabledFor(logging.DEBUG):  # this is the per-event hot path
                 log.debug("processed")
         return True
@@ -1053,7 +1066,7 @@ class EventRuntime:
             extra={"error": failure.error_type, "truncated": truncated},
         )
         tracing.set_attribute("carecoord.dead_lettered", True)
-        self.observer.on_dead_lettered(record.tp, failure.error_type)
+        self.observer.on_dead_lettered(item.tp, failure.error_type)
         self._finish(item)
 
     def _schedule_retry(self, item: WorkItem, delay: float) -> None:
@@ -1077,11 +1090,28 @@ class EventRuntime:
             self._idle.notify_all()
 
 
+# The Kafka key as a log field (a regex match per event otherwise); keys repeat per patient.
+_patient_field = functools.lru_cache(maxsize=4096)(log_context.patient_key)
+
+
+def _record_fields(record: Record) -> dict[str, object]:
+    """The log fields of a record whose event is not (or not yet) parsed."""
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "patient_id": log_context.patient_key(record.key),
+    }
+
+
 def _check_key(record: Record, event: CloudEvent) -> None:
     """Per-patient order rests on the Kafka key being the subject's patient id: an event under
     another patient's key would run concurrently with its own patient's events."""
-    expected = event.key
-    if record.key is not None and expected is not None and record.key != expected:
+    key, subject = record.key, event.subject
+    # CloudEvent.key inline (per event): the id after "Patient/", if there is one.
+    if key is None or not subject or len(subject) <= 8 or not subject.startswith("Patient/"):
+        return
+    if key != subject[8:].encode():
         raise MalformedEvent(
             "the Kafka key is not the subject's patient id (the catalog keys events by patient)",
             event_id=event.id,

@@ -11,11 +11,20 @@ search results of which they look at a few elements. A full pydantic round trip 
 - `fhir.models.parse_resource` returns a `LazyResource` over the server's JSON;
 - `fhir.models.to_json` of a `LazyResource` not yet validated is a copy of its JSON.
 
-A LazyResource answers `get_resource_type()`, `resource_type` and `id` from the JSON; any other
-attribute validates it first (a server's invalid resource then raises FhirResponseInvalid, as
-the eager parse does) and from then on it is the validated model. It passes `isinstance` for its
-fhir.resources class. Outside `lean()` (the public API, the tests) everything is validated
-eagerly, as before.
+A LazyResource answers `get_resource_type()`, `resource_type` and `id` from the JSON. An element
+(a field of its fhir.resources class, e.g. `status`, `subject`) is validated alone, with that
+field's own pydantic type, the first time it is read, and kept: the value is the one the
+validated model would hold (a CodeableConcept model, a datetime), and the elements nobody reads
+are never validated (issue 27: "responses are parsed only as far as the handler reads them";
+the resources handlers search for are read for a few elements each). An element that does not
+validate, and any other attribute (`model_dump`, an assignment), validate the whole resource
+(a server's invalid resource then raises FhirResponseInvalid, as the eager parse does); from then
+on it is the validated model, holding the very element objects already handed out (so an edit
+made to one of them is kept). `json()` (for reading) is its JSON until a mutable element (a
+model, a list) has been handed out; `sendable_json()` (what `fhir.models.to_json` sends) is its
+JSON with those elements written back as the model writes them, without validating the rest.
+It passes `isinstance` for its fhir.resources class. Outside `lean()` (the public API, the
+tests) everything is validated eagerly, as before.
 """
 
 from __future__ import annotations
@@ -23,9 +32,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import date, datetime, time
+from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B.resource import Resource
+from pydantic import TypeAdapter, ValidationError
 
 _LEAN: ContextVar[bool] = ContextVar("carecoord_fhir_lean", default=False)
 
@@ -65,18 +78,31 @@ class LeanBuildMismatch(AssertionError):
 
 
 Validator = Callable[[dict[str, Any]], Resource]
+_IMMUTABLE = (str, int, float, Decimal, date, datetime, time, type(None))  # bool is an int
+
+
+@cache
+def _element(cls: type[Resource], name: str) -> tuple[str, TypeAdapter[Any]] | None:
+    """(JSON key, validator) of the element `name` of `cls`; None if it has no such field."""
+    field = cls.model_fields.get(name)
+    if field is None:
+        return None
+    return field.alias or name, TypeAdapter(field.rebuild_annotation())
 
 
 class LazyResource:
-    """A resource as JSON until first use; then its validated fhir.resources model."""
+    """A resource as JSON until first use; its elements validated one at a time as they are
+    read; its validated fhir.resources model once anything else is asked of it."""
 
-    __slots__ = ("_cls", "_data", "_model", "_validate")
+    __slots__ = ("_cls", "_data", "_elements", "_lent", "_model", "_validate")
 
     def __init__(self, cls: type[Resource], data: dict[str, Any], validate: Validator) -> None:
         object.__setattr__(self, "_cls", cls)
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_model", None)
         object.__setattr__(self, "_validate", validate)
+        object.__setattr__(self, "_elements", None)  # name -> validated value, once read
+        object.__setattr__(self, "_lent", False)  # a mutable element was handed out
 
     # isinstance(lazy, Task) is True for a lazy Task (isinstance falls back on __class__)
     @property  # type: ignore[misc]
@@ -89,13 +115,39 @@ class LazyResource:
         model: Resource | None = self._model
         if model is None:
             model = self._validate(self._data)
+            for name, value in (self._elements or {}).items():
+                model.__dict__[name] = value  # the objects already handed out, edits and all
             object.__setattr__(self, "_model", model)
             object.__setattr__(self, "_data", None)
+            object.__setattr__(self, "_elements", None)
         return model
 
     def json(self) -> dict[str, Any] | None:
-        """The JSON this was made from, while not validated yet (do not mutate it)."""
-        return self._data  # type: ignore[no-any-return]
+        """The JSON this was made from, while not validated yet and no mutable element of it was
+        handed out (do not mutate it)."""
+        return None if self._lent else self._data
+
+    def sendable_json(self) -> dict[str, Any] | None:
+        """A copy of the JSON to send, while not validated: the mutable elements handed out
+        (perhaps edited since) written as fhir.resources writes them, the rest as it came.
+        None once validated (then the model's dump is the JSON)."""
+        data: dict[str, Any] | None = self._data
+        if data is None:
+            return None
+        out: dict[str, Any] = copy_json(data)
+        if not self._lent:
+            return out
+        lent = {n: v for n, v in (self._elements or {}).items() if not isinstance(v, _IMMUTABLE)}
+        part = self._cls.model_construct(**lent)  # the model's own serializer, these alone
+        written = part.model_dump(mode="json", exclude_none=True, by_alias=True)
+        for name in lent:
+            key = (_element(self._cls, name) or (name,))[0]
+            out.pop(name, None)
+            if key in written:
+                out[key] = written[key]
+            else:
+                out.pop(key, None)
+        return out
 
     def get_resource_type(self) -> str:
         data = self._data
@@ -116,6 +168,23 @@ class LazyResource:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
+        data = self._data
+        if data is not None and (element := _element(self._cls, name)) is not None:
+            elements: dict[str, Any] | None = self._elements
+            if elements is not None and name in elements:
+                return elements[name]
+            key, adapter = element
+            try:
+                value = adapter.validate_python(data[key] if key in data else data.get(name))
+            except ValidationError:
+                return getattr(self.model(), name)  # raises as the whole resource's check does
+            if elements is None:
+                elements = {}
+                object.__setattr__(self, "_elements", elements)
+            elements[name] = value
+            if not isinstance(value, _IMMUTABLE):
+                object.__setattr__(self, "_lent", True)
+            return value
         return getattr(self.model(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -129,7 +198,7 @@ class LazyResource:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        state = "json" if self._data is not None else "validated"
+        state = "validated" if self._data is None else "read in part" if self._elements else "json"
         return f"<lazy {self._cls.__name__} ({state})>"
 
 

@@ -56,9 +56,9 @@ def _validate(cls: type[Resource], data: dict[str, Any]) -> Resource:
 def to_json(resource: Resource) -> dict[str, Any]:
     """JSON-ready dict of a resource (no nulls), as a server expects it."""
     if isinstance(resource, LazyResource):
-        raw = resource.json()
+        raw = resource.sendable_json()  # not validated: a copy of its JSON (fhir/lazy.py)
         if raw is not None:
-            return copy_json(raw)
+            return raw
         resource = resource.model()
     data: dict[str, Any] = resource.model_dump(mode="json", exclude_none=True, by_alias=True)
     return data

@@ -64,19 +64,38 @@ def test_a_builder_json_that_fhir_resources_would_write_otherwise_is_caught() ->
     data = {
         "resourceType": "CommunicationRequest",
         "status": "active",
-        "authoredOn": "2030-01-01T00:00:00.5+02:00",  # fhir.resources writes ".500000"
+        "doNotPerform": "true",  # validation makes it the boolean true
     }
     lazy.mismatches.clear()
     with lean(), pytest.raises(LeanBuildMismatch):
         finish(CommunicationRequest, data, "R4")
     assert lazy.mismatches
     lazy.mismatches.clear()
+    del data["doNotPerform"]
     with lean():
         utc = finish(
             CommunicationRequest, {**data, "authoredOn": "2030-01-01T00:00:00+00:00"}, "R4"
         )
     assert to_json(utc)["authoredOn"] == "2030-01-01T00:00:00Z"  # as validation writes UTC
     assert to_json(utc) == to_json(CommunicationRequest.model_validate(to_json(utc)))
+
+
+def test_a_read_resource_edited_and_rebuilt_keeps_the_servers_instants() -> None:
+    """A handler's edit of a read resource goes through a builder: the server's "…43.067Z"
+    (validation would write "…43.067000Z") is the same instant, sent as the server wrote it."""
+    lazy.mismatches.clear()
+    server = {
+        "resourceType": "CommunicationRequest",
+        "id": "cr1",
+        "meta": {"versionId": "1", "lastUpdated": "2026-12-07T07:16:43.067Z"},
+        "status": "active",
+    }
+    with lean():
+        read = parse_resource(server)
+        rebuilt = finish(CommunicationRequest, {**to_json(read), "status": "completed"}, "R4")
+    assert not lazy.mismatches
+    assert to_json(rebuilt)["meta"]["lastUpdated"] == "2026-12-07T07:16:43.067Z"
+    assert to_json(rebuilt)["status"] == "completed"
 
 
 def test_a_month_of_events_goes_out_as_the_validated_json_of_every_builder() -> None:
@@ -128,3 +147,56 @@ def test_a_lazy_r4_task_moves_on_as_an_r4_task() -> None:
         task = parse_resource(dict(TASK))
         done = transition(task, "cancelled", reason="no longer needed")
         assert to_json(done)["statusReason"] == {"text": "no longer needed"}
+
+
+def test_reading_an_element_validates_that_element_alone() -> None:
+    """issue 27: a response is parsed only as far as the handler reads it."""
+    with lean():
+        task = parse_resource({**TASK, "priority": 42})  # invalid, but nobody reads it yet
+    assert task.status == "requested"
+    assert task.json() is not None  # a str handed out: the JSON is still the one to send
+    assert repr(task) == "<lazy Task (read in part)>"
+    with pytest.raises(FhirResponseInvalid, match="invalid Task from server"):
+        _ = task.priority
+
+
+def test_an_element_handed_out_is_the_models_so_an_edit_of_it_is_sent() -> None:
+    with lean():
+        task = parse_resource(dict(TASK))
+        owner = task.for_fhir
+        owner.reference = "Patient/p2"
+        assert to_json(task)["for"] == {"reference": "Patient/p2"}
+        assert repr(task) == "<lazy Task (read in part)>"  # sent without validating the rest
+        assert task.model().for_fhir is owner
+
+
+def test_each_element_read_alone_is_what_the_validated_model_holds() -> None:
+    """Every element of every resource the bench's month writes, read lazily, equals the
+    validated model's (same types: models, datetimes, lists)."""
+    table = load_handlers(config={"referrals": {"requester": "Organization/clinic"}})
+    run = run_events(
+        table.specs,
+        events.patient_enrolled("p1", care_manager="Practitioner/cm1", start="2030-01-02"),
+        *(
+            events.outreach_attempted(
+                "p1", id=f"a{n}", outcome="no-answer", attempted_at=f"2030-01-0{n + 3}T10:00:00Z"
+            )
+            for n in range(3)
+        ),
+        events.time_logged("p1", minutes=25, performed_at="2030-01-10T10:00:00+00:00"),
+        config=table.configs,
+        now=datetime(2030, 1, 12, tzinfo=UTC),
+    )
+    compared = 0
+    for rtype in ("CarePlan", "CommunicationRequest", "Communication", "Task", "ChargeItem"):
+        for data in run.fhir.all(rtype):
+            model = parse_resource(data)
+            with lean():
+                lazy_one = parse_resource(data)
+            for name in type(model).model_fields:
+                value = getattr(lazy_one, name)
+                assert value == getattr(model, name), (rtype, name)
+                assert type(value) is type(getattr(model, name)), (rtype, name)
+                compared += value is not None
+            assert to_json(lazy_one) == to_json(model), rtype  # elements handed out written back
+    assert compared > 50
