@@ -20,10 +20,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -44,6 +44,7 @@ from carecoord.fhir.errors import (
 log = logging.getLogger("carecoord.fhir")
 
 FHIR_JSON = "application/fhir+json"
+R = TypeVar("R")
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 
@@ -378,6 +379,33 @@ class RetryPolicy:
         self, call: Call, label: str, sleep: Callable[[float], None] | None = None
     ) -> tenacity.Retrying:
         return tenacity.Retrying(sleep=sleep or time.sleep, **self._kwargs(call, label))
+
+    def run(
+        self,
+        attempt: Callable[[], R],
+        call: Call,
+        label: str,
+        sleep: Callable[[float], None] | None = None,
+    ) -> R:
+        """`attempt()` under this policy. The first try runs outside tenacity: nearly every
+        request succeeds first time, and a `Retrying` per request was ~3 % of a worker's CPU. A
+        retryable failure hands over to tenacity as its attempt 1 (logged and waited on as
+        before), with the budget less the time that try took."""
+        started = time.monotonic()
+        try:
+            return attempt()
+        except Exception as exc:
+            if not should_retry(exc, call):
+                raise
+            failed: list[Exception] = [exc]
+
+        def again() -> R:
+            if failed:
+                raise failed.pop()
+            return attempt()
+
+        rest = replace(self, budget=self.budget - (time.monotonic() - started))
+        return rest.retrying(call, label, sleep)(again)
 
     def async_retrying(
         self, call: Call, label: str, sleep: Callable[[float], Awaitable[None]] | None = None
