@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import tenacity
 
-from carecoord.core import tracing
+from carecoord.core import json_codec, tracing
 from carecoord.fhir.errors import (
     BY_STATUS,
     FhirError,
@@ -86,7 +86,7 @@ def build_request(
     content: bytes | None = None
     if call.body is not None:
         headers.setdefault("Content-Type", FHIR_JSON)
-        content = json.dumps(call.body, separators=(",", ":")).encode()
+        content = json_codec.dumps(call.body)
     url = call.url if call.url else base_url
     return client.build_request(
         call.method,
@@ -259,7 +259,7 @@ def error_for(
 
 def _json_body(response: httpx.Response) -> Any:
     try:
-        return response.json()
+        return json_codec.loads(response.content)  # httpx's .json() is the standard library's
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         return None
 
