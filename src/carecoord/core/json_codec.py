@@ -3,8 +3,10 @@ wheels), the standard library otherwise.
 
 Measured by py-spy on a bench drain worker (docs/benchmarks.md): parsing the FHIR server's
 answers with `json` was 12 % of the service's CPU, copying the JSON handlers edit 9 %. What
-orjson cannot take (integers beyond 64 bits, NaN, non-string keys, datetimes in a "JSON" copy)
-goes the standard library's way, so results and errors stay those of `json`.
+orjson refuses (NaN, non-string keys, integers beyond 64 bits to write, datetimes in a "JSON"
+copy) goes the standard library's way, so errors stay those of `json`. One difference stays:
+orjson reads an integer beyond 64 bits as a float, where `json` keeps it exact; no FHIR type
+holds one (integer is 32-bit, integer64 64-bit), so a resource with one is invalid either way.
 """
 
 from __future__ import annotations
