@@ -115,6 +115,23 @@ def sekmet_binary() -> str:
     return found
 
 
+def _spawn(
+    argv: list[str],
+    workdir: Path,
+    log: Path,
+    supervised: bool,
+    *,
+    append: bool,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a local server with its output in `log` (appended to where a restart keeps it)."""
+    with open(log, "ab" if append else "wb") as out:
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env,
+            start_new_session=supervised, preexec_fn=_death_signal(supervised),
+        )  # fmt: skip
+
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -177,13 +194,11 @@ def start_kafka(
     log = workdir / "tansu.log"
     url = f"tcp://127.0.0.1:{port}"
     advertised = f"tcp://127.0.0.1:{advertised_port or port}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
-            start_new_session=supervised, preexec_fn=_death_signal(supervised),
-        )  # fmt: skip
+    proc = _spawn(
+        [str(tansu_binary()), "broker", "--listener-url", url,
+         "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"],
+        workdir, log, supervised, append=False,
+    )  # fmt: skip
     kafka = LocalKafka(proc=proc, port=port, workdir=workdir, log=log)
     try:
         _wait_port(port, proc, timeout, "tansu broker")
@@ -234,12 +249,10 @@ def start_fhir(
     workdir = workdir or Path(tempfile.mkdtemp(prefix="carecoord-sekmet-"))
     log = workdir / "sekmet.log"
     env = {**os.environ, "SEKMET_DB": str(workdir / "sekmet.sqlite")}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sekmet_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env,
-            start_new_session=supervised, preexec_fn=_death_signal(supervised),
-        )  # fmt: skip
+    proc = _spawn(
+        [sekmet_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        workdir, log, supervised, append=True, env=env,
+    )  # fmt: skip
     fhir = LocalFhir(proc=proc, port=port, workdir=workdir, log=log, owns_workdir=owns)
     try:
         _wait_port(port, proc, timeout, "sekmet FHIR server")

@@ -7,6 +7,7 @@ then marks the offset done.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from carecoord.core.catalog import EventData, wire_data
 _URN_NAMESPACE = uuid.UUID("5f0c1f9e-6b7a-4c1e-9a55-0c2f7c6d2a10")
 
 
+@functools.lru_cache(maxsize=8192)  # asked several times per write (bundle, references, outbox)
 def urn_for(system: str, value: str) -> str:
     """Deterministic transaction-local fullUrl for the resource with identifier system|value."""
     return f"urn:uuid:{uuid.uuid5(_URN_NAMESPACE, f'{system}|{value}')}"

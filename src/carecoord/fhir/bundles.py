@@ -181,7 +181,23 @@ CREATABLE_TYPES = (
 
 def identifier_blind_types(capability_statement: Mapping[str, Any]) -> frozenset[str]:
     """Resource types the server does not declare `identifier` search for (absent types included
-    as far as the statement lists any). Conditional create on them cannot work."""
+    as far as the statement lists any). Conditional create on them cannot work.
+
+    Asked on every transaction of a statement a client fetched once: the answer for the last
+    statement object is kept (clients never change theirs)."""
+    global _last_blind
+    last = _last_blind
+    if last is not None and last[0] is capability_statement:
+        return last[1]
+    blind = _identifier_blind_types(capability_statement)
+    _last_blind = (capability_statement, blind)
+    return blind
+
+
+_last_blind: tuple[Mapping[str, Any], frozenset[str]] | None = None
+
+
+def _identifier_blind_types(capability_statement: Mapping[str, Any]) -> frozenset[str]:
     declared: dict[str, set[str]] = {}
     for rest in capability_statement.get("rest") or []:
         for res in rest.get("resource") or []:

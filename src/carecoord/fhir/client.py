@@ -153,7 +153,7 @@ class FhirClient(ClientBase[httpx.BaseTransport, Callable[[float], None]]):
                 raise transport_error(exc, label) from exc
             return interpret(response, label)
 
-        return self.retry.retrying(call, label, self._sleep)(attempt)
+        return self.retry.run(attempt, call, label, self._sleep)
 
     def _run(self, op: Op[T]) -> T:
         """Drive an operation: send each call it yields, hand back the reply or the error."""

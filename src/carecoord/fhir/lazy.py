@@ -40,6 +40,8 @@ from typing import Any
 from fhir.resources.R4B.resource import Resource
 from pydantic import TypeAdapter, ValidationError
 
+from carecoord.core import json_codec
+
 _LEAN: ContextVar[bool] = ContextVar("carecoord_fhir_lean", default=False)
 
 
@@ -211,8 +213,4 @@ def json_of(resource: object) -> dict[str, Any] | None:
 
 def copy_json(value: Any) -> Any:
     """A deep copy of JSON (dicts, lists, scalars): cheaper than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_json(v) for v in value]
-    return value
+    return json_codec.copy(value)

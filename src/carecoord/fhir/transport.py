@@ -20,16 +20,16 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import tenacity
 
-from carecoord.core import tracing
+from carecoord.core import json_codec, tracing
 from carecoord.fhir.errors import (
     BY_STATUS,
     FhirError,
@@ -44,6 +44,7 @@ from carecoord.fhir.errors import (
 log = logging.getLogger("carecoord.fhir")
 
 FHIR_JSON = "application/fhir+json"
+R = TypeVar("R")
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 
@@ -85,7 +86,7 @@ def build_request(
     content: bytes | None = None
     if call.body is not None:
         headers.setdefault("Content-Type", FHIR_JSON)
-        content = json.dumps(call.body, separators=(",", ":")).encode()
+        content = json_codec.dumps(call.body)
     url = call.url if call.url else base_url
     return client.build_request(
         call.method,
@@ -258,7 +259,7 @@ def error_for(
 
 def _json_body(response: httpx.Response) -> Any:
     try:
-        return response.json()
+        return json_codec.loads(response.content)  # httpx's .json() is the standard library's
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         return None
 
@@ -378,6 +379,33 @@ class RetryPolicy:
         self, call: Call, label: str, sleep: Callable[[float], None] | None = None
     ) -> tenacity.Retrying:
         return tenacity.Retrying(sleep=sleep or time.sleep, **self._kwargs(call, label))
+
+    def run(
+        self,
+        attempt: Callable[[], R],
+        call: Call,
+        label: str,
+        sleep: Callable[[float], None] | None = None,
+    ) -> R:
+        """`attempt()` under this policy. The first try runs outside tenacity: nearly every
+        request succeeds first time, and a `Retrying` per request was ~3 % of a worker's CPU. A
+        retryable failure hands over to tenacity as its attempt 1 (logged and waited on as
+        before), with the budget less the time that try took."""
+        started = time.monotonic()
+        try:
+            return attempt()
+        except Exception as exc:
+            if not should_retry(exc, call):
+                raise
+            failed: list[Exception] = [exc]
+
+        def again() -> R:
+            if failed:
+                raise failed.pop()
+            return attempt()
+
+        rest = replace(self, budget=self.budget - (time.monotonic() - started))
+        return rest.retrying(call, label, sleep)(again)
 
     def async_retrying(
         self, call: Call, label: str, sleep: Callable[[float], Awaitable[None]] | None = None

@@ -1,4 +1,5 @@
-"""Rank community resources (HealthcareService) for a social need. Pure: no I/O.
+"""Rank community resources (HealthcareService) for a social need. No I/O (the facts of a
+service are remembered per server version, see `known_facts`).
 
 A service is a candidate when it is active, offers the need's Gravity SDOH domain (category) and
 is not known to exclude the patient: a declared coverage area that lacks the patient's postal
@@ -24,6 +25,8 @@ carecoord.directory.hsds for how the directory stores these facts.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -160,6 +163,36 @@ def facts_of(service: Any) -> ServiceFacts:
     )
 
 
+# facts_of per service version, for every referral after the first: a directory's services
+# change far less often than they are ranked, and extracting the facts validates each service's
+# contained Locations (py-spy, bench drain: most of a referral's CPU). Keyed by the server's
+# versionId and lastUpdated, which change with every update; a service without them is not kept.
+_FACTS: OrderedDict[tuple[str, str, str, str], ServiceFacts] = OrderedDict()
+_FACTS_LOCK = threading.Lock()
+FACTS_KEPT = 10_000
+
+
+def known_facts(service: Any) -> ServiceFacts:
+    """`facts_of(service)`, remembered for the service's version (see above)."""
+    meta = getattr(service, "meta", None)
+    version = getattr(meta, "versionId", None)
+    updated = getattr(meta, "lastUpdated", None)
+    if not service.id or not version or updated is None:
+        return facts_of(service)
+    key = (service.__class__.__module__, str(service.id), str(version), str(updated))
+    with _FACTS_LOCK:
+        facts = _FACTS.get(key)
+        if facts is not None:
+            _FACTS.move_to_end(key)
+            return facts
+    facts = facts_of(service)
+    with _FACTS_LOCK:
+        _FACTS[key] = facts
+        if len(_FACTS) > FACTS_KEPT:
+            _FACTS.popitem(last=False)
+    return facts
+
+
 def score(facts: ServiceFacts, criteria: ReferralCriteria) -> tuple[int, int, int] | None:
     """(eligibility, coverage, language) — higher is better — or None if not a candidate."""
     if not facts.active or criteria.domain not in facts.domains or not facts.organization:
@@ -202,7 +235,7 @@ def rank(
     for service in services:
         if service.get_resource_type() != "HealthcareService" or not service.id:
             continue
-        facts = facts_of(service)
+        facts = known_facts(service)
         if facts.reference in exclude:
             continue
         s = score(facts, criteria)
