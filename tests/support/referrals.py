@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fhir.resources.R4B.healthcareservice import HealthcareService
+
+from carecoord.caremodel import terminology as t
 from carecoord.caremodel.builders import care_plan, care_team
 from carecoord.directory.hsds import import_directory
 from carecoord.fhir.models import to_json
 from carecoord.handlers.referrals.handler import attempt_of, handlers
+from carecoord.handlers.referrals.ranking import ReferralCriteria
 from carecoord.testing import events
 from carecoord.testing.fhir import InMemoryFhir
 from carecoord.testing.run import NOW, run_events
@@ -65,3 +69,31 @@ def patient_referral_tasks(fhir: Any, patient: str) -> list[Any]:
         if task.get_resource_type() == "Task" and attempt_of(task) is not None
     ]
     return sorted(found, key=lambda task: attempt_of(task).number)  # type: ignore[union-attr]
+
+
+FOOD_NEED = ReferralCriteria(domain="food-insecurity", postal_code="62701")
+
+
+def food_service(sid: str, capacity: str | None = None, **extra: Any) -> HealthcareService:
+    """An active food-insecurity HealthcareService, with a capacityStatus if given."""
+    data: dict[str, Any] = {
+        "resourceType": "HealthcareService",
+        "id": sid,
+        "name": sid,
+        "active": True,
+        "providedBy": {"reference": f"Organization/{sid}"},
+        "category": [{"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": FOOD_NEED.domain}]}],
+        **extra,
+    }
+    if capacity is not None:
+        status = {"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": capacity}]}
+        data["extension"] = [
+            {
+                "url": t.CAPACITY_STATUS_EXTENSION,
+                "extension": [
+                    {"url": "capacityStatus", "valueCodeableConcept": status},
+                    {"url": "capacityNotes", "valueString": "about 15 on the waitlist"},
+                ],
+            }
+        ]
+    return HealthcareService.model_validate(data)

@@ -7,44 +7,18 @@ no-capacity, waitlist, additional-assessment-required)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fhir.resources.R4B.healthcareservice import HealthcareService
 
-from carecoord.caremodel import terminology as t
 from carecoord.handlers.referrals.ranking import (
-    ReferralCriteria,
     capacity_of,
     capacity_rank,
     facts_of,
     rank,
 )
+from support.referrals import FOOD_NEED
+from support.referrals import food_service as service
 
-NEED = ReferralCriteria(domain="food-insecurity", postal_code="62701")
-
-
-def service(sid: str, capacity: str | None = None, **extra: Any) -> HealthcareService:
-    data: dict[str, Any] = {
-        "resourceType": "HealthcareService",
-        "id": sid,
-        "name": sid,
-        "active": True,
-        "providedBy": {"reference": f"Organization/{sid}"},
-        "category": [{"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": NEED.domain}]}],
-        **extra,
-    }
-    if capacity is not None:
-        status = {"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": capacity}]}
-        data["extension"] = [
-            {
-                "url": t.CAPACITY_STATUS_EXTENSION,
-                "extension": [
-                    {"url": "capacityStatus", "valueCodeableConcept": status},
-                    {"url": "capacityNotes", "valueString": "about 15 on the waitlist"},
-                ],
-            }
-        ]
-    return HealthcareService.model_validate(data)
+NEED = FOOD_NEED
 
 
 def order(*services: HealthcareService) -> list[str]:

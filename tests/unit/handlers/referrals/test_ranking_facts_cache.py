@@ -9,38 +9,16 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.healthcareservice import HealthcareService
 
-from carecoord.caremodel import terminology as t
 from carecoord.handlers.referrals import ranking
-from carecoord.handlers.referrals.ranking import ReferralCriteria, rank
+from carecoord.handlers.referrals.ranking import rank
+from support.referrals import FOOD_NEED, food_service
 
-NEED = ReferralCriteria(domain="food-insecurity", postal_code="62701")
+NEED = FOOD_NEED
 
 
 def service(sid: str, capacity: str, version: str | None, updated: str) -> HealthcareService:
-    data: dict[str, Any] = {
-        "resourceType": "HealthcareService",
-        "id": sid,
-        "name": sid,
-        "active": True,
-        "providedBy": {"reference": f"Organization/{sid}"},
-        "category": [{"coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": NEED.domain}]}],
-        "extension": [
-            {
-                "url": t.CAPACITY_STATUS_EXTENSION,
-                "extension": [
-                    {
-                        "url": "capacityStatus",
-                        "valueCodeableConcept": {
-                            "coding": [{"system": t.SDOHCC_TEMPORARY_CODES, "code": capacity}]
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    if version is not None:
-        data["meta"] = {"versionId": version, "lastUpdated": updated}
-    return HealthcareService.model_validate(data)
+    meta = {"meta": {"versionId": version, "lastUpdated": updated}} if version else {}
+    return food_service(sid, capacity, **meta)
 
 
 def order(*services: HealthcareService) -> list[str]:
