@@ -135,13 +135,31 @@ def _drop_empty(value: Any) -> Any:
     """Drop None/empty elements (FHIR forbids empty ones), innermost first; a UTC dateTime
     written "+00:00" (datetime.isoformat) becomes "Z", as validation would write it."""
     if isinstance(value, dict):
-        cleaned = {k: _drop_empty(v) for k, v in value.items()}
-        return {k: v for k, v in cleaned.items() if v not in (None, [], {}, "")}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            kept = _kept(item)
+            if kept is not _DROP:
+                out[key] = kept
+        return out
     if isinstance(value, list):
-        return [v for v in (_drop_empty(x) for x in value) if v not in (None, [], {}, "")]
-    if isinstance(value, str) and value.endswith("+00:00") and _UTC_DATETIME.match(value):
-        return value[:-6] + "Z"  # as fhir.resources writes a UTC dateTime / instant
-    return value
+        return [kept for item in value if (kept := _kept(item)) is not _DROP]
+    return _kept(value) if value is not None and value != "" else value
+
+
+_DROP = object()
+
+
+def _kept(item: Any) -> Any:
+    """`item` cleaned, or _DROP where FHIR forbids it (None, "", an empty list or object).
+    One pass, no throw-away containers: it runs over every resource a handler builds."""
+    if isinstance(item, dict | list):
+        cleaned = _drop_empty(item)
+        return cleaned if cleaned else _DROP
+    if item is None or item == "":
+        return _DROP
+    if isinstance(item, str) and item.endswith("+00:00") and _UTC_DATETIME.match(item):
+        return item[:-6] + "Z"  # as fhir.resources writes a UTC dateTime / instant
+    return item
 
 
 def ref_id(reference: str) -> str:
