@@ -53,5 +53,5 @@ def test_the_readme_quotes_the_committed_results() -> None:
     assert f"Last run ({RESULTS['date'][:10]})" in readme
     assert f"{p['requests_per_event']} FHIR round trips per event" in readme
     assert f"{p['server_ratio']:.2f} of the embedded server's rate" in readme
-    assert f"{cpu:.1f} ms of carecoord CPU per event, {p['cpu_ratio_to_floor']:.1f}×" in readme
+    assert f"{cpu} ms of carecoord CPU per event, {p['cpu_ratio_to_floor']:.2f}×" in readme
     assert f"no-op runtime {t['ratio']:.2f} of plain kafka-python" in readme
