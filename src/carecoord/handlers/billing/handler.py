@@ -70,7 +70,7 @@ from carecoord.handlers.billing.rules import (
     units_reached,
 )
 from carecoord.handlers.care.event_ids import derived_id
-from carecoord.handlers.care.model import Month, as_date, version_of
+from carecoord.handlers.care.model import Month, as_date, referring, version_of
 
 __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
 
@@ -186,11 +186,7 @@ class LoggedTime:
 def charge_entries(items: Sequence[Any], patient: str) -> list[LoggedTime]:
     """The patient's time entries among ChargeItems (re-filtered: type, subject)."""
     out: list[LoggedTime] = []
-    for item in items:
-        if item.get_resource_type() != "ChargeItem":
-            continue
-        if getattr(getattr(item, "subject", None), "reference", None) != patient:
-            continue
+    for item in referring(items, "ChargeItem", "subject", patient):
         entry = _entry_of(item)
         if entry is None or entry.time is None:
             continue
