@@ -57,7 +57,9 @@ from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.billing import devices
+from carecoord.handlers.billing.config import CHARGE_ITEM_ID as CHARGE_ITEM_ID
 from carecoord.handlers.billing.config import LADDERS, BillingConfig
+from carecoord.handlers.billing.config import PROGRAM_EXTENSION as PROGRAM_EXTENSION
 from carecoord.handlers.billing.reads import MonthReads
 from carecoord.handlers.billing.rules import (
     COMPLEX_CCM,
@@ -79,8 +81,6 @@ log = logging.getLogger(__name__)
 TIME_LOGGED = TimeLogged.event_type
 THRESHOLD_REACHED = BillingThresholdReached.event_type
 TIME_ENTRY_ID = identifier_system("time-entry")
-CHARGE_ITEM_ID = identifier_system("charge-item")
-PROGRAM_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-program"
 # On a billed ChargeItem: the month's total minutes of the code's program when last updated.
 TOTAL_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-minutes-total"
 # On a time entry: its role, flags, and the units it crossed ("99490:1"), for re-announcing.
