@@ -61,12 +61,7 @@ CARE_ACTIVITY = (
 
 
 def _program(program: str) -> t.Code:
-    try:
-        return t.PROGRAMS[program]
-    except KeyError:
-        raise ValueError(
-            f"unknown program {program!r}; expected one of {sorted(t.PROGRAMS)}"
-        ) from None
+    return t.code_named(t.PROGRAMS, program, "program")
 
 
 def _month_key(day: date) -> str:
@@ -449,12 +444,7 @@ def charge_item(
     the calendar month). `unit` numbers repeated add-on codes (99439 #1, #2, ...) so the same
     minutes are never billed twice. Identifier: charge-item | patient : program : YYYY-MM : cpt :
     unit."""
-    try:
-        code = t.BILLING_CODES[cpt]
-    except KeyError:
-        raise ValueError(
-            f"unknown CPT code {cpt!r}; expected one of {sorted(t.BILLING_CODES)}"
-        ) from None
+    code = t.code_named(t.BILLING_CODES, cpt, "CPT code")
     if unit < 1:
         raise ValueError("unit counts from 1")
     first, last = month_period(month)

@@ -10,6 +10,7 @@ Shared file: anyone may ADD constants at the end; never rename or remove.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -63,6 +64,16 @@ def _datatype(name: str, version: FhirVersion) -> type[BaseModel]:
 
     module = r4b if version == "R4" else r5
     return cast(type[BaseModel], module.get_fhir_model_class(name))
+
+
+def code_named(
+    table: Mapping[str, Code], name: str, what: str, error: type[Exception] = ValueError
+) -> Code:
+    """`table[name]`; an unknown name raises `error` listing the names the table has."""
+    try:
+        return table[name]
+    except KeyError:
+        raise error(f"unknown {what} {name!r}; expected one of {sorted(table)}") from None
 
 
 def concept_has(concept: Any, code: Code) -> bool:

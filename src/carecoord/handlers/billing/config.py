@@ -1,5 +1,6 @@
-"""The billing handler's configuration (defaults: CMS, see docs/billing-rules.md), shared by
-its time route (billing/handler.py) and its device-reading route (billing/devices.py)."""
+"""The billing handler's configuration (defaults: CMS, see docs/billing-rules.md) and the marks
+of the ChargeItems it writes, shared by its time route (billing/handler.py) and its
+device-reading route (billing/devices.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
+from carecoord.caremodel import terminology as t
+from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.config import HandlerConfig
 from carecoord.handlers.billing.rules import (
     CCM_STAFF,
@@ -24,6 +27,9 @@ from carecoord.handlers.billing.rules import (
 from carecoord.handlers.care.model import DEFAULT_CONSENT_REQUIRED
 
 LADDERS: dict[str, Ladder] = {"CCM": CCM_STAFF, "PCM": PCM_STAFF, "RPM": RPM}
+# Every ChargeItem of either route: its identifier system and the extension naming its program.
+CHARGE_ITEM_ID = identifier_system("charge-item")
+PROGRAM_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-program"
 
 
 class BillingConfig(HandlerConfig):

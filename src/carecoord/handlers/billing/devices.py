@@ -43,7 +43,7 @@ from carecoord.core.effects import Effects
 from carecoord.core.handler import FhirReader
 from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.batch_reads import Search, search_together
-from carecoord.handlers.billing.config import BillingConfig
+from carecoord.handlers.billing.config import CHARGE_ITEM_ID, PROGRAM_EXTENSION, BillingConfig
 from carecoord.handlers.billing.rules import (
     RPM_DEVICE_2_15,
     RPM_DEVICE_16_30,
@@ -62,8 +62,6 @@ from carecoord.handlers.care.model import as_date, as_instant, reference_str, ve
 log = logging.getLogger(__name__)
 
 READING_ID = identifier_system("rpm-reading")
-CHARGE_ITEM_ID = identifier_system("charge-item")
-PROGRAM_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-program"
 DEVICE_CODES = (RPM_DEVICE_16_30, RPM_DEVICE_2_15)
 
 

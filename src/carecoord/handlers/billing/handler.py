@@ -57,7 +57,9 @@ from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.billing import devices
+from carecoord.handlers.billing.config import CHARGE_ITEM_ID as CHARGE_ITEM_ID
 from carecoord.handlers.billing.config import LADDERS, BillingConfig
+from carecoord.handlers.billing.config import PROGRAM_EXTENSION as PROGRAM_EXTENSION
 from carecoord.handlers.billing.reads import MonthReads
 from carecoord.handlers.billing.rules import (
     COMPLEX_CCM,
@@ -70,7 +72,7 @@ from carecoord.handlers.billing.rules import (
     units_reached,
 )
 from carecoord.handlers.care.event_ids import derived_id
-from carecoord.handlers.care.model import Month, as_date, version_of
+from carecoord.handlers.care.model import Month, as_date, referring, version_of
 
 __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
 
@@ -79,8 +81,6 @@ log = logging.getLogger(__name__)
 TIME_LOGGED = TimeLogged.event_type
 THRESHOLD_REACHED = BillingThresholdReached.event_type
 TIME_ENTRY_ID = identifier_system("time-entry")
-CHARGE_ITEM_ID = identifier_system("charge-item")
-PROGRAM_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-program"
 # On a billed ChargeItem: the month's total minutes of the code's program when last updated.
 TOTAL_EXTENSION = f"{t.CARECOORD_BASE}/StructureDefinition/care-minutes-total"
 # On a time entry: its role, flags, and the units it crossed ("99490:1"), for re-announcing.
@@ -186,11 +186,7 @@ class LoggedTime:
 def charge_entries(items: Sequence[Any], patient: str) -> list[LoggedTime]:
     """The patient's time entries among ChargeItems (re-filtered: type, subject)."""
     out: list[LoggedTime] = []
-    for item in items:
-        if item.get_resource_type() != "ChargeItem":
-            continue
-        if getattr(getattr(item, "subject", None), "reference", None) != patient:
-            continue
+    for item in referring(items, "ChargeItem", "subject", patient):
         entry = _entry_of(item)
         if entry is None or entry.time is None:
             continue

@@ -17,6 +17,7 @@ from carecoord.handlers.care.model import (
     identifier_value,
     patient_of,
     reference_str,
+    referring,
 )
 from carecoord.handlers.care.patient_context import care_team_of, program_of
 
@@ -33,13 +34,11 @@ def patient_consents(fhir: FhirReader, patient_id: str) -> list[Any]:
 
 def carecoord_consents(found: Sequence[Any], patient_id: str) -> list[Any]:
     """The patient's carecoord program Consents among search results (re-filtered here)."""
+    consents = referring(found, "Consent", "patient", f"Patient/{patient_id}")
     return [
         c
-        for c in found
-        if c.get_resource_type() == "Consent"
-        and reference_str(c.patient) == f"Patient/{patient_id}"
-        and identifier_value(c, CONSENT_ID)
-        and c.status in ("active", "inactive")
+        for c in consents
+        if identifier_value(c, CONSENT_ID) and c.status in ("active", "inactive")
     ]
 
 

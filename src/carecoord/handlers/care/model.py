@@ -9,7 +9,7 @@ created conditionally on it.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -206,6 +206,19 @@ def identifier_value(resource: Resource, system: str) -> str | None:
 def reference_str(value: Any) -> str | None:
     """The `reference` string of a Reference (object or None)."""
     return getattr(value, "reference", None) if value is not None else None
+
+
+def referring(
+    found: Iterable[Any], resource_type: str, field: str, reference: str
+) -> Iterator[Any]:
+    """The `resource_type` resources among search results whose `field` references `reference`:
+    results re-filtered, as a server may add other types (_include) or match more loosely."""
+    for resource in found:
+        if (
+            resource.get_resource_type() == resource_type
+            and reference_str(getattr(resource, field, None)) == reference
+        ):
+            yield resource
 
 
 def codings(concept: Any) -> list[Any]:

@@ -44,13 +44,7 @@ WORK_TASK_CODES = frozenset(t.WORK_TASK_TYPES)
 
 
 def _work_code(name: str) -> t.Code:
-    try:
-        return t.WORK_TASK_TYPES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown care-management task type {name!r}; expected one of "
-            f"{sorted(t.WORK_TASK_TYPES)}"
-        ) from None
+    return t.code_named(t.WORK_TASK_TYPES, name, "care-management task type", ConfigError)
 
 
 def _midnight(day: date) -> datetime:

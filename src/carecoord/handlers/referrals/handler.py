@@ -76,6 +76,7 @@ from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import revised, to_json
 from carecoord.handlers.care.event_ids import derived_id
+from carecoord.handlers.care.model import referring
 from carecoord.handlers.care.old_type_names import old_type_names
 from carecoord.handlers.care.patient_context import (
     active_care_plan,
@@ -1009,11 +1010,7 @@ def _attempts(ctx: HandlerContext, pid: str, sr: Resource) -> list[Attempt]:
     sr_ref = f"ServiceRequest/{sr.id}"
     found = ctx.fhir.search("Task", [("patient", f"Patient/{pid}"), ("focus", sr_ref)])
     attempts = []
-    for task in found:
-        if task.get_resource_type() != "Task":
-            continue
-        if getattr(getattr(task, "focus", None), "reference", None) != sr_ref:
-            continue
+    for task in referring(found, "Task", "focus", sr_ref):
         attempt = attempt_of(task)
         if attempt is not None:
             attempts.append(attempt)
