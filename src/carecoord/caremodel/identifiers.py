@@ -24,8 +24,8 @@ from fhir.resources.R4B.resource import Resource
 from carecoord.caremodel.terminology import IDENTIFIER_SYSTEM_BASE
 from carecoord.core.effects import Create, Effects
 from carecoord.fhir.bundles import stable_id  # noqa: F401  (re-exported)
-from carecoord.fhir.lazy import json_of
 from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion
+from carecoord.fhir.reading import element, field, items
 
 MAX_VALUE_LENGTH = 64
 _HASH_LENGTH = 24  # hex chars of sha256 kept for long keys (96 bits: no practical collisions)
@@ -87,18 +87,10 @@ def business_identifier_json(kind: str, *parts: str) -> dict[str, str]:
 
 def carecoord_identifier(resource: Any) -> tuple[str, str] | None:
     """(system, value) of the resource's carecoord business identifier, or None."""
-    raw = json_of(resource)
-    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
-        for ident in raw.get("identifier") or []:
-            system, value = ident.get("system"), ident.get("value")
-            if system and value and system.startswith(IDENTIFIER_SYSTEM_BASE):
-                return str(system), str(value)
-        return None
-    for ident in getattr(resource, "identifier", None) or []:
-        system = getattr(ident, "system", None)
-        value = getattr(ident, "value", None)
-        if system and value and system.startswith(IDENTIFIER_SYSTEM_BASE):
-            return system, value
+    for ident in items(element(resource, "identifier")):
+        system, value = field(ident, "system"), field(ident, "value")
+        if system and value and str(system).startswith(IDENTIFIER_SYSTEM_BASE):
+            return str(system), str(value)
     return None
 
 

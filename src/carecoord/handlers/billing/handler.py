@@ -56,6 +56,7 @@ from carecoord.core.envelope import CloudEvent
 from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Delivery, Handlers
 from carecoord.fhir.models import revised, to_json
+from carecoord.fhir.reading import as_json, element, field, items
 from carecoord.handlers.billing import devices
 from carecoord.handlers.billing.config import CHARGE_ITEM_ID as CHARGE_ITEM_ID
 from carecoord.handlers.billing.config import LADDERS, BillingConfig
@@ -72,7 +73,7 @@ from carecoord.handlers.billing.rules import (
     units_reached,
 )
 from carecoord.handlers.care.event_ids import derived_id
-from carecoord.handlers.care.model import Month, as_date, referring, version_of
+from carecoord.handlers.care.model import Month, as_date, reference_str, referring, version_of
 
 __all__ = ["COMPLEX_CCM", "HANDLERS", "LADDERS", "BillingConfig", "Ladder", "units_reached"]
 
@@ -123,12 +124,12 @@ class Entry:
 
 
 def _ext(item: Any, name: str) -> Any:
-    for e in item.extension or []:
-        if e.url == ENTRY_EXTENSION + name:
+    for e in items(element(item, "extension")):
+        if field(e, "url") == ENTRY_EXTENSION + name:
             for attr in ("valueBoolean", "valueCode", "valueString", "valueReference"):
-                value = getattr(e, attr, None)
+                value = field(e, attr)
                 if value is not None:
-                    return value.reference if attr == "valueReference" else value
+                    return field(value, "reference") if attr == "valueReference" else value
     return None
 
 
@@ -136,20 +137,27 @@ def _entry_of(item: Any) -> Entry | None:
     found = carecoord_identifier(item)
     if found is None or found[0] != TIME_ENTRY_ID or item.status == "entered-in-error":
         return None
+    extensions = items(element(item, "extension"))
     program = next(
         (
-            e.valueCoding.code
-            for e in item.extension or []
-            if e.url == PROGRAM_EXTENSION and e.valueCoding is not None
+            field(field(e, "valueCoding"), "code")
+            for e in extensions
+            if field(e, "url") == PROGRAM_EXTENSION and field(e, "valueCoding") is not None
         ),
         None,
     )
-    when = item.occurrenceDateTime
-    qty = item.quantity.value if item.quantity is not None else None
-    day = as_date(when)
+    day = as_date(element(item, "occurrenceDateTime"))
+    qty = field(element(item, "quantity"), "value")
     if not program or day is None or qty is None:
         return None
-    performer = next((p.actor.reference for p in item.performer or [] if p.actor is not None), None)
+    performer = next(
+        (
+            reference_str(field(p, "actor"))
+            for p in items(element(item, "performer"))
+            if field(p, "actor") is not None
+        ),
+        None,
+    )
     role = _ext(item, "role") or "clinical-staff"
     entry = TimeEntry(
         event_id=found[1],
@@ -164,9 +172,9 @@ def _entry_of(item: Any) -> Entry | None:
         by=performer,
     )
     crossed = tuple(
-        str(e.valueString)
-        for e in item.extension or []
-        if e.url == ENTRY_EXTENSION + "crossed" and e.valueString
+        str(field(e, "valueString"))
+        for e in extensions
+        if field(e, "url") == ENTRY_EXTENSION + "crossed" and field(e, "valueString")
     )
     return Entry(item.id, found[1], str(program), month_label(day), float(qty), entry, crossed)
 
@@ -349,9 +357,9 @@ def _condition_codes(reads: MonthReads, conditions: Sequence[str]) -> list[dict[
         condition = reads.condition(ref)
         if condition is None:
             continue
-        code = getattr(condition, "code", None)
+        code = element(condition, "code")
         if code is not None:
-            out.append(code.model_dump(mode="json", exclude_none=True))
+            out.append(as_json(code))
     return out
 
 

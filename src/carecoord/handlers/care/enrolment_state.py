@@ -11,6 +11,7 @@ from typing import Any
 
 from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.handler import FhirReader
+from carecoord.fhir.reading import element, field
 from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
     as_date,
@@ -44,9 +45,8 @@ def carecoord_consents(found: Sequence[Any], patient_id: str) -> list[Any]:
 
 def consent_span(consent: Any) -> tuple[date | None, date | None]:
     """(from, until) of a Consent: its dateTime, and provision.period.end once revoked."""
-    start = as_date(consent.dateTime)
-    period = consent.provision.period if consent.provision else None
-    end = as_date(period.end) if period is not None and period.end is not None else None
+    start = as_date(element(consent, "dateTime"))
+    end = as_date(field(field(element(consent, "provision"), "period"), "end"))
     return start, end
 
 

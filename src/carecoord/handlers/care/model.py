@@ -22,8 +22,8 @@ from carecoord.caremodel.identifiers import identifier_system
 from carecoord.caremodel.identifiers import identifier_value as business_value
 from carecoord.core.config import HandlerConfig
 from carecoord.core.vocabulary import PROGRAMS, Channel
-from carecoord.fhir.lazy import json_of
 from carecoord.fhir.models import model_class
+from carecoord.fhir.reading import element, field, items
 
 # Programs that need the patient's consent before they are billed (CCM; PCM, BHI and APCM share
 # the CCM consent requirement; RPM: CMS requires consent at the time services are furnished).
@@ -182,51 +182,46 @@ def ref_of(resource: Resource) -> str:
 
 
 def version_of(resource: Resource) -> str | None:
-    raw = json_of(resource)
-    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
-        vid = (raw.get("meta") or {}).get("versionId")
-        return str(vid) if vid else None
-    meta = getattr(resource, "meta", None)
-    return getattr(meta, "versionId", None) if meta else None
+    vid = field(element(resource, "meta"), "versionId")
+    return str(vid) if vid else None
 
 
 def identifier_value(resource: Resource, system: str) -> str | None:
-    raw = json_of(resource)
-    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
-        for ident in raw.get("identifier") or []:
-            if ident.get("system") == system and ident.get("value"):
-                return str(ident["value"])
-        return None
-    for ident in getattr(resource, "identifier", None) or []:
-        if ident.system == system and ident.value:
-            return str(ident.value)
+    for ident in items(element(resource, "identifier")):
+        if field(ident, "system") == system and (value := field(ident, "value")):
+            return str(value)
     return None
 
 
 def reference_str(value: Any) -> str | None:
-    """The `reference` string of a Reference (object or None)."""
-    return getattr(value, "reference", None) if value is not None else None
+    """The `reference` string of a Reference (a model, its JSON or None)."""
+    ref = field(value, "reference")
+    return ref if isinstance(ref, str) else None
 
 
-def referring(
-    found: Iterable[Any], resource_type: str, field: str, reference: str
-) -> Iterator[Any]:
-    """The `resource_type` resources among search results whose `field` references `reference`:
-    results re-filtered, as a server may add other types (_include) or match more loosely."""
+def references(resource: Any, name: str) -> list[str]:
+    """The reference strings of a 0..* Reference element (`basedOn`, `careTeam`), in order."""
+    return [r for r in (reference_str(v) for v in items(element(resource, name))) if r]
+
+
+def referring(found: Iterable[Any], resource_type: str, name: str, reference: str) -> Iterator[Any]:
+    """The `resource_type` resources among search results whose element `name` references
+    `reference`: results re-filtered, as a server may add other types (_include) or match more
+    loosely."""
     for resource in found:
         if (
             resource.get_resource_type() == resource_type
-            and reference_str(getattr(resource, field, None)) == reference
+            and reference_str(element(resource, name)) == reference
         ):
             yield resource
 
 
 def codings(concept: Any) -> list[Any]:
-    return list(getattr(concept, "coding", None) or []) if concept is not None else []
+    return list(items(field(concept, "coding")))
 
 
 def has_code(concept: Any, system: str, code: str) -> bool:
-    return any(c.system == system and c.code == code for c in codings(concept))
+    return any(field(c, "system") == system and field(c, "code") == code for c in codings(concept))
 
 
 def as_date(value: Any) -> date | None:
@@ -266,15 +261,8 @@ def as_instant(value: Any) -> datetime | None:
 
 def patient_of(resource: Resource) -> str | None:
     """The Patient id a resource is about (subject / for)."""
-    raw = json_of(resource)
-    if raw is not None:  # a lean resource: read from its JSON (fhir/lazy.py)
-        for key in ("subject", "for"):
-            ref = (raw.get(key) or {}).get("reference")
-            if isinstance(ref, str) and ref.startswith("Patient/"):
-                return ref.removeprefix("Patient/")
-        return None
-    for attr in ("subject", "for_fhir"):
-        ref = reference_str(getattr(resource, attr, None))
+    for name in ("subject", "for_fhir"):
+        ref = reference_str(element(resource, name))
         if ref and ref.startswith("Patient/"):
             return ref.removeprefix("Patient/")
     return None

@@ -36,7 +36,15 @@ from carecoord.core.handler import FhirReader
 from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.capabilities import declares_include, declares_search_param, statement_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.handlers.care.model import CARE_PLAN_ID, identifier_value, patient_of, reference_str
+from carecoord.fhir.reading import element, field, items
+from carecoord.handlers.care.model import (
+    CARE_PLAN_ID,
+    codings,
+    identifier_value,
+    patient_of,
+    reference_str,
+    references,
+)
 from carecoord.handlers.care.team_hints import TeamHints, hints_of
 
 
@@ -134,15 +142,14 @@ def active_care_plan(fhir: FhirReader, patient_id: str) -> Resource | None:
 
 
 def _started(resource: Any) -> tuple[str, str]:
-    period = getattr(resource, "period", None)
-    start = getattr(period, "start", None) if period is not None else None
+    start = field(element(resource, "period"), "start")
     return (str(start or ""), str(getattr(resource, "id", None) or ""))
 
 
 def _team_ids(plan: Any) -> list[str]:
     """The ids of the standalone CareTeams `plan` references, in its order."""
-    references = (reference_str(link) or "" for link in getattr(plan, "careTeam", None) or [])
-    return [r.removeprefix("CareTeam/") for r in references if r.startswith("CareTeam/")]
+    teams = references(plan, "careTeam")
+    return [r.removeprefix("CareTeam/") for r in teams if r.startswith("CareTeam/")]
 
 
 def _teams(plan: Any, fhir: FhirReader | None) -> list[Any]:
@@ -161,12 +168,12 @@ def _members(teams: Iterable[Any]) -> PatientTeam:
     manager: str | None = None
     provider: str | None = None
     for team in teams:
-        for part in getattr(team, "participant", None) or []:
-            member = reference_str(getattr(part, "member", None))
+        for part in items(element(team, "participant")):
+            member = reference_str(field(part, "member"))
             if not member:
                 continue
-            roles = part.role if isinstance(part.role, list) else [part.role]
-            codes = [c for r in roles if r for c in r.coding or []]
+            role = field(part, "role")
+            codes = [c for r in (role if isinstance(role, list) else [role]) for c in codings(r)]
             if manager is None and any(ROLE_CARE_COORDINATOR.matches(c) for c in codes):
                 manager = member
             if provider is None and any(ROLE_PRIMARY_CARE_PHYSICIAN.matches(c) for c in codes):
@@ -218,8 +225,8 @@ def patient_age(fhir: FhirReader, patient_id: str, on: date) -> int | None:
 
 def program_of(plan: Any) -> str | None:
     """The care program a CarePlan (or a program Consent) is categorised under."""
-    for category in plan.category or []:
-        for coding in category.coding or []:
-            if coding.system == t.CARE_PROGRAM_SYSTEM:
-                return str(coding.code)
+    for category in items(element(plan, "category")):
+        for coding in codings(category):
+            if field(coding, "system") == t.CARE_PROGRAM_SYSTEM:
+                return str(field(coding, "code"))
     return None

@@ -49,8 +49,8 @@ from carecoord.errors import HandlerError, MalformedEvent
 from carecoord.fhir.batch_reads import declares_batch
 from carecoord.fhir.capabilities import declares_revinclude
 from carecoord.fhir.errors import FhirGone, FhirNotFound
-from carecoord.fhir.lazy import json_of
 from carecoord.fhir.models import to_json
+from carecoord.fhir.reading import element, field, items
 from carecoord.handlers.care import patient_context
 from carecoord.handlers.care.model import (
     OUTREACH_ATTEMPT_ID,
@@ -60,12 +60,14 @@ from carecoord.handlers.care.model import (
     Month,
     as_date,
     build,
+    codings,
     has_code,
     identifier_value,
     outreach_key,
     patient_of,
     ref_of,
     reference_str,
+    references,
     version_of,
 )
 from carecoord.handlers.care.outreach_requests import (
@@ -203,20 +205,12 @@ def escalation_for(
 
 def _channel_of(cr: Any) -> str | None:
     """The channel of a request: the medium's text (carecoord writes the channel there), else
-    its ParticipationMode code. Read from a lean request's JSON where it has it (asked on every
-    attempt: validating `medium` was 1.5 % of a drain worker's CPU)."""
-    raw = json_of(cr)
-    mediums: list[tuple[Any, list[Any]]] | None = None
-    if raw is not None:
-        try:
-            mediums = [
-                (m.get("text"), [c.get("code") for c in m.get("coding") or []])
-                for m in raw.get("medium") or []
-            ]
-        except (AttributeError, TypeError):  # not FHIR JSON: validating it names what is wrong
-            mediums = None
-    if mediums is None:
-        mediums = [(m.text, [c.code for c in m.coding or []]) for m in cr.medium or []]
+    its ParticipationMode code (asked on every attempt: validating `medium` was 1.5 % of a drain
+    worker's CPU, so a lean request's is read as JSON)."""
+    mediums = [
+        (field(m, "text"), [field(c, "code") for c in codings(m)])
+        for m in items(element(cr, "medium"))
+    ]
     for text, codes in mediums:
         if text in t.CHANNEL_MEDIUM:
             return str(text)
@@ -229,9 +223,8 @@ def _channel_of(cr: Any) -> str | None:
 def plan_of(fhir: FhirReader, cr: Any) -> Any | None:
     """The CarePlan a request is based on (from the event's earlier plan search where
     `outreach_view` batched one, else read)."""
-    for based in cr.basedOn or []:
-        ref = reference_str(based)
-        if ref and ref.startswith("CarePlan/"):
+    for ref in references(cr, "basedOn"):
+        if ref.startswith("CarePlan/"):
             return _read(fhir, ref)
     return None
 
@@ -366,10 +359,12 @@ def _unanswered(
     for comm in found:
         if comm.get_resource_type() != "Communication":
             continue
-        if cr_ref not in {reference_str(b) for b in comm.basedOn or []}:
+        if cr_ref not in references(comm, "basedOn"):
             continue
         if comm.status == "not-done" and has_code(
-            comm.statusReason, t.COMMUNICATION_NOT_DONE_REASON_SYSTEM, "recipient-unavailable"
+            element(comm, "statusReason"),
+            t.COMMUNICATION_NOT_DONE_REASON_SYSTEM,
+            "recipient-unavailable",
         ):
             ids.add(identifier_value(comm, OUTREACH_ATTEMPT_ID) or ref_of(comm))
     if current_counts:
