@@ -99,7 +99,7 @@ class LazyResource:
     """A resource as JSON until first use; its elements validated one at a time as they are
     read; its validated fhir.resources model once anything else is asked of it."""
 
-    __slots__ = ("_cls", "_data", "_elements", "_lent", "_model", "_validate")
+    __slots__ = ("_checked", "_cls", "_data", "_elements", "_lent", "_model", "_validate")
 
     def __init__(self, cls: type[Resource], data: dict[str, Any], validate: Validator) -> None:
         object.__setattr__(self, "_cls", cls)
@@ -108,6 +108,7 @@ class LazyResource:
         object.__setattr__(self, "_validate", validate)
         object.__setattr__(self, "_elements", None)  # name -> validated value, once read
         object.__setattr__(self, "_lent", False)  # a mutable element was handed out
+        object.__setattr__(self, "_checked", None)  # elements whose JSON has FHIR's shape
 
     # isinstance(lazy, Task) is True for a lazy Task (isinstance falls back on __class__)
     @property  # type: ignore[misc]
@@ -217,10 +218,15 @@ class _NotJson:
 NOT_JSON: Any = _NotJson()  # element_json's "read the attribute instead"
 
 
+# An element's JSON shape: (0..*, what one value is): None for a primitive, `dict` for any
+# object (a contained resource: checked when read as one), else the fields of a complex type.
+Shape = tuple[bool, "type[dict[str, Any]] | dict[str, Any] | None"]
+
+
 @cache
-def _json_fields(cls: type[BaseModel]) -> dict[str, tuple[bool, type[BaseModel] | None]]:
-    """JSON key -> (0..*, the model class of a complex type; None for a primitive)."""
-    out: dict[str, tuple[bool, type[BaseModel] | None]] = {}
+def _json_fields(cls: type[BaseModel]) -> dict[str, Shape]:
+    """JSON key -> the shape of that element of `cls` (filled in as the shapes are asked)."""
+    out: dict[str, Shape] = {}
     for name, info in cls.model_fields.items():
         hint = _bare(info.annotation)
         many = get_origin(hint) is list
@@ -230,8 +236,29 @@ def _json_fields(cls: type[BaseModel]) -> dict[str, tuple[bool, type[BaseModel] 
             model = hint.get_model_klass()
         elif isinstance(hint, type) and issubclass(hint, BaseModel):
             model = hint
-        out[info.alias or name] = (many, model)
+        if model is None:
+            out[info.alias or name] = (many, None)
+        elif issubclass(model, Resource):
+            out[info.alias or name] = (many, dict)
+        else:
+            out[info.alias or name] = (many, _LazyFields(model))
     return out
+
+
+class _LazyFields(dict[str, Any]):
+    """A complex type's `_json_fields`, looked up when first needed (types refer to themselves:
+    Extension holds Extensions)."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        super().__init__()
+        self.model = model
+
+    def __missing__(self, key: str) -> Any:
+        if not self:
+            self.update(_json_fields(self.model))
+            if key in self:
+                return self[key]
+        return None
 
 
 def _bare(hint: Any) -> Any:
@@ -242,24 +269,33 @@ def _bare(hint: Any) -> Any:
     return hint
 
 
-def _fits(spec: tuple[bool, type[BaseModel] | None], value: Any) -> bool:
-    """Whether JSON `value` has the shape of an element `spec`: lists where 0..*, objects with
-    known keys for complex types, no list or object for a primitive (values themselves are not
-    checked against their FHIR patterns). A few us where validating is 8-70 (issue 27)."""
-    many, model = spec
-    if many:
-        return isinstance(value, list) and all(v is None or _fits((False, model), v) for v in value)
-    if model is None:
+def _fits(shape: Shape, value: Any) -> bool:
+    """Whether JSON `value` has the shape of an element: lists where 0..*, objects with known
+    keys for complex types, no list or object for a primitive (values themselves are not checked
+    against their FHIR patterns). A few us where validating is 8-70 (issue 27)."""
+    many, one = shape
+    if not many:
+        return _fits_one(one, value)
+    if not isinstance(value, list):
+        return False
+    for v in value:  # noqa: SIM110 - a loop: all() over a generator costs more, per event
+        if v is not None and not _fits_one(one, v):
+            return False
+    return True
+
+
+def _fits_one(one: Any, value: Any) -> bool:
+    if one is None:
         return not isinstance(value, (list, dict))
     if not isinstance(value, dict):
         return False
-    if issubclass(model, Resource):  # a contained resource: validated when read as one
+    if one is dict:
         return True
-    fields = _json_fields(model)
-    return all(
-        (inner := fields.get(key)) is not None and (v is None or _fits(inner, v))
-        for key, v in value.items()
-    )
+    for key, v in value.items():
+        inner = one[key]
+        if inner is None or (v is not None and not _fits(inner, v)):
+            return False
+    return True
 
 
 def element_json(resource: object, name: str) -> Any:
@@ -283,7 +319,16 @@ def element_json(resource: object, name: str) -> Any:
     value = data.get(key)
     if value is None:
         return None
-    return value if _fits(_json_fields(resource._cls)[key], value) else NOT_JSON
+    checked: set[str] | None = resource._checked
+    if checked is not None and name in checked:
+        return value
+    if not _fits(_json_fields(resource._cls)[key], value):
+        return NOT_JSON
+    if checked is None:
+        object.__setattr__(resource, "_checked", {name})
+    else:
+        checked.add(name)
+    return value
 
 
 def json_of(resource: object) -> dict[str, Any] | None:
