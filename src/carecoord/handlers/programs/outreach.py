@@ -274,13 +274,13 @@ def escalate(
     owner = _escalation_owner(config, provider)
     if owner is None:
         raise HandlerError("no escalation owner: set lead_care_manager or supervisor", task=cr_ref)
-    period_end = cr.occurrencePeriod.end if cr.occurrencePeriod else None
+    period_end = as_date(field(element(cr, "occurrencePeriod"), "end"))  # the catalog: a date
     task = care.escalation_task(
         patient=f"Patient/{patient_id}",
         outreach=cr_ref,
         owner=owner,
         care_plan=plan_ref,
-        requester=reference_str(cr.requester),
+        requester=reference_str(element(cr, "requester")),
         authored_on=at,
         due=at.date() + timedelta(days=2),
     )

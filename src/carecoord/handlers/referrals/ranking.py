@@ -40,6 +40,7 @@ from carecoord.directory.hsds import (
     normalize_language,
     normalize_postal_code,
 )
+from carecoord.fhir.reading import element, field
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,9 @@ FACTS_KEPT = 10_000
 
 def known_facts(service: Any) -> ServiceFacts:
     """`facts_of(service)`, remembered for the service's version (see above)."""
-    meta = getattr(service, "meta", None)
-    version = getattr(meta, "versionId", None)
-    updated = getattr(meta, "lastUpdated", None)
+    meta = element(service, "meta")  # JSON where lean: validating it was most of a hit
+    version = field(meta, "versionId")
+    updated = field(meta, "lastUpdated")
     if not service.id or not version or updated is None:
         return facts_of(service)
     key = (service.__class__.__module__, str(service.id), str(version), str(updated))

@@ -97,3 +97,17 @@ def test_unanswered_attempts_recorded_by_hand_count_each_once() -> None:
         unanswered_by_hand(run, f"ehr-{n}", phone)
     run.run(attempted("p1", 0, "no-answer"))
     assert len(run.fhir.tasks("outreach-escalation")) == 1  # two by hand and this one
+
+
+def test_an_escalation_names_the_requests_period_end_as_a_date() -> None:
+    run = Runner(SPECS, CONFIG)
+    run.run(enrolled("p1", care_manager="Practitioner/cm1"))
+    for n in range(2):
+        run.run(attempted("p1", n, "no-answer"))
+    # Another writer stored the request's period end as a dateTime: the catalog's field is a date.
+    for (rtype, _), stored in run.fhir.store.items():
+        if rtype == "CommunicationRequest":
+            stored["occurrencePeriod"]["end"] = "2024-05-31T23:59:59-04:00"
+    run.run(attempted("p1", 2, "no-answer"))
+    [escalated] = run.emitted
+    assert escalated.data["period_end"] == "2024-05-31"
