@@ -331,13 +331,6 @@ def element_json(resource: object, name: str) -> Any:
     return value
 
 
-def json_of(resource: object) -> dict[str, Any] | None:
-    """The JSON of a LazyResource not validated yet (read it, do not mutate it); else None. For
-    the helpers every event calls (business identifiers, the patient a resource is about), so
-    that asking them does not validate the resource."""
-    return resource.json() if isinstance(resource, LazyResource) else None
-
-
 def copy_json(value: Any) -> Any:
     """A deep copy of JSON (dicts, lists, scalars): cheaper than copy.deepcopy."""
     return json_codec.copy(value)

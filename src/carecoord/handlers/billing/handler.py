@@ -191,10 +191,10 @@ class LoggedTime:
     billed: bool
 
 
-def charge_entries(items: Sequence[Any], patient: str) -> list[LoggedTime]:
+def charge_entries(found: Sequence[Any], patient: str) -> list[LoggedTime]:
     """The patient's time entries among ChargeItems (re-filtered: type, subject)."""
     out: list[LoggedTime] = []
-    for item in referring(items, "ChargeItem", "subject", patient):
+    for item in referring(found, "ChargeItem", "subject", patient):
         entry = _entry_of(item)
         if entry is None or entry.time is None:
             continue
