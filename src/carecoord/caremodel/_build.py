@@ -12,6 +12,7 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.caremodel.identifiers import business_identifier_json
 from carecoord.caremodel.terminology import Code
+from carecoord.core import json_codec
 from carecoord.fhir import lazy
 from carecoord.fhir.lazy import (
     LazyResource,
@@ -131,9 +132,29 @@ def _same_instants(value: Any) -> Any:
     return value
 
 
+# What `_drop_empty` changes, as it shows in compact JSON: null, "", [], {} and a "+00:00" zone.
+# (Also matched inside strings, e.g. "null" as text: then the walk runs, and changes nothing.)
+_NEEDS_WALK = re.compile(rb'null|""|\[\]|\{\}|\+00:00"')
+
+
 def _drop_empty(value: Any) -> Any:
     """Drop None/empty elements (FHIR forbids empty ones), innermost first; a UTC dateTime
-    written "+00:00" (datetime.isoformat) becomes "Z", as validation would write it."""
+    written "+00:00" (datetime.isoformat) becomes "Z", as validation would write it.
+
+    The builders leave most empties at the top (`"careTeam": []`): those go first, and what is
+    left is walked only if its JSON still shows one (a search at C speed). The walk in Python
+    was a fifth of an enrolment's CPU (issue 27)."""
+    if isinstance(value, dict):
+        top = {k: v for k, v in value.items() if not (v is None or v == "" or v == [] or v == {})}
+        try:
+            clean = _NEEDS_WALK.search(json_codec.dumps(top)) is None
+        except TypeError:  # not plain JSON (a date object): the walk keeps it as it is
+            clean = False
+        return top if clean else _walk(top)
+    return _walk(value)
+
+
+def _walk(value: Any) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
@@ -153,7 +174,7 @@ def _kept(item: Any) -> Any:
     """`item` cleaned, or _DROP where FHIR forbids it (None, "", an empty list or object).
     One pass, no throw-away containers: it runs over every resource a handler builds."""
     if isinstance(item, dict | list):
-        cleaned = _drop_empty(item)
+        cleaned = _walk(item)
         return cleaned if cleaned else _DROP
     if item is None or item == "":
         return _DROP

@@ -20,7 +20,13 @@ from fhir.resources.R4B.resource import Resource
 from carecoord.core import json_codec
 from carecoord.core.effects import Create, FhirWrite, Update
 from carecoord.fhir.errors import FhirError, FhirResponseInvalid
-from carecoord.fhir.models import DEFAULT_VERSION, FhirVersion, parse_resource, to_json
+from carecoord.fhir.models import (
+    DEFAULT_VERSION,
+    FhirVersion,
+    parse_resource,
+    to_json,
+    wire_json,
+)
 
 _TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -134,7 +140,7 @@ def writes_to_bundle(
                 body["id"] = rid
             entries.append({"resource": body, "request": put})
             continue
-        body = to_json(write.resource)
+        body = wire_json(write.resource)  # dumped as the request body, not edited
         if isinstance(write, Create):
             entries.append(
                 {

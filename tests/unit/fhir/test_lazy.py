@@ -200,3 +200,22 @@ def test_each_element_read_alone_is_what_the_validated_model_holds() -> None:
                 compared += value is not None
             assert to_json(lazy_one) == to_json(model), rtype  # elements handed out written back
     assert compared > 50
+
+
+def test_a_transaction_sends_a_read_resource_as_read_or_as_edited() -> None:
+    """writes_to_bundle puts a lean resource's own JSON into the transaction (no copy), and the
+    model's JSON once an element was handed out (it may have been edited) or it was validated."""
+    from carecoord.core.effects import Update
+    from carecoord.fhir.bundles import writes_to_bundle
+
+    with lean():
+        untouched = parse_resource(dict(TASK))
+        handed_out = parse_resource({**TASK, "id": "t2"})
+        handed_out.for_fhir.reference = "Patient/p2"
+        validated = parse_resource({**TASK, "id": "t3"})
+        validated.status = "cancelled"
+        bundle = writes_to_bundle([Update(r, "1") for r in (untouched, handed_out, validated)])
+    sent = [entry["resource"] for entry in bundle["entry"]]
+    assert sent[0] is untouched.json()
+    assert sent[1]["for"] == {"reference": "Patient/p2"}
+    assert sent[2]["status"] == "cancelled"

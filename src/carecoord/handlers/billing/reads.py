@@ -33,6 +33,7 @@ from typing import Any
 from carecoord.core.handler import FhirReader
 from carecoord.fhir.batch_reads import Search, declares_batch, search_together
 from carecoord.fhir.errors import FhirGone, FhirNotFound
+from carecoord.fhir.reading import element
 from carecoord.handlers.care.enrolment_state import carecoord_consents, carecoord_plans, states_of
 from carecoord.handlers.care.model import Month, as_date, reference_str
 
@@ -51,8 +52,7 @@ def _of_patient(found: Sequence[Any], resource_type: str, attr: str, patient: st
     return [
         r
         for r in found
-        if r.get_resource_type() == resource_type
-        and reference_str(getattr(r, attr, None)) == patient
+        if r.get_resource_type() == resource_type and reference_str(element(r, attr)) == patient
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from carecoord.caremodel.identifiers import identifier_system
 from carecoord.core.handler import FhirReader
-from carecoord.fhir.reading import element, field
+from carecoord.fhir.reading import element, field, items
 from carecoord.handlers.care.model import (
     CARE_PLAN_ID,
     as_date,
@@ -39,7 +39,7 @@ def carecoord_consents(found: Sequence[Any], patient_id: str) -> list[Any]:
     return [
         c
         for c in consents
-        if identifier_value(c, CONSENT_ID) and c.status in ("active", "inactive")
+        if identifier_value(c, CONSENT_ID) and element(c, "status") in ("active", "inactive")
     ]
 
 
@@ -76,14 +76,15 @@ def carecoord_plans(found: Sequence[Any], patient_id: str) -> list[Any]:
         if p.get_resource_type() == "CarePlan"
         and patient_of(p) == patient_id
         and identifier_value(p, CARE_PLAN_ID)
-        and p.status != "entered-in-error"
+        and element(p, "status") != "entered-in-error"
     ]
 
 
 def _started(plan: Any) -> str:
     """The plan's period.start for comparing (ISO dates sort as text); "" when it has none, so
     that a dated plan wins over one without a start, whichever was listed first."""
-    return str(plan.period.start) if plan.period and plan.period.start else ""
+    start = field(element(plan, "period"), "start")
+    return str(start) if start else ""
 
 
 def enrolment_states(fhir: FhirReader, patient_id: str) -> dict[str, ProgramState]:
@@ -110,12 +111,15 @@ def states_of(
         plan = plans.get(program)
         consent = consents.get(program)
         consent_from, consent_end = consent_span(consent) if consent is not None else (None, None)
-        ends = as_date(plan.period.end) if plan is not None and plan.period else None
+        ends = as_date(field(element(plan, "period"), "end")) if plan is not None else None
         if consent_end is not None:
             ends = min(ends, consent_end) if ends else consent_end
         conditions = tuple(
             r
-            for r in (reference_str(a) for a in (plan.addresses if plan is not None else []) or [])
+            for r in (
+                reference_str(a)
+                for a in items(element(plan, "addresses") if plan is not None else None)
+            )
             if r
         )
         manager, provider = care_team_of(plan) if plan is not None else (None, None)

@@ -186,7 +186,7 @@ def care_team_of(plan: Any, fhir: FhirReader | None = None) -> PatientTeam:
     through `fhir` (answered from the event's earlier searches where they returned them), only
     the contained ones without it."""
     team = _members(_teams(plan, fhir))
-    return PatientTeam(team.care_manager or reference_str(plan.author), team.provider)
+    return PatientTeam(team.care_manager or reference_str(element(plan, "author")), team.provider)
 
 
 def patient_team(fhir: FhirReader, patient_id: str) -> PatientTeam:
@@ -204,10 +204,10 @@ def patient_team(fhir: FhirReader, patient_id: str) -> PatientTeam:
             if team.get_resource_type() == "CareTeam"
             and team.id not in have
             and patient_of(team) == patient_id
-            and getattr(team, "status", None) in (None, "active")
+            and element(team, "status") in (None, "active")
         ]
     found = _members(sorted(teams, key=_started, reverse=True))
-    authors = [a for a in (reference_str(p.author) for p in reversed(plans)) if a]
+    authors = [a for a in (reference_str(element(p, "author")) for p in reversed(plans)) if a]
     return PatientTeam(found.care_manager or (authors[0] if authors else None), found.provider)
 
 

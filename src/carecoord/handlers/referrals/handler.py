@@ -75,6 +75,7 @@ from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe
 from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import revised, to_json
+from carecoord.fhir.reading import element, field
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.model import referring
 from carecoord.handlers.care.old_type_names import old_type_names
@@ -1040,8 +1041,7 @@ def _ident(resource: Resource) -> str:
 
 
 def _version(resource: Resource) -> str | None:
-    meta = getattr(resource, "meta", None)
-    vid = getattr(meta, "versionId", None) if meta is not None else None
+    vid = field(element(resource, "meta"), "versionId")
     return str(vid) if vid else None
 
 
