@@ -38,6 +38,9 @@ def run_carecoord(bootstrap: str, fhir_url: str, topic: str, group: str) -> None
     from carecoord.fhir.client import FhirClient
     from carecoord.handlers.loader import load_handlers
     from carecoord.handlers.processing import HandlerProcessor
+    from carecoord.service.gc_tuning import tune_gc
+
+    tune_gc()  # as `carecoord service run` does for its process
 
     sys.path.insert(0, "tests")
     from support.pipeline import Counter

@@ -113,7 +113,10 @@ def _settings(config: Path | None, *, need_fhir: bool) -> Settings:
 def run(config: ConfigOption = None) -> None:
     """Consume events, run the enabled handlers, write FHIR, until SIGTERM/SIGINT."""
     from carecoord.service.app import Service, plugin_periodic_jobs
+    from carecoord.service.gc_tuning import tune_gc
     from carecoord.service.logging import configure_logging
+
+    tune_gc()  # this process is the service's own (see carecoord.service.gc_tuning)
 
     # CARECOORD_LOG_FORMAT from the first line on: a bad setting is reported in that format too.
     configure_logging(fmt=early_log_format(config))

@@ -8,6 +8,7 @@ then marks the offset done.
 from __future__ import annotations
 
 import functools
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,10 +22,19 @@ from carecoord.core.catalog import EventData, wire_data
 _URN_NAMESPACE = uuid.UUID("5f0c1f9e-6b7a-4c1e-9a55-0c2f7c6d2a10")
 
 
+_NAMESPACE_BYTES = _URN_NAMESPACE.bytes
+
+
 @functools.lru_cache(maxsize=8192)  # asked several times per write (bundle, references, outbox)
 def urn_for(system: str, value: str) -> str:
-    """Deterministic transaction-local fullUrl for the resource with identifier system|value."""
-    return f"urn:uuid:{uuid.uuid5(_URN_NAMESPACE, f'{system}|{value}')}"
+    """Deterministic transaction-local fullUrl for the resource with identifier system|value:
+    `uuid.uuid5(_URN_NAMESPACE, "system|value")` (RFC 4122 section 4.3), computed without the
+    UUID object (a fifth of what a handler's own code spent per event, issue 27)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{system}|{value}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,9 @@ class Location:
 
 def parse_location(url: str) -> Location:
     """`[base/]Type/id[/_history/vid]` — absolute (any host) or relative — into its parts."""
-    path = urlsplit(url.strip()).path
+    url = url.strip()
+    # Most servers answer a relative "Type/id/_history/n": no URL parse for it (per entry).
+    path = url if "?" not in url and "#" not in url and ":" not in url else urlsplit(url).path
     parts = [p for p in path.split("/") if p]
     version: str | None = None
     if len(parts) >= 4 and parts[-2] == "_history":
