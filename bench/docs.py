@@ -84,7 +84,8 @@ def last_run(r: dict[str, Any]) -> str:
         f"(vs the transactions alone: {p['server_raw_transactions_per_s']} → "
         f"{p['server_ratio_to_transactions']:.2f}) "
         f"| {_verdict(met['server_ratio'], '≥ {}', tg['server_ratio'])} |",
-        f"| (e) carecoord's CPU per event vs the floor consumer's (`cpu_ratio_to_floor`) "
+        f"| (e) carecoord's CPU per event vs the floor consumer's (`cpu_ratio_to_floor`; "
+        f"the least of two interleaved drains each) "
         f"| **{cpu['carecoord']} vs {cpu['floor']} ms → {p['cpu_ratio_to_floor']:.2f}×** "
         f"(server {cpu['server']} ms) "
         f"| {_verdict(met['cpu_ratio_to_floor'], '≤ {}×', tg['cpu_ratio_to_floor'])} |",
