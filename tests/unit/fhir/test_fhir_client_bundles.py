@@ -434,7 +434,7 @@ def test_creates_of_identifier_blind_types_become_put_with_rewritten_references(
     team_urn = effects.create(team, "urn:s", "team-1")
     task = Task.model_validate(
         {"resourceType": "Task", "status": "ready", "intent": "order",
-         "basedOn": [{"reference": team_urn}]}
+         "basedOn": [{"reference": team_urn}], "note": [{"text": team_urn}]}
     )  # fmt: skip
     effects.create(task, "urn:s", "task-1")
     put_entry, task_entry = writes_to_bundle(effects.writes, blind)["entry"]
@@ -443,3 +443,4 @@ def test_creates_of_identifier_blind_types_become_put_with_rewritten_references(
     assert put_entry["resource"]["id"] == stable
     assert task_entry["request"]["ifNoneExist"] == "identifier=urn:s|task-1"
     assert task_entry["resource"]["basedOn"] == [{"reference": f"CareTeam/{stable}"}]
+    assert task_entry["resource"]["note"] == [{"text": team_urn}]  # only references change

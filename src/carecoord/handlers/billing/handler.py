@@ -135,7 +135,7 @@ def _ext(item: Any, name: str) -> Any:
 
 def _entry_of(item: Any) -> Entry | None:
     found = carecoord_identifier(item)
-    if found is None or found[0] != TIME_ENTRY_ID or item.status == "entered-in-error":
+    if found is None or found[0] != TIME_ENTRY_ID or element(item, "status") == "entered-in-error":
         return None
     extensions = items(element(item, "extension"))
     program = next(
@@ -206,11 +206,17 @@ def charge_entries(found: Sequence[Any], patient: str) -> list[LoggedTime]:
 def _billed(item: Any) -> tuple[str, str, str] | None:
     """(program, month, code) of a billing-code ChargeItem, or None."""
     found = carecoord_identifier(item)
-    if found is None or found[0] != CHARGE_ITEM_ID or item.status == "entered-in-error":
+    if found is None or found[0] != CHARGE_ITEM_ID or element(item, "status") == "entered-in-error":
         return None
-    cpt = next((c.code for c in (item.code.coding or []) if c.system in _CODE_SYSTEMS), None)
-    period = item.occurrencePeriod
-    day = as_date(period.start) if period is not None else None
+    cpt = next(
+        (
+            field(c, "code")
+            for c in items(field(element(item, "code"), "coding"))
+            if field(c, "system") in _CODE_SYSTEMS
+        ),
+        None,
+    )
+    day = as_date(field(element(item, "occurrencePeriod"), "start"))
     if cpt not in CODE_PROGRAM or day is None:
         return None
     return CODE_PROGRAM[str(cpt)], month_label(day), str(cpt)
@@ -290,11 +296,8 @@ def handle_time_logged(d: Delivery[TimeLogged, BillingConfig]) -> Effects:
     }
     for charge in charges:
         item = current.get((charge.program, charge.cpt))
-        before = (
-            int(item.quantity.value)
-            if item is not None and item.status == "billable" and item.quantity is not None
-            else 0
-        )
+        billed_units = _billable_units(item)
+        before = int(billed_units) if billed_units is not None else 0
         crossed += [(charge, unit) for unit in range(before + 1, charge.units + 1)]
     reason = excluded_reason(this, enrolments.get(d.data.program), rules)
     entry_ref = add_create(fx, _entry(d.event.id, patient, d.data, crossed, reason))
@@ -321,9 +324,9 @@ def handle_time_logged(d: Delivery[TimeLogged, BillingConfig]) -> Effects:
             resource = finish(ChargeItem, body, "R4")
             add_create(fx, resource)
         else:
-            quantity = item.quantity.value if item.quantity is not None else None
+            quantity = field(element(item, "quantity"), "value")
             if (
-                item.status == "billable"
+                element(item, "status") == "billable"
                 and quantity == charge.units
                 and entry_value not in charge.entries
             ):
@@ -338,7 +341,7 @@ def handle_time_logged(d: Delivery[TimeLogged, BillingConfig]) -> Effects:
                       charge.cpt, n, charge.minutes)  # fmt: skip
     wanted = {(c.program, c.cpt) for c in charges}
     for key, item in current.items():
-        if key not in wanted and item.status == "billable":
+        if key not in wanted and element(item, "status") == "billable":
             body = to_json(item)
             body["status"] = "not-billable"
             body["note"] = [
@@ -349,6 +352,13 @@ def handle_time_logged(d: Delivery[TimeLogged, BillingConfig]) -> Effects:
     if reason is not None:
         log.info("time recorded, not billable", extra={"reason": reason})
     return fx
+
+
+def _billable_units(item: Any) -> Any:
+    """The quantity of a stored ChargeItem that is billable (read as JSON), else None."""
+    if item is None or element(item, "status") != "billable":
+        return None
+    return field(element(item, "quantity"), "value")
 
 
 def _condition_codes(reads: MonthReads, conditions: Sequence[str]) -> list[dict[str, Any]]:
