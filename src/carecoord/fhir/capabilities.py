@@ -53,9 +53,9 @@ def statement_of(fhir: object) -> Mapping[str, Any] | None:
 
 
 def _is_unknown(owner: object) -> bool:
+    # A read without the lock: one set lookup (the lock guards the writes; asked per capability).
     try:
-        with _UNKNOWN_LOCK:
-            return owner in _UNKNOWN
+        return owner in _UNKNOWN
     except TypeError:  # not weak-referenceable: asked every time, as before
         return False
 
@@ -90,11 +90,31 @@ def declares_include(fhir: object, resource_type: str, *specs: str) -> bool:
 def _resource(fhir: object, resource_type: str) -> Mapping[str, Any] | None:
     """The CapabilityStatement's rest.resource entry for `resource_type` (None: unknown)."""
     statement = statement_of(fhir)
-    for rest in (statement or {}).get("rest") or []:
+    if statement is None:
+        return None
+    return _by_type(statement).get(resource_type)
+
+
+# statement id -> (the statement, its rest.resource entries by type): a handler asks a dozen
+# capabilities per event and a server lists 150 types; the statement is kept so its id stays
+# its own. A few entries (one per client); bounded all the same.
+_INDEXES: dict[int, tuple[Mapping[str, Any], dict[str, Mapping[str, Any]]]] = {}
+_MAX_INDEXES = 64
+
+
+def _by_type(statement: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    known = _INDEXES.get(id(statement))
+    if known is not None and known[0] is statement:
+        return known[1]
+    index: dict[str, Mapping[str, Any]] = {}
+    for rest in statement.get("rest") or []:
         for res in rest.get("resource") or []:
-            if isinstance(res, Mapping) and res.get("type") == resource_type:
-                return res
-    return None
+            if isinstance(res, Mapping) and isinstance(res.get("type"), str):
+                index.setdefault(res["type"], res)  # the first entry wins, as the scan did
+    if len(_INDEXES) >= _MAX_INDEXES:
+        _INDEXES.clear()
+    _INDEXES[id(statement)] = (statement, index)
+    return index
 
 
 def _declares(fhir: object, resource_type: str, element: str, specs: tuple[str, ...]) -> bool:

@@ -198,7 +198,11 @@ class FhirClient(ClientBase[httpx.BaseTransport, Callable[[float], None]]):
 
     def capability_statement(self) -> dict[str, Any]:
         """The server's CapabilityStatement as JSON, fetched once per client: concurrent first
-        callers wait for one request instead of each sending their own."""
+        callers wait for one request instead of each sending their own. Asked many times per
+        event (each capability a handler checks): once fetched, answered without the lock."""
+        statement = self._statement
+        if statement is not None:
+            return statement
         with self._statement_lock:
             if self._statement is None:
                 self._statement = self._run(ops.capability_statement())
