@@ -14,6 +14,7 @@ re-ran an event's handlers on a version conflict; it stops on SIGTERM.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -78,6 +79,10 @@ def run_carecoord(bootstrap: str, fhir_url: str, topic: str, group: str) -> None
     processing.setLevel(logging.INFO)
     processing.addHandler(reruns)
     processing.propagate = False
+    if os.environ.get("BENCH_SPLIT"):
+        from bench.split import install
+
+        install(os.environ["BENCH_SPLIT"], os.getpid())
     processor = HandlerProcessor(table.specs, fhir, config=table.configs)
     runtime = EventRuntime(processor, options, observer=counter)
     stop = threading.Event()
