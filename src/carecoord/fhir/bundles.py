@@ -19,6 +19,7 @@ from fhir.resources.R4B.resource import Resource
 
 from carecoord.core import json_codec
 from carecoord.core.effects import Create, FhirWrite, Update
+from carecoord.fhir import reading
 from carecoord.fhir.errors import FhirError, FhirResponseInvalid
 from carecoord.fhir.models import (
     DEFAULT_VERSION,
@@ -41,9 +42,8 @@ def is_resource_id(value: str) -> bool:
 
 
 def version_of(resource: Resource) -> str | None:
-    """meta.versionId of a resource, or None."""
-    meta = getattr(resource, "meta", None)
-    vid = getattr(meta, "versionId", None) if meta is not None else None
+    """meta.versionId of a resource, or None (a lean resource's meta read as JSON)."""
+    vid = reading.field(reading.element(resource, "meta"), "versionId")
     return str(vid) if vid else None
 
 

@@ -36,7 +36,6 @@ def test_the_service_command_sets_the_thresholds_before_the_service_starts(
     monkeypatch.setattr(app, "Service", service)
     monkeypatch.setenv("CARECOORD_KAFKA_BOOTSTRAP", "127.0.0.1:9")
     monkeypatch.setenv("CARECOORD_FHIR_BASE_URL", "http://127.0.0.1:9/fhir")
-    monkeypatch.setenv("CARECOORD_HANDLERS__referrals__organization", "Organization/practice")
     gc.set_threshold(700, 10, 10)
     with pytest.raises(typer.Exit):  # the stub's "failure", reported as the CLI reports one
         service_commands.run(None)

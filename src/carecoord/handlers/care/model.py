@@ -22,6 +22,7 @@ from carecoord.caremodel.identifiers import identifier_system
 from carecoord.caremodel.identifiers import identifier_value as business_value
 from carecoord.core.config import HandlerConfig
 from carecoord.core.vocabulary import PROGRAMS, Channel
+from carecoord.fhir.bundles import version_of as version_of  # the handlers take it from here
 from carecoord.fhir.models import model_class
 from carecoord.fhir.reading import element, field, items
 
@@ -179,11 +180,6 @@ def build(resource_type: str, data: dict[str, Any]) -> Resource:
 
 def ref_of(resource: Resource) -> str:
     return f"{resource.get_resource_type()}/{resource.id}"
-
-
-def version_of(resource: Resource) -> str | None:
-    vid = field(element(resource, "meta"), "versionId")
-    return str(vid) if vid else None
 
 
 def identifier_value(resource: Resource, system: str) -> str | None:

@@ -60,6 +60,7 @@ from carecoord.core.handler import FhirReader
 from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import HandlerError, InvalidTransition
 from carecoord.fhir.batch_reads import search_together
+from carecoord.fhir.bundles import version_of
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import to_json
 from carecoord.handlers.care.business_hours import DEFAULT_HOURS, PracticeCalendar
@@ -234,12 +235,6 @@ def _care_plan(task: Any) -> str | None:
     return next((p for p in plans if p and p.startswith("CarePlan/")), None)
 
 
-def _version(resource: Resource) -> str | None:
-    meta = getattr(resource, "meta", None)
-    vid = getattr(meta, "versionId", None) if meta is not None else None
-    return str(vid) if vid else None
-
-
 def _ident(resource: Resource) -> str:
     found = carecoord_identifier(resource)
     return f"{found[0]}|{found[1]}" if found else ""
@@ -315,10 +310,10 @@ def handle_overdue(d: Delivery[ClinicalOverdue, ClinicalLoopConfig]) -> Effects:
     )
     add_create(fx, escalation)
     if missed is question:
-        fx.update(_tagged(question, priority=priority), _version(question))
+        fx.update(_tagged(question, priority=priority), version_of(question))
     else:
-        fx.update(_tagged(missed), _version(missed))
-        fx.update(build("Task", {**to_json(question), "priority": priority}), _version(question))
+        fx.update(_tagged(missed), version_of(missed))
+        fx.update(build("Task", {**to_json(question), "priority": priority}), version_of(question))
     fx.emit(
         ClinicalEscalated(
             task=d.data.task,
@@ -443,7 +438,7 @@ def _close_others(
         data["statusReason"] = t.REASON_ANSWERED_ELSEWHERE.concept_json(
             "Answered by another provider"
         )
-        fx.update(build("Task", data), _version(other))
+        fx.update(build("Task", data), version_of(other))
 
 
 # ---------------------------------------------------------------------------------------------

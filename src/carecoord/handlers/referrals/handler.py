@@ -72,10 +72,10 @@ from carecoord.core.handler import HandlerContext, HandlerSpec
 from carecoord.core.router import Delivery, Handlers
 from carecoord.errors import HandlerError, InvalidTransition, MalformedEvent
 from carecoord.fhir.batch_reads import Search, declares_batch, existence_probe
+from carecoord.fhir.bundles import version_of
 from carecoord.fhir.capabilities import declares_include
 from carecoord.fhir.errors import FhirGone, FhirNotFound
 from carecoord.fhir.models import revised, to_json
-from carecoord.fhir.reading import element, field
 from carecoord.handlers.care.event_ids import derived_id
 from carecoord.handlers.care.model import referring
 from carecoord.handlers.care.old_type_names import old_type_names
@@ -676,7 +676,7 @@ def _join_care_plan(
     data.setdefault("addresses", []).append({"reference": condition_ref})
     data.setdefault("goal", []).append({"reference": goal_ref})
     data.setdefault("activity", []).append({"reference": {"reference": sr_ref}})
-    fx.update(revised(plan, data), _version(plan))
+    fx.update(revised(plan, data), version_of(plan))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -725,7 +725,7 @@ def handle_status_changed(d: Delivery[ReferralStatusChanged, ReferralConfig]) ->
     if (
         d.data.task_version
         and task.status != d.data.status
-        and _version(task) != d.data.task_version
+        and version_of(task) != d.data.task_version
     ):
         # Reports a status of an older version (e.g. a late FHIR notification): the event of the
         # later change carries the current status, so this one changes nothing.
@@ -739,7 +739,7 @@ def handle_status_changed(d: Delivery[ReferralStatusChanged, ReferralConfig]) ->
             raise HandlerError(
                 exc.message, event_id=d.event.id, task=d.data.task, to=d.data.status
             ) from exc
-        fx.update(updated, _version(task))
+        fx.update(updated, version_of(task))
 
     step = step_after(d.data.status, actor)
     enrollments = enrollment_statuses(task, d.fhir) if d.data.status in ENROLLMENT_REPORTED else []
@@ -834,7 +834,7 @@ def _next_candidate(
     add_create(fx, task)
     data = to_json(sr)
     data["performer"] = [{"reference": best.organization}]
-    fx.update(revised(sr, data), _version(sr))
+    fx.update(revised(sr, data), version_of(sr))
     _emit_created(fx, event, pid, _domain_of(sr), sr, sr, None, (task, best, number))
     log.info(
         "referral moved to the next candidate",
@@ -918,7 +918,7 @@ def _add_outcome(
                 present.append(concept)
                 changed = True
     if changed:
-        fx.update(revised(plan, data), _version(plan))
+        fx.update(revised(plan, data), version_of(plan))
 
 
 def _goals_of(sr: Resource) -> list[str]:
@@ -943,7 +943,7 @@ def _close_request(fx: Effects, sr: Resource, status: str) -> None:
         return
     data = to_json(sr)
     data["status"] = status
-    fx.update(revised(sr, data), _version(sr))
+    fx.update(revised(sr, data), version_of(sr))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1038,11 +1038,6 @@ def _one(found: Sequence[Resource]) -> Resource | None:
 def _ident(resource: Resource) -> str:
     found = carecoord_identifier(resource)
     return f"{found[0]}|{found[1]}" if found else ""
-
-
-def _version(resource: Resource) -> str | None:
-    vid = field(element(resource, "meta"), "versionId")
-    return str(vid) if vid else None
 
 
 def _with(resource: Resource, **fields: Any) -> Resource:
